@@ -1,0 +1,3 @@
+//! Placeholder: this crate is filled by a later issue.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Line-protocol parser (being written).
