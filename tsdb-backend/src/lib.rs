@@ -14,5 +14,7 @@
 
 pub mod clock;
 pub mod lineproto;
+pub mod metrics;
 pub mod model;
 pub mod query;
+pub mod storage;

@@ -1,0 +1,365 @@
+//! The storage engine: what a node holds, how a write becomes durable, how it comes back.
+//!
+//! ```text
+//! Engine
+//!  ├─ Catalog (catalog.rs)       databases → retention policies, measurements → series → rows
+//!  ├─ WAL writer (writer.rs)     group commit: one fsync per group, apply, acknowledge
+//!  │    └─ wal.rs                segment files of checksummed records; recovery cuts a bad tail
+//!  ├─ entry.rs                   what a record means (write, DDL); idempotent on replay
+//!  └─ snapshot.rs                checkpoints that let old segments be deleted
+//! ```
+//!
+//! A write is validated against the schema (field types are reserved as they are first
+//! seen), logged, fsynced, applied, and only then acknowledged. On open the newest valid
+//! snapshot is loaded and the WAL records after it are replayed.
+
+pub mod catalog;
+pub mod entry;
+pub mod series;
+pub mod snapshot;
+pub mod wal;
+pub mod writer;
+
+use crate::clock::TimeProvider;
+use crate::metrics::Metrics;
+use crate::model::Point;
+use catalog::{read, write, Catalog, Database};
+use entry::Entry;
+pub use series::FieldTypeConflict;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+pub use writer::FsyncMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database not found: \"{0}\"")]
+    DatabaseNotFound(String),
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("wal record {seq}: cannot decode: {source}")]
+    Decode {
+        seq: u64,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("encoding wal entry: {0}")]
+    Encode(#[source] postcard::Error),
+    #[error("the write-ahead log failed earlier; the node accepts no writes until restarted")]
+    WalFailed,
+    #[error("checkpoint failed: {0}")]
+    CheckpointFailed(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// How the engine is set up; see `main.rs` for the flags that fill it.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub fsync: FsyncMode,
+    /// Write a snapshot and trim the WAL once this many bytes were logged since the last one.
+    pub checkpoint_bytes: u64,
+    /// Duration of the default policy of new databases (0: keep forever).
+    pub default_retention_ns: i64,
+}
+
+/// Why points of a write were not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    TypeConflict(FieldTypeConflict),
+    /// Older than the database's retention allows.
+    BeyondRetention,
+}
+
+/// The outcome of a write whose accepted points are durable.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    pub written: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+/// The node's storage: owns the catalog and the WAL writer thread.
+#[derive(Debug)]
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    jobs: RwLock<Option<Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<Result<(), StorageError>>>>,
+    time: Arc<dyn TimeProvider>,
+    metrics: Arc<Metrics>,
+    last_seq: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+    config: EngineConfig,
+}
+
+use writer::Job;
+
+impl Engine {
+    /// Opens the data directory: loads the newest valid snapshot, replays the WAL after it
+    /// (cutting off a torn or corrupt tail) and starts the writer thread.
+    pub fn open(
+        config: EngineConfig,
+        time: Arc<dyn TimeProvider>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, StorageError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| StorageError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        snapshot::remove_temporaries(&dir);
+
+        let (snap_seq, catalog) = load_newest_snapshot(&dir, config.default_retention_ns)?;
+        let recovered = wal::recover(&dir, snap_seq)?;
+        let replayed = recovered.records.len();
+        for record in &recovered.records {
+            let entry = Entry::decode(&record.payload).map_err(|source| StorageError::Decode {
+                seq: record.seq,
+                source,
+            })?;
+            catalog.apply(&entry);
+        }
+        tracing::info!(
+            snapshot_seq = snap_seq,
+            replayed,
+            last_seq = recovered.last_seq,
+            cut_bytes = recovered.cut_bytes,
+            "storage recovered"
+        );
+
+        let catalog = Arc::new(catalog);
+        let last_seq = Arc::new(AtomicU64::new(recovered.last_seq));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let writer = writer::Writer {
+            dir: dir.clone(),
+            fsync: config.fsync,
+            checkpoint_bytes: config.checkpoint_bytes,
+            catalog: catalog.clone(),
+            metrics: metrics.clone(),
+            last_seq: last_seq.clone(),
+            failed: failed.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| StorageError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Engine {
+            catalog,
+            jobs: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            time,
+            metrics,
+            last_seq,
+            failed,
+            config,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn now_ns(&self) -> i64 {
+        self.time.now_ns()
+    }
+
+    pub fn time(&self) -> Arc<dyn TimeProvider> {
+        self.time.clone()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Highest WAL sequence number applied.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::SeqCst)
+    }
+
+    /// False after the WAL failed; the node then refuses writes.
+    pub fn is_writable(&self) -> bool {
+        !self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Validates `points` for database `db`, logs the accepted ones durably and applies them.
+    /// Returns only after they are on disk (per the fsync mode) and visible to queries.
+    pub async fn write(&self, db: &str, points: Vec<Point>) -> Result<WriteReport, StorageError> {
+        let database = self
+            .catalog
+            .database(db)
+            .ok_or_else(|| StorageError::DatabaseNotFound(db.to_string()))?;
+        let cutoff = read(&database.policies).cutoff(self.now_ns());
+        let (accepted, rejected) = validate(&database, points, cutoff);
+        let written = accepted.len();
+        if written > 0 {
+            self.log(Entry::Write {
+                db: db.to_string(),
+                points: accepted,
+            })
+            .await?;
+        }
+        self.metrics.points_written.inc_by(written as u64);
+        self.metrics.points_rejected.inc_by(rejected.len() as u64);
+        Ok(WriteReport { written, rejected })
+    }
+
+    /// Logs one entry durably and applies it; returns its sequence number.
+    pub async fn log(&self, entry: Entry) -> Result<u64, StorageError> {
+        let payload = entry.encode().map_err(StorageError::Encode)?;
+        let (reply, wait) = oneshot::channel();
+        {
+            let jobs = read(&self.jobs);
+            let tx = jobs.as_ref().ok_or(StorageError::ShuttingDown)?;
+            tx.send(Job::Log {
+                entry,
+                payload,
+                reply,
+            })
+            .map_err(|_| StorageError::ShuttingDown)?;
+        }
+        wait.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Drops rows older than each database's retention allows; returns how many went.
+    pub fn enforce_retention(&self) -> usize {
+        let now = self.now_ns();
+        let mut dropped = 0;
+        for db in self.catalog.databases() {
+            let Some(cutoff) = read(&db.policies).cutoff(now) else {
+                continue;
+            };
+            for (_, m) in db.measurements() {
+                dropped += write(&m).drop_before(cutoff);
+            }
+        }
+        self.metrics.retention_dropped_rows.inc_by(dropped as u64);
+        dropped
+    }
+
+    /// Stops the writer after it has logged and synced everything already sent. Blocking.
+    pub fn shutdown(&self) -> Result<(), StorageError> {
+        write(&self.jobs).take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match handle {
+            Some(h) => h.join().unwrap_or(Err(StorageError::WalFailed)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a snapshot of the current state and trims the WAL (used by tests and on
+    /// demand; the writer also checkpoints by itself as the WAL grows).
+    pub fn checkpoint_now(&self) -> Result<(), StorageError> {
+        let (reply, wait) = mpsc::channel();
+        read(&self.jobs)
+            .as_ref()
+            .ok_or(StorageError::ShuttingDown)?
+            .send(Job::Checkpoint { reply })
+            .map_err(|_| StorageError::ShuttingDown)?;
+        wait.recv().map_err(|_| StorageError::ShuttingDown)?
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "stopping the wal writer");
+        }
+    }
+}
+
+fn load_newest_snapshot(
+    dir: &Path,
+    default_retention_ns: i64,
+) -> Result<(u64, Catalog), StorageError> {
+    for (seq, path) in snapshot::list_snapshots(dir)? {
+        match snapshot::read_snapshot(&path, default_retention_ns) {
+            Ok((s, catalog)) => {
+                tracing::info!(seq = s, path = %path.display(), "snapshot loaded");
+                return Ok((s, catalog));
+            }
+            Err(e) => tracing::error!(error = %e, seq, "ignoring unreadable snapshot"),
+        }
+    }
+    Ok((0, Catalog::new(default_retention_ns)))
+}
+
+/// Splits a batch into points the schema and retention accept and the reasons for the
+/// rest. New field types are reserved in the schema as they are first seen, so two
+/// concurrent batches cannot both introduce one field with different types.
+fn validate(
+    db: &Database,
+    points: Vec<Point>,
+    cutoff: Option<i64>,
+) -> (Vec<Point>, Vec<Rejection>) {
+    let mut accepted = Vec::with_capacity(points.len());
+    let mut rejected = Vec::new();
+    let mut points = points.into_iter().peekable();
+    while let Some(first) = points.next() {
+        // One lock per run of points of the same measurement.
+        let m = db.measurement_or_create(&first.measurement);
+        let mut run = vec![first];
+        while let Some(p) = points.next_if(|p| p.measurement == run[0].measurement) {
+            run.push(p);
+        }
+        let knows_all = {
+            let guard = read(&m);
+            run.iter().all(|p| {
+                guard
+                    .check(p)
+                    .map(|unknown| unknown.is_empty())
+                    .unwrap_or(true)
+            })
+        };
+        let mut keep = |p: Point, res: Result<(), FieldTypeConflict>| match res {
+            _ if cutoff.is_some_and(|c| p.timestamp < c) => {
+                rejected.push(Rejection::BeyondRetention)
+            }
+            Ok(()) => accepted.push(p),
+            Err(conflict) => rejected.push(Rejection::TypeConflict(conflict)),
+        };
+        if knows_all {
+            let guard = read(&m);
+            for p in run {
+                let res = guard.check(&p).map(|_| ());
+                keep(p, res);
+            }
+        } else {
+            let mut guard = write(&m);
+            for p in run {
+                let res = if cutoff.is_some_and(|c| p.timestamp < c) {
+                    Ok(())
+                } else {
+                    guard.reserve(&p)
+                };
+                keep(p, res);
+            }
+        }
+    }
+    (accepted, rejected)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! The node's state: databases, their retention policies and their measurements.
+//!
+//! Locks are taken from the outside in (catalog, then database, then measurement) and never
+//! held across an await. Only the WAL writer thread mutates data; request handlers read,
+//! and reserve new field types in a measurement's schema before their batch is logged.
+
+use super::entry::Entry;
+use super::series::Measurement;
+use crate::model::Point;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The retention policy every database gets, as in InfluxDB.
+pub const DEFAULT_POLICY: &str = "autogen";
+
+/// A retention policy; `duration_ns == 0` keeps data forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    pub name: String,
+    pub duration_ns: i64,
+}
+
+/// A database's policies and which one is the default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policies {
+    pub list: Vec<RetentionPolicy>,
+    pub default: String,
+}
+
+impl Policies {
+    pub fn new(default_duration_ns: i64) -> Self {
+        Policies {
+            list: vec![RetentionPolicy {
+                name: DEFAULT_POLICY.to_string(),
+                duration_ns: default_duration_ns,
+            }],
+            default: DEFAULT_POLICY.to_string(),
+        }
+    }
+
+    /// The duration of the default policy (0: forever). All data of a database lives under
+    /// its default policy's duration; see docs/tsdb.md.
+    pub fn default_duration_ns(&self) -> i64 {
+        self.list
+            .iter()
+            .find(|p| p.name == self.default)
+            .map_or(0, |p| p.duration_ns)
+    }
+
+    /// The oldest timestamp that is still kept at `now_ns`, if the policy expires data.
+    pub fn cutoff(&self, now_ns: i64) -> Option<i64> {
+        match self.default_duration_ns() {
+            0 => None,
+            d => Some(now_ns.saturating_sub(d)),
+        }
+    }
+}
+
+/// Reads through a lock even if a panicking thread poisoned it: our invariants are kept per
+/// operation, and a wedged node is worse than a node that serves what it has.
+pub fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One database.
+#[derive(Debug)]
+pub struct Database {
+    pub name: String,
+    pub policies: RwLock<Policies>,
+    measurements: RwLock<BTreeMap<String, Arc<RwLock<Measurement>>>>,
+}
+
+impl Database {
+    pub fn new(name: &str, policies: Policies) -> Self {
+        Database {
+            name: name.to_string(),
+            policies: RwLock::new(policies),
+            measurements: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn measurement(&self, name: &str) -> Option<Arc<RwLock<Measurement>>> {
+        read(&self.measurements).get(name).cloned()
+    }
+
+    /// The measurement, created empty if it does not exist yet.
+    pub fn measurement_or_create(&self, name: &str) -> Arc<RwLock<Measurement>> {
+        if let Some(m) = self.measurement(name) {
+            return m;
+        }
+        write(&self.measurements)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(RwLock::new(Measurement::new(name))))
+            .clone()
+    }
+
+    /// All measurements in name order (including ones that hold no point yet).
+    pub fn measurements(&self) -> Vec<(String, Arc<RwLock<Measurement>>)> {
+        read(&self.measurements)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn insert_measurement(&self, m: Measurement) {
+        write(&self.measurements).insert(m.name.clone(), Arc::new(RwLock::new(m)));
+    }
+
+    pub fn drop_measurement(&self, name: &str) {
+        write(&self.measurements).remove(name);
+    }
+
+    /// Stores validated points (called by the WAL writer and by replay).
+    pub fn apply_points(&self, points: &[Point]) {
+        let mut i = 0;
+        // Points of one batch usually share a measurement: lock it once per run.
+        while i < points.len() {
+            let name = &points[i].measurement;
+            let m = self.measurement_or_create(name);
+            let mut guard = write(&m);
+            while i < points.len() && points[i].measurement == *name {
+                guard.apply(&points[i]);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Every database of the node.
+#[derive(Debug)]
+pub struct Catalog {
+    databases: RwLock<BTreeMap<String, Arc<Database>>>,
+    /// Duration of the `autogen` policy of newly created databases (0: forever).
+    default_retention_ns: i64,
+}
+
+impl Catalog {
+    pub fn new(default_retention_ns: i64) -> Self {
+        Catalog {
+            databases: RwLock::new(BTreeMap::new()),
+            default_retention_ns,
+        }
+    }
+
+    pub fn database(&self, name: &str) -> Option<Arc<Database>> {
+        read(&self.databases).get(name).cloned()
+    }
+
+    pub fn databases(&self) -> Vec<Arc<Database>> {
+        read(&self.databases).values().cloned().collect()
+    }
+
+    pub fn database_names(&self) -> Vec<String> {
+        read(&self.databases).keys().cloned().collect()
+    }
+
+    pub fn insert_database(&self, db: Database) {
+        write(&self.databases).insert(db.name.clone(), Arc::new(db));
+    }
+
+    /// Applies one logged change. Idempotent when replayed in log order.
+    pub fn apply(&self, entry: &Entry) {
+        match entry {
+            Entry::Write { db, points } => {
+                // A write logged just before its database was dropped finds no database.
+                if let Some(db) = self.database(db) {
+                    db.apply_points(points);
+                }
+            }
+            Entry::CreateDatabase { name } => {
+                let mut dbs = write(&self.databases);
+                if !dbs.contains_key(name) {
+                    let policies = Policies::new(self.default_retention_ns);
+                    dbs.insert(name.clone(), Arc::new(Database::new(name, policies)));
+                }
+            }
+            Entry::DropDatabase { name } => {
+                write(&self.databases).remove(name);
+            }
+            Entry::SetRetentionPolicy {
+                db,
+                name,
+                duration_ns,
+                default,
+            } => {
+                if let Some(db) = self.database(db) {
+                    let mut p = write(&db.policies);
+                    match p.list.iter_mut().find(|rp| rp.name == *name) {
+                        Some(rp) => rp.duration_ns = *duration_ns,
+                        None => p.list.push(RetentionPolicy {
+                            name: name.clone(),
+                            duration_ns: *duration_ns,
+                        }),
+                    }
+                    if *default {
+                        p.default = name.clone();
+                    }
+                }
+            }
+            Entry::DropRetentionPolicy { db, name } => {
+                if let Some(db) = self.database(db) {
+                    write(&db.policies).list.retain(|rp| rp.name != *name);
+                }
+            }
+            Entry::DropMeasurement { db, name } => {
+                if let Some(db) = self.database(db) {
+                    db.drop_measurement(name);
+                }
+            }
+        }
+    }
+}

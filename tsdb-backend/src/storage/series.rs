@@ -1,0 +1,294 @@
+//! In-memory data of one measurement: its field schema and its series of rows.
+//!
+//! A series is one tag set; its rows are kept sorted by timestamp, and a row holds the
+//! values of the fields written at that timestamp (a later write of the same field at the
+//! same time replaces the value, other fields of the row are kept, as in InfluxDB).
+
+use crate::model::{FieldType, FieldValue, Point};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// A field column: its name and the type fixed by its first value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDef {
+    pub name: String,
+    pub ty: FieldType,
+}
+
+/// The values written at one timestamp, sorted by field id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Row(pub Vec<(u32, FieldValue)>);
+
+impl Row {
+    /// Sets a field's value, replacing an earlier one.
+    pub fn set(&mut self, id: u32, value: FieldValue) {
+        match self.0.binary_search_by_key(&id, |(i, _)| *i) {
+            Ok(pos) => self.0[pos].1 = value,
+            Err(pos) => self.0.insert(pos, (id, value)),
+        }
+    }
+
+    pub fn get(&self, id: u32) -> Option<&FieldValue> {
+        self.0
+            .binary_search_by_key(&id, |(i, _)| *i)
+            .ok()
+            .map(|pos| &self.0[pos].1)
+    }
+}
+
+/// One tag set of a measurement and its rows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Sorted by key.
+    pub tags: Vec<(String, String)>,
+    pub rows: BTreeMap<i64, Row>,
+}
+
+impl Series {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a point was refused by the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field type conflict: input field \"{field}\" on measurement \"{measurement}\" is type {got}, already exists as type {existing}")]
+pub struct FieldTypeConflict {
+    pub measurement: String,
+    pub field: String,
+    pub got: FieldType,
+    pub existing: FieldType,
+}
+
+/// The schema and data of one measurement.
+#[derive(Debug, Clone, Default)]
+pub struct Measurement {
+    pub name: String,
+    fields: Vec<FieldDef>,
+    field_ids: HashMap<String, u32>,
+    series: Vec<Series>,
+    series_ids: HashMap<Vec<(String, String)>, u32>,
+}
+
+impl Measurement {
+    pub fn new(name: &str) -> Self {
+        Measurement {
+            name: name.to_string(),
+            ..Measurement::default()
+        }
+    }
+
+    /// Rebuilds a measurement from a snapshot.
+    pub fn from_parts(name: String, fields: Vec<FieldDef>, series: Vec<Series>) -> Self {
+        let field_ids = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i as u32))
+            .collect();
+        let series_ids = series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.tags.clone(), i as u32))
+            .collect();
+        Measurement {
+            name,
+            fields,
+            field_ids,
+            series,
+            series_ids,
+        }
+    }
+
+    pub fn fields(&self) -> &[FieldDef] {
+        &self.fields
+    }
+
+    pub fn field_id(&self, name: &str) -> Option<u32> {
+        self.field_ids.get(name).copied()
+    }
+
+    pub fn field_type(&self, name: &str) -> Option<FieldType> {
+        self.field_id(name).map(|id| self.fields[id as usize].ty)
+    }
+
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
+    /// True when the measurement holds no point (it may still have a schema).
+    pub fn is_empty(&self) -> bool {
+        self.series.iter().all(|s| s.rows.is_empty())
+    }
+
+    /// Checks a point's field types against the schema without changing it. Returns the
+    /// names of fields the schema does not know yet.
+    pub fn check<'p>(
+        &self,
+        point: &'p Point,
+    ) -> Result<Vec<(&'p str, FieldType)>, FieldTypeConflict> {
+        let mut unknown = Vec::new();
+        for (name, value) in &point.fields {
+            let got = value.field_type();
+            match self.field_type(name) {
+                Some(existing) if existing != got => {
+                    return Err(FieldTypeConflict {
+                        measurement: self.name.clone(),
+                        field: name.clone(),
+                        got,
+                        existing,
+                    })
+                }
+                Some(_) => {}
+                None => unknown.push((name.as_str(), got)),
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// Checks a point and adds its new fields to the schema.
+    pub fn reserve(&mut self, point: &Point) -> Result<(), FieldTypeConflict> {
+        for (name, ty) in self.check(point)? {
+            self.define_field(name, ty);
+        }
+        Ok(())
+    }
+
+    fn define_field(&mut self, name: &str, ty: FieldType) -> u32 {
+        if let Some(id) = self.field_id(name) {
+            return id;
+        }
+        let id = self.fields.len() as u32;
+        self.fields.push(FieldDef {
+            name: name.to_string(),
+            ty,
+        });
+        self.field_ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// Stores a point that was validated before it was logged. A value whose type differs
+    /// from the schema (possible only if the log was written by a different schema history)
+    /// is skipped rather than corrupting the column.
+    pub fn apply(&mut self, point: &Point) {
+        let sid = match self.series_ids.get(point.tags.as_slice()) {
+            Some(&id) => id,
+            None => {
+                let id = self.series.len() as u32;
+                self.series.push(Series {
+                    tags: point.tags.clone(),
+                    rows: BTreeMap::new(),
+                });
+                self.series_ids.insert(point.tags.clone(), id);
+                id
+            }
+        };
+        let mut ids = Vec::with_capacity(point.fields.len());
+        for (name, value) in &point.fields {
+            let id = self.define_field(name, value.field_type());
+            ids.push((id, self.fields[id as usize].ty == value.field_type()));
+        }
+        let row = self.series[sid as usize]
+            .rows
+            .entry(point.timestamp)
+            .or_default();
+        for ((_, value), (id, type_ok)) in point.fields.iter().zip(ids) {
+            if type_ok {
+                row.set(id, value.clone());
+            }
+        }
+    }
+
+    /// Drops every row older than `cutoff` (exclusive); returns how many rows went.
+    pub fn drop_before(&mut self, cutoff: i64) -> usize {
+        let mut dropped = 0;
+        for s in &mut self.series {
+            let keep = s.rows.split_off(&cutoff);
+            dropped += s.rows.len();
+            s.rows = keep;
+        }
+        dropped
+    }
+
+    /// Number of stored field values, for metrics.
+    pub fn value_count(&self) -> usize {
+        self.series
+            .iter()
+            .map(|s| s.rows.values().map(|r| r.0.len()).sum::<usize>())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(tags: &[(&str, &str)], fields: Vec<(&str, FieldValue)>, ts: i64) -> Point {
+        Point {
+            measurement: "cpu".into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            timestamp: ts,
+        }
+    }
+
+    #[test]
+    fn a_field_keeps_the_type_of_its_first_value() {
+        let mut m = Measurement::new("cpu");
+        m.reserve(&point(&[], vec![("v", FieldValue::Float(1.0))], 1))
+            .unwrap();
+        let err = m
+            .reserve(&point(&[], vec![("v", FieldValue::Integer(1))], 2))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field type conflict: input field \"v\" on measurement \"cpu\" is type integer, already exists as type float"
+        );
+    }
+
+    #[test]
+    fn writes_at_the_same_time_merge_fields_and_the_last_value_wins() {
+        let mut m = Measurement::new("cpu");
+        m.apply(&point(
+            &[("h", "a")],
+            vec![("x", FieldValue::Float(1.0)), ("y", FieldValue::Float(2.0))],
+            5,
+        ));
+        m.apply(&point(
+            &[("h", "a")],
+            vec![("x", FieldValue::Float(3.0))],
+            5,
+        ));
+        let s = &m.series()[0];
+        let row = &s.rows[&5];
+        assert_eq!(
+            row.get(m.field_id("x").unwrap()),
+            Some(&FieldValue::Float(3.0))
+        );
+        assert_eq!(
+            row.get(m.field_id("y").unwrap()),
+            Some(&FieldValue::Float(2.0))
+        );
+    }
+
+    #[test]
+    fn drop_before_keeps_the_row_at_the_cutoff() {
+        let mut m = Measurement::new("cpu");
+        for ts in [9, 10, 11] {
+            m.apply(&point(&[], vec![("x", FieldValue::Integer(ts))], ts));
+        }
+        assert_eq!(m.drop_before(10), 1);
+        assert_eq!(
+            m.series()[0].rows.keys().copied().collect::<Vec<_>>(),
+            vec![10, 11]
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! Checkpoints: the whole in-memory state written to one file, so the WAL can be trimmed.
+//!
+//! A snapshot named `snapshot-<seq>.snap` holds every change up to WAL record `seq` (and
+//! possibly some later ones, which replay re-applies harmlessly: entries are idempotent).
+//! Layout: the magic `TSDBSNAP1`, `seq: u64 LE`, then frames `len: u32 | crc32: u32 |
+//! postcard(Item)`, the last of which is `Item::End`. It is written to a `.tmp` file,
+//! fsynced and renamed, so a crash leaves either the old snapshot or the new one; a file
+//! without its `End` frame or with a bad checksum is ignored in favour of an older one.
+
+use super::catalog::{read, Catalog, Database, Policies};
+use super::series::{FieldDef, Measurement, Series};
+use super::wal::sync_dir;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 9] = b"TSDBSNAP1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("snapshot {path}: encoding: {source}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("snapshot {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Serialize)]
+enum ItemRef<'a> {
+    Database {
+        name: &'a str,
+        policies: &'a Policies,
+    },
+    Measurement {
+        db: &'a str,
+        name: &'a str,
+        fields: &'a [FieldDef],
+    },
+    Series {
+        db: &'a str,
+        measurement: &'a str,
+        series: &'a Series,
+    },
+    End,
+}
+
+#[derive(Debug, Deserialize)]
+enum Item {
+    Database {
+        name: String,
+        policies: Policies,
+    },
+    Measurement {
+        db: String,
+        name: String,
+        fields: Vec<FieldDef>,
+    },
+    Series {
+        db: String,
+        measurement: String,
+        series: Series,
+    },
+    End,
+}
+
+pub fn snapshot_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("snapshot-{seq:020}.snap"))
+}
+
+/// Snapshots in `dir`, newest first.
+pub fn list_snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let io_err = |source| SnapshotError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name();
+        let Some(num) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("snapshot-"))
+            .and_then(|n| n.strip_suffix(".snap"))
+        else {
+            continue;
+        };
+        if let Ok(seq) = num.parse::<u64>() {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort_by(|a, b| b.cmp(a));
+    Ok(out)
+}
+
+struct FrameWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn item(&mut self, item: &ItemRef<'_>) -> Result<(), postcard::Error> {
+        self.buf.clear();
+        let bytes = postcard::to_extend(item, std::mem::take(&mut self.buf))?;
+        let len = u32::try_from(bytes.len()).map_err(|_| postcard::Error::SerializeBufferFull)?;
+        let crc = crc32fast::hash(&bytes);
+        let res = self
+            .out
+            .write_all(&len.to_le_bytes())
+            .and_then(|_| self.out.write_all(&crc.to_le_bytes()))
+            .and_then(|_| self.out.write_all(&bytes));
+        self.buf = bytes;
+        res.map_err(|_| postcard::Error::SerdeSerCustom)
+    }
+}
+
+/// Writes the catalog as snapshot `seq` into `dir`, durably. Takes each measurement's read
+/// lock while that measurement is written, so writers to it wait for that long.
+pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf, SnapshotError> {
+    let final_path = snapshot_path(dir, seq);
+    let tmp = final_path.with_extension("snap.tmp");
+    let io_err = |source| SnapshotError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let file = File::create(&tmp).map_err(io_err)?;
+    let mut w = FrameWriter {
+        out: BufWriter::with_capacity(1 << 20, file),
+        buf: Vec::new(),
+    };
+    let enc_err = |source| SnapshotError::Encode {
+        path: tmp.clone(),
+        source,
+    };
+    w.out.write_all(MAGIC).map_err(io_err)?;
+    w.out.write_all(&seq.to_le_bytes()).map_err(io_err)?;
+    for db in catalog.databases() {
+        let policies = read(&db.policies).clone();
+        w.item(&ItemRef::Database {
+            name: &db.name,
+            policies: &policies,
+        })
+        .map_err(enc_err)?;
+        for (name, m) in db.measurements() {
+            let m = read(&m);
+            w.item(&ItemRef::Measurement {
+                db: &db.name,
+                name: &name,
+                fields: m.fields(),
+            })
+            .map_err(enc_err)?;
+            for series in m.series() {
+                w.item(&ItemRef::Series {
+                    db: &db.name,
+                    measurement: &name,
+                    series,
+                })
+                .map_err(enc_err)?;
+            }
+        }
+    }
+    w.item(&ItemRef::End).map_err(enc_err)?;
+    let file = w.out.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    drop(file);
+    fs::rename(&tmp, &final_path).map_err(io_err)?;
+    sync_dir(dir).map_err(|e| SnapshotError::Invalid {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(final_path)
+}
+
+/// Reads a snapshot into a fresh catalog; returns the sequence number it covers.
+pub fn read_snapshot(
+    path: &Path,
+    default_retention_ns: i64,
+) -> Result<(u64, Catalog), SnapshotError> {
+    let invalid = |reason: &str| SnapshotError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|source| SnapshotError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(invalid("not a snapshot file"));
+    }
+    let mut seq_bytes = [0u8; 8];
+    seq_bytes.copy_from_slice(&bytes[MAGIC.len()..MAGIC.len() + 8]);
+    let seq = u64::from_le_bytes(seq_bytes);
+    let mut rest = &bytes[MAGIC.len() + 8..];
+
+    let catalog = Catalog::new(default_retention_ns);
+    // Series arrive one frame at a time after their measurement; build each measurement once.
+    struct Pending {
+        name: String,
+        fields: Vec<FieldDef>,
+        series: Vec<Series>,
+    }
+    let finish = |db: &Database, m: Option<Pending>| {
+        if let Some(m) = m {
+            db.insert_measurement(Measurement::from_parts(m.name, m.fields, m.series));
+        }
+    };
+    let mut current: Option<(Database, Option<Pending>)> = None;
+    loop {
+        if rest.len() < 8 {
+            return Err(invalid("ends before its end marker"));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if rest.len() < 8 + len {
+            return Err(invalid("ends inside a frame"));
+        }
+        let frame = &rest[8..8 + len];
+        if crc32fast::hash(frame) != crc {
+            return Err(invalid("a frame fails its checksum"));
+        }
+        rest = &rest[8 + len..];
+        let item: Item = postcard::from_bytes(frame).map_err(|e| invalid(&e.to_string()))?;
+        match item {
+            Item::Database { name, policies } => {
+                if let Some((db, m)) = current.take() {
+                    finish(&db, m);
+                    catalog.insert_database(db);
+                }
+                current = Some((Database::new(&name, policies), None));
+            }
+            Item::Measurement { db, name, fields } => {
+                let Some((cur, m)) = current.as_mut() else {
+                    return Err(invalid("measurement before its database"));
+                };
+                if cur.name != db {
+                    return Err(invalid("measurement outside its database"));
+                }
+                finish(cur, m.take());
+                *m = Some(Pending {
+                    name,
+                    fields,
+                    series: Vec::new(),
+                });
+            }
+            Item::Series {
+                db,
+                measurement,
+                series,
+            } => {
+                let Some((cur, Some(m))) = current.as_mut() else {
+                    return Err(invalid("series before its measurement"));
+                };
+                if cur.name != db || m.name != measurement {
+                    return Err(invalid("series outside its measurement"));
+                }
+                m.series.push(series);
+            }
+            Item::End => {
+                if let Some((db, m)) = current.take() {
+                    finish(&db, m);
+                    catalog.insert_database(db);
+                }
+                return Ok((seq, catalog));
+            }
+        }
+    }
+}
+
+/// Removes snapshots older than `keep_seq` and stray temporary files.
+pub fn remove_older(dir: &Path, keep_seq: u64) -> Result<(), SnapshotError> {
+    for (seq, path) in list_snapshots(dir)? {
+        if seq < keep_seq {
+            fs::remove_file(&path).map_err(|source| SnapshotError::Io { path, source })?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `.tmp` files a crash left behind mid-snapshot.
+pub fn remove_temporaries(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".snap.tmp"))
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Engine tests: durability across reopen, checkpoints, validation.
+
+use super::*;
+use crate::clock::ManualTime;
+use crate::model::FieldValue;
+
+fn config(dir: &Path) -> EngineConfig {
+    EngineConfig {
+        data_dir: dir.to_path_buf(),
+        fsync: FsyncMode::Always,
+        checkpoint_bytes: 1 << 30,
+        default_retention_ns: 0,
+    }
+}
+
+fn open(cfg: EngineConfig, now: i64) -> Engine {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    Engine::open(cfg, Arc::new(ManualTime::new(now)), metrics).unwrap()
+}
+
+fn point(m: &str, host: &str, field: &str, v: FieldValue, ts: i64) -> Point {
+    Point {
+        measurement: m.into(),
+        tags: vec![("host".into(), host.into())],
+        fields: vec![(field.into(), v)],
+        timestamp: ts,
+    }
+}
+
+fn count(engine: &Engine, db: &str, m: &str) -> usize {
+    let Some(db) = engine.catalog().database(db) else {
+        return 0;
+    };
+    let Some(m) = db.measurement(m) else { return 0 };
+    let m = read(&m);
+    m.value_count()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn acknowledged_points_are_present_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let e = open(config(dir.path()), 0);
+        rt.block_on(async {
+            e.log(Entry::CreateDatabase { name: "d".into() })
+                .await
+                .unwrap();
+            for i in 0..10 {
+                let r = e
+                    .write("d", vec![point("cpu", "a", "v", FieldValue::Integer(i), i)])
+                    .await
+                    .unwrap();
+                assert_eq!(r.written, 1);
+            }
+        });
+        assert_eq!(count(&e, "d", "cpu"), 10);
+    }
+    let e = open(config(dir.path()), 0);
+    assert_eq!(count(&e, "d", "cpu"), 10);
+    assert_eq!(e.last_seq(), 11);
+}
+
+#[test]
+fn a_checkpoint_trims_the_wal_and_reopen_restores_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let e = open(config(dir.path()), 0);
+        rt.block_on(async {
+            e.log(Entry::CreateDatabase { name: "d".into() })
+                .await
+                .unwrap();
+            e.write("d", vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)])
+                .await
+                .unwrap();
+        });
+        e.checkpoint_now().unwrap();
+        rt.block_on(async {
+            e.write("d", vec![point("cpu", "b", "v", FieldValue::Float(2.0), 2)])
+                .await
+                .unwrap();
+        });
+    }
+    let e = open(config(dir.path()), 0);
+    assert_eq!(count(&e, "d", "cpu"), 2);
+    let snaps = snapshot::list_snapshots(dir.path()).unwrap();
+    assert_eq!(snaps.len(), 1);
+}
+
+#[test]
+fn the_writer_checkpoints_by_itself_when_the_wal_passes_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_bytes = 4096;
+    {
+        let e = open(cfg.clone(), 0);
+        rt.block_on(async {
+            e.log(Entry::CreateDatabase { name: "d".into() })
+                .await
+                .unwrap();
+            for i in 0..200 {
+                e.write("d", vec![point("cpu", "a", "v", FieldValue::Integer(i), i)])
+                    .await
+                    .unwrap();
+            }
+        });
+        e.shutdown().unwrap();
+        assert!(e.metrics().checkpoints.get() >= 1);
+    }
+    assert!(!snapshot::list_snapshots(dir.path()).unwrap().is_empty());
+    let e = open(cfg, 0);
+    assert_eq!(count(&e, "d", "cpu"), 200);
+}
+
+#[test]
+fn a_type_conflict_drops_only_the_conflicting_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(config(dir.path()), 0);
+    let r = rt().block_on(async {
+        e.log(Entry::CreateDatabase { name: "d".into() })
+            .await
+            .unwrap();
+        e.write(
+            "d",
+            vec![
+                point("cpu", "a", "v", FieldValue::Float(1.0), 1),
+                point("cpu", "a", "v", FieldValue::Integer(2), 2),
+                point("cpu", "a", "v", FieldValue::Float(3.0), 3),
+            ],
+        )
+        .await
+        .unwrap()
+    });
+    assert_eq!(r.written, 2);
+    assert!(
+        matches!(&r.rejected[..], [Rejection::TypeConflict(c)] if c.got == crate::model::FieldType::Integer)
+    );
+}
+
+#[test]
+fn writing_to_an_unknown_database_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(config(dir.path()), 0);
+    let err = rt()
+        .block_on(e.write(
+            "nodb",
+            vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)],
+        ))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "database not found: \"nodb\"");
+}
+
+#[test]
+fn points_older_than_the_retention_are_refused_and_expired_ones_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000_000_000i64;
+    let mut cfg = config(dir.path());
+    cfg.default_retention_ns = hour;
+    let now = 10 * hour;
+    let time = ManualTime::new(now);
+    let e = Engine::open(
+        cfg,
+        Arc::new(time.clone()),
+        Arc::new(Metrics::new().unwrap()),
+    )
+    .unwrap();
+    let r = rt().block_on(async {
+        e.log(Entry::CreateDatabase { name: "d".into() })
+            .await
+            .unwrap();
+        e.write(
+            "d",
+            vec![
+                point("cpu", "a", "v", FieldValue::Integer(1), now - hour - 1),
+                point("cpu", "a", "v", FieldValue::Integer(2), now - hour),
+                point("cpu", "a", "v", FieldValue::Integer(3), now),
+            ],
+        )
+        .await
+        .unwrap()
+    });
+    assert_eq!(r.written, 2);
+    assert_eq!(r.rejected, vec![Rejection::BeyondRetention]);
+    time.advance(1);
+    assert_eq!(
+        e.enforce_retention(),
+        1,
+        "the point at now - 1h is now one ns too old"
+    );
+    assert_eq!(count(&e, "d", "cpu"), 1);
+}
+
+#[test]
+fn a_corrupt_snapshot_falls_back_to_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let e = open(config(dir.path()), 0);
+        rt.block_on(async {
+            e.log(Entry::CreateDatabase { name: "d".into() })
+                .await
+                .unwrap();
+            e.write("d", vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)])
+                .await
+                .unwrap();
+        });
+    }
+    // A snapshot that claims to cover everything but is garbage must not be trusted.
+    std::fs::write(snapshot::snapshot_path(dir.path(), 99), b"TSDBSNAP1garbage").unwrap();
+    let e = open(config(dir.path()), 0);
+    assert_eq!(count(&e, "d", "cpu"), 1);
+}

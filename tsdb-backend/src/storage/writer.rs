@@ -1,0 +1,273 @@
+//! The WAL writer thread: group commit, then apply, then acknowledge.
+//!
+//! Request handlers send encoded entries through a channel. The thread takes everything
+//! that is waiting, appends it to the current segment with one write, makes it durable
+//! with one fsync (so concurrent writers share it), applies the entries to memory in log
+//! order, and only then answers each sender. Memory therefore never holds a change the log
+//! does not, and replay reproduces the exact order of application.
+
+use super::catalog::Catalog;
+use super::entry::Entry;
+use super::snapshot;
+use super::wal::{self, Segment};
+use super::StorageError;
+use crate::clock::monotonic_now;
+use crate::metrics::Metrics;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Whether an acknowledgement waits for fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncMode {
+    /// fsync before every acknowledgement (shared by concurrent writers): no acknowledged
+    /// point is lost even if the machine loses power.
+    Always,
+    /// Leave flushing to the operating system: survives a process crash, not a power loss.
+    Never,
+}
+
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+pub enum Job {
+    /// Log one entry; the reply carries its sequence number once it is durable and applied.
+    Log {
+        entry: Entry,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, StorageError>>,
+    },
+    /// Write a snapshot now and trim the WAL; the reply comes when it is done.
+    Checkpoint {
+        reply: std::sync::mpsc::Sender<Result<(), StorageError>>,
+    },
+}
+
+/// A `Job::Log` taken into the current group.
+#[derive(Debug)]
+struct Pending {
+    entry: Entry,
+    payload: Vec<u8>,
+    reply: oneshot::Sender<Result<u64, StorageError>>,
+}
+
+/// Stop gathering more jobs into one group once this many bytes are waiting.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+#[derive(Debug)]
+pub struct Writer {
+    pub dir: PathBuf,
+    pub fsync: FsyncMode,
+    pub checkpoint_bytes: u64,
+    pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Metrics>,
+    /// Highest sequence number applied.
+    pub last_seq: Arc<AtomicU64>,
+    /// Set after a failed append: the log's tail is unknown, so no further write is accepted.
+    pub failed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    pub fn run(self, rx: Receiver<Job>) -> Result<(), StorageError> {
+        let mut seq = self.last_seq.load(Ordering::SeqCst);
+        let mut segment = Segment::open(&self.dir, seq + 1)?;
+        let mut since_checkpoint = segment.len;
+        self.metrics.wal_bytes.set(wal_bytes(&self.dir) as i64);
+        let checkpoint_running = Arc::new(AtomicBool::new(false));
+        let mut checkpoint: Option<JoinHandle<Result<(), StorageError>>> = None;
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut group: Vec<Pending> = Vec::new();
+
+        let mut forced: Vec<std::sync::mpsc::Sender<Result<(), StorageError>>> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Log {
+                        entry,
+                        payload,
+                        reply,
+                    } => {
+                        bytes += payload.len();
+                        group.push(Pending {
+                            entry,
+                            payload,
+                            reply,
+                        });
+                    }
+                    Job::Checkpoint { reply } => forced.push(reply),
+                }
+                if bytes < MAX_GROUP_BYTES {
+                    next = match rx.try_recv() {
+                        Ok(job) => Some(job),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+                    };
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(
+                    &mut group,
+                    &mut segment,
+                    &mut seq,
+                    &mut buf,
+                    &mut since_checkpoint,
+                );
+            }
+
+            let due = since_checkpoint >= self.checkpoint_bytes || !forced.is_empty();
+            if due && !checkpoint_running.load(Ordering::SeqCst) {
+                // Start a new segment at seq + 1, so every older segment is covered by the
+                // snapshot of state `seq` and can be deleted once it is durable.
+                if let Err(e) = segment.sync() {
+                    tracing::warn!(error = %e, "syncing wal before checkpoint");
+                }
+                match Segment::open(&self.dir, seq + 1) {
+                    Ok(next) => {
+                        segment = next;
+                        since_checkpoint = 0;
+                        if let Some(h) = checkpoint.take() {
+                            let _ = h.join();
+                        }
+                        checkpoint_running.store(true, Ordering::SeqCst);
+                        checkpoint = Some(self.spawn_checkpoint(seq, checkpoint_running.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rotating wal segment; checkpoint postponed")
+                    }
+                }
+            }
+            if !forced.is_empty() {
+                // A forced checkpoint answers once the snapshot is durable.
+                let res = match checkpoint.take() {
+                    Some(h) => h.join().unwrap_or(Err(StorageError::WalFailed)),
+                    None => Ok(()),
+                };
+                for reply in forced.drain(..) {
+                    let _ = reply.send(match &res {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(StorageError::CheckpointFailed(e.to_string())),
+                    });
+                }
+            }
+        }
+
+        // All senders are gone: the node is shutting down. Make the tail durable.
+        let res = segment.sync();
+        if let Some(h) = checkpoint.take() {
+            let _ = h.join();
+        }
+        tracing::info!(last_seq = seq, "wal writer stopped");
+        res.map_err(StorageError::from)
+    }
+
+    /// Appends a group of entries with one write and one fsync, applies them in log order
+    /// and answers their senders.
+    fn commit_group(
+        &self,
+        group: &mut Vec<Pending>,
+        segment: &mut Segment,
+        seq: &mut u64,
+        buf: &mut Vec<u8>,
+        since_checkpoint: &mut u64,
+    ) {
+        if self.failed.load(Ordering::SeqCst) {
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(StorageError::WalFailed));
+            }
+            return;
+        }
+        buf.clear();
+        let first_seq = *seq + 1;
+        for (i, job) in group.iter().enumerate() {
+            wal::encode_record(buf, first_seq + i as u64, &job.payload);
+        }
+        let started = monotonic_now();
+        let mut res = segment.append(buf);
+        if res.is_ok() && self.fsync == FsyncMode::Always {
+            res = segment.sync();
+            self.metrics.wal_fsyncs.inc();
+        }
+        self.metrics
+            .wal_fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.wal_group_size.observe(group.len() as f64);
+        if let Err(e) = res {
+            // The tail of the log is now unknown: accepting more writes could acknowledge
+            // points that recovery will cut off.
+            tracing::error!(error = %e, "wal append failed: refusing further writes");
+            self.failed.store(true, Ordering::SeqCst);
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(StorageError::WalFailed));
+            }
+            return;
+        }
+        *since_checkpoint += buf.len() as u64;
+        self.metrics.wal_bytes.add(buf.len() as i64);
+        for job in group.drain(..) {
+            *seq += 1;
+            self.catalog.apply(&job.entry);
+            self.last_seq.store(*seq, Ordering::SeqCst);
+            let _ = job.reply.send(Ok(*seq));
+        }
+    }
+
+    fn spawn_checkpoint(
+        &self,
+        seq: u64,
+        running: Arc<AtomicBool>,
+    ) -> JoinHandle<Result<(), StorageError>> {
+        let dir = self.dir.clone();
+        let catalog = self.catalog.clone();
+        let metrics = self.metrics.clone();
+        std::thread::spawn(move || {
+            let started = monotonic_now();
+            let res = checkpoint(&dir, seq, &catalog);
+            match &res {
+                Ok(()) => {
+                    metrics.checkpoints.inc();
+                    metrics.wal_bytes.set(wal_bytes(&dir) as i64);
+                    tracing::info!(
+                        seq,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "checkpoint written, wal trimmed"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, seq, "checkpoint failed; wal kept"),
+            }
+            running.store(false, Ordering::SeqCst);
+            res
+        })
+    }
+}
+
+/// Writes snapshot `seq`, then deletes the segments and snapshots it makes redundant.
+pub fn checkpoint(dir: &std::path::Path, seq: u64, catalog: &Catalog) -> Result<(), StorageError> {
+    snapshot::write_snapshot(dir, seq, catalog)?;
+    for (first, path) in wal::list_segments(dir)? {
+        // A segment starting at or below `seq` ends before `seq + 1`, where the current one
+        // starts: all of its records are in the snapshot.
+        if first <= seq {
+            std::fs::remove_file(&path).map_err(|source| StorageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    snapshot::remove_older(dir, seq)?;
+    Ok(())
+}
+
+/// Bytes in all WAL segments of `dir`.
+pub fn wal_bytes(dir: &std::path::Path) -> u64 {
+    wal::list_segments(dir)
+        .map(|segs| {
+            segs.iter()
+                .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
