@@ -1,1 +1,37 @@
-//! End-to-end test harness.
+//! End-to-end test harness: real processes on ephemeral loopback ports, killed by PID on drop.
+//!
+//! - [`TsdbProcess`]: the workspace's `tsdb-backend` binary (built on demand).
+//! - [`InfluxdProcess`]: a private real InfluxDB 1.x (`/usr/bin/influxd`), the reference.
+//! - [`http`]: a tiny `ureq` client that never turns 4xx/5xx into errors.
+//! - [`wait`]: bounded polling (`eventually`, [`assert_eventually!`]), patience from
+//!   `TEST_PATIENCE_MS`.
+//! - [`diff`]: the differential-case runner used by `tests/tsdb_differential.rs`.
+
+pub mod clock;
+pub mod diff;
+pub mod http;
+pub mod ports;
+pub mod process;
+pub mod wait;
+
+pub use ports::free_port;
+pub use process::{InfluxdProcess, TsdbProcess, TsdbProcessBuilder};
+pub use tempfile::TempDir;
+pub use wait::{eventually, patience};
+
+/// Root of the Cargo workspace (the parent of this crate's manifest directory).
+pub fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| manifest.to_path_buf())
+}
+
+/// True when running under CI (`CI` set and not empty / "false" / "0").
+pub fn under_ci() -> bool {
+    match std::env::var("CI") {
+        Ok(v) => !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")),
+        Err(_) => false,
+    }
+}

@@ -1,3 +1,0 @@
-//! Placeholder: this crate is filled by a later issue.
-
-fn main() {}

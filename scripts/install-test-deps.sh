@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need, when it is missing; does nothing when it is present.
+#   Debian: influxdb (/usr/bin/influxd, the reference server), cmake, wrk, redis-server
+#   Python: influxdb==5.3.* (the client that tests/python/client_test.py drives)
+# Idempotent; runs as root without sudo (uses sudo only when not root and sudo exists).
+# Prints one line per thing it installed, nothing else on the "all present" path.
+set -euo pipefail
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "install-test-deps: not root and no sudo; cannot install packages" >&2
+    exit 1
+  fi
+fi
+
+# package name -> a file or command that proves it is installed
+declare -A PROBE=(
+  [influxdb]=/usr/bin/influxd
+  [cmake]=cmake
+  [wrk]=wrk
+  [redis-server]=redis-server
+)
+
+is_present() {
+  local probe=$1
+  if [[ $probe == /* ]]; then
+    [ -x "$probe" ]
+  else
+    command -v "$probe" >/dev/null 2>&1
+  fi
+}
+
+missing=()
+for pkg in influxdb cmake wrk redis-server; do
+  if ! is_present "${PROBE[$pkg]}"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq >/dev/null
+  for pkg in "${missing[@]}"; do
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+    if ! is_present "${PROBE[$pkg]}"; then
+      echo "install-test-deps: installed $pkg but ${PROBE[$pkg]} is still missing" >&2
+      exit 1
+    fi
+    echo "installed $pkg"
+  done
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "install-test-deps: $PYTHON not found; cannot install the Python influxdb client" >&2
+  exit 1
+fi
+if ! "$PYTHON" -c 'import influxdb' >/dev/null 2>&1; then
+  "$PYTHON" -m pip install --quiet 'influxdb==5.3.*'
+  "$PYTHON" -c 'import influxdb' >/dev/null
+  echo "installed python influxdb==5.3.*"
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (idempotently), checks formatting and
+# lints, builds the binaries the end-to-end tests start, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# End-to-end tests start the real binaries; build them first (same profile as the tests).
+cargo build --workspace --bins --locked
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,199 @@
+//! A small blocking HTTP client (ureq v3) for the InfluxDB 1.x API.
+//!
+//! 4xx/5xx answers are returned as values, never as errors; only transport failures are `Err`.
+
+use std::fmt::Display;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// HTTP method of a `/query` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// `GET /query?q=...`
+    #[default]
+    Get,
+    /// `POST /query` with `q` in an `application/x-www-form-urlencoded` body.
+    Post,
+}
+
+/// A fully read HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// Body, decoded as UTF-8 (lossy), gunzipped if the server compressed it.
+    pub body: String,
+}
+
+impl Response {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON: `Null` when empty, a JSON string holding the raw text when it is not
+    /// JSON (so comparisons still show what came back).
+    pub fn json(&self) -> Value {
+        if self.body.trim().is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.body).unwrap_or_else(|_| Value::String(self.body.clone()))
+    }
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .max_redirects(0)
+            .build()
+            .new_agent()
+    })
+}
+
+/// Percent-encodes a query-string / form value (`application/x-www-form-urlencoded`).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Builds `k1=v1&k2=v2` from pairs, encoding values.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Sends one request and reads the whole answer. `body: None` sends no body at all.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> anyhow::Result<Response> {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let result = match body {
+        Some(b) => agent().run(builder.body(b)?),
+        None => agent().run(builder.body(())?),
+    };
+    let resp = result.map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = resp.into_body();
+    let bytes = body
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_vec()
+        .map_err(|e| anyhow::anyhow!("{method} {url}: reading body: {e}"))?;
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+/// `POST /write?db=DB[&precision=P]` with a line-protocol body. Returns status and raw body.
+pub fn write(
+    addr: impl Display,
+    db: &str,
+    body: &str,
+    precision: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let mut params = vec![("db", db)];
+    if let Some(p) = precision {
+        params.push(("precision", p));
+    }
+    let url = format!("http://{addr}/write?{}", form(&params));
+    let r = request(
+        "POST",
+        &url,
+        &[("Content-Type", "text/plain; charset=utf-8")],
+        Some(body.as_bytes()),
+    )?;
+    Ok((r.status, r.body))
+}
+
+/// `/query` with `q`, optional `db` and `epoch`. Returns status and the JSON body
+/// (see [`Response::json`] for non-JSON bodies).
+pub fn query(
+    addr: impl Display,
+    db: Option<&str>,
+    q: &str,
+    epoch: Option<&str>,
+    method: Method,
+) -> anyhow::Result<(u16, Value)> {
+    let r = query_response(addr, db, q, epoch, method)?;
+    Ok((r.status, r.json()))
+}
+
+/// Like [`query`] but returns the whole [`Response`].
+pub fn query_response(
+    addr: impl Display,
+    db: Option<&str>,
+    q: &str,
+    epoch: Option<&str>,
+    method: Method,
+) -> anyhow::Result<Response> {
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    if let Some(db) = db {
+        params.push(("db", db));
+    }
+    if let Some(e) = epoch {
+        params.push(("epoch", e));
+    }
+    match method {
+        Method::Get => {
+            params.push(("q", q));
+            let url = format!("http://{addr}/query?{}", form(&params));
+            request("GET", &url, &[], None)
+        }
+        Method::Post => {
+            let url = format!("http://{addr}/query?{}", form(&params));
+            let body = form(&[("q", q)]);
+            request(
+                "POST",
+                &url,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                Some(body.as_bytes()),
+            )
+        }
+    }
+}
+
+/// `GET /ping`; returns the status code.
+pub fn ping(addr: impl Display) -> anyhow::Result<u16> {
+    Ok(request("GET", &format!("http://{addr}/ping"), &[], None)?.status)
+}

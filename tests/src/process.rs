@@ -1,0 +1,568 @@
+//! Server processes under test: spawned on free loopback ports, logged to a file, polled on
+//! `/ping` until ready, and killed by PID (SIGKILL) on drop.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+use crate::{http, ports, wait};
+
+/// Path of the reference InfluxDB binary.
+pub const INFLUXD_BIN: &str = "/usr/bin/influxd";
+
+/// Sends `sig` to `pid`. Returns false if the process does not exist (any more).
+#[allow(unsafe_code)]
+fn send_signal(pid: u32, sig: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a child we spawned and
+    // have not reaped yet (reaping happens only in `ChildGuard`, after the signal).
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// A spawned child, killed with SIGKILL and reaped when dropped.
+#[derive(Debug)]
+struct ChildGuard {
+    child: std::process::Child,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status text)` when the child has exited.
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown ({e})")),
+        }
+    }
+
+    fn kill9(&mut self) {
+        if self.exited().is_none() {
+            send_signal(self.pid(), libc::SIGKILL);
+        }
+        // SIGKILL cannot be caught: wait returns promptly.
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to the patience for a clean exit, then SIGKILL.
+    fn terminate(&mut self) -> Option<String> {
+        if let Some(s) = self.exited() {
+            return Some(s);
+        }
+        send_signal(self.pid(), libc::SIGTERM);
+        let status = wait::eventually("process to exit after SIGTERM", |_| Ok(self.exited())).ok();
+        if status.is_none() {
+            self.kill9();
+        }
+        status
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Last `max` bytes of a log file, for error messages.
+pub fn log_tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return format!("(no log at {})", path.display());
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return "(log not seekable)".into();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(max).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    if start > 0 {
+        format!("...{text}")
+    } else {
+        text
+    }
+}
+
+/// Spawns `cmd` with stdout/stderr appended to `log`, then polls `GET http://addr/ping` until
+/// it answers 204, within [`wait::patience`] (at least 30 s for cold starts). Fails early, with
+/// the log tail, if the process exits.
+fn spawn_and_wait_ready(
+    name: &str,
+    mut cmd: Command,
+    log: &Path,
+    addr: SocketAddr,
+) -> anyhow::Result<ChildGuard> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening log {}", log.display()))?;
+    let err = out.try_clone()?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {name}: {cmd:?}"))?;
+    let mut guard = ChildGuard { child };
+    let mut died = false;
+    let patience = wait::patience().max(std::time::Duration::from_secs(30));
+    let ready = wait::eventually_within(
+        &format!("{name} on {addr} to answer GET /ping with 204"),
+        patience,
+        &mut |last| {
+            if let Some(status) = guard.exited() {
+                died = true;
+                anyhow::bail!(
+                    "{name} exited during startup ({status}); log {}:\n{}",
+                    log.display(),
+                    log_tail(log, 4000)
+                );
+            }
+            match http::ping(addr) {
+                Ok(204) => Ok(Some(())),
+                Ok(code) => {
+                    *last = format!("/ping answered {code}");
+                    Ok(None)
+                }
+                Err(e) => {
+                    *last = format!("{e}");
+                    Ok(None)
+                }
+            }
+        },
+    );
+    match ready {
+        Ok(()) => Ok(guard),
+        Err(e) if died => Err(e),
+        Err(e) => {
+            guard.kill9();
+            Err(e.context(format!(
+                "{name} not ready; log tail:\n{}",
+                log_tail(log, 4000)
+            )))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tsdb-backend
+
+/// Where the `tsdb-backend` binary is, building it once per test process if it is missing.
+///
+/// Order: `$TSDB_BACKEND_BIN`; then `<target>/<profile>/tsdb-backend` where `<target>` is the
+/// directory this test executable was built into (so `CARGO_TARGET_DIR` is honoured), then
+/// `$CARGO_TARGET_DIR` or `<workspace>/target`, trying the profile the tests were built with
+/// first. If none exists, runs `cargo build -p tsdb-backend --bin tsdb-backend` (with
+/// `--release` for release test builds) into the test executable's target dir.
+pub fn tsdb_backend_bin() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| locate_or_build_tsdb_backend().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// (target dir, profile dir name) of the running test executable, if it looks like
+/// `<target>/<profile>/deps/<exe>`.
+fn current_target_and_profile() -> Option<(PathBuf, String)> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    let profile_dir = deps.parent()?;
+    let profile = profile_dir.file_name()?.to_string_lossy().into_owned();
+    Some((profile_dir.parent()?.to_path_buf(), profile))
+}
+
+fn locate_or_build_tsdb_backend() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("TSDB_BACKEND_BIN") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(
+            p.is_file(),
+            "TSDB_BACKEND_BIN={} is not a file",
+            p.display()
+        );
+        return Ok(p);
+    }
+    let root = crate::workspace_root();
+    let current = current_target_and_profile();
+    let profile = current
+        .as_ref()
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| "debug".into());
+    let mut target_dirs: Vec<PathBuf> = Vec::new();
+    if let Some((t, _)) = &current {
+        target_dirs.push(t.clone());
+    }
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => {
+            let t = PathBuf::from(t);
+            target_dirs.push(if t.is_absolute() { t } else { root.join(t) });
+        }
+        None => target_dirs.push(root.join("target")),
+    }
+    let other = if profile == "release" {
+        "debug"
+    } else {
+        "release"
+    };
+    let newest_source = newest_mtime(&root.join("tsdb-backend"));
+    for t in &target_dirs {
+        for prof in [profile.as_str(), other] {
+            let p = t.join(prof).join("tsdb-backend");
+            let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            match (built, newest_source) {
+                (Some(b), Some(src)) if b >= src => return Ok(p),
+                (Some(_), None) => return Ok(p),
+                (Some(_), Some(_)) => {
+                    eprintln!(
+                        "harness: {} is older than tsdb-backend/ sources",
+                        p.display()
+                    );
+                }
+                (None, _) => {}
+            }
+        }
+    }
+    // Missing or stale: build it once, into the target dir the tests were built in.
+    let target = target_dirs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| root.join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", "tsdb-backend", "--bin", "tsdb-backend"])
+        .env("CARGO_TARGET_DIR", &target);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    eprintln!("harness: tsdb-backend binary missing or stale; running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    anyhow::ensure!(status.success(), "{cmd:?} failed: {status}");
+    let built_profile = if profile == "release" {
+        "release"
+    } else {
+        "debug"
+    };
+    let p = target.join(built_profile).join("tsdb-backend");
+    anyhow::ensure!(
+        p.is_file(),
+        "built tsdb-backend but {} is missing",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// Newest modification time of `Cargo.toml` and any file under `src/` of a crate directory
+/// (bounded walk: at most 10,000 entries).
+fn newest_mtime(crate_dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(crate_dir.join("Cargo.toml"))
+        .and_then(|m| m.modified())
+        .ok();
+    let mut stack = vec![crate_dir.join("src")];
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return newest;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(m) = meta.modified() {
+                newest = Some(newest.map_or(m, |n| n.max(m)));
+            }
+        }
+    }
+    newest
+}
+
+/// Builder for [`TsdbProcess`].
+#[derive(Debug, Default)]
+pub struct TsdbProcessBuilder {
+    data_dir: Option<PathBuf>,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    port: Option<u16>,
+}
+
+impl TsdbProcessBuilder {
+    /// Use this data directory (default: `data/` inside the process's own temp dir).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// An extra command-line argument, after `--listen` and `--data-dir`.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// An environment variable for the child.
+    pub fn env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+
+    /// Listen on this port instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Spawns the binary and waits until `/ping` answers 204.
+    pub fn start(self) -> anyhow::Result<TsdbProcess> {
+        let bin = tsdb_backend_bin()?;
+        let work = tempfile::Builder::new().prefix("tsdb-e2e-").tempdir()?;
+        let data_dir = match self.data_dir {
+            Some(d) => d,
+            None => {
+                let d = work.path().join("data");
+                std::fs::create_dir_all(&d)?;
+                d
+            }
+        };
+        let port = match self.port {
+            Some(p) => p,
+            None => ports::free_port()?,
+        };
+        let mut p = TsdbProcess {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            bin,
+            data_dir,
+            log_path: work.path().join("tsdb-backend.log"),
+            args: self.args,
+            envs: self.envs,
+            child: None,
+            work,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+}
+
+/// A running `tsdb-backend --listen 127.0.0.1:PORT --data-dir DIR`, killed on drop.
+#[derive(Debug)]
+pub struct TsdbProcess {
+    /// The HTTP address it listens on.
+    pub addr: SocketAddr,
+    bin: PathBuf,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    child: Option<ChildGuard>,
+    // Declared last: removed after the child is killed.
+    work: TempDir,
+}
+
+impl TsdbProcess {
+    /// A builder with defaults (own temp data dir, free port).
+    pub fn builder() -> TsdbProcessBuilder {
+        TsdbProcessBuilder::default()
+    }
+
+    /// Starts one with all defaults.
+    pub fn start() -> anyhow::Result<TsdbProcess> {
+        Self::builder().start()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let guard = spawn_and_wait_ready("tsdb-backend", cmd, &self.log_path, self.addr)?;
+        self.child = Some(guard);
+        Ok(())
+    }
+
+    /// PID of the running process (None after [`kill9`](Self::kill9) / [`stop`](Self::stop)).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The data directory it was started with.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The harness's temp dir of this process (log, and `data/` unless a data dir was given).
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The log file (stdout and stderr of every start, appended).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last `max` bytes of the log.
+    pub fn log_tail(&self, max: u64) -> String {
+        log_tail(&self.log_path, max)
+    }
+
+    /// SIGKILL via `kill(2)` on the PID, then reap it. A crash, as far as the data is concerned.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for exit; SIGKILL if it does not. Returns the exit status
+    /// text when it exited by itself.
+    pub fn stop(&mut self) -> Option<String> {
+        self.child.take().and_then(|mut c| c.terminate())
+    }
+
+    /// Starts it again on the same port and data dir; kills it first (SIGKILL) if running.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    /// `Some(status)` if the process has exited on its own.
+    pub fn exited(&mut self) -> Option<String> {
+        self.child.as_mut().and_then(ChildGuard::exited)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// influxd
+
+/// A private real InfluxDB 1.x (`influxd run -config FILE`) on free loopback ports, with its
+/// meta/data/wal in a temp dir. Killed on drop; the temp dir is removed.
+#[derive(Debug)]
+pub struct InfluxdProcess {
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    /// The RPC bind address (`bind-address`), unused by tests but kept off 8088.
+    pub rpc_addr: SocketAddr,
+    config: PathBuf,
+    log_path: PathBuf,
+    child: Option<ChildGuard>,
+    // Declared last: removed after the child is killed.
+    dir: TempDir,
+}
+
+impl InfluxdProcess {
+    /// Starts a fresh private influxd and waits until `/ping` answers 204.
+    pub fn start() -> anyhow::Result<InfluxdProcess> {
+        let bin = Path::new(INFLUXD_BIN);
+        if !bin.is_file() {
+            anyhow::bail!(
+                "{INFLUXD_BIN} is missing: the differential tests need a real InfluxDB 1.x; \
+                 run scripts/install-test-deps.sh (installs the Debian package `influxdb`)"
+            );
+        }
+        let dir = tempfile::Builder::new().prefix("influxd-e2e-").tempdir()?;
+        let rpc_addr = SocketAddr::from(([127, 0, 0, 1], ports::free_port()?));
+        let addr = SocketAddr::from(([127, 0, 0, 1], ports::free_port()?));
+        let d = dir.path();
+        let config = format!(
+            "reporting-disabled = true\n\
+             bind-address = \"{rpc_addr}\"\n\
+             [meta]\n  dir = \"{meta}\"\n\
+             [data]\n  dir = \"{data}\"\n  wal-dir = \"{wal}\"\n  query-log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [http]\n  bind-address = \"{addr}\"\n  log-enabled = false\n",
+            meta = d.join("meta").display(),
+            data = d.join("data").display(),
+            wal = d.join("wal").display(),
+        );
+        let config_path = d.join("influxdb.conf");
+        std::fs::write(&config_path, config)?;
+        let mut p = InfluxdProcess {
+            addr,
+            rpc_addr,
+            config: config_path,
+            log_path: d.join("influxd.log"),
+            child: None,
+            dir,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(INFLUXD_BIN);
+        cmd.arg("run").arg("-config").arg(&self.config);
+        // influxd reads INFLUXDB_* env overrides; make sure none leak in from the environment.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("INFLUXDB_") {
+                cmd.env_remove(k);
+            }
+        }
+        self.child = Some(spawn_and_wait_ready(
+            "influxd",
+            cmd,
+            &self.log_path,
+            self.addr,
+        )?);
+        Ok(())
+    }
+
+    /// PID of the running influxd.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The temp dir holding config, meta, data, wal and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The last `max` bytes of the log.
+    pub fn log_tail(&self, max: u64) -> String {
+        log_tail(&self.log_path, max)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+
+    /// Starts it again on the same ports and directories (SIGKILL first if running).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+}
