@@ -12,7 +12,10 @@
 //! clock.rs         the one place that reads wall-clock and monotonic time
 //! ```
 
+pub mod cli;
 pub mod clock;
+pub mod http;
+
 pub mod lineproto;
 pub mod metrics;
 pub mod model;

@@ -1,1 +1,109 @@
-fn main() {}
+//! `tsdb-backend`: runs one node in the foreground until SIGTERM or SIGINT.
+
+use anyhow::Context;
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tsdb_backend::clock::SystemTime;
+use tsdb_backend::cli::Args;
+use tsdb_backend::http::{router, AppState};
+use tsdb_backend::metrics::Metrics;
+use tsdb_backend::storage::entry::Entry;
+use tsdb_backend::storage::{Engine, EngineConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("tsdb-backend: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let config = EngineConfig {
+        data_dir: args.data_dir.clone(),
+        fsync: args.fsync,
+        checkpoint_bytes: args.checkpoint_bytes,
+        default_retention_ns: args.retention,
+    };
+    let engine = Arc::new(
+        Engine::open(config, Arc::new(SystemTime), metrics)
+            .with_context(|| format!("opening data directory {}", args.data_dir.display()))?,
+    );
+    let result = runtime.block_on(serve(args, engine.clone()));
+    engine.shutdown().context("syncing the wal at shutdown")?;
+    tracing::info!("stopped");
+    result
+}
+
+async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
+    for name in &args.create_databases {
+        if engine.catalog().database(name).is_none() {
+            engine
+                .log(Entry::CreateDatabase { name: name.clone() })
+                .await
+                .with_context(|| format!("creating database {name}"))?;
+        }
+    }
+    let sweeper = {
+        let engine = engine.clone();
+        let every = std::time::Duration::from_nanos(args.retention_check_interval.max(1_000_000_000) as u64);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let e = engine.clone();
+                match tokio::task::spawn_blocking(move || e.enforce_retention()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "retention removed expired rows"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                }
+            }
+        })
+    };
+    let state = Arc::new(AppState {
+        engine,
+        max_body_bytes: args.max_body_size,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), "tsdb-backend ready");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving http")?;
+    sweeper.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}

@@ -19,6 +19,26 @@ pub const DEFAULT_POLICY: &str = "autogen";
 pub struct RetentionPolicy {
     pub name: String,
     pub duration_ns: i64,
+    /// 0: InfluxDB's default for the duration (see `shard_group_duration`).
+    pub shard_duration_ns: i64,
+}
+
+impl RetentionPolicy {
+    /// The shard group duration shown by `SHOW RETENTION POLICIES`: the one given, else
+    /// InfluxDB's default (1h below 2 days, 1 day up to 6 months, 7 days beyond or forever).
+    pub fn shard_group_duration(&self) -> i64 {
+        const HOUR: i64 = 3_600_000_000_000;
+        const DAY: i64 = 24 * HOUR;
+        if self.shard_duration_ns > 0 {
+            return self.shard_duration_ns;
+        }
+        match self.duration_ns {
+            0 => 7 * DAY,
+            d if d < 2 * DAY => HOUR,
+            d if d <= 180 * DAY => DAY,
+            _ => 7 * DAY,
+        }
+    }
 }
 
 /// A database's policies and which one is the default.
@@ -34,6 +54,7 @@ impl Policies {
             list: vec![RetentionPolicy {
                 name: DEFAULT_POLICY.to_string(),
                 duration_ns: default_duration_ns,
+                shard_duration_ns: 0,
             }],
             default: DEFAULT_POLICY.to_string(),
         }
@@ -186,15 +207,20 @@ impl Catalog {
                 db,
                 name,
                 duration_ns,
+                shard_duration_ns,
                 default,
             } => {
                 if let Some(db) = self.database(db) {
                     let mut p = write(&db.policies);
                     match p.list.iter_mut().find(|rp| rp.name == *name) {
-                        Some(rp) => rp.duration_ns = *duration_ns,
+                        Some(rp) => {
+                            rp.duration_ns = *duration_ns;
+                            rp.shard_duration_ns = *shard_duration_ns;
+                        }
                         None => p.list.push(RetentionPolicy {
                             name: name.clone(),
                             duration_ns: *duration_ns,
+                            shard_duration_ns: *shard_duration_ns,
                         }),
                     }
                     if *default {

@@ -25,6 +25,8 @@ pub enum Entry {
         db: String,
         name: String,
         duration_ns: i64,
+        /// Kept for `SHOW RETENTION POLICIES`; 0 means InfluxDB's default for the duration.
+        shard_duration_ns: i64,
         default: bool,
     },
     DropRetentionPolicy {

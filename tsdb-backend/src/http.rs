@@ -1,0 +1,464 @@
+//! The InfluxDB 1.x HTTP API (plus the 2.x write endpoint): the node's thin I/O edge.
+//!
+//! Handlers decode the request (query string, form body, gzip, size limit), call the line
+//! protocol parser, the storage engine or the query engine, and encode the answer in the
+//! shapes and status codes InfluxDB 1.x uses, so existing clients work unchanged.
+
+use crate::clock::monotonic_now;
+use crate::lineproto::{self, LineError};
+use crate::model::Precision;
+use crate::query::executor::{self, QueryParams};
+use crate::query::result::{render, render_error};
+use crate::storage::{Engine, Rejection, StorageError, WriteReport};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+/// The version we announce in `X-Influxdb-Version`: the 1.x API level we implement.
+pub const INFLUXDB_VERSION: &str = "1.8.10";
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Largest accepted request body, after gzip decompression too.
+    pub max_body_bytes: usize,
+}
+
+/// The router with every endpoint of the node.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ping", get(ping).head(ping))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/write", post(write_v1))
+        .route("/api/v2/write", post(write_v2))
+        .route("/query", get(query).post(query))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(add_version_header))
+        .with_state(state)
+}
+
+async fn add_version_header(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert("x-influxdb-version", HeaderValue::from_static(INFLUXDB_VERSION));
+    h.insert("x-influxdb-build", HeaderValue::from_static("OSS"));
+    res
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    let writable = st.engine.is_writable();
+    let body = serde_json::json!({
+        "name": "tsdb-backend",
+        "message": if writable { "ready for queries and writes" } else { "wal failed: read-only until restarted" },
+        "status": if writable { "pass" } else { "fail" },
+        "checks": [],
+        "version": INFLUXDB_VERSION,
+        "wal": {
+            "last_seq": st.engine.last_seq(),
+            "bytes": st.engine.metrics().wal_bytes.get(),
+        },
+    });
+    let code = if writable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, body.to_string())
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.engine.metrics().render(),
+    )
+        .into_response()
+}
+
+fn json_response(code: StatusCode, body: String) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// An error in InfluxDB's shape: `{"error":"..."}` plus the `X-Influxdb-Error` header.
+fn error_response(code: StatusCode, message: &str) -> Response {
+    let mut res = json_response(code, render_error(message));
+    if let Ok(v) = HeaderValue::from_str(&message.replace(['\r', '\n'], " ")) {
+        res.headers_mut().insert("x-influxdb-error", v);
+    }
+    res
+}
+
+/// A request body that could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("http: request body too large")]
+    TooLarge,
+    #[error("reading request body: {0}")]
+    Read(String),
+    #[error("invalid gzip body: {0}")]
+    Gzip(String),
+}
+
+impl BodyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Read(_) | BodyError::Gzip(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads the whole body within `max` bytes, inflating it if it is gzip-encoded.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let bytes = match Limited::new(body, max).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(BodyError::TooLarge),
+        Err(e) => return Err(BodyError::Read(e.to_string())),
+    };
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzipped {
+        return Ok(bytes);
+    }
+    // Bound the inflated size too: a small gzip bomb must not exhaust memory.
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    flate2::read::GzDecoder::new(&bytes[..])
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::Gzip(e.to_string()))?;
+    if out.len() > max {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// At most this many parse errors are listed in one answer; the count says how many more.
+const MAX_REPORTED_ERRORS: usize = 100;
+
+/// What became of a write, before it is turned into a response.
+#[derive(Debug)]
+enum WriteOutcome {
+    Stored,
+    /// Nothing parsed: InfluxDB answers with the parse errors alone.
+    Unparsable(Vec<LineError>),
+    /// Some points were stored, others dropped for these reasons.
+    Partial { reasons: Vec<String>, dropped: usize },
+}
+
+fn describe_parse_errors(errors: &[LineError]) -> Vec<String> {
+    let mut out: Vec<String> = errors
+        .iter()
+        .take(MAX_REPORTED_ERRORS)
+        .map(|e| e.to_string())
+        .collect();
+    if errors.len() > MAX_REPORTED_ERRORS {
+        out.push(format!("... and {} more unparsable lines", errors.len() - MAX_REPORTED_ERRORS));
+    }
+    out
+}
+
+fn outcome(parse_errors: Vec<LineError>, report: WriteReport) -> WriteOutcome {
+    if report.written == 0 && report.rejected.is_empty() && !parse_errors.is_empty() {
+        return WriteOutcome::Unparsable(parse_errors);
+    }
+    if parse_errors.is_empty() && report.rejected.is_empty() {
+        return WriteOutcome::Stored;
+    }
+    let mut reasons = Vec::new();
+    // Storage-level rejections first, as InfluxDB reports them.
+    let mut beyond = 0;
+    for r in &report.rejected {
+        match r {
+            Rejection::TypeConflict(c) => {
+                if reasons.len() < MAX_REPORTED_ERRORS {
+                    reasons.push(c.to_string());
+                }
+            }
+            Rejection::BeyondRetention => beyond += 1,
+        }
+    }
+    if beyond > 0 {
+        reasons.push("points beyond retention policy".to_string());
+    }
+    reasons.extend(describe_parse_errors(&parse_errors));
+    WriteOutcome::Partial {
+        reasons,
+        dropped: report.rejected.len() + parse_errors.len(),
+    }
+}
+
+/// Parses and stores a body; shared by the v1 and v2 endpoints.
+async fn store(
+    st: &AppState,
+    db: &str,
+    precision: Precision,
+    body: &[u8],
+) -> Result<WriteOutcome, StorageError> {
+    let now = st.engine.now_ns();
+    let parsed = if body.len() > 1 << 20 {
+        // Large bodies are parsed off the async workers so pings and queries stay prompt.
+        let body = body.to_vec();
+        tokio::task::spawn_blocking(move || lineproto::parse_lines(&body, precision, now))
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?
+    } else {
+        lineproto::parse_lines(body, precision, now)
+    };
+    let report = if parsed.points.is_empty() {
+        // Still check the database, so a write to an unknown one is a 404 even if empty.
+        if st.engine.catalog().database(db).is_none() {
+            return Err(StorageError::DatabaseNotFound(db.to_string()));
+        }
+        WriteReport::default()
+    } else {
+        st.engine.write(db, parsed.points).await?
+    };
+    Ok(outcome(parsed.errors, report))
+}
+
+fn storage_error_status(e: &StorageError) -> StatusCode {
+    match e {
+        StorageError::DatabaseNotFound(_) => StatusCode::NOT_FOUND,
+        StorageError::ShuttingDown | StorageError::WalFailed => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn write_v1(
+    State(st): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = monotonic_now();
+    let res = write_v1_inner(&st, &params, &headers, body).await;
+    let m = st.engine.metrics();
+    m.write_requests
+        .with_label_values(&[res.status().as_str()])
+        .inc();
+    m.write_duration.observe(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn write_v1_inner(
+    st: &AppState,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let db = params.get("db").map(String::as_str).unwrap_or("");
+    if db.is_empty() {
+        return error_response(StatusCode::BAD_REQUEST, "database is required");
+    }
+    let precision_text = params.get("precision").map(String::as_str).unwrap_or("");
+    let Some(precision) = Precision::parse(precision_text) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid precision \"{precision_text}\": expected one of n, ns, u, us, ms, s, m, h"),
+        );
+    };
+    let body = match read_body(headers, body, st.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return error_response(e.status(), &e.to_string()),
+    };
+    match store(st, db, precision, &body).await {
+        Ok(WriteOutcome::Stored) => StatusCode::NO_CONTENT.into_response(),
+        Ok(WriteOutcome::Unparsable(errors)) => {
+            error_response(StatusCode::BAD_REQUEST, &describe_parse_errors(&errors).join("\n"))
+        }
+        Ok(WriteOutcome::Partial { reasons, dropped }) => error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("partial write: {} dropped={dropped}", reasons.join("\n")),
+        ),
+        Err(e) => error_response(storage_error_status(&e), &e.to_string()),
+    }
+}
+
+/// `POST /api/v2/write?bucket=db[/rp]&org=&precision=ns|us|ms|s`: the 2.x write path, mapped
+/// to the database named by the bucket. Errors use the 2.x shape `{"code":..,"message":..}`.
+async fn write_v2(
+    State(st): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let v2_error = |code: StatusCode, kind: &str, message: &str| {
+        json_response(
+            code,
+            serde_json::json!({ "code": kind, "message": message }).to_string(),
+        )
+    };
+    let bucket = params.get("bucket").map(String::as_str).unwrap_or("");
+    let db = bucket.split('/').next().unwrap_or("");
+    if db.is_empty() {
+        return v2_error(StatusCode::BAD_REQUEST, "invalid", "bucket is required");
+    }
+    let precision_text = params.get("precision").map(String::as_str).unwrap_or("ns");
+    let Some(precision) = Precision::parse(precision_text) else {
+        return v2_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!("invalid precision \"{precision_text}\": expected one of ns, us, ms, s"),
+        );
+    };
+    let body = match read_body(&headers, body, st.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return v2_error(e.status(), "invalid", &e.to_string()),
+    };
+    match store(&st, db, precision, &body).await {
+        Ok(WriteOutcome::Stored) => StatusCode::NO_CONTENT.into_response(),
+        Ok(WriteOutcome::Unparsable(errors)) => v2_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &describe_parse_errors(&errors).join("\n"),
+        ),
+        Ok(WriteOutcome::Partial { reasons, dropped }) => v2_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!("partial write: {} dropped={dropped}", reasons.join("\n")),
+        ),
+        Err(StorageError::DatabaseNotFound(_)) => v2_error(
+            StatusCode::NOT_FOUND,
+            "not found",
+            &format!("bucket \"{bucket}\" not found"),
+        ),
+        Err(e) => v2_error(storage_error_status(&e), "internal error", &e.to_string()),
+    }
+}
+
+async fn query(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    Query(mut params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = monotonic_now();
+    // POST bodies may carry the parameters as a form, as the InfluxDB clients send them.
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if method == Method::POST && is_form {
+        match read_body(&headers, body, st.max_body_bytes).await {
+            Ok(b) => {
+                for (k, v) in form_urlencoded_pairs(&b) {
+                    params.entry(k).or_insert(v);
+                }
+            }
+            Err(e) => return error_response(e.status(), &e.to_string()),
+        }
+    }
+    let res = query_inner(&st, &method, &params).await;
+    let m = st.engine.metrics();
+    m.query_requests
+        .with_label_values(&[res.status().as_str()])
+        .inc();
+    m.query_duration.observe(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn query_inner(st: &AppState, method: &Method, params: &HashMap<String, String>) -> Response {
+    let Some(text) = params.get("q").filter(|q| !q.trim().is_empty()) else {
+        return error_response(StatusCode::BAD_REQUEST, "missing required parameter \"q\"");
+    };
+    let epoch = match params.get("epoch").map(String::as_str) {
+        None | Some("") => None,
+        Some(e) => match Precision::parse(e) {
+            Some(p) => Some(p),
+            None => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid epoch \"{e}\": expected one of ns, u, ms, s, m, h"),
+                )
+            }
+        },
+    };
+    let qp = QueryParams {
+        db: params.get("db").cloned().unwrap_or_default(),
+        rp: params.get("rp").cloned().unwrap_or_default(),
+        allow_writes: method == Method::POST,
+    };
+    match executor::run(&st.engine, text, &qp).await {
+        Ok(results) => json_response(StatusCode::OK, render(&results, epoch)),
+        Err(executor::RunError::Parse(e)) => {
+            error_response(StatusCode::BAD_REQUEST, &format!("error parsing query: {e}"))
+        }
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs.
+fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |s: &[u8]| -> String {
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            match s[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < s.len() => {
+                    let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    body.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.iter().position(|b| *b == b'=') {
+            Some(eq) => (decode(&pair[..eq]), decode(&pair[eq + 1..])),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_decode_plus_and_percent_escapes() {
+        let pairs = form_urlencoded_pairs(b"q=SELECT+%2A+FROM+%22cpu%22&db=d&bad=%zz&end=%4");
+        assert_eq!(
+            pairs,
+            vec![
+                ("q".to_string(), "SELECT * FROM \"cpu\"".to_string()),
+                ("db".to_string(), "d".to_string()),
+                ("bad".to_string(), "%zz".to_string()),
+                ("end".to_string(), "%4".to_string()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Runs parsed InfluxQL statements against the storage engine.
+//!
+//! [`run`] parses the text, executes the statements in order and returns one result per
+//! statement. A parse error fails the whole request (HTTP 400, nothing runs); a statement
+//! error is reported in that statement's result and stops the statements after it, as in
+//! InfluxDB. Reads take the catalog's read locks only; catalog changes go through the WAL.
+
+pub mod ddl;
+pub mod eval;
+pub mod fill;
+pub mod functions;
+pub mod select;
+pub mod show;
+pub mod timelit;
+
+use crate::query::ast::Statement;
+use crate::query::result::{Message, ResultSeries, StatementResult};
+use crate::query::{parse_query, ParseError};
+use crate::storage::Engine;
+
+/// The request parameters a query runs with.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams {
+    /// `db=`: the database of unqualified measurements.
+    pub db: String,
+    /// `rp=`: accepted; all of a database's data lives under its default policy.
+    pub rp: String,
+    /// False for GET: write statements still run, with InfluxDB's deprecation warning.
+    pub allow_writes: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+/// Parses and runs a query text.
+pub async fn run(engine: &Engine, text: &str, params: &QueryParams) -> Result<Vec<StatementResult>, RunError> {
+    let statements = parse_query(text)?;
+    let mut results = Vec::with_capacity(statements.len());
+    for (id, stmt) in statements.iter().enumerate() {
+        let res = execute(engine, stmt, params).await;
+        let failed = res.is_err();
+        let mut r = match res {
+            Ok(series) => StatementResult {
+                statement_id: id,
+                series,
+                ..StatementResult::default()
+            },
+            Err(e) => StatementResult::error(id, e),
+        };
+        if !params.allow_writes && is_write(stmt) {
+            r.messages.push(Message {
+                level: "warning",
+                text: format!(
+                    "deprecated use of '{stmt}' in a read only context, please use a POST request instead"
+                ),
+            });
+        }
+        results.push(r);
+        if failed {
+            break;
+        }
+    }
+    Ok(results)
+}
+
+fn is_write(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateDatabase(_)
+            | Statement::DropDatabase(_)
+            | Statement::CreateRetentionPolicy(_)
+            | Statement::AlterRetentionPolicy(_)
+            | Statement::DropRetentionPolicy(_)
+            | Statement::DropMeasurement(_)
+            | Statement::Delete(_)
+            | Statement::DropSeries(_)
+    )
+}
+
+async fn execute(engine: &Engine, stmt: &Statement, params: &QueryParams) -> Result<Vec<ResultSeries>, String> {
+    let catalog = engine.catalog();
+    let db = params.db.as_str();
+    let none = || Ok(Vec::new());
+    match stmt {
+        // Queries over many points are CPU-bound: let the runtime move other tasks off this
+        // worker while it runs.
+        Statement::Select(s) => {
+            let now = engine.now_ns();
+            tokio::task::block_in_place(|| select::select(catalog, s, db, now))
+        }
+        Statement::ShowDatabases => Ok(show::show_databases(catalog)),
+        Statement::ShowMeasurements(s) => show::show_measurements(catalog, s, db),
+        Statement::ShowTagKeys(s) => show::show_tag_keys(catalog, s, db),
+        Statement::ShowTagValues(s) => show::show_tag_values(catalog, s, db),
+        Statement::ShowFieldKeys(s) => show::show_field_keys(catalog, s, db),
+        Statement::ShowSeries(s) => show::show_series(catalog, s, db),
+        Statement::ShowRetentionPolicies(s) => show::show_retention_policies(catalog, s, db),
+        Statement::CreateDatabase(s) => ddl::create_database(engine, s).await.and_then(|_| none()),
+        Statement::DropDatabase(s) => ddl::drop_database(engine, &s.name).await.and_then(|_| none()),
+        Statement::CreateRetentionPolicy(s) => {
+            ddl::create_retention_policy(engine, s).await.and_then(|_| none())
+        }
+        Statement::AlterRetentionPolicy(s) => {
+            ddl::alter_retention_policy(engine, s).await.and_then(|_| none())
+        }
+        Statement::DropRetentionPolicy(s) => ddl::drop_retention_policy(engine, &s.database, &s.name)
+            .await
+            .and_then(|_| none()),
+        Statement::DropMeasurement(s) => ddl::drop_measurement(engine, db, &s.name)
+            .await
+            .and_then(|_| none()),
+        Statement::Explain(_) => Err("EXPLAIN is not supported by this node".into()),
+        Statement::Delete(_) => Err("DELETE is not supported by this node; use DROP MEASUREMENT or a retention policy".into()),
+        Statement::DropSeries(_) => Err("DROP SERIES is not supported by this node; use DROP MEASUREMENT".into()),
+        Statement::Unsupported(text) => Err(format!("statement not supported by this node: {text}")),
+    }
+}

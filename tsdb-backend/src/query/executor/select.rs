@@ -1,0 +1,1019 @@
+//! `SELECT`: from a statement to result series.
+//!
+//! The plan, in order: resolve the sources to measurements; expand wildcards into columns
+//! (named and de-duplicated like InfluxDB's); decide whether the query is raw, aggregate, or
+//! a lone selector with companion fields; take the time range from the condition; then, per
+//! measurement, group the series by the `GROUP BY` tags and answer each group: raw rows
+//! merged in time order, or one row per `GROUP BY time()` bucket with `fill()` applied.
+
+use super::eval::{self, compile, eval, CExpr, Context, RowRef, V};
+use super::fill::{bucket_start, fill_column};
+use super::functions::{cell, Function};
+use crate::model::{FieldType, FieldValue, MAX_NANO_TIME, MIN_NANO_TIME};
+use crate::query::ast::{DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement, Source};
+use crate::query::result::{ResultSeries, Value};
+use crate::storage::catalog::{read, Catalog};
+use crate::storage::series::{Measurement, Series};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+/// The most `GROUP BY time()` buckets one query may produce, so that `time(1ns)` over a year
+/// answers with an error instead of exhausting memory.
+pub const MAX_BUCKETS: i64 = 1_000_000;
+
+type StatementError = String;
+
+/// Runs a `SELECT` against the catalog.
+pub fn select(
+    catalog: &Catalog,
+    stmt: &SelectStatement,
+    default_db: &str,
+    now: i64,
+) -> Result<Vec<ResultSeries>, StatementError> {
+    if stmt.into.is_some() {
+        return Err("SELECT INTO is not supported".into());
+    }
+    let sources = resolve_sources(catalog, &stmt.sources, default_db)?;
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let guards: Vec<_> = sources.iter().map(|(_, m)| read(m)).collect();
+    let measurements: Vec<&Measurement> = guards.iter().map(|g| &**g).collect();
+
+    let schema = Schema::of(&measurements);
+    let fields = expand_fields(&stmt.fields, &schema);
+    let columns = column_names(&fields);
+    let plan = classify(&fields, stmt, &schema)?;
+
+    let (lo, hi) = eval::time_range(stmt.condition.as_ref(), now)?;
+    let interval = stmt.group_by_interval();
+    if matches!(interval, Some((i, _)) if i <= 0) {
+        return Ok(Vec::new());
+    }
+    let row_condition = stmt.condition.as_ref().and_then(eval::strip_time);
+
+    let mut out = Vec::new();
+    for m in &measurements {
+        let ctx = GroupContext::new(m, stmt, &row_condition, now)?;
+        let groups = ctx.groups()?;
+        match &plan {
+            Plan::Raw => {
+                let range = (lo.unwrap_or(MIN_NANO_TIME), hi.unwrap_or(MAX_NANO_TIME));
+                let cols = compile_columns(&fields, m, &ctx.tag_keys, now, &[])?;
+                for (key, members) in groups {
+                    let values = raw_group(&ctx, &members, &cols, range, stmt);
+                    push_series(&mut out, m, stmt, &ctx, key, &columns, values);
+                }
+            }
+            Plan::Aggregate { calls, selector_fields } => {
+                let texts: Vec<String> = calls.iter().map(|c| c.text.clone()).collect();
+                let cols = compile_columns(&fields, m, &ctx.tag_keys, now, &texts)?;
+                for c in calls {
+                    c.check_type(m)?;
+                }
+                let spec = AggSpec {
+                    calls,
+                    cols: &cols,
+                    selector_fields: *selector_fields,
+                    lo,
+                    hi: hi.or(interval.map(|_| now)),
+                    interval,
+                    fill: &stmt.fill,
+                };
+                for (key, members) in groups {
+                    let values = aggregate_group(&ctx, &members, &spec)?;
+                    push_series(&mut out, m, stmt, &ctx, key, &columns, values);
+                }
+            }
+        }
+    }
+    let soffset = stmt.soffset.unwrap_or(0) as usize;
+    let out: Vec<ResultSeries> = out.into_iter().skip(soffset).collect();
+    Ok(match stmt.slimit {
+        Some(n) => out.into_iter().take(n as usize).collect(),
+        None => out,
+    })
+}
+
+fn push_series(
+    out: &mut Vec<ResultSeries>,
+    m: &Measurement,
+    stmt: &SelectStatement,
+    ctx: &GroupContext<'_>,
+    key: Vec<(String, String)>,
+    columns: &[String],
+    mut values: Vec<Vec<Value>>,
+) {
+    let offset = stmt.offset.unwrap_or(0) as usize;
+    if offset > 0 {
+        values.drain(..offset.min(values.len()));
+    }
+    if let Some(limit) = stmt.limit {
+        values.truncate(limit as usize);
+    }
+    if values.is_empty() {
+        return;
+    }
+    out.push(ResultSeries {
+        name: m.name.clone(),
+        tags: ctx.grouped_by_tags.then_some(key),
+        columns: columns.to_vec(),
+        values,
+    });
+}
+
+/// Finds the measurements named by the sources, in name order.
+fn resolve_sources(
+    catalog: &Catalog,
+    sources: &[Source],
+    default_db: &str,
+) -> Result<Vec<(String, Arc<RwLock<Measurement>>)>, StatementError> {
+    let mut found: BTreeMap<String, Arc<RwLock<Measurement>>> = BTreeMap::new();
+    for source in sources {
+        let Source::Measurement(m) = source else {
+            return Err("subqueries are not supported".into());
+        };
+        let db_name = m.database.as_deref().unwrap_or(default_db);
+        if db_name.is_empty() {
+            return Err("database name required".into());
+        }
+        let db = catalog
+            .database(db_name)
+            .ok_or_else(|| format!("database not found: {db_name}"))?;
+        match &m.name {
+            MeasurementName::Name(n) => {
+                if let Some(ms) = db.measurement(n) {
+                    found.insert(n.clone(), ms);
+                }
+            }
+            MeasurementName::Regex(re) => {
+                for (n, ms) in db.measurements() {
+                    if re.regex.is_match(&n) {
+                        found.insert(n, ms);
+                    }
+                }
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// The union of the sources' fields and tags, which `*` expands to.
+#[derive(Debug, Default)]
+struct Schema {
+    fields: BTreeMap<String, FieldType>,
+    tags: BTreeSet<String>,
+}
+
+impl Schema {
+    fn of(ms: &[&Measurement]) -> Schema {
+        let mut s = Schema::default();
+        for m in ms {
+            for f in m.fields() {
+                s.fields.entry(f.name.clone()).or_insert(f.ty);
+            }
+            s.tags.extend(tag_keys(m));
+        }
+        s
+    }
+}
+
+fn tag_keys(m: &Measurement) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for s in m.series() {
+        for (k, _) in &s.tags {
+            if !keys.contains(k) {
+                keys.insert(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+/// A select-list entry after wildcard expansion: its expression and the name it prints as.
+#[derive(Debug, Clone)]
+struct OutField {
+    expr: Expr,
+    alias: Option<String>,
+    generated: String,
+}
+
+fn var(name: &str, ty: DataType) -> Expr {
+    Expr::VarRef {
+        name: name.to_string(),
+        data_type: Some(ty),
+    }
+}
+
+/// Expands `*`, `*::field`, `/re/` and `fn(*)` into one entry per matching column, in name
+/// order; a name that is both a field and a tag yields the field, then the tag.
+fn expand_fields(fields: &[Field], schema: &Schema) -> Vec<OutField> {
+    let mut out = Vec::new();
+    let matching = |pred: &dyn Fn(&str) -> bool, want_fields: bool, want_tags: bool| {
+        let mut names: Vec<(String, DataType)> = Vec::new();
+        if want_fields {
+            names.extend(schema.fields.keys().filter(|n| pred(n)).map(|n| (n.clone(), DataType::Field)));
+        }
+        if want_tags {
+            names.extend(schema.tags.iter().filter(|n| pred(n)).map(|n| (n.clone(), DataType::Tag)));
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0).then((a.1 == DataType::Tag).cmp(&(b.1 == DataType::Tag))));
+        names
+    };
+    for f in fields {
+        match &f.expr {
+            Expr::Wildcard(kind) => {
+                let (wf, wt) = match kind {
+                    None => (true, true),
+                    Some(crate::query::ast::WildcardType::Field) => (true, false),
+                    Some(crate::query::ast::WildcardType::Tag) => (false, true),
+                };
+                for (n, ty) in matching(&|_| true, wf, wt) {
+                    out.push(OutField {
+                        expr: var(&n, ty),
+                        alias: None,
+                        generated: n,
+                    });
+                }
+            }
+            Expr::Regex(re) => {
+                for (n, ty) in matching(&|n| re.regex.is_match(n), true, true) {
+                    out.push(OutField {
+                        expr: var(&n, ty),
+                        alias: None,
+                        generated: n,
+                    });
+                }
+            }
+            Expr::Call { name, args }
+                if matches!(args.first(), Some(Expr::Wildcard(_) | Expr::Regex(_))) =>
+            {
+                let pred: Box<dyn Fn(&str) -> bool> = match &args[0] {
+                    Expr::Regex(re) => {
+                        let re = re.regex.clone();
+                        Box::new(move |n: &str| re.is_match(n))
+                    }
+                    _ => Box::new(|_: &str| true),
+                };
+                for (n, _) in matching(&*pred, true, false) {
+                    // `mean(*)` covers the fields the function can read.
+                    let ty = schema.fields.get(&n).copied();
+                    let numeric_only = !matches!(name.as_str(), "count" | "first" | "last" | "distinct");
+                    if numeric_only
+                        && matches!(ty, Some(FieldType::String | FieldType::Boolean))
+                    {
+                        continue;
+                    }
+                    let mut new_args = args.clone();
+                    new_args[0] = var(&n, DataType::Field);
+                    out.push(OutField {
+                        expr: Expr::Call {
+                            name: name.clone(),
+                            args: new_args,
+                        },
+                        alias: None,
+                        generated: format!("{}_{n}", f.alias.as_deref().unwrap_or(name)),
+                    });
+                }
+            }
+            _ => out.push(OutField {
+                expr: f.expr.clone(),
+                alias: f.alias.clone(),
+                generated: f.name(),
+            }),
+        }
+    }
+    out
+}
+
+/// Output column names: `time`, then aliases as given and other names de-duplicated with
+/// `_1`, `_2`, ... (InfluxDB's `ColumnNames`).
+fn column_names(fields: &[OutField]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut names: Vec<Option<String>> = vec![None; fields.len()];
+    for (i, f) in fields.iter().enumerate() {
+        if let Some(a) = &f.alias {
+            names[i] = Some(a.clone());
+            seen.insert(a.clone(), 1);
+        }
+    }
+    for (i, f) in fields.iter().enumerate() {
+        if names[i].is_some() {
+            continue;
+        }
+        let mut name = f.generated.clone();
+        if let Some(&start) = seen.get(&name) {
+            let mut n = start;
+            loop {
+                let candidate = format!("{name}_{n}");
+                if !seen.contains_key(&candidate) {
+                    seen.insert(name.clone(), n + 1);
+                    name = candidate;
+                    break;
+                }
+                n += 1;
+            }
+        }
+        *seen.entry(name.clone()).or_insert(0) += 1;
+        names[i] = Some(name);
+    }
+    std::iter::once("time".to_string())
+        .chain(names.into_iter().flatten())
+        .collect()
+}
+
+/// What a function call in the select list computes.
+#[derive(Debug, Clone)]
+enum CallKind {
+    Reduce(Function),
+    /// `count(distinct(f))`.
+    CountDistinct,
+    /// `distinct(f)`: one row per distinct value.
+    Distinct,
+    /// `top(f, n)` / `bottom(f, n)`: the n largest / smallest points.
+    Top { n: usize, largest: bool },
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    /// The call's canonical text, which column expressions refer to it by.
+    text: String,
+    name: String,
+    kind: CallKind,
+    field: String,
+}
+
+impl Call {
+    fn is_selector(&self) -> bool {
+        match &self.kind {
+            CallKind::Reduce(f) => f.is_selector(),
+            CallKind::Top { .. } => true,
+            _ => false,
+        }
+    }
+
+    fn is_count(&self) -> bool {
+        matches!(self.kind, CallKind::Reduce(Function::Count) | CallKind::CountDistinct)
+    }
+
+    /// Refuses e.g. `mean()` of a string field, with InfluxDB's wording.
+    fn check_type(&self, m: &Measurement) -> Result<(), StatementError> {
+        let Some(ty) = m.field_type(&self.field) else {
+            return Ok(());
+        };
+        let sample = match ty {
+            FieldType::Float => FieldValue::Float(0.0),
+            FieldType::Integer => FieldValue::Integer(0),
+            FieldType::Unsigned => FieldValue::Unsigned(0),
+            FieldType::Boolean => FieldValue::Boolean(false),
+            FieldType::String => FieldValue::String(String::new()),
+        };
+        let ok = match &self.kind {
+            CallKind::Reduce(f) => f.accepts(&sample),
+            CallKind::Top { .. } => Function::Max.accepts(&sample) && ty != FieldType::Boolean,
+            CallKind::Distinct | CallKind::CountDistinct => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("unsupported {} iterator type: {ty}", self.name))
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Plan {
+    Raw,
+    Aggregate {
+        calls: Vec<Call>,
+        /// A lone selector with plain fields beside it (`SELECT max(f), host`): those print
+        /// the selected point's values.
+        selector_fields: bool,
+    },
+}
+
+/// Function calls of an expression, outermost first, not descending into their arguments.
+fn calls_of(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Call { name, .. } if name != "now" => out.push(e.clone()),
+        Expr::Binary { lhs, rhs, .. } => {
+            calls_of(lhs, out);
+            calls_of(rhs, out);
+        }
+        Expr::Paren(inner) => calls_of(inner, out),
+        _ => {}
+    }
+}
+
+/// Whether an expression names a field or tag outside any call.
+fn has_bare_ref(e: &Expr) -> bool {
+    match e {
+        Expr::VarRef { .. } => true,
+        Expr::Binary { lhs, rhs, .. } => has_bare_ref(lhs) || has_bare_ref(rhs),
+        Expr::Paren(inner) => has_bare_ref(inner),
+        _ => false,
+    }
+}
+
+fn arity_error(name: &str, expected: usize, got: usize) -> StatementError {
+    format!("invalid number of arguments for {name}, expected {expected}, got {got}")
+}
+
+fn field_arg(name: &str, arg: Option<&Expr>) -> Result<String, StatementError> {
+    match arg {
+        Some(Expr::VarRef { name, .. }) => Ok(name.clone()),
+        _ => Err(format!("expected field argument in {name}()")),
+    }
+}
+
+fn parse_call(e: &Expr) -> Result<Call, StatementError> {
+    let Expr::Call { name, args } = e else {
+        return Err("expected a function call".into());
+    };
+    let text = e.to_string();
+    let call = |kind, field| Call {
+        text: text.clone(),
+        name: name.clone(),
+        kind,
+        field,
+    };
+    match name.as_str() {
+        "percentile" => {
+            if args.len() != 2 {
+                return Err(arity_error(name, 2, args.len()));
+            }
+            let p = match &args[1] {
+                Expr::Integer(i) => *i as f64,
+                Expr::Float(f) => *f,
+                _ => return Err("expected float argument in percentile()".into()),
+            };
+            Ok(call(CallKind::Reduce(Function::Percentile(p)), field_arg(name, args.first())?))
+        }
+        "top" | "bottom" => {
+            if args.len() < 2 {
+                return Err(format!("invalid number of arguments for {name}, expected at least 2, got {}", args.len()));
+            }
+            let n = match args.last() {
+                Some(Expr::Integer(n)) if *n > 0 => *n as usize,
+                _ => return Err(format!("expected integer as last argument in {name}(), found {}", args[args.len() - 1])),
+            };
+            Ok(call(
+                CallKind::Top {
+                    n,
+                    largest: name == "top",
+                },
+                field_arg(name, args.first())?,
+            ))
+        }
+        "distinct" => {
+            if args.len() != 1 {
+                return Err(arity_error(name, 1, args.len()));
+            }
+            Ok(call(CallKind::Distinct, field_arg(name, args.first())?))
+        }
+        _ => {
+            let Some(f) = Function::by_name(name) else {
+                return Err(format!("undefined function {name}()"));
+            };
+            if args.len() != 1 {
+                return Err(arity_error(name, 1, args.len()));
+            }
+            match &args[0] {
+                Expr::Distinct(field) if f == Function::Count => Ok(call(CallKind::CountDistinct, field.clone())),
+                Expr::Call { name: inner, args: inner_args } if inner == "distinct" && f == Function::Count => {
+                    Ok(call(CallKind::CountDistinct, field_arg(inner, inner_args.first())?))
+                }
+                other => Ok(call(CallKind::Reduce(f), field_arg(name, Some(other))?)),
+            }
+        }
+    }
+}
+
+fn classify(fields: &[OutField], stmt: &SelectStatement, _schema: &Schema) -> Result<Plan, StatementError> {
+    let mut call_exprs = Vec::new();
+    for f in fields {
+        calls_of(&f.expr, &mut call_exprs);
+    }
+    if call_exprs.is_empty() {
+        if stmt.group_by_interval().is_some() {
+            return Err("GROUP BY requires at least one aggregate function".into());
+        }
+        return Ok(Plan::Raw);
+    }
+    let mut calls: Vec<Call> = Vec::new();
+    for e in &call_exprs {
+        let c = parse_call(e)?;
+        if !calls.iter().any(|x| x.text == c.text) {
+            calls.push(c);
+        }
+    }
+    let bare = fields.iter().any(|f| has_bare_ref(&f.expr));
+    let selector_fields = bare && calls.len() == 1 && calls[0].is_selector();
+    if bare && !selector_fields {
+        return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    let multi_row = calls
+        .iter()
+        .any(|c| matches!(c.kind, CallKind::Distinct | CallKind::Top { .. }));
+    if multi_row && calls.len() > 1 {
+        return Err("distinct(), top() and bottom() cannot be combined with other functions".into());
+    }
+    Ok(Plan::Aggregate {
+        calls,
+        selector_fields,
+    })
+}
+
+fn compile_columns(
+    fields: &[OutField],
+    m: &Measurement,
+    tag_keys: &BTreeSet<String>,
+    now: i64,
+    calls: &[String],
+) -> Result<Vec<CExpr>, StatementError> {
+    fields
+        .iter()
+        .map(|f| compile(&f.expr, m, tag_keys, Context::Column, now, calls))
+        .collect()
+}
+
+/// Per-measurement state shared by the groups of one statement.
+struct GroupContext<'a> {
+    m: &'a Measurement,
+    tag_keys: BTreeSet<String>,
+    dims: Vec<String>,
+    grouped_by_tags: bool,
+    /// The condition without its time bounds, and whether it reads only tags.
+    condition: Option<CExpr>,
+    series_level: bool,
+    ascending: bool,
+}
+
+impl<'a> GroupContext<'a> {
+    fn new(
+        m: &'a Measurement,
+        stmt: &SelectStatement,
+        row_condition: &Option<Expr>,
+        now: i64,
+    ) -> Result<Self, StatementError> {
+        let tag_keys = tag_keys(m);
+        let mut dims: BTreeSet<String> = BTreeSet::new();
+        let mut grouped_by_tags = false;
+        for d in &stmt.dimensions {
+            match d {
+                Dimension::Tag(t) => {
+                    dims.insert(t.clone());
+                    grouped_by_tags = true;
+                }
+                Dimension::Wildcard => {
+                    dims.extend(tag_keys.iter().cloned());
+                    grouped_by_tags = true;
+                }
+                Dimension::Regex(re) => {
+                    dims.extend(tag_keys.iter().filter(|k| re.regex.is_match(k)).cloned());
+                    grouped_by_tags = true;
+                }
+                Dimension::Time { .. } => {}
+                Dimension::Expr(e) => return Err(format!("only time() calls allowed in dimensions: {e}")),
+            }
+        }
+        let condition = row_condition
+            .as_ref()
+            .map(|c| compile(c, m, &tag_keys, Context::Condition, now, &[]))
+            .transpose()?;
+        let series_level = condition.as_ref().is_some_and(|c| {
+            let r = c.reads();
+            !r.fields && !r.time
+        });
+        Ok(GroupContext {
+            m,
+            tag_keys,
+            dims: dims.into_iter().collect(),
+            grouped_by_tags,
+            condition,
+            series_level,
+            ascending: stmt.time_ascending(),
+        })
+    }
+
+    /// The series that pass the tag part of the condition, grouped by the `GROUP BY` tag
+    /// values (a missing tag groups as `""`), groups and members in tag order.
+    fn groups(&self) -> Result<BTreeMap<Vec<(String, String)>, Vec<usize>>, StatementError> {
+        let series = self.m.series();
+        let mut order: Vec<usize> = (0..series.len()).collect();
+        order.sort_by(|&a, &b| series[a].tags.cmp(&series[b].tags));
+        let mut groups: BTreeMap<Vec<(String, String)>, Vec<usize>> = BTreeMap::new();
+        for i in order {
+            let s = &series[i];
+            if self.series_level {
+                if let Some(c) = &self.condition {
+                    let r = RowRef {
+                        series: s,
+                        row: None,
+                        time: 0,
+                        calls: &[],
+                    };
+                    if !eval(c, &r).truthy() {
+                        continue;
+                    }
+                }
+            }
+            let key = self
+                .dims
+                .iter()
+                .map(|k| (k.clone(), s.tag(k).unwrap_or("").to_string()))
+                .collect();
+            groups.entry(key).or_default().push(i);
+        }
+        Ok(groups)
+    }
+
+    /// Calls `f` for each row of `s` within `[lo, hi]` that passes the condition, in the
+    /// statement's time order, until `f` returns false.
+    fn rows<'s>(&self, s: &'s Series, lo: i64, hi: i64, mut f: impl FnMut(i64, &'s crate::storage::series::Row) -> bool) {
+        if lo > hi {
+            return;
+        }
+        let check = !self.series_level && self.condition.is_some();
+        let mut visit = |t: i64, row: &'s crate::storage::series::Row| -> bool {
+            if check {
+                if let Some(c) = &self.condition {
+                    let r = RowRef {
+                        series: s,
+                        row: Some(row),
+                        time: t,
+                        calls: &[],
+                    };
+                    if !eval(c, &r).truthy() {
+                        return true;
+                    }
+                }
+            }
+            f(t, row)
+        };
+        let range = s.rows.range(lo..=hi);
+        if self.ascending {
+            for (t, row) in range {
+                if !visit(*t, row) {
+                    break;
+                }
+            }
+        } else {
+            for (t, row) in range.rev() {
+                if !visit(*t, row) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Raw rows of one group: each member series' matching rows, merged by time (then by
+/// series order), keeping rows where at least one field column has a value.
+fn raw_group(
+    ctx: &GroupContext<'_>,
+    members: &[usize],
+    cols: &[CExpr],
+    (lo, hi): (i64, i64),
+    stmt: &SelectStatement,
+) -> Vec<Vec<Value>> {
+    let field_cols: Vec<bool> = cols.iter().map(|c| c.reads().fields).collect();
+    if !field_cols.iter().any(|b| *b) {
+        return Vec::new();
+    }
+    // No series can contribute more rows than OFFSET + LIMIT to the merged answer.
+    let per_series = stmt
+        .limit
+        .map(|l| (l + stmt.offset.unwrap_or(0)) as usize)
+        .unwrap_or(usize::MAX);
+    let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
+    for (rank, &si) in members.iter().enumerate() {
+        let s = &ctx.m.series()[si];
+        let mut taken = 0;
+        ctx.rows(s, lo, hi, |t, row| {
+            let r = RowRef {
+                series: s,
+                row: Some(row),
+                time: t,
+                calls: &[],
+            };
+            let vals: Vec<V<'_>> = cols.iter().map(|c| eval(c, &r)).collect();
+            if vals.iter().zip(&field_cols).any(|(v, f)| *f && *v != V::Null) {
+                let mut out = Vec::with_capacity(vals.len() + 1);
+                out.push(Value::Time(t));
+                out.extend(vals.into_iter().map(V::to_value));
+                rows.push((t, rank, out));
+                taken += 1;
+            }
+            taken < per_series
+        });
+    }
+    if members.len() > 1 {
+        if ctx.ascending {
+            rows.sort_by_key(|(t, rank, _)| (*t, *rank));
+        } else {
+            rows.sort_by_key(|(t, rank, _)| (std::cmp::Reverse(*t), *rank));
+        }
+    }
+    rows.into_iter().map(|(_, _, v)| v).collect()
+}
+
+struct AggSpec<'a> {
+    calls: &'a [Call],
+    cols: &'a [CExpr],
+    selector_fields: bool,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    interval: Option<(i64, i64)>,
+    fill: &'a Fill,
+}
+
+/// A point fed to a function: its time, its series (rank in the group) and its value.
+type Fed<'a> = (i64, usize, &'a FieldValue);
+
+/// One row per bucket (or one row without `GROUP BY time()`), `fill()` applied.
+fn aggregate_group(
+    ctx: &GroupContext<'_>,
+    members: &[usize],
+    spec: &AggSpec<'_>,
+) -> Result<Vec<Vec<Value>>, StatementError> {
+    let m = ctx.m;
+    let series = m.series();
+    let lo = spec.lo.unwrap_or(MIN_NANO_TIME);
+    let hi = spec.hi.unwrap_or(MAX_NANO_TIME);
+
+    // Gather each referenced field's points once, in time order.
+    let mut fed: BTreeMap<&str, Vec<Fed<'_>>> = BTreeMap::new();
+    for c in spec.calls {
+        if fed.contains_key(c.field.as_str()) {
+            continue;
+        }
+        let mut pts = Vec::new();
+        if let Some(id) = m.field_id(&c.field) {
+            for (rank, &si) in members.iter().enumerate() {
+                let s = &series[si];
+                // Gathering ignores ORDER BY: buckets are built ascending, then reversed.
+                if lo > hi {
+                    break;
+                }
+                let check = !ctx.series_level && ctx.condition.is_some();
+                for (t, row) in s.rows.range(lo..=hi) {
+                    if check {
+                        if let Some(cond) = &ctx.condition {
+                            let r = RowRef {
+                                series: s,
+                                row: Some(row),
+                                time: *t,
+                                calls: &[],
+                            };
+                            if !eval(cond, &r).truthy() {
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(v) = row.get(id) {
+                        pts.push((*t, rank, v));
+                    }
+                }
+            }
+            if members.len() > 1 {
+                pts.sort_by_key(|(t, rank, _)| (*t, *rank));
+            }
+        }
+        fed.insert(&c.field, pts);
+    }
+    if fed.values().all(|p| p.is_empty()) {
+        return Ok(Vec::new());
+    }
+
+    // Bucket boundaries.
+    let buckets: Vec<(i64, i64)> = match spec.interval {
+        Some((interval, offset)) => {
+            let start_lo = match spec.lo {
+                Some(l) => l,
+                // Without a lower bound, start at the earliest point of the group.
+                None => fed.values().filter_map(|p| p.first().map(|x| x.0)).min().unwrap_or(lo),
+            };
+            let first = bucket_start(start_lo, interval, offset);
+            let last = bucket_start(hi, interval, offset);
+            let n = (last - first) / interval + 1;
+            if n > MAX_BUCKETS {
+                return Err(format!(
+                    "too many GROUP BY time() buckets: {n} (at most {MAX_BUCKETS}); narrow the time range or widen the interval"
+                ));
+            }
+            (0..n)
+                .map(|i| {
+                    let s = first + i * interval;
+                    (s, s.saturating_add(interval - 1))
+                })
+                .collect()
+        }
+        None => vec![(lo, hi)],
+    };
+
+    let multi_row = spec
+        .calls
+        .first()
+        .is_some_and(|c| matches!(c.kind, CallKind::Distinct | CallKind::Top { .. }));
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    if multi_row {
+        let c = &spec.calls[0];
+        let pts = &fed[c.field.as_str()];
+        for (b_lo, b_hi) in &buckets {
+            let slice = bucket_slice(pts, *b_lo, *b_hi);
+            for (t, v) in multi_row_call(c, slice) {
+                let time = match (&c.kind, spec.interval) {
+                    (CallKind::Distinct, _) => default_time(spec, *b_lo),
+                    _ => t,
+                };
+                rows.push(vec![Value::Time(time), v]);
+            }
+        }
+        if spec.interval.is_some() || matches!(c.kind, CallKind::Top { .. }) {
+            rows.sort_by_key(|r| match r[0] {
+                Value::Time(t) => t,
+                _ => 0,
+            });
+        }
+        if !ctx.ascending {
+            rows.reverse();
+        }
+        return Ok(rows);
+    }
+
+    // results[call][bucket]
+    let mut results: Vec<Vec<Option<Value>>> = Vec::with_capacity(spec.calls.len());
+    let mut selected: Vec<Option<(i64, usize)>> = vec![None; buckets.len()];
+    for c in spec.calls {
+        let pts = &fed[c.field.as_str()];
+        let mut col = Vec::with_capacity(buckets.len());
+        for (bi, (b_lo, b_hi)) in buckets.iter().enumerate() {
+            let slice = bucket_slice(pts, *b_lo, *b_hi);
+            let r = reduce(c, slice);
+            if let Some((_, Some((t, rank)))) = &r {
+                selected[bi] = Some((*t, *rank));
+            }
+            col.push(r.map(|(v, _)| v));
+        }
+        fill_column_if_grouped(&mut col, spec, c);
+        results.push(col);
+    }
+
+    for (bi, (b_lo, _)) in buckets.iter().enumerate() {
+        let present = results.iter().any(|col| col[bi].is_some());
+        let empty_bucket = results.iter().all(|col| {
+            // After fill(), a bucket that had no point shows only fill values.
+            col[bi].is_none()
+        });
+        if spec.interval.is_none() && !present {
+            continue;
+        }
+        if spec.interval.is_some() && matches!(spec.fill, Fill::None) && bucket_was_empty(&fed, spec.calls, *b_lo, buckets[bi].1) {
+            continue;
+        }
+        let _ = empty_bucket;
+        let call_values: Vec<Value> = results
+            .iter()
+            .map(|col| col[bi].clone().unwrap_or(Value::Null))
+            .collect();
+        let lone_selector = spec.calls.len() == 1 && spec.calls[0].is_selector() && spec.interval.is_none();
+        let time = match (lone_selector, selected[bi]) {
+            (true, Some((t, _))) => t,
+            _ => match spec.interval {
+                Some(_) => *b_lo,
+                None => default_time(spec, *b_lo),
+            },
+        };
+        // For `SELECT max(f), host`, plain columns read the selected point's row.
+        let (row_series, row) = match (spec.selector_fields, selected[bi]) {
+            (true, Some((t, rank))) => {
+                let s = &series[members[rank]];
+                (s, s.rows.get(&t))
+            }
+            _ => (&series[members[0]], None),
+        };
+        let r = RowRef {
+            series: row_series,
+            row,
+            time,
+            calls: &call_values,
+        };
+        let mut out = Vec::with_capacity(spec.cols.len() + 1);
+        out.push(Value::Time(time));
+        for c in spec.cols {
+            out.push(eval(c, &r).to_value());
+        }
+        rows.push(out);
+    }
+    if !ctx.ascending {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// The time printed for an aggregate without `GROUP BY time()`: the lower time bound, or
+/// the epoch when there is none.
+fn default_time(spec: &AggSpec<'_>, _bucket_lo: i64) -> i64 {
+    spec.lo.unwrap_or(0)
+}
+
+fn fill_column_if_grouped(col: &mut [Option<Value>], spec: &AggSpec<'_>, c: &Call) {
+    if spec.interval.is_some() {
+        fill_column(col, spec.fill, c.is_count());
+    }
+}
+
+fn bucket_was_empty(fed: &BTreeMap<&str, Vec<Fed<'_>>>, calls: &[Call], lo: i64, hi: i64) -> bool {
+    calls
+        .iter()
+        .all(|c| fed.get(c.field.as_str()).is_none_or(|p| bucket_slice(p, lo, hi).is_empty()))
+}
+
+/// The points of a time-sorted slice within `[lo, hi]`.
+fn bucket_slice<'p, 'a>(pts: &'p [Fed<'a>], lo: i64, hi: i64) -> &'p [Fed<'a>] {
+    let start = pts.partition_point(|p| p.0 < lo);
+    let end = pts.partition_point(|p| p.0 <= hi);
+    &pts[start..end.max(start)]
+}
+
+/// Applies a reducing call to a bucket: its value and, for selectors, the selected point.
+fn reduce(c: &Call, pts: &[Fed<'_>]) -> Option<(Value, Option<(i64, usize)>)> {
+    match &c.kind {
+        CallKind::Reduce(f) => {
+            let input: Vec<(i64, &FieldValue)> = pts.iter().map(|(t, _, v)| (*t, *v)).collect();
+            let (v, t) = f.apply(&input)?;
+            let selected = t.and_then(|t| pts.iter().find(|p| p.0 == t).map(|p| (p.0, p.1)));
+            // Selectors carry the point they chose; find it by time and value.
+            let selected = match (f.is_selector(), t) {
+                (true, Some(t)) => pts
+                    .iter()
+                    .find(|p| p.0 == t && cell(p.2) == v)
+                    .map(|p| (p.0, p.1))
+                    .or(selected),
+                _ => None,
+            };
+            Some((v, selected))
+        }
+        CallKind::CountDistinct => {
+            if pts.is_empty() {
+                return None;
+            }
+            let mut seen: Vec<Value> = Vec::new();
+            for (_, _, v) in pts {
+                let c = cell(v);
+                if !seen.contains(&c) {
+                    seen.push(c);
+                }
+            }
+            Some((Value::Integer(seen.len() as i64), None))
+        }
+        CallKind::Distinct | CallKind::Top { .. } => None,
+    }
+}
+
+/// Rows of `distinct()`, `top()` and `bottom()` for one bucket: `(time, value)`.
+fn multi_row_call(c: &Call, pts: &[Fed<'_>]) -> Vec<(i64, Value)> {
+    match &c.kind {
+        CallKind::Distinct => {
+            let mut vals: Vec<Value> = Vec::new();
+            for (_, _, v) in pts {
+                let c = cell(v);
+                if !vals.contains(&c) {
+                    vals.push(c);
+                }
+            }
+            vals.sort_by(|a, b| value_order(a, b));
+            vals.into_iter().map(|v| (0, v)).collect()
+        }
+        CallKind::Top { n, largest } => {
+            let mut idx: Vec<usize> = (0..pts.len()).collect();
+            idx.sort_by(|&a, &b| {
+                let o = value_order(&cell(pts[a].2), &cell(pts[b].2));
+                let o = if *largest { o.reverse() } else { o };
+                o.then(pts[a].0.cmp(&pts[b].0))
+            });
+            idx.truncate(*n);
+            idx.into_iter().map(|i| (pts[i].0, cell(pts[i].2))).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let f = |v: &Value| match v {
+        Value::Float(f) => Some(*f),
+        Value::Integer(i) => Some(*i as f64),
+        Value::Unsigned(u) => Some(*u as f64),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        _ => f(a)
+            .zip(f(b))
+            .and_then(|(x, y)| x.partial_cmp(&y))
+            .unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
