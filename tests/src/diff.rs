@@ -133,6 +133,13 @@ pub struct Step {
     /// Status influxd must answer (checked in every mode; guards the case itself).
     #[serde(default)]
     pub expect_status: Option<u16>,
+    /// Where the case `differs`: the status our node must answer (instead of influxd's).
+    #[serde(default)]
+    pub ours_status: Option<u16>,
+    /// Where the case `differs`: a substring our body must contain (after `$DB`
+    /// substitution).
+    #[serde(default)]
+    pub ours_contains: Option<String>,
     /// Keep only `values` rows whose first column starts with this (after `$DB` substitution);
     /// for `SHOW DATABASES` on servers shared by parallel tests.
     #[serde(default)]
@@ -469,6 +476,23 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Checks our answer against a step's own expectations (`ours_status`, `ours_contains`),
+/// for steps where we differ from InfluxDB on purpose.
+fn check_ours(case: &Case, step: &Step, ours: &Answer) -> Option<String> {
+    if let Some(want) = step.ours_status {
+        if ours.status != want {
+            return Some(format!("our status {} is not the intended {want}", ours.status));
+        }
+    }
+    if let Some(needle) = &step.ours_contains {
+        let needle = needle.replace("$DB", &case.db());
+        if !ours.body.to_string().contains(&needle) {
+            return Some(format!("our body lacks {needle:?}"));
+        }
+    }
+    None
+}
+
 /// Compares two answers under `mode`; `None` when they agree, else a one-line reason.
 pub fn compare(
     mode: Compare,
@@ -736,8 +760,12 @@ pub fn run_group(group: &str) -> anyhow::Result<Report> {
                     for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
                         report.steps += 1;
                         let step = &case.steps[i];
-                        let mode = case.compare_of(step);
-                        if let Some(why) = compare(mode, step.error_contains.as_deref(), t, o) {
+                        let why = if step.ours_status.is_some() || step.ours_contains.is_some() {
+                            check_ours(case, step, o)
+                        } else {
+                            compare(case.compare_of(step), step.error_contains.as_deref(), t, o)
+                        };
+                        if let Some(why) = why {
                             report.mismatches.push(mismatch_entry(case, i, &why, t, o));
                         }
                     }
@@ -763,7 +791,9 @@ pub fn run_group(group: &str) -> anyhow::Result<Report> {
 /// Runs every group against influxd alone and compares with the recorded `expected/*.json`:
 /// proves the cases give InfluxDB stable answers (no dependence on time or ordering luck).
 pub fn check_recorded_against_influxd() -> anyhow::Result<Report> {
-    let servers = shared_servers(false)?;
+    // A private influxd: the live comparison tests use the same database names on the
+    // shared pair, concurrently.
+    let influxd = InfluxdProcess::start()?;
     let mut report = Report::default();
     for (group, file) in load_all()? {
         let text = std::fs::read_to_string(expected_path(&group)).with_context(|| {
@@ -786,7 +816,7 @@ pub fn check_recorded_against_influxd() -> anyhow::Result<Report> {
                 ));
                 continue;
             };
-            let answers = match run_case(servers.influxd.addr, case) {
+            let answers = match run_case(influxd.addr, case) {
                 Ok(a) => a,
                 Err(e) => {
                     report

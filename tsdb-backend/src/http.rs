@@ -199,6 +199,13 @@ fn outcome(parse_errors: Vec<LineError>, report: WriteReport) -> WriteOutcome {
                 }
             }
             Rejection::BeyondRetention => beyond += 1,
+            Rejection::TimeFieldOnly { measurement } => {
+                if reasons.len() < MAX_REPORTED_ERRORS {
+                    reasons.push(format!(
+                        "invalid field name: input field \"time\" on measurement \"{measurement}\" is invalid"
+                    ));
+                }
+            }
         }
     }
     if beyond > 0 {
@@ -386,17 +393,10 @@ async fn query_inner(st: &AppState, method: &Method, params: &HashMap<String, St
     let Some(text) = params.get("q").filter(|q| !q.trim().is_empty()) else {
         return error_response(StatusCode::BAD_REQUEST, "missing required parameter \"q\"");
     };
+    // As InfluxDB: any `epoch=` asks for integer times, an unknown unit means nanoseconds.
     let epoch = match params.get("epoch").map(String::as_str) {
         None | Some("") => None,
-        Some(e) => match Precision::parse(e) {
-            Some(p) => Some(p),
-            None => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid epoch \"{e}\": expected one of ns, u, ms, s, m, h"),
-                )
-            }
-        },
+        Some(e) => Some(Precision::parse(e).unwrap_or(Precision::Nanoseconds)),
     };
     let qp = QueryParams {
         db: params.get("db").cloned().unwrap_or_default(),

@@ -20,6 +20,7 @@
 //! an empty field key after a tab, one field key given twice with two types) are errors.
 
 mod escape;
+mod flat_scan;
 mod grammar;
 #[cfg(test)]
 mod tests;

@@ -79,6 +79,8 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     TypeConflict(FieldTypeConflict),
+    /// The point's only field was named `time`, which InfluxDB reserves.
+    TimeFieldOnly { measurement: String },
     /// Older than the database's retention allows.
     BeyondRetention,
 }
@@ -316,6 +318,23 @@ fn validate(
 ) -> (Vec<Point>, Vec<Rejection>) {
     let mut accepted = Vec::with_capacity(points.len());
     let mut rejected = Vec::new();
+    // A field named `time` would shadow the time column: InfluxDB drops it silently, or
+    // refuses the point when it was the only field.
+    let points: Vec<Point> = points
+        .into_iter()
+        .filter_map(|mut p| {
+            if p.fields.iter().any(|(k, _)| k == "time") {
+                p.fields.retain(|(k, _)| k != "time");
+                if p.fields.is_empty() {
+                    rejected.push(Rejection::TimeFieldOnly {
+                        measurement: p.measurement,
+                    });
+                    return None;
+                }
+            }
+            Some(p)
+        })
+        .collect();
     let mut points = points.into_iter().peekable();
     while let Some(first) = points.next() {
         // One lock per run of points of the same measurement.

@@ -6,7 +6,7 @@
 //! backslash was seen. Which input fails with which error follows InfluxDB 1.6's scanners
 //! (`scanKey`, `scanFields`, `scanNumber`, `scanTime`), including the order they check in.
 
-use super::{escape, LineErrorKind, MAX_KEY_LENGTH};
+use super::{escape, flat_scan, LineErrorKind, MAX_KEY_LENGTH};
 use crate::model::{FieldType, FieldValue, Point, Precision, MAX_NANO_TIME, MIN_NANO_TIME};
 use std::num::IntErrorKind;
 
@@ -42,7 +42,13 @@ pub(super) fn point(
     if key_end > MAX_KEY_LENGTH {
         return Err(LineErrorKind::MaxKeyLengthExceeded { size: key_end });
     }
-    let fields = field_set(line, key_end, sizes.fields)?;
+    let fields = match field_set(line, key_end, sizes.fields) {
+        Ok(fields) => fields,
+        Err(Rejection::Scan(kind)) => return Err(kind),
+        Err(Rejection::Irregular(ours)) => {
+            return Err(flat_scan::verdict(line, key_end, precision).unwrap_or(ours))
+        }
+    };
     let timestamp = timestamp(line, fields.end, precision, default_time)?;
     // InfluxDB finds this only when storing the point, after every parse error.
     if let Some(conflict) = fields.conflict {
@@ -235,56 +241,77 @@ struct Conflict {
     second: FieldType,
 }
 
-/// Errors InfluxDB finds in a second pass over a field set that scanned clean
-/// (`walkFields`), so any scan error, even in a later field, wins over them.
-enum Deferred {
-    InvalidValue { key_at: usize },
-    KeyTooLong { size: usize },
+/// Why a field set was refused.
+enum Rejection {
+    /// An error InfluxDB's scan reports for the same input.
+    Scan(LineErrorKind),
+    /// Input InfluxDB's flat scan reads otherwise than the grammar: a `,` in a field key,
+    /// text after a closing quote, an `=` it takes as escaped (`v\\=1`), an empty key
+    /// after a tab. Its own scan then picks the error, or this one if it finds none.
+    Irregular(LineErrorKind),
+}
+
+/// What InfluxDB's second pass over a clean field scan (`walkFields`) trips on.
+enum WalkError {
+    /// A key ending in `\\` before its `=`, which the walk reads as escaped.
+    EscapedEquals {
+        key_at: usize,
+    },
+    KeyTooLong {
+        size: usize,
+    },
 }
 
 /// `field_set`: fields from after the space at `key_end` (the series key's length) up to
 /// the next unquoted space or the end of the line.
-fn field_set(line: &str, key_end: usize, capacity: usize) -> Result<FieldSet> {
+fn field_set(
+    line: &str,
+    key_end: usize,
+    capacity: usize,
+) -> std::result::Result<FieldSet, Rejection> {
     let b = line.as_bytes();
     let mut i = skip_whitespace(b, key_end);
     let mut fields = Vec::with_capacity(capacity);
     let mut conflict = None;
-    let mut deferred = None;
     let mut seen = 0;
-    // InfluxDB counts an unescaped `,` in a key (`a,b=1`) and fails the set only after
-    // scanning all of it, so an error in a later value is the one reported.
-    let mut comma_in_key = false;
+    // What InfluxDB's second pass over a clean scan (`walkFields`) finds first.
+    let mut walk_error = None;
     loop {
         let key_at = i;
         let (key_end_at, escaped) = field_key(b, i);
         i = key_end_at;
         match b.get(i) {
-            None | Some(b' ') => return Err(LineErrorKind::InvalidFieldFormat),
-            Some(b',') => {
-                comma_in_key = true;
-                i += 1;
-                continue;
-            }
+            None | Some(b' ') => return Err(Rejection::Scan(LineErrorKind::InvalidFieldFormat)),
+            Some(b',') => return Err(Rejection::Irregular(LineErrorKind::InvalidFieldFormat)),
             Some(_) => {}
         }
-        // InfluxDB tests the byte before the `=`: it lets `a\\,=1` pass here, to fail it
-        // for the comma later, and lets a tab before `=1` pass for good, which makes an
-        // empty field key; that one is refused here.
-        if i == key_at && !(b[i - 1] == b',' && b[i - 2] == b'\\') {
-            return Err(LineErrorKind::MissingFieldKey);
+        if i == key_at {
+            // InfluxDB only tests the byte before the `=`.
+            let missing = LineErrorKind::MissingFieldKey;
+            return Err(match b[i - 1] {
+                b' ' | b',' => Rejection::Scan(missing),
+                _ => Rejection::Irregular(missing),
+            });
         }
-        if deferred.is_none() {
-            if i > key_at && b[i - 1] == b'\\' {
-                deferred = Some(Deferred::InvalidValue { key_at });
+        if walk_error.is_none() {
+            if b[i - 1] == b'\\' {
+                walk_error = Some(WalkError::EscapedEquals { key_at });
             } else if key_end + 4 + (i - key_at) > MAX_KEY_LENGTH {
                 // 4 is the length of the storage engine's field key separator.
-                deferred = Some(Deferred::KeyTooLong {
+                walk_error = Some(WalkError::KeyTooLong {
                     size: key_end + 4 + (i - key_at),
                 });
             }
         }
-        let (value, value_end) = field_value(line, i + 1)?;
-        if !comma_in_key && deferred.is_none() {
+        let (value, value_end) = match field_value(line, i + 1) {
+            Ok(parsed) => parsed,
+            // Only text after a string's closing quote gives this here.
+            Err(LineErrorKind::InvalidFieldFormat) => {
+                return Err(Rejection::Irregular(LineErrorKind::InvalidFieldFormat))
+            }
+            Err(kind) => return Err(Rejection::Scan(kind)),
+        };
+        if walk_error.is_none() {
             let key = owned(&line[key_at..i], escaped, escape::name);
             insert(&mut fields, &mut seen, key, value, &mut conflict);
         }
@@ -294,14 +321,18 @@ fn field_set(line: &str, key_end: usize, capacity: usize) -> Result<FieldSet> {
         }
         i += 1;
     }
-    if comma_in_key {
-        return Err(LineErrorKind::InvalidFieldFormat);
-    }
-    match deferred {
-        Some(Deferred::InvalidValue { key_at }) => Err(LineErrorKind::InvalidValue {
-            key: walked_key(&line[key_at..i]).to_owned(),
-        }),
-        Some(Deferred::KeyTooLong { size }) => Err(LineErrorKind::MaxKeyLengthExceeded { size }),
+    match walk_error {
+        // The walk takes this `=` as escaped and reads on into the next field.
+        Some(WalkError::EscapedEquals { key_at }) => {
+            Err(Rejection::Irregular(LineErrorKind::InvalidValue {
+                key: walked_key(&line[key_at..i]).to_owned(),
+            }))
+        }
+        Some(WalkError::KeyTooLong { size }) => {
+            Err(Rejection::Scan(LineErrorKind::MaxKeyLengthExceeded {
+                size,
+            }))
+        }
         None => Ok(FieldSet {
             fields,
             end: i,
@@ -414,7 +445,7 @@ fn number(line: &str, start: usize) -> Result<(FieldValue, usize)> {
 }
 
 /// A number by InfluxDB's `scanNumber` rules, which decide the error text.
-fn scan_number(line: &str, start: usize) -> Result<(FieldValue, usize)> {
+pub(super) fn scan_number(line: &str, start: usize) -> Result<(FieldValue, usize)> {
     let b = line.as_bytes();
     let invalid = || LineErrorKind::InvalidNumber {
         value: token(line, start).to_owned(),
@@ -517,7 +548,7 @@ fn string(line: &str, at: usize) -> Result<(FieldValue, usize)> {
 }
 
 /// `boolean`: `t T true True TRUE f F false False FALSE`.
-fn boolean(line: &str, at: usize) -> Result<(FieldValue, usize)> {
+pub(super) fn boolean(line: &str, at: usize) -> Result<(FieldValue, usize)> {
     let text = token(line, at);
     let value = match text.as_bytes() {
         b"t" | b"T" | b"true" | b"True" | b"TRUE" => true,
@@ -539,7 +570,12 @@ fn token(line: &str, start: usize) -> &str {
 }
 
 /// `timestamp`: an optional integer in units of the precision, then nothing but spaces.
-fn timestamp(line: &str, at: usize, precision: Precision, default_time: i64) -> Result<i64> {
+pub(super) fn timestamp(
+    line: &str,
+    at: usize,
+    precision: Precision,
+    default_time: i64,
+) -> Result<i64> {
     let b = line.as_bytes();
     let start = skip_whitespace(b, at);
     let mut i = start;

@@ -67,7 +67,7 @@ impl Function {
     }
 
     /// Computes the function over `points` (time order). `None` when the bucket has no
-    /// point (or, for `stddev`, fewer than two).
+    /// point; `stddev` of a single point is a null value.
     pub fn apply(self, points: &[(i64, &FieldValue)]) -> Option<(Value, Option<i64>)> {
         if points.is_empty() {
             return None;
@@ -104,7 +104,8 @@ impl Function {
             Function::Stddev => {
                 let vals = floats(points)?;
                 if vals.len() < 2 {
-                    return None;
+                    // A point with a null value, not no point: the row is still printed.
+                    return Some((Value::Null, None));
                 }
                 let mean = vals.iter().sum::<f64>() / vals.len() as f64;
                 let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
@@ -242,7 +243,7 @@ mod tests {
             panic!("no stddev")
         };
         assert!((s - 2.138_089_935_299_395).abs() < 1e-12, "{s}");
-        assert_eq!(run(Function::Stddev, &[F(1.0)]), None);
+        assert_eq!(run(Function::Stddev, &[F(1.0)]), Some((Value::Null, None)));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn select(
     let measurements: Vec<&Measurement> = guards.iter().map(|g| &**g).collect();
 
     let schema = Schema::of(&measurements);
-    let fields = expand_fields(&stmt.fields, &schema);
+    let fields = expand_fields(&stmt.fields, &schema, &stmt.dimensions);
     let columns = column_names(&fields);
     let plan = classify(&fields, stmt, &schema)?;
 
@@ -206,8 +206,17 @@ fn var(name: &str, ty: DataType) -> Expr {
 }
 
 /// Expands `*`, `*::field`, `/re/` and `fn(*)` into one entry per matching column, in name
-/// order; a name that is both a field and a tag yields the field, then the tag.
-fn expand_fields(fields: &[Field], schema: &Schema) -> Vec<OutField> {
+/// order; a name that is both a field and a tag yields the field, then the tag. Tags the
+/// statement groups by are not columns: they are in the series' `tags`.
+fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<OutField> {
+    let grouped = |tag: &str| {
+        dims.iter().any(|d| match d {
+            Dimension::Tag(t) => t == tag,
+            Dimension::Wildcard => true,
+            Dimension::Regex(re) => re.regex.is_match(tag),
+            _ => false,
+        })
+    };
     let mut out = Vec::new();
     let matching = |pred: &dyn Fn(&str) -> bool, want_fields: bool, want_tags: bool| {
         let mut names: Vec<(String, DataType)> = Vec::new();
@@ -215,7 +224,13 @@ fn expand_fields(fields: &[Field], schema: &Schema) -> Vec<OutField> {
             names.extend(schema.fields.keys().filter(|n| pred(n)).map(|n| (n.clone(), DataType::Field)));
         }
         if want_tags {
-            names.extend(schema.tags.iter().filter(|n| pred(n)).map(|n| (n.clone(), DataType::Tag)));
+            names.extend(
+                schema
+                    .tags
+                    .iter()
+                    .filter(|n| pred(n) && !grouped(n))
+                    .map(|n| (n.clone(), DataType::Tag)),
+            );
         }
         names.sort_by(|a, b| a.0.cmp(&b.0).then((a.1 == DataType::Tag).cmp(&(b.1 == DataType::Tag))));
         names
