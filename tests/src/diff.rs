@@ -799,7 +799,7 @@ pub fn check_recorded_against_influxd() -> anyhow::Result<Report> {
         let text = std::fs::read_to_string(expected_path(&group)).with_context(|| {
             format!(
                 "missing recording for `{group}`: run \
-                 `DIFF_ORACLE_ONLY=1 cargo test -p tests --test tsdb_differential -- --include-ignored`"
+                 `DIFF_ORACLE_ONLY=1 cargo test -p tests --test tsdb_differential`"
             )
         })?;
         let recorded: Value = serde_json::from_str(&text)?;

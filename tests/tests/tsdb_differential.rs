@@ -1,11 +1,10 @@
 //! Differential tests: every case in `tests/cases/differential/*.json` is sent to a private real
 //! InfluxDB 1.x and to our `tsdb-backend`, and the answers are compared as JSON values.
 //!
-//! - `cargo test -p tests --test tsdb_differential -- --include-ignored`: the real comparison
-//!   (ignored until tsdb-backend is functional).
-//! - `DIFF_ORACLE_ONLY=1 ... -- --include-ignored`: influxd only; rewrites
-//!   `tests/cases/differential/expected/<group>.json` with its answers.
-//! - Not ignored: the case files are valid, and influxd still gives the recorded answers.
+//! - `cargo test -p tests --test tsdb_differential`: the comparison, plus checks that the
+//!   case files are valid and that influxd still gives the recorded answers.
+//! - `DIFF_ORACLE_ONLY=1 cargo test -p tests --test tsdb_differential`: influxd only;
+//!   rewrites `tests/cases/differential/expected/<group>.json` with its answers.
 
 use tests::diff;
 
@@ -15,31 +14,26 @@ fn run(group: &str) {
 }
 
 #[test]
-#[ignore = "needs a functional tsdb-backend; run with --include-ignored"]
 fn line_protocol_writes_match_influxdb() {
     run("writes");
 }
 
 #[test]
-#[ignore = "needs a functional tsdb-backend; run with --include-ignored"]
 fn raw_selects_match_influxdb() {
     run("select_raw");
 }
 
 #[test]
-#[ignore = "needs a functional tsdb-backend; run with --include-ignored"]
 fn aggregates_match_influxdb() {
     run("aggregates");
 }
 
 #[test]
-#[ignore = "needs a functional tsdb-backend; run with --include-ignored"]
 fn show_statements_and_admin_match_influxdb() {
     run("show_admin");
 }
 
 #[test]
-#[ignore = "needs a functional tsdb-backend; run with --include-ignored"]
 fn error_answers_match_influxdb() {
     run("errors");
 }

@@ -55,7 +55,6 @@ fn python_client_script_passes_against_real_influxdb() {
 }
 
 #[test]
-#[ignore = "needs a functional tsdb-backend; run with --include-ignored"]
 fn python_influxdb_client_works_unchanged_against_our_node() {
     if !python_client_available() {
         return;

@@ -567,6 +567,22 @@ fn a_value_error_wins_over_a_long_field_key() {
     assert_eq!(message(&line), "invalid boolean");
 }
 
+#[test]
+fn input_influxdb_scans_otherwise_gets_influxdb_error() {
+    // InfluxDB's flat scan does not open a string after `a,b=`, so no "unbalanced quotes".
+    assert_eq!(message(r#"cpu a,b="x y"#), "invalid field format");
+    // An empty key after a tab passes InfluxDB's scan, so a later error is reported.
+    assert_eq!(message("cpu \t=-.5Na"), "invalid number");
+    assert_eq!(message("cpu \t=1 1.5"), "bad timestamp");
+    // Text after a closing quote passes InfluxDB's scan too.
+    assert_eq!(message(r#"cpu v="x"y,w=zz"#), "invalid boolean");
+    assert_eq!(message(r#"cpu v="x"y 10 x"#), "point is invalid");
+    assert_eq!(
+        message(r#"cpu v=1,f\\="x"y 10"#),
+        r#"invalid value: field-key=f\\="x"y"#
+    );
+}
+
 // ---- timestamp ----
 
 #[test]
@@ -707,4 +723,86 @@ fn tsbs_cpu_body(lines: usize) -> String {
         ));
     }
     body
+}
+
+// ---- scanning helpers ----
+
+#[test]
+fn the_word_search_finds_the_first_needle_at_every_offset() {
+    for len in 0..40 {
+        for first in 0..len {
+            // Bytes with the high bit set around the needles, as UTF-8 text has.
+            let mut bytes: Vec<u8> = (0..len).map(|i| [b'a', 0xC3, 0xA9, 0xFF][i % 4]).collect();
+            bytes[first] = b'=';
+            if first + 3 < len {
+                bytes[first + 3] = b',';
+            }
+            for from in 0..=len + 1 {
+                let expected = bytes
+                    .get(from..)
+                    .and_then(|rest| rest.iter().position(|&b| b == b',' || b == b'='))
+                    .map_or(from.max(len), |k| from + k);
+                let found = grammar::find_any(&bytes, from, [b',', b'=']);
+                assert_eq!(found, expected, "{bytes:?} from {from}");
+            }
+        }
+    }
+}
+
+/// InfluxDB's `scanLine`, as written in Go, to check the fast path of `line_end` against.
+fn scan_line(body: &[u8], start: usize) -> usize {
+    let (mut i, mut quoted, mut fields) = (start, false, false);
+    let (mut equals, mut commas) = (0, 0);
+    while i < body.len() {
+        if body[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if body[i] == b' ' {
+            fields = true;
+        }
+        if fields {
+            if !quoted && body[i] == b'=' {
+                i += 1;
+                equals += 1;
+                continue;
+            } else if !quoted && body[i] == b',' {
+                i += 1;
+                commas += 1;
+                continue;
+            } else if body[i] == b'"' && equals > commas {
+                i += 1;
+                quoted = !quoted;
+                continue;
+            }
+        }
+        if body[i] == b'\n' && !quoted {
+            break;
+        }
+        i += 1;
+    }
+    i.min(body.len())
+}
+
+#[test]
+fn lines_end_where_influxdb_ends_them() {
+    // A fixed pseudo-random walk over the bytes that matter, so the test is repeatable.
+    let alphabet = b"a= ,\"\\\n\t#x";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..20_000 {
+        let len = (state % 24) as usize;
+        let body: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                alphabet[(state % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        let comment = body.get(grammar::skip_whitespace(&body, 0)) == Some(&b'#');
+        if comment {
+            continue;
+        }
+        assert_eq!(line_end(&body, 0).0, scan_line(&body, 0), "{body:?}");
+    }
 }

@@ -98,7 +98,8 @@ pub fn render(results: &[StatementResult], epoch: Option<Precision>) -> String {
         }
         out.push('}');
     }
-    out.push_str("]}");
+    // Go's json.Encoder ends the document with a newline; so do we, byte for byte.
+    out.push_str("]}\n");
     out
 }
 
@@ -106,7 +107,7 @@ pub fn render(results: &[StatementResult], epoch: Option<Precision>) -> String {
 pub fn render_error(message: &str) -> String {
     let mut out = String::from("{\"error\":");
     json_string(&mut out, message);
-    out.push('}');
+    out.push_str("}\n");
     out
 }
 
@@ -290,15 +291,15 @@ mod tests {
         };
         assert_eq!(
             render(&[r.clone()], None),
-            r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","v"],"values":[["1970-01-01T00:00:01Z",2]]}]}]}"#
+            "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"cpu\",\"tags\":{\"host\":\"a\"},\"columns\":[\"time\",\"v\"],\"values\":[[\"1970-01-01T00:00:01Z\",2]]}]}]}\n"
         );
         assert_eq!(
             render(&[r], Some(Precision::Milliseconds)),
-            r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags":{"host":"a"},"columns":["time","v"],"values":[[1000,2]]}]}]}"#
+            "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"cpu\",\"tags\":{\"host\":\"a\"},\"columns\":[\"time\",\"v\"],\"values\":[[1000,2]]}]}]}\n"
         );
         assert_eq!(
             render(&[StatementResult::default()], None),
-            r#"{"results":[{"statement_id":0}]}"#
+            "{\"results\":[{\"statement_id\":0}]}\n"
         );
     }
 }

@@ -102,7 +102,8 @@ mod tests {
         assert_eq!(bucket_start(10 * s, 10 * s, 0), 10 * s);
         assert_eq!(bucket_start(10 * s - 1, 10 * s, 0), 0);
         assert_eq!(bucket_start(-1, 10 * s, 0), -10 * s);
-        assert_eq!(bucket_start(20 * s, 60 * s, 15 * s), -45 * s);
+        assert_eq!(bucket_start(20 * s, 60 * s, 15 * s), 15 * s);
+        assert_eq!(bucket_start(10 * s, 60 * s, 15 * s), -45 * s);
         assert_eq!(bucket_start(20 * s, 60 * s, -15 * s), -15 * s);
     }
 
