@@ -481,7 +481,10 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
 fn check_ours(case: &Case, step: &Step, ours: &Answer) -> Option<String> {
     if let Some(want) = step.ours_status {
         if ours.status != want {
-            return Some(format!("our status {} is not the intended {want}", ours.status));
+            return Some(format!(
+                "our status {} is not the intended {want}",
+                ours.status
+            ));
         }
     }
     if let Some(needle) = &step.ours_contains {

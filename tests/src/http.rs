@@ -197,3 +197,73 @@ pub fn query_response(
 pub fn ping(addr: impl Display) -> anyhow::Result<u16> {
     Ok(request("GET", &format!("http://{addr}/ping"), &[], None)?.status)
 }
+
+/// Sends one HTTP/1.1 request over a fresh socket (`Connection: close`) and reads the answer,
+/// tolerating a server that answers and closes before the whole body was sent (as for a 413
+/// decided on `Content-Length`): sending stops at the first write error and the answer is read
+/// anyway. [`request`] cannot see such answers, since the client fails on the broken pipe.
+///
+/// `headers` are sent as given (add `Content-Length` or `Transfer-Encoding` yourself when the
+/// body should carry one; `chunks` bodies are sent as they are). Only `Content-Length` and
+/// read-to-close bodies are decoded, which is what the servers under test send for errors.
+pub fn raw_request(
+    addr: impl Display,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Response> {
+    use std::io::{Read, Write};
+    let addr = addr.to_string();
+    let mut s = std::net::TcpStream::connect(&addr)
+        .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut head =
+        format!("{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    // A write error means the server stopped reading: its answer may still be waiting.
+    if s.write_all(head.as_bytes()).is_ok() {
+        for chunk in body.chunks(64 * 1024) {
+            if s.write_all(chunk).is_err() {
+                break;
+            }
+        }
+    }
+    let mut raw = Vec::new();
+    let read = s.take(256 * 1024 * 1024).read_to_end(&mut raw);
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        anyhow::bail!(
+            "{method} {path_and_query}: no complete answer head ({} bytes read, {read:?})",
+            raw.len()
+        );
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut rest = &raw[split + 4..];
+    if let Some(n) = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        rest = &rest[..n.min(rest.len())];
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(rest).into_owned(),
+    })
+}

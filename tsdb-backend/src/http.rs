@@ -48,7 +48,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn add_version_header(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert("x-influxdb-version", HeaderValue::from_static(INFLUXDB_VERSION));
+    h.insert(
+        "x-influxdb-version",
+        HeaderValue::from_static(INFLUXDB_VERSION),
+    );
     h.insert("x-influxdb-build", HeaderValue::from_static("OSS"));
     res
 }
@@ -134,7 +137,9 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
     }
     let bytes = match Limited::new(body, max).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(BodyError::TooLarge),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(BodyError::TooLarge)
+        }
         Err(e) => return Err(BodyError::Read(e.to_string())),
     };
     let gzipped = headers
@@ -166,7 +171,10 @@ enum WriteOutcome {
     /// Nothing parsed: InfluxDB answers with the parse errors alone.
     Unparsable(Vec<LineError>),
     /// Some points were stored, others dropped for these reasons.
-    Partial { reasons: Vec<String>, dropped: usize },
+    Partial {
+        reasons: Vec<String>,
+        dropped: usize,
+    },
 }
 
 fn describe_parse_errors(errors: &[LineError]) -> Vec<String> {
@@ -176,7 +184,10 @@ fn describe_parse_errors(errors: &[LineError]) -> Vec<String> {
         .map(|e| e.to_string())
         .collect();
     if errors.len() > MAX_REPORTED_ERRORS {
-        out.push(format!("... and {} more unparsable lines", errors.len() - MAX_REPORTED_ERRORS));
+        out.push(format!(
+            "... and {} more unparsable lines",
+            errors.len() - MAX_REPORTED_ERRORS
+        ));
     }
     out
 }
@@ -285,7 +296,9 @@ async fn write_v1_inner(
     let Some(precision) = Precision::parse(precision_text) else {
         return error_response(
             StatusCode::BAD_REQUEST,
-            &format!("invalid precision \"{precision_text}\": expected one of n, ns, u, us, ms, s, m, h"),
+            &format!(
+                "invalid precision \"{precision_text}\": expected one of n, ns, u, us, ms, s, m, h"
+            ),
         );
     };
     let body = match read_body(headers, body, st.max_body_bytes).await {
@@ -294,9 +307,10 @@ async fn write_v1_inner(
     };
     match store(st, db, precision, &body).await {
         Ok(WriteOutcome::Stored) => StatusCode::NO_CONTENT.into_response(),
-        Ok(WriteOutcome::Unparsable(errors)) => {
-            error_response(StatusCode::BAD_REQUEST, &describe_parse_errors(&errors).join("\n"))
-        }
+        Ok(WriteOutcome::Unparsable(errors)) => error_response(
+            StatusCode::BAD_REQUEST,
+            &describe_parse_errors(&errors).join("\n"),
+        ),
         Ok(WriteOutcome::Partial { reasons, dropped }) => error_response(
             StatusCode::BAD_REQUEST,
             &format!("partial write: {} dropped={dropped}", reasons.join("\n")),
@@ -405,9 +419,10 @@ async fn query_inner(st: &AppState, method: &Method, params: &HashMap<String, St
     };
     match executor::run(&st.engine, text, &qp).await {
         Ok(results) => json_response(StatusCode::OK, render(&results, epoch)),
-        Err(executor::RunError::Parse(e)) => {
-            error_response(StatusCode::BAD_REQUEST, &format!("error parsing query: {e}"))
-        }
+        Err(executor::RunError::Parse(e)) => error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("error parsing query: {e}"),
+        ),
     }
 }
 

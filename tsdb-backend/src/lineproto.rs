@@ -15,9 +15,10 @@
 //! Where this parser knowingly differs from InfluxDB 1.6, the code says so at the spot;
 //! in short: `\r\n` line ends are accepted, invalid UTF-8 is an error (InfluxDB stores the
 //! bytes), unsigned `12u` values are accepted (1.6 needs a build flag), a comment line ends
-//! at its newline even if it holds a quote, and a few inputs that 1.6 turns into garbage
-//! fields (`v="x"y`, a field key ending in an escaped backslash followed by later fields,
-//! an empty field key after a tab, one field key given twice with two types) are errors.
+//! at its newline even if it holds a quote or ends in a backslash, and the few inputs 1.6
+//! turns into garbage fields (`v="x"y`, a field key ending in an escaped backslash before
+//! more fields, an empty field key after a tab, one field key given twice with two types)
+//! are errors. A line 1.6 refuses gets 1.6's error text, however odd the line.
 
 mod escape;
 mod flat_scan;
@@ -178,8 +179,8 @@ fn newlines(body: &[u8]) -> usize {
 /// once past the first space a `"` after a field's `=` opens a string a newline cannot end.
 fn line_end(body: &[u8], start: usize) -> (usize, usize) {
     let rest = &body[start..];
-    // Unlike InfluxDB, a comment ends at its newline whatever quotes it holds: 1.6 lets
-    // `# a="x` swallow the lines after it, silently dropping them.
+    // Unlike InfluxDB, a comment ends at its newline whatever it holds: 1.6 lets `# a="x`
+    // or a comment ending in `\` swallow the lines after it, silently dropping them.
     if rest.get(grammar::skip_whitespace(rest, 0)) == Some(&b'#') {
         let newline = rest.iter().position(|&b| b == b'\n');
         return (newline.map_or(body.len(), |k| start + k), 0);

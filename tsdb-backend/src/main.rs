@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tsdb_backend::clock::SystemTime;
 use tsdb_backend::cli::Args;
+use tsdb_backend::clock::SystemTime;
 use tsdb_backend::http::{router, AppState};
 use tsdb_backend::metrics::Metrics;
 use tsdb_backend::storage::entry::Entry;
@@ -66,7 +66,9 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
     }
     let sweeper = {
         let engine = engine.clone();
-        let every = std::time::Duration::from_nanos(args.retention_check_interval.max(1_000_000_000) as u64);
+        let every = std::time::Duration::from_nanos(
+            args.retention_check_interval.max(1_000_000_000) as u64,
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -98,7 +100,10 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

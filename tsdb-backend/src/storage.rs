@@ -80,7 +80,9 @@ pub struct EngineConfig {
 pub enum Rejection {
     TypeConflict(FieldTypeConflict),
     /// The point's only field was named `time`, which InfluxDB reserves.
-    TimeFieldOnly { measurement: String },
+    TimeFieldOnly {
+        measurement: String,
+    },
     /// Older than the database's retention allows.
     BeyondRetention,
 }

@@ -45,8 +45,16 @@ const START_NS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z, as TSB
 const STEP_NS: i64 = 10_000_000_000;
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
 const FIELDS: [&str; 10] = [
-    "usage_user", "usage_system", "usage_idle", "usage_nice", "usage_iowait", "usage_irq",
-    "usage_softirq", "usage_steal", "usage_guest", "usage_guest_nice",
+    "usage_user",
+    "usage_system",
+    "usage_idle",
+    "usage_nice",
+    "usage_iowait",
+    "usage_irq",
+    "usage_softirq",
+    "usage_steal",
+    "usage_guest",
+    "usage_guest_nice",
 ];
 
 /// One line of TSBS cpu-only data. Deterministic for a given RNG.
@@ -115,7 +123,12 @@ fn now() -> Instant {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let agent = agent();
-    let (st, body) = query(&agent, &args.url, "", &format!("CREATE DATABASE \"{}\"", args.db))?;
+    let (st, body) = query(
+        &agent,
+        &args.url,
+        "",
+        &format!("CREATE DATABASE \"{}\"", args.db),
+    )?;
     if st != 200 {
         bail!("CREATE DATABASE gave {st}: {body}");
     }
@@ -144,12 +157,19 @@ fn main() -> anyhow::Result<()> {
     let started = now();
     let mut handles = Vec::new();
     for _ in 0..args.writers {
-        let (batches, next, url, db, agent) =
-            (batches.clone(), next.clone(), args.url.clone(), args.db.clone(), agent.clone());
+        let (batches, next, url, db, agent) = (
+            batches.clone(),
+            next.clone(),
+            args.url.clone(),
+            args.db.clone(),
+            agent.clone(),
+        );
         handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(b) = batches.get(i) else { return Ok(()) };
+                let Some(b) = batches.get(i) else {
+                    return Ok(());
+                };
                 let res = agent
                     .post(&format!("{url}/write"))
                     .query("db", &db)

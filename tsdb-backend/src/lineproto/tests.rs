@@ -129,6 +129,13 @@ fn a_comment_with_a_quote_ends_at_its_newline() {
 }
 
 #[test]
+fn a_comment_ending_in_a_backslash_ends_at_its_newline() {
+    // InfluxDB 1.6 takes the newline as escaped and skips the next line with the comment.
+    let batch = parse("# a\\\ncpu v=1 10\ncpu v=2 11");
+    assert_eq!(batch.points.len(), 2);
+}
+
+#[test]
 fn invalid_utf8_fails_only_its_line() {
     let batch = parse_lines(
         b"cpu v=1 1\ncpu,t=\xff v=1 2\ncpu v=3 3",

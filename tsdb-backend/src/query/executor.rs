@@ -36,7 +36,11 @@ pub enum RunError {
 }
 
 /// Parses and runs a query text.
-pub async fn run(engine: &Engine, text: &str, params: &QueryParams) -> Result<Vec<StatementResult>, RunError> {
+pub async fn run(
+    engine: &Engine,
+    text: &str,
+    params: &QueryParams,
+) -> Result<Vec<StatementResult>, RunError> {
     let statements = parse_query(text)?;
     let mut results = Vec::with_capacity(statements.len());
     for (id, stmt) in statements.iter().enumerate() {
@@ -80,7 +84,11 @@ fn is_write(stmt: &Statement) -> bool {
     )
 }
 
-async fn execute(engine: &Engine, stmt: &Statement, params: &QueryParams) -> Result<Vec<ResultSeries>, String> {
+async fn execute(
+    engine: &Engine,
+    stmt: &Statement,
+    params: &QueryParams,
+) -> Result<Vec<ResultSeries>, String> {
     let catalog = engine.catalog();
     let db = params.db.as_str();
     let none = || Ok(Vec::new());
@@ -99,22 +107,36 @@ async fn execute(engine: &Engine, stmt: &Statement, params: &QueryParams) -> Res
         Statement::ShowSeries(s) => show::show_series(catalog, s, db),
         Statement::ShowRetentionPolicies(s) => show::show_retention_policies(catalog, s, db),
         Statement::CreateDatabase(s) => ddl::create_database(engine, s).await.and_then(|_| none()),
-        Statement::DropDatabase(s) => ddl::drop_database(engine, &s.name).await.and_then(|_| none()),
-        Statement::CreateRetentionPolicy(s) => {
-            ddl::create_retention_policy(engine, s).await.and_then(|_| none())
-        }
-        Statement::AlterRetentionPolicy(s) => {
-            ddl::alter_retention_policy(engine, s).await.and_then(|_| none())
-        }
-        Statement::DropRetentionPolicy(s) => ddl::drop_retention_policy(engine, &s.database, &s.name)
+        Statement::DropDatabase(s) => ddl::drop_database(engine, &s.name)
             .await
             .and_then(|_| none()),
+        Statement::CreateRetentionPolicy(s) => ddl::create_retention_policy(engine, s)
+            .await
+            .and_then(|_| none()),
+        Statement::AlterRetentionPolicy(s) => ddl::alter_retention_policy(engine, s)
+            .await
+            .and_then(|_| none()),
+        Statement::DropRetentionPolicy(s) => {
+            ddl::drop_retention_policy(engine, &s.database, &s.name)
+                .await
+                .and_then(|_| none())
+        }
         Statement::DropMeasurement(s) => ddl::drop_measurement(engine, db, &s.name)
             .await
             .and_then(|_| none()),
         Statement::Explain(_) => Err("EXPLAIN is not supported by this node".into()),
-        Statement::Delete(_) => Err("DELETE is not supported by this node; use DROP MEASUREMENT or a retention policy".into()),
-        Statement::DropSeries(_) => Err("DROP SERIES is not supported by this node; use DROP MEASUREMENT".into()),
-        Statement::Unsupported(text) => Err(format!("statement not supported by this node: {text}")),
+        Statement::Delete(_) => Err(
+            "DELETE is not supported by this node; use DROP MEASUREMENT or a retention policy"
+                .into(),
+        ),
+        Statement::DropSeries(_) => {
+            Err("DROP SERIES is not supported by this node; use DROP MEASUREMENT".into())
+        }
+        Statement::Unsupported(text) => {
+            Err(format!("statement not supported by this node: {text}"))
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

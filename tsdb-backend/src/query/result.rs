@@ -290,7 +290,7 @@ mod tests {
             messages: Vec::new(),
         };
         assert_eq!(
-            render(&[r.clone()], None),
+            render(std::slice::from_ref(&r), None),
             "{\"results\":[{\"statement_id\":0,\"series\":[{\"name\":\"cpu\",\"tags\":{\"host\":\"a\"},\"columns\":[\"time\",\"v\"],\"values\":[[\"1970-01-01T00:00:01Z\",2]]}]}]}\n"
         );
         assert_eq!(

@@ -15,7 +15,7 @@ use crate::clock::monotonic_now;
 use crate::metrics::Metrics;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -101,10 +101,7 @@ impl Writer {
                     Job::Checkpoint { reply } => forced.push(reply),
                 }
                 if bytes < MAX_GROUP_BYTES {
-                    next = match rx.try_recv() {
-                        Ok(job) => Some(job),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                    };
+                    next = rx.try_recv().ok();
                 }
             }
             if !group.is_empty() {

@@ -23,20 +23,36 @@ fn check_duration(d: i64) -> Result<(), StatementError> {
 }
 
 async fn log(engine: &Engine, entry: Entry) -> Result<(), StatementError> {
-    engine.log(entry).await.map(|_| ()).map_err(|e| e.to_string())
+    engine
+        .log(entry)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
-pub async fn create_database(engine: &Engine, s: &CreateDatabaseStatement) -> Result<(), StatementError> {
+pub async fn create_database(
+    engine: &Engine,
+    s: &CreateDatabaseStatement,
+) -> Result<(), StatementError> {
     if let Some(spec) = &s.retention_policy {
         check_duration(spec.duration.unwrap_or(0))?;
     }
-    log(engine, Entry::CreateDatabase { name: s.name.clone() }).await?;
+    log(
+        engine,
+        Entry::CreateDatabase {
+            name: s.name.clone(),
+        },
+    )
+    .await?;
     if let Some(spec) = &s.retention_policy {
         log(
             engine,
             Entry::SetRetentionPolicy {
                 db: s.name.clone(),
-                name: spec.name.clone().unwrap_or_else(|| DEFAULT_POLICY.to_string()),
+                name: spec
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_POLICY.to_string()),
                 duration_ns: spec.duration.unwrap_or(0),
                 shard_duration_ns: spec.shard_duration.unwrap_or(0),
                 default: true,
@@ -48,7 +64,13 @@ pub async fn create_database(engine: &Engine, s: &CreateDatabaseStatement) -> Re
 }
 
 pub async fn drop_database(engine: &Engine, name: &str) -> Result<(), StatementError> {
-    log(engine, Entry::DropDatabase { name: name.to_string() }).await
+    log(
+        engine,
+        Entry::DropDatabase {
+            name: name.to_string(),
+        },
+    )
+    .await
 }
 
 pub async fn create_retention_policy(
@@ -101,7 +123,11 @@ pub async fn alter_retention_policy(
     .await
 }
 
-pub async fn drop_retention_policy(engine: &Engine, db: &str, name: &str) -> Result<(), StatementError> {
+pub async fn drop_retention_policy(
+    engine: &Engine,
+    db: &str,
+    name: &str,
+) -> Result<(), StatementError> {
     if engine.catalog().database(db).is_none() {
         return Err(format!("database not found: {db}"));
     }
@@ -115,7 +141,11 @@ pub async fn drop_retention_policy(engine: &Engine, db: &str, name: &str) -> Res
     .await
 }
 
-pub async fn drop_measurement(engine: &Engine, default_db: &str, name: &str) -> Result<(), StatementError> {
+pub async fn drop_measurement(
+    engine: &Engine,
+    default_db: &str,
+    name: &str,
+) -> Result<(), StatementError> {
     if default_db.is_empty() {
         return Err("database name required".into());
     }

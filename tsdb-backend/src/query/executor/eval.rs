@@ -79,7 +79,10 @@ pub enum CExpr {
     Field(u32),
     /// A tag; `missing_as_null` for select columns (a tag the series lacks prints null),
     /// not for conditions (where it compares as `''`).
-    Tag { key: String, missing_as_null: bool },
+    Tag {
+        key: String,
+        missing_as_null: bool,
+    },
     Time,
     Lit(Value),
     Regex(Regex),
@@ -269,8 +272,11 @@ pub fn compile(
             };
             match data_type {
                 Some(DataType::Tag) => as_tag(),
-                Some(DataType::Field) | Some(DataType::Float) | Some(DataType::Integer)
-                | Some(DataType::Unsigned) | Some(DataType::String)
+                Some(DataType::Field)
+                | Some(DataType::Float)
+                | Some(DataType::Integer)
+                | Some(DataType::Unsigned)
+                | Some(DataType::String)
                 | Some(DataType::Boolean) => as_field.unwrap_or(CExpr::Lit(Value::Null)),
                 None => match as_field {
                     Some(f) => f,
@@ -302,11 +308,21 @@ pub fn compile(
         Expr::Binary { op, lhs, rhs } => {
             // A comparison with `time` takes its other side as a time: a time string, an
             // integer in nanoseconds, a duration, now(), or arithmetic of those.
-            if ctx == Context::Condition && op.is_condition() && (lhs.is_time_ref() || rhs.is_time_ref()) {
-                let (other, time_left) = if lhs.is_time_ref() { (rhs, true) } else { (lhs, false) };
+            if ctx == Context::Condition
+                && op.is_condition()
+                && (lhs.is_time_ref() || rhs.is_time_ref())
+            {
+                let (other, time_left) = if lhs.is_time_ref() {
+                    (rhs, true)
+                } else {
+                    (lhs, false)
+                };
                 let t = const_time(other, now)
                     .ok_or_else(|| format!("invalid time comparison: {e}"))?;
-                let (a, b) = (Box::new(CExpr::Time), Box::new(CExpr::Lit(Value::Integer(t))));
+                let (a, b) = (
+                    Box::new(CExpr::Time),
+                    Box::new(CExpr::Lit(Value::Integer(t))),
+                );
                 return Ok(if time_left {
                     CExpr::Binary(*op, a, b)
                 } else {
@@ -371,7 +387,8 @@ pub fn time_range(cond: Option<&Expr>, now: i64) -> Result<(Option<i64>, Option<
                 } else {
                     (lhs, flip(*op))
                 };
-                let t = const_time(other, now).ok_or_else(|| format!("invalid time comparison: {e}"))?;
+                let t = const_time(other, now)
+                    .ok_or_else(|| format!("invalid time comparison: {e}"))?;
                 let (l, h) = match op {
                     BinaryOp::Gt => (t.checked_add(1), None),
                     BinaryOp::Gte => (Some(t), None),

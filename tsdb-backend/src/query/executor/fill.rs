@@ -118,7 +118,19 @@ mod tests {
     fn fill_linear_interpolates_inner_gaps_only() {
         let mut v = vec![None, f(30.0), None, None, None, None, f(40.0), None];
         fill_column(&mut v, &Fill::Linear, false);
-        assert_eq!(v, vec![None, f(30.0), f(32.0), f(34.0), f(36.0), f(38.0), f(40.0), None]);
+        assert_eq!(
+            v,
+            vec![
+                None,
+                f(30.0),
+                f(32.0),
+                f(34.0),
+                f(36.0),
+                f(38.0),
+                f(40.0),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -49,7 +49,11 @@ impl Function {
     pub fn is_selector(self) -> bool {
         matches!(
             self,
-            Function::Min | Function::Max | Function::First | Function::Last | Function::Percentile(_)
+            Function::Min
+                | Function::Max
+                | Function::First
+                | Function::Last
+                | Function::Percentile(_)
         )
     }
 
@@ -82,7 +86,10 @@ impl Function {
             Function::Sum => (sum(points)?, None),
             Function::Mean => {
                 let vals = floats(points)?;
-                (Value::Float(vals.iter().sum::<f64>() / vals.len() as f64), None)
+                (
+                    Value::Float(vals.iter().sum::<f64>() / vals.len() as f64),
+                    None,
+                )
             }
             Function::Median => {
                 let mut vals = floats(points)?;
@@ -116,7 +123,9 @@ impl Function {
                 // Sort by value, stable on time, then nearest rank:
                 // i = floor(n * p / 100 + 0.5) - 1 (InfluxDB's percentile reducer).
                 let mut idx: Vec<usize> = (0..points.len()).collect();
-                idx.sort_by(|&a, &b| compare(points[a].1, points[b].1).unwrap_or(std::cmp::Ordering::Equal));
+                idx.sort_by(|&a, &b| {
+                    compare(points[a].1, points[b].1).unwrap_or(std::cmp::Ordering::Equal)
+                });
                 let i = (points.len() as f64 * p / 100.0 + 0.5).floor() as i64 - 1;
                 if i < 0 || i as usize >= points.len() {
                     return None;
@@ -211,7 +220,10 @@ mod tests {
     use super::*;
 
     fn pts(vals: &[FieldValue]) -> Vec<(i64, &FieldValue)> {
-        vals.iter().enumerate().map(|(i, v)| (i as i64 * 10, v)).collect()
+        vals.iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64 * 10, v))
+            .collect()
     }
 
     fn run(f: Function, vals: &[FieldValue]) -> Option<(Value, Option<i64>)> {
@@ -238,7 +250,16 @@ mod tests {
 
     #[test]
     fn stddev_is_the_sample_deviation_and_needs_two_points() {
-        let v = [F(2.0), F(4.0), F(4.0), F(4.0), F(5.0), F(5.0), F(7.0), F(9.0)];
+        let v = [
+            F(2.0),
+            F(4.0),
+            F(4.0),
+            F(4.0),
+            F(5.0),
+            F(5.0),
+            F(7.0),
+            F(9.0),
+        ];
         let Some((Value::Float(s), None)) = run(Function::Stddev, &v) else {
             panic!("no stddev")
         };
@@ -250,9 +271,15 @@ mod tests {
     fn percentile_uses_nearest_rank_and_returns_the_points_time() {
         let v: Vec<FieldValue> = (1..=10).rev().map(|i| F(i as f64)).collect();
         // n = 10, p = 90: floor(10 * 0.9 + 0.5) - 1 = 8 → the 9th smallest, 9.0, at t = 10.
-        assert_eq!(run(Function::Percentile(90.0), &v), Some((Value::Float(9.0), Some(10))));
+        assert_eq!(
+            run(Function::Percentile(90.0), &v),
+            Some((Value::Float(9.0), Some(10)))
+        );
         assert_eq!(run(Function::Percentile(0.0), &v), None);
-        assert_eq!(run(Function::Percentile(100.0), &v), Some((Value::Float(10.0), Some(0))));
+        assert_eq!(
+            run(Function::Percentile(100.0), &v),
+            Some((Value::Float(10.0), Some(0)))
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use super::eval::{self, compile, eval, CExpr, Context, RowRef, V};
 use super::fill::{bucket_start, fill_column};
 use super::functions::{cell, Function};
 use crate::model::{FieldType, FieldValue, MAX_NANO_TIME, MIN_NANO_TIME};
-use crate::query::ast::{DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement, Source};
+use crate::query::ast::{
+    DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement, Source,
+};
 use crate::query::result::{ResultSeries, Value};
 use crate::storage::catalog::{read, Catalog};
 use crate::storage::series::{Measurement, Series};
@@ -65,7 +67,10 @@ pub fn select(
                     push_series(&mut out, m, stmt, &ctx, key, &columns, values);
                 }
             }
-            Plan::Aggregate { calls, selector_fields } => {
+            Plan::Aggregate {
+                calls,
+                selector_fields,
+            } => {
                 let texts: Vec<String> = calls.iter().map(|c| c.text.clone()).collect();
                 let cols = compile_columns(&fields, m, &ctx.tag_keys, now, &texts)?;
                 for c in calls {
@@ -122,12 +127,18 @@ fn push_series(
     });
 }
 
+/// A measurement and its name.
+type NamedMeasurement = (String, Arc<RwLock<Measurement>>);
+
+/// Series indexes by their `GROUP BY` tag values.
+type Groups = BTreeMap<Vec<(String, String)>, Vec<usize>>;
+
 /// Finds the measurements named by the sources, in name order.
 fn resolve_sources(
     catalog: &Catalog,
     sources: &[Source],
     default_db: &str,
-) -> Result<Vec<(String, Arc<RwLock<Measurement>>)>, StatementError> {
+) -> Result<Vec<NamedMeasurement>, StatementError> {
     let mut found: BTreeMap<String, Arc<RwLock<Measurement>>> = BTreeMap::new();
     for source in sources {
         let Source::Measurement(m) = source else {
@@ -221,7 +232,13 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
     let matching = |pred: &dyn Fn(&str) -> bool, want_fields: bool, want_tags: bool| {
         let mut names: Vec<(String, DataType)> = Vec::new();
         if want_fields {
-            names.extend(schema.fields.keys().filter(|n| pred(n)).map(|n| (n.clone(), DataType::Field)));
+            names.extend(
+                schema
+                    .fields
+                    .keys()
+                    .filter(|n| pred(n))
+                    .map(|n| (n.clone(), DataType::Field)),
+            );
         }
         if want_tags {
             names.extend(
@@ -232,7 +249,10 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
                     .map(|n| (n.clone(), DataType::Tag)),
             );
         }
-        names.sort_by(|a, b| a.0.cmp(&b.0).then((a.1 == DataType::Tag).cmp(&(b.1 == DataType::Tag))));
+        names.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then((a.1 == DataType::Tag).cmp(&(b.1 == DataType::Tag)))
+        });
         names
     };
     for f in fields {
@@ -273,10 +293,9 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
                 for (n, _) in matching(&*pred, true, false) {
                     // `mean(*)` covers the fields the function can read.
                     let ty = schema.fields.get(&n).copied();
-                    let numeric_only = !matches!(name.as_str(), "count" | "first" | "last" | "distinct");
-                    if numeric_only
-                        && matches!(ty, Some(FieldType::String | FieldType::Boolean))
-                    {
+                    let numeric_only =
+                        !matches!(name.as_str(), "count" | "first" | "last" | "distinct");
+                    if numeric_only && matches!(ty, Some(FieldType::String | FieldType::Boolean)) {
                         continue;
                     }
                     let mut new_args = args.clone();
@@ -346,7 +365,10 @@ enum CallKind {
     /// `distinct(f)`: one row per distinct value.
     Distinct,
     /// `top(f, n)` / `bottom(f, n)`: the n largest / smallest points.
-    Top { n: usize, largest: bool },
+    Top {
+        n: usize,
+        largest: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -368,7 +390,10 @@ impl Call {
     }
 
     fn is_count(&self) -> bool {
-        matches!(self.kind, CallKind::Reduce(Function::Count) | CallKind::CountDistinct)
+        matches!(
+            self.kind,
+            CallKind::Reduce(Function::Count) | CallKind::CountDistinct
+        )
     }
 
     /// Refuses e.g. `mean()` of a string field, with InfluxDB's wording.
@@ -462,15 +487,26 @@ fn parse_call(e: &Expr) -> Result<Call, StatementError> {
                 Expr::Float(f) => *f,
                 _ => return Err("expected float argument in percentile()".into()),
             };
-            Ok(call(CallKind::Reduce(Function::Percentile(p)), field_arg(name, args.first())?))
+            Ok(call(
+                CallKind::Reduce(Function::Percentile(p)),
+                field_arg(name, args.first())?,
+            ))
         }
         "top" | "bottom" => {
             if args.len() < 2 {
-                return Err(format!("invalid number of arguments for {name}, expected at least 2, got {}", args.len()));
+                return Err(format!(
+                    "invalid number of arguments for {name}, expected at least 2, got {}",
+                    args.len()
+                ));
             }
             let n = match args.last() {
                 Some(Expr::Integer(n)) if *n > 0 => *n as usize,
-                _ => return Err(format!("expected integer as last argument in {name}(), found {}", args[args.len() - 1])),
+                _ => {
+                    return Err(format!(
+                        "expected integer as last argument in {name}(), found {}",
+                        args[args.len() - 1]
+                    ))
+                }
             };
             Ok(call(
                 CallKind::Top {
@@ -494,17 +530,27 @@ fn parse_call(e: &Expr) -> Result<Call, StatementError> {
                 return Err(arity_error(name, 1, args.len()));
             }
             match &args[0] {
-                Expr::Distinct(field) if f == Function::Count => Ok(call(CallKind::CountDistinct, field.clone())),
-                Expr::Call { name: inner, args: inner_args } if inner == "distinct" && f == Function::Count => {
-                    Ok(call(CallKind::CountDistinct, field_arg(inner, inner_args.first())?))
+                Expr::Distinct(field) if f == Function::Count => {
+                    Ok(call(CallKind::CountDistinct, field.clone()))
                 }
+                Expr::Call {
+                    name: inner,
+                    args: inner_args,
+                } if inner == "distinct" && f == Function::Count => Ok(call(
+                    CallKind::CountDistinct,
+                    field_arg(inner, inner_args.first())?,
+                )),
                 other => Ok(call(CallKind::Reduce(f), field_arg(name, Some(other))?)),
             }
         }
     }
 }
 
-fn classify(fields: &[OutField], stmt: &SelectStatement, _schema: &Schema) -> Result<Plan, StatementError> {
+fn classify(
+    fields: &[OutField],
+    stmt: &SelectStatement,
+    _schema: &Schema,
+) -> Result<Plan, StatementError> {
     let mut call_exprs = Vec::new();
     for f in fields {
         calls_of(&f.expr, &mut call_exprs);
@@ -531,7 +577,9 @@ fn classify(fields: &[OutField], stmt: &SelectStatement, _schema: &Schema) -> Re
         .iter()
         .any(|c| matches!(c.kind, CallKind::Distinct | CallKind::Top { .. }));
     if multi_row && calls.len() > 1 {
-        return Err("distinct(), top() and bottom() cannot be combined with other functions".into());
+        return Err(
+            "distinct(), top() and bottom() cannot be combined with other functions".into(),
+        );
     }
     Ok(Plan::Aggregate {
         calls,
@@ -589,7 +637,9 @@ impl<'a> GroupContext<'a> {
                     grouped_by_tags = true;
                 }
                 Dimension::Time { .. } => {}
-                Dimension::Expr(e) => return Err(format!("only time() calls allowed in dimensions: {e}")),
+                Dimension::Expr(e) => {
+                    return Err(format!("only time() calls allowed in dimensions: {e}"))
+                }
             }
         }
         let condition = row_condition
@@ -613,11 +663,11 @@ impl<'a> GroupContext<'a> {
 
     /// The series that pass the tag part of the condition, grouped by the `GROUP BY` tag
     /// values (a missing tag groups as `""`), groups and members in tag order.
-    fn groups(&self) -> Result<BTreeMap<Vec<(String, String)>, Vec<usize>>, StatementError> {
+    fn groups(&self) -> Result<Groups, StatementError> {
         let series = self.m.series();
         let mut order: Vec<usize> = (0..series.len()).collect();
         order.sort_by(|&a, &b| series[a].tags.cmp(&series[b].tags));
-        let mut groups: BTreeMap<Vec<(String, String)>, Vec<usize>> = BTreeMap::new();
+        let mut groups: Groups = BTreeMap::new();
         for i in order {
             let s = &series[i];
             if self.series_level {
@@ -645,7 +695,13 @@ impl<'a> GroupContext<'a> {
 
     /// Calls `f` for each row of `s` within `[lo, hi]` that passes the condition, in the
     /// statement's time order, until `f` returns false.
-    fn rows<'s>(&self, s: &'s Series, lo: i64, hi: i64, mut f: impl FnMut(i64, &'s crate::storage::series::Row) -> bool) {
+    fn rows<'s>(
+        &self,
+        s: &'s Series,
+        lo: i64,
+        hi: i64,
+        mut f: impl FnMut(i64, &'s crate::storage::series::Row) -> bool,
+    ) {
         if lo > hi {
             return;
         }
@@ -713,7 +769,11 @@ fn raw_group(
                 calls: &[],
             };
             let vals: Vec<V<'_>> = cols.iter().map(|c| eval(c, &r)).collect();
-            if vals.iter().zip(&field_cols).any(|(v, f)| *f && *v != V::Null) {
+            if vals
+                .iter()
+                .zip(&field_cols)
+                .any(|(v, f)| *f && *v != V::Null)
+            {
                 let mut out = Vec::with_capacity(vals.len() + 1);
                 out.push(Value::Time(t));
                 out.extend(vals.into_iter().map(V::to_value));
@@ -807,7 +867,11 @@ fn aggregate_group(
             let start_lo = match spec.lo {
                 Some(l) => l,
                 // Without a lower bound, start at the earliest point of the group.
-                None => fed.values().filter_map(|p| p.first().map(|x| x.0)).min().unwrap_or(lo),
+                None => fed
+                    .values()
+                    .filter_map(|p| p.first().map(|x| x.0))
+                    .min()
+                    .unwrap_or(lo),
             };
             let first = bucket_start(start_lo, interval, offset);
             let last = bucket_start(hi, interval, offset);
@@ -839,7 +903,8 @@ fn aggregate_group(
             let slice = bucket_slice(pts, *b_lo, *b_hi);
             for (t, v) in multi_row_call(c, slice) {
                 let time = match (&c.kind, spec.interval) {
-                    (CallKind::Distinct, _) => default_time(spec, *b_lo),
+                    (CallKind::Distinct, Some(_)) => *b_lo,
+                    (CallKind::Distinct, None) => default_time(spec),
                     _ => t,
                 };
                 rows.push(vec![Value::Time(time), v]);
@@ -877,27 +942,26 @@ fn aggregate_group(
 
     for (bi, (b_lo, _)) in buckets.iter().enumerate() {
         let present = results.iter().any(|col| col[bi].is_some());
-        let empty_bucket = results.iter().all(|col| {
-            // After fill(), a bucket that had no point shows only fill values.
-            col[bi].is_none()
-        });
         if spec.interval.is_none() && !present {
             continue;
         }
-        if spec.interval.is_some() && matches!(spec.fill, Fill::None) && bucket_was_empty(&fed, spec.calls, *b_lo, buckets[bi].1) {
+        if spec.interval.is_some()
+            && matches!(spec.fill, Fill::None)
+            && bucket_was_empty(&fed, spec.calls, *b_lo, buckets[bi].1)
+        {
             continue;
         }
-        let _ = empty_bucket;
         let call_values: Vec<Value> = results
             .iter()
             .map(|col| col[bi].clone().unwrap_or(Value::Null))
             .collect();
-        let lone_selector = spec.calls.len() == 1 && spec.calls[0].is_selector() && spec.interval.is_none();
+        let lone_selector =
+            spec.calls.len() == 1 && spec.calls[0].is_selector() && spec.interval.is_none();
         let time = match (lone_selector, selected[bi]) {
             (true, Some((t, _))) => t,
             _ => match spec.interval {
                 Some(_) => *b_lo,
-                None => default_time(spec, *b_lo),
+                None => default_time(spec),
             },
         };
         // For `SELECT max(f), host`, plain columns read the selected point's row.
@@ -929,7 +993,7 @@ fn aggregate_group(
 
 /// The time printed for an aggregate without `GROUP BY time()`: the lower time bound, or
 /// the epoch when there is none.
-fn default_time(spec: &AggSpec<'_>, _bucket_lo: i64) -> i64 {
+fn default_time(spec: &AggSpec<'_>) -> i64 {
     spec.lo.unwrap_or(0)
 }
 
@@ -940,9 +1004,10 @@ fn fill_column_if_grouped(col: &mut [Option<Value>], spec: &AggSpec<'_>, c: &Cal
 }
 
 fn bucket_was_empty(fed: &BTreeMap<&str, Vec<Fed<'_>>>, calls: &[Call], lo: i64, hi: i64) -> bool {
-    calls
-        .iter()
-        .all(|c| fed.get(c.field.as_str()).is_none_or(|p| bucket_slice(p, lo, hi).is_empty()))
+    calls.iter().all(|c| {
+        fed.get(c.field.as_str())
+            .is_none_or(|p| bucket_slice(p, lo, hi).is_empty())
+    })
 }
 
 /// The points of a time-sorted slice within `[lo, hi]`.
@@ -958,16 +1023,14 @@ fn reduce(c: &Call, pts: &[Fed<'_>]) -> Option<(Value, Option<(i64, usize)>)> {
         CallKind::Reduce(f) => {
             let input: Vec<(i64, &FieldValue)> = pts.iter().map(|(t, _, v)| (*t, *v)).collect();
             let (v, t) = f.apply(&input)?;
-            let selected = t.and_then(|t| pts.iter().find(|p| p.0 == t).map(|p| (p.0, p.1)));
-            // Selectors carry the point they chose; find it by time and value.
-            let selected = match (f.is_selector(), t) {
-                (true, Some(t)) => pts
-                    .iter()
+            // A selector names its point by time; several series of the group may have a
+            // point at that time, so match the value too.
+            let selected = t.and_then(|t| {
+                pts.iter()
                     .find(|p| p.0 == t && cell(p.2) == v)
+                    .or_else(|| pts.iter().find(|p| p.0 == t))
                     .map(|p| (p.0, p.1))
-                    .or(selected),
-                _ => None,
-            };
+            });
             Some((v, selected))
         }
         CallKind::CountDistinct => {
@@ -998,7 +1061,7 @@ fn multi_row_call(c: &Call, pts: &[Fed<'_>]) -> Vec<(i64, Value)> {
                     vals.push(c);
                 }
             }
-            vals.sort_by(|a, b| value_order(a, b));
+            vals.sort_by(value_order);
             vals.into_iter().map(|v| (0, v)).collect()
         }
         CallKind::Top { n, largest } => {
@@ -1009,7 +1072,9 @@ fn multi_row_call(c: &Call, pts: &[Fed<'_>]) -> Vec<(i64, Value)> {
                 o.then(pts[a].0.cmp(&pts[b].0))
             });
             idx.truncate(*n);
-            idx.into_iter().map(|i| (pts[i].0, cell(pts[i].2))).collect()
+            idx.into_iter()
+                .map(|i| (pts[i].0, cell(pts[i].2)))
+                .collect()
         }
         _ => Vec::new(),
     }

@@ -15,7 +15,11 @@ use std::sync::Arc;
 
 type StatementError = String;
 
-fn database(catalog: &Catalog, on: Option<&str>, default_db: &str) -> Result<Arc<Database>, StatementError> {
+fn database(
+    catalog: &Catalog,
+    on: Option<&str>,
+    default_db: &str,
+) -> Result<Arc<Database>, StatementError> {
     let name = on.unwrap_or(default_db);
     if name.is_empty() {
         return Err("database name required".into());
@@ -50,7 +54,10 @@ fn source_names(sources: &[Source], name: &str) -> bool {
 }
 
 /// The measurements a `FROM` names (all when there is none) that hold data, in name order.
-fn measurements(db: &Database, sources: &[Source]) -> Vec<(String, Arc<std::sync::RwLock<Measurement>>)> {
+fn measurements(
+    db: &Database,
+    sources: &[Source],
+) -> Vec<(String, Arc<std::sync::RwLock<Measurement>>)> {
     db.measurements()
         .into_iter()
         .filter(|(n, m)| source_names(sources, n) && !read(m).series().is_empty())
@@ -58,10 +65,17 @@ fn measurements(db: &Database, sources: &[Source]) -> Vec<(String, Arc<std::sync
 }
 
 /// The series of `m` that satisfy a tag condition.
-fn matching_series<'m>(m: &'m Measurement, cond: Option<&Expr>) -> Result<Vec<&'m Series>, StatementError> {
+fn matching_series<'m>(
+    m: &'m Measurement,
+    cond: Option<&Expr>,
+) -> Result<Vec<&'m Series>, StatementError> {
     let compiled: Option<CExpr> = match cond {
         Some(c) => {
-            let keys: BTreeSet<String> = m.series().iter().flat_map(|s| s.tags.iter().map(|(k, _)| k.clone())).collect();
+            let keys: BTreeSet<String> = m
+                .series()
+                .iter()
+                .flat_map(|s| s.tags.iter().map(|(k, _)| k.clone()))
+                .collect();
             Some(compile(c, m, &keys, Context::Condition, 0, &[])?)
         }
         None => None,
@@ -314,10 +328,16 @@ pub fn show_retention_policies(
     Ok(vec![ResultSeries {
         name: String::new(),
         tags: None,
-        columns: ["name", "duration", "shardGroupDuration", "replicaN", "default"]
-            .iter()
-            .map(|c| c.to_string())
-            .collect(),
+        columns: [
+            "name",
+            "duration",
+            "shardGroupDuration",
+            "replicaN",
+            "default",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect(),
         values: p
             .list
             .iter()
@@ -349,7 +369,13 @@ mod tests {
 
     #[test]
     fn series_keys_escape_like_line_protocol() {
-        let tags = vec![("t2".to_string(), "a=b".to_string()), ("tag key".to_string(), "tag,value".to_string())];
-        assert_eq!(series_key("my meas", &tags), "my\\ meas,t2=a\\=b,tag\\ key=tag\\,value");
+        let tags = vec![
+            ("t2".to_string(), "a=b".to_string()),
+            ("tag key".to_string(), "tag,value".to_string()),
+        ];
+        assert_eq!(
+            series_key("my meas", &tags),
+            "my\\ meas,t2=a\\=b,tag\\ key=tag\\,value"
+        );
     }
 }

@@ -27,10 +27,19 @@ mod tests {
 
     #[test]
     fn every_accepted_form_parses_to_utc_nanoseconds() {
-        assert_eq!(parse_time_literal("1970-01-01T00:00:01Z"), Some(1_000_000_000));
-        assert_eq!(parse_time_literal("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(
+            parse_time_literal("1970-01-01T00:00:01Z"),
+            Some(1_000_000_000)
+        );
+        assert_eq!(
+            parse_time_literal("1970-01-01T00:00:01.5Z"),
+            Some(1_500_000_000)
+        );
         assert_eq!(parse_time_literal("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_time_literal("1970-01-01 00:00:02"), Some(2_000_000_000));
+        assert_eq!(
+            parse_time_literal("1970-01-01 00:00:02"),
+            Some(2_000_000_000)
+        );
         assert_eq!(parse_time_literal("1970-01-02"), Some(86_400_000_000_000));
         assert_eq!(parse_time_literal("yesterday"), None);
     }
