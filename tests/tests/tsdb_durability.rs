@@ -137,6 +137,17 @@ fn write_batches(
     out
 }
 
+/// The schema (field `v` of `m` is an integer) came back too: a float `v` is refused.
+fn assert_schema_restored(node: &TsdbProcess, context: &str) {
+    let (status, body) =
+        http::write(node.addr, DB, "m,batch=999999 v=1.5 1", None).expect("write reaches node");
+    assert_eq!(
+        status, 400,
+        "{context}: a float for the integer field v must be refused: {body}"
+    );
+    assert!(body.contains("field type conflict"), "{context}: {body}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // SIGKILL under load
 
@@ -391,6 +402,7 @@ fn sigterm_stops_cleanly_and_keeps_everything() {
             "acknowledged batch {id} lost or partial after SIGTERM"
         );
     }
+    assert_schema_restored(&node, "after SIGTERM and restart (wal replay)");
     for (id, count) in &stored {
         if !expected.contains_key(id) {
             assert!(
@@ -554,6 +566,7 @@ fn restart_after_checkpoint_restores_data() {
 
     node.restart().expect("restart after checkpoints");
     assert_exactly(&node, "m", &expected, "after restart from a snapshot");
+    assert_schema_restored(&node, "after restart from a snapshot");
     // Once more, after a SIGTERM, which may race no checkpoint now.
     assert_eq!(node.stop().as_deref(), Some("exit status: 0"));
     node.restart().expect("second restart");

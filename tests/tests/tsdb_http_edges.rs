@@ -436,6 +436,23 @@ fn gzip_bodies_are_inflated_and_corrupt_gzip_is_refused() {
     }
 }
 
+#[test]
+fn writes_without_a_database_or_to_an_unknown_one_are_refused() {
+    let node = Node::start();
+    let r = node.write_raw("", &[], b"nodb v=1i 1\n");
+    assert_400(&r, "no db parameter", &["database is required"]);
+    let r = node.write_raw("db=", &[], b"nodb v=1i 1\n");
+    assert_400(&r, "empty db parameter", &["database is required"]);
+    let r = node.write_raw("db=nope", &[], b"nodb v=1i 1\n");
+    assert_eq!(r.status, 404, "unknown database: {}", r.body);
+    assert!(
+        error_of(&r).contains("database not found"),
+        "unknown database: {}",
+        r.body
+    );
+    node.assert_good_intact("after writes to missing databases");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The 2.x write path
 

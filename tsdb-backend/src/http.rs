@@ -210,6 +210,13 @@ fn outcome(parse_errors: Vec<LineError>, report: WriteReport) -> WriteOutcome {
                 }
             }
             Rejection::BeyondRetention => beyond += 1,
+            Rejection::TimeTag { measurement } => {
+                if reasons.len() < MAX_REPORTED_ERRORS {
+                    reasons.push(format!(
+                        "invalid tag key: input tag \"time\" on measurement \"{measurement}\" is invalid"
+                    ));
+                }
+            }
             Rejection::TimeFieldOnly { measurement } => {
                 if reasons.len() < MAX_REPORTED_ERRORS {
                     reasons.push(format!(

@@ -83,6 +83,10 @@ pub enum Rejection {
     TimeFieldOnly {
         measurement: String,
     },
+    /// A tag was named `time`, which would shadow the time column.
+    TimeTag {
+        measurement: String,
+    },
     /// Older than the database's retention allows.
     BeyondRetention,
 }
@@ -325,6 +329,12 @@ fn validate(
     let points: Vec<Point> = points
         .into_iter()
         .filter_map(|mut p| {
+            if p.tags.iter().any(|(k, _)| k == "time") {
+                rejected.push(Rejection::TimeTag {
+                    measurement: p.measurement,
+                });
+                return None;
+            }
             if p.fields.iter().any(|(k, _)| k == "time") {
                 p.fields.retain(|(k, _)| k != "time");
                 if p.fields.is_empty() {

@@ -218,3 +218,40 @@ fn a_corrupt_snapshot_falls_back_to_the_wal() {
     let e = open(config(dir.path()), 0);
     assert_eq!(count(&e, "d", "cpu"), 1);
 }
+
+#[test]
+fn a_time_field_is_dropped_and_a_time_tag_refuses_the_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(config(dir.path()), 0);
+    let mut with_time_field = point("cpu", "a", "v", FieldValue::Float(1.0), 1);
+    with_time_field
+        .fields
+        .push(("time".into(), FieldValue::Float(9.0)));
+    let mut only_time = point("cpu", "a", "time", FieldValue::Float(1.0), 2);
+    only_time.fields.truncate(1);
+    let mut time_tag = point("cpu", "a", "v", FieldValue::Float(1.0), 3);
+    time_tag.tags = vec![("time".into(), "x".into())];
+    let r = rt().block_on(async {
+        e.log(Entry::CreateDatabase { name: "d".into() })
+            .await
+            .unwrap();
+        e.write("d", vec![with_time_field, only_time, time_tag])
+            .await
+            .unwrap()
+    });
+    assert_eq!(r.written, 1);
+    assert_eq!(
+        r.rejected,
+        vec![
+            Rejection::TimeFieldOnly {
+                measurement: "cpu".into()
+            },
+            Rejection::TimeTag {
+                measurement: "cpu".into()
+            },
+        ]
+    );
+    let db = e.catalog().database("d").unwrap();
+    let m = db.measurement("cpu").unwrap();
+    assert!(read(&m).field_id("time").is_none());
+}
