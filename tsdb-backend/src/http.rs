@@ -9,7 +9,7 @@ use crate::lineproto::{self, LineError};
 use crate::model::Precision;
 use crate::query::executor::{self, QueryParams};
 use crate::query::result::{render, render_error};
-use crate::storage::{Engine, Rejection, StorageError, WriteReport};
+use crate::storage::{Engine, RawLines, Rejection, StorageError, WriteReport};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -241,12 +241,12 @@ async fn store(
     st: &AppState,
     db: &str,
     precision: Precision,
-    body: &[u8],
+    body: &Bytes,
 ) -> Result<WriteOutcome, StorageError> {
     let now = st.engine.now_ns();
     let parsed = if body.len() > 1 << 20 {
         // Large bodies are parsed off the async workers so pings and queries stay prompt.
-        let body = body.to_vec();
+        let body = body.clone();
         tokio::task::spawn_blocking(move || lineproto::parse_lines(&body, precision, now))
             .await
             .map_err(|_| StorageError::ShuttingDown)?
@@ -260,7 +260,13 @@ async fn store(
         }
         WriteReport::default()
     } else {
-        st.engine.write(db, parsed.points).await?
+        // A body that parsed whole may be logged as sent (see `Engine::write`).
+        let raw = parsed.errors.is_empty().then_some(RawLines {
+            body,
+            precision,
+            default_time_ns: now,
+        });
+        st.engine.write(db, parsed.points, raw).await?
     };
     Ok(outcome(parsed.errors, report))
 }

@@ -70,7 +70,7 @@ pub struct Point {
 }
 
 /// The unit of timestamps in a write (`precision=`) or of times in a query answer (`epoch=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Precision {
     #[default]
     Nanoseconds,

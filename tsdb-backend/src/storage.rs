@@ -69,7 +69,8 @@ pub enum StorageError {
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub fsync: FsyncMode,
-    /// Write a snapshot and trim the WAL once this many bytes were logged since the last one.
+    /// Write a snapshot and trim the WAL once this many bytes were logged since the last one
+    /// (or the last snapshot's size, if larger).
     pub checkpoint_bytes: u64,
     /// Duration of the default policy of new databases (0: keep forever).
     pub default_retention_ns: i64,
@@ -89,6 +90,14 @@ pub enum Rejection {
     },
     /// Older than the database's retention allows.
     BeyondRetention,
+}
+
+/// A write body as the client sent it, with what its parse depended on.
+#[derive(Debug, Clone, Copy)]
+pub struct RawLines<'a> {
+    pub body: &'a [u8],
+    pub precision: crate::model::Precision,
+    pub default_time_ns: i64,
 }
 
 /// The outcome of a write whose accepted points are durable.
@@ -129,6 +138,9 @@ impl Engine {
         snapshot::remove_temporaries(&dir);
 
         let (snap_seq, catalog) = load_newest_snapshot(&dir, config.default_retention_ns)?;
+        let snapshot_bytes = std::fs::metadata(snapshot::snapshot_path(&dir, snap_seq))
+            .map(|m| m.len())
+            .unwrap_or(0);
         let recovered = wal::recover(&dir, snap_seq)?;
         let replayed = recovered.records.len();
         for record in &recovered.records {
@@ -136,7 +148,7 @@ impl Engine {
                 seq: record.seq,
                 source,
             })?;
-            catalog.apply(&entry);
+            catalog.apply(entry);
         }
         tracing::info!(
             snapshot_seq = snap_seq,
@@ -154,6 +166,7 @@ impl Engine {
             dir: dir.clone(),
             fsync: config.fsync,
             checkpoint_bytes: config.checkpoint_bytes,
+            snapshot_bytes: Arc::new(AtomicU64::new(snapshot_bytes)),
             catalog: catalog.clone(),
             metrics: metrics.clone(),
             last_seq: last_seq.clone(),
@@ -210,20 +223,39 @@ impl Engine {
 
     /// Validates `points` for database `db`, logs the accepted ones durably and applies them.
     /// Returns only after they are on disk (per the fsync mode) and visible to queries.
-    pub async fn write(&self, db: &str, points: Vec<Point>) -> Result<WriteReport, StorageError> {
+    ///
+    /// `raw` is the body the points were parsed from, if every line of it parsed: when every
+    /// point is then accepted unchanged, the body itself is logged (cheaper than encoding
+    /// the points; replay parses it again).
+    pub async fn write(
+        &self,
+        db: &str,
+        points: Vec<Point>,
+        raw: Option<RawLines<'_>>,
+    ) -> Result<WriteReport, StorageError> {
         let database = self
             .catalog
             .database(db)
             .ok_or_else(|| StorageError::DatabaseNotFound(db.to_string()))?;
         let cutoff = read(&database.policies).cutoff(self.now_ns());
-        let (accepted, rejected) = validate(&database, points, cutoff);
+        let Validated {
+            accepted,
+            rejected,
+            modified,
+        } = validate(&database, points, cutoff);
         let written = accepted.len();
         if written > 0 {
-            self.log(Entry::Write {
+            let whole = rejected.is_empty() && !modified;
+            let entry = Entry::Write {
                 db: db.to_string(),
                 points: accepted,
-            })
-            .await?;
+            };
+            let payload = match raw {
+                Some(r) if whole => Entry::encode_lines(db, r.precision, r.default_time_ns, r.body),
+                _ => entry.encode(),
+            }
+            .map_err(StorageError::Encode)?;
+            self.submit(entry, payload).await?;
         }
         self.metrics.points_written.inc_by(written as u64);
         self.metrics.points_rejected.inc_by(rejected.len() as u64);
@@ -233,6 +265,12 @@ impl Engine {
     /// Logs one entry durably and applies it; returns its sequence number.
     pub async fn log(&self, entry: Entry) -> Result<u64, StorageError> {
         let payload = entry.encode().map_err(StorageError::Encode)?;
+        self.submit(entry, payload).await
+    }
+
+    /// Hands an entry and its log encoding to the writer; returns once it is durable and
+    /// applied.
+    async fn submit(&self, entry: Entry, payload: Vec<u8>) -> Result<u64, StorageError> {
         let (reply, wait) = oneshot::channel();
         {
             let jobs = read(&self.jobs);
@@ -314,6 +352,15 @@ fn load_newest_snapshot(
     Ok((0, Catalog::new(default_retention_ns)))
 }
 
+/// The outcome of validating a batch.
+#[derive(Debug)]
+struct Validated {
+    accepted: Vec<Point>,
+    rejected: Vec<Rejection>,
+    /// Some accepted point was changed (a `time` field removed).
+    modified: bool,
+}
+
 /// Splits a batch into points the schema and retention accept and the reasons for the
 /// rest. New field types are reserved in the schema as they are first seen, so two
 /// concurrent batches cannot both introduce one field with different types.
@@ -321,9 +368,10 @@ fn validate(
     db: &Database,
     points: Vec<Point>,
     cutoff: Option<i64>,
-) -> (Vec<Point>, Vec<Rejection>) {
+) -> Validated {
     let mut accepted = Vec::with_capacity(points.len());
     let mut rejected = Vec::new();
+    let mut modified = false;
     // A field named `time` would shadow the time column: InfluxDB drops it silently, or
     // refuses the point when it was the only field.
     let points: Vec<Point> = points
@@ -337,6 +385,7 @@ fn validate(
             }
             if p.fields.iter().any(|(k, _)| k == "time") {
                 p.fields.retain(|(k, _)| k != "time");
+                modified = true;
                 if p.fields.is_empty() {
                     rejected.push(Rejection::TimeFieldOnly {
                         measurement: p.measurement,
@@ -389,7 +438,11 @@ fn validate(
             }
         }
     }
-    (accepted, rejected)
+    Validated {
+        accepted,
+        rejected,
+        modified,
+    }
 }
 
 #[cfg(test)]

@@ -137,16 +137,16 @@ impl Database {
     }
 
     /// Stores validated points (called by the WAL writer and by replay).
-    pub fn apply_points(&self, points: &[Point]) {
-        let mut i = 0;
+    pub fn apply_points(&self, points: Vec<Point>) {
+        let mut points = points.into_iter().peekable();
         // Points of one batch usually share a measurement: lock it once per run.
-        while i < points.len() {
-            let name = &points[i].measurement;
-            let m = self.measurement_or_create(name);
+        while let Some(first) = points.next() {
+            let m = self.measurement_or_create(&first.measurement);
             let mut guard = write(&m);
-            while i < points.len() && points[i].measurement == *name {
-                guard.apply(&points[i]);
-                i += 1;
+            let name = first.measurement.clone();
+            guard.apply(first);
+            while let Some(p) = points.next_if(|p| p.measurement == name) {
+                guard.apply(p);
             }
         }
     }
@@ -185,23 +185,35 @@ impl Catalog {
     }
 
     /// Applies one logged change. Idempotent when replayed in log order.
-    pub fn apply(&self, entry: &Entry) {
+    pub fn apply(&self, entry: Entry) {
         match entry {
             Entry::Write { db, points } => {
                 // A write logged just before its database was dropped finds no database.
-                if let Some(db) = self.database(db) {
+                if let Some(db) = self.database(&db) {
                     db.apply_points(points);
+                }
+            }
+            Entry::WriteLines {
+                db,
+                precision,
+                default_time_ns,
+                body,
+            } => {
+                if let Some(db) = self.database(&db) {
+                    let parsed = crate::lineproto::parse_lines(&body, precision, default_time_ns);
+                    db.apply_points(parsed.points);
                 }
             }
             Entry::CreateDatabase { name } => {
                 let mut dbs = write(&self.databases);
-                if !dbs.contains_key(name) {
+                if !dbs.contains_key(&name) {
                     let policies = Policies::new(self.default_retention_ns);
-                    dbs.insert(name.clone(), Arc::new(Database::new(name, policies)));
+                    let db = Arc::new(Database::new(&name, policies));
+                    dbs.insert(name, db);
                 }
             }
             Entry::DropDatabase { name } => {
-                write(&self.databases).remove(name);
+                write(&self.databases).remove(&name);
             }
             Entry::SetRetentionPolicy {
                 db,
@@ -210,32 +222,32 @@ impl Catalog {
                 shard_duration_ns,
                 default,
             } => {
-                if let Some(db) = self.database(db) {
+                if let Some(db) = self.database(&db) {
                     let mut p = write(&db.policies);
-                    match p.list.iter_mut().find(|rp| rp.name == *name) {
+                    if default {
+                        p.default = name.clone();
+                    }
+                    match p.list.iter_mut().find(|rp| rp.name == name) {
                         Some(rp) => {
-                            rp.duration_ns = *duration_ns;
-                            rp.shard_duration_ns = *shard_duration_ns;
+                            rp.duration_ns = duration_ns;
+                            rp.shard_duration_ns = shard_duration_ns;
                         }
                         None => p.list.push(RetentionPolicy {
-                            name: name.clone(),
-                            duration_ns: *duration_ns,
-                            shard_duration_ns: *shard_duration_ns,
+                            name,
+                            duration_ns,
+                            shard_duration_ns,
                         }),
-                    }
-                    if *default {
-                        p.default = name.clone();
                     }
                 }
             }
             Entry::DropRetentionPolicy { db, name } => {
-                if let Some(db) = self.database(db) {
-                    write(&db.policies).list.retain(|rp| rp.name != *name);
+                if let Some(db) = self.database(&db) {
+                    write(&db.policies).list.retain(|rp| rp.name != name);
                 }
             }
             Entry::DropMeasurement { db, name } => {
-                if let Some(db) = self.database(db) {
-                    db.drop_measurement(name);
+                if let Some(db) = self.database(&db) {
+                    db.drop_measurement(&name);
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! drops by name), which is what lets a snapshot be taken while writes go on: replaying
 //! records the snapshot already contains lands on the same state.
 
-use crate::model::Point;
+use crate::model::{Point, Precision};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +13,15 @@ pub enum Entry {
     Write {
         db: String,
         points: Vec<Point>,
+    },
+    /// A write body every line of which was accepted unchanged, logged as the client sent
+    /// it: cheaper to log than the parsed points, and parsing it again (the parser is
+    /// deterministic given the precision and the time for untimed lines) gives them back.
+    WriteLines {
+        db: String,
+        precision: Precision,
+        default_time_ns: i64,
+        body: Vec<u8>,
     },
     CreateDatabase {
         name: String,
@@ -39,13 +48,52 @@ pub enum Entry {
     },
 }
 
+/// First byte of a `WriteLines` payload. Postcard starts every other entry with its variant
+/// index as a one-byte varint (below 0x80), so this byte cannot begin one of them.
+const LINES_MARKER: u8 = 0xFF;
+
 impl Entry {
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_stdvec(self)
+        match self {
+            Entry::WriteLines {
+                db,
+                precision,
+                default_time_ns,
+                body,
+            } => Entry::encode_lines(db, *precision, *default_time_ns, body),
+            other => postcard::to_stdvec(other),
+        }
+    }
+
+    /// Encodes a `WriteLines` entry from a borrowed body: the marker, a postcard header, then
+    /// the body bytes verbatim (one copy, no per-byte serialisation).
+    pub fn encode_lines(
+        db: &str,
+        precision: Precision,
+        default_time_ns: i64,
+        body: &[u8],
+    ) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = Vec::with_capacity(body.len() + db.len() + 24);
+        out.push(LINES_MARKER);
+        let mut out = postcard::to_extend(&(db, precision, default_time_ns), out)?;
+        out.extend_from_slice(body);
+        Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Entry, postcard::Error> {
-        postcard::from_bytes(bytes)
+        match bytes.split_first() {
+            Some((&LINES_MARKER, rest)) => {
+                let ((db, precision, default_time_ns), body): ((String, Precision, i64), &[u8]) =
+                    postcard::take_from_bytes(rest)?;
+                Ok(Entry::WriteLines {
+                    db,
+                    precision,
+                    default_time_ns,
+                    body: body.to_vec(),
+                })
+            }
+            _ => postcard::from_bytes(bytes),
+        }
     }
 }
 
@@ -53,6 +101,21 @@ impl Entry {
 mod tests {
     use super::*;
     use crate::model::FieldValue;
+
+    #[test]
+    fn a_raw_lines_entry_round_trips_and_is_told_apart_from_the_others() {
+        let e = Entry::WriteLines {
+            db: "d".into(),
+            precision: Precision::Seconds,
+            default_time_ns: -7,
+            body: b"cpu v=1 1\ncpu v=2 2".to_vec(),
+        };
+        let bytes = e.encode().unwrap();
+        assert_eq!(bytes[0], LINES_MARKER);
+        assert_eq!(Entry::decode(&bytes).unwrap(), e);
+        let other = Entry::CreateDatabase { name: "d".into() };
+        assert_eq!(Entry::decode(&other.encode().unwrap()).unwrap(), other);
+    }
 
     #[test]
     fn every_field_type_survives_an_encode_decode_round_trip() {

@@ -151,21 +151,31 @@ pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf
         })
         .map_err(enc_err)?;
         for (name, m) in db.measurements() {
-            let m = read(&m);
-            w.item(&ItemRef::Measurement {
-                db: &db.name,
-                name: &name,
-                fields: m.fields(),
-            })
-            .map_err(enc_err)?;
-            for series in m.series() {
+            // One series per read lock, so the WAL writer waits at most for one series to
+            // be written out, not for the whole measurement.
+            let mut i = 0;
+            loop {
+                let guard = read(&m);
+                let Some(series) = guard.series().get(i) else {
+                    break;
+                };
                 w.item(&ItemRef::Series {
                     db: &db.name,
                     measurement: &name,
                     series,
                 })
                 .map_err(enc_err)?;
+                i += 1;
             }
+            // The schema goes last: field ids only grow, so every id the series above use
+            // is defined in it.
+            let guard = read(&m);
+            w.item(&ItemRef::Measurement {
+                db: &db.name,
+                name: &name,
+                fields: guard.fields(),
+            })
+            .map_err(enc_err)?;
         }
     }
     w.item(&ItemRef::End).map_err(enc_err)?;
@@ -205,18 +215,9 @@ pub fn read_snapshot(
     let mut rest = &bytes[MAGIC.len() + 8..];
 
     let catalog = Catalog::new(default_retention_ns);
-    // Series arrive one frame at a time after their measurement; build each measurement once.
-    struct Pending {
-        name: String,
-        fields: Vec<FieldDef>,
-        series: Vec<Series>,
-    }
-    let finish = |db: &Database, m: Option<Pending>| {
-        if let Some(m) = m {
-            db.insert_measurement(Measurement::from_parts(m.name, m.fields, m.series));
-        }
-    };
-    let mut current: Option<(Database, Option<Pending>)> = None;
+    // A measurement's series come first, then its schema, which completes it.
+    let mut current: Option<Database> = None;
+    let mut pending: Option<(String, Vec<Series>)> = None;
     loop {
         if rest.len() < 8 {
             return Err(invalid("ends before its end marker"));
@@ -234,42 +235,53 @@ pub fn read_snapshot(
         let item: Item = postcard::from_bytes(frame).map_err(|e| invalid(&e.to_string()))?;
         match item {
             Item::Database { name, policies } => {
-                if let Some((db, m)) = current.take() {
-                    finish(&db, m);
+                if pending.is_some() {
+                    return Err(invalid("series without their measurement"));
+                }
+                if let Some(db) = current.take() {
                     catalog.insert_database(db);
                 }
-                current = Some((Database::new(&name, policies), None));
-            }
-            Item::Measurement { db, name, fields } => {
-                let Some((cur, m)) = current.as_mut() else {
-                    return Err(invalid("measurement before its database"));
-                };
-                if cur.name != db {
-                    return Err(invalid("measurement outside its database"));
-                }
-                finish(cur, m.take());
-                *m = Some(Pending {
-                    name,
-                    fields,
-                    series: Vec::new(),
-                });
+                current = Some(Database::new(&name, policies));
             }
             Item::Series {
                 db,
                 measurement,
                 series,
             } => {
-                let Some((cur, Some(m))) = current.as_mut() else {
-                    return Err(invalid("series before its measurement"));
-                };
-                if cur.name != db || m.name != measurement {
-                    return Err(invalid("series outside its measurement"));
+                if current.as_ref().is_none_or(|c| c.name != db) {
+                    return Err(invalid("series outside its database"));
                 }
-                m.series.push(series);
+                match &mut pending {
+                    Some((name, list)) if *name == measurement => list.push(series),
+                    Some(_) => return Err(invalid("series of two measurements interleaved")),
+                    None => pending = Some((measurement, vec![series])),
+                }
+            }
+            Item::Measurement { db, name, fields } => {
+                let Some(cur) = current.as_ref().filter(|c| c.name == db) else {
+                    return Err(invalid("measurement outside its database"));
+                };
+                let series = match pending.take() {
+                    Some((n, list)) if n == name => list,
+                    Some(_) => return Err(invalid("measurement does not match its series")),
+                    None => Vec::new(),
+                };
+                if let Some(max) = series
+                    .iter()
+                    .flat_map(|s| s.rows.values().flat_map(|r| r.0.iter().map(|(id, _)| *id)))
+                    .max()
+                {
+                    if max as usize >= fields.len() {
+                        return Err(invalid("a row uses a field the schema does not define"));
+                    }
+                }
+                cur.insert_measurement(Measurement::from_parts(name, fields, series));
             }
             Item::End => {
-                if let Some((db, m)) = current.take() {
-                    finish(&db, m);
+                if pending.is_some() {
+                    return Err(invalid("series without their measurement"));
+                }
+                if let Some(db) = current.take() {
                     catalog.insert_database(db);
                 }
                 return Ok((seq, catalog));

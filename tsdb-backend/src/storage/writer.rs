@@ -60,7 +60,10 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 pub struct Writer {
     pub dir: PathBuf,
     pub fsync: FsyncMode,
+    /// WAL bytes since the last snapshot that trigger the next one, at least; see `due`.
     pub checkpoint_bytes: u64,
+    /// Size of the newest snapshot.
+    pub snapshot_bytes: Arc<AtomicU64>,
     pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
     /// Highest sequence number applied.
@@ -114,7 +117,7 @@ impl Writer {
                 );
             }
 
-            let due = since_checkpoint >= self.checkpoint_bytes || !forced.is_empty();
+            let due = self.due(since_checkpoint) || !forced.is_empty();
             if due && !checkpoint_running.load(Ordering::SeqCst) {
                 // Start a new segment at seq + 1, so every older segment is covered by the
                 // snapshot of state `seq` and can be deleted once it is durable.
@@ -129,7 +132,7 @@ impl Writer {
                             let _ = h.join();
                         }
                         checkpoint_running.store(true, Ordering::SeqCst);
-                        checkpoint = Some(self.spawn_checkpoint(seq, checkpoint_running.clone()));
+                        checkpoint = self.spawn_checkpoint(seq, checkpoint_running.clone());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "rotating wal segment; checkpoint postponed")
@@ -158,6 +161,15 @@ impl Writer {
         }
         tracing::info!(last_seq = seq, "wal writer stopped");
         res.map_err(StorageError::from)
+    }
+
+    /// Whether enough WAL accumulated for a checkpoint: `checkpoint_bytes`, or the size of
+    /// the last snapshot if that is larger. Each snapshot writes the whole state, so tying the
+    /// interval to the state's size keeps the total checkpoint work linear in the data
+    /// written (not quadratic), while replay after a crash stays within one snapshot's worth
+    /// of WAL.
+    fn due(&self, since_checkpoint: u64) -> bool {
+        since_checkpoint >= self.checkpoint_bytes.max(self.snapshot_bytes.load(Ordering::SeqCst))
     }
 
     /// Appends a group of entries with one write and one fsync, applies them in log order
@@ -205,7 +217,7 @@ impl Writer {
         self.metrics.wal_bytes.add(buf.len() as i64);
         for job in group.drain(..) {
             *seq += 1;
-            self.catalog.apply(&job.entry);
+            self.catalog.apply(job.entry);
             self.last_seq.store(*seq, Ordering::SeqCst);
             let _ = job.reply.send(Ok(*seq));
         }
@@ -215,28 +227,43 @@ impl Writer {
         &self,
         seq: u64,
         running: Arc<AtomicBool>,
-    ) -> JoinHandle<Result<(), StorageError>> {
+    ) -> Option<JoinHandle<Result<(), StorageError>>> {
         let dir = self.dir.clone();
         let catalog = self.catalog.clone();
         let metrics = self.metrics.clone();
-        std::thread::spawn(move || {
-            let started = monotonic_now();
-            let res = checkpoint(&dir, seq, &catalog);
-            match &res {
-                Ok(()) => {
-                    metrics.checkpoints.inc();
-                    metrics.wal_bytes.set(wal_bytes(&dir) as i64);
-                    tracing::info!(
-                        seq,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "checkpoint written, wal trimmed"
-                    );
+        let snapshot_bytes = self.snapshot_bytes.clone();
+        let flag = running.clone();
+        let spawned = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                let started = monotonic_now();
+                let res = checkpoint(&dir, seq, &catalog);
+                match &res {
+                    Ok(()) => {
+                        if let Ok(meta) = std::fs::metadata(snapshot::snapshot_path(&dir, seq)) {
+                            snapshot_bytes.store(meta.len(), Ordering::SeqCst);
+                        }
+                        metrics.checkpoints.inc();
+                        metrics.wal_bytes.set(wal_bytes(&dir) as i64);
+                        tracing::info!(
+                            seq,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "checkpoint written, wal trimmed"
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, seq, "checkpoint failed; wal kept"),
                 }
-                Err(e) => tracing::error!(error = %e, seq, "checkpoint failed; wal kept"),
+                running.store(false, Ordering::SeqCst);
+                res
+            });
+        match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the checkpoint thread; wal kept");
+                flag.store(false, Ordering::SeqCst);
+                None
             }
-            running.store(false, Ordering::SeqCst);
-            res
-        })
+        }
     }
 }
 

@@ -15,7 +15,7 @@ type Line<'a> = (&'a str, &'a [(&'a str, &'a str)], f64, i64);
 
 fn catalog(lines: &[Line<'_>]) -> Catalog {
     let c = Catalog::new(0);
-    c.apply(&Entry::CreateDatabase { name: "d".into() });
+    c.apply(Entry::CreateDatabase { name: "d".into() });
     let points = lines
         .iter()
         .map(|(m, tags, v, t)| Point {
@@ -28,7 +28,7 @@ fn catalog(lines: &[Line<'_>]) -> Catalog {
             timestamp: *t,
         })
         .collect();
-    c.apply(&Entry::Write {
+    c.apply(Entry::Write {
         db: "d".into(),
         points,
     });
