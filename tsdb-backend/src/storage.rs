@@ -352,6 +352,15 @@ fn load_newest_snapshot(
     Ok((0, Catalog::new(default_retention_ns)))
 }
 
+/// Whether two points have the same field names and types, in the same order.
+fn same_shape(a: &Point, b: &Point) -> bool {
+    a.fields.len() == b.fields.len()
+        && a.fields
+            .iter()
+            .zip(&b.fields)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.field_type() == vb.field_type())
+}
+
 /// The outcome of validating a batch.
 #[derive(Debug)]
 struct Validated {
@@ -364,11 +373,7 @@ struct Validated {
 /// Splits a batch into points the schema and retention accept and the reasons for the
 /// rest. New field types are reserved in the schema as they are first seen, so two
 /// concurrent batches cannot both introduce one field with different types.
-fn validate(
-    db: &Database,
-    points: Vec<Point>,
-    cutoff: Option<i64>,
-) -> Validated {
+fn validate(db: &Database, points: Vec<Point>, cutoff: Option<i64>) -> Validated {
     let mut accepted = Vec::with_capacity(points.len());
     let mut rejected = Vec::new();
     let mut modified = false;
@@ -404,14 +409,28 @@ fn validate(
         while let Some(p) = points.next_if(|p| p.measurement == run[0].measurement) {
             run.push(p);
         }
-        let knows_all = {
+        // Under the read lock, check every point; a point with the same field names and
+        // types as the one before it (the common case: one shape per batch) reuses its result.
+        let checked: Option<Vec<Result<(), FieldTypeConflict>>> = {
             let guard = read(&m);
-            run.iter().all(|p| {
-                guard
-                    .check(p)
-                    .map(|unknown| unknown.is_empty())
-                    .unwrap_or(true)
-            })
+            let mut out = Vec::with_capacity(run.len());
+            let mut all_known = true;
+            for (i, p) in run.iter().enumerate() {
+                if i > 0 && same_shape(&run[i - 1], p) {
+                    let prev = out.last().cloned().unwrap_or(Ok(()));
+                    out.push(prev);
+                    continue;
+                }
+                match guard.check(p) {
+                    Ok(unknown) if !unknown.is_empty() => {
+                        all_known = false;
+                        break;
+                    }
+                    Ok(_) => out.push(Ok(())),
+                    Err(conflict) => out.push(Err(conflict)),
+                }
+            }
+            all_known.then_some(out)
         };
         let mut keep = |p: Point, res: Result<(), FieldTypeConflict>| match res {
             _ if cutoff.is_some_and(|c| p.timestamp < c) => {
@@ -420,10 +439,8 @@ fn validate(
             Ok(()) => accepted.push(p),
             Err(conflict) => rejected.push(Rejection::TypeConflict(conflict)),
         };
-        if knows_all {
-            let guard = read(&m);
-            for p in run {
-                let res = guard.check(&p).map(|_| ());
+        if let Some(results) = checked {
+            for (p, res) in run.into_iter().zip(results) {
                 keep(p, res);
             }
         } else {

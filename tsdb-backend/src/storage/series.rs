@@ -192,12 +192,23 @@ impl Measurement {
                 id
             }
         };
-        // Resolve ids first (that may extend the schema), then fill the row.
+        // Resolve ids first (that may extend the schema), then fill the row. Points of a
+        // batch usually share their field names: reuse the previous point's ids then.
         let mut ids = std::mem::take(&mut self.scratch);
-        ids.clear();
-        for (name, value) in &point.fields {
-            let id = self.define_field(name, value.field_type());
-            ids.push((id, self.fields[id as usize].ty == value.field_type()));
+        let reuse = ids.len() == point.fields.len()
+            && ids
+                .iter()
+                .zip(&point.fields)
+                .all(|(&(id, ok), (name, value))| {
+                    let def = &self.fields[id as usize];
+                    def.name == *name && (def.ty == value.field_type()) == ok
+                });
+        if !reuse {
+            ids.clear();
+            for (name, value) in &point.fields {
+                let id = self.define_field(name, value.field_type());
+                ids.push((id, self.fields[id as usize].ty == value.field_type()));
+            }
         }
         let row = self.series[sid as usize]
             .rows
@@ -273,11 +284,7 @@ mod tests {
             vec![("x", FieldValue::Float(1.0)), ("y", FieldValue::Float(2.0))],
             5,
         ));
-        m.apply(point(
-            &[("h", "a")],
-            vec![("x", FieldValue::Float(3.0))],
-            5,
-        ));
+        m.apply(point(&[("h", "a")], vec![("x", FieldValue::Float(3.0))], 5));
         let s = &m.series()[0];
         let row = &s.rows[&5];
         assert_eq!(

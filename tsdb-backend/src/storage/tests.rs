@@ -54,7 +54,11 @@ fn acknowledged_points_are_present_after_reopen() {
                 .unwrap();
             for i in 0..10 {
                 let r = e
-                    .write("d", vec![point("cpu", "a", "v", FieldValue::Integer(i), i)], None)
+                    .write(
+                        "d",
+                        vec![point("cpu", "a", "v", FieldValue::Integer(i), i)],
+                        None,
+                    )
                     .await
                     .unwrap();
                 assert_eq!(r.written, 1);
@@ -77,15 +81,23 @@ fn a_checkpoint_trims_the_wal_and_reopen_restores_everything() {
             e.log(Entry::CreateDatabase { name: "d".into() })
                 .await
                 .unwrap();
-            e.write("d", vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)], None)
-                .await
-                .unwrap();
+            e.write(
+                "d",
+                vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)],
+                None,
+            )
+            .await
+            .unwrap();
         });
         e.checkpoint_now().unwrap();
         rt.block_on(async {
-            e.write("d", vec![point("cpu", "b", "v", FieldValue::Float(2.0), 2)], None)
-                .await
-                .unwrap();
+            e.write(
+                "d",
+                vec![point("cpu", "b", "v", FieldValue::Float(2.0), 2)],
+                None,
+            )
+            .await
+            .unwrap();
         });
     }
     let e = open(config(dir.path()), 0);
@@ -107,9 +119,13 @@ fn the_writer_checkpoints_by_itself_when_the_wal_passes_its_threshold() {
                 .await
                 .unwrap();
             for i in 0..200 {
-                e.write("d", vec![point("cpu", "a", "v", FieldValue::Integer(i), i)], None)
-                    .await
-                    .unwrap();
+                e.write(
+                    "d",
+                    vec![point("cpu", "a", "v", FieldValue::Integer(i), i)],
+                    None,
+                )
+                .await
+                .unwrap();
             }
         });
         e.shutdown().unwrap();
@@ -134,7 +150,9 @@ fn a_type_conflict_drops_only_the_conflicting_point() {
                 point("cpu", "a", "v", FieldValue::Float(1.0), 1),
                 point("cpu", "a", "v", FieldValue::Integer(2), 2),
                 point("cpu", "a", "v", FieldValue::Float(3.0), 3),
-            ], None)
+            ],
+            None,
+        )
         .await
         .unwrap()
     });
@@ -151,7 +169,9 @@ fn writing_to_an_unknown_database_is_an_error_naming_it() {
     let err = rt()
         .block_on(e.write(
             "nodb",
-            vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)], None))
+            vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)],
+            None,
+        ))
         .unwrap_err();
     assert_eq!(err.to_string(), "database not found: \"nodb\"");
 }
@@ -180,7 +200,9 @@ fn points_older_than_the_retention_are_refused_and_expired_ones_swept() {
                 point("cpu", "a", "v", FieldValue::Integer(1), now - hour - 1),
                 point("cpu", "a", "v", FieldValue::Integer(2), now - hour),
                 point("cpu", "a", "v", FieldValue::Integer(3), now),
-            ], None)
+            ],
+            None,
+        )
         .await
         .unwrap()
     });
@@ -205,9 +227,13 @@ fn a_corrupt_snapshot_falls_back_to_the_wal() {
             e.log(Entry::CreateDatabase { name: "d".into() })
                 .await
                 .unwrap();
-            e.write("d", vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)], None)
-                .await
-                .unwrap();
+            e.write(
+                "d",
+                vec![point("cpu", "a", "v", FieldValue::Float(1.0), 1)],
+                None,
+            )
+            .await
+            .unwrap();
         });
     }
     // A snapshot that claims to cover everything but is garbage must not be trusted.

@@ -169,7 +169,10 @@ impl Writer {
     /// written (not quadratic), while replay after a crash stays within one snapshot's worth
     /// of WAL.
     fn due(&self, since_checkpoint: u64) -> bool {
-        since_checkpoint >= self.checkpoint_bytes.max(self.snapshot_bytes.load(Ordering::SeqCst))
+        since_checkpoint
+            >= self
+                .checkpoint_bytes
+                .max(self.snapshot_bytes.load(Ordering::SeqCst))
     }
 
     /// Appends a group of entries with one write and one fsync, applies them in log order
