@@ -205,12 +205,10 @@ impl Catalog {
                 }
             }
             Entry::CreateDatabase { name } => {
-                let mut dbs = write(&self.databases);
-                if !dbs.contains_key(&name) {
-                    let policies = Policies::new(self.default_retention_ns);
-                    let db = Arc::new(Database::new(&name, policies));
-                    dbs.insert(name, db);
-                }
+                let policies = Policies::new(self.default_retention_ns);
+                write(&self.databases)
+                    .entry(name)
+                    .or_insert_with_key(|name| Arc::new(Database::new(name, policies)));
             }
             Entry::DropDatabase { name } => {
                 write(&self.databases).remove(&name);
