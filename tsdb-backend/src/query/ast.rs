@@ -479,38 +479,45 @@ impl SelectStatement {
                 }
             }
         }
-        let mut names: Vec<Option<String>> = vec![None; columns.len()];
-        let mut seen: std::collections::HashMap<String, usize> = Default::default();
-        for (i, (alias, _)) in columns.iter().enumerate() {
-            if let Some(alias) = alias {
-                names[i] = Some(alias.to_string());
-                seen.insert(alias.to_string(), 1);
-            }
-        }
-        for (i, (_, generated)) in columns.iter().enumerate() {
-            if names[i].is_some() {
-                continue;
-            }
-            let mut name = generated.clone();
-            if let Some(&start) = seen.get(&name) {
-                let mut count = start;
-                loop {
-                    let resolved = format!("{name}_{count}");
-                    if !seen.contains_key(&resolved) {
-                        seen.insert(name.clone(), count + 1);
-                        name = resolved;
-                        break;
-                    }
-                    count += 1;
-                }
-            }
-            *seen.entry(name.clone()).or_insert(0) += 1;
-            names[i] = Some(name);
-        }
-        std::iter::once("time".to_string())
-            .chain(names.into_iter().flatten())
-            .collect()
+        resolve_column_names(&columns)
     }
+}
+
+/// Names columns like InfluxDB's `ColumnNames`: `time` first; aliases as given; other
+/// names de-duplicated with `_1`, `_2`, ... skipping names already taken. Each entry is
+/// `(alias, generated name)`.
+pub fn resolve_column_names(columns: &[(Option<&str>, String)]) -> Vec<String> {
+    let mut names: Vec<Option<String>> = vec![None; columns.len()];
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    for (i, (alias, _)) in columns.iter().enumerate() {
+        if let Some(alias) = alias {
+            names[i] = Some(alias.to_string());
+            seen.insert(alias.to_string(), 1);
+        }
+    }
+    for (i, (_, generated)) in columns.iter().enumerate() {
+        if names[i].is_some() {
+            continue;
+        }
+        let mut name = generated.clone();
+        if let Some(&start) = seen.get(&name) {
+            let mut count = start;
+            loop {
+                let resolved = format!("{name}_{count}");
+                if !seen.contains_key(&resolved) {
+                    seen.insert(name.clone(), count + 1);
+                    name = resolved;
+                    break;
+                }
+                count += 1;
+            }
+        }
+        *seen.entry(name.clone()).or_insert(0) += 1;
+        names[i] = Some(name);
+    }
+    std::iter::once("time".to_string())
+        .chain(names.into_iter().flatten())
+        .collect()
 }
 
 impl Field {

@@ -11,7 +11,8 @@ use super::fill::{bucket_start, fill_column};
 use super::functions::{cell, Function};
 use crate::model::{FieldType, FieldValue, MAX_NANO_TIME, MIN_NANO_TIME};
 use crate::query::ast::{
-    DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement, Source,
+    resolve_column_names, DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement,
+    Source,
 };
 use crate::query::result::{ResultSeries, Value};
 use crate::storage::catalog::{read, Catalog};
@@ -320,40 +321,13 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
     out
 }
 
-/// Output column names: `time`, then aliases as given and other names de-duplicated with
-/// `_1`, `_2`, ... (InfluxDB's `ColumnNames`).
+/// Output column names, named and de-duplicated as InfluxDB does.
 fn column_names(fields: &[OutField]) -> Vec<String> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut names: Vec<Option<String>> = vec![None; fields.len()];
-    for (i, f) in fields.iter().enumerate() {
-        if let Some(a) = &f.alias {
-            names[i] = Some(a.clone());
-            seen.insert(a.clone(), 1);
-        }
-    }
-    for (i, f) in fields.iter().enumerate() {
-        if names[i].is_some() {
-            continue;
-        }
-        let mut name = f.generated.clone();
-        if let Some(&start) = seen.get(&name) {
-            let mut n = start;
-            loop {
-                let candidate = format!("{name}_{n}");
-                if !seen.contains_key(&candidate) {
-                    seen.insert(name.clone(), n + 1);
-                    name = candidate;
-                    break;
-                }
-                n += 1;
-            }
-        }
-        *seen.entry(name.clone()).or_insert(0) += 1;
-        names[i] = Some(name);
-    }
-    std::iter::once("time".to_string())
-        .chain(names.into_iter().flatten())
-        .collect()
+    let columns: Vec<(Option<&str>, String)> = fields
+        .iter()
+        .map(|f| (f.alias.as_deref(), f.generated.clone()))
+        .collect();
+    resolve_column_names(&columns)
 }
 
 /// What a function call in the select list computes.
