@@ -49,6 +49,21 @@ pub struct Args {
     #[arg(long = "create-database", value_name = "NAME")]
     pub create_databases: Vec<String>,
 
+    /// This node's id in a replicated pool: the origin recorded with the writes it accepts
+    /// (default: the listen address). Must be unique in the pool and stable across restarts.
+    #[arg(long)]
+    pub node_id: Option<String>,
+
+    /// Base URLs of the other nodes of the pool, comma-separated
+    /// (`http://10.0.0.2:8086,http://10.0.0.3:8086`). Without peers the node runs alone.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// WAL bytes kept in memory per node for peers that are behind; a peer further behind
+    /// is resynchronised from a full snapshot instead.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub replication_backlog_bytes: u64,
+
     /// Log filter (tracing `EnvFilter` syntax), also from RUST_LOG.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     pub log: String,

@@ -44,6 +44,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         fsync: args.fsync,
         checkpoint_bytes: args.checkpoint_bytes,
         default_retention_ns: args.retention,
+        node_id: args
+            .node_id
+            .clone()
+            .unwrap_or_else(|| args.listen.to_string()),
     };
     let engine = Arc::new(
         Engine::open(config, Arc::new(SystemTime), metrics)

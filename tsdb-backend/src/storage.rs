@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod entry;
 pub mod series;
 pub mod snapshot;
+pub mod version;
 pub mod wal;
 pub mod writer;
 
@@ -74,6 +75,8 @@ pub struct EngineConfig {
     pub checkpoint_bytes: u64,
     /// Duration of the default policy of new databases (0: keep forever).
     pub default_retention_ns: i64,
+    /// This node's id: the origin of the writes it accepts from clients.
+    pub node_id: String,
 }
 
 /// Why points of a write were not stored.
@@ -118,6 +121,7 @@ pub struct Engine {
     last_seq: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
     config: EngineConfig,
+    hlc: version::Hlc,
 }
 
 use writer::Job;
@@ -188,7 +192,26 @@ impl Engine {
             last_seq,
             failed,
             config,
+            hlc: version::Hlc::default(),
         })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// The version of a write this node accepts from a client now.
+    pub fn next_version(&self) -> version::Version {
+        version::Version {
+            hlc: self.hlc.now(&*self.time),
+            node: version::node_rank(&self.config.node_id),
+        }
+    }
+
+    /// Moves the clock past a peer's version (so this node's later writes win over it).
+    pub fn observe_version(&self, v: version::Version) {
+        self.hlc.observe(v.hlc);
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -246,12 +269,16 @@ impl Engine {
         let written = accepted.len();
         if written > 0 {
             let whole = rejected.is_empty() && !modified;
+            let version = self.next_version();
             let entry = Entry::Write {
                 db: db.to_string(),
                 points: accepted,
+                version,
             };
             let payload = match raw {
-                Some(r) if whole => Entry::encode_lines(db, r.precision, r.default_time_ns, r.body),
+                Some(r) if whole => {
+                    Entry::encode_lines(db, r.precision, r.default_time_ns, version, r.body)
+                }
                 _ => entry.encode(),
             }
             .map_err(StorageError::Encode)?;

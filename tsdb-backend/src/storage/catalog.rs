@@ -6,6 +6,7 @@
 
 use super::entry::Entry;
 use super::series::Measurement;
+use super::version::Version;
 use crate::model::Point;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -137,16 +138,16 @@ impl Database {
     }
 
     /// Stores validated points (called by the WAL writer and by replay).
-    pub fn apply_points(&self, points: Vec<Point>) {
+    pub fn apply_points(&self, points: Vec<Point>, version: Version) {
         let mut points = points.into_iter().peekable();
         // Points of one batch usually share a measurement: lock it once per run.
         while let Some(first) = points.next() {
             let m = self.measurement_or_create(&first.measurement);
             let mut guard = write(&m);
             let name = first.measurement.clone();
-            guard.apply(first);
+            guard.apply(first, version);
             while let Some(p) = points.next_if(|p| p.measurement == name) {
-                guard.apply(p);
+                guard.apply(p, version);
             }
         }
     }
@@ -156,6 +157,8 @@ impl Database {
 #[derive(Debug)]
 pub struct Catalog {
     databases: RwLock<BTreeMap<String, Arc<Database>>>,
+    /// Per origin node, the highest sequence number of its entries applied here.
+    applied: RwLock<BTreeMap<String, u64>>,
     /// Duration of the `autogen` policy of newly created databases (0: forever).
     default_retention_ns: i64,
 }
@@ -164,7 +167,26 @@ impl Catalog {
     pub fn new(default_retention_ns: i64) -> Self {
         Catalog {
             databases: RwLock::new(BTreeMap::new()),
+            applied: RwLock::new(BTreeMap::new()),
             default_retention_ns,
+        }
+    }
+
+    /// Per origin node, the highest sequence number applied here.
+    pub fn applied(&self) -> BTreeMap<String, u64> {
+        read(&self.applied).clone()
+    }
+
+    pub fn applied_from(&self, origin: &str) -> u64 {
+        read(&self.applied).get(origin).copied().unwrap_or(0)
+    }
+
+    /// Raises the applied sequence numbers to at least `other`'s (after a resync).
+    pub fn raise_applied(&self, other: &BTreeMap<String, u64>) {
+        let mut applied = write(&self.applied);
+        for (origin, seq) in other {
+            let e = applied.entry(origin.clone()).or_insert(0);
+            *e = (*e).max(*seq);
         }
     }
 
@@ -187,21 +209,36 @@ impl Catalog {
     /// Applies one logged change. Idempotent when replayed in log order.
     pub fn apply(&self, entry: Entry) {
         match entry {
-            Entry::Write { db, points } => {
+            Entry::Write {
+                db,
+                points,
+                version,
+            } => {
                 // A write logged just before its database was dropped finds no database.
                 if let Some(db) = self.database(&db) {
-                    db.apply_points(points);
+                    db.apply_points(points, version);
                 }
             }
             Entry::WriteLines {
                 db,
                 precision,
                 default_time_ns,
+                version,
                 body,
             } => {
                 if let Some(db) = self.database(&db) {
                     let parsed = crate::lineproto::parse_lines(&body, precision, default_time_ns);
-                    db.apply_points(parsed.points);
+                    db.apply_points(parsed.points, version);
+                }
+            }
+            Entry::Replicated { origin, seq, entry } => {
+                let mut applied = write(&self.applied);
+                let seen = applied.entry(origin).or_insert(0);
+                // Exactly once: an entry re-sent after a crash is already covered.
+                if seq > *seen {
+                    *seen = seq;
+                    drop(applied);
+                    self.apply(*entry);
                 }
             }
             Entry::CreateDatabase { name } => {

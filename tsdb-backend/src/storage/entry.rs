@@ -4,6 +4,7 @@
 //! drops by name), which is what lets a snapshot be taken while writes go on: replaying
 //! records the snapshot already contains lands on the same state.
 
+use super::version::Version;
 use crate::model::{Point, Precision};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,7 @@ pub enum Entry {
     Write {
         db: String,
         points: Vec<Point>,
+        version: Version,
     },
     /// A write body every line of which was accepted unchanged, logged as the client sent
     /// it: cheaper to log than the parsed points, and parsing it again (the parser is
@@ -21,7 +23,15 @@ pub enum Entry {
         db: String,
         precision: Precision,
         default_time_ns: i64,
+        version: Version,
         body: Vec<u8>,
+    },
+    /// An entry another node accepted from a client (`origin`, its sequence number there),
+    /// applied here. Replaying it also restores how far this node has applied that origin.
+    Replicated {
+        origin: String,
+        seq: u64,
+        entry: Box<Entry>,
     },
     CreateDatabase {
         name: String,
@@ -59,8 +69,9 @@ impl Entry {
                 db,
                 precision,
                 default_time_ns,
+                version,
                 body,
-            } => Entry::encode_lines(db, *precision, *default_time_ns, body),
+            } => Entry::encode_lines(db, *precision, *default_time_ns, *version, body),
             other => postcard::to_stdvec(other),
         }
     }
@@ -71,11 +82,12 @@ impl Entry {
         db: &str,
         precision: Precision,
         default_time_ns: i64,
+        version: Version,
         body: &[u8],
     ) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = Vec::with_capacity(body.len() + db.len() + 24);
+        let mut out = Vec::with_capacity(body.len() + db.len() + 40);
         out.push(LINES_MARKER);
-        let mut out = postcard::to_extend(&(db, precision, default_time_ns), out)?;
+        let mut out = postcard::to_extend(&(db, precision, default_time_ns, version), out)?;
         out.extend_from_slice(body);
         Ok(out)
     }
@@ -83,12 +95,14 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Entry, postcard::Error> {
         match bytes.split_first() {
             Some((&LINES_MARKER, rest)) => {
-                let ((db, precision, default_time_ns), body): ((String, Precision, i64), &[u8]) =
+                type Header = (String, Precision, i64, Version);
+                let ((db, precision, default_time_ns, version), body): (Header, &[u8]) =
                     postcard::take_from_bytes(rest)?;
                 Ok(Entry::WriteLines {
                     db,
                     precision,
                     default_time_ns,
+                    version,
                     body: body.to_vec(),
                 })
             }
@@ -108,6 +122,7 @@ mod tests {
             db: "d".into(),
             precision: Precision::Seconds,
             default_time_ns: -7,
+            version: Version { hlc: 9, node: 4 },
             body: b"cpu v=1 1\ncpu v=2 2".to_vec(),
         };
         let bytes = e.encode().unwrap();
@@ -133,6 +148,7 @@ mod tests {
                 ],
                 timestamp: -5,
             }],
+            version: Version { hlc: 1, node: 2 },
         };
         assert_eq!(Entry::decode(&e.encode().unwrap()).unwrap(), e);
     }

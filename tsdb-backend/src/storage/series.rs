@@ -4,6 +4,7 @@
 //! values of the fields written at that timestamp (a later write of the same field at the
 //! same time replaces the value, other fields of the row are kept, as in InfluxDB).
 
+use super::version::Version;
 use crate::model::{FieldType, FieldValue, Point};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -19,24 +20,39 @@ pub struct FieldDef {
     pub ty: FieldType,
 }
 
+/// One stored value: its field, its version and the value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub id: u32,
+    pub version: Version,
+    pub value: FieldValue,
+}
+
 /// The values written at one timestamp, sorted by field id.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Row(pub Vec<(u32, FieldValue)>);
+pub struct Row(pub Vec<Cell>);
 
 impl Row {
-    /// Sets a field's value, replacing an earlier one.
-    pub fn set(&mut self, id: u32, value: FieldValue) {
-        match self.0.binary_search_by_key(&id, |(i, _)| *i) {
-            Ok(pos) => self.0[pos].1 = value,
-            Err(pos) => self.0.insert(pos, (id, value)),
+    /// Sets a field's value unless the stored one has a greater version (last writer wins;
+    /// an equal version, i.e. the same batch, replaces: the later line wins).
+    pub fn set(&mut self, id: u32, value: FieldValue, version: Version) {
+        match self.0.binary_search_by_key(&id, |c| c.id) {
+            Ok(pos) => {
+                let cell = &mut self.0[pos];
+                if version >= cell.version {
+                    cell.value = value;
+                    cell.version = version;
+                }
+            }
+            Err(pos) => self.0.insert(pos, Cell { id, version, value }),
         }
     }
 
     pub fn get(&self, id: u32) -> Option<&FieldValue> {
         self.0
-            .binary_search_by_key(&id, |(i, _)| *i)
+            .binary_search_by_key(&id, |c| c.id)
             .ok()
-            .map(|pos| &self.0[pos].1)
+            .map(|pos| &self.0[pos].value)
     }
 }
 
@@ -179,7 +195,7 @@ impl Measurement {
     /// Stores a point that was validated before it was logged, moving its values in. A value
     /// whose type differs from the schema (possible only if the log was written by a
     /// different schema history) is skipped rather than corrupting the column.
-    pub fn apply(&mut self, point: Point) {
+    pub fn apply(&mut self, point: Point, version: Version) {
         let sid = match self.series_ids.get(point.tags.as_slice()) {
             Some(&id) => id,
             None => {
@@ -217,10 +233,46 @@ impl Measurement {
         row.0.reserve(point.fields.len());
         for ((_, value), &(id, type_ok)) in point.fields.into_iter().zip(ids.iter()) {
             if type_ok {
-                row.set(id, value);
+                row.set(id, value, version);
             }
         }
         self.scratch = ids;
+    }
+
+    /// Merges another replica's series into this measurement, value by value, keeping the
+    /// greater version of each (a full resync is this merge: it converges, and it is
+    /// idempotent).
+    pub fn merge(&mut self, fields: &[FieldDef], series: Vec<Series>) {
+        let ids: Vec<u32> = fields
+            .iter()
+            .map(|f| self.define_field(&f.name, f.ty))
+            .collect();
+        for s in series {
+            let sid = match self.series_ids.get(s.tags.as_slice()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.series.len() as u32;
+                    self.series_ids.insert(s.tags.clone(), id);
+                    self.series.push(Series {
+                        tags: s.tags,
+                        rows: BTreeMap::new(),
+                    });
+                    id
+                }
+            };
+            let rows = &mut self.series[sid as usize].rows;
+            for (t, row) in s.rows {
+                let mine = rows.entry(t).or_default();
+                for cell in row.0 {
+                    let Some(&id) = ids.get(cell.id as usize) else {
+                        continue;
+                    };
+                    if self.fields[id as usize].ty == cell.value.field_type() {
+                        mine.set(id, cell.value, cell.version);
+                    }
+                }
+            }
+        }
     }
 
     /// Drops every row older than `cutoff` (exclusive); returns how many rows went.
@@ -246,6 +298,12 @@ impl Measurement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Measurement {
+        fn apply_v0(&mut self, p: Point) {
+            self.apply(p, Version::default());
+        }
+    }
 
     fn point(tags: &[(&str, &str)], fields: Vec<(&str, FieldValue)>, ts: i64) -> Point {
         Point {
@@ -279,12 +337,12 @@ mod tests {
     #[test]
     fn writes_at_the_same_time_merge_fields_and_the_last_value_wins() {
         let mut m = Measurement::new("cpu");
-        m.apply(point(
+        m.apply_v0(point(
             &[("h", "a")],
             vec![("x", FieldValue::Float(1.0)), ("y", FieldValue::Float(2.0))],
             5,
         ));
-        m.apply(point(&[("h", "a")], vec![("x", FieldValue::Float(3.0))], 5));
+        m.apply_v0(point(&[("h", "a")], vec![("x", FieldValue::Float(3.0))], 5));
         let s = &m.series()[0];
         let row = &s.rows[&5];
         assert_eq!(
@@ -301,12 +359,79 @@ mod tests {
     fn drop_before_keeps_the_row_at_the_cutoff() {
         let mut m = Measurement::new("cpu");
         for ts in [9, 10, 11] {
-            m.apply(point(&[], vec![("x", FieldValue::Integer(ts))], ts));
+            m.apply_v0(point(&[], vec![("x", FieldValue::Integer(ts))], ts));
         }
         assert_eq!(m.drop_before(10), 1);
         assert_eq!(
             m.series()[0].rows.keys().copied().collect::<Vec<_>>(),
             vec![10, 11]
         );
+    }
+
+    #[test]
+    fn the_greater_version_wins_whatever_the_order_of_arrival() {
+        let old = Version { hlc: 10, node: 1 };
+        let new = Version { hlc: 10, node: 2 };
+        let mut ab = Measurement::new("cpu");
+        ab.apply(point(&[], vec![("v", FieldValue::Integer(1))], 5), old);
+        ab.apply(point(&[], vec![("v", FieldValue::Integer(2))], 5), new);
+        let mut ba = Measurement::new("cpu");
+        ba.apply(point(&[], vec![("v", FieldValue::Integer(2))], 5), new);
+        ba.apply(point(&[], vec![("v", FieldValue::Integer(1))], 5), old);
+        for m in [&ab, &ba] {
+            let v = m.series()[0].rows[&5].get(0).cloned();
+            assert_eq!(v, Some(FieldValue::Integer(2)));
+        }
+    }
+
+    #[test]
+    fn merging_a_replicas_series_keeps_the_newer_values_and_adds_the_missing_ones() {
+        let mut mine = Measurement::new("cpu");
+        mine.apply(
+            point(&[("h", "a")], vec![("v", FieldValue::Integer(1))], 1),
+            Version { hlc: 5, node: 0 },
+        );
+        mine.apply(
+            point(&[("h", "a")], vec![("v", FieldValue::Integer(7))], 2),
+            Version { hlc: 9, node: 0 },
+        );
+        let mut theirs = Measurement::new("cpu");
+        // Their schema numbers the fields differently: merge maps by name.
+        theirs.apply(
+            point(&[("h", "a")], vec![("w", FieldValue::Float(0.5))], 1),
+            Version { hlc: 1, node: 1 },
+        );
+        theirs.apply(
+            point(&[("h", "a")], vec![("v", FieldValue::Integer(2))], 1),
+            Version { hlc: 6, node: 1 },
+        );
+        theirs.apply(
+            point(&[("h", "a")], vec![("v", FieldValue::Integer(3))], 2),
+            Version { hlc: 8, node: 1 },
+        );
+        theirs.apply(
+            point(&[("h", "b")], vec![("v", FieldValue::Integer(4))], 1),
+            Version { hlc: 1, node: 1 },
+        );
+        mine.merge(theirs.fields(), theirs.series().to_vec());
+        let v = mine.field_id("v").unwrap();
+        let w = mine.field_id("w").unwrap();
+        let a = &mine.series()[0];
+        assert_eq!(
+            a.rows[&1].get(v),
+            Some(&FieldValue::Integer(2)),
+            "theirs is newer"
+        );
+        assert_eq!(
+            a.rows[&1].get(w),
+            Some(&FieldValue::Float(0.5)),
+            "a field only they had"
+        );
+        assert_eq!(
+            a.rows[&2].get(v),
+            Some(&FieldValue::Integer(7)),
+            "mine is newer"
+        );
+        assert_eq!(mine.series().len(), 2, "a series only they had");
     }
 }

@@ -11,6 +11,7 @@ use super::catalog::{read, Catalog, Database, Policies};
 use super::series::{FieldDef, Measurement, Series};
 use super::wal::sync_dir;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub enum SnapshotError {
 
 #[derive(Debug, Serialize)]
 enum ItemRef<'a> {
+    Applied(&'a BTreeMap<String, u64>),
     Database {
         name: &'a str,
         policies: &'a Policies,
@@ -56,6 +58,7 @@ enum ItemRef<'a> {
 
 #[derive(Debug, Deserialize)]
 enum Item {
+    Applied(BTreeMap<String, u64>),
     Database {
         name: String,
         policies: Policies,
@@ -143,6 +146,8 @@ pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf
     };
     w.out.write_all(MAGIC).map_err(io_err)?;
     w.out.write_all(&seq.to_le_bytes()).map_err(io_err)?;
+    let applied = catalog.applied();
+    w.item(&ItemRef::Applied(&applied)).map_err(enc_err)?;
     for db in catalog.databases() {
         let policies = read(&db.policies).clone();
         w.item(&ItemRef::Database {
@@ -234,6 +239,7 @@ pub fn read_snapshot(
         rest = &rest[8 + len..];
         let item: Item = postcard::from_bytes(frame).map_err(|e| invalid(&e.to_string()))?;
         match item {
+            Item::Applied(applied) => catalog.raise_applied(&applied),
             Item::Database { name, policies } => {
                 if pending.is_some() {
                     return Err(invalid("series without their measurement"));
@@ -268,7 +274,7 @@ pub fn read_snapshot(
                 };
                 if let Some(max) = series
                     .iter()
-                    .flat_map(|s| s.rows.values().flat_map(|r| r.0.iter().map(|(id, _)| *id)))
+                    .flat_map(|s| s.rows.values().flat_map(|r| r.0.iter().map(|c| c.id)))
                     .max()
                 {
                     if max as usize >= fields.len() {

@@ -10,6 +10,7 @@ fn config(dir: &Path) -> EngineConfig {
         fsync: FsyncMode::Always,
         checkpoint_bytes: 1 << 30,
         default_retention_ns: 0,
+        node_id: "n1".into(),
     }
 }
 

@@ -31,6 +31,7 @@ fn catalog(lines: &[Line<'_>]) -> Catalog {
     c.apply(Entry::Write {
         db: "d".into(),
         points,
+        version: Default::default(),
     });
     c
 }
