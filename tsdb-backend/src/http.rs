@@ -9,6 +9,7 @@ use crate::lineproto::{self, LineError};
 use crate::model::Precision;
 use crate::query::executor::{self, QueryParams};
 use crate::query::result::{render, render_error};
+use crate::replication::shipper::{LinkState, PeerReport, Replication};
 use crate::storage::{Engine, RawLines, Rejection, StorageError, WriteReport};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -24,12 +25,16 @@ use std::sync::Arc;
 /// The version we announce in `X-Influxdb-Version`: the 1.x API level we implement.
 pub const INFLUXDB_VERSION: &str = "1.8.10";
 
+mod internal;
+
 /// Shared state of the handlers.
 #[derive(Debug)]
 pub struct AppState {
     pub engine: Arc<Engine>,
     /// Largest accepted request body, after gzip decompression too.
     pub max_body_bytes: usize,
+    /// The shippers to the peers, when the node is in a pool.
+    pub replication: Option<Arc<Replication>>,
 }
 
 /// The router with every endpoint of the node.
@@ -41,18 +46,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/query", get(query).post(query))
+        .merge(internal::routes())
         .fallback(not_found)
-        .layer(axum::middleware::map_response(add_version_header))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            add_headers,
+        ))
         .with_state(state)
 }
 
-async fn add_version_header(mut res: Response) -> Response {
+/// Every answer names the API level and the node that gave it (`X-Tsdb-Node`), so a client
+/// behind a balancer can tell which replica answered.
+async fn add_headers(State(st): State<Arc<AppState>>, mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(
         "x-influxdb-version",
         HeaderValue::from_static(INFLUXDB_VERSION),
     );
     h.insert("x-influxdb-build", HeaderValue::from_static("OSS"));
+    if let Ok(v) = HeaderValue::from_str(st.engine.node_id()) {
+        h.insert("x-tsdb-node", v);
+    }
     res
 }
 
@@ -66,16 +80,19 @@ async fn ping() -> StatusCode {
 
 async fn health(State(st): State<Arc<AppState>>) -> Response {
     let writable = st.engine.is_writable();
+    let peers = replication_reports(&st);
     let body = serde_json::json!({
         "name": "tsdb-backend",
         "message": if writable { "ready for queries and writes" } else { "wal failed: read-only until restarted" },
         "status": if writable { "pass" } else { "fail" },
         "checks": [],
         "version": INFLUXDB_VERSION,
+        "node": { "id": st.engine.node_id(), "origin": st.engine.origin() },
         "wal": {
             "last_seq": st.engine.last_seq(),
             "bytes": st.engine.metrics().wal_bytes.get(),
         },
+        "peers": peers,
     });
     let code = if writable {
         StatusCode::OK
@@ -85,7 +102,39 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     json_response(code, body.to_string())
 }
 
+/// The peers' replication state, also copied into the metrics.
+fn replication_reports(st: &AppState) -> Vec<PeerReport> {
+    let Some(r) = &st.replication else {
+        return Vec::new();
+    };
+    let reports = r.reports(st.engine.now_ns());
+    let m = st.engine.metrics();
+    for p in &reports {
+        let peer = [p.url.as_str()];
+        m.replication_lag_entries
+            .with_label_values(&peer)
+            .set(p.lag_entries as i64);
+        m.replication_lag_seconds
+            .with_label_values(&peer)
+            .set(p.lag_seconds);
+        m.replication_backlog_bytes
+            .with_label_values(&peer)
+            .set(p.backlog_bytes as i64);
+        m.replication_resyncing
+            .with_label_values(&peer)
+            .set(i64::from(p.state == LinkState::Resyncing));
+        m.replication_shipped
+            .with_label_values(&peer)
+            .set(p.shipped_entries as i64);
+        m.replication_resyncs
+            .with_label_values(&peer)
+            .set(p.resyncs as i64);
+    }
+    reports
+}
+
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    replication_reports(&st);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.engine.metrics().render(),

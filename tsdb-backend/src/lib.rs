@@ -20,4 +20,5 @@ pub mod lineproto;
 pub mod metrics;
 pub mod model;
 pub mod query;
+pub mod replication;
 pub mod storage;

@@ -8,6 +8,7 @@ use tsdb_backend::cli::Args;
 use tsdb_backend::clock::SystemTime;
 use tsdb_backend::http::{router, AppState};
 use tsdb_backend::metrics::Metrics;
+use tsdb_backend::replication::shipper::Replication;
 use tsdb_backend::storage::entry::Entry;
 use tsdb_backend::storage::{Engine, EngineConfig};
 
@@ -48,6 +49,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             .node_id
             .clone()
             .unwrap_or_else(|| args.listen.to_string()),
+        replication_backlog_bytes: (!args.peers.is_empty())
+            .then_some(args.replication_backlog_bytes),
     };
     let engine = Arc::new(
         Engine::open(config, Arc::new(SystemTime), metrics)
@@ -86,9 +89,27 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
             }
         })
     };
+    let replication = if args.peers.is_empty() {
+        None
+    } else {
+        if engine.was_empty() {
+            match tsdb_backend::replication::bootstrap(&engine, &args.peers).await {
+                Ok(Some(peer)) => tracing::info!(peer = %peer, "rebuilt from a peer's snapshot"),
+                Ok(None) => {
+                    tracing::warn!("empty data directory and no peer answered: starting empty")
+                }
+                Err(e) => anyhow::bail!("rebuilding from a peer: {e}"),
+            }
+        }
+        let r = Replication::start(engine.clone(), &args.peers)
+            .context("starting replication to the peers")?;
+        tracing::info!(node = engine.node_id(), origin = engine.origin(), peers = ?args.peers, "replicating");
+        Some(Arc::new(r))
+    };
     let state = Arc::new(AppState {
         engine,
         max_body_bytes: args.max_body_size,
+        replication: replication.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -99,6 +120,9 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
         .await
         .context("serving http")?;
     sweeper.abort();
+    if let Some(r) = replication {
+        tokio::task::spawn_blocking(move || r.stop()).await.ok();
+    }
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the node, rendered as text at `GET /metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every metric the node exports. Cheap to clone-free share behind an `Arc`.
@@ -21,6 +21,12 @@ pub struct Metrics {
     pub wal_group_size: Histogram,
     pub checkpoints: IntCounter,
     pub retention_dropped_rows: IntCounter,
+    pub replication_lag_entries: IntGaugeVec,
+    pub replication_lag_seconds: GaugeVec,
+    pub replication_backlog_bytes: IntGaugeVec,
+    pub replication_resyncing: IntGaugeVec,
+    pub replication_shipped: IntGaugeVec,
+    pub replication_resyncs: IntGaugeVec,
 }
 
 fn buckets() -> Vec<f64> {
@@ -54,6 +60,39 @@ impl Metrics {
             &["code"],
         )?;
         registry.register(Box::new(query_requests.clone()))?;
+        let per_peer = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["peer"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let replication_lag_seconds = GaugeVec::new(
+            Opts::new(
+                "tsdb_replication_lag_seconds",
+                "Age of the oldest local entry a peer has not acknowledged",
+            ),
+            &["peer"],
+        )?;
+        registry.register(Box::new(replication_lag_seconds.clone()))?;
+        let replication_lag_entries = per_peer(
+            "tsdb_replication_lag_entries",
+            "Local entries (write batches, DDL) a peer has not acknowledged",
+        )?;
+        let replication_backlog_bytes = per_peer(
+            "tsdb_replication_backlog_bytes",
+            "Bytes of local entries a peer has not acknowledged",
+        )?;
+        let replication_resyncing = per_peer(
+            "tsdb_replication_resyncing",
+            "1 while a peer lacks entries the backlog no longer holds and is being resynchronised",
+        )?;
+        let replication_shipped = per_peer(
+            "tsdb_replication_shipped_entries",
+            "Local entries shipped to a peer since start",
+        )?;
+        let replication_resyncs = per_peer(
+            "tsdb_replication_resyncs",
+            "Full resynchronisations of a peer since start",
+        )?;
         let wal_bytes = IntGauge::new("tsdb_wal_bytes", "Bytes in live WAL segments")?;
         registry.register(Box::new(wal_bytes.clone()))?;
         Ok(Metrics {
@@ -91,6 +130,12 @@ impl Metrics {
                 "tsdb_retention_dropped_rows_total",
                 "Rows removed by retention enforcement",
             )?,
+            replication_lag_entries,
+            replication_lag_seconds,
+            replication_backlog_bytes,
+            replication_resyncing,
+            replication_shipped,
+            replication_resyncs,
             registry,
         })
     }

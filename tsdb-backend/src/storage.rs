@@ -24,6 +24,7 @@ pub mod writer;
 use crate::clock::TimeProvider;
 use crate::metrics::Metrics;
 use crate::model::Point;
+use crate::replication::backlog::{Backlog, Item};
 use catalog::{read, write, Catalog, Database};
 use entry::Entry;
 pub use series::FieldTypeConflict;
@@ -34,6 +35,22 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 pub use writer::FsyncMode;
+
+/// Why entries from a peer were not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    #[error("this node has applied the origin only up to {applied}")]
+    Behind { applied: u64 },
+    #[error("entry {seq} from {origin}: cannot decode: {source}")]
+    Decode {
+        origin: String,
+        seq: u64,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -77,6 +94,8 @@ pub struct EngineConfig {
     pub default_retention_ns: i64,
     /// This node's id: the origin of the writes it accepts from clients.
     pub node_id: String,
+    /// Keep local entries in memory for peers, up to this many bytes (`None`: no peers).
+    pub replication_backlog_bytes: Option<u64>,
 }
 
 /// Why points of a write were not stored.
@@ -122,6 +141,9 @@ pub struct Engine {
     failed: Arc<AtomicBool>,
     config: EngineConfig,
     hlc: version::Hlc,
+    origin: String,
+    backlog: Option<Arc<Backlog>>,
+    was_empty: bool,
 }
 
 use writer::Job;
@@ -145,14 +167,34 @@ impl Engine {
         let snapshot_bytes = std::fs::metadata(snapshot::snapshot_path(&dir, snap_seq))
             .map(|m| m.len())
             .unwrap_or(0);
+        let incarnation = incarnation(&dir)?;
+        let origin = format!("{}/{}", config.node_id, incarnation.id);
         let recovered = wal::recover(&dir, snap_seq)?;
         let replayed = recovered.records.len();
-        for record in &recovered.records {
+        // Local entries after the snapshot are still in the WAL: they go back into the
+        // backlog; older ones were trimmed, and a peer that lacks them needs a resync.
+        let backlog = config.replication_backlog_bytes.map(|max| {
+            let trimmed = catalog.applied_from(&origin).min(snap_seq);
+            Arc::new(Backlog::new(max, trimmed))
+        });
+        let now = time.now_ns();
+        for record in recovered.records {
             let entry = Entry::decode(&record.payload).map_err(|source| StorageError::Decode {
                 seq: record.seq,
                 source,
             })?;
+            let local = Entry::is_local(&record.payload);
             catalog.apply(entry);
+            if local {
+                catalog.note_applied(&origin, record.seq);
+                if let Some(b) = &backlog {
+                    b.push(Item {
+                        seq: record.seq,
+                        at_ns: now,
+                        payload: Arc::new(record.payload),
+                    });
+                }
+            }
         }
         tracing::info!(
             snapshot_seq = snap_seq,
@@ -175,6 +217,9 @@ impl Engine {
             metrics: metrics.clone(),
             last_seq: last_seq.clone(),
             failed: failed.clone(),
+            origin: origin.clone(),
+            backlog: backlog.clone(),
+            time: time.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("wal-writer".into())
@@ -193,7 +238,25 @@ impl Engine {
             failed,
             config,
             hlc: version::Hlc::default(),
+            origin,
+            backlog,
+            was_empty: incarnation.created,
         })
+    }
+
+    /// This node's origin key, `node_id/incarnation`: what peers count applied entries by.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The local entries kept for peers, when the node replicates.
+    pub fn backlog(&self) -> Option<&Arc<Backlog>> {
+        self.backlog.as_ref()
+    }
+
+    /// True when this start found no data directory state (a new node, or a lost disk).
+    pub fn was_empty(&self) -> bool {
+        self.was_empty
     }
 
     /// This node's id.
@@ -298,18 +361,124 @@ impl Engine {
     /// Hands an entry and its log encoding to the writer; returns once it is durable and
     /// applied.
     async fn submit(&self, entry: Entry, payload: Vec<u8>) -> Result<u64, StorageError> {
-        let (reply, wait) = oneshot::channel();
-        {
-            let jobs = read(&self.jobs);
-            let tx = jobs.as_ref().ok_or(StorageError::ShuttingDown)?;
-            tx.send(Job::Log {
-                entry,
-                payload,
-                reply,
-            })
-            .map_err(|_| StorageError::ShuttingDown)?;
-        }
+        let wait = self.send(entry, payload)?;
         wait.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Queues an entry for the writer without waiting; the receiver yields its result.
+    fn send(
+        &self,
+        entry: Entry,
+        payload: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<u64, StorageError>>, StorageError> {
+        let (reply, wait) = oneshot::channel();
+        let jobs = read(&self.jobs);
+        let tx = jobs.as_ref().ok_or(StorageError::ShuttingDown)?;
+        tx.send(Job::Log {
+            entry,
+            payload,
+            reply,
+        })
+        .map_err(|_| StorageError::ShuttingDown)?;
+        Ok(wait)
+    }
+
+    /// Applies entries a peer (`origin`) accepted from its clients, each once: entries at or
+    /// below what is already applied from that origin are skipped. `after` is the sender's
+    /// belief of what this node has; if this node has less, nothing is applied and
+    /// `Behind` says where to resume. Returns the origin's applied sequence number.
+    pub async fn apply_replicated(
+        &self,
+        origin: &str,
+        after: u64,
+        frames: Vec<(u64, Vec<u8>)>,
+    ) -> Result<u64, ReplicateError> {
+        let applied = self.catalog.applied_from(origin);
+        if applied < after {
+            return Err(ReplicateError::Behind { applied });
+        }
+        let mut waits = Vec::new();
+        for (seq, payload) in frames {
+            if seq <= applied {
+                continue;
+            }
+            let entry = Entry::decode(&payload).map_err(|source| ReplicateError::Decode {
+                origin: origin.to_string(),
+                seq,
+                source,
+            })?;
+            if let Some(v) = entry.version() {
+                self.observe_version(v);
+            }
+            let wal_payload = Entry::encode_replicated(origin, seq, &payload)
+                .map_err(|e| ReplicateError::Storage(StorageError::Encode(e)))?;
+            let wrapped = Entry::Replicated {
+                origin: origin.to_string(),
+                seq,
+                entry: Box::new(entry),
+            };
+            waits.push(self.send(wrapped, wal_payload)?);
+        }
+        for w in waits {
+            w.await.map_err(|_| StorageError::ShuttingDown)??;
+        }
+        Ok(self.catalog.applied_from(origin))
+    }
+
+    /// The whole state as snapshot bytes, for a peer that resynchronises. CPU-bound.
+    pub fn snapshot_bytes(&self) -> Result<Vec<u8>, StorageError> {
+        Ok(snapshot::snapshot_bytes(self.last_seq(), &self.catalog)?)
+    }
+
+    /// Merges a peer's full snapshot into this node, value by value (last writer wins), then
+    /// makes the result durable with a checkpoint. Idempotent; safe while writes go on.
+    pub async fn merge_snapshot(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        let (_, theirs) = snapshot::decode(
+            bytes,
+            Path::new("(peer snapshot)"),
+            self.config.default_retention_ns,
+        )?;
+        for db in theirs.databases() {
+            if self.catalog.database(&db.name).is_none() {
+                self.log(Entry::CreateDatabase {
+                    name: db.name.clone(),
+                })
+                .await?;
+            }
+            let policies = read(&db.policies).clone();
+            for rp in &policies.list {
+                let known = self
+                    .catalog
+                    .database(&db.name)
+                    .is_some_and(|d| read(&d.policies).list.iter().any(|p| p.name == rp.name));
+                if !known {
+                    self.log(Entry::SetRetentionPolicy {
+                        db: db.name.clone(),
+                        name: rp.name.clone(),
+                        duration_ns: rp.duration_ns,
+                        shard_duration_ns: rp.shard_duration_ns,
+                        default: rp.name == policies.default,
+                    })
+                    .await?;
+                }
+            }
+        }
+        tokio::task::block_in_place(|| {
+            for db in theirs.databases() {
+                let Some(mine) = self.catalog.database(&db.name) else {
+                    continue;
+                };
+                for (name, m) in db.measurements() {
+                    let mut theirs_m = write(&m);
+                    let series = theirs_m.take_series();
+                    let target = mine.measurement_or_create(&name);
+                    write(&target).merge(theirs_m.fields(), series);
+                }
+            }
+            self.catalog.raise_applied(&theirs.applied());
+            // The merged values are in memory only: a snapshot makes them durable.
+            self.checkpoint_now()
+        })
     }
 
     /// Drops rows older than each database's retention allows; returns how many went.
@@ -361,6 +530,42 @@ impl Drop for Engine {
             tracing::error!(error = %e, "stopping the wal writer");
         }
     }
+}
+
+/// The data directory's incarnation: a random id made when the directory is first used,
+/// so that a node whose disk was wiped is a new origin to its peers.
+#[derive(Debug)]
+struct Incarnation {
+    id: String,
+    /// True when it was made by this start (the directory held no incarnation).
+    created: bool,
+}
+
+fn incarnation(dir: &Path) -> Result<Incarnation, StorageError> {
+    let path = dir.join("incarnation");
+    let io = |source| StorageError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            return Ok(Incarnation {
+                id: text.trim().to_string(),
+                created: false,
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(io)?;
+    wal::sync_dir(dir)?;
+    Ok(Incarnation { id, created: true })
 }
 
 fn load_newest_snapshot(

@@ -181,6 +181,17 @@ impl Catalog {
         read(&self.applied).get(origin).copied().unwrap_or(0)
     }
 
+    /// Records that `origin`'s entries up to `seq` are applied here.
+    pub fn note_applied(&self, origin: &str, seq: u64) {
+        let mut applied = write(&self.applied);
+        match applied.get_mut(origin) {
+            Some(s) => *s = (*s).max(seq),
+            None => {
+                applied.insert(origin.to_string(), seq);
+            }
+        }
+    }
+
     /// Raises the applied sequence numbers to at least `other`'s (after a resync).
     pub fn raise_applied(&self, other: &BTreeMap<String, u64>) {
         let mut applied = write(&self.applied);

@@ -61,6 +61,9 @@ pub enum Entry {
 /// First byte of a `WriteLines` payload. Postcard starts every other entry with its variant
 /// index as a one-byte varint (below 0x80), so this byte cannot begin one of them.
 const LINES_MARKER: u8 = 0xFF;
+/// First byte of a `Replicated` payload: the marker, a postcard `(origin, seq)` header, then
+/// the origin's own encoding of the entry, verbatim.
+const REPLICATED_MARKER: u8 = 0xFE;
 
 impl Entry {
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -72,6 +75,9 @@ impl Entry {
                 version,
                 body,
             } => Entry::encode_lines(db, *precision, *default_time_ns, *version, body),
+            Entry::Replicated { origin, seq, entry } => {
+                Entry::encode_replicated(origin, *seq, &entry.encode()?)
+            }
             other => postcard::to_stdvec(other),
         }
     }
@@ -92,8 +98,44 @@ impl Entry {
         Ok(out)
     }
 
+    /// Wraps an origin's encoded entry for this node's log.
+    pub fn encode_replicated(
+        origin: &str,
+        seq: u64,
+        inner: &[u8],
+    ) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = Vec::with_capacity(inner.len() + origin.len() + 16);
+        out.push(REPLICATED_MARKER);
+        let mut out = postcard::to_extend(&(origin, seq), out)?;
+        out.extend_from_slice(inner);
+        Ok(out)
+    }
+
+    /// Whether an encoded entry was accepted from a client here (not replicated from a peer).
+    pub fn is_local(payload: &[u8]) -> bool {
+        payload.first() != Some(&REPLICATED_MARKER)
+    }
+
+    /// The version of a write entry (for moving this node's clock past a peer's).
+    pub fn version(&self) -> Option<Version> {
+        match self {
+            Entry::Write { version, .. } | Entry::WriteLines { version, .. } => Some(*version),
+            Entry::Replicated { entry, .. } => entry.version(),
+            _ => None,
+        }
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Entry, postcard::Error> {
         match bytes.split_first() {
+            Some((&REPLICATED_MARKER, rest)) => {
+                let ((origin, seq), inner): ((String, u64), &[u8]) =
+                    postcard::take_from_bytes(rest)?;
+                Ok(Entry::Replicated {
+                    origin,
+                    seq,
+                    entry: Box::new(Entry::decode(inner)?),
+                })
+            }
             Some((&LINES_MARKER, rest)) => {
                 type Header = (String, Precision, i64, Version);
                 let ((db, precision, default_time_ns, version), body): (Header, &[u8]) =
@@ -130,6 +172,14 @@ mod tests {
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
         let other = Entry::CreateDatabase { name: "d".into() };
         assert_eq!(Entry::decode(&other.encode().unwrap()).unwrap(), other);
+        let wrapped = Entry::Replicated {
+            origin: "b".into(),
+            seq: 42,
+            entry: Box::new(e),
+        };
+        let bytes = wrapped.encode().unwrap();
+        assert!(!Entry::is_local(&bytes));
+        assert_eq!(Entry::decode(&bytes).unwrap(), wrapped);
     }
 
     #[test]

@@ -275,6 +275,12 @@ impl Measurement {
         }
     }
 
+    /// Takes the series out (leaving the schema), to merge them elsewhere.
+    pub fn take_series(&mut self) -> Vec<Series> {
+        self.series_ids.clear();
+        std::mem::take(&mut self.series)
+    }
+
     /// Drops every row older than `cutoff` (exclusive); returns how many rows went.
     pub fn drop_before(&mut self, cutoff: i64) -> usize {
         let mut dropped = 0;

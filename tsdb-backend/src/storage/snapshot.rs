@@ -126,8 +126,8 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
-/// Writes the catalog as snapshot `seq` into `dir`, durably. Takes each measurement's read
-/// lock while that measurement is written, so writers to it wait for that long.
+/// Writes the catalog as snapshot `seq` into `dir`, durably. Takes each series' read lock
+/// while that series is written, so the WAL writer waits for one series at most.
 pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf, SnapshotError> {
     let final_path = snapshot_path(dir, seq);
     let tmp = final_path.with_extension("snap.tmp");
@@ -136,25 +136,65 @@ pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf
         source,
     };
     let file = File::create(&tmp).map_err(io_err)?;
+    let out =
+        encode(BufWriter::with_capacity(1 << 20, file), seq, catalog).map_err(|e| e.at(&tmp))?;
+    let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    drop(file);
+    fs::rename(&tmp, &final_path).map_err(io_err)?;
+    sync_dir(dir).map_err(|e| SnapshotError::Invalid {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(final_path)
+}
+
+/// The catalog as snapshot bytes in memory, for sending to a peer that resynchronises.
+pub fn snapshot_bytes(seq: u64, catalog: &Catalog) -> Result<Vec<u8>, SnapshotError> {
+    encode(Vec::new(), seq, catalog).map_err(|e| e.at(Path::new("(in memory)")))
+}
+
+/// An encoding failure, before it knows which file it concerns.
+#[derive(Debug)]
+enum EncodeError {
+    Io(io::Error),
+    Encode(postcard::Error),
+}
+
+impl EncodeError {
+    fn at(self, path: &Path) -> SnapshotError {
+        match self {
+            EncodeError::Io(source) => SnapshotError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            EncodeError::Encode(source) => SnapshotError::Encode {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+fn encode<W: Write>(out: W, seq: u64, catalog: &Catalog) -> Result<W, EncodeError> {
     let mut w = FrameWriter {
-        out: BufWriter::with_capacity(1 << 20, file),
+        out,
         buf: Vec::new(),
     };
-    let enc_err = |source| SnapshotError::Encode {
-        path: tmp.clone(),
-        source,
-    };
-    w.out.write_all(MAGIC).map_err(io_err)?;
-    w.out.write_all(&seq.to_le_bytes()).map_err(io_err)?;
+    w.out.write_all(MAGIC).map_err(EncodeError::Io)?;
+    w.out
+        .write_all(&seq.to_le_bytes())
+        .map_err(EncodeError::Io)?;
     let applied = catalog.applied();
-    w.item(&ItemRef::Applied(&applied)).map_err(enc_err)?;
+    w.item(&ItemRef::Applied(&applied))
+        .map_err(EncodeError::Encode)?;
     for db in catalog.databases() {
         let policies = read(&db.policies).clone();
         w.item(&ItemRef::Database {
             name: &db.name,
             policies: &policies,
         })
-        .map_err(enc_err)?;
+        .map_err(EncodeError::Encode)?;
         for (name, m) in db.measurements() {
             // One series per read lock, so the WAL writer waits at most for one series to
             // be written out, not for the whole measurement.
@@ -169,7 +209,7 @@ pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf
                     measurement: &name,
                     series,
                 })
-                .map_err(enc_err)?;
+                .map_err(EncodeError::Encode)?;
                 i += 1;
             }
             // The schema goes last: field ids only grow, so every id the series above use
@@ -180,19 +220,11 @@ pub fn write_snapshot(dir: &Path, seq: u64, catalog: &Catalog) -> Result<PathBuf
                 name: &name,
                 fields: guard.fields(),
             })
-            .map_err(enc_err)?;
+            .map_err(EncodeError::Encode)?;
         }
     }
-    w.item(&ItemRef::End).map_err(enc_err)?;
-    let file = w.out.into_inner().map_err(|e| io_err(e.into_error()))?;
-    file.sync_all().map_err(io_err)?;
-    drop(file);
-    fs::rename(&tmp, &final_path).map_err(io_err)?;
-    sync_dir(dir).map_err(|e| SnapshotError::Invalid {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(final_path)
+    w.item(&ItemRef::End).map_err(EncodeError::Encode)?;
+    Ok(w.out)
 }
 
 /// Reads a snapshot into a fresh catalog; returns the sequence number it covers.
@@ -200,10 +232,6 @@ pub fn read_snapshot(
     path: &Path,
     default_retention_ns: i64,
 ) -> Result<(u64, Catalog), SnapshotError> {
-    let invalid = |reason: &str| SnapshotError::Invalid {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -211,6 +239,20 @@ pub fn read_snapshot(
             path: path.to_path_buf(),
             source,
         })?;
+    decode(&bytes, path, default_retention_ns)
+}
+
+/// Decodes snapshot bytes (a file's, or a peer's sent over HTTP); `path` names the source
+/// in errors.
+pub fn decode(
+    bytes: &[u8],
+    path: &Path,
+    default_retention_ns: i64,
+) -> Result<(u64, Catalog), SnapshotError> {
+    let invalid = |reason: &str| SnapshotError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
         return Err(invalid("not a snapshot file"));
     }

@@ -11,6 +11,7 @@ fn config(dir: &Path) -> EngineConfig {
         checkpoint_bytes: 1 << 30,
         default_retention_ns: 0,
         node_id: "n1".into(),
+        replication_backlog_bytes: None,
     }
 }
 

@@ -11,8 +11,9 @@ use super::entry::Entry;
 use super::snapshot;
 use super::wal::{self, Segment};
 use super::StorageError;
-use crate::clock::monotonic_now;
+use crate::clock::{monotonic_now, TimeProvider};
 use crate::metrics::Metrics;
+use crate::replication::backlog::{Backlog, Item};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -70,6 +71,12 @@ pub struct Writer {
     pub last_seq: Arc<AtomicU64>,
     /// Set after a failed append: the log's tail is unknown, so no further write is accepted.
     pub failed: Arc<AtomicBool>,
+    /// This node's origin key (`node_id/incarnation`), recorded as applied up to each local
+    /// entry's sequence number.
+    pub origin: String,
+    /// Where durable local entries go for the peers, when the node replicates.
+    pub backlog: Option<Arc<Backlog>>,
+    pub time: Arc<dyn TimeProvider>,
 }
 
 impl Writer {
@@ -218,11 +225,27 @@ impl Writer {
         }
         *since_checkpoint += buf.len() as u64;
         self.metrics.wal_bytes.add(buf.len() as i64);
+        let now = self.time.now_ns();
+        let mut last_local = None;
         for job in group.drain(..) {
             *seq += 1;
+            let local = Entry::is_local(&job.payload);
             self.catalog.apply(job.entry);
+            if local {
+                last_local = Some(*seq);
+                if let Some(backlog) = &self.backlog {
+                    backlog.push(Item {
+                        seq: *seq,
+                        at_ns: now,
+                        payload: Arc::new(job.payload),
+                    });
+                }
+            }
             self.last_seq.store(*seq, Ordering::SeqCst);
             let _ = job.reply.send(Ok(*seq));
+        }
+        if let Some(s) = last_local {
+            self.catalog.note_applied(&self.origin, s);
         }
     }
 
