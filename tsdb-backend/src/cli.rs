@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// queries (`/query`) take InfluxQL. Stop it with SIGTERM or SIGINT: pending writes are
 /// synced before it exits.
 #[derive(Debug, Parser)]
-#[command(name = "tsdb-backend", version)]
+#[command(name = "tsdb-backend", version, args_override_self = true)]
 pub struct Args {
     /// Address to serve the HTTP API on.
     #[arg(long, default_value = "127.0.0.1:8086", env = "TSDB_LISTEN")]
@@ -64,9 +64,88 @@ pub struct Args {
     #[arg(long, default_value_t = 256 << 20)]
     pub replication_backlog_bytes: u64,
 
+    /// A YAML file with any of these options as keys (`node-id: a`, `peers: [url, ...]`,
+    /// `data-dir: ...`); options given on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Log filter (tracing `EnvFilter` syntax), also from RUST_LOG.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     pub log: String,
+}
+
+impl Args {
+    /// Parses the command line, with the options of `--config FILE` (if any) placed before
+    /// it so that the command line wins.
+    pub fn parse_with_config() -> Result<Args, String> {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let Some(path) = config_path(&argv) else {
+            // clap prints help, version and usage errors itself, with its exit codes.
+            return Ok(Args::parse_from(&argv));
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let from_file = config_args(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut all: Vec<std::ffi::OsString> = argv.iter().take(1).cloned().collect();
+        all.extend(from_file.into_iter().map(Into::into));
+        all.extend(argv.iter().skip(1).cloned());
+        match Args::try_parse_from(all) {
+            Ok(a) => Ok(a),
+            Err(e) if e.use_stderr() => Err(format!("{e}(with options from {})", path.display())),
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+fn config_path(argv: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+    }
+    None
+}
+
+/// Turns a YAML map of option names to values into command-line arguments.
+pub fn config_args(text: &str) -> Result<Vec<String>, String> {
+    use serde_yaml_ng::Value;
+    let map: std::collections::BTreeMap<String, Value> =
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let scalar = |key: &str, v: &Value| -> Result<String, String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err(format!(
+                "{key}: expected a string, a number or a list of them"
+            )),
+        }
+    };
+    let mut out = Vec::new();
+    for (key, value) in &map {
+        let flag = format!("--{}", key.replace('_', "-"));
+        if flag == "--config" {
+            return Err("config: a config file cannot name another".into());
+        }
+        match value {
+            Value::Sequence(items) => {
+                for item in items {
+                    out.push(flag.clone());
+                    out.push(scalar(key, item)?);
+                }
+            }
+            v => {
+                out.push(flag);
+                out.push(scalar(key, v)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `0`, or a number with one unit: `ns`, `u`/`µ`, `ms`, `s`, `m`, `h`, `d`, `w`.
@@ -102,6 +181,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_config_file_gives_the_same_options_and_the_command_line_wins() {
+        let args =
+            config_args("node-id: a\npeers: [http://h1:1, http://h2:2]\nfsync: never\n").unwrap();
+        let mut argv = vec!["tsdb-backend".to_string()];
+        argv.extend(args);
+        argv.extend(["--fsync".to_string(), "always".to_string()]);
+        let parsed = Args::try_parse_from(argv).unwrap();
+        assert_eq!(parsed.node_id.as_deref(), Some("a"));
+        assert_eq!(parsed.peers, vec!["http://h1:1", "http://h2:2"]);
+        assert_eq!(parsed.fsync, FsyncMode::Always);
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_config_file_is_an_error_naming_it() {
+        let args = config_args("nodeid: a\n").unwrap();
+        let mut argv = vec!["tsdb-backend".to_string()];
+        argv.extend(args);
+        let err = Args::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains("--nodeid"), "{err}");
+    }
+
+    #[test]
     fn durations_take_one_unit() {
         assert_eq!(parse_duration("0"), Ok(0));
         assert_eq!(parse_duration("30m"), Ok(30 * 60_000_000_000));
@@ -109,5 +210,17 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("99999999999w").is_err());
+    }
+}
+
+#[cfg(test)]
+mod repeat_tests {
+    use super::*;
+
+    #[test]
+    fn create_database_stays_repeatable() {
+        let a = Args::try_parse_from(["t", "--create-database", "a", "--create-database", "b"])
+            .unwrap();
+        assert_eq!(a.create_databases, vec!["a", "b"]);
     }
 }

@@ -1,7 +1,6 @@
 //! `tsdb-backend`: runs one node in the foreground until SIGTERM or SIGINT.
 
 use anyhow::Context;
-use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tsdb_backend::cli::Args;
@@ -16,7 +15,13 @@ use tsdb_backend::storage::{Engine, EngineConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::parse_with_config() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log)

@@ -144,6 +144,7 @@ pub struct Engine {
     origin: String,
     backlog: Option<Arc<Backlog>>,
     was_empty: bool,
+    replication_floor: Arc<AtomicU64>,
 }
 
 use writer::Job;
@@ -173,11 +174,27 @@ impl Engine {
         let replayed = recovered.records.len();
         // Local entries after the snapshot are still in the WAL: they go back into the
         // backlog; older ones were trimmed, and a peer that lacks them needs a resync.
+        // Entries before the oldest segment are gone; segments the snapshot covers were kept
+        // only because a peer lacked them: their local entries go back into the backlog.
         let backlog = config.replication_backlog_bytes.map(|max| {
-            let trimmed = catalog.applied_from(&origin).min(snap_seq);
-            Arc::new(Backlog::new(max, trimmed))
+            let gone = match recovered.first_seq {
+                Some(first) => first - 1,
+                None => catalog.applied_from(&origin).min(snap_seq),
+            };
+            Arc::new(Backlog::new(max, gone))
         });
         let now = time.now_ns();
+        if let Some(b) = &backlog {
+            for record in recovered.retained {
+                if Entry::is_local(&record.payload) {
+                    b.push(Item {
+                        seq: record.seq,
+                        at_ns: now,
+                        payload: Arc::new(record.payload),
+                    });
+                }
+            }
+        }
         for record in recovered.records {
             let entry = Entry::decode(&record.payload).map_err(|source| StorageError::Decode {
                 seq: record.seq,
@@ -206,6 +223,9 @@ impl Engine {
 
         let catalog = Arc::new(catalog);
         let last_seq = Arc::new(AtomicU64::new(recovered.last_seq));
+        // Until the shippers report their peers' cursors, keep everything a peer may lack.
+        let replication_floor =
+            Arc::new(AtomicU64::new(if backlog.is_some() { 0 } else { u64::MAX }));
         let failed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let writer = writer::Writer {
@@ -219,6 +239,7 @@ impl Engine {
             failed: failed.clone(),
             origin: origin.clone(),
             backlog: backlog.clone(),
+            replication_floor: replication_floor.clone(),
             time: time.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -241,7 +262,14 @@ impl Engine {
             origin,
             backlog,
             was_empty: incarnation.created,
+            replication_floor,
         })
+    }
+
+    /// Records the lowest sequence number every peer has applied, so checkpoints keep the
+    /// WAL segments the slower peers still need.
+    pub fn set_replication_floor(&self, seq: u64) {
+        self.replication_floor.store(seq, Ordering::SeqCst);
     }
 
     /// This node's origin key, `node_id/incarnation`: what peers count applied entries by.

@@ -137,6 +137,10 @@ impl Backlog {
         p
     }
 
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// The highest sequence number pushed (or evicted).
     pub fn last_seq(&self) -> u64 {
         self.lock().last_seq

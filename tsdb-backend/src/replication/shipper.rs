@@ -210,11 +210,14 @@ impl Replication {
             })
             .collect();
         let shared_cursors = Arc::new(Mutex::new(saved));
+        let all = Arc::new(peers.clone());
+        engine.set_replication_floor(peers.iter().map(|p| p.cursor()).min().unwrap_or(u64::MAX));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for peer in &peers {
             let ship = Shipper {
                 peer: peer.clone(),
+                all: all.clone(),
                 engine: engine.clone(),
                 backlog: backlog.clone(),
                 stop: stop.clone(),
@@ -262,6 +265,8 @@ impl Replication {
 
 struct Shipper {
     peer: Arc<Peer>,
+    /// Every peer, for the floor of their cursors.
+    all: Arc<Vec<Arc<Peer>>>,
     engine: Arc<Engine>,
     backlog: Arc<Backlog>,
     stop: Arc<AtomicBool>,
@@ -325,6 +330,8 @@ impl Shipper {
 
     fn advance(&self, applied: u64) {
         self.peer.cursor.store(applied, Ordering::SeqCst);
+        let floor = self.all.iter().map(|p| p.cursor()).min().unwrap_or(applied);
+        self.engine.set_replication_floor(floor);
         let mut c = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
         if c.cursors.get(&self.peer.url) != Some(&applied) {
             c.cursors.insert(self.peer.url.clone(), applied);

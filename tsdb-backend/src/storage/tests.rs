@@ -280,3 +280,64 @@ fn a_time_field_is_dropped_and_a_time_tag_refuses_the_point() {
     let m = db.measurement("cpu").unwrap();
     assert!(read(&m).field_id("time").is_none());
 }
+
+#[test]
+fn checkpoints_keep_the_wal_a_peer_lacks_and_a_restart_puts_it_back_in_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut cfg = config(dir.path());
+    cfg.replication_backlog_bytes = Some(1 << 20);
+    {
+        let e = open(cfg.clone(), 0);
+        rt.block_on(async {
+            e.log(Entry::CreateDatabase { name: "d".into() })
+                .await
+                .unwrap();
+            for i in 0..3 {
+                e.write(
+                    "d",
+                    vec![point("cpu", "a", "v", FieldValue::Integer(i), i)],
+                    None,
+                )
+                .await
+                .unwrap();
+            }
+        });
+        // No peer has acknowledged anything yet (floor 0): the covered segment stays.
+        e.checkpoint_now().unwrap();
+        assert!(!wal::list_segments(dir.path()).unwrap().is_empty());
+    }
+    let e = open(cfg.clone(), 0);
+    let backlog = e.backlog().unwrap();
+    let seqs: Vec<u64> = backlog
+        .after(0, u64::MAX)
+        .unwrap()
+        .iter()
+        .map(|i| i.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 4],
+        "the create and the three writes are shippable again"
+    );
+    // Every peer has everything: the next checkpoint may drop the old segments.
+    e.set_replication_floor(4);
+    rt.block_on(async {
+        e.write(
+            "d",
+            vec![point("cpu", "a", "v", FieldValue::Integer(9), 9)],
+            None,
+        )
+        .await
+        .unwrap();
+    });
+    e.checkpoint_now().unwrap();
+    drop(e);
+    let e = open(cfg, 0);
+    let backlog = e.backlog().unwrap();
+    assert!(
+        backlog.after(0, u64::MAX).is_err(),
+        "entries 1..=4 are gone: a peer at 0 needs a resync"
+    );
+    assert_eq!(count(&e, "d", "cpu"), 4);
+}

@@ -151,6 +151,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
 pub struct Recovered {
     /// Records with a sequence number above the snapshot's, in log order.
     pub records: Vec<Record>,
+    /// Records the snapshot already covers, in segments kept for peers that lack them.
+    pub retained: Vec<Record>,
+    /// The first sequence number of the oldest segment (records before it are gone).
+    pub first_seq: Option<u64>,
     /// The highest sequence number seen (or the snapshot's when the log is empty).
     pub last_seq: u64,
     /// Bytes cut off the end of the log because they were torn or corrupt.
@@ -165,6 +169,7 @@ pub fn recover(dir: &Path, after_seq: u64) -> Result<Recovered, WalError> {
         ..Recovered::default()
     };
     let segments = list_segments(dir)?;
+    rec.first_seq = segments.first().map(|(first, _)| *first);
     let mut broken = false;
     for (_, path) in &segments {
         if broken {
@@ -181,6 +186,8 @@ pub fn recover(dir: &Path, after_seq: u64) -> Result<Recovered, WalError> {
             if r.seq > after_seq {
                 rec.last_seq = rec.last_seq.max(r.seq);
                 rec.records.push(r);
+            } else {
+                rec.retained.push(r);
             }
         }
         let cut_at = match tail {

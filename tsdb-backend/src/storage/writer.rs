@@ -76,6 +76,8 @@ pub struct Writer {
     pub origin: String,
     /// Where durable local entries go for the peers, when the node replicates.
     pub backlog: Option<Arc<Backlog>>,
+    /// The lowest sequence number every peer has applied (see `Keep`).
+    pub replication_floor: Arc<AtomicU64>,
     pub time: Arc<dyn TimeProvider>,
 }
 
@@ -170,6 +172,17 @@ impl Writer {
         res.map_err(StorageError::from)
     }
 
+    /// What the next checkpoint keeps for peers.
+    fn keep(&self) -> Keep {
+        match &self.backlog {
+            Some(b) => Keep {
+                floor: self.replication_floor.load(Ordering::SeqCst),
+                max_bytes: b.max_bytes(),
+            },
+            None => Keep::NOTHING,
+        }
+    }
+
     /// Whether enough WAL accumulated for a checkpoint: `checkpoint_bytes`, or the size of
     /// the last snapshot if that is larger. Each snapshot writes the whole state, so tying the
     /// interval to the state's size keeps the total checkpoint work linear in the data
@@ -259,11 +272,12 @@ impl Writer {
         let metrics = self.metrics.clone();
         let snapshot_bytes = self.snapshot_bytes.clone();
         let flag = running.clone();
+        let keep = self.keep();
         let spawned = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
                 let started = monotonic_now();
-                let res = checkpoint(&dir, seq, &catalog);
+                let res = checkpoint(&dir, seq, &catalog, keep);
                 match &res {
                     Ok(()) => {
                         if let Ok(meta) = std::fs::metadata(snapshot::snapshot_path(&dir, seq)) {
@@ -293,18 +307,55 @@ impl Writer {
     }
 }
 
-/// Writes snapshot `seq`, then deletes the segments and snapshots it makes redundant.
-pub fn checkpoint(dir: &std::path::Path, seq: u64, catalog: &Catalog) -> Result<(), StorageError> {
+/// Which covered WAL segments a checkpoint keeps for peers.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// Every peer has applied this node's entries up to here (`u64::MAX`: no peers).
+    pub floor: u64,
+    /// At most this many bytes of covered segments are kept for peers; a peer that needs
+    /// older ones is resynchronised from a snapshot instead.
+    pub max_bytes: u64,
+}
+
+impl Keep {
+    pub const NOTHING: Keep = Keep {
+        floor: u64::MAX,
+        max_bytes: 0,
+    };
+}
+
+/// Writes snapshot `seq`, then deletes the segments and snapshots it makes redundant,
+/// keeping the newest segments that hold entries a peer still lacks (within `keep`).
+pub fn checkpoint(
+    dir: &std::path::Path,
+    seq: u64,
+    catalog: &Catalog,
+    keep: Keep,
+) -> Result<(), StorageError> {
     snapshot::write_snapshot(dir, seq, catalog)?;
-    for (first, path) in wal::list_segments(dir)? {
-        // A segment starting at or below `seq` ends before `seq + 1`, where the current one
-        // starts: all of its records are in the snapshot.
-        if first <= seq {
-            std::fs::remove_file(&path).map_err(|source| StorageError::Io {
-                path: path.clone(),
-                source,
-            })?;
+    let segments = wal::list_segments(dir)?;
+    // A segment starting at or below `seq` ends before `seq + 1`, where the current one
+    // starts: all of its records are in the snapshot. Walk them newest first.
+    let mut kept_bytes = 0u64;
+    for i in (0..segments.len()).rev() {
+        let (first, path) = &segments[i];
+        if *first > seq {
+            continue;
         }
+        let last = segments.get(i + 1).map_or(seq, |(next, _)| next - 1);
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let needed = last > keep.floor;
+        if needed && kept_bytes + len <= keep.max_bytes {
+            kept_bytes += len;
+            continue;
+        }
+        if needed {
+            tracing::warn!(segment = %path.display(), floor = keep.floor, "dropping a wal segment a peer still lacks (backlog bound reached): that peer will be resynchronised");
+        }
+        std::fs::remove_file(path).map_err(|source| StorageError::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     snapshot::remove_older(dir, seq)?;
     Ok(())
