@@ -15,10 +15,20 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Base URL of the server, e.g. http://127.0.0.1:8086.
+    /// Base URL of the server, e.g. http://127.0.0.1:8086; repeat for a pool (batches are
+    /// spread round-robin over the URLs; queries go to the first).
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// Send batches at this many rows per second (open loop) instead of as fast as possible.
     #[arg(long)]
-    url: String,
-    /// PID of the server, to read its peak RSS from /proc.
+    rate: Option<f64>,
+    /// Sample the pool's replication lag (`/health` of every URL) while ingesting.
+    #[arg(long)]
+    lag: bool,
+    /// Skip the queries.
+    #[arg(long)]
+    ingest_only: bool,
+    /// PID of the (first) server, to read its peak RSS from /proc.
     #[arg(long)]
     pid: Option<u32>,
     #[arg(long, default_value = "bench")]
@@ -96,6 +106,40 @@ fn query(agent: &ureq::Agent, url: &str, db: &str, q: &str) -> anyhow::Result<(u
     Ok((status, body))
 }
 
+/// Waits (bounded) until `db` exists on the node at `url` (it replicates from the first).
+fn wait_for_database(agent: &ureq::Agent, url: &str, db: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        let (st, body) = query(agent, url, "", "SHOW DATABASES")?;
+        if st == 200 && body.contains(&format!("[\"{db}\"]")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("database {db} did not appear on {url}")
+}
+
+/// The pool's worst replication lag in seconds and its total unacknowledged entries, from
+/// every node's `/health` (0 and 0 for nodes without peers).
+fn pool_lag(agent: &ureq::Agent, urls: &[String]) -> (f64, u64) {
+    let mut secs: f64 = 0.0;
+    let mut entries = 0u64;
+    for url in urls {
+        let Ok(mut res) = agent.get(&format!("{url}/health")).call() else {
+            entries += 1;
+            continue;
+        };
+        let Ok(doc) = res.body_mut().read_json::<serde_json::Value>() else {
+            entries += 1;
+            continue;
+        };
+        for p in doc["peers"].as_array().into_iter().flatten() {
+            secs = secs.max(p["lag_seconds"].as_f64().unwrap_or(0.0));
+            entries += p["lag_entries"].as_u64().unwrap_or(0);
+        }
+    }
+    (secs, entries)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -123,9 +167,10 @@ fn now() -> Instant {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let agent = agent();
+    let first = args.url[0].clone();
     let (st, body) = query(
         &agent,
-        &args.url,
+        &first,
         "",
         &format!("CREATE DATABASE \"{}\"", args.db),
     )?;
@@ -152,12 +197,37 @@ fn main() -> anyhow::Result<()> {
     if in_batch > 0 {
         batches.push(cur);
     }
+    // The database must exist on every node before writes spread over them.
+    for url in &args.url {
+        wait_for_database(&agent, url, &args.db)?;
+    }
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
     let started = now();
+    let batch_interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.batch as f64 / r));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = args.lag.then(|| {
+        let (urls, agent, done) = (args.url.clone(), agent.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut max_lag: f64 = 0.0;
+            let mut samples = 0u64;
+            // Bounded: stops when the writers are done, and at most after an hour.
+            for _ in 0..18_000 {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                max_lag = max_lag.max(pool_lag(&agent, &urls).0);
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (max_lag, samples)
+        })
+    });
     let mut handles = Vec::new();
     for _ in 0..args.writers {
-        let (batches, next, url, db, agent) = (
+        let (batches, next, urls, db, agent) = (
             batches.clone(),
             next.clone(),
             args.url.clone(),
@@ -170,6 +240,15 @@ fn main() -> anyhow::Result<()> {
                 let Some(b) = batches.get(i) else {
                     return Ok(());
                 };
+                if let Some(every) = batch_interval {
+                    // Open loop: batch i is due at i * interval, whatever the replies took.
+                    let due = every.mul_f64(i as f64);
+                    let elapsed = started.elapsed();
+                    if due > elapsed {
+                        std::thread::sleep(due - elapsed);
+                    }
+                }
+                let url = &urls[i % urls.len()];
                 let res = agent
                     .post(&format!("{url}/write"))
                     .query("db", &db)
@@ -184,6 +263,23 @@ fn main() -> anyhow::Result<()> {
         h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
     }
     let ingest_secs = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::SeqCst);
+    let lag = sampler.map(|s| s.join().unwrap_or((f64::NAN, 0)));
+    // Time from the last acknowledgement until every node has every entry.
+    let converge_secs = if args.url.len() > 1 {
+        let t = now();
+        let mut converged = false;
+        for _ in 0..6000 {
+            if pool_lag(&agent, &args.url).1 == 0 {
+                converged = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        converged.then(|| t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     let rows_per_sec = rows as f64 / ingest_secs;
 
     // Queries over 200k rows at most: the last min(steps, 200k / hosts) steps.
@@ -206,20 +302,29 @@ fn main() -> anyhow::Result<()> {
     ];
     let mut out = serde_json::json!({
         "label": args.label,
+        "nodes": args.url.len(),
         "rows": rows,
         "ingest_seconds": ingest_secs,
         "rows_per_second": rows_per_sec,
         "query_rows": span_steps * args.hosts,
     });
-    for (name, q) in &queries {
-        let (st, body) = query(&agent, &args.url, &args.db, q)?;
+    if let Some((max_lag, samples)) = lag {
+        out["max_replication_lag_seconds"] = max_lag.into();
+        out["lag_samples"] = samples.into();
+    }
+    if let Some(c) = converge_secs {
+        out["converge_seconds_after_last_write"] = c.into();
+    }
+    let queries: &[(&str, String)] = if args.ingest_only { &[] } else { &queries };
+    for (name, q) in queries {
+        let (st, body) = query(&agent, &first, &args.db, q)?;
         if st != 200 || body.contains("\"error\"") {
             bail!("{name} gave {st}: {}", &body[..body.len().min(300)]);
         }
         let mut lat = Vec::new();
         for _ in 0..args.repeat {
             let t = now();
-            query(&agent, &args.url, &args.db, q)?;
+            query(&agent, &first, &args.db, q)?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         lat.sort_by(f64::total_cmp);
