@@ -2,6 +2,8 @@
 //!
 //! - [`TsdbProcess`]: the workspace's `tsdb-backend` binary (built on demand).
 //! - [`InfluxdProcess`]: a private real InfluxDB 1.x (`/usr/bin/influxd`), the reference.
+//! - [`Pool`]: several `tsdb-backend` nodes replicating to each other; [`converged`] waits
+//!   until they agree byte for byte.
 //! - [`http`]: a tiny `ureq` client that never turns 4xx/5xx into errors.
 //! - [`wait`]: bounded polling (`eventually`, [`assert_eventually!`]), patience from
 //!   `TEST_PATIENCE_MS`.
@@ -10,10 +12,12 @@
 pub mod clock;
 pub mod diff;
 pub mod http;
+pub mod pool;
 pub mod ports;
 pub mod process;
 pub mod wait;
 
+pub use pool::{converged, Pool};
 pub use ports::free_port;
 pub use process::{InfluxdProcess, TsdbProcess, TsdbProcessBuilder};
 pub use tempfile::TempDir;

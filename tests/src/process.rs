@@ -31,6 +31,12 @@ fn send_signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }
 }
 
+/// Sends signal `sig` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to process `pid`. Returns
+/// false if there is no such process (any more). Only for processes the test started.
+pub fn signal(pid: u32, sig: libc::c_int) -> bool {
+    send_signal(pid, sig)
+}
+
 /// A spawned child, killed with SIGKILL and reaped when dropped.
 #[derive(Debug)]
 struct ChildGuard {

@@ -23,6 +23,8 @@ pub const PEER_HEADER: &str = "x-tsdb-peer";
 /// Most bytes of entries in one replicate request.
 const BATCH_BYTES: u64 = 4 << 20;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Longest wait for a peer to answer a replicate request.
+const REPLICATE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// How the link to a peer is doing.
@@ -359,6 +361,12 @@ impl Shipper {
             .query("after", cursor.to_string())
             .header(PEER_HEADER, self.engine.node_id())
             .header("content-type", "application/octet-stream")
+            // A stopped peer still accepts connections: bound the wait for its answer so
+            // the link shows `retrying` instead of hanging. A batch is at most 4 MiB and the
+            // peer answers after one fsync, so this is generous.
+            .config()
+            .timeout_global(Some(REPLICATE_TIMEOUT))
+            .build()
             .send(&encode_frames(items)[..]);
         self.ack(res)
     }

@@ -243,13 +243,12 @@ impl Catalog {
                 }
             }
             Entry::Replicated { origin, seq, entry } => {
-                let mut applied = write(&self.applied);
-                let seen = applied.entry(origin).or_insert(0);
-                // Exactly once: an entry re-sent after a crash is already covered.
-                if seq > *seen {
-                    *seen = seq;
-                    drop(applied);
+                // Exactly once: an entry re-sent after a crash is already covered. The data
+                // goes in before the mark: a snapshot reads the marks first, so a mark it
+                // holds always comes with its data.
+                if seq > self.applied_from(&origin) {
                     self.apply(*entry);
+                    self.note_applied(&origin, seq);
                 }
             }
             Entry::CreateDatabase { name } => {
