@@ -341,3 +341,50 @@ fn checkpoints_keep_the_wal_a_peer_lacks_and_a_restart_puts_it_back_in_the_backl
     );
     assert_eq!(count(&e, "d", "cpu"), 4);
 }
+
+#[test]
+fn a_replicated_entry_is_applied_once_however_often_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(config(dir.path()), 0);
+    let rt = rt();
+    let write = |v: i64, hlc: u64| {
+        Entry::Write {
+            db: "d".into(),
+            points: vec![point("cpu", "a", "v", FieldValue::Integer(v), 1)],
+            version: version::Version { hlc, node: 7 },
+        }
+        .encode()
+        .unwrap()
+    };
+    rt.block_on(async {
+        e.log(Entry::CreateDatabase { name: "d".into() })
+            .await
+            .unwrap();
+        let applied = e
+            .apply_replicated("b/1", 0, vec![(3, write(1, 10)), (8, write(2, 20))])
+            .await
+            .unwrap();
+        assert_eq!(applied, 8);
+        // The same batch again (a retry after a lost answer): nothing changes.
+        let again = e
+            .apply_replicated("b/1", 8, vec![(3, write(1, 10)), (8, write(2, 20))])
+            .await
+            .unwrap();
+        assert_eq!(again, 8);
+        // A sender that believes this node has more than it has is told where to resume.
+        let behind = e.apply_replicated("b/1", 9, vec![]).await.unwrap_err();
+        assert!(
+            matches!(behind, ReplicateError::Behind { applied: 8 }),
+            "{behind}"
+        );
+    });
+    let db = e.catalog().database("d").unwrap();
+    let m = db.measurement("cpu").unwrap();
+    let m = read(&m);
+    assert_eq!(m.series()[0].rows[&1].get(0), Some(&FieldValue::Integer(2)));
+    drop(m);
+    drop(e);
+    // After a restart the mark comes back from the WAL: a re-send is still skipped.
+    let e = open(config(dir.path()), 0);
+    assert_eq!(e.catalog().applied_from("b/1"), 8);
+}
