@@ -6,20 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p tsdb-backend -p loadtest
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ping() {
-  for _ in $(seq 1 200); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1/ping" && return 0
-    sleep 0.1
-  done
-  echo "server on $1 did not start" >&2; return 1
-}
-stop_all() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; pids=(); }
+source scripts/bench-lib.sh
 
 # 1. one node alone
 p=$(free_port)

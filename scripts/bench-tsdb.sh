@@ -7,19 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh >/dev/null
 cargo build --release -q -p tsdb-backend -p loadtest
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ping() {
-  for _ in $(seq 1 200); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1/ping" && return 0
-    sleep 0.1
-  done
-  echo "server on $1 did not start" >&2; return 1
-}
+source scripts/bench-lib.sh
 
 influx_http=$(free_port); influx_bind=$(free_port)
 cat > "$work/influxdb.conf" <<CONF
