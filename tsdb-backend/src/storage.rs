@@ -88,7 +88,7 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub fsync: FsyncMode,
     /// Write a snapshot and trim the WAL once this many bytes were logged since the last one
-    /// (or the last snapshot's size, if larger).
+    /// (or twice the last snapshot's size, if larger).
     pub checkpoint_bytes: u64,
     /// Duration of the default policy of new databases (0: keep forever).
     pub default_retention_ns: i64,
@@ -644,7 +644,7 @@ fn validate(db: &Database, points: Vec<Point>, cutoff: Option<i64>) -> Validated
         .filter_map(|mut p| {
             if p.tags.iter().any(|(k, _)| k == "time") {
                 rejected.push(Rejection::TimeTag {
-                    measurement: p.measurement,
+                    measurement: p.measurement.to_string(),
                 });
                 return None;
             }
@@ -653,7 +653,7 @@ fn validate(db: &Database, points: Vec<Point>, cutoff: Option<i64>) -> Validated
                 modified = true;
                 if p.fields.is_empty() {
                     rejected.push(Rejection::TimeFieldOnly {
-                        measurement: p.measurement,
+                        measurement: p.measurement.to_string(),
                     });
                     return None;
                 }

@@ -8,7 +8,9 @@
 
 use super::{escape, flat_scan, LineErrorKind, MAX_KEY_LENGTH};
 use crate::model::{FieldType, FieldValue, Point, Precision, MAX_NANO_TIME, MIN_NANO_TIME};
+use std::collections::HashMap;
 use std::num::IntErrorKind;
+use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, LineErrorKind>;
 
@@ -26,22 +28,53 @@ enum Next {
     Fields(usize),
 }
 
+/// Series keys already parsed in this body, by their raw text: a line that repeats one
+/// shares its measurement and tags instead of parsing and allocating them again.
+pub(super) type KeyCache<'a> = HashMap<&'a str, (Arc<str>, Arc<[(String, String)]>)>;
+
+/// Where the series key ends: the first space not escaped (a run of backslashes escapes
+/// the byte after it, as in `past_escape`).
+fn raw_key_end(b: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        i = find_any(b, i, [b' ', b'\\']);
+        match b.get(i) {
+            Some(b'\\') => i = past_escape(b, i),
+            _ => return i,
+        }
+    }
+}
+
 /// A line, already trimmed of leading whitespace and its line end.
-pub(super) fn point(
-    line: &str,
+pub(super) fn point<'a>(
+    line: &'a str,
     precision: Precision,
     default_time: i64,
     sizes: &mut Sizes,
+    keys: &mut KeyCache<'a>,
 ) -> Result<Point> {
-    let (measurement, next) = measurement(line)?;
-    let (tags, key_end) = match next {
-        Next::Tags(at) => tag_set(line, at, sizes.tags)?,
-        Next::Fields(at) => (Vec::new(), at),
+    let raw_end = raw_key_end(line.as_bytes());
+    let (measurement, tags, key_end) = match keys.get(&line[..raw_end]) {
+        // The same text parsed before, with this very end: the same key.
+        Some((m, t)) => (m.clone(), t.clone(), raw_end),
+        None => {
+            let (measurement, next) = measurement(line)?;
+            let (tags, key_end) = match next {
+                Next::Tags(at) => tag_set(line, at, sizes.tags)?,
+                Next::Fields(at) => (Vec::new(), at),
+            };
+            // The series key InfluxDB limits is the raw text before the space.
+            if key_end > MAX_KEY_LENGTH {
+                return Err(LineErrorKind::MaxKeyLengthExceeded { size: key_end });
+            }
+            let (measurement, tags): (Arc<str>, Arc<[(String, String)]>) =
+                (measurement.into(), tags.into());
+            if key_end == raw_end {
+                keys.insert(&line[..key_end], (measurement.clone(), tags.clone()));
+            }
+            (measurement, tags, key_end)
+        }
     };
-    // The series key InfluxDB limits is the raw text before the space, which starts the line.
-    if key_end > MAX_KEY_LENGTH {
-        return Err(LineErrorKind::MaxKeyLengthExceeded { size: key_end });
-    }
     let fields = match field_set(line, key_end, sizes.fields) {
         Ok(fields) => fields,
         Err(Rejection::Scan(kind)) => return Err(kind),
@@ -53,7 +86,7 @@ pub(super) fn point(
     // InfluxDB finds this only when storing the point, after every parse error.
     if let Some(conflict) = fields.conflict {
         return Err(LineErrorKind::FieldTypeConflict {
-            measurement,
+            measurement: measurement.to_string(),
             field: conflict.field,
             first: conflict.first,
             second: conflict.second,
@@ -544,7 +577,7 @@ fn string(line: &str, at: usize) -> Result<(FieldValue, usize)> {
     if !matches!(b.get(end), None | Some(b',' | b' ')) {
         return Err(LineErrorKind::InvalidFieldFormat);
     }
-    Ok((FieldValue::String(value), end))
+    Ok((FieldValue::String(value.into_boxed_str()), end))
 }
 
 /// `boolean`: `t T true True TRUE f F false False FALSE`.

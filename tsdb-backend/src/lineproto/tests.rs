@@ -45,7 +45,7 @@ fn tags(p: &Point) -> Vec<(&str, &str)> {
 #[test]
 fn a_simple_line_becomes_a_point() {
     let p = point("cpu,host=a value=1.5 10");
-    assert_eq!(p.measurement, "cpu");
+    assert_eq!(&*p.measurement, "cpu");
     assert_eq!(tags(&p), [("host", "a")]);
     assert_eq!(p.fields, [("value".to_owned(), FieldValue::Float(1.5))]);
     assert_eq!(p.timestamp, 10);
@@ -85,7 +85,7 @@ fn blank_lines_comments_and_leading_whitespace_are_skipped() {
 
 #[test]
 fn leading_nul_and_tab_are_whitespace() {
-    assert_eq!(point("\0\t cpu v=1 1").measurement, "cpu");
+    assert_eq!(&*point("\0\t cpu v=1 1").measurement, "cpu");
 }
 
 #[test]
@@ -186,12 +186,12 @@ fn a_line_starting_with_a_comma_is_missing_its_measurement() {
 #[test]
 fn measurement_escapes_are_removed() {
     let p = point(r#"c\,p\ u\=x\"y\\z\q,t=a f=1 1"#);
-    assert_eq!(p.measurement, r#"c,p u=x"y\\z\q"#);
+    assert_eq!(&*p.measurement, r#"c,p u=x"y\\z\q"#);
 }
 
 #[test]
 fn an_unescaped_equals_sign_is_part_of_the_measurement() {
-    assert_eq!(point("cpu=x v=1").measurement, "cpu=x");
+    assert_eq!(&*point("cpu=x v=1").measurement, "cpu=x");
 }
 
 #[test]
@@ -442,7 +442,7 @@ fn strings_unescape_quotes_and_backslashes_only() {
         field(r#"cpu v="a b,c=d" 1"#),
         FieldValue::String("a b,c=d".into())
     );
-    assert_eq!(field(r#"cpu v="""#), FieldValue::String(String::new()));
+    assert_eq!(field(r#"cpu v="""#), FieldValue::String("".into()));
 }
 
 #[test]
@@ -812,4 +812,30 @@ fn lines_end_where_influxdb_ends_them() {
         }
         assert_eq!(line_end(&body, 0).0, scan_line(&body, 0), "{body:?}");
     }
+}
+
+#[test]
+fn lines_repeating_a_series_key_share_its_measurement_and_tags() {
+    let body = b"cpu,host=a,dc=x v=1 1\ncpu,host=a,dc=x v=2 2\ncpu,host=b,dc=x v=3 3\n";
+    let batch = parse_lines(body, Precision::Nanoseconds, 0);
+    assert!(batch.errors.is_empty(), "{:?}", batch.errors);
+    let p = &batch.points;
+    assert!(std::sync::Arc::ptr_eq(&p[0].tags, &p[1].tags));
+    assert!(std::sync::Arc::ptr_eq(&p[0].measurement, &p[1].measurement));
+    assert!(!std::sync::Arc::ptr_eq(&p[0].tags, &p[2].tags));
+    assert_eq!(
+        p[1].tags[0],
+        ("dc".to_owned(), "x".to_owned()),
+        "still sorted"
+    );
+}
+
+#[test]
+fn a_cached_key_does_not_hide_an_error_in_a_later_line() {
+    let body = b"cpu,host=a v=1 1\ncpu,host=a v= 2\ncpu,host=a\\ b v=3 3\n";
+    let batch = parse_lines(body, Precision::Nanoseconds, 0);
+    assert_eq!(batch.points.len(), 2);
+    assert_eq!(batch.errors.len(), 1);
+    assert_eq!(batch.errors[0].line, 2);
+    assert_eq!(batch.points[1].tags[0].1, "a b");
 }

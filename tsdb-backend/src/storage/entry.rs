@@ -188,7 +188,7 @@ mod tests {
             db: "d".into(),
             points: vec![Point {
                 measurement: "m".into(),
-                tags: vec![("host".into(), "a b".into())],
+                tags: vec![("host".into(), "a b".into())].into(),
                 fields: vec![
                     ("f".into(), FieldValue::Float(-1.5)),
                     ("i".into(), FieldValue::Integer(i64::MIN)),

@@ -196,13 +196,13 @@ impl Measurement {
     /// whose type differs from the schema (possible only if the log was written by a
     /// different schema history) is skipped rather than corrupting the column.
     pub fn apply(&mut self, point: Point, version: Version) {
-        let sid = match self.series_ids.get(point.tags.as_slice()) {
+        let sid = match self.series_ids.get(&point.tags[..]) {
             Some(&id) => id,
             None => {
                 let id = self.series.len() as u32;
-                self.series_ids.insert(point.tags.clone(), id);
+                self.series_ids.insert(point.tags.to_vec(), id);
                 self.series.push(Series {
-                    tags: point.tags,
+                    tags: point.tags.to_vec(),
                     rows: BTreeMap::new(),
                 });
                 id

@@ -23,7 +23,7 @@ fn open(cfg: EngineConfig, now: i64) -> Engine {
 fn point(m: &str, host: &str, field: &str, v: FieldValue, ts: i64) -> Point {
     Point {
         measurement: m.into(),
-        tags: vec![("host".into(), host.into())],
+        tags: vec![("host".into(), host.into())].into(),
         fields: vec![(field.into(), v)],
         timestamp: ts,
     }
@@ -255,7 +255,7 @@ fn a_time_field_is_dropped_and_a_time_tag_refuses_the_point() {
     let mut only_time = point("cpu", "a", "time", FieldValue::Float(1.0), 2);
     only_time.fields.truncate(1);
     let mut time_tag = point("cpu", "a", "v", FieldValue::Float(1.0), 3);
-    time_tag.tags = vec![("time".into(), "x".into())];
+    time_tag.tags = vec![("time".into(), "x".into())].into();
     let r = rt().block_on(async {
         e.log(Entry::CreateDatabase { name: "d".into() })
             .await

@@ -183,16 +183,14 @@ impl Writer {
         }
     }
 
-    /// Whether enough WAL accumulated for a checkpoint: `checkpoint_bytes`, or the size of
-    /// the last snapshot if that is larger. Each snapshot writes the whole state, so tying the
-    /// interval to the state's size keeps the total checkpoint work linear in the data
-    /// written (not quadratic), while replay after a crash stays within one snapshot's worth
-    /// of WAL.
+    /// Whether enough WAL accumulated for a checkpoint: `checkpoint_bytes`, or twice the
+    /// size of the last snapshot if that is larger. Each snapshot writes the whole state, so
+    /// tying the interval to the state's size keeps the total checkpoint work linear in the
+    /// data written (about the state's size once over, not quadratic), while replay after a
+    /// crash stays within two snapshots' worth of WAL.
     fn due(&self, since_checkpoint: u64) -> bool {
-        since_checkpoint
-            >= self
-                .checkpoint_bytes
-                .max(self.snapshot_bytes.load(Ordering::SeqCst))
+        let state = self.snapshot_bytes.load(Ordering::SeqCst).saturating_mul(2);
+        since_checkpoint >= self.checkpoint_bytes.max(state)
     }
 
     /// Appends a group of entries with one write and one fsync, applies them in log order

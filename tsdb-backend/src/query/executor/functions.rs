@@ -143,7 +143,7 @@ pub fn cell(v: &FieldValue) -> Value {
         FieldValue::Integer(i) => Value::Integer(*i),
         FieldValue::Unsigned(u) => Value::Unsigned(*u),
         FieldValue::Boolean(b) => Value::Boolean(*b),
-        FieldValue::String(s) => Value::String(s.clone()),
+        FieldValue::String(s) => Value::String(s.to_string()),
     }
 }
 

@@ -380,7 +380,7 @@ impl Call {
             FieldType::Integer => FieldValue::Integer(0),
             FieldType::Unsigned => FieldValue::Unsigned(0),
             FieldType::Boolean => FieldValue::Boolean(false),
-            FieldType::String => FieldValue::String(String::new()),
+            FieldType::String => FieldValue::String("".into()),
         };
         let ok = match &self.kind {
             CallKind::Reduce(f) => f.accepts(&sample),

@@ -19,7 +19,7 @@ fn catalog(lines: &[Line<'_>]) -> Catalog {
     let points = lines
         .iter()
         .map(|(m, tags, v, t)| Point {
-            measurement: m.to_string(),
+            measurement: (*m).into(),
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
