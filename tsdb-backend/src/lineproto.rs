@@ -131,7 +131,8 @@ pub fn parse_lines(body: &[u8], precision: Precision, default_time_ns: i64) -> P
         .unwrap_or(default_time_ns);
     let mut batch = ParsedBatch::default();
     let mut sizes = grammar::Sizes::default();
-    let mut keys = grammar::KeyCache::new();
+    let mut keys = grammar::KeyCache::default();
+    let mut names = grammar::NameCache::default();
     let mut pos = 0;
     let mut line_number = 1;
     while pos < body.len() {
@@ -146,7 +147,14 @@ pub fn parse_lines(body: &[u8], precision: Precision, default_time_ns: i64) -> P
             continue;
         };
         let parsed = match std::str::from_utf8(line) {
-            Ok(text) => grammar::point(text, precision, default_time, &mut sizes, &mut keys),
+            Ok(text) => grammar::point(
+                text,
+                precision,
+                default_time,
+                &mut sizes,
+                &mut keys,
+                &mut names,
+            ),
             Err(e) => Err(LineErrorKind::InvalidUtf8 {
                 offset: e.valid_up_to(),
             }),

@@ -64,13 +64,14 @@ impl FieldValue {
 ///
 /// `tags` are sorted by key and keys are unique; `fields` are non-empty with unique keys
 /// (for a key given twice in one line the last value wins, as in InfluxDB).
-/// The measurement and the tags are shared (`Arc`): the lines of a batch mostly repeat a
-/// few series keys, and the parser hands every line of one key the same allocation.
+/// The measurement, the tags and the field keys are shared (`Arc`): the lines of a batch
+/// mostly repeat a few series keys and field names, and the parser hands every line the
+/// allocation it made for the first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub measurement: Arc<str>,
     pub tags: Arc<[(String, String)]>,
-    pub fields: Vec<(String, FieldValue)>,
+    pub fields: Vec<(Arc<str>, FieldValue)>,
     pub timestamp: i64,
 }
 

@@ -648,8 +648,8 @@ fn validate(db: &Database, points: Vec<Point>, cutoff: Option<i64>) -> Validated
                 });
                 return None;
             }
-            if p.fields.iter().any(|(k, _)| k == "time") {
-                p.fields.retain(|(k, _)| k != "time");
+            if p.fields.iter().any(|(k, _)| &**k == "time") {
+                p.fields.retain(|(k, _)| &**k != "time");
                 modified = true;
                 if p.fields.is_empty() {
                     rejected.push(Rejection::TimeFieldOnly {

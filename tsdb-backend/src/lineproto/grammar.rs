@@ -30,7 +30,11 @@ enum Next {
 
 /// Series keys already parsed in this body, by their raw text: a line that repeats one
 /// shares its measurement and tags instead of parsing and allocating them again.
-pub(super) type KeyCache<'a> = HashMap<&'a str, (Arc<str>, Arc<[(String, String)]>)>;
+pub(super) type KeyCache<'a> =
+    HashMap<&'a str, (Arc<str>, Arc<[(String, String)]>), foldhash::fast::RandomState>;
+
+/// Field keys already seen in this body, by their raw text.
+pub(super) type NameCache<'a> = HashMap<&'a str, Arc<str>, foldhash::fast::RandomState>;
 
 /// Where the series key ends: the first space not escaped (a run of backslashes escapes
 /// the byte after it, as in `past_escape`).
@@ -52,6 +56,7 @@ pub(super) fn point<'a>(
     default_time: i64,
     sizes: &mut Sizes,
     keys: &mut KeyCache<'a>,
+    names: &mut NameCache<'a>,
 ) -> Result<Point> {
     let raw_end = raw_key_end(line.as_bytes());
     let (measurement, tags, key_end) = match keys.get(&line[..raw_end]) {
@@ -75,7 +80,7 @@ pub(super) fn point<'a>(
             (measurement, tags, key_end)
         }
     };
-    let fields = match field_set(line, key_end, sizes.fields) {
+    let fields = match field_set(line, key_end, sizes.fields, names) {
         Ok(fields) => fields,
         Err(Rejection::Scan(kind)) => return Err(kind),
         Err(Rejection::Irregular(ours)) => {
@@ -262,7 +267,7 @@ fn tag_value(line: &str, start: usize) -> Result<(String, Next)> {
 
 /// The fields of a line and where they end.
 struct FieldSet {
-    fields: Vec<(String, FieldValue)>,
+    fields: Vec<(Arc<str>, FieldValue)>,
     end: usize,
     conflict: Option<Conflict>,
 }
@@ -297,10 +302,11 @@ enum WalkError {
 
 /// `field_set`: fields from after the space at `key_end` (the series key's length) up to
 /// the next unquoted space or the end of the line.
-fn field_set(
-    line: &str,
+fn field_set<'a>(
+    line: &'a str,
     key_end: usize,
     capacity: usize,
+    names: &mut NameCache<'a>,
 ) -> std::result::Result<FieldSet, Rejection> {
     let b = line.as_bytes();
     let mut i = skip_whitespace(b, key_end);
@@ -345,7 +351,15 @@ fn field_set(
             Err(kind) => return Err(Rejection::Scan(kind)),
         };
         if walk_error.is_none() {
-            let key = owned(&line[key_at..i], escaped, escape::name);
+            let raw = &line[key_at..i];
+            let key = match names.get(raw) {
+                Some(k) => k.clone(),
+                None => {
+                    let k: Arc<str> = owned(raw, escaped, escape::name).into();
+                    names.insert(raw, k.clone());
+                    k
+                }
+            };
             insert(&mut fields, &mut seen, key, value, &mut conflict);
         }
         i = value_end;
@@ -407,9 +421,9 @@ fn walked_key(rest: &str) -> &str {
 /// `seen` is a one-word Bloom filter of the keys so far (length and last byte), so most
 /// keys are pushed without comparing them to every earlier one.
 fn insert(
-    fields: &mut Vec<(String, FieldValue)>,
+    fields: &mut Vec<(Arc<str>, FieldValue)>,
     seen: &mut u64,
-    key: String,
+    key: Arc<str>,
     value: FieldValue,
     conflict: &mut Option<Conflict>,
 ) {
@@ -425,7 +439,7 @@ fn insert(
         Some((_, old)) => {
             if old.field_type() != value.field_type() && conflict.is_none() {
                 *conflict = Some(Conflict {
-                    field: key,
+                    field: key.to_string(),
                     first: old.field_type(),
                     second: value.field_type(),
                 });

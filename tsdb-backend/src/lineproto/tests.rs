@@ -47,7 +47,10 @@ fn a_simple_line_becomes_a_point() {
     let p = point("cpu,host=a value=1.5 10");
     assert_eq!(&*p.measurement, "cpu");
     assert_eq!(tags(&p), [("host", "a")]);
-    assert_eq!(p.fields, [("value".to_owned(), FieldValue::Float(1.5))]);
+    assert_eq!(
+        p.fields,
+        [(std::sync::Arc::<str>::from("value"), FieldValue::Float(1.5))]
+    );
     assert_eq!(p.timestamp, 10);
 }
 
@@ -464,7 +467,7 @@ fn text_after_a_closing_quote_is_an_invalid_field_format() {
 #[test]
 fn field_key_escapes_are_removed() {
     let p = point(r#"cpu f\"k\ x\,y\=z\q=1"#);
-    assert_eq!(p.fields[0].0, r#"f"k x,y=z\q"#);
+    assert_eq!(&*p.fields[0].0, r#"f"k x,y=z\q"#);
 }
 
 #[test]
@@ -473,8 +476,8 @@ fn a_field_key_given_twice_keeps_the_last_value() {
     assert_eq!(
         p.fields,
         [
-            ("a".to_owned(), FieldValue::Float(3.0)),
-            ("b".to_owned(), FieldValue::Float(2.0))
+            (std::sync::Arc::<str>::from("a"), FieldValue::Float(3.0)),
+            (std::sync::Arc::<str>::from("b"), FieldValue::Float(2.0))
         ]
     );
 }

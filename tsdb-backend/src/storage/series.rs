@@ -159,13 +159,13 @@ impl Measurement {
                 Some(existing) if existing != got => {
                     return Err(FieldTypeConflict {
                         measurement: self.name.clone(),
-                        field: name.clone(),
+                        field: name.to_string(),
                         got,
                         existing,
                     })
                 }
                 Some(_) => {}
-                None => unknown.push((name.as_str(), got)),
+                None => unknown.push((&**name, got)),
             }
         }
         Ok(unknown)
@@ -217,7 +217,7 @@ impl Measurement {
                 .zip(&point.fields)
                 .all(|(&(id, ok), (name, value))| {
                     let def = &self.fields[id as usize];
-                    def.name == *name && (def.ty == value.field_type()) == ok
+                    *def.name == **name && (def.ty == value.field_type()) == ok
                 });
         if !reuse {
             ids.clear();
@@ -318,10 +318,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             timestamp: ts,
         }
     }
