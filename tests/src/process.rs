@@ -179,7 +179,17 @@ fn spawn_and_wait_ready(
 /// `--release` for release test builds) into the test executable's target dir.
 pub fn tsdb_backend_bin() -> anyhow::Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| locate_or_build_tsdb_backend().map_err(|e| format!("{e:#}")))
+    BIN.get_or_init(|| {
+        locate_or_build("tsdb-backend", "TSDB_BACKEND_BIN").map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Where the `gateway` binary is, like [`tsdb_backend_bin`] (override: `$GATEWAY_BIN`).
+pub fn gateway_bin() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| locate_or_build("gateway", "GATEWAY_BIN").map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
@@ -197,14 +207,12 @@ fn current_target_and_profile() -> Option<(PathBuf, String)> {
     Some((profile_dir.parent()?.to_path_buf(), profile))
 }
 
-fn locate_or_build_tsdb_backend() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("TSDB_BACKEND_BIN") {
+/// Finds (or builds, once) the binary `name` of the workspace crate of the same name; the
+/// environment variable `env` overrides the path.
+fn locate_or_build(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
-        anyhow::ensure!(
-            p.is_file(),
-            "TSDB_BACKEND_BIN={} is not a file",
-            p.display()
-        );
+        anyhow::ensure!(p.is_file(), "{env}={} is not a file", p.display());
         return Ok(p);
     }
     let root = crate::workspace_root();
@@ -229,19 +237,16 @@ fn locate_or_build_tsdb_backend() -> anyhow::Result<PathBuf> {
     } else {
         "release"
     };
-    let newest_source = newest_mtime(&root.join("tsdb-backend"));
+    let newest_source = newest_mtime(&root.join(name));
     for t in &target_dirs {
         for prof in [profile.as_str(), other] {
-            let p = t.join(prof).join("tsdb-backend");
+            let p = t.join(prof).join(name);
             let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
             match (built, newest_source) {
                 (Some(b), Some(src)) if b >= src => return Ok(p),
                 (Some(_), None) => return Ok(p),
                 (Some(_), Some(_)) => {
-                    eprintln!(
-                        "harness: {} is older than tsdb-backend/ sources",
-                        p.display()
-                    );
+                    eprintln!("harness: {} is older than {name}/ sources", p.display());
                 }
                 (None, _) => {}
             }
@@ -255,12 +260,12 @@ fn locate_or_build_tsdb_backend() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "-p", "tsdb-backend", "--bin", "tsdb-backend"])
+        .args(["build", "-p", name, "--bin", name])
         .env("CARGO_TARGET_DIR", &target);
     if profile == "release" {
         cmd.arg("--release");
     }
-    eprintln!("harness: tsdb-backend binary missing or stale; running {cmd:?}");
+    eprintln!("harness: {name} binary missing or stale; running {cmd:?}");
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     anyhow::ensure!(status.success(), "{cmd:?} failed: {status}");
     let built_profile = if profile == "release" {
@@ -268,12 +273,8 @@ fn locate_or_build_tsdb_backend() -> anyhow::Result<PathBuf> {
     } else {
         "debug"
     };
-    let p = target.join(built_profile).join("tsdb-backend");
-    anyhow::ensure!(
-        p.is_file(),
-        "built tsdb-backend but {} is missing",
-        p.display()
-    );
+    let p = target.join(built_profile).join(name);
+    anyhow::ensure!(p.is_file(), "built {name} but {} is missing", p.display());
     Ok(p)
 }
 

@@ -1,0 +1,213 @@
+//! Configuration: the bootstrap file read at start, and the policies that reload live.
+//!
+//! Each file is parsed into the raw YAML shapes (`raw.rs`, unknown keys refused), then
+//! compiled into checked types (`policy.rs`, `Bootstrap`). Every error names the file, the
+//! line, the column and the field, and all errors are reported at once: a configuration
+//! with any error is not used, and a running gateway keeps its current policy.
+
+pub mod duration;
+pub mod error;
+pub mod policy;
+pub mod raw;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use policy::Policy;
+
+use raw::{RawBootstrap, RawPolicyFile};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A listener of the data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The static configuration: listeners, admin port, where the policies are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    pub listeners: Vec<Listener>,
+    pub admin: SocketAddr,
+    /// A policy file, or a directory of `*.yaml` files (relative paths are taken from the
+    /// bootstrap file's directory).
+    pub policies: PathBuf,
+    pub threads: usize,
+}
+
+fn file_error(file: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+    }])
+}
+
+/// Parses YAML text into a raw shape; a syntax or shape error keeps its position.
+fn parse<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T, ConfigErrors> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        ConfigErrors(vec![ConfigError {
+            file: origin.to_path_buf(),
+            line,
+            column,
+            field: String::new(),
+            message: one_line(&e.without_snippet().to_string()),
+        }])
+    })
+}
+
+/// The first line of a message, without a trailing location (we print our own).
+fn one_line(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| file_error(path, format!("cannot read: {e}")))
+}
+
+/// Reads and checks the bootstrap file.
+pub fn load_bootstrap(path: &Path) -> Result<Bootstrap, ConfigErrors> {
+    let text = read(path)?;
+    parse_bootstrap(&text, path)
+}
+
+/// Checks bootstrap text; `origin` names it in errors and anchors relative paths.
+pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErrors> {
+    let raw: RawBootstrap = parse(text, origin)?;
+    let mut errors = ConfigErrors::default();
+    let mut at = |line: u64, column: u64, field: String, message: String| {
+        errors.push(ConfigError {
+            file: origin.to_path_buf(),
+            line,
+            column,
+            field,
+            message,
+        })
+    };
+    let base = origin.parent().unwrap_or(Path::new("."));
+    let mut listeners = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        match l.address.value.parse::<SocketAddr>() {
+            Ok(address) => listeners.push(Listener {
+                name: l.name.value.clone(),
+                address,
+                tls: l.tls.as_ref().map(|t| TlsFiles {
+                    cert: base.join(&t.cert.value),
+                    key: base.join(&t.key.value),
+                }),
+            }),
+            Err(_) => at(
+                l.address.referenced.line(),
+                l.address.referenced.column(),
+                format!("listeners[{i}].address"),
+                format!("{:?} is not an ip:port address", l.address.value),
+            ),
+        }
+    }
+    if raw.listeners.is_empty() {
+        at(
+            1,
+            1,
+            "listeners".into(),
+            "at least one listener is needed".into(),
+        );
+    }
+    let admin = match raw.admin.address.value.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            at(
+                raw.admin.address.referenced.line(),
+                raw.admin.address.referenced.column(),
+                "admin.address".into(),
+                format!("{:?} is not an ip:port address", raw.admin.address.value),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+    let threads = match &raw.threads {
+        None => 1,
+        Some(t) if (1..=1024).contains(&t.value) => t.value as usize,
+        Some(t) => {
+            at(
+                t.referenced.line(),
+                t.referenced.column(),
+                "threads".into(),
+                "must be between 1 and 1024".into(),
+            );
+            1
+        }
+    };
+    errors.into_result(Bootstrap {
+        listeners,
+        admin,
+        policies: base.join(&raw.policies.value),
+        threads,
+    })
+}
+
+/// The policy files at `path`: the file itself, or the `*.yaml` files of the directory in
+/// name order.
+pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|e| file_error(path, format!("cannot list: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads, parses and compiles every policy file at `path` (file or directory).
+pub fn load_policy(path: &Path) -> Result<Policy, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut parsed = Vec::new();
+    for file in policy_files(path)? {
+        match read(&file).and_then(|text| parse_policy_file(&text, &file)) {
+            Ok(raw) => parsed.push((file, raw)),
+            Err(e) => errors.0.extend(e.0),
+        }
+    }
+    match policy::compile(&parsed) {
+        Ok(p) => errors.into_result(p),
+        Err(e) => {
+            errors.0.extend(e.0);
+            Err(errors)
+        }
+    }
+}
+
+/// Parses one policy file's text (`origin` names it in errors).
+pub fn parse_policy_file(text: &str, origin: &Path) -> Result<RawPolicyFile, ConfigErrors> {
+    if text.trim().is_empty() {
+        return Ok(RawPolicyFile::default());
+    }
+    parse(text, origin)
+}
+
+/// Compiles policy text as a one-file policy (for tests and `gateway check` of one file).
+pub fn parse_policy(text: &str, origin: &Path) -> Result<Policy, ConfigErrors> {
+    let raw = parse_policy_file(text, origin)?;
+    policy::compile(&[(origin.to_path_buf(), raw)])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! The compiled policy: pools and routes with every value parsed and checked, routes in
+//! match order. A running gateway swaps whole `Policy` snapshots; it never edits one.
+
+use super::duration::parse_duration;
+use super::error::{ConfigError, ConfigErrors};
+use super::raw::{RawHealthCheck, RawPolicyFile, RawRoute};
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How a pool picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    WeightedRoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub address: SocketAddr,
+    pub weight: NonZeroU32,
+}
+
+/// Active health checking of a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that make a down backend healthy again.
+    pub healthy_threshold: NonZeroU32,
+    /// Consecutive failures that take a backend out.
+    pub unhealthy_threshold: NonZeroU32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/ping".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            healthy_threshold: NonZeroU32::MIN.saturating_add(1),
+            unhealthy_threshold: NonZeroU32::MIN.saturating_add(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub backends: Vec<Backend>,
+    pub health_check: HealthCheck,
+}
+
+/// Which requests a route takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matcher {
+    /// Matched case-insensitively, without the port.
+    pub host: Option<String>,
+    pub path: PathMatch,
+    /// Upper-case method names; `None` takes every method.
+    pub methods: Option<Vec<String>>,
+}
+
+impl Matcher {
+    pub fn matches(&self, host: Option<&str>, path: &str, method: &str) -> bool {
+        if let Some(want) = &self.host {
+            let got = host.map(|h| h.split(':').next().unwrap_or(h));
+            if !got.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
+                return false;
+            }
+        }
+        let path_ok = match &self.path {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        };
+        path_ok
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m == method))
+    }
+
+    /// Sort key, most specific first: a host before none, an exact path before a prefix,
+    /// a longer prefix before a shorter one, a method list before any method.
+    fn specificity(&self) -> (bool, bool, std::cmp::Reverse<usize>, bool) {
+        let (exact, len) = match &self.path {
+            PathMatch::Exact(p) => (true, p.len()),
+            PathMatch::Prefix(p) => (false, p.len()),
+        };
+        (
+            self.host.is_none(),
+            !exact,
+            std::cmp::Reverse(len),
+            self.methods.is_none(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub matcher: Matcher,
+    pub pool: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Tries in all (the first and the retries on another backend); at least 1.
+    pub attempts: NonZeroU32,
+    /// The file that defined it.
+    pub file: PathBuf,
+}
+
+/// A whole, valid policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub pools: BTreeMap<String, Pool>,
+    /// In match order: the first route that matches a request takes it.
+    pub routes: Vec<Route>,
+}
+
+impl Policy {
+    /// The route for a request, if any.
+    pub fn route(&self, host: Option<&str>, path: &str, method: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.matcher.matches(host, path, method))
+    }
+}
+
+/// Collects errors while compiling, each pointing at a value's position in its file.
+struct Errors<'a> {
+    file: &'a Path,
+    out: &'a mut ConfigErrors,
+}
+
+impl Errors<'_> {
+    fn at<T>(&mut self, v: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        self.out.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: v.referenced.line(),
+            column: v.referenced.column(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(&s.value) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.at(s, field, "must be more than 0");
+                    default
+                }
+                Err(e) => {
+                    self.at(s, field, e);
+                    default
+                }
+            },
+        }
+    }
+
+    fn positive(&mut self, v: &Option<Spanned<u64>>, field: &str, default: u32) -> NonZeroU32 {
+        let fallback = NonZeroU32::new(default).unwrap_or(NonZeroU32::MIN);
+        match v {
+            None => fallback,
+            Some(s) => match u32::try_from(s.value).ok().and_then(NonZeroU32::new) {
+                Some(n) => n,
+                None => {
+                    self.at(s, field, format!("must be between 1 and {}", u32::MAX));
+                    fallback
+                }
+            },
+        }
+    }
+}
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// Compiles the parsed files of a policy into one `Policy`, or every error found.
+pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut policy = Policy::default();
+    let mut pool_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (file, raw) in files {
+        let mut e = Errors {
+            file,
+            out: &mut errors,
+        };
+        for (name, p) in &raw.pools {
+            let field = |f: &str| format!("pools.{name}.{f}");
+            if let Some(first) = pool_files.get(name) {
+                e.at(
+                    &p.backends,
+                    format!("pools.{name}"),
+                    format!("pool {name:?} is already defined in {}", first.display()),
+                );
+                continue;
+            }
+            let algorithm = match p.algorithm.as_ref().map(|a| a.value.as_str()) {
+                None | Some("round_robin") => Algorithm::RoundRobin,
+                Some("weighted_round_robin") => Algorithm::WeightedRoundRobin,
+                Some(other) => {
+                    if let Some(a) = &p.algorithm {
+                        e.at(
+                            a,
+                            field("algorithm"),
+                            format!("unknown algorithm {other:?}: expected round_robin or weighted_round_robin"),
+                        );
+                    }
+                    Algorithm::RoundRobin
+                }
+            };
+            if p.backends.value.is_empty() {
+                e.at(
+                    &p.backends,
+                    field("backends"),
+                    "a pool needs at least one backend",
+                );
+            }
+            let mut backends = Vec::new();
+            for (i, b) in p.backends.value.iter().enumerate() {
+                let f = field(&format!("backends[{i}]"));
+                let weight = e.positive(&b.weight, &format!("{f}.weight"), 1);
+                match b.address.value.parse::<SocketAddr>() {
+                    Ok(address) => {
+                        if backends.iter().any(|x: &Backend| x.address == address) {
+                            e.at(
+                                &b.address,
+                                format!("{f}.address"),
+                                format!("{address} is listed twice"),
+                            );
+                        }
+                        backends.push(Backend { address, weight });
+                    }
+                    Err(_) => e.at(
+                        &b.address,
+                        format!("{f}.address"),
+                        format!("{:?} is not an ip:port address", b.address.value),
+                    ),
+                }
+            }
+            let health_check =
+                health_check(&mut e, p.health_check.as_ref(), &field("health_check"));
+            pool_files.insert(name.clone(), file.clone());
+            policy.pools.insert(
+                name.clone(),
+                Pool {
+                    name: name.clone(),
+                    algorithm,
+                    backends,
+                    health_check,
+                },
+            );
+        }
+    }
+    let mut route_names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (file, raw) in files {
+        let mut e = Errors {
+            file,
+            out: &mut errors,
+        };
+        for (i, r) in raw.routes.iter().enumerate() {
+            if let Some(first) = route_names.get(&r.name.value) {
+                e.at(
+                    &r.name,
+                    format!("routes[{i}].name"),
+                    format!(
+                        "route {:?} is already defined in {}",
+                        r.name.value,
+                        first.display()
+                    ),
+                );
+                continue;
+            }
+            route_names.insert(r.name.value.clone(), file.clone());
+            if let Some(route) = route(&mut e, r, i, &policy.pools, file) {
+                policy.routes.push(route);
+            }
+        }
+    }
+    // Most specific first; equally specific routes keep their order in the files.
+    policy.routes.sort_by_key(|r| r.matcher.specificity());
+    errors.into_result(policy)
+}
+
+fn health_check(e: &mut Errors<'_>, raw: Option<&RawHealthCheck>, field: &str) -> HealthCheck {
+    let d = HealthCheck::default();
+    let Some(h) = raw else { return d };
+    let path = match &h.path {
+        Some(p) if !p.value.starts_with('/') => {
+            e.at(p, format!("{field}.path"), "must start with /");
+            d.path.clone()
+        }
+        Some(p) => p.value.clone(),
+        None => d.path.clone(),
+    };
+    let interval = e.duration(&h.interval, &format!("{field}.interval"), d.interval);
+    let timeout = e.duration(&h.timeout, &format!("{field}.timeout"), d.timeout);
+    if timeout > interval {
+        if let Some(t) = &h.timeout {
+            e.at(
+                t,
+                format!("{field}.timeout"),
+                "must not be longer than the interval",
+            );
+        }
+    }
+    HealthCheck {
+        path,
+        interval,
+        timeout,
+        healthy_threshold: e.positive(
+            &h.healthy_threshold,
+            &format!("{field}.healthy_threshold"),
+            2,
+        ),
+        unhealthy_threshold: e.positive(
+            &h.unhealthy_threshold,
+            &format!("{field}.unhealthy_threshold"),
+            2,
+        ),
+    }
+}
+
+fn route(
+    e: &mut Errors<'_>,
+    r: &RawRoute,
+    i: usize,
+    pools: &BTreeMap<String, Pool>,
+    file: &Path,
+) -> Option<Route> {
+    let field = |f: &str| format!("routes[{i}].{f}");
+    let m = &r.matcher;
+    let path = match (&m.path, &m.path_prefix) {
+        (Some(p), None) => PathMatch::Exact(p.value.clone()),
+        (None, Some(p)) => PathMatch::Prefix(p.value.clone()),
+        (None, None) => PathMatch::Prefix("/".into()),
+        (Some(p), Some(_)) => {
+            e.at(p, field("match"), "give path or path_prefix, not both");
+            return None;
+        }
+    };
+    match (&path, m.path.as_ref().or(m.path_prefix.as_ref())) {
+        (PathMatch::Exact(p) | PathMatch::Prefix(p), Some(s)) if !p.starts_with('/') => {
+            e.at(s, field("match"), "a path must start with /");
+        }
+        _ => {}
+    }
+    let methods = m.methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .filter_map(|(j, s)| {
+                let upper = s.value.to_ascii_uppercase();
+                if METHODS.contains(&upper.as_str()) {
+                    Some(upper)
+                } else {
+                    e.at(
+                        s,
+                        field(&format!("match.methods[{j}]")),
+                        format!("unknown HTTP method {:?}", s.value),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    if !pools.contains_key(&r.pool.value) {
+        let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+        e.at(
+            &r.pool,
+            field("pool"),
+            format!(
+                "no pool named {:?} (pools: {})",
+                r.pool.value,
+                known.join(", ")
+            ),
+        );
+    }
+    let t = r.timeouts.as_ref();
+    let connect_timeout = e.duration(
+        &t.and_then(|t| t.connect.clone()),
+        &field("timeouts.connect"),
+        Duration::from_secs(1),
+    );
+    let request_timeout = e.duration(
+        &t.and_then(|t| t.request.clone()),
+        &field("timeouts.request"),
+        Duration::from_secs(30),
+    );
+    let attempts = e.positive(
+        &r.retries.as_ref().map(|x| x.attempts.clone()),
+        &field("retries.attempts"),
+        1,
+    );
+    Some(Route {
+        name: r.name.value.clone(),
+        matcher: Matcher {
+            host: m.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            path,
+            methods,
+        },
+        pool: r.pool.value.clone(),
+        connect_timeout,
+        request_timeout,
+        attempts,
+        file: file.to_path_buf(),
+    })
+}

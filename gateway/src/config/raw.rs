@@ -1,0 +1,125 @@
+//! The configuration as written: YAML shapes with a source position on every value that a
+//! later check may need to point at. Unknown keys are errors, so a typo never passes.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// `config/gateway.yaml`: read once at start.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBootstrap {
+    pub listeners: Vec<RawListener>,
+    pub admin: RawAdmin,
+    /// A policy file, or a directory of `*.yaml` policy files.
+    pub policies: Spanned<String>,
+    #[serde(default)]
+    pub threads: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Spanned<String>,
+}
+
+/// One policy file; the files of a directory are merged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicyFile {
+    #[serde(default)]
+    pub pools: BTreeMap<String, RawPool>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    #[serde(default)]
+    pub algorithm: Option<Spanned<String>>,
+    pub backends: Spanned<Vec<RawBackend>>,
+    #[serde(default)]
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub weight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub healthy_threshold: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub unhealthy_threshold: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Spanned<String>,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub pool: Spanned<String>,
+    #[serde(default)]
+    pub timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    pub retries: Option<RawRetries>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// An exact path.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub methods: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    #[serde(default)]
+    pub connect: Option<Spanned<String>>,
+    #[serde(default)]
+    pub request: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub attempts: Spanned<u64>,
+}
