@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod diff;
+pub mod gateway;
 pub mod http;
 pub mod pool;
 pub mod ports;

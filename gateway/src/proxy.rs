@@ -1,0 +1,212 @@
+//! The request pipeline (Pingora's `ProxyHttp`): each phase names its step and calls into
+//! the concern that owns it. Per-request state lives in `RequestCtx` only.
+//!
+//! ```text
+//! request_filter         take the snapshot, assign the request id, match the route (404)
+//! upstream_peer          pick a backend of the route's pool, not one tried already (503)
+//! fail_to_connect        connect failure: retry on another backend while attempts remain
+//! upstream_request_filter  X-Request-Id and X-Forwarded-For to the backend
+//! response_filter        X-Request-Id back to the client
+//! fail_to_proxy          upstream errors as JSON: 502, 503, 504
+//! ```
+
+use crate::config::policy::Route;
+use crate::respond::json_error;
+use crate::runtime::Snapshot;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The gateway's proxy service: reads the current snapshot per request.
+#[derive(Debug)]
+pub struct Gateway {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+/// Everything one request carries through the phases.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    snapshot: Option<Arc<Snapshot>>,
+    route: Option<Route>,
+    request_id: String,
+    /// Backends tried so far, in order.
+    tried: Vec<SocketAddr>,
+}
+
+fn new_request_id() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+fn host_of(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Route match: one snapshot for the whole request; no route is a 404.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.snapshot.load_full();
+        let req = session.req_header();
+        ctx.request_id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(new_request_id, str::to_string);
+        let route = snapshot
+            .policy
+            .route(host_of(req), req.uri.path(), req.method.as_str())
+            .cloned();
+        match route {
+            Some(r) => {
+                ctx.route = Some(r);
+                ctx.snapshot = Some(snapshot);
+                Ok(false)
+            }
+            None => {
+                let message = format!("no route for {} {}", req.method, req.uri.path());
+                json_error(session, 404, &message, &ctx.request_id).await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Backend choice: the route's pool, skipping backends this request already tried.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(snapshot), Some(route)) = (&ctx.snapshot, &ctx.route) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route in context",
+            ));
+        };
+        let pool = snapshot.pools.get(&route.pool).ok_or_else(|| {
+            Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("route {}: pool {} is gone", route.name, route.pool),
+            )
+        })?;
+        let Some(addr) = pool.pick(&ctx.tried) else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!(
+                    "route {}: no backend left in pool {}",
+                    route.name, route.pool
+                ),
+            ));
+        };
+        ctx.tried.push(addr);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(route.connect_timeout);
+        peer.options.total_connection_timeout = Some(route.connect_timeout);
+        peer.options.read_timeout = Some(route.request_timeout);
+        peer.options.write_timeout = Some(route.request_timeout);
+        Ok(Box::new(peer))
+    }
+
+    /// Failover: nothing reached the backend, so any method may go to the next one.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let attempts = ctx.route.as_ref().map_or(1, |r| r.attempts.get() as usize);
+        if ctx.tried.len() < attempts {
+            e.set_retry(true);
+        }
+        let route = ctx.route.as_ref().map_or("", |r| r.name.as_str());
+        e.more_context(format!("route {route}: backend {peer}"))
+    }
+
+    /// Request ids and client addresses travel to the backend.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            let forwarded = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
+                _ => ip,
+            };
+            upstream.insert_header("x-forwarded-for", forwarded)?;
+        }
+        Ok(())
+    }
+
+    /// The request id comes back to the client.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header("x-request-id", &ctx.request_id)?;
+        Ok(())
+    }
+
+    /// Errors become JSON answers: no backend 503, upstream timeout 504, other upstream
+    /// failures 502.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            let message = match code {
+                503 => "no backend available".to_string(),
+                504 => "upstream timed out".to_string(),
+                _ => format!("upstream error: {}", e.etype().as_str()),
+            };
+            tracing::warn!(request_id = %ctx.request_id, code, error = %e, "request failed");
+            json_error(session, code, &message, &ctx.request_id).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}
