@@ -1,16 +1,13 @@
 //! `gateway`: `run` serves the proxy; `check` validates a configuration.
 
 use anyhow::{anyhow, bail};
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use gateway::proxy::Gateway;
-use gateway::runtime::Snapshot;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -59,8 +56,17 @@ fn run(config: &Path) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let bootstrap = gateway::config::load_bootstrap(config).map_err(|e| anyhow!("{e}"))?;
-    let policy = gateway::config::load_policy(&bootstrap.policies).map_err(|e| anyhow!("{e}"))?;
-    let snapshot = Arc::new(ArcSwap::new(Snapshot::new(policy)));
+    let reloader =
+        gateway::reload::Reloader::start(bootstrap.policies.clone()).map_err(|e| anyhow!("{e}"))?;
+    let snapshot = reloader.snapshot.clone();
+    gateway::admin::spawn(
+        bootstrap.admin,
+        gateway::admin::AdminState {
+            snapshot: snapshot.clone(),
+            reloader: reloader.clone(),
+        },
+    )
+    .map_err(|e| anyhow!("admin port {}: {e}", bootstrap.admin))?;
 
     // Measured on this kind of machine: one worker per thread without work stealing, with
     // mimalloc, is Pingora's fastest setup (see docs/benchmarks.md).

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! request_filter         take the snapshot, assign the request id, match the route (404)
-//! upstream_peer          pick a backend of the route's pool, not one tried already (503)
+//! upstream_peer          pick a healthy backend of the route's pool, not one tried (503)
 //! fail_to_connect        connect failure: retry on another backend while attempts remain
 //! upstream_request_filter  X-Request-Id and X-Forwarded-For to the backend
 //! response_filter        X-Request-Id back to the client
@@ -197,7 +197,7 @@ impl ProxyHttp for Gateway {
         };
         if code > 0 {
             let message = match code {
-                503 => "no backend available".to_string(),
+                503 => "no healthy backend available".to_string(),
                 504 => "upstream timed out".to_string(),
                 _ => format!("upstream error: {}", e.etype().as_str()),
             };

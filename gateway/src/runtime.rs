@@ -4,24 +4,33 @@
 use crate::balance::RoundRobin;
 use crate::config::policy::Pool;
 use crate::config::Policy;
+use crate::health::{BackendHealth, Registry};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// A pool's backends and its chooser.
+/// A pool's backends, their health and its chooser.
 #[derive(Debug)]
 pub struct PoolState {
     pub pool: Pool,
+    /// Aligned with `pool.backends`.
+    pub health: Vec<Arc<BackendHealth>>,
     pub chooser: RoundRobin,
 }
 
 impl PoolState {
-    /// The next backend not in `tried`.
+    /// The next healthy backend not in `tried`.
     pub fn pick(&self, tried: &[SocketAddr]) -> Option<SocketAddr> {
         let b = &self.pool.backends;
         self.chooser
-            .pick(b.len(), |i| !tried.contains(&b[i].address))
+            .pick(b.len(), |i| {
+                self.health[i].is_healthy() && !tried.contains(&b[i].address)
+            })
             .map(|i| b[i].address)
+    }
+
+    pub fn healthy_count(&self) -> usize {
+        self.health.iter().filter(|h| h.is_healthy()).count()
     }
 }
 
@@ -33,20 +42,33 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(policy: Policy) -> Arc<Snapshot> {
+    /// A snapshot of `policy`, with each backend's health taken from (or added to) the
+    /// registry, so it carries over from the previous snapshot.
+    pub fn new(policy: Policy, registry: &Registry) -> Arc<Snapshot> {
         let pools = policy
             .pools
             .values()
             .map(|p| {
+                let health = p
+                    .backends
+                    .iter()
+                    .map(|b| registry.get(&p.name, b.address))
+                    .collect();
                 (
                     p.name.clone(),
                     PoolState {
                         pool: p.clone(),
+                        health,
                         chooser: RoundRobin::default(),
                     },
                 )
             })
             .collect();
         Arc::new(Snapshot { policy, pools })
+    }
+
+    /// Ready: every pool has at least one healthy backend.
+    pub fn ready(&self) -> bool {
+        self.pools.values().all(|p| p.healthy_count() > 0)
     }
 }

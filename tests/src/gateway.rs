@@ -76,6 +76,14 @@ impl GatewayProcess {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn policy_path(&self) -> PathBuf {
         self.dir.path().join("policies/policy.yaml")
     }
@@ -95,6 +103,6 @@ pub fn tsdb_policy(backends: &[SocketAddr]) -> String {
         .map(|b| format!("      - {{ address: {b} }}\n"))
         .collect();
     format!(
-        "pools:\n  tsdb:\n    backends:\n{list}routes:\n  - name: write\n    match: {{ path_prefix: /write, methods: [POST] }}\n    pool: tsdb\n    retries: {{ attempts: 3 }}\n  - name: query\n    match: {{ path_prefix: /query }}\n    pool: tsdb\n    retries: {{ attempts: 3 }}\n  - name: ping\n    match: {{ path: /ping }}\n    pool: tsdb\n"
+        "pools:\n  tsdb:\n    backends:\n{list}    health_check: {{ path: /ping, interval: 200ms, timeout: 150ms, healthy_threshold: 1, unhealthy_threshold: 2 }}\nroutes:\n  - name: write\n    match: {{ path_prefix: /write, methods: [POST] }}\n    pool: tsdb\n    retries: {{ attempts: 3 }}\n  - name: query\n    match: {{ path_prefix: /query }}\n    pool: tsdb\n    retries: {{ attempts: 3 }}\n  - name: ping\n    match: {{ path: /ping }}\n    pool: tsdb\n"
     )
 }

@@ -98,3 +98,107 @@ fn a_pool_with_every_backend_down_is_an_error_answer_not_a_hang() {
     assert!(res.status == 502 || res.status == 503, "{}", res.status);
     assert!(res.json()["error"].is_string(), "{:?}", res.body);
 }
+
+fn status(gw: &GatewayProcess) -> serde_json::Value {
+    let res = request(
+        "GET",
+        &format!("{}/admin/status", gw.admin_url()),
+        &[],
+        None,
+    )
+    .expect("status");
+    assert_eq!(res.status, 200);
+    res.json()
+}
+
+fn backend_healthy(doc: &serde_json::Value, addr: &str) -> Option<bool> {
+    doc["pools"]["tsdb"]["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == addr)?["healthy"]
+        .as_bool()
+}
+
+#[test]
+fn a_killed_backend_is_marked_down_and_back_up_after_it_returns() {
+    let (mut pool, gw) = pool_and_gateway();
+    let ready = request("GET", &format!("{}/readyz", gw.admin_url()), &[], None).expect("readyz");
+    assert_eq!(ready.status, 200);
+    let addr = pool.node(2).addr.to_string();
+    pool.node_mut(2).kill9();
+    tests::wait::eventually("the killed backend marked down", |last| {
+        let doc = status(&gw);
+        *last = doc.to_string();
+        Ok((backend_healthy(&doc, &addr) == Some(false)).then_some(()))
+    })
+    .expect("marked down within the checks' interval x threshold");
+    pool.node_mut(2).restart().expect("restart");
+    tests::wait::eventually("the backend back up", |last| {
+        let doc = status(&gw);
+        *last = doc.to_string();
+        Ok((backend_healthy(&doc, &addr) == Some(true)).then_some(()))
+    })
+    .expect("back after its first good check");
+}
+
+#[test]
+fn a_reload_moves_traffic_and_a_bad_policy_is_refused_while_the_old_one_serves() {
+    let (pool, gw) = pool_and_gateway();
+    // Only node 0 in the pool now: every answer must come from it.
+    std::fs::write(gw.policy_path(), tsdb_policy(&[pool.node(0).addr])).expect("policy");
+    let res = request(
+        "POST",
+        &format!("{}/admin/reload", gw.admin_url()),
+        &[],
+        None,
+    )
+    .expect("reload");
+    assert_eq!(res.status, 200, "{}", res.body);
+    for _ in 0..20 {
+        let res = request("GET", &format!("{}/ping", gw.url()), &[], None).expect("ping");
+        assert_eq!(res.header("x-tsdb-node"), Some("n0"));
+    }
+    // A typo: refused with its position, and traffic goes on as before.
+    std::fs::write(
+        gw.policy_path(),
+        "routes:\n  - name: typo\n    match: { path_prefix: /x }\n    pooll: tsdb\n",
+    )
+    .expect("bad policy");
+    let res = request(
+        "POST",
+        &format!("{}/admin/reload", gw.admin_url()),
+        &[],
+        None,
+    )
+    .expect("reload");
+    assert_eq!(res.status, 400);
+    assert!(res.body.contains("policy.yaml:4:"), "{}", res.body);
+    assert!(status(&gw)["reloads"]["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("pooll")));
+    for _ in 0..20 {
+        let res = request("GET", &format!("{}/ping", gw.url()), &[], None).expect("ping");
+        assert_eq!(res.status, 204);
+    }
+    // SIGHUP reloads too: back to the whole pool.
+    let all: Vec<_> = pool.nodes().iter().map(|n| n.addr).collect();
+    std::fs::write(gw.policy_path(), tsdb_policy(&all)).expect("policy");
+    tests::process::signal(gw.pid(), libc::SIGHUP);
+    tests::wait::eventually("the SIGHUP reload", |_| {
+        let doc = status(&gw);
+        Ok((doc["reloads"]["ok"] == 2 && doc["reloads"]["last_error"].is_null()).then_some(()))
+    })
+    .expect("reloaded by SIGHUP");
+    let nodes: std::collections::BTreeSet<String> = (0..30)
+        .filter_map(|_| {
+            request("GET", &format!("{}/ping", gw.url()), &[], None)
+                .ok()
+                .and_then(|r| r.header("x-tsdb-node").map(str::to_string))
+        })
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        3,
+        "traffic spread over the pool again: {nodes:?}"
+    );
+}
