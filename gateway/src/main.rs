@@ -59,6 +59,9 @@ fn run(config: &Path) -> anyhow::Result<()> {
     let reloader =
         gateway::reload::Reloader::start(bootstrap.policies.clone()).map_err(|e| anyhow!("{e}"))?;
     let snapshot = reloader.snapshot.clone();
+    if let Err(e) = gateway::reload::watch::spawn(reloader.clone()) {
+        tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
+    }
     gateway::admin::spawn(
         bootstrap.admin,
         gateway::admin::AdminState {

@@ -1,5 +1,8 @@
 //! Policy reload: validate the files fully, then swap the snapshot whole; a bad file
-//! changes nothing. Health checkers follow the backends that come and go.
+//! changes nothing. Health checkers follow the backends that come and go. Reloads come from
+//! the file watcher (`watch.rs`), SIGHUP and `POST /admin/reload`.
+
+pub mod watch;
 
 use crate::config::{self, ConfigErrors};
 use crate::health::{active, Registry};
