@@ -1,7 +1,8 @@
 //! What the proxy reads on every request: the compiled policy and each pool's live state,
 //! swapped as one snapshot (arc-swap) so a request sees one consistent version.
 
-use crate::balance::RoundRobin;
+use crate::balance::{Chooser, RoundRobin, WeightedRoundRobin};
+use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
 use crate::config::Policy;
 use crate::health::{BackendHealth, Registry};
@@ -15,7 +16,7 @@ pub struct PoolState {
     pub pool: Pool,
     /// Aligned with `pool.backends`.
     pub health: Vec<Arc<BackendHealth>>,
-    pub chooser: RoundRobin,
+    pub chooser: Chooser,
 }
 
 impl PoolState {
@@ -54,12 +55,19 @@ impl Snapshot {
                     .iter()
                     .map(|b| registry.get(&p.name, b.address))
                     .collect();
+                let chooser = match p.algorithm {
+                    Algorithm::RoundRobin => Chooser::RoundRobin(RoundRobin::default()),
+                    Algorithm::WeightedRoundRobin => {
+                        let weights: Vec<u32> = p.backends.iter().map(|b| b.weight.get()).collect();
+                        Chooser::Weighted(WeightedRoundRobin::new(&weights))
+                    }
+                };
                 (
                     p.name.clone(),
                     PoolState {
                         pool: p.clone(),
                         health,
-                        chooser: RoundRobin::default(),
+                        chooser,
                     },
                 )
             })
