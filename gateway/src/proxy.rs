@@ -32,10 +32,19 @@ pub struct Gateway {
 #[derive(Debug, Default)]
 pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
-    route: Option<Route>,
+    /// The matched route's position in the snapshot's policy (no copy per request).
+    route: Option<usize>,
     request_id: String,
     /// Backends tried so far, in order.
     tried: Vec<SocketAddr>,
+}
+
+impl RequestCtx {
+    /// The matched route, read from the request's own snapshot.
+    fn route(&self) -> Option<&Route> {
+        let i = self.route?;
+        self.snapshot.as_ref()?.policy.routes.get(i)
+    }
 }
 
 fn new_request_id() -> String {
@@ -73,11 +82,10 @@ impl ProxyHttp for Gateway {
             .map_or_else(new_request_id, str::to_string);
         let route = snapshot
             .policy
-            .route(host_of(req), req.uri.path(), req.method.as_str())
-            .cloned();
+            .route_index(host_of(req), req.uri.path(), req.method.as_str());
         match route {
-            Some(r) => {
-                ctx.route = Some(r);
+            Some(i) => {
+                ctx.route = Some(i);
                 ctx.snapshot = Some(snapshot);
                 Ok(false)
             }
@@ -95,10 +103,18 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some(snapshot), Some(route)) = (&ctx.snapshot, &ctx.route) else {
+        // An Arc clone, so the route can be read while `tried` is updated.
+        let snapshot = ctx.snapshot.clone();
+        let (Some(snapshot), Some(i)) = (snapshot.as_ref(), ctx.route) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no route in context",
+            ));
+        };
+        let Some(route) = snapshot.policy.routes.get(i) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "route out of range",
             ));
         };
         let pool = snapshot.pools.get(&route.pool).ok_or_else(|| {
@@ -133,11 +149,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let attempts = ctx.route.as_ref().map_or(1, |r| r.attempts.get() as usize);
+        let attempts = ctx.route().map_or(1, |r| r.attempts.get() as usize);
         if ctx.tried.len() < attempts {
             e.set_retry(true);
         }
-        let route = ctx.route.as_ref().map_or("", |r| r.name.as_str());
+        let route = ctx.route().map_or("", |r| r.name.as_str());
         e.more_context(format!("route {route}: backend {peer}"))
     }
 

@@ -131,9 +131,15 @@ pub struct Policy {
 impl Policy {
     /// The route for a request, if any.
     pub fn route(&self, host: Option<&str>, path: &str, method: &str) -> Option<&Route> {
+        self.route_index(host, path, method)
+            .map(|i| &self.routes[i])
+    }
+
+    /// The position in `routes` of the route for a request, if any.
+    pub fn route_index(&self, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
         self.routes
             .iter()
-            .find(|r| r.matcher.matches(host, path, method))
+            .position(|r| r.matcher.matches(host, path, method))
     }
 }
 

@@ -36,21 +36,14 @@ fn not_found() -> Response {
 }
 
 fn ack(code: StatusCode, applied: u64) -> Response {
-    (
+    super::json_response(
         code,
-        [(header::CONTENT_TYPE, "application/json")],
         serde_json::to_string(&Ack { applied }).unwrap_or_default(),
     )
-        .into_response()
 }
 
 fn error(code: StatusCode, message: String) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        super::render_error(&message),
-    )
-        .into_response()
+    super::error_response(code, &message)
 }
 
 /// `POST /internal/replicate?origin=ID&after=N`: entries a peer accepted from its clients.

@@ -46,7 +46,7 @@ pub fn select(
     let schema = Schema::of(&measurements);
     let fields = expand_fields(&stmt.fields, &schema, &stmt.dimensions);
     let columns = column_names(&fields);
-    let plan = classify(&fields, stmt, &schema)?;
+    let plan = classify(&fields, stmt)?;
 
     let (lo, hi) = eval::time_range(stmt.condition.as_ref(), now)?;
     let interval = stmt.group_by_interval();
@@ -520,11 +520,7 @@ fn parse_call(e: &Expr) -> Result<Call, StatementError> {
     }
 }
 
-fn classify(
-    fields: &[OutField],
-    stmt: &SelectStatement,
-    _schema: &Schema,
-) -> Result<Plan, StatementError> {
+fn classify(fields: &[OutField], stmt: &SelectStatement) -> Result<Plan, StatementError> {
     let mut call_exprs = Vec::new();
     for f in fields {
         calls_of(&f.expr, &mut call_exprs);
@@ -672,8 +668,8 @@ impl<'a> GroupContext<'a> {
     fn rows<'s>(
         &self,
         s: &'s Series,
-        lo: i64,
-        hi: i64,
+        (lo, hi): (i64, i64),
+        ascending: bool,
         mut f: impl FnMut(i64, &'s crate::storage::series::Row) -> bool,
     ) {
         if lo > hi {
@@ -697,7 +693,7 @@ impl<'a> GroupContext<'a> {
             f(t, row)
         };
         let range = s.rows.range(lo..=hi);
-        if self.ascending {
+        if ascending {
             for (t, row) in range {
                 if !visit(*t, row) {
                     break;
@@ -735,7 +731,7 @@ fn raw_group(
     for (rank, &si) in members.iter().enumerate() {
         let s = &ctx.m.series()[si];
         let mut taken = 0;
-        ctx.rows(s, lo, hi, |t, row| {
+        ctx.rows(s, (lo, hi), ctx.ascending, |t, row| {
             let r = RowRef {
                 series: s,
                 row: Some(row),
@@ -802,28 +798,12 @@ fn aggregate_group(
             for (rank, &si) in members.iter().enumerate() {
                 let s = &series[si];
                 // Gathering ignores ORDER BY: buckets are built ascending, then reversed.
-                if lo > hi {
-                    break;
-                }
-                let check = !ctx.series_level && ctx.condition.is_some();
-                for (t, row) in s.rows.range(lo..=hi) {
-                    if check {
-                        if let Some(cond) = &ctx.condition {
-                            let r = RowRef {
-                                series: s,
-                                row: Some(row),
-                                time: *t,
-                                calls: &[],
-                            };
-                            if !eval(cond, &r).truthy() {
-                                continue;
-                            }
-                        }
-                    }
+                ctx.rows(s, (lo, hi), true, |t, row| {
                     if let Some(v) = row.get(id) {
-                        pts.push((*t, rank, v));
+                        pts.push((t, rank, v));
                     }
-                }
+                    true
+                });
             }
             if members.len() > 1 {
                 pts.sort_by_key(|(t, rank, _)| (*t, *rank));
