@@ -1,5 +1,8 @@
-//! The admin port: liveness, readiness and status, apart from client traffic.
+//! The admin port: liveness, readiness, status, metrics and reload, apart from client
+//! traffic, on a thread and runtime of its own.
 
+use crate::clock::{Clock, SystemClock};
+use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::runtime::Snapshot;
 use arc_swap::ArcSwap;
@@ -9,13 +12,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the admin handlers read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -23,6 +29,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/admin/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/admin/reload", axum::routing::post(reload))
         .with_state(state)
 }
@@ -56,7 +63,22 @@ async fn reload(State(st): State<AdminState>) -> Response {
     }
 }
 
-/// Pools, backends and their health, as JSON.
+/// Prometheus text exposition.
+async fn metrics(State(st): State<AdminState>) -> Response {
+    match st.metrics.render(&st.snapshot.load()) {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}\n")).into_response(),
+    }
+}
+
+/// The policy in service, pools with each backend's health and load, routes, reloads.
 async fn status(State(st): State<AdminState>) -> Response {
     let snap = st.snapshot.load();
     let pools: serde_json::Map<String, serde_json::Value> = snap
@@ -67,19 +89,24 @@ async fn status(State(st): State<AdminState>) -> Response {
                 .pool
                 .backends
                 .iter()
-                .zip(&p.health)
-                .map(|(b, h)| {
+                .zip(&p.backends)
+                .map(|(b, live)| {
                     serde_json::json!({
                         "address": b.address.to_string(),
                         "weight": b.weight.get(),
-                        "healthy": h.is_healthy(),
-                        "checks": h.checks.load(std::sync::atomic::Ordering::Relaxed),
+                        "healthy": live.health.is_healthy(),
+                        "in_flight": live.in_flight(),
+                        "checks": live.health.checks.load(Ordering::Relaxed),
                     })
                 })
                 .collect();
             (
                 name.clone(),
-                serde_json::json!({ "backends": backends, "healthy": p.healthy_count() }),
+                serde_json::json!({
+                    "algorithm": format!("{:?}", p.pool.algorithm),
+                    "healthy": p.healthy_count(),
+                    "backends": backends,
+                }),
             )
         })
         .collect();
@@ -87,16 +114,24 @@ async fn status(State(st): State<AdminState>) -> Response {
         .policy
         .routes
         .iter()
-        .map(|r| serde_json::json!({ "name": r.name, "pool": r.pool }))
+        .map(|r| serde_json::json!({ "name": r.name, "pool": r.pool, "file": r.file.display().to_string() }))
         .collect();
     let r = &st.reloader;
+    let loaded_at = chrono::DateTime::<chrono::Utc>::from(snap.loaded_at)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let body = serde_json::json!({
         "ready": snap.ready(),
+        "policy": {
+            "version": snap.version,
+            "digest": snap.policy.digest,
+            "loaded_at": loaded_at,
+            "source": r.policies.display().to_string(),
+        },
         "pools": pools,
         "routes": routes,
         "reloads": {
-            "ok": r.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
-            "failed": r.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),
+            "ok": st.metrics.reloads(true),
+            "failed": st.metrics.reloads(false),
             "last_error": *r.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         },
     });
@@ -107,44 +142,78 @@ async fn status(State(st): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// Serves the admin port on its own thread and runtime, away from the proxy's workers.
-pub fn spawn(addr: SocketAddr, state: AdminState) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
+/// Binds the admin port, retrying for up to `patience` (an upgrade's new process waits for
+/// the old one to let go of it).
+fn bind(addr: SocketAddr, patience: Duration) -> std::io::Result<std::net::TcpListener> {
+    let clock = SystemClock;
+    let start = clock.now();
+    let step = Duration::from_millis(100);
+    for _ in 0..=patience.as_millis() / step.as_millis() {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse && clock.now() - start < patience =>
+            {
+                std::thread::sleep(step)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    std::net::TcpListener::bind(addr)
+}
+
+/// Serves the admin port on its own thread and runtime, away from the proxy's workers, and
+/// reloads the policies on SIGHUP.
+///
+/// With a `patience`, the port is bound in the background (an upgrade's new process must
+/// not wait for it); without, a busy port is an error at once.
+pub fn spawn(
+    addr: SocketAddr,
+    state: AdminState,
+    patience: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let now = if patience.is_zero() {
+        Some(std::net::TcpListener::bind(addr)?)
+    } else {
+        None
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // SIGHUP reloads the policies, as for nginx or HAProxy. Registered before this returns,
+    // so a SIGHUP never meets the default action (which would end the process).
+    let mut hup = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    })?;
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "admin runtime");
-                    return;
-                }
-            };
             rt.block_on(async move {
-                // SIGHUP reloads the policies, as for nginx or HAProxy.
                 let reloader = state.reloader.clone();
                 tokio::spawn(async move {
-                    use tokio::signal::unix::{signal, SignalKind};
-                    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                        tracing::warn!("cannot watch SIGHUP; reload with POST /admin/reload");
-                        return;
-                    };
                     while hup.recv().await.is_some() {
                         let r = reloader.clone();
                         let _ = tokio::task::spawn_blocking(move || r.reload()).await;
                     }
                 });
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
-                        if let Err(e) = axum::serve(l, router(state)).await {
-                            tracing::error!(error = %e, "admin server stopped");
-                        }
+                let listener = match now {
+                    Some(l) => Ok(l),
+                    None => tokio::task::spawn_blocking(move || bind(addr, patience))
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                };
+                let listener = match listener.and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                }) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, address = %addr, "admin port");
+                        return;
                     }
-                    Err(e) => tracing::error!(error = %e, "admin listener"),
+                };
+                if let Err(e) = axum::serve(listener, router(state)).await {
+                    tracing::error!(error = %e, "admin server stopped");
                 }
             });
         })

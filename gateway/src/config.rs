@@ -14,8 +14,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use policy::Policy;
 
 use raw::{RawBootstrap, RawPolicyFile};
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A listener of the data plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,9 @@ pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
     pub tls: Option<TlsFiles>,
+    /// HTTP/2 besides HTTP/1.1: offered by ALPN on TLS, taken by prior knowledge (h2c) on
+    /// plaintext.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +45,15 @@ pub struct Bootstrap {
     /// bootstrap file's directory).
     pub policies: PathBuf,
     pub threads: usize,
+    /// How long a graceful stop (SIGTERM, or the old process of an upgrade) waits for the
+    /// requests in flight before it cuts them.
+    pub drain_timeout: Duration,
+    /// Where a new process asks this one for its listening sockets (`run --upgrade`).
+    pub upgrade_socket: PathBuf,
 }
+
+/// Default of `shutdown.drain_timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn file_error(file: &Path, message: String) -> ConfigErrors {
     ConfigErrors(vec![ConfigError {
@@ -109,6 +122,7 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
                     cert: base.join(&t.cert.value),
                     key: base.join(&t.key.value),
                 }),
+                http2: l.http2.as_ref().map_or(l.tls.is_some(), |h| h.value),
             }),
             Err(_) => at(
                 l.address.referenced.line(),
@@ -151,11 +165,47 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
             1
         }
     };
+    let shutdown = raw.shutdown.as_ref();
+    let drain_timeout = match shutdown.and_then(|s| s.drain_timeout.as_ref()) {
+        None => DEFAULT_DRAIN_TIMEOUT,
+        Some(d) => match duration::parse_duration(&d.value) {
+            Ok(t) => t,
+            Err(e) => {
+                at(
+                    d.referenced.line(),
+                    d.referenced.column(),
+                    "shutdown.drain_timeout".into(),
+                    e,
+                );
+                DEFAULT_DRAIN_TIMEOUT
+            }
+        },
+    };
+    let first_port = listeners.first().map_or(0, |l| l.address.port());
+    let upgrade_socket = shutdown
+        .and_then(|s| s.upgrade_socket.as_ref())
+        .map_or_else(
+            || std::env::temp_dir().join(format!("gateway-upgrade-{first_port}.sock")),
+            |p| base.join(&p.value),
+        );
+    let mut names = std::collections::BTreeSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if !names.insert(l.name.value.as_str()) {
+            at(
+                l.name.referenced.line(),
+                l.name.referenced.column(),
+                format!("listeners[{i}].name"),
+                format!("listener {:?} is defined twice", l.name.value),
+            );
+        }
+    }
     errors.into_result(Bootstrap {
         listeners,
         admin,
         policies: base.join(&raw.policies.value),
         threads,
+        drain_timeout,
+        upgrade_socket,
     })
 }
 
@@ -180,14 +230,25 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
 pub fn load_policy(path: &Path) -> Result<Policy, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let mut parsed = Vec::new();
+    let mut digest = Sha256::new();
     for file in policy_files(path)? {
-        match read(&file).and_then(|text| parse_policy_file(&text, &file)) {
+        let text = read(&file);
+        if let Ok(t) = &text {
+            digest.update(file.to_string_lossy().as_bytes());
+            digest.update([0]);
+            digest.update(t.as_bytes());
+            digest.update([0]);
+        }
+        match text.and_then(|text| parse_policy_file(&text, &file)) {
             Ok(raw) => parsed.push((file, raw)),
             Err(e) => errors.0.extend(e.0),
         }
     }
     match policy::compile(&parsed) {
-        Ok(p) => errors.into_result(p),
+        Ok(mut p) => {
+            p.digest = hex(&digest.finalize());
+            errors.into_result(p)
+        }
         Err(e) => {
             errors.0.extend(e.0);
             Err(errors)
@@ -206,7 +267,13 @@ pub fn parse_policy_file(text: &str, origin: &Path) -> Result<RawPolicyFile, Con
 /// Compiles policy text as a one-file policy (for tests and `gateway check` of one file).
 pub fn parse_policy(text: &str, origin: &Path) -> Result<Policy, ConfigErrors> {
     let raw = parse_policy_file(text, origin)?;
-    policy::compile(&[(origin.to_path_buf(), raw)])
+    let mut p = policy::compile(&[(origin.to_path_buf(), raw)])?;
+    p.digest = hex(&Sha256::digest(text.as_bytes()));
+    Ok(p)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -1,16 +1,14 @@
 //! Backend health: the state machine (pure) and the active checker that feeds it.
 //!
 //! A backend is taken out after `unhealthy_threshold` consecutive failed checks and back in
-//! after `healthy_threshold` consecutive good ones. State lives in a registry keyed by pool
-//! and address, so it survives a policy reload for backends that stay.
+//! after `healthy_threshold` consecutive good ones. The verdict is part of each backend's
+//! live state (`crate::backend`), so it survives a policy reload for backends that stay.
 
 pub mod active;
 
 use crate::config::policy::HealthCheck;
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 /// Consecutive results and the verdict they lead to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +60,7 @@ impl HealthState {
 }
 
 /// One backend's health as the data plane reads it (lock-free) and the checker writes it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BackendHealth {
     healthy: AtomicBool,
     state: Mutex<HealthState>,
@@ -92,21 +90,9 @@ impl BackendHealth {
     }
 }
 
-/// Health of every backend, by pool and address; kept across policy reloads.
-#[derive(Debug, Default)]
-pub struct Registry {
-    map: Mutex<HashMap<(String, SocketAddr), Arc<BackendHealth>>>,
-}
-
-impl Registry {
-    /// The backend's health, created healthy if it is new.
-    pub fn get(&self, pool: &str, addr: SocketAddr) -> Arc<BackendHealth> {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((pool.to_string(), addr))
-            .or_insert_with(|| Arc::new(BackendHealth::new()))
-            .clone()
+impl Default for BackendHealth {
+    fn default() -> Self {
+        BackendHealth::new()
     }
 }
 
@@ -152,15 +138,5 @@ mod tests {
         assert_eq!(s.observe(false, &c), Some(Transition::Down));
         assert_eq!(s.observe(true, &c), None, "1 of 2 successes: still out");
         assert_eq!(s.observe(true, &c), Some(Transition::Up));
-    }
-
-    #[test]
-    fn the_registry_keeps_state_per_pool_and_address() {
-        let r = Registry::default();
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let h = r.get("p", a);
-        h.observe(false, &check(1, 1));
-        assert!(!r.get("p", a).is_healthy(), "the same state comes back");
-        assert!(r.get("q", a).is_healthy(), "another pool, another state");
     }
 }

@@ -4,19 +4,33 @@
 //! ```text
 //! config/      bootstrap + policies: raw YAML -> compiled Policy (file:line:column errors)
 //! runtime.rs   the snapshot the data plane reads (policy + pool states), swapped whole
+//! backend.rs   each backend's live state (health verdict, in flight), kept across reloads
 //! balance/     choosing a backend (one file per algorithm)
-//! health/      backend health: state machine, registry, active checks
+//! health/      backend health: state machine, active checks
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
 //! respond.rs   the gateway's own JSON error answers
-//! admin.rs     /healthz, /readyz, /admin/status, POST /admin/reload on the admin port
+//! metrics.rs   Prometheus counters and gauges, rendered on the admin port
+//! admin.rs     /healthz, /readyz, /admin/status, /metrics, POST /admin/reload; SIGHUP
 //! reload.rs    validate-then-swap policy reloads; health checkers follow the backends
+//! tls.rs       listener certificates: loaded and checked, served by a swappable resolver
+//! shutdown.rs  graceful stop: count requests in flight, exit when drained
+//! server.rs    assembles it all into a Pingora server with its listeners
+//! devcerts.rs  a development CA and server certificate (`gateway dev-certs`)
+//! clock.rs     the one place time is read
 //! ```
 
 pub mod admin;
+pub mod backend;
 pub mod balance;
+pub mod clock;
 pub mod config;
+pub mod devcerts;
 pub mod health;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod respond;
 pub mod runtime;
+pub mod server;
+pub mod shutdown;
+pub mod tls;

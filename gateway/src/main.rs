@@ -1,11 +1,10 @@
-//! `gateway`: `run` serves the proxy; `check` validates a configuration.
+//! `gateway`: `run` serves the proxy; `check` validates a configuration; `dev-certs` makes
+//! certificates for the example TLS listener. Exit codes: 0 ok, 1 error.
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use gateway::proxy::Gateway;
-use pingora::proxy::http_proxy_service;
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use gateway::devcerts;
+use gateway::server::RunOptions;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,29 +24,42 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the bootstrap file and every policy file; print each error as
+    /// Validate the bootstrap file, its TLS files and every policy file; print each error as
     /// `file:line:column: field: message`. Exits 1 on any error, 0 otherwise.
     Check,
-    /// Run the gateway (the default).
-    Run,
+    /// Run the gateway (the default). SIGTERM drains and exits 0; SIGHUP reloads the
+    /// policies; SIGQUIT hands the listeners to a process started with `--upgrade`.
+    Run {
+        /// Take the listening sockets from the running gateway of the same configuration,
+        /// then send SIGQUIT to the old process: no connection is refused in between.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Write a development CA and a server certificate for localhost into a folder
+    /// (ca.pem, ca.key, server.pem, server.key), unless they are all there already.
+    DevCerts {
+        #[arg(long, default_value = "config/dev-certs")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => check(&cli.config),
-        Command::Run => match run(&cli.config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gateway: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+    let result = match cli.command.unwrap_or(Command::Run { upgrade: false }) {
+        Command::Check => return check(&cli.config),
+        Command::Run { upgrade } => run(&cli.config, RunOptions { upgrade }),
+        Command::DevCerts { out } => dev_certs(&out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
-/// Loads the configuration and serves until SIGTERM (graceful) or SIGINT.
-fn run(config: &Path) -> anyhow::Result<()> {
+fn run(config: &Path, options: RunOptions) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -56,46 +68,23 @@ fn run(config: &Path) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let bootstrap = gateway::config::load_bootstrap(config).map_err(|e| anyhow!("{e}"))?;
-    let reloader =
-        gateway::reload::Reloader::start(bootstrap.policies.clone()).map_err(|e| anyhow!("{e}"))?;
-    let snapshot = reloader.snapshot.clone();
-    if let Err(e) = gateway::reload::watch::spawn(reloader.clone()) {
-        tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
-    }
-    gateway::admin::spawn(
-        bootstrap.admin,
-        gateway::admin::AdminState {
-            snapshot: snapshot.clone(),
-            reloader: reloader.clone(),
-        },
-    )
-    .map_err(|e| anyhow!("admin port {}: {e}", bootstrap.admin))?;
-
-    // Measured on this kind of machine: one worker per thread without work stealing, with
-    // mimalloc, is Pingora's fastest setup (see docs/benchmarks.md).
-    let conf = ServerConf {
-        threads: bootstrap.threads,
-        work_stealing: false,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(5),
-        upstream_keepalive_pool_size: 256,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut service = http_proxy_service(&server.configuration, Gateway { snapshot });
-    for l in &bootstrap.listeners {
-        if l.tls.is_some() {
-            bail!("listener {}: TLS listeners are not served yet", l.name);
-        }
-        service.add_tcp(&l.address.to_string());
-        tracing::info!(listener = %l.name, address = %l.address, "listening");
-    }
-    server.add_service(service);
-    server.run_forever()
+    gateway::server::run(bootstrap, options)
 }
 
-fn check(config: &std::path::Path) -> ExitCode {
+fn dev_certs(out: &Path) -> anyhow::Result<()> {
+    match devcerts::ensure(out)? {
+        devcerts::Outcome::Kept => println!("{}: certificates already there, kept", out.display()),
+        devcerts::Outcome::Created(dir) => println!(
+            "{}: wrote {} (trust ca.pem, e.g. curl --cacert {}/ca.pem)",
+            dir.display(),
+            devcerts::FILES.join(", "),
+            dir.display()
+        ),
+    }
+    Ok(())
+}
+
+fn check(config: &Path) -> ExitCode {
     let bootstrap = match gateway::config::load_bootstrap(config) {
         Ok(b) => b,
         Err(e) => {
@@ -103,17 +92,24 @@ fn check(config: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut ok = true;
+    if let Err(e) = gateway::server::check_listeners(&bootstrap) {
+        eprintln!("{}: {e:#}", config.display());
+        ok = false;
+    }
     match gateway::config::load_policy(&bootstrap.policies) {
-        Ok(p) => {
+        Ok(p) if ok => {
             println!(
-                "{}: ok ({} listener(s), {} pool(s), {} route(s))",
+                "{}: ok ({} listener(s), {} pool(s), {} route(s), policy {})",
                 config.display(),
                 bootstrap.listeners.len(),
                 p.pools.len(),
-                p.routes.len()
+                p.routes.len(),
+                &p.digest[..p.digest.len().min(12)]
             );
             ExitCode::SUCCESS
         }
+        Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)

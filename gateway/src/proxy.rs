@@ -2,41 +2,59 @@
 //! the concern that owns it. Per-request state lives in `RequestCtx` only.
 //!
 //! ```text
-//! request_filter         take the snapshot, assign the request id, match the route (404)
-//! upstream_peer          pick a healthy backend of the route's pool, not one tried (503)
-//! fail_to_connect        connect failure: retry on another backend while attempts remain
-//! upstream_request_filter  X-Request-Id and X-Forwarded-For to the backend
-//! response_filter        X-Request-Id back to the client
-//! fail_to_proxy          upstream errors as JSON: 502, 503, 504
+//! request_filter           take the snapshot, assign the request id, match the route (404)
+//! upstream_peer            pick a healthy backend of the route's pool, not one tried (503)
+//! fail_to_connect          connect failure: retry on another backend while attempts remain
+//! error_while_proxy        reset before any response byte: retry an idempotent request
+//! upstream_request_filter  X-Request-Id, X-Forwarded-For and -Proto to the backend
+//! upstream_response_filter the answer has begun: no retry from here on
+//! response_filter          X-Request-Id back to the client
+//! fail_to_proxy            upstream errors as JSON: 502, 503, 504
+//! logging                  count the answer and its latency
 //! ```
 
+use crate::backend::InFlight;
+use crate::clock::{Clock, SystemClock};
 use crate::config::policy::Route;
+use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::respond::json_error;
-use crate::runtime::Snapshot;
+use crate::runtime::{PoolState, Snapshot};
+use crate::shutdown::{ActiveRequest, ActiveRequests};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::{RequestHeader, ResponseHeader, StatusCode};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The gateway's proxy service: reads the current snapshot per request.
 #[derive(Debug)]
 pub struct Gateway {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+    /// Requests being served, for the graceful stop.
+    pub active: Arc<ActiveRequests>,
 }
 
 /// Everything one request carries through the phases.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestCtx {
+    started: Instant,
+    _active: ActiveRequest,
     snapshot: Option<Arc<Snapshot>>,
     /// The matched route's position in the snapshot's policy (no copy per request).
     route: Option<usize>,
     request_id: String,
     /// Backends tried so far, in order.
     tried: Vec<SocketAddr>,
+    /// The backend of the current try, counted in flight until the try ends.
+    upstream: Option<InFlight>,
+    /// Set once the backend's answer began: from then on nothing may be retried.
+    response_started: bool,
 }
 
 impl RequestCtx {
@@ -44,6 +62,22 @@ impl RequestCtx {
     fn route(&self) -> Option<&Route> {
         let i = self.route?;
         self.snapshot.as_ref()?.policy.routes.get(i)
+    }
+
+    fn route_name(&self) -> &str {
+        self.route().map_or(NO_ROUTE, |r| r.name.as_str())
+    }
+
+    fn pool(&self) -> Option<&PoolState> {
+        let route = self.route()?;
+        self.snapshot.as_ref()?.pools.get(&route.pool)
+    }
+
+    /// Whether another try is allowed and has somewhere to go: the route's attempts are not
+    /// used up and its pool has a healthy backend this request has not tried.
+    fn can_retry(&self) -> bool {
+        let attempts = self.route().map_or(1, |r| r.attempts.get() as usize);
+        self.tried.len() < attempts && self.pool().is_some_and(|p| p.has_untried(&self.tried))
     }
 }
 
@@ -62,12 +96,35 @@ fn host_of(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.host())
 }
 
+/// What kind of failure an error on an established upstream connection is.
+fn classify(e: &Error) -> UpstreamErrorKind {
+    match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => UpstreamErrorKind::Timeout,
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+            UpstreamErrorKind::Reset
+        }
+        _ => UpstreamErrorKind::Other,
+    }
+}
+
+/// 499 (nginx's "client closed request") when the client left before any answer.
+const CLIENT_CLOSED: u16 = 499;
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            started: SystemClock.now(),
+            _active: self.active.start(),
+            snapshot: None,
+            route: None,
+            request_id: String::new(),
+            tried: Vec::new(),
+            upstream: None,
+            response_started: false,
+        }
     }
 
     /// Route match: one snapshot for the whole request; no route is a 404.
@@ -123,16 +180,21 @@ impl ProxyHttp for Gateway {
                 format!("route {}: pool {} is gone", route.name, route.pool),
             )
         })?;
-        let Some(addr) = pool.pick(&ctx.tried) else {
+        let Some((addr, live)) = pool.pick(&ctx.tried) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!(
-                    "route {}: no backend left in pool {}",
+                    "route {}: no healthy backend left in pool {}",
                     route.name, route.pool
                 ),
             ));
         };
+        if !ctx.tried.is_empty() {
+            self.metrics.retry(&route.name);
+        }
         ctx.tried.push(addr);
+        // Replacing the guard ends the previous try's in-flight count.
+        ctx.upstream = Some(live.start_request());
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.total_connection_timeout = Some(route.connect_timeout);
@@ -149,15 +211,44 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let attempts = ctx.route().map_or(1, |r| r.attempts.get() as usize);
-        if ctx.tried.len() < attempts {
+        let backend = peer.address().to_string();
+        self.metrics
+            .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
+        if ctx.can_retry() {
             e.set_retry(true);
         }
-        let route = ctx.route().map_or("", |r| r.name.as_str());
-        e.more_context(format!("route {route}: backend {peer}"))
+        e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
     }
 
-    /// Request ids and client addresses travel to the backend.
+    /// Failover after the request went out: only before any byte of the answer came back,
+    /// only for a reset connection (a timeout is the backend's answer: waiting again would
+    /// double it), and only for idempotent methods whose body Pingora could still replay.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let backend = peer.address().to_string();
+        let upstream = *e.esource() == ErrorSource::Upstream;
+        let kind = classify(&e);
+        if upstream {
+            self.metrics
+                .upstream_error(ctx.route_name(), &backend, kind);
+        }
+        let retry = upstream
+            && kind == UpstreamErrorKind::Reset
+            && !ctx.response_started
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.can_retry();
+        e.set_retry(retry);
+        e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
+    }
+
+    /// Request ids, client addresses and the client's scheme travel to the backend.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -177,6 +268,19 @@ impl ProxyHttp for Gateway {
             };
             upstream.insert_header("x-forwarded-for", forwarded)?;
         }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        Ok(())
+    }
+
+    /// The backend's answer has begun: a failure from here on is the client's answer.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.response_started = true;
         Ok(())
     }
 
@@ -211,7 +315,7 @@ impl ProxyHttp for Gateway {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0 {
+        if code > 0 && !ctx.response_started {
             let message = match code {
                 503 => "no healthy backend available".to_string(),
                 504 => "upstream timed out".to_string(),
@@ -224,5 +328,16 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// The answer is counted with its route, status and latency.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map_or(StatusCode::from_u16(CLIENT_CLOSED), |r| Ok(r.status))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let took = SystemClock.now().saturating_duration_since(ctx.started);
+        self.metrics.request(ctx.route_name(), status, took);
+        ctx.upstream = None;
     }
 }

@@ -4,14 +4,17 @@
 
 pub mod watch;
 
+use crate::backend::Registry;
+use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
-use crate::health::{active, Registry};
+use crate::health::active;
+use crate::metrics::Metrics;
 use crate::runtime::Snapshot;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Owns the live snapshot, the health registry and the checker threads.
@@ -20,30 +23,28 @@ pub struct Reloader {
     pub policies: PathBuf,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub registry: Registry,
-    /// One stop flag per checked (pool, backend).
-    checkers: Mutex<HashMap<(String, SocketAddr), Arc<AtomicBool>>>,
+    /// One checker per checked (pool, backend).
+    checkers: Mutex<HashMap<(String, SocketAddr), Checker>>,
     /// The last reload's errors, empty after a good one.
     pub last_error: Mutex<Option<String>>,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
+    pub metrics: Arc<Metrics>,
     /// Serialises reloads (file watcher, SIGHUP and admin may ask at once).
     busy: Mutex<()>,
 }
 
 impl Reloader {
     /// Loads the policies once; an error here stops the start.
-    pub fn start(policies: PathBuf) -> Result<Arc<Reloader>, ConfigErrors> {
+    pub fn start(policies: PathBuf, metrics: Arc<Metrics>) -> Result<Arc<Reloader>, ConfigErrors> {
         let policy = config::load_policy(&policies)?;
         let registry = Registry::default();
-        let snapshot = Arc::new(ArcSwap::new(Snapshot::new(policy, &registry)));
+        let snapshot = Arc::new(ArcSwap::new(Snapshot::new(policy, 1, &registry)));
         let r = Arc::new(Reloader {
             policies,
             snapshot,
             registry,
             checkers: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
+            metrics,
             busy: Mutex::new(()),
         });
         r.reconcile_checkers();
@@ -55,14 +56,17 @@ impl Reloader {
         let _one_at_a_time = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
         match config::load_policy(&self.policies) {
             Ok(policy) => {
-                self.snapshot.store(Snapshot::new(policy, &self.registry));
+                let version = self.snapshot.load().version + 1;
+                let digest = policy.digest.clone();
+                self.snapshot
+                    .store(Snapshot::new(policy, version, &self.registry));
                 self.reconcile_checkers();
                 *self
                     .last_error
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = None;
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(policies = %self.policies.display(), "policy reloaded");
+                self.metrics.reload(true);
+                tracing::info!(policies = %self.policies.display(), version, digest, "policy reloaded");
                 Ok(())
             }
             Err(e) => {
@@ -71,47 +75,61 @@ impl Reloader {
                     .last_error
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reload(false);
                 Err(e)
             }
         }
     }
 
-    /// Starts checkers for backends that appeared, stops those of backends that went.
+    /// Starts checkers for backends that appeared, stops those of backends that went, and
+    /// restarts those whose pool changed its health check.
     fn reconcile_checkers(&self) {
         let snap = self.snapshot.load();
         let mut checkers = self.checkers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut wanted = Vec::new();
         for p in snap.pools.values() {
-            for (b, h) in p.pool.backends.iter().zip(&p.health) {
+            for (b, live) in p.pool.backends.iter().zip(&p.backends) {
                 let key = (p.pool.name.clone(), b.address);
                 wanted.push(key.clone());
-                if checkers.contains_key(&key) {
-                    continue;
+                match checkers.get(&key) {
+                    Some(c) if c.check == p.pool.health_check => continue,
+                    Some(c) => c.stop.store(true, Ordering::Relaxed),
+                    None => {}
                 }
                 let stop = Arc::new(AtomicBool::new(false));
                 match active::spawn(
                     p.pool.name.clone(),
                     b.address,
                     p.pool.health_check.clone(),
-                    h.clone(),
+                    live.clone(),
                     stop.clone(),
+                    self.metrics.clone(),
                 ) {
                     Ok(_) => {
-                        checkers.insert(key, stop);
+                        let check = p.pool.health_check.clone();
+                        checkers.insert(key, Checker { stop, check });
                     }
                     Err(e) => {
+                        checkers.remove(&key);
                         tracing::error!(error = %e, backend = %b.address, "starting a health checker")
                     }
                 }
             }
         }
-        checkers.retain(|key, stop| {
+        checkers.retain(|key, c| {
             let keep = wanted.contains(key);
             if !keep {
-                stop.store(true, Ordering::Relaxed);
+                c.stop.store(true, Ordering::Relaxed);
             }
             keep
         });
+        self.registry.retain(&wanted);
     }
+}
+
+/// A running health checker: its stop flag and the check it runs.
+#[derive(Debug)]
+struct Checker {
+    stop: Arc<AtomicBool>,
+    check: HealthCheck,
 }

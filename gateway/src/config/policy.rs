@@ -126,6 +126,9 @@ pub struct Policy {
     pub pools: BTreeMap<String, Pool>,
     /// In match order: the first route that matches a request takes it.
     pub routes: Vec<Route>,
+    /// SHA-256 (hex) of the files it was compiled from, names and texts in load order, so
+    /// operators can tell which version a gateway serves.
+    pub digest: String,
 }
 
 impl Policy {

@@ -15,6 +15,19 @@ pub struct RawBootstrap {
     pub policies: Spanned<String>,
     #[serde(default)]
     pub threads: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub shutdown: Option<RawShutdown>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    /// How long a graceful stop waits for requests in flight.
+    #[serde(default)]
+    pub drain_timeout: Option<Spanned<String>>,
+    /// The Unix socket over which a new process takes the listeners (`gateway run --upgrade`).
+    #[serde(default)]
+    pub upgrade_socket: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +37,10 @@ pub struct RawListener {
     pub address: Spanned<String>,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// HTTP/2 besides HTTP/1.1: by ALPN on TLS (default on), by prior knowledge (h2c) on
+    /// plaintext (default off).
+    #[serde(default)]
+    pub http2: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

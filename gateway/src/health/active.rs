@@ -1,7 +1,9 @@
 //! Active health checks: one thread per backend sends `GET <path>` every interval.
 
-use super::{BackendHealth, Transition};
+use super::Transition;
+use crate::backend::BackendLive;
 use crate::config::policy::HealthCheck;
+use crate::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,8 +29,9 @@ pub fn spawn(
     pool: String,
     addr: SocketAddr,
     check: HealthCheck,
-    health: Arc<BackendHealth>,
+    live: Arc<BackendLive>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("health-{addr}"))
@@ -38,13 +41,16 @@ pub fn spawn(
                 .timeout_global(Some(check.timeout))
                 .build()
                 .into();
+            let backend = addr.to_string();
             while !stop.load(Ordering::Relaxed) {
                 let ok = probe(&agent, addr, &check);
-                match health.observe(ok, &check) {
+                match live.health.observe(ok, &check) {
                     Some(Transition::Down) => {
+                        metrics.health_transition(&pool, &backend, false);
                         tracing::warn!(pool = %pool, backend = %addr, "backend failed its health checks: out")
                     }
                     Some(Transition::Up) => {
+                        metrics.health_transition(&pool, &backend, true);
                         tracing::info!(pool = %pool, backend = %addr, "backend passes its health checks again: in")
                     }
                     None => {}

@@ -1,0 +1,108 @@
+//! Development certificates: a private CA and a server certificate it signed, so the TLS
+//! listener of the example configuration works on a fresh checkout (`gateway dev-certs`).
+//!
+//! Clients trust the CA (`curl --cacert ca.pem`); the server certificate names
+//! `localhost`, `127.0.0.1` and `::1`. Nothing here is meant for production: the CA key sits
+//! next to its certificate.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+/// The files `dev-certs` writes, by name inside its output folder.
+pub const FILES: [&str; 4] = ["ca.pem", "ca.key", "server.pem", "server.key"];
+
+/// What [`ensure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every file was there already; nothing was written (clients keep trusting the CA).
+    Kept,
+    Created(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevCertError {
+    #[error("generating the certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Writes a new CA and server certificate into `dir` unless all of [`FILES`] exist there.
+pub fn ensure(dir: &Path) -> Result<Outcome, DevCertError> {
+    if FILES.iter().all(|f| dir.join(f).is_file()) {
+        return Ok(Outcome::Kept);
+    }
+    let files = generate()?;
+    std::fs::create_dir_all(dir).map_err(|source| DevCertError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (name, text) in FILES.iter().zip(files) {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| DevCertError::Write { path, source })?;
+    }
+    Ok(Outcome::Created(dir.to_path_buf()))
+}
+
+/// PEM texts in the order of [`FILES`].
+fn generate() -> Result<[String; 4], rcgen::Error> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "gateway development CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let ca_pem = ca_cert.pem();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let server_key = KeyPair::generate()?;
+    let mut server = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let server_cert = server.signed_by(&server_key, &issuer)?;
+    Ok([
+        ca_pem,
+        ca_key_pem,
+        server_cert.pem(),
+        server_key.serialize_pem(),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_certificate_loads_and_existing_files_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("certs");
+        assert_eq!(ensure(&out).unwrap(), Outcome::Created(out.clone()));
+        let ca = std::fs::read(out.join("ca.pem")).unwrap();
+        crate::tls::load_certified_key(&out.join("server.pem"), &out.join("server.key")).unwrap();
+        assert_eq!(ensure(&out).unwrap(), Outcome::Kept);
+        assert_eq!(
+            std::fs::read(out.join("ca.pem")).unwrap(),
+            ca,
+            "CA unchanged"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The gateway's Prometheus metrics: what the data plane, the health checkers and the
+//! reloader count, rendered as text at `GET /metrics` on the admin port.
+//!
+//! Counters are bumped where things happen; gauges that describe the current snapshot
+//! (backend health, requests in flight, policy version) are filled in at scrape time from
+//! the snapshot itself, so they can never drift from what `/admin/status` shows.
+
+use crate::runtime::Snapshot;
+use pingora::http::StatusCode;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The label for requests that matched no route.
+pub const NO_ROUTE: &str = "(none)";
+
+/// Every metric the gateway exports; shared behind an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `gateway_requests_total{route,status}`: answers sent, by route and status code.
+    requests: IntCounterVec,
+    /// `gateway_request_duration_seconds{route}`: from the request head to the last byte.
+    duration: HistogramVec,
+    /// `gateway_upstream_errors_total{route,backend,kind}`: failed tries, retried or not.
+    upstream_errors: IntCounterVec,
+    /// `gateway_retries_total{route}`: tries sent to another backend after a failure.
+    retries: IntCounterVec,
+    /// `gateway_health_transitions_total{pool,backend,to}`: `to` is `up` or `down`.
+    health_transitions: IntCounterVec,
+    /// `gateway_policy_reloads_total{result}`: `result` is `ok` or `failed`.
+    reloads: IntCounterVec,
+    backend_healthy: IntGaugeVec,
+    backend_in_flight: IntGaugeVec,
+    policy_version: IntGauge,
+    policy_loaded: IntGauge,
+}
+
+/// Latency buckets in seconds: fine below a millisecond, where a proxy's own cost lives.
+fn buckets() -> Vec<f64> {
+    vec![
+        0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        10.0, 30.0,
+    ]
+}
+
+/// How a try to a backend failed, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Reset,
+    Other,
+}
+
+impl UpstreamErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_request_duration_seconds",
+                "Time from a request's head to its answer's last byte, by route",
+            )
+            .buckets(buckets()),
+            &["route"],
+        )?;
+        registry.register(Box::new(duration.clone()))?;
+        let m = Metrics {
+            requests: counter(
+                "gateway_requests_total",
+                "Answers sent, by route and status code",
+                &["route", "status"],
+            )?,
+            duration,
+            upstream_errors: counter(
+                "gateway_upstream_errors_total",
+                "Failed tries to a backend (connect, timeout, reset, other), retried or not",
+                &["route", "backend", "kind"],
+            )?,
+            retries: counter(
+                "gateway_retries_total",
+                "Tries sent to another backend after a failed one",
+                &["route"],
+            )?,
+            health_transitions: counter(
+                "gateway_health_transitions_total",
+                "Backends taken out (down) or put back (up) by their health checks",
+                &["pool", "backend", "to"],
+            )?,
+            reloads: counter(
+                "gateway_policy_reloads_total",
+                "Policy reloads, by result (ok: swapped in; failed: refused, old policy kept)",
+                &["result"],
+            )?,
+            backend_healthy: gauge_vec(
+                "gateway_backend_healthy",
+                "1 when the backend passes its health checks, 0 when it is out",
+                &["pool", "backend"],
+            )?,
+            backend_in_flight: gauge_vec(
+                "gateway_backend_in_flight",
+                "Requests sent to the backend and not finished",
+                &["pool", "backend"],
+            )?,
+            policy_version: gauge(
+                "gateway_policy_version",
+                "Number of the policy in service: 1 at start, +1 per reload swapped in",
+            )?,
+            policy_loaded: gauge(
+                "gateway_policy_loaded_timestamp_seconds",
+                "When the policy in service was loaded (Unix time)",
+            )?,
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(m)
+    }
+
+    /// Counts one answer and its latency.
+    pub fn request(&self, route: &str, status: StatusCode, took: Duration) {
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, route: &str, backend: &str, kind: UpstreamErrorKind) {
+        self.upstream_errors
+            .with_label_values(&[route, backend, kind.as_str()])
+            .inc();
+    }
+
+    pub fn retry(&self, route: &str) {
+        self.retries.with_label_values(&[route]).inc();
+    }
+
+    pub fn health_transition(&self, pool: &str, backend: &str, up: bool) {
+        let to = if up { "up" } else { "down" };
+        self.health_transitions
+            .with_label_values(&[pool, backend, to])
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Reloads so far with this result (`true`: swapped in).
+    pub fn reloads(&self, ok: bool) -> u64 {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[result]).get()
+    }
+
+    /// The Prometheus text exposition of every metric, gauges read from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> Result<String, prometheus::Error> {
+        self.backend_healthy.reset();
+        self.backend_in_flight.reset();
+        for p in snapshot.pools.values() {
+            for (b, live) in p.pool.backends.iter().zip(&p.backends) {
+                let addr = b.address.to_string();
+                let labels = [p.pool.name.as_str(), addr.as_str()];
+                self.backend_healthy
+                    .with_label_values(&labels)
+                    .set(i64::from(live.health.is_healthy()));
+                self.backend_in_flight
+                    .with_label_values(&labels)
+                    .set(i64::try_from(live.in_flight()).unwrap_or(i64::MAX));
+            }
+        }
+        self.policy_version
+            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        let loaded = snapshot
+            .loaded_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.policy_loaded
+            .set(i64::try_from(loaded).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_request_shows_in_the_text_with_its_route_and_status() {
+        let m = Metrics::new().unwrap();
+        m.request("query", StatusCode::OK, Duration::from_millis(3));
+        m.request("query", StatusCode::OK, Duration::from_millis(4));
+        m.request(NO_ROUTE, StatusCode::NOT_FOUND, Duration::from_micros(50));
+        m.reload(false);
+        let snap = Snapshot::empty();
+        let text = m.render(&snap).unwrap();
+        assert!(
+            text.contains("gateway_requests_total{route=\"query\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("gateway_requests_total{route=\"(none)\",status=\"404\"} 1"));
+        assert!(text.contains("gateway_request_duration_seconds_count{route=\"query\"} 2"));
+        assert!(text.contains("gateway_policy_reloads_total{result=\"failed\"} 1"));
+        assert_eq!(m.reloads(false), 1);
+        assert_eq!(m.reloads(true), 0);
+    }
+}

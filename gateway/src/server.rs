@@ -1,0 +1,143 @@
+//! Assembles the running gateway from the bootstrap configuration: the reloader and its
+//! policy watcher, the admin port, the drain on SIGTERM, and the Pingora server with its
+//! proxy services and listeners (plaintext, h2c, TLS with ALPN h2/http1.1).
+//!
+//! Pingora enables h2c per service, not per listener, so plaintext listeners that want h2c
+//! get a service of their own; every service runs `threads` worker threads.
+
+use crate::config::{Bootstrap, Listener};
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+use crate::reload::Reloader;
+use crate::shutdown::ActiveRequests;
+use crate::tls::{load_certified_key, CertStore};
+use anyhow::{anyhow, Context};
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use std::sync::Arc;
+
+/// How `gateway run` starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Take the listening sockets from a running gateway (zero-downtime upgrade): start the
+    /// new binary with this, then send SIGQUIT to the old one.
+    pub upgrade: bool,
+}
+
+/// Pingora's settings for the gateway.
+fn server_conf(bootstrap: &Bootstrap) -> ServerConf {
+    // Whole seconds, rounded up, and one more: Pingora's grace period is only the backstop
+    // of the drain, which ends the process itself (see `shutdown.rs`).
+    let grace = bootstrap.drain_timeout.as_millis().div_ceil(1000) + 1;
+    ServerConf {
+        threads: bootstrap.threads,
+        // Measured on this kind of machine: one worker per thread without work stealing,
+        // with mimalloc, is Pingora's fastest setup (see docs/benchmarks.md).
+        work_stealing: false,
+        grace_period_seconds: Some(u64::try_from(grace).unwrap_or(u64::MAX)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 256,
+        upgrade_sock: bootstrap.upgrade_socket.to_string_lossy().into_owned(),
+        ..ServerConf::default()
+    }
+}
+
+/// Every listener can be served: TLS files load, and their key matches the certificate.
+/// `gateway check` runs this too.
+pub fn check_listeners(bootstrap: &Bootstrap) -> anyhow::Result<()> {
+    for l in &bootstrap.listeners {
+        if let Some(t) = &l.tls {
+            load_certified_key(&t.cert, &t.key).with_context(|| format!("listener {}", l.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// TLS settings of one listener: its certificate through a swappable store, h2 by ALPN
+/// when the listener allows HTTP/2.
+fn tls_settings(l: &Listener) -> anyhow::Result<Option<TlsSettings>> {
+    let Some(t) = &l.tls else { return Ok(None) };
+    let key =
+        load_certified_key(&t.cert, &t.key).with_context(|| format!("listener {}", l.name))?;
+    let mut settings = TlsSettings::intermediate("", "")
+        .map_err(|e| anyhow!("listener {}: TLS settings: {e}", l.name))?;
+    settings.set_cert_resolver(Arc::new(CertStore::new(key)));
+    if l.http2 {
+        settings.enable_h2();
+    }
+    Ok(Some(settings))
+}
+
+/// Starts everything and serves until SIGTERM (drain, then exit 0) or SIGINT (at once).
+/// Returns only on a start-up error.
+pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
+    pingora::tls::install_default_crypto_provider();
+    let metrics = Arc::new(Metrics::new().context("metrics registry")?);
+    let reloader =
+        Reloader::start(bootstrap.policies.clone(), metrics.clone()).map_err(|e| anyhow!("{e}"))?;
+    let snapshot = reloader.snapshot.clone();
+    if let Err(e) = crate::reload::watch::spawn(reloader.clone()) {
+        tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
+    }
+    let active = Arc::new(ActiveRequests::default());
+    let admin_state = crate::admin::AdminState {
+        snapshot: snapshot.clone(),
+        reloader: reloader.clone(),
+        metrics: metrics.clone(),
+    };
+    // During an upgrade the old process holds the admin port until it has drained.
+    let admin_patience = if options.upgrade {
+        bootstrap.drain_timeout + std::time::Duration::from_secs(5)
+    } else {
+        std::time::Duration::ZERO
+    };
+    crate::admin::spawn(bootstrap.admin, admin_state, admin_patience)
+        .map_err(|e| anyhow!("admin port {}: {e}", bootstrap.admin))?;
+
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&bootstrap));
+    server.bootstrap();
+    crate::shutdown::spawn_drain(
+        server.watch_execution_phase(),
+        active.clone(),
+        bootstrap.drain_timeout,
+    )
+    .context("starting the drain watcher")?;
+
+    let gateway = || Gateway {
+        snapshot: snapshot.clone(),
+        metrics: metrics.clone(),
+        active: active.clone(),
+    };
+    let (h2c, rest): (Vec<&Listener>, Vec<&Listener>) = bootstrap
+        .listeners
+        .iter()
+        .partition(|l| l.tls.is_none() && l.http2);
+    for (group, with_h2c) in [(rest, false), (h2c, true)] {
+        if group.is_empty() {
+            continue;
+        }
+        let mut service = http_proxy_service(&server.configuration, gateway());
+        if let (true, Some(proxy)) = (with_h2c, service.app_logic_mut()) {
+            let mut o = HttpServerOptions::default();
+            o.h2c = true;
+            proxy.server_options = Some(o);
+        }
+        for l in group {
+            let addr = l.address.to_string();
+            match tls_settings(l)? {
+                Some(settings) => service.add_tls_with_settings(&addr, None, settings),
+                None => service.add_tcp(&addr),
+            }
+            tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), http2 = l.http2, "listening");
+        }
+        server.add_service(service);
+    }
+    server.run_forever()
+}
