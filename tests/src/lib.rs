@@ -8,14 +8,19 @@
 //! - [`wait`]: bounded polling (`eventually`, [`assert_eventually!`]), patience from
 //!   `TEST_PATIENCE_MS`.
 //! - [`diff`]: the differential-case runner used by `tests/tsdb_differential.rs`.
+//! - [`upstream`]: [`upstream::FakeUpstream`], a scriptable fake HTTP/1.1 backend for the gateway.
+//! - [`gateway`]: [`gateway::GatewayProcess`], the real gateway on free ports (TLS, h2c, upgrade).
+//! - [`h2`]: reqwest clients for HTTP/2 over TLS (trusting a given CA) and h2c.
 
 pub mod clock;
 pub mod diff;
 pub mod gateway;
+pub mod h2;
 pub mod http;
 pub mod pool;
 pub mod ports;
 pub mod process;
+pub mod upstream;
 pub mod wait;
 
 pub use pool::{converged, Pool};

@@ -32,10 +32,18 @@ fn check(cfg: &Path) -> (i32, String) {
 #[test]
 fn the_example_configuration_passes_the_check() {
     let root = tests::workspace_root();
+    // The example's TLS listener uses the development certificates the start command
+    // writes (git-ignored); write them the same way.
+    let certs = Command::new(gateway_bin().expect("gateway binary"))
+        .args(["dev-certs", "--out"])
+        .arg(root.join("config/dev-certs"))
+        .output()
+        .expect("running gateway dev-certs");
+    assert!(certs.status.success(), "{certs:?}");
     let (code, text) = check(&root.join("config/gateway.yaml"));
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("ok (1 listener(s), 1 pool(s), 3 route(s))"),
+        text.contains("ok (2 listener(s), 1 pool(s), 3 route(s), policy "),
         "{text}"
     );
 }
