@@ -103,7 +103,7 @@ async fn status(State(st): State<AdminState>) -> Response {
             (
                 name.clone(),
                 serde_json::json!({
-                    "algorithm": format!("{:?}", p.pool.algorithm),
+                    "algorithm": p.pool.algorithm.as_str(),
                     "healthy": p.healthy_count(),
                     "backends": backends,
                 }),

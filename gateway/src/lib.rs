@@ -8,6 +8,7 @@
 //! balance/     choosing a backend (one file per algorithm)
 //! health/      backend health: state machine, active checks
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
+//! request_id.rs the client's X-Request-Id, or a new one (prefix + counter)
 //! respond.rs   the gateway's own JSON error answers
 //! metrics.rs   Prometheus counters and gauges, rendered on the admin port
 //! admin.rs     /healthz, /readyz, /admin/status, /metrics, POST /admin/reload; SIGHUP
@@ -29,6 +30,7 @@ pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod request_id;
 pub mod respond;
 pub mod runtime;
 pub mod server;

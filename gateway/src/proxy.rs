@@ -17,17 +17,19 @@ use crate::backend::InFlight;
 use crate::clock::{Clock, SystemClock};
 use crate::config::policy::Route;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
+use crate::request_id;
 use crate::respond::json_error;
 use crate::runtime::{PoolState, Snapshot};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader, StatusCode};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,7 +50,7 @@ pub struct RequestCtx {
     snapshot: Option<Arc<Snapshot>>,
     /// The matched route's position in the snapshot's policy (no copy per request).
     route: Option<usize>,
-    request_id: String,
+    request_id: HeaderValue,
     /// Backends tried so far, in order.
     tried: Vec<SocketAddr>,
     /// The backend of the current try, counted in flight until the try ends.
@@ -81,19 +83,29 @@ impl RequestCtx {
     }
 }
 
-fn new_request_id() -> String {
-    format!(
-        "{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
-
 fn host_of(req: &RequestHeader) -> Option<&str> {
     req.headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host())
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// `X-Forwarded-For` with the client's address appended to what earlier proxies wrote.
+fn forwarded_for(previous: Option<&HeaderValue>, client: IpAddr) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64);
+    if let Some(prev) = previous
+        .map(HeaderValue::as_bytes)
+        .filter(|p| !p.is_empty())
+    {
+        out.push_str(&String::from_utf8_lossy(prev));
+        out.push_str(", ");
+    }
+    let _ = write!(out, "{client}");
+    out
 }
 
 /// What kind of failure an error on an established upstream connection is.
@@ -120,7 +132,7 @@ impl ProxyHttp for Gateway {
             _active: self.active.start(),
             snapshot: None,
             route: None,
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             tried: Vec::new(),
             upstream: None,
             response_started: false,
@@ -131,12 +143,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.snapshot.load_full();
         let req = session.req_header();
-        ctx.request_id = req
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map_or_else(new_request_id, str::to_string);
+        ctx.request_id = request_id::of(req);
         let route = snapshot
             .policy
             .route_index(host_of(req), req.uri.path(), req.method.as_str());
@@ -255,21 +262,14 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream.insert_header("x-request-id", &ctx.request_id)?;
+        upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let forwarded = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-                _ => ip,
-            };
-            upstream.insert_header("x-forwarded-for", forwarded)?;
+            let forwarded = forwarded_for(upstream.headers.get(X_FORWARDED_FOR), client.ip());
+            upstream.insert_header(X_FORWARDED_FOR, forwarded)?;
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        upstream.insert_header(X_FORWARDED_PROTO, proto)?;
         Ok(())
     }
 
@@ -291,7 +291,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header("x-request-id", &ctx.request_id)?;
+        upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -321,7 +321,7 @@ impl ProxyHttp for Gateway {
                 504 => "upstream timed out".to_string(),
                 _ => format!("upstream error: {}", e.etype().as_str()),
             };
-            tracing::warn!(request_id = %ctx.request_id, code, error = %e, "request failed");
+            tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or_default(), code, error = %e, "request failed");
             json_error(session, code, &message, &ctx.request_id).await;
         }
         FailToProxy {

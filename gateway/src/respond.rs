@@ -1,6 +1,7 @@
 //! The gateway's own answers (no route, no backend, upstream failures) as JSON errors.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -10,8 +11,13 @@ pub fn error_body(message: &str, request_id: &str) -> Bytes {
 }
 
 /// Writes a JSON error answer; returns false if the client is already gone.
-pub async fn json_error(session: &mut Session, code: u16, message: &str, request_id: &str) -> bool {
-    let body = error_body(message, request_id);
+pub async fn json_error(
+    session: &mut Session,
+    code: u16,
+    message: &str,
+    request_id: &HeaderValue,
+) -> bool {
+    let body = error_body(message, request_id.to_str().unwrap_or_default());
     let Ok(mut resp) = ResponseHeader::build(code, Some(4)) else {
         return false;
     };
@@ -21,7 +27,9 @@ pub async fn json_error(session: &mut Session, code: u16, message: &str, request
         && resp
             .insert_header("content-length", body.len().to_string())
             .is_ok()
-        && resp.insert_header("x-request-id", request_id).is_ok();
+        && resp
+            .insert_header(crate::request_id::HEADER, request_id.clone())
+            .is_ok();
     if !ok {
         return false;
     }

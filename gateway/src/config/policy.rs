@@ -18,6 +18,16 @@ pub enum Algorithm {
     WeightedRoundRobin,
 }
 
+impl Algorithm {
+    /// The name operators write in a policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub address: SocketAddr,
