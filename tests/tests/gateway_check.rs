@@ -73,3 +73,26 @@ fn a_typo_and_a_missing_pool_are_each_named_with_file_line_and_field_and_exit_1(
         "{text}"
     );
 }
+
+#[test]
+fn a_tls_listener_whose_key_is_missing_is_named_and_exits_1() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let out = Command::new(gateway_bin().expect("gateway binary"))
+        .args(["dev-certs", "--out"])
+        .arg(&certs)
+        .output()
+        .expect("running gateway dev-certs");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::remove_file(certs.join("server.key")).expect("remove the key");
+    let cfg = dir.path().join("gateway.yaml");
+    write(
+        &cfg,
+        "listeners:\n  - name: secure\n    address: 127.0.0.1:8443\n    tls: { cert: certs/server.pem, key: certs/server.key }\nadmin: { address: 127.0.0.1:9090 }\npolicies: policies/\n",
+    );
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policies dir");
+    let (code, text) = check(&cfg);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("listener secure"), "{text}");
+    assert!(text.contains("server.key"), "{text}");
+}

@@ -1,5 +1,8 @@
 //! The gateway in front of a real replicated 3-node TSDB pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tests::gateway::{tsdb_policy, GatewayProcess};
 use tests::http::{query, request, write, Method};
 use tests::{converged, Pool};
@@ -44,24 +47,90 @@ fn writes_and_queries_through_the_gateway_reach_the_whole_pool() {
     );
 }
 
+/// Queries sent by `threads` threads until `total` are done, while the test does something
+/// else; every answer that is not a 200 is kept.
+struct Load {
+    done: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(gw: &GatewayProcess, threads: usize, total: u64) -> Load {
+        let done = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let addr = gw.addr;
+        let threads = (0..threads)
+            .map(|_| {
+                let (done, failures) = (done.clone(), failures.clone());
+                std::thread::spawn(move || loop {
+                    let i = done.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    match query(addr, Some("d"), "SHOW MEASUREMENTS", None, Method::Get) {
+                        Ok((200, _)) => {}
+                        other => failures
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(format!("request {i}: {other:?}")),
+                    }
+                })
+            })
+            .collect();
+        Load {
+            done,
+            failures,
+            threads,
+        }
+    }
+
+    fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Waits for every request; returns the failures.
+    fn finish(self) -> Vec<String> {
+        for t in self.threads {
+            t.join().expect("load thread");
+        }
+        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        f.clone()
+    }
+}
+
 #[test]
-fn a_dead_backend_costs_no_failed_request() {
+fn a_node_killed_under_steady_load_costs_no_failed_request_and_is_marked_down_in_time() {
     let (mut pool, gw) = pool_and_gateway();
     let (st, _) = query(gw.addr, None, "CREATE DATABASE d", None, Method::Post).expect("create");
     assert_eq!(st, 200);
+    converged(&pool, "d", &["SHOW DATABASES"]).expect("the database on every node");
+    let addr = pool.node(1).addr.to_string();
+    let load = Load::start(&gw, 4, 2_000);
+    tests::wait::eventually("a fifth of the load", |_| {
+        Ok((load.done() >= 400).then_some(()))
+    })
+    .expect("load running");
     pool.node_mut(1).kill9();
-    let mut failed = Vec::new();
-    for i in 0..300 {
-        match query(gw.addr, Some("d"), "SHOW MEASUREMENTS", None, Method::Get) {
-            Ok((200, _)) => {}
-            other => failed.push(format!("request {i}: {other:?}")),
-        }
-    }
+    let killed = tests::clock::now();
+    tests::wait::eventually("the killed node marked down", |last| {
+        let doc = status(&gw);
+        *last = doc.to_string();
+        Ok((backend_healthy(&doc, &addr) == Some(false)).then_some(()))
+    })
+    .expect("marked down");
+    // The policy checks every 200ms and takes a node out after 2 failures.
+    let took = tests::clock::now() - killed;
     assert!(
-        failed.is_empty(),
-        "{} failed: {:?}\n{}",
-        failed.len(),
-        &failed[..failed.len().min(5)],
+        took <= Duration::from_millis(2 * 200) + Duration::from_secs(2),
+        "marked down after {took:?}"
+    );
+    let failures = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of 2000 failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
         gw.log()
     );
 }
@@ -158,6 +227,10 @@ fn nodes_answering(gw: &GatewayProcess, n: usize) -> std::collections::BTreeSet<
 #[test]
 fn an_edited_policy_file_moves_traffic_by_itself_and_a_bad_one_is_refused_while_the_old_serves() {
     let (pool, gw) = pool_and_gateway();
+    let (st, _) = query(gw.addr, None, "CREATE DATABASE d", None, Method::Post).expect("create");
+    assert_eq!(st, 200);
+    converged(&pool, "d", &["SHOW DATABASES"]).expect("the database on every node");
+    let load = Load::start(&gw, 2, 3_000);
     // Only node 0 in the pool now: the watcher reloads, and every answer comes from it.
     std::fs::write(gw.policy_path(), tsdb_policy(&[pool.node(0).addr])).expect("policy");
     tests::wait::eventually("traffic to move to node 0 alone", |last| {
@@ -166,6 +239,11 @@ fn an_edited_policy_file_moves_traffic_by_itself_and_a_bad_one_is_refused_while_
         Ok((nodes.len() == 1 && nodes.contains("n0")).then_some(()))
     })
     .expect("the edited file took effect");
+    let failures = load.finish();
+    assert!(
+        failures.is_empty(),
+        "failed across the reload: {failures:?}"
+    );
     // A typo: refused with its position, and traffic goes on as before.
     std::fs::write(
         gw.policy_path(),
