@@ -1,0 +1,456 @@
+#!/usr/bin/env bash
+# Proxy benchmark: the gateway against nginx and HAProxy as reverse proxies, same machine,
+# same run, same upstream. Usage:
+#   scripts/bench-gateway.sh [--profile]
+#   env: DURATION=10s CONNS=50 WARMUP=2s ROUNDS=1 OUT=<dir> BENCH_NO_BUILD=1
+#        IDLE_CONNS=1000 PERF_CALLGRAPH=fp|dwarf (with --profile)
+#
+# What it measures:
+# 1. The origin: a private nginx (one process, master_process off) answering every path
+#    with `return 200` of a fixed 1 KiB body, keep-alive on, access_log off.
+# 2. Throughput and latency, `wrk -t1 -c$CONNS -d$DURATION --latency` after a $WARMUP
+#    warm-up, against four targets, one after the other, interleaved for $ROUNDS rounds:
+#      direct   the origin itself (the ceiling of this client on this machine);
+#      nginx    nginx as reverse proxy, 1 worker, upstream keepalive 64, HTTP/1.1 upstream;
+#      haproxy  HAProxy, mode http, nbthread 1, http-reuse always, no logging;
+#      pingora  Pingora with nothing of ours (gateway/examples/bare_pingora.rs), set up as
+#               the gateway sets it up: the floor the gateway is built on;
+#      gateway  target/release/gateway, threads: 1, one pool (the origin), route `/`.
+#    Every proxy is given a high keepalive_requests (nginx's default of 1000 closes the
+#    connection every 1000 requests, which no other target does).
+#    Columns: req/s, p50 and p99 latency (wrk's latency distribution), and ratios against
+#    nginx in the same round: req/s ratio > 1 is faster than nginx, p99 ratio < 1 is better.
+#    Only ratios inside one run mean anything: the machine is shared and noisy (2 cores
+#    serve origin, proxy and wrk at once). With ROUNDS > 1 the spread shows the noise,
+#    and a median row per target is printed.
+# 3. Memory at $IDLE_CONNS idle keep-alive client connections: each proxy is started
+#    fresh, gets one request, and its RSS (VmRSS) is read ("before"); then a python client
+#    opens $IDLE_CONNS connections, sends one request on each, reads the answer and keeps
+#    them all open and idle; RSS is read again ("after"). nginx's RSS is master + worker
+#    summed; HAProxy and the gateway are one process each. "open" is how many of the
+#    client connections were still open when "after" was read.
+# 4. With --profile: `perf record -g` on the gateway during a wrk run, the top of
+#    `perf report --stdio --no-children` in $OUT/perf-report.txt (a flat listing without
+#    call chains and the share per binary in $OUT/perf-flat.txt). When the machine has no
+#    hardware counters (`perf stat -e instructions` says not supported), it samples the
+#    software cpu-clock event instead; when perf cannot sample at all, it says so and skips.
+# Raw wrk outputs, configs, server logs, results.tsv and rss.tsv go to $OUT (default: a new temp dir,
+# printed, kept). Nothing listens outside 127.0.0.1; ports are free ones picked at run time;
+# every process started here is killed by PID at exit. The system nginx/haproxy services
+# are neither enabled nor used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=0
+for a in "$@"; do
+  case $a in
+    --profile) profile=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "bench-gateway: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-1}
+IDLE_CONNS=${IDLE_CONNS:-1000}
+OUT=${OUT:-$(mktemp -d /tmp/bench-gateway.XXXXXX)}
+mkdir -p "$OUT"
+echo "bench-gateway: raw outputs in $OUT"
+
+if [ "$profile" = 1 ]; then
+  bash scripts/install-bench-deps.sh --perf
+else
+  bash scripts/install-bench-deps.sh
+fi
+if [ "${BENCH_NO_BUILD:-}" != 1 ]; then
+  cargo build --release -q -p gateway --bins --example bare_pingora
+fi
+[ -x target/release/gateway ] || { echo "bench-gateway: target/release/gateway missing" >&2; exit 1; }
+[ -x target/release/examples/bare_pingora ] || { echo "bench-gateway: target/release/examples/bare_pingora missing" >&2; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+source scripts/bench-lib.sh
+
+# nginx with a master: its worker is a child of the PID we hold; kill those children too.
+nginx_masters=()
+bench_cleanup() {
+  mkdir -p "$OUT/logs"  # the servers' logs survive the work dir
+  for f in "$work"/*/*.log; do [ -f "$f" ] && cp "$f" "$OUT/logs/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+  for m in "${nginx_masters[@]}"; do
+    for c in $(ps -o pid= --ppid "$m" 2>/dev/null); do kill -9 "$c" 2>/dev/null || true; done
+  done
+  cleanup
+}
+trap bench_cleanup EXIT
+
+kill_pid() { # stops one process we started (and an nginx master's workers)
+  local p=$1 c
+  for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill -9 "$c" 2>/dev/null || true; done
+  kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+
+# Bounded wait until a URL answers 200 with a 1024-byte body.
+wait_body() {
+  local url=$1 size
+  for _ in $(seq 1 100); do
+    size=$(curl -s --max-time 1 -o /dev/null -w '%{http_code} %{size_download}' "$url" || true)
+    [ "$size" = "200 1024" ] && return 0
+    sleep 0.1
+  done
+  echo "bench-gateway: $url did not answer 200 with 1024 bytes (last: '$size')" >&2
+  return 1
+}
+
+body=$(head -c 1024 /dev/zero | tr '\0' 'x')
+
+# ---- the origin --------------------------------------------------------------------------
+origin_port=$(free_port)
+mkdir -p "$work/origin"
+cat > "$work/origin/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/origin/nginx.pid;
+error_log $work/origin/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_timeout 120s;
+  keepalive_requests 100000000;
+  client_body_temp_path $work/origin/body;
+  proxy_temp_path $work/origin/proxy;
+  fastcgi_temp_path $work/origin/fastcgi;
+  uwsgi_temp_path $work/origin/uwsgi;
+  scgi_temp_path $work/origin/scgi;
+  server {
+    listen 127.0.0.1:$origin_port;
+    default_type text/plain;
+    location / { return 200 "$body"; }
+  }
+}
+CONF
+"$NGINX" -p "$work/origin/" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" >"$work/origin/stdout.log" 2>&1 &
+pids+=($!); origin_pid=$!
+wait_body "http://127.0.0.1:$origin_port/"
+
+# ---- the proxies (each start_* sets started_pid and started_port) ---------------------
+start_nginx() {
+  local d=$work/nginx-$1 port
+  port=$(free_port); mkdir -p "$d"
+  cat > "$d/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_timeout 120s;
+  keepalive_requests 100000000;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  upstream origin {
+    server 127.0.0.1:$origin_port;
+    keepalive 64;
+    keepalive_requests 100000000;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+  cp "$d/nginx.conf" "$OUT/nginx-$1.conf"
+  "$NGINX" -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" >"$d/stdout.log" 2>&1 &
+  pids+=($!); started_pid=$!; nginx_masters+=("$started_pid")
+  started_port=$port
+  wait_body "http://127.0.0.1:$port/"
+}
+
+start_haproxy() {
+  local d=$work/haproxy-$1 port
+  port=$(free_port); mkdir -p "$d"
+  cat > "$d/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8192
+defaults
+  mode http
+  maxconn 8192
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$port
+  default_backend be
+backend be
+  server origin 127.0.0.1:$origin_port
+CONF
+  cp "$d/haproxy.cfg" "$OUT/haproxy-$1.cfg"
+  "$HAPROXY" -db -f "$d/haproxy.cfg" >"$d/haproxy.log" 2>&1 &
+  pids+=($!); started_pid=$!
+  started_port=$port
+  wait_body "http://127.0.0.1:$port/"
+}
+
+start_gateway() {
+  local d=$work/gateway-$1 port admin
+  port=$(free_port); admin=$(free_port); mkdir -p "$d/policies"
+  cat > "$d/gateway.yaml" <<CONF
+listeners:
+  - { name: public, address: 127.0.0.1:$port }
+admin: { address: 127.0.0.1:$admin }
+policies: policies/
+threads: 1
+CONF
+  cat > "$d/policies/bench.yaml" <<CONF
+pools:
+  origin:
+    backends:
+      - { address: 127.0.0.1:$origin_port }
+    health_check: { path: /, interval: 1s, timeout: 500ms }
+routes:
+  - name: all
+    match: { path_prefix: / }
+    pool: origin
+CONF
+  cp "$d/gateway.yaml" "$OUT/gateway-$1.yaml"; cp "$d/policies/bench.yaml" "$OUT/gateway-$1-policy.yaml"
+  target/release/gateway run --config "$d/gateway.yaml" >"$d/gateway.log" 2>&1 &
+  pids+=($!); started_pid=$!
+  started_port=$port
+  wait_body "http://127.0.0.1:$port/"
+}
+
+start_pingora() {
+  local d=$work/pingora-$1 port
+  port=$(free_port); mkdir -p "$d"
+  target/release/examples/bare_pingora "127.0.0.1:$port" "127.0.0.1:$origin_port" >"$d/pingora.log" 2>&1 &
+  pids+=($!); started_pid=$!
+  started_port=$port
+  wait_body "http://127.0.0.1:$port/"
+}
+
+# ---- 2. throughput and latency -----------------------------------------------------------
+declare -A port_of pid_of
+port_of[direct]=$origin_port
+for t in nginx haproxy pingora gateway; do
+  "start_$t" bench
+  port_of[$t]=$started_port; pid_of[$t]=$started_pid
+done
+for t in direct nginx haproxy pingora gateway; do echo "$t: 127.0.0.1:${port_of[$t]}"; done
+
+results=$OUT/results.tsv
+printf 'round\ttarget\trps\tp50_ms\tp99_ms\terrors\n' > "$results"
+parse_wrk() { # file -> "rps p50_ms p99_ms errors"
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
+    n, u = float(m.group(1)), m.group(2)
+    return n * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+err = 0
+m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+if m: err += int(m.group(1))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+if m: err += sum(int(x) for x in m.groups())
+print(f"{rps:.1f}\t{p50:.3f}\t{p99:.3f}\t{err}")
+PY
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  for t in direct nginx haproxy pingora gateway; do
+    url="http://127.0.0.1:${port_of[$t]}/"
+    timeout 120 wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >"$OUT/warmup-r$r-$t.txt" 2>&1
+    timeout 300 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/wrk-r$r-$t.txt" 2>&1
+    line=$(parse_wrk "$OUT/wrk-r$r-$t.txt") || { cat "$OUT/wrk-r$r-$t.txt" >&2; exit 1; }
+    printf '%s\t%s\t%s\n' "$r" "$t" "$line" >> "$results"
+    echo "round $r $t: $(echo "$line" | awk -F'\t' '{printf "%s req/s, p50 %s ms, p99 %s ms, errors %s", $1, $2, $3, $4}')"
+  done
+done
+
+# ---- 4. profile of the gateway under load ------------------------------------------------
+if [ "$profile" = 1 ]; then
+  perf_event=() do_profile=1
+  if ! command -v perf >/dev/null 2>&1; then
+    do_profile=0 profile_note="perf not installed; profile skipped"
+  elif perf stat -e instructions true 2>&1 | grep -q '<not supported>'; then
+    if perf record -e cpu-clock -o "$work/perf-probe.data" true >/dev/null 2>&1; then
+      perf_event=(-e cpu-clock)
+      profile_note="no hardware counters here (perf stat -e instructions: not supported), sampled cpu-clock"
+    else
+      do_profile=0 profile_note="perf stat -e instructions: not supported, and perf cannot sample cpu-clock either; profile skipped"
+    fi
+  elif ! perf stat -e instructions true >/dev/null 2>&1; then
+    do_profile=0 profile_note="perf stat -e instructions true failed; profile skipped"
+  else
+    profile_note="sampled the default event (cycles)"
+  fi
+  if [ "$do_profile" = 1 ]; then
+    secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
+    url="http://127.0.0.1:${port_of[gateway]}/"
+    timeout 120 wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null 2>&1
+    # wrk runs 2 s longer than the recording, which starts 1 s in: perf sees load only.
+    timeout 300 wrk -t1 -c"$CONNS" -d"$((secs + 2))s" --latency "$url" >"$OUT/wrk-profile-gateway.txt" 2>&1 &
+    wrk_pid=$!; pids+=($wrk_pid)
+    sleep 1
+    if [ "${PERF_CALLGRAPH:-fp}" = fp ]; then cg=(-g); else cg=(--call-graph "$PERF_CALLGRAPH"); fi
+    timeout $((secs + 60)) perf record "${perf_event[@]}" "${cg[@]}" -p "${pid_of[gateway]}" \
+      -o "$OUT/perf.data" -- sleep "$secs" >"$OUT/perf-record.log" 2>&1 || true
+    wait "$wrk_pid" || true
+    { echo "# $profile_note; perf record ${perf_event[*]} ${cg[*]} -p <gateway pid> for ${secs}s under wrk -t1 -c$CONNS"
+      perf report -i "$OUT/perf.data" --stdio --no-children 2>/dev/null | head -80 || true
+    } > "$OUT/perf-report.txt"
+    # The same samples without call chains, and the share per binary (kernel, libc, ours).
+    { perf report -i "$OUT/perf.data" --stdio --no-children -g none --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' || true
+      echo; perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' || true
+    } > "$OUT/perf-flat.txt"
+    echo "profile: $OUT/perf-report.txt, flat: $OUT/perf-flat.txt ($profile_note)"
+  else
+    echo "profile: $profile_note"
+  fi
+fi
+
+# The throughput instances are done: stop them before the memory runs.
+for t in nginx haproxy pingora gateway; do kill_pid "${pid_of[$t]}"; done
+
+# ---- 3. RSS at idle keep-alive connections -----------------------------------------------
+rss_kib() { # PIDs -> summed VmRSS in KiB
+  local sum=0 p v
+  for p in "$@"; do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+proc_set() { # a started PID and its children (nginx master + worker)
+  echo "$1" $(ps -o pid= --ppid "$1" 2>/dev/null)
+}
+idle_client() { # port count hold_seconds: opens, requests once, holds idle, then checks
+  python3 - "$@" <<'PY'
+import socket, sys, time, select
+port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+socks, failed = [], 0
+for _ in range(n):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(req)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk: raise ConnectionError("closed")
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length": length = int(v)
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            if not chunk: raise ConnectionError("closed")
+            rest += chunk
+        if not head.startswith(b"HTTP/1.1 200"): raise ConnectionError(head[:40])
+        socks.append(s)
+    except Exception as e:
+        failed += 1
+print(f"ready {len(socks)} failed {failed}", flush=True)
+time.sleep(hold)
+closed = 0
+poller = select.poll()  # not select(): more than 1024 descriptors
+fds = {s.fileno(): s for s in socks}
+for fd in fds: poller.register(fd, select.POLLIN)
+for fd, ev in poller.poll(0):
+    try:
+        if ev & (select.POLLHUP | select.POLLERR) or fds[fd].recv(1, socket.MSG_PEEK) == b"":
+            closed += 1
+    except OSError:
+        closed += 1
+print(f"open {len(socks) - closed}", flush=True)
+PY
+}
+
+mem=$OUT/rss.tsv
+printf 'target\tbefore_kib\tafter_kib\topen\tprocesses\n' > "$mem"
+for t in nginx haproxy pingora gateway; do
+  "start_$t" rss
+  p=$started_pid port=$started_port
+  curl -s -o /dev/null "http://127.0.0.1:$port/"
+  sleep 0.5
+  procs=$(proc_set "$p")
+  before=$(rss_kib $procs)
+  idle_client "$port" "$IDLE_CONNS" 4 >"$OUT/idle-$t.txt" 2>&1 &
+  client=$!; pids+=($client)
+  ok=0
+  for _ in $(seq 1 600); do
+    grep -q '^ready' "$OUT/idle-$t.txt" && { ok=1; break; }
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$ok" = 1 ] || { echo "bench-gateway: idle client against $t did not get ready" >&2; cat "$OUT/idle-$t.txt" >&2; exit 1; }
+  sleep 1
+  procs=$(proc_set "$p")
+  after=$(rss_kib $procs)
+  for _ in $(seq 1 100); do kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
+  kill_pid "$client"
+  open=$(awk '/^open/ {print $2}' "$OUT/idle-$t.txt"); open=${open:-?}
+  printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$before" "$after" "$open" "$(echo $procs | wc -w)" >> "$mem"
+  echo "rss $t: before $before KiB, after $after KiB, $(head -1 "$OUT/idle-$t.txt"), open $open"
+  kill_pid "$p"
+done
+
+kill_pid "$origin_pid"
+
+# ---- the table -----------------------------------------------------------------------------
+python3 - "$results" "$mem" "$CONNS" "$DURATION" "$IDLE_CONNS" <<'PY' | tee "$OUT/table.txt"
+import csv, statistics, sys
+res, mem, conns, dur, idle = sys.argv[1:6]
+rows = list(csv.DictReader(open(res), delimiter="\t"))
+rounds = sorted({int(r["round"]) for r in rows})
+order = ["direct", "nginx", "haproxy", "pingora", "gateway"]
+by = {(int(r["round"]), r["target"]): r for r in rows}
+print(f"\nwrk -t1 -c{conns} -d{dur} --latency, 1 KiB body; ratios against nginx in the same round")
+print(f"{'round':>5} {'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'req/s ×':>8} {'p99 ×':>7} {'errors':>6}")
+def line(label, t, rps, p50, p99, base_rps, base_p99, err):
+    print(f"{label:>5} {t:8} {rps:10.0f} {p50:8.3f} {p99:8.3f} {rps/base_rps:8.2f} {p99/base_p99:7.2f} {err:>6}")
+for rd in rounds:
+    b = by[(rd, "nginx")]
+    for t in order:
+        r = by[(rd, t)]
+        line(rd, t, float(r["rps"]), float(r["p50_ms"]), float(r["p99_ms"]),
+             float(b["rps"]), float(b["p99_ms"]), r["errors"])
+if len(rounds) > 1:
+    med = {t: {k: statistics.median(float(by[(rd, t)][k]) for rd in rounds)
+               for k in ("rps", "p50_ms", "p99_ms")} for t in order}
+    for t in order:
+        m = med[t]
+        line("med", t, m["rps"], m["p50_ms"], m["p99_ms"], med["nginx"]["rps"],
+             med["nginx"]["p99_ms"], sum(int(by[(rd, t)]["errors"]) for rd in rounds))
+print(f"\nRSS (VmRSS) before and after {idle} idle keep-alive client connections (fresh processes)")
+print(f"{'target':8} {'before MiB':>10} {'after MiB':>10} {'KiB/conn':>9} {'open':>6}  note")
+for r in csv.DictReader(open(mem), delimiter="\t"):
+    b, a = int(r["before_kib"]), int(r["after_kib"])
+    n = int(r["open"]) if r["open"].isdigit() else int(idle)
+    note = f"sum of {r['processes']} processes (master + worker)" if r["target"] == "nginx" else "one process"
+    print(f"{r['target']:8} {b/1024:10.1f} {a/1024:10.1f} {(a-b)/max(n,1):9.1f} {r['open']:>6}  {note}")
+PY
+echo "raw outputs: $OUT"
