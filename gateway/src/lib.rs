@@ -8,6 +8,7 @@
 //! balance/     choosing a backend (one file per algorithm)
 //! health/      backend health: state machine, active checks
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
+//! forwarded.rs X-Forwarded-For and -Proto for the backend
 //! request_id.rs the client's X-Request-Id, or a new one (prefix + counter)
 //! respond.rs   the gateway's own JSON error answers
 //! metrics.rs   Prometheus counters and gauges, rendered on the admin port
@@ -26,6 +27,7 @@ pub mod balance;
 pub mod clock;
 pub mod config;
 pub mod devcerts;
+pub mod forwarded;
 pub mod health;
 pub mod metrics;
 pub mod proxy;

@@ -56,6 +56,18 @@ pub enum UpstreamErrorKind {
 }
 
 impl UpstreamErrorKind {
+    /// What kind of failure an error on an established upstream connection is.
+    pub fn of(e: &pingora::Error) -> Self {
+        use pingora::ErrorType;
+        match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => UpstreamErrorKind::Timeout,
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+                UpstreamErrorKind::Reset
+            }
+            _ => UpstreamErrorKind::Other,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             UpstreamErrorKind::Connect => "connect",

@@ -16,6 +16,7 @@
 use crate::backend::InFlight;
 use crate::clock::{Clock, SystemClock};
 use crate::config::policy::Route;
+use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::request_id;
 use crate::respond::json_error;
@@ -29,7 +30,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -88,35 +89,6 @@ fn host_of(req: &RequestHeader) -> Option<&str> {
         .get("host")
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host())
-}
-
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-
-/// `X-Forwarded-For` with the client's address appended to what earlier proxies wrote.
-fn forwarded_for(previous: Option<&HeaderValue>, client: IpAddr) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(64);
-    if let Some(prev) = previous
-        .map(HeaderValue::as_bytes)
-        .filter(|p| !p.is_empty())
-    {
-        out.push_str(&String::from_utf8_lossy(prev));
-        out.push_str(", ");
-    }
-    let _ = write!(out, "{client}");
-    out
-}
-
-/// What kind of failure an error on an established upstream connection is.
-fn classify(e: &Error) -> UpstreamErrorKind {
-    match e.etype() {
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => UpstreamErrorKind::Timeout,
-        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
-            UpstreamErrorKind::Reset
-        }
-        _ => UpstreamErrorKind::Other,
-    }
 }
 
 /// 499 (nginx's "client closed request") when the client left before any answer.
@@ -240,7 +212,7 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         let backend = peer.address().to_string();
         let upstream = *e.esource() == ErrorSource::Upstream;
-        let kind = classify(&e);
+        let kind = UpstreamErrorKind::of(&e);
         if upstream {
             self.metrics
                 .upstream_error(ctx.route_name(), &backend, kind);
@@ -264,12 +236,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let forwarded = forwarded_for(upstream.headers.get(X_FORWARDED_FOR), client.ip());
-            upstream.insert_header(X_FORWARDED_FOR, forwarded)?;
+            let value = forwarded::for_value(upstream.headers.get(forwarded::FOR), client.ip());
+            upstream.insert_header(forwarded::FOR, value)?;
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-        upstream.insert_header(X_FORWARDED_PROTO, proto)?;
+        upstream.insert_header(forwarded::PROTO, forwarded::proto_value(tls))?;
         Ok(())
     }
 

@@ -30,14 +30,19 @@ pub struct Response {
     pub body: String,
 }
 
+/// First value of header `name` (case-insensitive) in a list whose names are lower-case.
+pub fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 impl Response {
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     /// The body as JSON: `Null` when empty, a JSON string holding the raw text when it is not

@@ -88,11 +88,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        crate::http::header_in(&self.headers, name)
     }
 }
 

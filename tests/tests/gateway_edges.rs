@@ -41,6 +41,24 @@ fn after_first_probe(ups: &[&FakeUpstream]) {
     .expect("health probes");
 }
 
+/// Sends `path` on a connection of its own from another thread and returns once the
+/// backend has the request (it is in flight through the gateway).
+fn request_in_flight(
+    gw: &GatewayProcess,
+    up: &FakeUpstream,
+    path: &'static str,
+) -> std::thread::JoinHandle<anyhow::Result<u16>> {
+    after_first_probe(&[up]);
+    let before = up.requests();
+    let addr = gw.addr;
+    let client = std::thread::spawn(move || get_on_new_connection(addr, path));
+    eventually("the request at the backend", |_| {
+        Ok((up.requests() > before).then_some(()))
+    })
+    .expect("the request reached the backend");
+    client
+}
+
 #[test]
 fn a_backend_that_never_answers_is_a_json_504_after_the_request_timeout() {
     let up = FakeUpstream::new()
@@ -199,14 +217,8 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0_without_waiting_out_th
         .drain_timeout("120s")
         .start()
         .unwrap();
-    after_first_probe(&[&up]);
-    let before = up.requests();
+    let client = request_in_flight(&gw, &up, "/slow");
     let addr = gw.addr;
-    let client = std::thread::spawn(move || get_on_new_connection(addr, "/slow"));
-    eventually("the request at the backend", |_| {
-        Ok((up.requests() > before).then_some(()))
-    })
-    .unwrap();
     assert!(tests::process::signal(gw.pid(), libc::SIGTERM));
     eventually("the listener to close", |_| {
         Ok(
@@ -232,14 +244,7 @@ fn a_request_still_running_at_the_drain_deadline_is_cut_and_the_exit_is_still_0(
         .drain_timeout("1s")
         .start()
         .unwrap();
-    after_first_probe(&[&up]);
-    let before = up.requests();
-    let addr = gw.addr;
-    let client = std::thread::spawn(move || get_on_new_connection(addr, "/hang"));
-    eventually("the request at the backend", |_| {
-        Ok((up.requests() > before).then_some(()))
-    })
-    .unwrap();
+    let client = request_in_flight(&gw, &up, "/hang");
     assert!(tests::process::signal(gw.pid(), libc::SIGTERM));
     let exit = gw.wait_exit().expect("exited at the deadline");
     assert_eq!(exit.code(), Some(0), "{}", gw.log());

@@ -151,3 +151,43 @@ fn policies_in_several_files_merge_and_a_pool_defined_twice_is_refused() {
     std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
     assert_eq!(load_policy(dir.path()).unwrap().routes.len(), 3);
 }
+
+#[test]
+fn http2_defaults_to_on_for_tls_and_off_for_plaintext_and_shutdown_has_defaults() {
+    let b = parse_bootstrap(
+        "listeners:\n  - { name: plain, address: 127.0.0.1:8080 }\n  - { name: h2c, address: 127.0.0.1:8081, http2: true }\n  - { name: tls, address: 127.0.0.1:8443, tls: { cert: c.pem, key: k.pem } }\n  - { name: tls1, address: 127.0.0.1:8444, tls: { cert: c.pem, key: k.pem }, http2: false }\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
+        Path::new("config/gateway.yaml"),
+    )
+    .unwrap();
+    let h2: Vec<bool> = b.listeners.iter().map(|l| l.http2).collect();
+    assert_eq!(h2, [false, true, true, false]);
+    assert_eq!(
+        b.listeners[2].tls.as_ref().map(|t| t.cert.clone()),
+        Some(PathBuf::from("config/c.pem")),
+        "TLS files are relative to the bootstrap file"
+    );
+    assert_eq!(b.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    assert!(b
+        .upgrade_socket
+        .to_string_lossy()
+        .ends_with("gateway-upgrade-8080.sock"));
+}
+
+#[test]
+fn a_bad_drain_timeout_and_a_listener_named_twice_are_both_named() {
+    let err = parse_bootstrap(
+        "listeners:\n  - { name: a, address: 127.0.0.1:8080 }\n  - { name: a, address: 127.0.0.1:8081 }\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\nshutdown: { drain_timeout: 5 }\n",
+        Path::new("g.yaml"),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 2, "{text}");
+    assert!(
+        text.contains("g.yaml:6:28: shutdown.drain_timeout: duration \"5\" needs a unit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("g.yaml:3:13: listeners[1].name: listener \"a\" is defined twice"),
+        "{text}"
+    );
+}
