@@ -107,3 +107,72 @@ impl Snapshot {
         self.pools.values().all(|p| p.healthy_count() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_policy;
+    use std::path::Path;
+
+    fn policy(backends: &[&str]) -> Policy {
+        let list: String = backends
+            .iter()
+            .map(|b| format!("      - {{ address: {b} }}\n"))
+            .collect();
+        let text = format!(
+            "pools:\n  p:\n    backends:\n{list}routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    pool: p\n"
+        );
+        parse_policy(&text, Path::new("p.yaml")).unwrap()
+    }
+
+    #[test]
+    fn a_backend_that_stays_keeps_its_health_and_load_across_snapshots() {
+        let registry = Registry::default();
+        let first = Snapshot::new(policy(&["127.0.0.1:1", "127.0.0.1:2"]), 1, &registry);
+        let check = first.pools["p"].pool.health_check.clone();
+        for _ in 0..check.unhealthy_threshold.get() {
+            first.pools["p"].backends[0].health.observe(false, &check);
+        }
+        let in_flight = first.pools["p"].backends[1].start_request();
+        // A reload that keeps both backends (in another order) and adds one.
+        let second = Snapshot::new(
+            policy(&["127.0.0.1:3", "127.0.0.1:2", "127.0.0.1:1"]),
+            2,
+            &registry,
+        );
+        let p = &second.pools["p"];
+        assert!(
+            !p.backends[2].health.is_healthy(),
+            "127.0.0.1:1 is still out"
+        );
+        assert_eq!(
+            p.backends[1].in_flight(),
+            1,
+            "127.0.0.1:2 still has its request"
+        );
+        assert!(
+            p.backends[0].health.is_healthy(),
+            "a new backend starts healthy"
+        );
+        assert_eq!(p.healthy_count(), 2);
+        assert_eq!(p.pick(&[]).map(|(a, _)| a.port()), Some(3));
+        drop(in_flight);
+        assert_eq!(p.backends[1].in_flight(), 0);
+    }
+
+    #[test]
+    fn a_pool_whose_backends_are_all_tried_or_down_has_nothing_left() {
+        let registry = Registry::default();
+        let s = Snapshot::new(policy(&["127.0.0.1:1", "127.0.0.1:2"]), 1, &registry);
+        let p = &s.pools["p"];
+        let one: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(p.has_untried(&[one]));
+        let check = p.pool.health_check.clone();
+        for _ in 0..check.unhealthy_threshold.get() {
+            p.backends[1].health.observe(false, &check);
+        }
+        assert!(!p.has_untried(&[one]), "the other one is down");
+        assert!(p.pick(&[one]).is_none());
+        assert!(s.ready(), "one healthy backend is enough to be ready");
+    }
+}

@@ -347,3 +347,59 @@ fn metrics_count_answers_by_route_and_status_and_status_shows_the_policy() {
     assert!(status["policy"]["loaded_at"].is_string());
     assert_eq!(status["pools"]["up"]["backends"][0]["in_flight"], 0);
 }
+
+#[test]
+fn a_request_in_flight_during_a_reload_finishes_on_the_policy_it_started_with() {
+    let old = FakeUpstream::new()
+        .behaviour(Behaviour::Slow(Duration::from_millis(1500)))
+        .name("old")
+        .start()
+        .unwrap();
+    let new = FakeUpstream::new().name("new").start().unwrap();
+    let gw = GatewayProcess::start(&catch_all_policy(&[old.addr], "10s", 1)).unwrap();
+    let client = request_in_flight(&gw, &old, "/slow");
+    std::fs::write(gw.policy_path(), catch_all_policy(&[new.addr], "10s", 1)).unwrap();
+    eventually("new requests to go to the new pool", |last| {
+        let res = request("GET", &format!("{}/x", gw.url()), &[], None)?;
+        *last = format!("{} {:?}", res.status, res.header("x-upstream"));
+        Ok((res.header("x-upstream") == Some("new")).then_some(()))
+    })
+    .expect("the reload took effect");
+    let status = client.join().unwrap();
+    assert_eq!(
+        status.ok(),
+        Some(200),
+        "the old request finished on the old pool"
+    );
+}
+
+#[test]
+fn a_pool_whose_backends_all_fail_their_checks_answers_a_json_503() {
+    let up = FakeUpstream::new()
+        .behaviour(Behaviour::Status(500))
+        .start()
+        .unwrap();
+    let policy = format!(
+        "pools:\n  up:\n    backends:\n      - {{ address: {} }}\n    health_check: {{ path: /ping, interval: 100ms, timeout: 100ms, healthy_threshold: 1, unhealthy_threshold: 1 }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n",
+        up.addr
+    );
+    let gw = GatewayProcess::start(&policy).unwrap();
+    eventually("the backend marked down", |_| {
+        let doc = request(
+            "GET",
+            &format!("{}/admin/status", gw.admin_url()),
+            &[],
+            None,
+        )?
+        .json();
+        Ok((doc["pools"]["up"]["healthy"] == 0).then_some(()))
+    })
+    .unwrap();
+    let ready = request("GET", &format!("{}/readyz", gw.admin_url()), &[], None).unwrap();
+    assert_eq!(ready.status, 503);
+    // Forwarded, the request would have had the backend's 500.
+    let res = request("GET", &format!("{}/x", gw.url()), &[], None).unwrap();
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert_eq!(res.json()["error"], "no healthy backend available");
+    assert!(res.json()["request_id"].is_string());
+}
