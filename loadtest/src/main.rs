@@ -1,0 +1,3 @@
+//! `loadtest`: `run`, `compare` and `validate` (being built).
+
+fn main() {}
