@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, when it is missing; does nothing when it is present.
-#   Debian: influxdb (/usr/bin/influxd, the reference server), cmake, wrk, redis-server
+#   Debian: influxdb (/usr/bin/influxd, the reference server), cmake, wrk, redis-server,
+#           chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs)
 #   Python: influxdb==5.3.* (the client that tests/python/client_test.py drives)
 # Idempotent; runs as root without sudo (uses sudo only when not root and sudo exists).
 # Prints one line per thing it installed, nothing else on the "all present" path.
@@ -22,6 +23,7 @@ declare -A PROBE=(
   [cmake]=cmake
   [wrk]=wrk
   [redis-server]=redis-server
+  [chromium]=/usr/bin/chromium
 )
 
 is_present() {
@@ -34,7 +36,7 @@ is_present() {
 }
 
 missing=()
-for pkg in influxdb cmake wrk redis-server; do
+for pkg in influxdb cmake wrk redis-server chromium; do
   if ! is_present "${PROBE[$pkg]}"; then
     missing+=("$pkg")
   fi

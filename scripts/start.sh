@@ -58,6 +58,7 @@ for i in 0 1 2; do
     --node-id "n$i" --peers "${peers%,}" --create-database telemetry \
     >>"$DATA/n$i.log" 2>&1 &
   pids+=($!)
+  echo $! >"$DATA/n$i.pid"   # for chaos scenarios: kill -9 $(cat data/n1.pid)
 done
 
 ready() { curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" 2>/dev/null || true; }
@@ -73,6 +74,7 @@ done
 target/release/gateway run --config config/gateway.yaml >>"$DATA/gateway.log" 2>&1 &
 gw=$!
 pids+=("$gw")
+echo "$gw" >"$DATA/gateway.pid"
 for _ in $(seq 1 100); do
   [ "$(ready http://127.0.0.1:9090/readyz)" = 200 ] && break
   kill -0 "$gw" 2>/dev/null || die "the gateway exited: see $DATA/gateway.log"

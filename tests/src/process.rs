@@ -194,6 +194,14 @@ pub fn gateway_bin() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// The workspace's `loadtest` binary (built on demand; `LOADTEST_BIN` overrides).
+pub fn loadtest_bin() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| locate_or_build("loadtest", "LOADTEST_BIN").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 /// (target dir, profile dir name) of the running test executable, if it looks like
 /// `<target>/<profile>/deps/<exe>`.
 fn current_target_and_profile() -> Option<(PathBuf, String)> {

@@ -155,6 +155,8 @@ impl FakeUpstreamBuilder {
             body_bytes: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             last: Mutex::new(None),
+            paths: Mutex::new(HashMap::new()),
+            paused_until: Mutex::new(None),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
@@ -248,6 +250,18 @@ impl FakeUpstream {
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *lock(&self.shared.behaviour) = behaviour;
     }
+
+    /// Stalls the whole server for `d` from now, as a GC pause or a stuck disk would: every
+    /// answer due before the pause ends is sent when it ends (requests keep arriving and
+    /// are read; only answers wait).
+    pub fn pause(&self, d: Duration) {
+        *lock(&self.shared.paused_until) = Some(crate::clock::now() + d);
+    }
+
+    /// Request heads received so far for `path` (the part before any `?`).
+    pub fn requests_for(&self, path: &str) -> u64 {
+        lock(&self.shared.paths).get(path).copied().unwrap_or(0)
+    }
 }
 
 impl fmt::Debug for FakeUpstream {
@@ -308,6 +322,10 @@ struct Shared {
     /// The last request, tagged with its sequence number so a slow body does not update a
     /// later request's record.
     last: Mutex<Option<(u64, RecordedRequest)>>,
+    /// Request heads by path (without the query string).
+    paths: Mutex<HashMap<String, u64>>,
+    /// Until when answers are held back (see [`FakeUpstream::pause`]).
+    paused_until: Mutex<Option<std::time::Instant>>,
     state: Mutex<State>,
     /// Signalled when `state` changes (`stopping`, `live`).
     changed: Condvar,
@@ -364,7 +382,12 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     let mut errors = 0;
     for _ in 0..MAX_CONNECTIONS {
         let stream = match listener.accept() {
-            Ok((s, _)) => s,
+            Ok((s, _)) => {
+                // An answer is written in parts (head, body); without this, Nagle holds the
+                // body until the client's delayed ACK, 40 ms later.
+                let _ = s.set_nodelay(true);
+                s
+            }
             Err(_) if lock(&shared.state).stopping => return,
             Err(_) => {
                 errors += 1;
@@ -646,6 +669,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
             Err(why) => return conn.write(&error_answer(shared, 400, why)),
         };
         let seq = shared.requests.fetch_add(1, Ordering::SeqCst);
+        let bare = head.path.split('?').next().unwrap_or("").to_string();
+        *lock(&shared.paths).entry(bare).or_insert(0) += 1;
         *lock(&shared.last) = Some((
             seq,
             RecordedRequest {
@@ -687,6 +712,14 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
             }
         }
         let keep_alive = head.keep_alive();
+        let held = lock(&shared.paused_until)
+            .map(|until| until.saturating_duration_since(crate::clock::now()))
+            .filter(|d| !d.is_zero());
+        if let Some(d) = held {
+            if wait_until_stopping(shared, Some(d)) {
+                return Ok(());
+            }
+        }
         match behaviour {
             Behaviour::Hang => {
                 // Reading notices drop's shutdown and a client that leaves; after that, wait

@@ -1,0 +1,139 @@
+//! HTTP/1.1 connections to the target (hyper's client connections, no pool of hyper's
+//! own): opened on demand, kept alive, and shared by the open-loop requests through a
+//! [`Pool`] bounded by `max_connections`; a closed-loop worker owns one [`Connection`].
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// A request as the generator sends it.
+pub type Request = http::Request<Full<Bytes>>;
+
+/// What came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body_bytes: u64,
+}
+
+/// Why there was no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("no answer before the timeout")]
+    Timeout,
+    /// Every connection stayed busy until the request's deadline: it was never sent.
+    #[error("no free connection before the timeout (max_connections busy)")]
+    NoConnection,
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// One keep-alive HTTP/1.1 connection.
+#[derive(Debug)]
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    /// Connects (TCP_NODELAY) and runs the HTTP/1.1 handshake; the connection's I/O runs on
+    /// a task of its own until either side closes it.
+    pub async fn open(addr: SocketAddr) -> Result<Connection, SendError> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|source| SendError::Connect { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| SendError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            // An error here is the connection closing; the next send on it says so.
+            let _ = conn.await;
+        });
+        Ok(Connection { sender })
+    }
+
+    /// Sends one request and reads its whole answer (the body is counted, not kept).
+    pub async fn send(&mut self, req: Request) -> Result<Answer, SendError> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut body_bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                body_bytes += data.len() as u64;
+            }
+        }
+        Ok(Answer { status, body_bytes })
+    }
+
+    /// Whether another request may go on this connection.
+    pub fn reusable(&self) -> bool {
+        !self.sender.is_closed()
+    }
+}
+
+/// Connections shared by open-loop requests: at most `max` at once, idle ones reused.
+#[derive(Debug)]
+pub struct Pool {
+    addr: SocketAddr,
+    permits: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    pub fn new(addr: SocketAddr, max: usize) -> Pool {
+        Pool {
+            addr,
+            permits: Semaphore::new(max),
+            idle: Mutex::new(Vec::with_capacity(max)),
+        }
+    }
+
+    /// Sends `req` on a free connection, waiting for one if all `max` are busy; gives up
+    /// at `deadline` (waiting for a connection, connecting and the answer all count).
+    pub async fn send(&self, req: Request, deadline: Instant) -> Result<Answer, SendError> {
+        let permit = tokio::time::timeout_at(deadline, self.permits.acquire())
+            .await
+            .map_err(|_| SendError::NoConnection)?
+            .map_err(|_| SendError::NoConnection)?;
+        let result = tokio::time::timeout_at(deadline, async {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let mut conn = match idle {
+                Some(c) if c.reusable() => c,
+                _ => Connection::open(self.addr).await?,
+            };
+            let answer = conn.send(req).await?;
+            if conn.reusable() {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(conn);
+            }
+            Ok(answer)
+        })
+        .await
+        .unwrap_or(Err(SendError::Timeout));
+        drop(permit);
+        result
+    }
+}

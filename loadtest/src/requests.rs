@@ -1,0 +1,153 @@
+//! Turning the scenario's request templates into requests: the weighted mix and the
+//! client are drawn from a seeded RNG, `${client}`/`${token}` are filled in, and every part
+//! that has no placeholder is built once, not per request.
+
+use crate::client::Request;
+use crate::scenario::{Mix, Scenario, Template};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http_body_util::Full;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// A template's part: built once when it has no placeholder, else rendered per request.
+#[derive(Debug, Clone)]
+enum Part {
+    Fixed(Bytes),
+    PerClient(Template),
+}
+
+impl Part {
+    fn of(t: &Template) -> Part {
+        if t.is_static() {
+            let mut out = Vec::new();
+            t.render(0, "", &mut out);
+            Part::Fixed(Bytes::from(out))
+        } else {
+            Part::PerClient(t.clone())
+        }
+    }
+
+    fn bytes(&self, client: u32, token: &str) -> Bytes {
+        match self {
+            Part::Fixed(b) => b.clone(),
+            Part::PerClient(t) => {
+                let mut out = Vec::with_capacity(64);
+                t.render(client, token, &mut out);
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Prepared {
+    method: http::Method,
+    path: Part,
+    headers: Vec<(HeaderName, Part)>,
+    body: Part,
+    client: Option<u32>,
+}
+
+/// Builds the run's requests in order; deterministic for a given seed.
+#[derive(Debug)]
+pub struct Factory {
+    templates: Vec<Prepared>,
+    mix: Mix,
+    clients: u32,
+    tokens: Vec<String>,
+    base_path: String,
+    host: HeaderValue,
+    rng: SmallRng,
+}
+
+impl Factory {
+    /// The factory of an open-loop run: one sequence from the scenario's seed.
+    pub fn new(scenario: &Scenario) -> anyhow::Result<Factory> {
+        Factory::seeded(scenario, scenario.seed)
+    }
+
+    /// The factory of closed-loop worker `worker`: its own sequence, derived from the seed.
+    pub fn new_for_worker(scenario: &Scenario, worker: u64) -> anyhow::Result<Factory> {
+        let seed = scenario
+            .seed
+            .wrapping_add(worker.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        Factory::seeded(scenario, seed)
+    }
+
+    fn seeded(scenario: &Scenario, seed: u64) -> anyhow::Result<Factory> {
+        let templates = scenario
+            .requests
+            .iter()
+            .map(|r| {
+                // Scenario headers first; a request's own header of the same name wins.
+                let mut headers: Vec<(HeaderName, Part)> = scenario
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| !r.headers.iter().any(|(m, _)| m == n))
+                    .map(|(n, t)| (n.clone(), Part::of(t)))
+                    .collect();
+                headers.extend(r.headers.iter().map(|(n, t)| (n.clone(), Part::of(t))));
+                Prepared {
+                    method: r.method.clone(),
+                    path: Part::of(&r.path),
+                    headers,
+                    body: Part::of(&r.body),
+                    client: r.client,
+                }
+            })
+            .collect();
+        Ok(Factory {
+            templates,
+            mix: scenario.mix(),
+            clients: scenario.clients.get(),
+            tokens: scenario.tokens.clone(),
+            base_path: scenario.target.base_path.clone(),
+            host: HeaderValue::from_str(&scenario.target.authority)?,
+            rng: SmallRng::seed_from_u64(seed),
+        })
+    }
+
+    /// The next request of the mix, for the next client.
+    pub fn next_request(&mut self) -> Request {
+        let i = self.mix.pick(self.rng.random());
+        let t = &self.templates[i];
+        let client = t
+            .client
+            .unwrap_or_else(|| self.rng.random_range(0..self.clients.max(1)));
+        let token = if self.tokens.is_empty() {
+            ""
+        } else {
+            &self.tokens[client as usize % self.tokens.len()]
+        };
+        let path = t.path.bytes(client, token);
+        let uri = if self.base_path.is_empty() {
+            http::Uri::from_maybe_shared(path)
+        } else {
+            let mut full = Vec::with_capacity(self.base_path.len() + path.len());
+            full.extend_from_slice(self.base_path.as_bytes());
+            full.extend_from_slice(&path);
+            http::Uri::from_maybe_shared(Bytes::from(full))
+        };
+        let body = t.body.bytes(client, token);
+        let mut builder = http::Request::builder()
+            .method(t.method.clone())
+            .uri(uri.unwrap_or_else(|_| http::Uri::from_static("/")))
+            .header(HOST, self.host.clone());
+        let mut typed = false;
+        for (name, value) in &t.headers {
+            typed |= name == CONTENT_TYPE;
+            if let Ok(v) = HeaderValue::from_maybe_shared(value.bytes(client, token)) {
+                builder = builder.header(name, v);
+            }
+        }
+        if !body.is_empty() && !typed {
+            builder = builder.header(CONTENT_TYPE, "application/octet-stream");
+        }
+        // Every part was checked when the scenario compiled; a request that still does not
+        // build becomes an empty GET rather than stopping the run.
+        builder
+            .body(Full::new(body))
+            .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())))
+    }
+}
