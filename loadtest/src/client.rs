@@ -6,8 +6,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::Poll;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -43,43 +47,89 @@ pub enum SendError {
     Http(#[from] hyper::Error),
 }
 
+/// hyper's side of a connection: the future that does its I/O.
+type Driver = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
 /// One keep-alive HTTP/1.1 connection.
 #[derive(Debug)]
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
+    /// The connection's I/O when this connection drives it itself (one owner, one task);
+    /// `None` when it runs on a task of its own (shared connections).
+    driver: Option<Pin<Box<Driver>>>,
+}
+
+async fn handshake(addr: SocketAddr) -> Result<(SendRequest<Full<Bytes>>, Driver), SendError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| SendError::Connect { addr, source })?;
+    let _ = stream.set_nodelay(true);
+    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| SendError::Handshake { addr, source })
 }
 
 impl Connection {
     /// Connects (TCP_NODELAY) and runs the HTTP/1.1 handshake; the connection's I/O runs on
-    /// a task of its own until either side closes it.
+    /// a task of its own until either side closes it, so any task may send on it.
     pub async fn open(addr: SocketAddr) -> Result<Connection, SendError> {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|source| SendError::Connect { addr, source })?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| SendError::Handshake { addr, source })?;
+        let (sender, conn) = handshake(addr).await?;
         tokio::spawn(async move {
             // An error here is the connection closing; the next send on it says so.
             let _ = conn.await;
         });
-        Ok(Connection { sender })
+        Ok(Connection {
+            sender,
+            driver: None,
+        })
+    }
+
+    /// Like [`Connection::open`], but the I/O is driven by whoever sends on it: for a
+    /// connection with one owner (a closed-loop worker), this saves a task switch each way
+    /// per request (measured: about a tenth of the generator's time per request).
+    pub async fn open_owned(addr: SocketAddr) -> Result<Connection, SendError> {
+        let (sender, conn) = handshake(addr).await?;
+        Ok(Connection {
+            sender,
+            driver: Some(Box::pin(conn)),
+        })
     }
 
     /// Sends one request and reads its whole answer (the body is counted, not kept).
     pub async fn send(&mut self, req: Request) -> Result<Answer, SendError> {
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut body_bytes = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame?.data_ref() {
-                body_bytes += data.len() as u64;
+        let sender = &mut self.sender;
+        let work = async move {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut body_bytes = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Some(data) = frame?.data_ref() {
+                    body_bytes += data.len() as u64;
+                }
             }
-        }
-        Ok(Answer { status, body_bytes })
+            Ok(Answer { status, body_bytes })
+        };
+        let Some(driver) = self.driver.as_mut() else {
+            return work.await;
+        };
+        let mut work = std::pin::pin!(work);
+        let mut driver_done = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = work.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if !driver_done {
+                if let Poll::Ready(_closed) = driver.as_mut().poll(cx) {
+                    // The connection ended; the request's side sees it as an error now.
+                    driver_done = true;
+                    return work.as_mut().poll(cx);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Whether another request may go on this connection.

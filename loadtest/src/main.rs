@@ -8,6 +8,10 @@ use loadtest::engine::{self, RunOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// As in the gateway: mimalloc without transparent huge pages (see docs/architecture.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Open-loop HTTP load from YAML scenarios, with honest latencies and SLO verdicts.
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version)]

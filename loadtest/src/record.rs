@@ -138,8 +138,6 @@ struct SecondTally {
 pub struct Recorder {
     stages: Vec<Tally>,
     seconds: Vec<SecondTally>,
-    /// Every answer so far, warm-up included: the live progress line reads it.
-    live: Tally,
     late: u64,
     max_lag: Duration,
     dropped: u64,
@@ -150,7 +148,6 @@ impl Recorder {
         Recorder {
             stages: (0..stages).map(|_| Tally::new(3)).collect(),
             seconds: Vec::new(),
-            live: Tally::new(2),
             late: 0,
             max_lag: Duration::ZERO,
             dropped: 0,
@@ -175,7 +172,6 @@ impl Recorder {
         if let Some(s) = self.stages.get_mut(stage) {
             s.requests += 1;
         }
-        self.live.requests += 1;
         self.second(at).sent += 1;
     }
 
@@ -197,20 +193,39 @@ impl Recorder {
         if let Some(s) = self.stages.get_mut(stage) {
             s.answer(outcome, latency);
         }
-        self.live.answer(outcome, latency);
         self.second(done_at).tally.answer(outcome, latency);
     }
 
-    /// (answers so far, p99 so far in ms, errors so far: 5xx and transport, 429s so far).
+    /// A closed-loop request, sent at `at` and ended at `done_at`: [`Recorder::due`] and
+    /// [`Recorder::answer`] under one lock.
+    pub fn sent_and_answered(
+        &mut self,
+        stage: usize,
+        at: Duration,
+        outcome: Outcome,
+        latency: Duration,
+        done_at: Duration,
+    ) {
+        self.due(stage, at);
+        self.answer(stage, outcome, latency, done_at);
+    }
+
+    /// (answers so far, p99 so far in ms, errors so far: 5xx and transport, 429s so far),
+    /// warm-up included; merged from the stages when the progress line asks (4 times a
+    /// second), not kept apart on every answer.
     pub fn live(&self) -> (u64, f64, u64, u64) {
-        let answered = self.live.status.values().sum::<u64>() + self.live.transport;
-        let p99 = if self.live.latency.is_empty() {
+        let mut all = Tally::new(2);
+        for s in &self.stages {
+            all.merge(s);
+        }
+        let answered = all.status.values().sum::<u64>() + all.transport;
+        let p99 = if all.latency.is_empty() {
             0.0
         } else {
-            ms(self.live.latency.value_at_quantile(0.99))
+            ms(all.latency.value_at_quantile(0.99))
         };
-        let errors = self.live.count(|s| s >= 500) + self.live.transport;
-        (answered, p99, errors, self.live.count(|s| s == 429))
+        let errors = all.count(|s| s >= 500) + all.transport;
+        (answered, p99, errors, all.count(|s| s == 429))
     }
 
     pub fn late(&self) -> u64 {

@@ -43,10 +43,27 @@ impl Part {
 #[derive(Debug, Clone)]
 struct Prepared {
     method: http::Method,
+    /// The whole request target, parsed once, when the path has no placeholder.
+    uri: Option<http::Uri>,
     path: Part,
     headers: Vec<(HeaderName, Part)>,
     body: Part,
     client: Option<u32>,
+}
+
+/// The request target: the scenario's base path, then the request's path. Both were checked
+/// when the scenario compiled, and a client number or token only adds characters a path
+/// may hold; `/` stands in should one not parse.
+fn target_uri(base_path: &str, path: &[u8]) -> http::Uri {
+    let uri = if base_path.is_empty() {
+        http::Uri::from_maybe_shared(Bytes::copy_from_slice(path))
+    } else {
+        let mut full = Vec::with_capacity(base_path.len() + path.len());
+        full.extend_from_slice(base_path.as_bytes());
+        full.extend_from_slice(path);
+        http::Uri::from_maybe_shared(Bytes::from(full))
+    };
+    uri.unwrap_or_else(|_| http::Uri::from_static("/"))
 }
 
 /// Builds the run's requests in order; deterministic for a given seed.
@@ -88,9 +105,15 @@ impl Factory {
                     .map(|(n, t)| (n.clone(), Part::of(t)))
                     .collect();
                 headers.extend(r.headers.iter().map(|(n, t)| (n.clone(), Part::of(t))));
+                let path = Part::of(&r.path);
+                let uri = match &path {
+                    Part::Fixed(p) => Some(target_uri(&scenario.target.base_path, p)),
+                    Part::PerClient(_) => None,
+                };
                 Prepared {
                     method: r.method.clone(),
-                    path: Part::of(&r.path),
+                    uri,
+                    path,
                     headers,
                     body: Part::of(&r.body),
                     client: r.client,
@@ -120,19 +143,14 @@ impl Factory {
         } else {
             &self.tokens[client as usize % self.tokens.len()]
         };
-        let path = t.path.bytes(client, token);
-        let uri = if self.base_path.is_empty() {
-            http::Uri::from_maybe_shared(path)
-        } else {
-            let mut full = Vec::with_capacity(self.base_path.len() + path.len());
-            full.extend_from_slice(self.base_path.as_bytes());
-            full.extend_from_slice(&path);
-            http::Uri::from_maybe_shared(Bytes::from(full))
+        let uri = match &t.uri {
+            Some(u) => u.clone(),
+            None => target_uri(&self.base_path, &t.path.bytes(client, token)),
         };
         let body = t.body.bytes(client, token);
         let mut builder = http::Request::builder()
             .method(t.method.clone())
-            .uri(uri.unwrap_or_else(|_| http::Uri::from_static("/")))
+            .uri(uri)
             .header(HOST, self.host.clone());
         let mut typed = false;
         for (name, value) in &t.headers {

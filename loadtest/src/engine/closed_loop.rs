@@ -63,12 +63,11 @@ pub async fn run(
                 }
                 let at = sent.saturating_duration_since(start);
                 let stage = boundaries.iter().rposition(|b| *b <= at).unwrap_or(0);
-                with(&rec, |r| r.due(stage, at));
                 let req = factory.next_request();
                 let result = tokio::time::timeout(timeout, async {
                     let c = match conn.take() {
                         Some(c) if c.reusable() => c,
-                        _ => Connection::open(addr).await?,
+                        _ => Connection::open_owned(addr).await?,
                     };
                     let mut c = c;
                     let answer = c.send(req).await?;
@@ -84,13 +83,9 @@ pub async fn run(
                     }
                     Err(_) => Outcome::Transport,
                 };
+                let done_at = done.saturating_duration_since(start);
                 with(&rec, |r| {
-                    r.answer(
-                        stage,
-                        outcome,
-                        done - sent,
-                        done.saturating_duration_since(start),
-                    )
+                    r.sent_and_answered(stage, at, outcome, done - sent, done_at)
                 });
                 if matches!(outcome, Outcome::Transport) {
                     // A refused connection answers at once: do not spin on it.
