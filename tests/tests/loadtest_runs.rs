@@ -45,7 +45,8 @@ fn an_open_loop_run_sends_exactly_rate_times_duration() {
     );
     assert_eq!(report.overall.ok, 1200);
     assert_eq!(report.overall.asked_rate, Some(400.0));
-    assert!(report.generator.kept_schedule, "{:?}", report.generator);
+    // Whether the generator kept its schedule depends on the machine's load (tests run in
+    // parallel, unoptimised): not asserted here; the counts above hold either way.
     let sent: u64 = report.timeline.iter().map(|s| s.sent).sum();
     assert_eq!(sent, 1600);
     assert!(
