@@ -102,6 +102,18 @@ Write and query through the gateway:
 Edit policies/*.yaml and save: the gateway reloads by itself. Ctrl-C stops everything.
 EOF
 
-# Runs until Ctrl-C (the trap above stops everything), or until a process ends by itself.
-wait -n "${pids[@]}" || true
-die "a process of the pool or the gateway ended by itself: see the logs in $DATA/"
+# Runs until Ctrl-C (the trap above stops everything) or until the gateway ends. A node that
+# ends (a chaos scenario kills one, see loadtest/scenarios/failover.yaml) leaves the rest
+# running; the line printed says how to bring it back.
+reported=()
+while kill -0 "$gw" 2>/dev/null; do
+  wait -n "${pids[@]}" 2>/dev/null || true
+  for i in 0 1 2; do
+    if [ -z "${reported[$i]:-}" ] && ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      reported[$i]=1
+      say "node n$i ended (see $DATA/n$i.log); the pool serves on without it. To bring it back:"
+      say "  target/release/tsdb-backend --listen 127.0.0.1:${NODES[$i]} --data-dir $DATA/n$i --node-id n$i --peers $(for j in 0 1 2; do [ "$j" = "$i" ] || printf 'http://127.0.0.1:%s,' "${NODES[$j]}"; done | sed 's/,$//') &"
+    fi
+  done
+done
+die "the gateway ended by itself: see $DATA/gateway.log"
