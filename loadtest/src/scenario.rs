@@ -253,7 +253,7 @@ impl Scenario {
 /// process environment.
 pub fn load(path: &Path, set: &[(String, String)]) -> Result<Scenario, ScenarioErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ScenarioErrors(vec![ScenarioError {
+        operator_config::ConfigErrors(vec![ScenarioError {
             file: path.to_path_buf(),
             line: 0,
             column: 0,
@@ -291,7 +291,7 @@ pub fn parse_str(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Scenario, ScenarioErrors> {
     let yaml = vars::substitute(text, set, env).map_err(|errors| {
-        ScenarioErrors(
+        operator_config::ConfigErrors(
             errors
                 .into_iter()
                 .map(|e| ScenarioError {
@@ -306,7 +306,7 @@ pub fn parse_str(
     })?;
     let raw: RawScenario = serde_saphyr::from_str(&yaml).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        ScenarioErrors(vec![ScenarioError {
+        operator_config::ConfigErrors(vec![ScenarioError {
             file: origin.to_path_buf(),
             line,
             column,
