@@ -34,6 +34,20 @@ pub struct Listener {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates (mTLS), when the listener asks for them.
+    pub client: Option<ClientAuth>,
+}
+
+/// Which client certificates a TLS listener accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM bundle of the accepted CAs.
+    pub ca: PathBuf,
+    /// Without a valid certificate the handshake fails (`required`), or the connection goes
+    /// on without an identity (`optional`).
+    pub required: bool,
+    /// Revocation lists (PEM or DER), re-read with the CA bundle when they change.
+    pub crl: Option<PathBuf>,
 }
 
 /// The static configuration: listeners, admin port, where the policies are.
@@ -114,15 +128,51 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
     let base = origin.parent().unwrap_or(Path::new("."));
     let mut listeners = Vec::new();
     for (i, l) in raw.listeners.iter().enumerate() {
+        let tls = l.tls.as_ref().map(|t| {
+            let required = match t.client_auth.as_ref().map(|c| c.value.as_str()) {
+                None | Some("required") => true,
+                Some("optional") => false,
+                Some(other) => {
+                    if let Some(c) = &t.client_auth {
+                        at(
+                            c.referenced.line(),
+                            c.referenced.column(),
+                            format!("listeners[{i}].tls.client_auth"),
+                            format!("{other:?}: expected required or optional"),
+                        );
+                    }
+                    true
+                }
+            };
+            let client = match (&t.client_ca, &t.client_auth, &t.crl) {
+                (Some(ca), _, crl) => Some(ClientAuth {
+                    ca: base.join(&ca.value),
+                    required,
+                    crl: crl.as_ref().map(|c| base.join(&c.value)),
+                }),
+                (None, Some(c), _) | (None, None, Some(c)) => {
+                    at(
+                        c.referenced.line(),
+                        c.referenced.column(),
+                        format!("listeners[{i}].tls"),
+                        "client_auth and crl need a client_ca".into(),
+                    );
+                    None
+                }
+                (None, None, None) => None,
+            };
+            TlsFiles {
+                cert: base.join(&t.cert.value),
+                key: base.join(&t.key.value),
+                client,
+            }
+        });
         match l.address.value.parse::<SocketAddr>() {
             Ok(address) => listeners.push(Listener {
                 name: l.name.value.clone(),
                 address,
-                tls: l.tls.as_ref().map(|t| TlsFiles {
-                    cert: base.join(&t.cert.value),
-                    key: base.join(&t.key.value),
-                }),
-                http2: l.http2.as_ref().map_or(l.tls.is_some(), |h| h.value),
+                http2: l.http2.as_ref().map_or(tls.is_some(), |h| h.value),
+                tls,
             }),
             Err(_) => at(
                 l.address.referenced.line(),

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod balance;
 pub mod clock;

@@ -97,7 +97,11 @@ fn check(config: &Path) -> ExitCode {
         eprintln!("{}: {e:#}", config.display());
         ok = false;
     }
-    match gateway::config::load_policy(&bootstrap.policies) {
+    let policy = gateway::config::load_policy(&bootstrap.policies).and_then(|p| {
+        // Key sets load as they would in service: a missing or empty JWKS is an error here.
+        gateway::auth::AuthRegistry::default().build(&p).map(|_| p)
+    });
+    match policy {
         Ok(p) if ok => {
             println!(
                 "{}: ok ({} listener(s), {} pool(s), {} route(s), policy {})",

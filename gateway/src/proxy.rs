@@ -2,24 +2,29 @@
 //! the concern that owns it. Per-request state lives in `RequestCtx` only.
 //!
 //! ```text
-//! request_filter           take the snapshot, assign the request id, match the route (404)
+//! request_filter           take the snapshot, assign the request id, match the route (404),
+//!                          authenticate (401) and authorize (403)
 //! upstream_peer            pick a healthy backend of the route's pool, not one tried (503)
 //! fail_to_connect          connect failure: retry on another backend while attempts remain
 //! error_while_proxy        reset before any response byte: retry an idempotent request
-//! upstream_request_filter  X-Request-Id, X-Forwarded-For and -Proto to the backend
+//! upstream_request_filter  X-Request-Id, X-Forwarded-For and -Proto, X-Gateway-Identity,
+//!                          -Tenant and -Auth to the backend
 //! upstream_response_filter the answer has begun: no retry from here on
 //! response_filter          X-Request-Id back to the client
 //! fail_to_proxy            upstream errors as JSON: 502, 503, 504
 //! logging                  count the answer and its latency
 //! ```
 
+use crate::auth;
+use crate::auth::identity::Identity;
+use crate::auth::mtls::PeerCert;
 use crate::backend::InFlight;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::policy::Route;
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::request_id;
-use crate::respond::json_error;
+use crate::respond::{json_error, json_error_with};
 use crate::runtime::{PoolState, Snapshot};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
 use arc_swap::ArcSwap;
@@ -32,7 +37,7 @@ use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 /// The gateway's proxy service: reads the current snapshot per request.
 #[derive(Debug)]
@@ -58,6 +63,8 @@ pub struct RequestCtx {
     upstream: Option<InFlight>,
     /// Set once the backend's answer began: from then on nothing may be retried.
     response_started: bool,
+    /// Who is calling, when the route authenticates.
+    identity: Option<Identity>,
 }
 
 impl RequestCtx {
@@ -108,26 +115,53 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             upstream: None,
             response_started: false,
+            identity: None,
         }
     }
 
-    /// Route match: one snapshot for the whole request; no route is a 404.
+    /// Route match (404), then authentication (401) and authorization (403): one snapshot
+    /// for the whole request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.snapshot.load_full();
+        auth::strip_client_headers(session.req_header_mut());
         let req = session.req_header();
         ctx.request_id = request_id::of(req);
         let route = snapshot
             .policy
             .route_index(host_of(req), req.uri.path(), req.method.as_str());
-        match route {
-            Some(i) => {
-                ctx.route = Some(i);
-                ctx.snapshot = Some(snapshot);
+        let Some(i) = route else {
+            let message = format!("no route for {} {}", req.method, req.uri.path());
+            json_error(session, 404, &message, &ctx.request_id).await;
+            return Ok(true);
+        };
+        ctx.route = Some(i);
+        ctx.snapshot = Some(snapshot.clone());
+        let Some(rule) = snapshot.policy.routes.get(i).and_then(|r| r.auth.as_ref()) else {
+            return Ok(false);
+        };
+        let peer = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|s| s.extension.get::<PeerCert>());
+        let creds = auth::credentials(session.req_header(), peer);
+        let now_unix = wall_now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match auth::check(rule, &snapshot.auth, creds, now_unix, SystemClock.now()).await {
+            Ok(id) => {
+                ctx.identity = Some(id);
                 Ok(false)
             }
-            None => {
-                let message = format!("no route for {} {}", req.method, req.uri.path());
-                json_error(session, 404, &message, &ctx.request_id).await;
+            Err(e) => {
+                let (code, challenge) = e.challenge();
+                json_error_with(
+                    session,
+                    code,
+                    &e.message(),
+                    &ctx.request_id,
+                    Some(challenge),
+                )
+                .await;
                 Ok(true)
             }
         }
@@ -241,6 +275,18 @@ impl ProxyHttp for Gateway {
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         upstream.insert_header(forwarded::PROTO, forwarded::proto_value(tls))?;
+        if let Some(id) = &ctx.identity {
+            for (name, value) in auth::backend_headers(id) {
+                if let Some(v) = value {
+                    upstream.insert_header(
+                        name,
+                        HeaderValue::from_bytes(v.as_bytes()).map_err(|_| {
+                            Error::explain(ErrorType::InternalError, "identity header value")
+                        })?,
+                    )?;
+                }
+            }
+        }
         Ok(())
     }
 

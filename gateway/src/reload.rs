@@ -4,6 +4,7 @@
 
 pub mod watch;
 
+use crate::auth::AuthRegistry;
 use crate::backend::Registry;
 use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
@@ -23,6 +24,8 @@ pub struct Reloader {
     pub policies: PathBuf,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub registry: Registry,
+    /// JWT verifiers kept across reloads of an unchanged authenticator.
+    pub auth: AuthRegistry,
     /// One checker per checked (pool, backend).
     checkers: Mutex<HashMap<(String, SocketAddr), Checker>>,
     /// The last reload's errors, empty after a good one.
@@ -37,11 +40,19 @@ impl Reloader {
     pub fn start(policies: PathBuf, metrics: Arc<Metrics>) -> Result<Arc<Reloader>, ConfigErrors> {
         let policy = config::load_policy(&policies)?;
         let registry = Registry::default();
-        let snapshot = Arc::new(ArcSwap::new(Snapshot::new(policy, 1, &registry)));
+        let auth = AuthRegistry::default();
+        let authenticators = auth.build(&policy)?;
+        let snapshot = Arc::new(ArcSwap::new(Snapshot::with_auth(
+            policy,
+            1,
+            &registry,
+            authenticators,
+        )));
         let r = Arc::new(Reloader {
             policies,
             snapshot,
             registry,
+            auth,
             checkers: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
             metrics,
@@ -54,12 +65,18 @@ impl Reloader {
     /// Reads the policies again; swaps them in if every file is valid.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let _one_at_a_time = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        match config::load_policy(&self.policies) {
-            Ok(policy) => {
+        let loaded =
+            config::load_policy(&self.policies).and_then(|p| self.auth.build(&p).map(|a| (p, a)));
+        match loaded {
+            Ok((policy, authenticators)) => {
                 let version = self.snapshot.load().version + 1;
                 let digest = policy.digest.clone();
-                self.snapshot
-                    .store(Snapshot::new(policy, version, &self.registry));
+                self.snapshot.store(Snapshot::with_auth(
+                    policy,
+                    version,
+                    &self.registry,
+                    authenticators,
+                ));
                 self.reconcile_checkers();
                 *self
                     .last_error

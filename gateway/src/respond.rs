@@ -17,8 +17,19 @@ pub async fn json_error(
     message: &str,
     request_id: &HeaderValue,
 ) -> bool {
+    json_error_with(session, code, message, request_id, None).await
+}
+
+/// [`json_error`] with a `WWW-Authenticate` challenge (RFC 6750).
+pub async fn json_error_with(
+    session: &mut Session,
+    code: u16,
+    message: &str,
+    request_id: &HeaderValue,
+    challenge: Option<String>,
+) -> bool {
     let body = error_body(message, request_id.to_str().unwrap_or_default());
-    let Ok(mut resp) = ResponseHeader::build(code, Some(4)) else {
+    let Ok(mut resp) = ResponseHeader::build(code, Some(5)) else {
         return false;
     };
     let ok = resp
@@ -29,7 +40,8 @@ pub async fn json_error(
             .is_ok()
         && resp
             .insert_header(crate::request_id::HEADER, request_id.clone())
-            .is_ok();
+            .is_ok()
+        && challenge.is_none_or(|c| resp.insert_header("www-authenticate", c).is_ok());
     if !ok {
         return false;
     }

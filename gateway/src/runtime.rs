@@ -1,6 +1,7 @@
 //! What the proxy reads on every request: the compiled policy and each pool's live state,
 //! swapped as one snapshot (arc-swap) so a request sees one consistent version.
 
+use crate::auth::Authenticators;
 use crate::backend::{BackendLive, Registry};
 use crate::balance::{Chooser, RoundRobin, WeightedRoundRobin};
 use crate::clock::wall_now;
@@ -57,12 +58,25 @@ pub struct Snapshot {
     /// 1 for the policy loaded at start, one more for each reload swapped in.
     pub version: u64,
     pub loaded_at: SystemTime,
+    /// The policy's authenticators, ready to check callers.
+    pub auth: Authenticators,
 }
 
 impl Snapshot {
     /// A snapshot of `policy`, with each backend's live state taken from (or added to) the
     /// registry, so it carries over from the previous snapshot.
     pub fn new(policy: Policy, version: u64, registry: &Registry) -> Arc<Snapshot> {
+        Snapshot::with_auth(policy, version, registry, Authenticators::default())
+    }
+
+    /// [`Snapshot::new`] with the authenticators built for `policy` (which may load key
+    /// sets, so the reloader builds them first and refuses the policy if they fail).
+    pub fn with_auth(
+        policy: Policy,
+        version: u64,
+        registry: &Registry,
+        auth: Authenticators,
+    ) -> Arc<Snapshot> {
         let pools = policy
             .pools
             .values()
@@ -94,6 +108,7 @@ impl Snapshot {
             pools,
             version,
             loaded_at: wall_now(),
+            auth,
         })
     }
 

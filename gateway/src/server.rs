@@ -5,12 +5,14 @@
 //! Pingora enables h2c per service, not per listener, so plaintext listeners that want h2c
 //! get a service of their own; every service runs `threads` worker threads.
 
+use crate::auth::mtls::PeerCertCallback;
+use crate::clock::SystemClock;
 use crate::config::{Bootstrap, Listener};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::shutdown::ActiveRequests;
-use crate::tls::{load_certified_key, CertStore};
+use crate::tls::ListenerTls;
 use anyhow::{anyhow, Context};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -57,30 +59,32 @@ fn server_conf(bootstrap: &Bootstrap) -> ServerConf {
     }
 }
 
-/// Every listener can be served: TLS files load, and their key matches the certificate.
-/// `gateway check` runs this too.
+/// Every listener can be served: TLS files load, keys match their certificates, client CA
+/// bundles and revocation lists parse. `gateway check` runs this too.
 pub fn check_listeners(bootstrap: &Bootstrap) -> anyhow::Result<()> {
+    pingora::tls::install_default_crypto_provider();
     for l in &bootstrap.listeners {
         if let Some(t) = &l.tls {
-            load_certified_key(&t.cert, &t.key).with_context(|| format!("listener {}", l.name))?;
+            ListenerTls::load(&l.name, t).with_context(|| format!("listener {}", l.name))?;
         }
     }
     Ok(())
 }
 
-/// TLS settings of one listener: its certificate through a swappable store, h2 by ALPN
-/// when the listener allows HTTP/2.
-fn tls_settings(l: &Listener) -> anyhow::Result<Option<TlsSettings>> {
-    let Some(t) = &l.tls else { return Ok(None) };
-    let key =
-        load_certified_key(&t.cert, &t.key).with_context(|| format!("listener {}", l.name))?;
-    let mut settings = TlsSettings::intermediate("", "")
+/// TLS settings of one listener: its certificate through a swappable store, client
+/// certificates through a swappable verifier (their names read when the handshake
+/// completes), h2 by ALPN when the listener allows HTTP/2.
+fn tls_settings(l: &Listener, tls: &ListenerTls) -> anyhow::Result<TlsSettings> {
+    let mut settings = TlsSettings::with_callbacks(Box::new(PeerCertCallback))
         .map_err(|e| anyhow!("listener {}: TLS settings: {e}", l.name))?;
-    settings.set_cert_resolver(Arc::new(CertStore::new(key)));
+    settings.set_cert_resolver(tls.certs.clone());
+    if let Some(v) = &tls.client {
+        settings.set_client_cert_verifier(v.clone());
+    }
     if l.http2 {
         settings.enable_h2();
     }
-    Ok(Some(settings))
+    Ok(settings)
 }
 
 /// Starts everything and serves until SIGTERM (drain, then exit 0) or SIGINT (at once).
@@ -91,6 +95,9 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     let reloader =
         Reloader::start(bootstrap.policies.clone(), metrics.clone()).map_err(|e| anyhow!("{e}"))?;
     let snapshot = reloader.snapshot.clone();
+    let keys = snapshot.clone();
+    crate::auth::spawn_refresher(move || keys.load().auth.clone(), Arc::new(SystemClock))
+        .context("starting the key-set refresher")?;
     if let Err(e) = crate::reload::watch::spawn(reloader.clone()) {
         tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
     }
@@ -127,6 +134,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         active: active.clone(),
     };
+    let mut watched = Vec::new();
     let (h2c, rest): (Vec<&Listener>, Vec<&Listener>) = bootstrap
         .listeners
         .iter()
@@ -144,16 +152,27 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
         for l in group {
             let addr = l.address.to_string();
             let endpoint = ListenerConfig::tcp(addr);
-            let endpoint = match tls_settings(l)? {
-                Some(settings) => endpoint
-                    .tls(settings)
-                    .l4_buffer(L4BufferSettings::default().read(TLS_READ_BUFFER)),
+            let endpoint = match &l.tls {
+                Some(files) => {
+                    let tls = Arc::new(
+                        ListenerTls::load(&l.name, files)
+                            .with_context(|| format!("listener {}", l.name))?,
+                    );
+                    let settings = tls_settings(l, &tls)?;
+                    watched.push(tls);
+                    endpoint
+                        .tls(settings)
+                        .l4_buffer(L4BufferSettings::default().read(TLS_READ_BUFFER))
+                }
                 None => endpoint.l4_buffer(L4BufferSettings::default().read(PLAIN_READ_BUFFER)),
             };
             service.add_listener(endpoint);
             tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), http2 = l.http2, "listening");
         }
         server.add_service(service);
+    }
+    if let Err(e) = crate::tls::watch(watched) {
+        tracing::warn!(error = %e, "cannot watch the TLS files; certificates and CAs are read at start only");
     }
     server.run_forever()
 }

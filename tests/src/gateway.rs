@@ -36,8 +36,20 @@ pub struct GatewayProcess {
 pub struct GatewayBuilder {
     policy: String,
     tls: bool,
+    tls_spec: Option<TlsSpec>,
     h2c: bool,
     drain_timeout: Option<String>,
+}
+
+/// A TLS listener's files, for tests that bring their own PKI (mTLS, revocation, rotation).
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    /// `required` or `optional` (the listener's default: required).
+    pub client_auth: Option<String>,
+    pub crl: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -45,6 +57,13 @@ impl GatewayBuilder {
     /// [`GatewayProcess::ca_path`]).
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Adds a TLS listener with these files instead of development certificates.
+    pub fn tls_files(mut self, spec: TlsSpec) -> Self {
+        self.tls = true;
+        self.tls_spec = Some(spec);
         self
     }
 
@@ -74,15 +93,32 @@ impl GatewayBuilder {
         std::fs::write(dir.path().join("policies/policy.yaml"), &self.policy)?;
         let mut listeners = format!("listeners:\n  - {{ name: public, address: {addr} }}\n");
         if let Some(a) = tls_addr {
-            let out = Command::new(gateway_bin()?)
-                .args(["dev-certs", "--out"])
-                .arg(dir.path().join("certs"))
-                .output()
-                .context("running gateway dev-certs")?;
-            anyhow::ensure!(out.status.success(), "gateway dev-certs: {out:?}");
-            listeners += &format!(
-                "  - {{ name: secure, address: {a}, tls: {{ cert: certs/server.pem, key: certs/server.key }} }}\n"
-            );
+            let tls = match &self.tls_spec {
+                Some(spec) => {
+                    let mut t =
+                        format!("cert: {}, key: {}", spec.cert.display(), spec.key.display());
+                    if let Some(ca) = &spec.client_ca {
+                        t += &format!(", client_ca: {}", ca.display());
+                    }
+                    if let Some(mode) = &spec.client_auth {
+                        t += &format!(", client_auth: {mode}");
+                    }
+                    if let Some(crl) = &spec.crl {
+                        t += &format!(", crl: {}", crl.display());
+                    }
+                    t
+                }
+                None => {
+                    let out = Command::new(gateway_bin()?)
+                        .args(["dev-certs", "--out"])
+                        .arg(dir.path().join("certs"))
+                        .output()
+                        .context("running gateway dev-certs")?;
+                    anyhow::ensure!(out.status.success(), "gateway dev-certs: {out:?}");
+                    "cert: certs/server.pem, key: certs/server.key".to_string()
+                }
+            };
+            listeners += &format!("  - {{ name: secure, address: {a}, tls: {{ {tls} }} }}\n");
         }
         if let Some(a) = h2c_addr {
             listeners += &format!("  - {{ name: h2c, address: {a}, http2: true }}\n");
@@ -156,6 +192,7 @@ impl GatewayProcess {
         GatewayBuilder {
             policy: policy.to_string(),
             tls: false,
+            tls_spec: None,
             h2c: false,
             drain_timeout: None,
         }

@@ -11,15 +11,23 @@
 //! - [`upstream`]: [`upstream::FakeUpstream`], a scriptable fake HTTP/1.1 backend for the gateway.
 //! - [`gateway`]: [`gateway::GatewayProcess`], the real gateway on free ports (TLS, h2c, upgrade).
 //! - [`h2`]: reqwest clients for HTTP/2 over TLS (trusting a given CA) and h2c.
+//! - [`tls_client`]: one blocking TLS connection (client certificates, the server's certificate).
+//! - [`pki`]: [`pki::Ca`], a throwaway CA issuing server and client certificates and CRLs (mTLS).
+//! - [`jwt`]: [`jwt::Key`], run-time JWT signing keys with their JWKs, and forged tokens.
+//! - [`jwks_server`]: [`jwks_server::JwksServer`], a `GET /jwks.json` endpoint whose body can change.
 
 pub mod clock;
 pub mod diff;
 pub mod gateway;
 pub mod h2;
 pub mod http;
+pub mod jwks_server;
+pub mod jwt;
+pub mod pki;
 pub mod pool;
 pub mod ports;
 pub mod process;
+pub mod tls_client;
 pub mod upstream;
 pub mod wait;
 

@@ -3,7 +3,10 @@
 
 use super::duration::parse_duration;
 use super::error::{ConfigError, ConfigErrors};
-use super::raw::{RawHealthCheck, RawPolicyFile, RawRoute};
+use super::raw::{RawAuthenticator, RawHealthCheck, RawPolicyFile, RawRoute};
+use crate::auth::jwks::JwksSource;
+use crate::auth::jwt::JwtConfig;
+use crate::auth::mtls::IdentitySource;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,6 +69,40 @@ pub struct Pool {
     pub health_check: HealthCheck,
 }
 
+/// How an authenticator checks callers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthenticatorKind {
+    Jwt(JwtConfig),
+    /// A client certificate verified by a TLS listener with a `client_ca`; the identity is
+    /// the certificate's name `source` reads, and it holds `roles` (a certificate carries
+    /// none of its own).
+    Mtls {
+        source: IdentitySource,
+        roles: Vec<String>,
+    },
+}
+
+/// A named authenticator, with where it was defined (its keys are loaded when the policy
+/// goes into service, and an error there points back at it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authenticator {
+    pub name: String,
+    pub kind: AuthenticatorKind,
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+}
+
+/// A route's access rule: who may call it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteAuth {
+    /// Authenticators tried in this order; the first that recognises the caller decides.
+    pub any_of: Vec<String>,
+    /// Roles the caller must hold, every one of them (OAuth's required scopes); empty:
+    /// any authenticated caller.
+    pub roles: Vec<String>,
+}
+
 /// Which requests a route takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
@@ -126,13 +163,16 @@ pub struct Route {
     pub request_timeout: Duration,
     /// Tries in all (the first and the retries on another backend); at least 1.
     pub attempts: NonZeroU32,
+    /// `None`: no authentication (the gateway still removes `X-Gateway-*` headers).
+    pub auth: Option<RouteAuth>,
     /// The file that defined it.
     pub file: PathBuf,
 }
 
 /// A whole, valid policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
+    pub authenticators: BTreeMap<String, Authenticator>,
     pub pools: BTreeMap<String, Pool>,
     /// In match order: the first route that matches a request takes it.
     pub routes: Vec<Route>,
@@ -218,6 +258,37 @@ const METHODS: [&str; 9] = [
 pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let mut policy = Policy::default();
+    for (file, raw) in files {
+        let mut e = Errors {
+            file,
+            out: &mut errors,
+        };
+        for (name, a) in &raw.authenticators {
+            if let Some(first) = policy.authenticators.get(name) {
+                e.at(
+                    a,
+                    format!("authenticators.{name}"),
+                    format!(
+                        "authenticator {name:?} is already defined in {}",
+                        first.file.display()
+                    ),
+                );
+                continue;
+            }
+            if let Some(kind) = authenticator(&mut e, name, a, file) {
+                policy.authenticators.insert(
+                    name.clone(),
+                    Authenticator {
+                        name: name.clone(),
+                        kind,
+                        file: file.clone(),
+                        line: a.referenced.line(),
+                        column: a.referenced.column(),
+                    },
+                );
+            }
+        }
+    }
     let mut pool_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
         let mut e = Errors {
@@ -311,7 +382,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 continue;
             }
             route_names.insert(r.name.value.clone(), file.clone());
-            if let Some(route) = route(&mut e, r, i, &policy.pools, file) {
+            if let Some(route) = route(&mut e, r, i, &policy, file) {
                 policy.routes.push(route);
             }
         }
@@ -319,6 +390,124 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     // Most specific first; equally specific routes keep their order in the files.
     policy.routes.sort_by_key(|r| r.matcher.specificity());
     errors.into_result(policy)
+}
+
+const ALGORITHMS: &str =
+    "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+
+/// Default and bounds of `max_token_bytes`.
+const DEFAULT_MAX_TOKEN_BYTES: u64 = 8 * 1024;
+
+fn authenticator(
+    e: &mut Errors<'_>,
+    name: &str,
+    a: &Spanned<RawAuthenticator>,
+    file: &Path,
+) -> Option<AuthenticatorKind> {
+    let field = |f: &str| format!("authenticators.{name}.{f}");
+    match (&a.value.jwt, &a.value.mtls) {
+        (Some(_), Some(_)) | (None, None) => {
+            e.at(
+                a,
+                format!("authenticators.{name}"),
+                "give exactly one of jwt or mtls",
+            );
+            None
+        }
+        (None, Some(m)) => {
+            let source = match m.identity.as_ref().map(|i| i.value.as_str()) {
+                None | Some("san_uri") => IdentitySource::SanUri,
+                Some("san_dns") => IdentitySource::SanDns,
+                Some("cn") => IdentitySource::Cn,
+                Some(other) => {
+                    if let Some(i) = &m.identity {
+                        e.at(
+                            i,
+                            field("mtls.identity"),
+                            format!("{other:?}: expected san_uri, san_dns or cn"),
+                        );
+                    }
+                    IdentitySource::SanUri
+                }
+            };
+            let roles = m.roles.iter().flatten().map(|r| r.value.clone()).collect();
+            Some(AuthenticatorKind::Mtls { source, roles })
+        }
+        (Some(j), None) => {
+            let jwks = match (&j.jwks_file, &j.jwks_url) {
+                (Some(f), None) => {
+                    let base = file.parent().unwrap_or(Path::new("."));
+                    JwksSource::File(base.join(&f.value))
+                }
+                (None, Some(u)) => {
+                    if !u.value.starts_with("http://") {
+                        e.at(u, field("jwt.jwks_url"), "only http:// URLs are supported");
+                    }
+                    JwksSource::Url(u.value.clone())
+                }
+                _ => {
+                    e.at(a, field("jwt"), "give exactly one of jwks_file or jwks_url");
+                    JwksSource::Url(String::new())
+                }
+            };
+            let mut algorithms = Vec::new();
+            for (k, alg) in j.algorithms.value.iter().enumerate() {
+                match alg.value.parse::<jsonwebtoken::Algorithm>() {
+                    Ok(x) if !algorithms.contains(&x) => algorithms.push(x),
+                    Ok(_) => {}
+                    Err(_) => e.at(
+                        alg,
+                        field(&format!("jwt.algorithms[{k}]")),
+                        format!("unknown algorithm {:?} (known: {ALGORITHMS})", alg.value),
+                    ),
+                }
+            }
+            if j.algorithms.value.is_empty() {
+                e.at(
+                    &j.algorithms,
+                    field("jwt.algorithms"),
+                    "list at least one algorithm",
+                );
+            }
+            let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.value.clone());
+            let max = j
+                .max_token_bytes
+                .as_ref()
+                .map_or(DEFAULT_MAX_TOKEN_BYTES, |m| {
+                    if (256..=65_536).contains(&m.value) {
+                        m.value
+                    } else {
+                        e.at(
+                            m,
+                            field("jwt.max_token_bytes"),
+                            "must be between 256 and 65536",
+                        );
+                        DEFAULT_MAX_TOKEN_BYTES
+                    }
+                });
+            Some(AuthenticatorKind::Jwt(JwtConfig {
+                source: jwks,
+                refresh: e.duration(&j.refresh, &field("jwt.refresh"), Duration::from_secs(300)),
+                algorithms,
+                issuer: text(&j.issuer),
+                audience: text(&j.audience),
+                leeway: match &j.leeway {
+                    Some(l) => match parse_duration(&l.value) {
+                        Ok(d) => d,
+                        Err(msg) => {
+                            e.at(l, field("jwt.leeway"), msg);
+                            Duration::ZERO
+                        }
+                    },
+                    None => Duration::from_secs(30),
+                },
+                identity_claim: text(&j.identity_claim).unwrap_or_else(|| "sub".into()),
+                roles_claim: text(&j.roles_claim).unwrap_or_else(|| "roles".into()),
+                tenant_claim: text(&j.tenant_claim),
+                max_token_bytes: usize::try_from(max).unwrap_or(usize::MAX),
+            }))
+        }
+    }
 }
 
 fn health_check(e: &mut Errors<'_>, raw: Option<&RawHealthCheck>, field: &str) -> HealthCheck {
@@ -364,9 +553,10 @@ fn route(
     e: &mut Errors<'_>,
     r: &RawRoute,
     i: usize,
-    pools: &BTreeMap<String, Pool>,
+    policy: &Policy,
     file: &Path,
 ) -> Option<Route> {
+    let pools = &policy.pools;
     let field = |f: &str| format!("routes[{i}].{f}");
     let m = &r.matcher;
     let path = match (&m.path, &m.path_prefix) {
@@ -430,8 +620,36 @@ fn route(
         &field("retries.attempts"),
         1,
     );
+    let auth = r.auth.as_ref().map(|a| {
+        if a.any_of.value.is_empty() {
+            e.at(
+                &a.any_of,
+                field("auth.any_of"),
+                "name at least one authenticator",
+            );
+        }
+        for (j, n) in a.any_of.value.iter().enumerate() {
+            if !policy.authenticators.contains_key(&n.value) {
+                let known: Vec<&str> = policy.authenticators.keys().map(String::as_str).collect();
+                e.at(
+                    n,
+                    field(&format!("auth.any_of[{j}]")),
+                    format!(
+                        "no authenticator named {:?} (authenticators: {})",
+                        n.value,
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        RouteAuth {
+            any_of: a.any_of.value.iter().map(|n| n.value.clone()).collect(),
+            roles: a.roles.iter().flatten().map(|r| r.value.clone()).collect(),
+        }
+    });
     Some(Route {
         name: r.name.value.clone(),
+        auth,
         matcher: Matcher {
             host: m.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
             path,

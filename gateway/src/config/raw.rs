@@ -48,6 +48,15 @@ pub struct RawListener {
 pub struct RawTls {
     pub cert: Spanned<String>,
     pub key: Spanned<String>,
+    /// PEM bundle of the CAs whose client certificates are accepted (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<Spanned<String>>,
+    /// `required` (the default with a `client_ca`) or `optional`.
+    #[serde(default)]
+    pub client_auth: Option<Spanned<String>>,
+    /// PEM or DER certificate revocation lists of those CAs.
+    #[serde(default)]
+    pub crl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,9 +70,66 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyFile {
     #[serde(default)]
+    pub authenticators: BTreeMap<String, Spanned<RawAuthenticator>>,
+    #[serde(default)]
     pub pools: BTreeMap<String, RawPool>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+/// One way callers prove who they are: exactly one of `jwt` or `mtls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthenticator {
+    #[serde(default)]
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub mtls: Option<RawMtls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    #[serde(default)]
+    pub jwks_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jwks_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub refresh: Option<Spanned<String>>,
+    pub algorithms: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub issuer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub audience: Option<Spanned<String>>,
+    #[serde(default)]
+    pub leeway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub identity_claim: Option<Spanned<String>>,
+    #[serde(default)]
+    pub roles_claim: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tenant_claim: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_token_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtls {
+    #[serde(default)]
+    pub identity: Option<Spanned<String>>,
+    /// Roles every certificate this authenticator accepts holds.
+    #[serde(default)]
+    pub roles: Option<Vec<Spanned<String>>>,
+}
+
+/// A route's access rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub any_of: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub roles: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +176,8 @@ pub struct RawRoute {
     pub timeouts: Option<RawTimeouts>,
     #[serde(default)]
     pub retries: Option<RawRetries>,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
