@@ -182,7 +182,7 @@ impl FakeUpstreamBuilder {
 /// A running fake upstream on `127.0.0.1`, serving until dropped.
 ///
 /// Every answer carries `content-length`, `x-upstream: <name>` and, if the request had one,
-/// its `x-request-id`. Under [`Behaviour::Ok`] and [`Behaviour::Slow`], path `/echo` (any
+/// its `x-request-id`. Under [`Behaviour::Ok`] and [`Behaviour::Slow`], a path ending in `/echo` (any
 /// query) is answered, once the whole body was read, with
 /// `{"method":..,"path":..,"headers":{name: value, ..},"body_len":N}` (repeated headers
 /// joined with `, `). `Expect: 100-continue` on a request with a body gets `100 Continue`.
@@ -784,7 +784,7 @@ fn answer_ok(conn: &mut Conn<'_>, head: &Head, body_len: u64, keep_alive: bool) 
     let shared = conn.shared;
     let send_body = head.method != "HEAD";
     let path_only = head.path.split('?').next().unwrap_or_default();
-    if path_only == "/echo" {
+    if path_only == "/echo" || path_only.ends_with("/echo") {
         let mut headers = serde_json::Map::new();
         for (k, v) in &head.headers {
             let joined = match headers.get(k).and_then(|old| old.as_str()) {
