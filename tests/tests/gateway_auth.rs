@@ -2,6 +2,9 @@
 //! loopback rotating its keys), the attack set, mTLS with a generated PKI (foreign CA,
 //! revocation by a reloaded CRL, a server certificate swapped on disk).
 
+// The helpers below set up test fixtures: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
