@@ -47,11 +47,66 @@ pub enum SendError {
     Http(#[from] hyper::Error),
 }
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// hyper's side of a connection: the future that does its I/O.
-type Driver = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+type Driver = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>;
+
+/// How to open TLS to an `https://` target: the CAs it may be signed by, a client
+/// certificate for mTLS, and the name to check its certificate against.
+#[derive(Clone)]
+pub struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads the CA bundle and the client certificate of a scenario's `tls`.
+    pub fn new(settings: &crate::scenario::ClientTls, host: &str) -> anyhow::Result<Tls> {
+        use anyhow::Context;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let cas = CertificateDer::pem_file_iter(&settings.ca)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("tls.ca {}", settings.ca.display()))?;
+        for ca in cas {
+            roots.add(ca)?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let mut config = match &settings.client {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .with_context(|| format!("tls.client_cert {}", cert.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .with_context(|| format!("tls.client_key {}", key.display()))?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+            name: ServerName::try_from(host.to_string())?,
+        })
+    }
+}
 
 /// One keep-alive HTTP/1.1 connection.
-#[derive(Debug)]
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     /// The connection's I/O when this connection drives it itself (one owner, one task);
@@ -59,12 +114,32 @@ pub struct Connection {
     driver: Option<Pin<Box<Driver>>>,
 }
 
-async fn handshake(addr: SocketAddr) -> Result<(SendRequest<Full<Bytes>>, Driver), SendError> {
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("owned", &self.driver.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn handshake(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+) -> Result<(SendRequest<Full<Bytes>>, Driver), SendError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| SendError::Connect { addr, source })?;
     let _ = stream.set_nodelay(true);
-    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(stream),
+        Some(t) => Box::new(
+            t.connector
+                .connect(t.name.clone(), stream)
+                .await
+                .map_err(|source| SendError::Connect { addr, source })?,
+        ),
+    };
+    hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|source| SendError::Handshake { addr, source })
 }
@@ -72,8 +147,8 @@ async fn handshake(addr: SocketAddr) -> Result<(SendRequest<Full<Bytes>>, Driver
 impl Connection {
     /// Connects (TCP_NODELAY) and runs the HTTP/1.1 handshake; the connection's I/O runs on
     /// a task of its own until either side closes it, so any task may send on it.
-    pub async fn open(addr: SocketAddr) -> Result<Connection, SendError> {
-        let (sender, conn) = handshake(addr).await?;
+    pub async fn open(addr: SocketAddr, tls: Option<&Tls>) -> Result<Connection, SendError> {
+        let (sender, conn) = handshake(addr, tls).await?;
         tokio::spawn(async move {
             // An error here is the connection closing; the next send on it says so.
             let _ = conn.await;
@@ -87,8 +162,8 @@ impl Connection {
     /// Like [`Connection::open`], but the I/O is driven by whoever sends on it: for a
     /// connection with one owner (a closed-loop worker), this saves a task switch each way
     /// per request (measured: about a tenth of the generator's time per request).
-    pub async fn open_owned(addr: SocketAddr) -> Result<Connection, SendError> {
-        let (sender, conn) = handshake(addr).await?;
+    pub async fn open_owned(addr: SocketAddr, tls: Option<&Tls>) -> Result<Connection, SendError> {
+        let (sender, conn) = handshake(addr, tls).await?;
         Ok(Connection {
             sender,
             driver: Some(Box::pin(conn)),
@@ -142,14 +217,16 @@ impl Connection {
 #[derive(Debug)]
 pub struct Pool {
     addr: SocketAddr,
+    tls: Option<Tls>,
     permits: Semaphore,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, max: usize) -> Pool {
+    pub fn new(addr: SocketAddr, max: usize, tls: Option<Tls>) -> Pool {
         Pool {
             addr,
+            tls,
             permits: Semaphore::new(max),
             idle: Mutex::new(Vec::with_capacity(max)),
         }
@@ -170,7 +247,7 @@ impl Pool {
                 .pop();
             let mut conn = match idle {
                 Some(c) if c.reusable() => c,
-                _ => Connection::open(self.addr).await?,
+                _ => Connection::open(self.addr, self.tls.as_ref()).await?,
             };
             let answer = conn.send(req).await?;
             if conn.reusable() {

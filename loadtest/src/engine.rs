@@ -64,6 +64,15 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Report> 
     runtime.block_on(run_async(scenario, options))
 }
 
+/// The TLS client of an `https://` target.
+fn tls(scenario: &Scenario) -> anyhow::Result<Option<crate::client::Tls>> {
+    scenario
+        .tls
+        .as_ref()
+        .map(|t| crate::client::Tls::new(t, &scenario.target.host))
+        .transpose()
+}
+
 async fn resolve(scenario: &Scenario) -> anyhow::Result<SocketAddr> {
     let t = &scenario.target;
     tokio::net::lookup_host((t.host.as_str(), t.port))
@@ -117,10 +126,7 @@ async fn run_async(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<
         tool_version: env!("CARGO_PKG_VERSION").into(),
         scenario_name: scenario.name.clone(),
         scenario_yaml: scenario.yaml.clone(),
-        target: format!(
-            "http://{}{}",
-            scenario.target.authority, scenario.target.base_path
-        ),
+        target: scenario.target.to_string(),
         mode,
         started_at,
         duration_s: ended.saturating_duration_since(start).as_secs_f64(),

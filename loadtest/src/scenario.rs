@@ -70,6 +70,8 @@ pub struct Scenario {
     pub yaml: String,
     /// The file it came from; relative paths in it were taken from its folder.
     pub origin: PathBuf,
+    /// TLS settings; present exactly when the target is `https://`.
+    pub tls: Option<ClientTls>,
 }
 
 /// Where requests go: plain HTTP to one host and port.
@@ -83,13 +85,24 @@ pub struct Target {
     pub base_path: String,
     /// `host[:port]` as written in the URL, for the `Host` header.
     pub authority: String,
+    /// `https://`: the connection is TLS (see [`Scenario::tls`]); the default port is 443.
+    pub https: bool,
 }
 
-/// `http://authority/base_path`.
+/// `http(s)://authority/base_path`.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.base_path)
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.base_path)
     }
+}
+
+/// How to reach an `https://` target: the CAs to trust, and a client certificate (mTLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    /// Certificate and key, PEM.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// How requests are paced.

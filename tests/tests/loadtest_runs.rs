@@ -239,3 +239,24 @@ fn validate_names_the_file_line_and_field_of_every_error_and_exits_1() {
     assert!(text.contains("bad.yaml:"), "{text}");
     assert!(text.contains("pth") || text.contains("duration"), "{text}");
 }
+
+#[test]
+fn an_https_target_is_loaded_over_tls_with_the_scenario_ca() {
+    let up = FakeUpstream::new().start().unwrap();
+    let gw = tests::gateway::GatewayProcess::builder(&tests::gateway::catch_all_policy(
+        &[up.addr],
+        "5s",
+        1,
+    ))
+    .tls()
+    .start()
+    .unwrap();
+    let port = gw.tls_addr.unwrap().port();
+    let s = scenario(&format!(
+        "name: tls\ntarget: https://localhost:{port}\ntls: {{ ca: {} }}\nstages:\n  - {{ duration: 1s, rate: 100 }}\nrequests:\n  - {{ method: GET, path: /x }}\n",
+        gw.ca_path().display()
+    ));
+    let report = engine::run(&s, &quiet()).unwrap();
+    assert_eq!(report.overall.ok, 100, "{:?}", report.overall.status);
+    assert_eq!(report.target, format!("https://localhost:{port}"));
+}

@@ -48,11 +48,12 @@ pub async fn run(
     let end = start + plans.iter().map(|p| p.duration).sum::<Duration>();
     let boundaries: Vec<Duration> = plans.iter().map(|p| p.start).collect();
     let timeout = scenario.timeout;
+    let tls = super::tls(scenario)?;
     let mut tasks = JoinSet::new();
     for worker in 0..concurrency {
         // Each worker draws its own sequence, from the scenario's seed and its number.
         let mut factory = Factory::new_for_worker(scenario, worker as u64)?;
-        let (rec, boundaries) = (rec.clone(), boundaries.clone());
+        let (rec, boundaries, tls) = (rec.clone(), boundaries.clone(), tls.clone());
         tasks.spawn(async move {
             let mut conn: Option<Connection> = None;
             tokio::time::sleep_until(start).await;
@@ -67,7 +68,7 @@ pub async fn run(
                 let result = tokio::time::timeout(timeout, async {
                     let c = match conn.take() {
                         Some(c) if c.reusable() => c,
-                        _ => Connection::open_owned(addr).await?,
+                        _ => Connection::open_owned(addr, tls.as_ref()).await?,
                     };
                     let mut c = c;
                     let answer = c.send(req).await?;

@@ -59,7 +59,8 @@ pub async fn run(
     rec: &Shared,
     options: &RunOptions,
 ) -> anyhow::Result<Instant> {
-    let pool = Arc::new(Pool::new(addr, scenario.max_connections.get()));
+    let tls = super::tls(scenario)?;
+    let pool = Arc::new(Pool::new(addr, scenario.max_connections.get(), tls));
     let mut factory = Factory::new(scenario)?;
     let timeout = scenario.timeout;
     let mut tasks = JoinSet::new();

@@ -4,6 +4,7 @@
 use super::duration::parse_duration;
 use super::error::{self, ScenarioError, ScenarioErrors};
 use super::raw::{RawHeaders, RawRequest, RawScenario, RawStage};
+use super::ClientTls;
 use super::{
     Event, Load, Mix, RequestTemplate, Scenario, Stage, Target, Template, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SEED, DEFAULT_TIMEOUT,
@@ -186,6 +187,37 @@ pub(super) fn compile(
 
     let load = compile_load(&mut e, raw);
 
+    let tls = match (&raw.tls, target.as_ref().map(|t| t.https)) {
+        (None, Some(true)) => {
+            e.at(
+                &raw.target,
+                "target",
+                "an https:// target needs tls: { ca: ... } (the CA that signed its certificate)",
+            );
+            None
+        }
+        (Some(t), Some(false)) => {
+            e.at(t, "tls", "tls is for an https:// target");
+            None
+        }
+        (Some(t), _) => {
+            let file = |v: &Spanned<String>| base.join(&v.value);
+            let client = match (&t.value.client_cert, &t.value.client_key) {
+                (Some(c), Some(k)) => Some((file(c), file(k))),
+                (None, None) => None,
+                _ => {
+                    e.at(t, "tls", "give client_cert and client_key together");
+                    None
+                }
+            };
+            Some(ClientTls {
+                ca: file(&t.value.ca),
+                client,
+            })
+        }
+        (None, _) => None,
+    };
+
     let clients = match &raw.clients {
         None => Some(NonZeroU32::MIN),
         Some(c) => e
@@ -325,6 +357,7 @@ pub(super) fn compile(
             slo,
             yaml,
             origin: origin.to_path_buf(),
+            tls,
         }),
         _ => Err(e.out),
     }
@@ -436,14 +469,16 @@ pub(super) fn parse_target(text: &str) -> Result<Target, String> {
         .trim()
         .parse()
         .map_err(|err| format!("{text:?} is not a URL: {err}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https is not supported yet: give an http:// target".into());
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme {other:?}: use http:// or https://"
+            ))
         }
-        Some(other) => return Err(format!("unsupported scheme {other:?}: use http://")),
         None => return Err(format!("{text:?} needs a scheme: http://host:port")),
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("{text:?} has no host"))?;
@@ -457,7 +492,7 @@ pub(super) fn parse_target(text: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("{text:?} has no host"));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     if port == 0 {
         return Err("port 0 cannot be connected to".into());
     }
@@ -469,6 +504,7 @@ pub(super) fn parse_target(text: &str) -> Result<Target, String> {
         port,
         base_path: uri.path().trim_end_matches('/').to_string(),
         authority: authority.as_str().to_string(),
+        https,
     })
 }
 

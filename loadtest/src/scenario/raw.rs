@@ -39,6 +39,21 @@ pub struct RawScenario {
     pub events: Vec<RawEvent>,
     #[serde(default)]
     pub slo: Vec<Spanned<String>>,
+    /// For an `https://` target.
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM bundle of the CAs that may sign the target's certificate.
+    pub ca: Spanned<String>,
+    /// A client certificate (mTLS) and its key, PEM.
+    #[serde(default)]
+    pub client_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub client_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -111,6 +111,7 @@ fn a_full_scenario_compiles_to_exact_values() {
             port: 8080,
             base_path: "/api".into(),
             authority: "127.0.0.1:8080".into(),
+            https: false,
         }
     );
     assert_eq!(s.target.to_string(), "http://127.0.0.1:8080/api");
@@ -215,6 +216,7 @@ fn a_minimal_closed_loop_scenario_gets_the_defaults() {
             port: 80,
             base_path: String::new(),
             authority: "gw.example".into(),
+            https: false,
         }
     );
     let r = &s.requests[0];
@@ -538,11 +540,12 @@ fn targets_are_plain_http_with_an_optional_port_and_base_path() {
             port: 9000,
             base_path: "/p/q".into(),
             authority: "[::1]:9000".into(),
+            https: false,
         })
     );
     assert_eq!(
-        t("https://gw:8443"),
-        Err("https is not supported yet: give an http:// target".into())
+        t("ftp://gw:8443"),
+        Err("unsupported scheme \"ftp\": use http:// or https://".into())
     );
     assert_eq!(
         t("127.0.0.1:8080"),
@@ -558,7 +561,7 @@ fn targets_are_plain_http_with_an_optional_port_and_base_path() {
     );
     assert_eq!(
         errors_of(&MINIMAL.replace("http://gw.example", "https://gw.example")),
-        ["DIR/scenario.yaml:2:9: target: https is not supported yet: give an http:// target"]
+        ["DIR/scenario.yaml:2:9: target: an https:// target needs tls: { ca: ... } (the CA that signed its certificate)"]
     );
 }
 
@@ -622,7 +625,7 @@ slo:
     assert_eq!(
         errors_of(text),
         [
-            "DIR/scenario.yaml:2:9: target: unsupported scheme \"ftp\": use http://",
+            "DIR/scenario.yaml:2:9: target: unsupported scheme \"ftp\": use http:// or https://",
             "DIR/scenario.yaml:4:17: stages[0].duration: duration \"5x\" has an unknown unit \"x\" (ms, s, m or h)",
             "DIR/scenario.yaml:5:5: stages[1]: a stage needs a rate, a ramp_to, or both",
             "DIR/scenario.yaml:7:15: requests[0].method: unknown method \"get\": expected GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE",
