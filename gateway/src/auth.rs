@@ -298,6 +298,15 @@ pub async fn check(
     authorize(rule, id)
 }
 
+/// Whether the backend should still see the request's `Authorization` header: not after a
+/// token was verified, unless its authenticator says `forward_token: true`.
+pub fn forwards_token(auths: &Authenticators, id: &Identity) -> bool {
+    match auths.get(&id.authenticator) {
+        Some(Checker::Jwt(v)) => v.config().forward_token,
+        _ => true,
+    }
+}
+
 /// Removes the identity headers a client sent (they are the gateway's to set).
 pub fn strip_client_headers(req: &mut RequestHeader) {
     for h in GATEWAY_HEADERS {

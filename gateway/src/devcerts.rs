@@ -2,17 +2,28 @@
 //! listener of the example configuration works on a fresh checkout (`gateway dev-certs`).
 //!
 //! Clients trust the CA (`curl --cacert ca.pem`); the server certificate names
-//! `localhost`, `127.0.0.1` and `::1`. Nothing here is meant for production: the CA key sits
-//! next to its certificate.
+//! `localhost`, `127.0.0.1` and `::1`; a device certificate (`device.pem`, SAN URI
+//! [`DEVICE_ID`]) is there to try mTLS with. Nothing here is meant for production: the CA
+//! key sits next to its certificate.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 
 /// The files `dev-certs` writes, by name inside its output folder.
-pub const FILES: [&str; 4] = ["ca.pem", "ca.key", "server.pem", "server.key"];
+pub const FILES: [&str; 6] = [
+    "ca.pem",
+    "ca.key",
+    "server.pem",
+    "server.key",
+    "device.pem",
+    "device.key",
+];
+
+/// The identity (SAN URI) of the development device certificate.
+pub const DEVICE_ID: &str = "spiffe://gateway.dev/device/1";
 
 /// What [`ensure`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +62,7 @@ pub fn ensure(dir: &Path) -> Result<Outcome, DevCertError> {
 }
 
 /// PEM texts in the order of [`FILES`].
-fn generate() -> Result<[String; 4], rcgen::Error> {
+fn generate() -> Result<[String; 6], rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -79,11 +90,23 @@ fn generate() -> Result<[String; 4], rcgen::Error> {
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let server_cert = server.signed_by(&server_key, &issuer)?;
+
+    let device_key = KeyPair::generate()?;
+    let mut device = CertificateParams::new(Vec::<String>::new())?;
+    device.subject_alt_names = vec![SanType::URI(DEVICE_ID.try_into()?)];
+    device
+        .distinguished_name
+        .push(DnType::CommonName, "gateway development device");
+    device.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    device.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let device_cert = device.signed_by(&device_key, &issuer)?;
     Ok([
         ca_pem,
         ca_key_pem,
         server_cert.pem(),
         server_key.serialize_pem(),
+        device_cert.pem(),
+        device_key.serialize_pem(),
     ])
 }
 

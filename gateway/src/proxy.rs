@@ -149,6 +149,11 @@ impl ProxyHttp for Gateway {
             .map_or(0, |d| d.as_secs());
         match auth::check(rule, &snapshot.auth, creds, now_unix, SystemClock.now()).await {
             Ok(id) => {
+                if !auth::forwards_token(&snapshot.auth, &id) {
+                    session
+                        .req_header_mut()
+                        .remove_header(&http::header::AUTHORIZATION);
+                }
                 ctx.identity = Some(id);
                 Ok(false)
             }

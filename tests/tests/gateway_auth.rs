@@ -129,6 +129,10 @@ fn tokens_are_answered_200_401_or_403_and_the_backend_learns_who_called() {
     assert_eq!(seen["headers"]["x-gateway-identity"], "svc-1", "{seen}");
     assert_eq!(seen["headers"]["x-gateway-tenant"], "t1");
     assert_eq!(seen["headers"]["x-gateway-auth"], "jwt");
+    assert!(
+        seen["headers"]["authorization"].is_null(),
+        "a verified token is not passed on: {seen}"
+    );
 
     let wrong_role = get(&gw, "/w/echo", &[("authorization", &auth)]);
     assert_eq!(wrong_role.status, 403, "{}", wrong_role.body);

@@ -75,6 +75,10 @@ pub struct JwtConfig {
     pub roles_claim: String,
     pub tenant_claim: Option<String>,
     pub max_token_bytes: usize,
+    /// Keep the `Authorization` header for the backend (default: removed once verified,
+    /// as Envoy's `forward: false`: the backend gets the identity headers, not a token it
+    /// could replay).
+    pub forward_token: bool,
 }
 
 impl JwtConfig {
@@ -92,6 +96,7 @@ impl JwtConfig {
             roles_claim: "roles".to_owned(),
             tenant_claim: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            forward_token: false,
         }
     }
 }

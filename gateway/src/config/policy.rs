@@ -505,6 +505,7 @@ fn authenticator(
                 roles_claim: text(&j.roles_claim).unwrap_or_else(|| "roles".into()),
                 tenant_claim: text(&j.tenant_claim),
                 max_token_bytes: usize::try_from(max).unwrap_or(usize::MAX),
+                forward_token: j.forward_token.as_ref().is_some_and(|f| f.value),
             }))
         }
     }

@@ -111,6 +111,8 @@ pub struct RawJwt {
     pub tenant_claim: Option<Spanned<String>>,
     #[serde(default)]
     pub max_token_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub forward_token: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
