@@ -95,6 +95,8 @@ async fn run_async(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<
         } => (closed_loop::plans(*duration, *warmup), Mode::Closed, None),
     };
     let rec: Shared = Arc::new(Mutex::new(Recorder::new(plans.len())));
+    let warmup: Vec<bool> = plans.iter().map(|p| p.warmup).collect();
+    with(&rec, |r| r.set_warmup(&warmup));
     let length: Duration = plans.iter().map(|p| p.duration).sum();
     // A short lead so the first requests are not due before the loop is running.
     let start = clock::now() + Duration::from_millis(20);
@@ -120,6 +122,20 @@ async fn run_async(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<
         threads: options.threads.max(1),
     };
     let slo = crate::slo::judge_all(&scenario.slo, &overall);
+    let measured: Duration = plans.iter().filter(|p| !p.warmup).map(|p| p.duration).sum();
+    let requests = with(&rec, |r| r.templates(scenario.requests.len(), measured))
+        .into_iter()
+        .enumerate()
+        .map(|(index, summary)| {
+            let t = &scenario.requests[index];
+            crate::report::RequestReport {
+                index,
+                label: format!("{} {}", t.method, t.path),
+                client: t.client,
+                summary,
+            }
+        })
+        .collect();
     Ok(Report {
         format: FORMAT,
         tool: "loadtest".into(),
@@ -136,5 +152,6 @@ async fn run_async(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<
         slo,
         generator,
         events,
+        requests,
     })
 }

@@ -210,6 +210,22 @@ fn summary_table(out: &mut String, report: &Report) {
     for stage in &report.stages {
         stage_row(out, stage);
     }
+    // With more than one kind of request, each one apart (a pinned noisy client, writes
+    // against queries).
+    if report.requests.len() > 1 {
+        for r in &report.requests {
+            let pinned = r
+                .client
+                .map(|c| format!(" <span class=\"badge\">client {c}</span>"))
+                .unwrap_or_default();
+            let name = format!(
+                "request {}: <code>{}</code>{pinned}",
+                r.index + 1,
+                escape(&r.label)
+            );
+            summary_row(out, "stage", &name, &r.summary);
+        }
+    }
     out.push_str("</tbody></table></div>\n</section>\n");
 }
 

@@ -137,6 +137,9 @@ struct SecondTally {
 #[derive(Debug)]
 pub struct Recorder {
     stages: Vec<Tally>,
+    /// Per request template, warm-up stages left out (set by [`Recorder::set_warmup`]).
+    templates: Vec<Tally>,
+    warmup: Vec<bool>,
     seconds: Vec<SecondTally>,
     late: u64,
     max_lag: Duration,
@@ -147,6 +150,8 @@ impl Recorder {
     pub fn new(stages: usize) -> Recorder {
         Recorder {
             stages: (0..stages).map(|_| Tally::new(3)).collect(),
+            templates: Vec::new(),
+            warmup: vec![false; stages],
             seconds: Vec::new(),
             late: 0,
             max_lag: Duration::ZERO,
@@ -167,10 +172,28 @@ impl Recorder {
         &mut self.seconds[t]
     }
 
-    /// A request fell due (open loop) or was sent (closed loop) at `at` from the start.
-    pub fn due(&mut self, stage: usize, at: Duration) {
+    /// Which stages are warm-up (their requests stay out of the per-template figures).
+    pub fn set_warmup(&mut self, warmup: &[bool]) {
+        self.warmup = warmup.to_vec();
+    }
+
+    fn template(&mut self, stage: usize, template: usize) -> Option<&mut Tally> {
+        if self.warmup.get(stage).copied().unwrap_or(false) {
+            return None;
+        }
+        while self.templates.len() <= template {
+            self.templates.push(Tally::new(3));
+        }
+        self.templates.get_mut(template)
+    }
+
+    /// A request of `template` fell due (open loop) or was sent (closed loop) at `at`.
+    pub fn due(&mut self, stage: usize, template: usize, at: Duration) {
         if let Some(s) = self.stages.get_mut(stage) {
             s.requests += 1;
+        }
+        if let Some(t) = self.template(stage, template) {
+            t.requests += 1;
         }
         self.second(at).sent += 1;
     }
@@ -189,9 +212,19 @@ impl Recorder {
     }
 
     /// A request of `stage` ended at `done_at` (from the start), `latency` after it was due.
-    pub fn answer(&mut self, stage: usize, outcome: Outcome, latency: Duration, done_at: Duration) {
+    pub fn answer(
+        &mut self,
+        stage: usize,
+        template: usize,
+        outcome: Outcome,
+        latency: Duration,
+        done_at: Duration,
+    ) {
         if let Some(s) = self.stages.get_mut(stage) {
             s.answer(outcome, latency);
+        }
+        if let Some(t) = self.template(stage, template) {
+            t.answer(outcome, latency);
         }
         self.second(done_at).tally.answer(outcome, latency);
     }
@@ -201,13 +234,27 @@ impl Recorder {
     pub fn sent_and_answered(
         &mut self,
         stage: usize,
+        template: usize,
         at: Duration,
         outcome: Outcome,
         latency: Duration,
         done_at: Duration,
     ) {
-        self.due(stage, at);
-        self.answer(stage, outcome, latency, done_at);
+        self.due(stage, template, at);
+        self.answer(stage, template, outcome, latency, done_at);
+    }
+
+    /// Each request template's figures over the stages that are not warm-up, in template
+    /// order (templates never drawn are empty).
+    pub fn templates(&self, count: usize, duration: Duration) -> Vec<Summary> {
+        (0..count)
+            .map(|i| {
+                self.templates
+                    .get(i)
+                    .map(|t| t.summary(duration, None))
+                    .unwrap_or_else(|| Tally::new(3).summary(duration, None))
+            })
+            .collect()
     }
 
     /// (answers so far, p99 so far in ms, errors so far: 5xx and transport, 429s so far),
@@ -325,8 +372,8 @@ mod tests {
     fn statuses_are_counted_apart_and_the_warm_up_stays_out_of_the_overall_figures() {
         let mut r = Recorder::new(2);
         let ms = Duration::from_millis;
-        r.due(0, ms(0));
-        r.answer(0, Outcome::Status(200), ms(100), ms(100));
+        r.due(0, 0, ms(0));
+        r.answer(0, 0, Outcome::Status(200), ms(100), ms(100));
         for (i, outcome) in [
             Outcome::Status(200),
             Outcome::Status(200),
@@ -339,8 +386,8 @@ mod tests {
         .enumerate()
         {
             let at = ms(1000 + 100 * i as u64);
-            r.due(1, at);
-            r.answer(1, outcome, ms(5), at + ms(5));
+            r.due(1, 0, at);
+            r.answer(1, 0, outcome, ms(5), at + ms(5));
         }
         let plans = [
             plan("1s at 1/s", true, 0, 1, 1),

@@ -36,6 +36,22 @@ pub struct Report {
     pub slo: Vec<SloVerdict>,
     pub generator: GeneratorHealth,
     pub events: Vec<EventRecord>,
+    /// Each request template of the mix, warm-up stages left out: how one kind of request
+    /// (or one pinned client, such as a noisy neighbour) fared against the others.
+    #[serde(default)]
+    pub requests: Vec<RequestReport>,
+}
+
+/// One request template's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestReport {
+    /// Position in the scenario's `requests`.
+    pub index: usize,
+    /// `METHOD path` as written (placeholders kept).
+    pub label: String,
+    /// The client it is pinned to, if any.
+    pub client: Option<u32>,
+    pub summary: Summary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +283,7 @@ impl Report {
                 kept_schedule: true,
                 threads: 1,
             },
+            requests: Vec::new(),
             events: vec![EventRecord {
                 at_s: 12.0,
                 run: "kill -9 $(cat data/n1.pid)".into(),

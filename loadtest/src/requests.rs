@@ -131,8 +131,8 @@ impl Factory {
         })
     }
 
-    /// The next request of the mix, for the next client.
-    pub fn next_request(&mut self) -> Request {
+    /// The next request of the mix, for the next client, with the index of its template.
+    pub fn next_request(&mut self) -> (usize, Request) {
         let i = self.mix.pick(self.rng.random());
         let t = &self.templates[i];
         let client = t
@@ -164,8 +164,9 @@ impl Factory {
         }
         // Every part was checked when the scenario compiled; a request that still does not
         // build becomes an empty GET rather than stopping the run.
-        builder
+        let req = builder
             .body(Full::new(body))
-            .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())))
+            .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())));
+        (i, req)
     }
 }

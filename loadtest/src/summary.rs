@@ -73,6 +73,15 @@ pub fn render(report: &Report) -> String {
         row(&mut out, &name, &st.summary);
     }
     row(&mut out, "overall (no warm-up)", &report.overall);
+    if report.requests.len() > 1 {
+        for r in &report.requests {
+            let mut name = format!("request {}", r.index + 1);
+            if let Some(c) = r.client {
+                name.push_str(&format!(" (client {c})"));
+            }
+            row(&mut out, &name, &r.summary);
+        }
+    }
     let statuses: Vec<String> = report
         .overall
         .status

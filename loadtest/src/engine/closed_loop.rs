@@ -64,7 +64,7 @@ pub async fn run(
                 }
                 let at = sent.saturating_duration_since(start);
                 let stage = boundaries.iter().rposition(|b| *b <= at).unwrap_or(0);
-                let req = factory.next_request();
+                let (template, req) = factory.next_request();
                 let result = tokio::time::timeout(timeout, async {
                     let c = match conn.take() {
                         Some(c) if c.reusable() => c,
@@ -86,7 +86,7 @@ pub async fn run(
                 };
                 let done_at = done.saturating_duration_since(start);
                 with(&rec, |r| {
-                    r.sent_and_answered(stage, at, outcome, done - sent, done_at)
+                    r.sent_and_answered(stage, template, at, outcome, done - sent, done_at)
                 });
                 if matches!(outcome, Outcome::Transport) {
                     // A refused connection answers at once: do not spin on it.

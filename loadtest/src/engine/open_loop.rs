@@ -70,10 +70,10 @@ pub async fn run(
             tokio::time::sleep_until(when).await;
         }
         let lag = clock::now().saturating_duration_since(when);
-        let req = factory.next_request();
+        let (template, req) = factory.next_request();
         with(rec, |r| {
             r.lag(lag, options.late_threshold);
-            r.due(due.stage, due.at);
+            r.due(due.stage, template, due.at);
         });
         let (pool, rec) = (pool.clone(), rec.clone());
         tasks.spawn(async move {
@@ -90,6 +90,7 @@ pub async fn run(
                 }
                 r.answer(
                     due.stage,
+                    template,
                     outcome,
                     latency,
                     done.saturating_duration_since(start),
