@@ -116,6 +116,52 @@ async fn status(State(st): State<AdminState>) -> Response {
         .iter()
         .map(|r| serde_json::json!({ "name": r.name, "pool": r.pool, "file": r.file.display().to_string() }))
         .collect();
+    let limits: serde_json::Map<String, serde_json::Value> = snap
+        .limits
+        .iter()
+        .map(|(name, l)| {
+            let scope = match l.limit.scope {
+                crate::config::policy::Scope::Local => "local",
+                crate::config::policy::Scope::Global => "global",
+            };
+            let keys = l.local_buckets().map_or(0, |b| b.len());
+            (
+                name.clone(),
+                serde_json::json!({
+                    "scope": scope,
+                    "rate": l.limit.rate.to_string(),
+                    "burst": l.limit.burst.get(),
+                    "key": l.limit.key.iter().map(|k| k.as_text()).collect::<Vec<_>>(),
+                    "local_keys": keys,
+                }),
+            )
+        })
+        .collect();
+    let redis = snap.limits.redis().map(|r| {
+        let (state, since, error) = match r.state() {
+            crate::ratelimit::global::RedisState::Connected => ("connected", None, None),
+            crate::ratelimit::global::RedisState::Unreachable { since, last_error } => (
+                "unreachable",
+                Some(
+                    crate::clock::SystemClock
+                        .now()
+                        .saturating_duration_since(since)
+                        .as_secs_f64(),
+                ),
+                Some(last_error),
+            ),
+        };
+        let stats = r.stats();
+        serde_json::json!({
+            "state": state,
+            "unreachable_for_s": since,
+            "last_error": error,
+            "instances": r.instances(),
+            "decisions_ok": stats.decisions_ok,
+            "errors": stats.errors,
+            "reconnects": stats.reconnects,
+        })
+    });
     let r = &st.reloader;
     let loaded_at = chrono::DateTime::<chrono::Utc>::from(snap.loaded_at)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -129,6 +175,7 @@ async fn status(State(st): State<AdminState>) -> Response {
         },
         "pools": pools,
         "routes": routes,
+        "rate_limits": { "limits": limits, "redis": redis },
         "reloads": {
             "ok": st.metrics.reloads(true),
             "failed": st.metrics.reloads(false),

@@ -64,7 +64,20 @@ pub struct Bootstrap {
     pub drain_timeout: Duration,
     /// Where a new process asks this one for its listening sockets (`run --upgrade`).
     pub upgrade_socket: PathBuf,
+    /// Where global rate limits keep their buckets.
+    pub redis: Option<RedisSettings>,
 }
+
+/// The Redis of global rate limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub url: String,
+    /// The longest a decision waits for Redis before the limit degrades.
+    pub timeout: Duration,
+}
+
+/// Default of `redis.timeout`.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// Default of `shutdown.drain_timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -249,6 +262,35 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
             );
         }
     }
+    let redis = raw.redis.as_ref().map(|r| {
+        if !(r.url.value.starts_with("redis://") || r.url.value.starts_with("rediss://")) {
+            at(
+                r.url.referenced.line(),
+                r.url.referenced.column(),
+                "redis.url".into(),
+                format!("{:?}: expected redis://host:port/", r.url.value),
+            );
+        }
+        let timeout = match &r.timeout {
+            None => DEFAULT_REDIS_TIMEOUT,
+            Some(t) => match duration::parse_duration(&t.value) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) | Err(_) => {
+                    at(
+                        t.referenced.line(),
+                        t.referenced.column(),
+                        "redis.timeout".into(),
+                        format!("{:?}: a duration above 0 like 20ms", t.value),
+                    );
+                    DEFAULT_REDIS_TIMEOUT
+                }
+            },
+        };
+        RedisSettings {
+            url: r.url.value.clone(),
+            timeout,
+        }
+    });
     errors.into_result(Bootstrap {
         listeners,
         admin,
@@ -256,6 +298,7 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
         threads,
         drain_timeout,
         upgrade_socket,
+        redis,
     })
 }
 

@@ -7,6 +7,8 @@
 //! backend.rs   each backend's live state (health verdict, in flight), kept across reloads
 //! balance/     choosing a backend (one file per algorithm)
 //! health/      backend health: state machine, active checks
+//! auth/        who is calling: JWT (JWKS) and mTLS identities, route requirements
+//! ratelimit/   token buckets per caller: local (governor) or global (Redis GCRA script)
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
 //! forwarded.rs X-Forwarded-For and -Proto for the backend
 //! request_id.rs the client's X-Request-Id, or a new one (prefix + counter)
@@ -32,6 +34,7 @@ pub mod forwarded;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod request_id;
 pub mod respond;

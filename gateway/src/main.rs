@@ -84,6 +84,29 @@ fn dev_certs(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Global rate limits need Redis in the bootstrap file (checked without connecting).
+fn check_limits(
+    bootstrap: &gateway::config::Bootstrap,
+    policy: &gateway::config::Policy,
+) -> Result<(), gateway::config::ConfigErrors> {
+    use gateway::config::policy::Scope;
+    if bootstrap.redis.is_some() {
+        return Ok(());
+    }
+    let registry = gateway::ratelimit::LimitRegistry::new(
+        None,
+        std::sync::Arc::new(gateway::clock::SystemClock),
+    );
+    if policy
+        .rate_limits
+        .values()
+        .any(|l| l.scope == Scope::Global)
+    {
+        registry.build(policy)?;
+    }
+    Ok(())
+}
+
 fn check(config: &Path) -> ExitCode {
     let bootstrap = match gateway::config::load_bootstrap(config) {
         Ok(b) => b,
@@ -99,7 +122,9 @@ fn check(config: &Path) -> ExitCode {
     }
     let policy = gateway::config::load_policy(&bootstrap.policies).and_then(|p| {
         // Key sets load as they would in service: a missing or empty JWKS is an error here.
-        gateway::auth::AuthRegistry::default().build(&p).map(|_| p)
+        gateway::auth::AuthRegistry::default().build(&p)?;
+        check_limits(&bootstrap, &p)?;
+        Ok(p)
     });
     match policy {
         Ok(p) if ok => {

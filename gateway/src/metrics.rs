@@ -32,6 +32,11 @@ pub struct Metrics {
     health_transitions: IntCounterVec,
     /// `gateway_policy_reloads_total{result}`: `result` is `ok` or `failed`.
     reloads: IntCounterVec,
+    /// `gateway_ratelimit_decisions_total{limit,result,source}`: `result` admitted or
+    /// limited; `source` local, redis, fallback (Redis did not answer) or unavailable.
+    ratelimit: IntCounterVec,
+    redis_up: IntGauge,
+    redis_instances: IntGauge,
     backend_healthy: IntGaugeVec,
     backend_in_flight: IntGaugeVec,
     policy_version: IntGauge,
@@ -132,6 +137,19 @@ impl Metrics {
                 "Policy reloads, by result (ok: swapped in; failed: refused, old policy kept)",
                 &["result"],
             )?,
+            ratelimit: counter(
+                "gateway_ratelimit_decisions_total",
+                "Rate-limit decisions by limit, result (admitted, limited) and source (local, redis, fallback, unavailable)",
+                &["limit", "result", "source"],
+            )?,
+            redis_up: gauge(
+                "gateway_ratelimit_redis_up",
+                "1 while global rate limits reach Redis, 0 while they degrade",
+            )?,
+            redis_instances: gauge(
+                "gateway_ratelimit_instances",
+                "Gateways sharing the global limits, as last seen in Redis",
+            )?,
             backend_healthy: gauge_vec(
                 "gateway_backend_healthy",
                 "1 when the backend passes its health checks, 0 when it is out",
@@ -186,6 +204,13 @@ impl Metrics {
             .inc();
     }
 
+    pub fn ratelimit(&self, limit: &str, allowed: bool, source: &str) {
+        let result = if allowed { "admitted" } else { "limited" };
+        self.ratelimit
+            .with_label_values(&[limit, result, source])
+            .inc();
+    }
+
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.with_label_values(&[result]).inc();
@@ -212,6 +237,10 @@ impl Metrics {
                     .with_label_values(&labels)
                     .set(i64::try_from(live.in_flight()).unwrap_or(i64::MAX));
             }
+        }
+        if let Some(redis) = snapshot.limits.redis() {
+            self.redis_up.set(i64::from(redis.state().is_connected()));
+            self.redis_instances.set(i64::from(redis.instances()));
         }
         self.policy_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));

@@ -3,14 +3,15 @@
 //!
 //! ```text
 //! request_filter           take the snapshot, assign the request id, match the route (404),
-//!                          authenticate (401) and authorize (403)
+//!                          authenticate (401), authorize (403), rate limit (429)
+//! request_body_filter      count the lines of a body whose limits charge per line
 //! upstream_peer            pick a healthy backend of the route's pool, not one tried (503)
 //! fail_to_connect          connect failure: retry on another backend while attempts remain
 //! error_while_proxy        reset before any response byte: retry an idempotent request
 //! upstream_request_filter  X-Request-Id, X-Forwarded-For and -Proto, X-Gateway-Identity,
 //!                          -Tenant and -Auth to the backend
 //! upstream_response_filter the answer has begun: no retry from here on
-//! response_filter          X-Request-Id back to the client
+//! response_filter          X-Request-Id and RateLimit-Policy / RateLimit back to the client
 //! fail_to_proxy            upstream errors as JSON: 502, 503, 504
 //! logging                  count the answer and its latency
 //! ```
@@ -20,11 +21,13 @@ use crate::auth::identity::Identity;
 use crate::auth::mtls::PeerCert;
 use crate::backend::InFlight;
 use crate::clock::{wall_now, Clock, SystemClock};
+use crate::config::policy::Cost;
 use crate::config::policy::Route;
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
+use crate::ratelimit;
 use crate::request_id;
-use crate::respond::{json_error, json_error_with};
+use crate::respond::{self, json_error, json_error_with};
 use crate::runtime::{PoolState, Snapshot};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
 use arc_swap::ArcSwap;
@@ -65,6 +68,12 @@ pub struct RequestCtx {
     response_started: bool,
     /// Who is calling, when the route authenticates.
     identity: Option<Identity>,
+    /// The route's rate limits as this request left them, for the answer's headers.
+    quotas: Vec<ratelimit::headers::Quota>,
+    /// Limits still to charge when the body ends (`rate_limit_cost: lines`), and the count.
+    line_charges: Vec<(Arc<ratelimit::Limiter>, String)>,
+    lines: u32,
+    last_byte: Option<u8>,
 }
 
 impl RequestCtx {
@@ -101,6 +110,71 @@ fn host_of(req: &RequestHeader) -> Option<&str> {
 /// 499 (nginx's "client closed request") when the client left before any answer.
 const CLIENT_CLOSED: u16 = 499;
 
+impl Gateway {
+    /// The rate-limit step (after authentication, so keys can name the caller): asks
+    /// every limit of the route; a refusal is answered 429 here (returns `Ok(true)`).
+    async fn rate_limit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Ok(false);
+        };
+        let Some(route) = ctx.route.and_then(|i| snapshot.policy.routes.get(i)) else {
+            return Ok(false);
+        };
+        if route.rate_limits.is_empty() {
+            return Ok(false);
+        }
+        let src = ratelimit::KeySource {
+            identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
+            tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            route: &route.name,
+            headers: &session.req_header().headers,
+        };
+        let limiters: Vec<(Arc<ratelimit::Limiter>, String)> = route
+            .rate_limits
+            .iter()
+            .filter_map(|n| snapshot.limits.get(n))
+            .map(|l| (l.clone(), ratelimit::caller_key(&l.limit.key, &src)))
+            .collect();
+        let cost = match route.cost {
+            Cost::Fixed(n) => n,
+            Cost::Lines => std::num::NonZeroU32::MIN,
+        };
+        let outcome = ratelimit::decide(&limiters, cost).await;
+        for (name, v) in &outcome.verdicts {
+            self.metrics.ratelimit(name, v.allowed, v.source.as_str());
+        }
+        let quotas = outcome.quotas();
+        if let Some((name, v)) = outcome.refusal() {
+            let mut headers = vec![("ratelimit-policy", ratelimit::headers::policy(&quotas))];
+            headers.extend(
+                ratelimit::headers::current(std::slice::from_ref(&v.quota))
+                    .map(|c| ("ratelimit", c)),
+            );
+            let unavailable = v.source == ratelimit::Source::Unavailable;
+            let retry = ratelimit::headers::retry_after(v.retry_after);
+            respond::rate_limited(
+                session,
+                &ctx.request_id,
+                name,
+                &retry,
+                unavailable,
+                &headers,
+            )
+            .await;
+            return Ok(true);
+        }
+        ctx.quotas = quotas;
+        if route.cost == Cost::Lines {
+            ctx.line_charges = limiters;
+        }
+        Ok(false)
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -116,6 +190,10 @@ impl ProxyHttp for Gateway {
             upstream: None,
             response_started: false,
             identity: None,
+            quotas: Vec::new(),
+            line_charges: Vec::new(),
+            lines: 0,
+            last_byte: None,
         }
     }
 
@@ -137,7 +215,7 @@ impl ProxyHttp for Gateway {
         ctx.route = Some(i);
         ctx.snapshot = Some(snapshot.clone());
         let Some(rule) = snapshot.policy.routes.get(i).and_then(|r| r.auth.as_ref()) else {
-            return Ok(false);
+            return self.rate_limit(session, ctx).await;
         };
         let peer = session
             .digest()
@@ -170,6 +248,32 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
         }
+    }
+
+    /// Per-line costs: counts the body's lines as they pass, and charges them when it ends.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.line_charges.is_empty() {
+            return Ok(());
+        }
+        if let Some(b) = body.as_ref().filter(|b| !b.is_empty()) {
+            ctx.lines = ctx.lines.saturating_add(ratelimit::count_newlines(b));
+            ctx.last_byte = b.last().copied();
+        }
+        if end_of_stream {
+            let unterminated = ctx.last_byte.is_some_and(|b| b != b'\n');
+            let lines = ctx.lines.saturating_add(u32::from(unterminated));
+            // The head paid one token; the rest is charged now, even into debt.
+            for (limiter, key) in std::mem::take(&mut ctx.line_charges) {
+                limiter.charge(&key, lines.saturating_sub(1)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Backend choice: the route's pool, skipping backends this request already tried.
@@ -314,6 +418,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+        if !ctx.quotas.is_empty() {
+            upstream_response
+                .insert_header("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas))?;
+            if let Some(c) = ratelimit::headers::current(&ctx.quotas) {
+                upstream_response.insert_header("ratelimit", c)?;
+            }
+        }
         Ok(())
     }
 

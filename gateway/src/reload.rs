@@ -10,6 +10,7 @@ use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
 use crate::health::active;
 use crate::metrics::Metrics;
+use crate::ratelimit::LimitRegistry;
 use crate::runtime::Snapshot;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ pub struct Reloader {
     pub registry: Registry,
     /// JWT verifiers kept across reloads of an unchanged authenticator.
     pub auth: AuthRegistry,
+    /// Rate-limit buckets kept across reloads of an unchanged limit.
+    pub limits: LimitRegistry,
     /// One checker per checked (pool, backend).
     checkers: Mutex<HashMap<(String, SocketAddr), Checker>>,
     /// The last reload's errors, empty after a good one.
@@ -37,22 +40,29 @@ pub struct Reloader {
 
 impl Reloader {
     /// Loads the policies once; an error here stops the start.
-    pub fn start(policies: PathBuf, metrics: Arc<Metrics>) -> Result<Arc<Reloader>, ConfigErrors> {
+    pub fn start(
+        policies: PathBuf,
+        metrics: Arc<Metrics>,
+        limits: LimitRegistry,
+    ) -> Result<Arc<Reloader>, ConfigErrors> {
         let policy = config::load_policy(&policies)?;
         let registry = Registry::default();
         let auth = AuthRegistry::default();
         let authenticators = auth.build(&policy)?;
+        let buckets = limits.build(&policy)?;
         let snapshot = Arc::new(ArcSwap::new(Snapshot::with_auth(
             policy,
             1,
             &registry,
             authenticators,
+            buckets,
         )));
         let r = Arc::new(Reloader {
             policies,
             snapshot,
             registry,
             auth,
+            limits,
             checkers: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
             metrics,
@@ -65,10 +75,13 @@ impl Reloader {
     /// Reads the policies again; swaps them in if every file is valid.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let _one_at_a_time = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let loaded =
-            config::load_policy(&self.policies).and_then(|p| self.auth.build(&p).map(|a| (p, a)));
+        let loaded = config::load_policy(&self.policies).and_then(|p| {
+            let a = self.auth.build(&p)?;
+            let l = self.limits.build(&p)?;
+            Ok((p, a, l))
+        });
         match loaded {
-            Ok((policy, authenticators)) => {
+            Ok((policy, authenticators, buckets)) => {
                 let version = self.snapshot.load().version + 1;
                 let digest = policy.digest.clone();
                 self.snapshot.store(Snapshot::with_auth(
@@ -76,6 +89,7 @@ impl Reloader {
                     version,
                     &self.registry,
                     authenticators,
+                    buckets,
                 ));
                 self.reconcile_checkers();
                 *self

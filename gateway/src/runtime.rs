@@ -8,6 +8,7 @@ use crate::clock::wall_now;
 use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
 use crate::config::Policy;
+use crate::ratelimit::Limits;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,22 +61,32 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// The policy's authenticators, ready to check callers.
     pub auth: Authenticators,
+    /// The policy's rate limits, with their buckets.
+    pub limits: Limits,
 }
 
 impl Snapshot {
     /// A snapshot of `policy`, with each backend's live state taken from (or added to) the
     /// registry, so it carries over from the previous snapshot.
     pub fn new(policy: Policy, version: u64, registry: &Registry) -> Arc<Snapshot> {
-        Snapshot::with_auth(policy, version, registry, Authenticators::default())
+        Snapshot::with_auth(
+            policy,
+            version,
+            registry,
+            Authenticators::default(),
+            Limits::default(),
+        )
     }
 
-    /// [`Snapshot::new`] with the authenticators built for `policy` (which may load key
-    /// sets, so the reloader builds them first and refuses the policy if they fail).
+    /// [`Snapshot::new`] with the authenticators and rate limits built for `policy` (which
+    /// may load key sets, so the reloader builds them first and refuses the policy if they
+    /// fail).
     pub fn with_auth(
         policy: Policy,
         version: u64,
         registry: &Registry,
         auth: Authenticators,
+        limits: Limits,
     ) -> Arc<Snapshot> {
         let pools = policy
             .pools
@@ -109,6 +120,7 @@ impl Snapshot {
             version,
             loaded_at: wall_now(),
             auth,
+            limits,
         })
     }
 

@@ -10,6 +10,8 @@ use crate::clock::SystemClock;
 use crate::config::{Bootstrap, Listener};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::ratelimit::global::{GlobalLimiter, RedisConfig};
+use crate::ratelimit::LimitRegistry;
 use crate::reload::Reloader;
 use crate::shutdown::ActiveRequests;
 use crate::tls::ListenerTls;
@@ -92,12 +94,23 @@ fn tls_settings(l: &Listener, tls: &ListenerTls) -> anyhow::Result<TlsSettings> 
 pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     pingora::tls::install_default_crypto_provider();
     let metrics = Arc::new(Metrics::new().context("metrics registry")?);
-    let reloader =
-        Reloader::start(bootstrap.policies.clone(), metrics.clone()).map_err(|e| anyhow!("{e}"))?;
+    // Global limits: the Redis client starts in the background and never blocks the start.
+    let redis = bootstrap.redis.as_ref().map(|r| {
+        let mut config = RedisConfig::new(r.url.clone());
+        config.command_timeout = r.timeout;
+        let instance = format!("{}/{}", bootstrap.admin, std::process::id());
+        Arc::new(GlobalLimiter::start(config, instance))
+    });
+    let limits = LimitRegistry::new(redis, Arc::new(SystemClock));
+    let reloader = Reloader::start(bootstrap.policies.clone(), metrics.clone(), limits)
+        .map_err(|e| anyhow!("{e}"))?;
     let snapshot = reloader.snapshot.clone();
     let keys = snapshot.clone();
     crate::auth::spawn_refresher(move || keys.load().auth.clone(), Arc::new(SystemClock))
         .context("starting the key-set refresher")?;
+    let buckets = snapshot.clone();
+    crate::ratelimit::spawn_housekeeping(move || buckets.load().limits.clone())
+        .context("starting the rate-limit housekeeping")?;
     if let Err(e) = crate::reload::watch::spawn(reloader.clone()) {
         tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
     }

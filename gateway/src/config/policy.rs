@@ -3,7 +3,9 @@
 
 use super::duration::parse_duration;
 use super::error::{ConfigError, ConfigErrors};
-use super::raw::{RawAuthenticator, RawHealthCheck, RawPolicyFile, RawRoute};
+use super::raw::{
+    RawAuthenticator, RawCost, RawHealthCheck, RawPolicyFile, RawRateLimit, RawRoute,
+};
 use crate::auth::jwks::JwksSource;
 use crate::auth::jwt::JwtConfig;
 use crate::auth::mtls::IdentitySource;
@@ -103,6 +105,103 @@ pub struct RouteAuth {
     pub roles: Vec<String>,
 }
 
+/// A part of a rate limit's key: what makes two requests the same caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The authenticated identity (`-` when the route does not authenticate).
+    Identity,
+    /// The authenticated caller's tenant (`-` when there is none).
+    Tenant,
+    /// The client's IP address, as the gateway's TCP peer.
+    ClientIp,
+    /// The route's name (so one limit can be kept per route).
+    Route,
+    /// A request header's value (`-` when absent).
+    Header(http::HeaderName),
+}
+
+impl KeyPart {
+    /// As written in a policy.
+    pub fn as_text(&self) -> String {
+        match self {
+            KeyPart::Identity => "identity".into(),
+            KeyPart::Tenant => "tenant".into(),
+            KeyPart::ClientIp => "client_ip".into(),
+            KeyPart::Route => "route".into(),
+            KeyPart::Header(h) => format!("header:{h}"),
+        }
+    }
+}
+
+/// Where a limit keeps its buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In this gateway's memory.
+    Local,
+    /// In Redis, shared by every gateway of the fleet.
+    Global,
+}
+
+/// What a global limit does when Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLimiterError {
+    /// Decide locally, at this gateway's share of the limit (the default).
+    FailOpen,
+    /// Refuse with 429 until Redis is back.
+    FailClosed,
+}
+
+/// A rate: `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Requests per second.
+    pub fn per_second(self) -> f64 {
+        f64::from(self.count.get()) / self.per.as_secs_f64()
+    }
+
+    /// The time one token takes to come back.
+    pub fn interval(self) -> Duration {
+        self.per / self.count.get()
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// A named token bucket per caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub name: String,
+    pub key: Vec<KeyPart>,
+    pub rate: Rate,
+    /// Tokens a full bucket holds: requests that may pass at once.
+    pub burst: NonZeroU32,
+    pub scope: Scope,
+    pub on_error: OnLimiterError,
+}
+
+/// What a request costs in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    Fixed(NonZeroU32),
+    /// One token at the request head, then one per further line of the body, charged as
+    /// the body ends (a batch is never cut midway; a big one leaves the caller in debt).
+    Lines,
+}
+
 /// Which requests a route takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
@@ -165,6 +264,9 @@ pub struct Route {
     pub attempts: NonZeroU32,
     /// `None`: no authentication (the gateway still removes `X-Gateway-*` headers).
     pub auth: Option<RouteAuth>,
+    /// Rate limits that must all admit a request, by name.
+    pub rate_limits: Vec<String>,
+    pub cost: Cost,
     /// The file that defined it.
     pub file: PathBuf,
 }
@@ -173,6 +275,7 @@ pub struct Route {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     pub authenticators: BTreeMap<String, Authenticator>,
+    pub rate_limits: BTreeMap<String, RateLimit>,
     pub pools: BTreeMap<String, Pool>,
     /// In match order: the first route that matches a request takes it.
     pub routes: Vec<Route>,
@@ -289,6 +392,50 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
             }
         }
     }
+    let mut default_on_error: Option<(OnLimiterError, PathBuf)> = None;
+    for (file, raw) in files {
+        let mut e = Errors {
+            file,
+            out: &mut errors,
+        };
+        if let Some(v) = &raw.on_limiter_error {
+            if let Some(mode) = on_error(&mut e, v, "on_limiter_error") {
+                match &default_on_error {
+                    Some((m, first)) if *m != mode => e.at(
+                        v,
+                        "on_limiter_error",
+                        format!("differs from the value in {}", first.display()),
+                    ),
+                    _ => default_on_error = Some((mode, file.clone())),
+                }
+            }
+        }
+    }
+    let default_on_error = default_on_error.map_or(OnLimiterError::FailOpen, |(m, _)| m);
+    let mut limit_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (file, raw) in files {
+        let mut e = Errors {
+            file,
+            out: &mut errors,
+        };
+        for (name, l) in &raw.rate_limits {
+            if let Some(first) = limit_files.get(name) {
+                e.at(
+                    l,
+                    format!("rate_limits.{name}"),
+                    format!(
+                        "rate limit {name:?} is already defined in {}",
+                        first.display()
+                    ),
+                );
+                continue;
+            }
+            limit_files.insert(name.clone(), file.clone());
+            if let Some(limit) = rate_limit(&mut e, name, l, default_on_error) {
+                policy.rate_limits.insert(name.clone(), limit);
+            }
+        }
+    }
     let mut pool_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
         let mut e = Errors {
@@ -390,6 +537,133 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     // Most specific first; equally specific routes keep their order in the files.
     policy.routes.sort_by_key(|r| r.matcher.specificity());
     errors.into_result(policy)
+}
+
+fn on_error(e: &mut Errors<'_>, v: &Spanned<String>, field: &str) -> Option<OnLimiterError> {
+    match v.value.as_str() {
+        "fail_open" => Some(OnLimiterError::FailOpen),
+        "fail_closed" => Some(OnLimiterError::FailClosed),
+        other => {
+            e.at(
+                v,
+                field,
+                format!("{other:?}: expected fail_open or fail_closed"),
+            );
+            None
+        }
+    }
+}
+
+/// `100/s`, `6000/m`, `10/h`: a whole number of requests per second, minute or hour.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let (count, unit) = text
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("rate {text:?}: write it as 100/s, 6000/m or 10/h"))?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| format!("rate {text:?}: the count must be a whole number from 1"))?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        other => return Err(format!("rate {text:?}: unknown unit {other:?} (s, m or h)")),
+    };
+    Ok(Rate { count, per })
+}
+
+fn rate_limit(
+    e: &mut Errors<'_>,
+    name: &str,
+    l: &Spanned<RawRateLimit>,
+    default_on_error: OnLimiterError,
+) -> Option<RateLimit> {
+    let field = |f: &str| format!("rate_limits.{name}.{f}");
+    let raw = &l.value;
+    let mut key = Vec::new();
+    for (i, part) in raw.key.value.iter().enumerate() {
+        let p = match part.value.as_str() {
+            "identity" => Some(KeyPart::Identity),
+            "tenant" => Some(KeyPart::Tenant),
+            "client_ip" => Some(KeyPart::ClientIp),
+            "route" => Some(KeyPart::Route),
+            other => match other.strip_prefix("header:") {
+                Some(h) => match http::HeaderName::from_bytes(h.trim().as_bytes()) {
+                    Ok(h) => Some(KeyPart::Header(h)),
+                    Err(_) => {
+                        e.at(
+                            part,
+                            field(&format!("key[{i}]")),
+                            format!("{h:?} is not a header name"),
+                        );
+                        None
+                    }
+                },
+                None => {
+                    e.at(
+                        part,
+                        field(&format!("key[{i}]")),
+                        format!("unknown key part {other:?}: expected identity, tenant, client_ip, route or header:<name>"),
+                    );
+                    None
+                }
+            },
+        };
+        key.extend(p);
+    }
+    if raw.key.value.is_empty() {
+        e.at(&raw.key, field("key"), "name at least one key part");
+    }
+    let rate = match parse_rate(&raw.rate.value) {
+        Ok(r) => Some(r),
+        Err(msg) => {
+            e.at(&raw.rate, field("rate"), msg);
+            None
+        }
+    };
+    let burst = match &raw.burst {
+        None => rate.map(|r| r.count),
+        Some(b) => match u32::try_from(b.value).ok().and_then(NonZeroU32::new) {
+            Some(n) => Some(n),
+            None => {
+                e.at(
+                    b,
+                    field("burst"),
+                    format!("must be between 1 and {}", u32::MAX),
+                );
+                None
+            }
+        },
+    };
+    let scope = match raw.scope.as_ref().map(|s| s.value.as_str()) {
+        None | Some("local") => Scope::Local,
+        Some("global") => Scope::Global,
+        Some(other) => {
+            if let Some(s) = &raw.scope {
+                e.at(
+                    s,
+                    field("scope"),
+                    format!("{other:?}: expected local or global"),
+                );
+            }
+            Scope::Local
+        }
+    };
+    let on_error_mode = match &raw.on_limiter_error {
+        Some(v) => on_error(e, v, &field("on_limiter_error")).unwrap_or(default_on_error),
+        None => default_on_error,
+    };
+    Some(RateLimit {
+        name: name.to_string(),
+        key,
+        rate: rate?,
+        burst: burst?,
+        scope,
+        on_error: on_error_mode,
+    })
 }
 
 const ALGORITHMS: &str =
@@ -648,9 +922,53 @@ fn route(
             roles: a.roles.iter().flatten().map(|r| r.value.clone()).collect(),
         }
     });
+    let mut rate_limits = Vec::new();
+    for (j, n) in r.rate_limit.iter().flatten().enumerate() {
+        if policy.rate_limits.contains_key(&n.value) {
+            rate_limits.push(n.value.clone());
+        } else {
+            let known: Vec<&str> = policy.rate_limits.keys().map(String::as_str).collect();
+            e.at(
+                n,
+                field(&format!("rate_limit[{j}]")),
+                format!(
+                    "no rate limit named {:?} (rate_limits: {})",
+                    n.value,
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    let cost = match r.rate_limit_cost.as_ref() {
+        None => Cost::Fixed(NonZeroU32::MIN),
+        Some(c) => match &c.value {
+            RawCost::Named(s) if s == "lines" => Cost::Lines,
+            RawCost::Fixed(n) => match u32::try_from(*n).ok().and_then(NonZeroU32::new) {
+                Some(n) => Cost::Fixed(n),
+                None => {
+                    e.at(
+                        c,
+                        field("rate_limit_cost"),
+                        "must be a whole number from 1, or lines",
+                    );
+                    Cost::Fixed(NonZeroU32::MIN)
+                }
+            },
+            RawCost::Named(other) => {
+                e.at(
+                    c,
+                    field("rate_limit_cost"),
+                    format!("{other:?}: expected a whole number or lines"),
+                );
+                Cost::Fixed(NonZeroU32::MIN)
+            }
+        },
+    };
     Some(Route {
         name: r.name.value.clone(),
         auth,
+        rate_limits,
+        cost,
         matcher: Matcher {
             host: m.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
             path,

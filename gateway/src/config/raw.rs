@@ -17,6 +17,18 @@ pub struct RawBootstrap {
     pub threads: Option<Spanned<u64>>,
     #[serde(default)]
     pub shutdown: Option<RawShutdown>,
+    /// Where global rate limits keep their buckets.
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Spanned<String>,
+    /// The longest a rate-limit decision waits for Redis before the limit degrades.
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +87,28 @@ pub struct RawPolicyFile {
     pub pools: BTreeMap<String, RawPool>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, Spanned<RawRateLimit>>,
+    /// `fail_open` (the default) or `fail_closed`: what a global limit does without Redis.
+    #[serde(default)]
+    pub on_limiter_error: Option<Spanned<String>>,
+}
+
+/// A token bucket per caller.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// What makes a caller: `identity`, `tenant`, `client_ip`, `route`, `header:<name>`.
+    pub key: Spanned<Vec<Spanned<String>>>,
+    /// `100/s`, `6000/m`, `10/h`.
+    pub rate: Spanned<String>,
+    #[serde(default)]
+    pub burst: Option<Spanned<u64>>,
+    /// `local` (the default) or `global`.
+    #[serde(default)]
+    pub scope: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_limiter_error: Option<Spanned<String>>,
 }
 
 /// One way callers prove who they are: exactly one of `jwt` or `mtls`.
@@ -180,6 +214,20 @@ pub struct RawRoute {
     pub retries: Option<RawRetries>,
     #[serde(default)]
     pub auth: Option<RawAuth>,
+    /// Names of rate limits, every one of which must admit the request.
+    #[serde(default)]
+    pub rate_limit: Option<Vec<Spanned<String>>>,
+    /// `1` (the default), a whole number, or `lines` (lines in the body).
+    #[serde(default)]
+    pub rate_limit_cost: Option<Spanned<RawCost>>,
+}
+
+/// A request's cost: a number, or `lines`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCost {
+    Fixed(u64),
+    Named(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
