@@ -22,6 +22,40 @@ pub struct AdminState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
+    pub listeners: Arc<ListenerProbe>,
+}
+
+/// Whether the public listeners accept connections yet. The admin port comes up before
+/// Pingora binds them, so readiness asks them itself (once they answered, it stops asking).
+#[derive(Debug, Default)]
+pub struct ListenerProbe {
+    addresses: Vec<std::net::SocketAddr>,
+    bound: std::sync::atomic::AtomicBool,
+}
+
+impl ListenerProbe {
+    pub fn new(addresses: Vec<std::net::SocketAddr>) -> ListenerProbe {
+        ListenerProbe {
+            addresses,
+            bound: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    async fn accepting(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.bound.load(Ordering::Relaxed) {
+            return true;
+        }
+        for a in &self.addresses {
+            let connect = tokio::net::TcpStream::connect(a);
+            match tokio::time::timeout(std::time::Duration::from_millis(500), connect).await {
+                Ok(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+        self.bound.store(true, Ordering::Relaxed);
+        true
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -34,8 +68,16 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// 200 once every pool has a healthy backend, 503 before.
+/// 200 once the listeners accept connections and every pool has a healthy backend, 503
+/// before.
 async fn readyz(State(st): State<AdminState>) -> Response {
+    if !st.listeners.accepting().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the listeners are not accepting yet\n",
+        )
+            .into_response();
+    }
     if st.snapshot.load().ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

@@ -86,10 +86,13 @@ impl AuthRegistry {
                     roles: roles.clone(),
                 },
                 AuthenticatorKind::Jwt(config) => {
-                    let reused = cache.get(name).filter(|v| v.config() == config).cloned();
+                    let reused = cache
+                        .get(name)
+                        .filter(|v| v.config() == config.as_ref())
+                        .cloned();
                     let verifier = match reused {
                         Some(v) => v,
-                        None => match JwtVerifier::load(name, config.clone()) {
+                        None => match JwtVerifier::load(name, (**config).clone()) {
                             Ok(v) => Arc::new(v),
                             Err(e) => {
                                 errors.push(ConfigError {
@@ -213,6 +216,7 @@ fn judge(name: &str, checker: &Checker, creds: &Credentials<'_>, now_unix: u64) 
                 subject: subject.to_string(),
                 tenant: None,
                 roles: roles.clone(),
+                claims: Vec::new(),
                 method: AuthMethod::Mtls,
                 authenticator: name.to_string(),
             }),

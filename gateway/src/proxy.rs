@@ -132,6 +132,7 @@ impl Gateway {
                 .map(|a| a.ip()),
             route: &route.name,
             headers: &session.req_header().headers,
+            claims: ctx.identity.as_ref().map_or(&[], |i| i.claims.as_slice()),
         };
         let limiters: Vec<(Arc<ratelimit::Limiter>, String)> = route
             .rate_limits

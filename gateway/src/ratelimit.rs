@@ -310,6 +310,8 @@ pub struct KeySource<'a> {
     pub client_ip: Option<IpAddr>,
     pub route: &'a str,
     pub headers: &'a http::HeaderMap,
+    /// The verified token's claims that keys name.
+    pub claims: &'a [(String, String)],
 }
 
 /// The caller key of a request for one limit: its parts joined by `|` (a part's own `|`
@@ -331,6 +333,11 @@ pub fn caller_key(parts: &[KeyPart], src: &KeySource<'_>) -> String {
             }
             KeyPart::Route => Some(src.route),
             KeyPart::Header(h) => src.headers.get(h).and_then(|v| v.to_str().ok()),
+            KeyPart::Claim(c) => src
+                .claims
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, v)| v.as_str()),
         };
         match value {
             None | Some("") => out.push('-'),

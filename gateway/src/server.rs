@@ -119,6 +119,9 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
         snapshot: snapshot.clone(),
         reloader: reloader.clone(),
         metrics: metrics.clone(),
+        listeners: Arc::new(crate::admin::ListenerProbe::new(
+            bootstrap.listeners.iter().map(|l| l.address).collect(),
+        )),
     };
     // During an upgrade the old process holds the admin port until it has drained.
     let admin_patience = if options.upgrade {

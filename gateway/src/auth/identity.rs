@@ -36,6 +36,8 @@ pub struct Identity {
     pub tenant: Option<String>,
     /// Roles or scopes the caller holds.
     pub roles: Vec<String>,
+    /// The token's claims that rate-limit keys name (name, value), scalars only.
+    pub claims: Vec<(String, String)>,
     pub method: AuthMethod,
     /// The authenticator (policy name) that accepted it.
     pub authenticator: String,

@@ -79,6 +79,8 @@ pub struct JwtConfig {
     /// as Envoy's `forward: false`: the backend gets the identity headers, not a token it
     /// could replay).
     pub forward_token: bool,
+    /// Claims copied into the identity (those rate-limit keys use).
+    pub kept_claims: Vec<String>,
 }
 
 impl JwtConfig {
@@ -97,6 +99,7 @@ impl JwtConfig {
             tenant_claim: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             forward_token: false,
+            kept_claims: Vec::new(),
         }
     }
 }
@@ -571,10 +574,24 @@ impl JwtVerifier {
                 }
             },
         };
+        let kept = config
+            .kept_claims
+            .iter()
+            .filter_map(|c| {
+                let v = match claims.get(c)? {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((c.clone(), v))
+            })
+            .collect();
         Ok(Identity {
             subject,
             tenant,
             roles,
+            claims: kept,
             method: AuthMethod::Jwt,
             authenticator: self.name.clone(),
         })

@@ -74,7 +74,7 @@ pub struct Pool {
 /// How an authenticator checks callers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthenticatorKind {
-    Jwt(JwtConfig),
+    Jwt(Box<JwtConfig>),
     /// A client certificate verified by a TLS listener with a `client_ca`; the identity is
     /// the certificate's name `source` reads, and it holds `roles` (a certificate carries
     /// none of its own).
@@ -118,6 +118,9 @@ pub enum KeyPart {
     Route,
     /// A request header's value (`-` when absent).
     Header(http::HeaderName),
+    /// A claim of the caller's verified token, string, number or boolean (`-` when absent
+    /// or when the caller did not present a token).
+    Claim(String),
 }
 
 impl KeyPart {
@@ -129,6 +132,7 @@ impl KeyPart {
             KeyPart::ClientIp => "client_ip".into(),
             KeyPart::Route => "route".into(),
             KeyPart::Header(h) => format!("header:{h}"),
+            KeyPart::Claim(c) => format!("claim:{c}"),
         }
     }
 }
@@ -436,6 +440,23 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
             }
         }
     }
+    // A verified token keeps the claims that rate-limit keys name (and no others).
+    let key_claims: Vec<String> = policy
+        .rate_limits
+        .values()
+        .flat_map(|l| &l.key)
+        .filter_map(|p| match p {
+            KeyPart::Claim(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for a in policy.authenticators.values_mut() {
+        if let AuthenticatorKind::Jwt(c) = &mut a.kind {
+            c.kept_claims = key_claims.clone();
+        }
+    }
     let mut pool_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
         let mut e = Errors {
@@ -529,7 +550,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 continue;
             }
             route_names.insert(r.name.value.clone(), file.clone());
-            if let Some(route) = route(&mut e, r, i, &policy, file) {
+            if let Some(route) = route(&mut e, r, i, &policy, &limit_files, file) {
                 policy.routes.push(route);
             }
         }
@@ -591,6 +612,19 @@ fn rate_limit(
             "client_ip" => Some(KeyPart::ClientIp),
             "route" => Some(KeyPart::Route),
             other => match other.strip_prefix("header:") {
+                None if other.starts_with("claim:") => {
+                    let c = other.trim_start_matches("claim:").trim();
+                    if c.is_empty() {
+                        e.at(
+                            part,
+                            field(&format!("key[{i}]")),
+                            "claim: needs a claim name",
+                        );
+                        None
+                    } else {
+                        Some(KeyPart::Claim(c.to_owned()))
+                    }
+                }
                 Some(h) => match http::HeaderName::from_bytes(h.trim().as_bytes()) {
                     Ok(h) => Some(KeyPart::Header(h)),
                     Err(_) => {
@@ -606,7 +640,7 @@ fn rate_limit(
                     e.at(
                         part,
                         field(&format!("key[{i}]")),
-                        format!("unknown key part {other:?}: expected identity, tenant, client_ip, route or header:<name>"),
+                        format!("unknown key part {other:?}: expected identity, tenant, client_ip, route, header:<name> or claim:<name>"),
                     );
                     None
                 }
@@ -759,7 +793,7 @@ fn authenticator(
                         DEFAULT_MAX_TOKEN_BYTES
                     }
                 });
-            Some(AuthenticatorKind::Jwt(JwtConfig {
+            Some(AuthenticatorKind::Jwt(Box::new(JwtConfig {
                 source: jwks,
                 refresh: e.duration(&j.refresh, &field("jwt.refresh"), Duration::from_secs(300)),
                 algorithms,
@@ -780,7 +814,8 @@ fn authenticator(
                 tenant_claim: text(&j.tenant_claim),
                 max_token_bytes: usize::try_from(max).unwrap_or(usize::MAX),
                 forward_token: j.forward_token.as_ref().is_some_and(|f| f.value),
-            }))
+                kept_claims: Vec::new(),
+            })))
         }
     }
 }
@@ -829,6 +864,8 @@ fn route(
     r: &RawRoute,
     i: usize,
     policy: &Policy,
+    // Every limit written, compiled or not (one that failed has its own error already).
+    defined_limits: &BTreeMap<String, PathBuf>,
     file: &Path,
 ) -> Option<Route> {
     let pools = &policy.pools;
@@ -926,8 +963,8 @@ fn route(
     for (j, n) in r.rate_limit.iter().flatten().enumerate() {
         if policy.rate_limits.contains_key(&n.value) {
             rate_limits.push(n.value.clone());
-        } else {
-            let known: Vec<&str> = policy.rate_limits.keys().map(String::as_str).collect();
+        } else if !defined_limits.contains_key(&n.value) {
+            let known: Vec<&str> = defined_limits.keys().map(String::as_str).collect();
             e.at(
                 n,
                 field(&format!("rate_limit[{j}]")),
@@ -964,6 +1001,21 @@ fn route(
             }
         },
     };
+    // A fixed cost above a limit's burst could never be admitted.
+    if let (Cost::Fixed(n), Some(c)) = (cost, r.rate_limit_cost.as_ref()) {
+        for l in rate_limits.iter().filter_map(|l| policy.rate_limits.get(l)) {
+            if n > l.burst {
+                e.at(
+                    c,
+                    field("rate_limit_cost"),
+                    format!(
+                        "{n} is more than the burst of rate limit {:?} ({}): no request could pass",
+                        l.name, l.burst
+                    ),
+                );
+            }
+        }
+    }
     Some(Route {
         name: r.name.value.clone(),
         auth,

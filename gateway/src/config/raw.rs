@@ -98,7 +98,8 @@ pub struct RawPolicyFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
-    /// What makes a caller: `identity`, `tenant`, `client_ip`, `route`, `header:<name>`.
+    /// What makes a caller: `identity`, `tenant`, `client_ip`, `route`, `header:<name>`,
+    /// `claim:<name>`.
     pub key: Spanned<Vec<Spanned<String>>>,
     /// `100/s`, `6000/m`, `10/h`.
     pub rate: Spanned<String>,

@@ -191,3 +191,129 @@ fn a_bad_drain_timeout_and_a_listener_named_twice_are_both_named() {
         "{text}"
     );
 }
+
+const LIMITS: &str = "\
+rate_limits:
+  per-tenant:  { key: [tenant], rate: 1000/s, burst: 2000, scope: global }
+  per-device:  { key: [identity, header:x-device-id], rate: 600/m, burst: 20 }
+  per-ip-anon: { key: [client_ip], rate: 5/h, on_limiter_error: fail_closed }
+  per-org:     { key: [claim:org, route], rate: 1/s }
+on_limiter_error: fail_open
+pools:
+  tsdb:
+    backends:
+      - { address: 127.0.0.1:8086 }
+routes:
+  - name: write
+    match: { path_prefix: /write }
+    pool: tsdb
+    rate_limit: [per-tenant, per-device]
+    rate_limit_cost: lines
+  - name: query
+    match: { path_prefix: /query }
+    pool: tsdb
+    rate_limit: [per-ip-anon]
+    rate_limit_cost: 3
+";
+
+#[test]
+fn rate_limits_compile_with_their_rates_keys_scopes_and_route_costs() {
+    use crate::config::policy::{Cost, KeyPart, OnLimiterError, Scope};
+    let p = parse_policy(LIMITS, file()).unwrap();
+    let tenant = &p.rate_limits["per-tenant"];
+    assert_eq!(tenant.scope, Scope::Global);
+    assert_eq!(tenant.burst.get(), 2000);
+    assert_eq!(tenant.rate.interval(), std::time::Duration::from_millis(1));
+    assert_eq!(
+        tenant.on_error,
+        OnLimiterError::FailOpen,
+        "the file's default"
+    );
+    let device = &p.rate_limits["per-device"];
+    assert_eq!(device.scope, Scope::Local, "the default scope");
+    assert_eq!(
+        device.rate.interval(),
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(
+        device.key,
+        [
+            KeyPart::Identity,
+            KeyPart::Header(http::HeaderName::from_static("x-device-id"))
+        ]
+    );
+    let anon = &p.rate_limits["per-ip-anon"];
+    assert_eq!(anon.burst.get(), 5, "the burst defaults to the count");
+    assert_eq!(anon.rate.interval(), std::time::Duration::from_secs(720));
+    assert_eq!(anon.on_error, OnLimiterError::FailClosed, "overridden");
+    assert_eq!(
+        p.rate_limits["per-org"].key,
+        [KeyPart::Claim("org".into()), KeyPart::Route]
+    );
+    let write = p.routes.iter().find(|r| r.name == "write").unwrap();
+    assert_eq!(write.rate_limits, ["per-tenant", "per-device"]);
+    assert_eq!(write.cost, Cost::Lines);
+    let query = p.routes.iter().find(|r| r.name == "query").unwrap();
+    assert_eq!(
+        query.cost,
+        Cost::Fixed(std::num::NonZeroU32::new(3).unwrap())
+    );
+}
+
+#[test]
+fn a_key_claim_is_kept_by_every_jwt_authenticator() {
+    use crate::config::policy::AuthenticatorKind;
+    let text = format!(
+        "authenticators:\n  partners: {{ jwt: {{ jwks_file: keys.json, algorithms: [ES256] }} }}\n{LIMITS}"
+    );
+    let p = parse_policy(&text, file()).unwrap();
+    match &p.authenticators["partners"].kind {
+        AuthenticatorKind::Jwt(c) => assert_eq!(c.kept_claims, ["org"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rate_limit_mistakes_are_each_named_with_their_field() {
+    let text = LIMITS
+        .replace("rate: 1000/s", "rate: 1000/d")
+        .replace("burst: 20 }", "burst: 0 }")
+        .replace("[client_ip]", "[client_ip, cookie]")
+        .replace("scope: global", "scope: fleet")
+        .replace("fail_closed", "fail_shut")
+        .replace("[per-ip-anon]", "[per-ip-anno]");
+    let err = parse_policy(&text, file()).unwrap_err();
+    let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "rate_limits.per-device.burst",
+            "rate_limits.per-ip-anon.key[1]",
+            "rate_limits.per-ip-anon.on_limiter_error",
+            "rate_limits.per-tenant.rate",
+            "rate_limits.per-tenant.scope",
+            "routes[1].rate_limit[0]",
+        ],
+        "{err}"
+    );
+    assert!(err.to_string().contains("unknown unit \"d\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no rate limit named \"per-ip-anno\" (rate_limits: per-device, per-ip-anon, per-org, per-tenant)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fixed_cost_above_a_limits_burst_is_refused() {
+    let text = LIMITS.replace("rate_limit_cost: 3", "rate_limit_cost: 6");
+    let err = parse_policy(&text, file()).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].field, "routes[1].rate_limit_cost");
+    assert!(
+        err.0[0]
+            .message
+            .contains("burst of rate limit \"per-ip-anon\" (5)"),
+        "{err}"
+    );
+}

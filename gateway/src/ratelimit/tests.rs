@@ -66,12 +66,14 @@ fn run<T>(f: impl std::future::Future<Output = T>) -> T {
 fn caller_keys_compose_their_parts_and_cannot_collide() {
     let mut headers = http::HeaderMap::new();
     headers.insert("x-api-key", "k|1".parse().unwrap());
+    let claims = [("org".to_owned(), "acme".to_owned())];
     let src = KeySource {
         identity: Some("svc-1"),
         tenant: None,
         client_ip: Some("10.0.0.7".parse().unwrap()),
         route: "write",
         headers: &headers,
+        claims: &claims,
     };
     let parts = vec![
         KeyPart::Identity,
@@ -79,8 +81,13 @@ fn caller_keys_compose_their_parts_and_cannot_collide() {
         KeyPart::ClientIp,
         KeyPart::Route,
         KeyPart::Header(http::HeaderName::from_static("x-api-key")),
+        KeyPart::Claim("org".into()),
+        KeyPart::Claim("plan".into()),
     ];
-    assert_eq!(caller_key(&parts, &src), "svc-1|-|10.0.0.7|write|k\\|1");
+    assert_eq!(
+        caller_key(&parts, &src),
+        "svc-1|-|10.0.0.7|write|k\\|1|acme|-"
+    );
     // "a|b" + "c" and "a" + "b|c" are two callers.
     let a = KeySource {
         identity: Some("a|b"),

@@ -56,6 +56,7 @@ fn alice() -> Identity {
         subject: "alice".to_owned(),
         tenant: None,
         roles: Vec::new(),
+        claims: Vec::new(),
         method: AuthMethod::Jwt,
         authenticator: "partners".to_owned(),
     }
@@ -129,6 +130,27 @@ fn the_identity_carries_roles_from_an_array_or_a_scope_string_and_the_tenant() {
 
     let identity = f.verifier.verify(&key.sign(&base), NOW).unwrap();
     assert!(identity.roles.is_empty(), "no roles claim: no roles");
+}
+
+#[test]
+fn the_identity_keeps_the_scalar_claims_rate_limit_keys_name_and_no_others() {
+    let key = TestKey::ec_p256("k");
+    let f = Fixture::new(&[&key], |c| {
+        c.kept_claims = vec!["org".into(), "plan".into(), "shard".into(), "tags".into()];
+    });
+    let token = key.sign(&with(
+        claims(),
+        json!({"org": "acme", "shard": 7, "tags": ["a"], "secret": "x"}),
+    ));
+    let identity = f.verifier.verify(&token, NOW).unwrap();
+    assert_eq!(
+        identity.claims,
+        [
+            ("org".to_owned(), "acme".to_owned()),
+            ("shard".to_owned(), "7".to_owned())
+        ],
+        "absent plan and the array tags are left out, as is the unnamed secret"
+    );
 }
 
 #[test]
