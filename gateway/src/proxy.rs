@@ -234,7 +234,8 @@ impl ProxyHttp for Gateway {
                         .remove_header(&http::header::AUTHORIZATION);
                 }
                 ctx.identity = Some(id);
-                Ok(false)
+                // Limits come after authentication, so their keys can name the caller.
+                self.rate_limit(session, ctx).await
             }
             Err(e) => {
                 let (code, challenge) = e.challenge();

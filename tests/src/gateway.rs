@@ -39,6 +39,8 @@ pub struct GatewayBuilder {
     tls_spec: Option<TlsSpec>,
     h2c: bool,
     drain_timeout: Option<String>,
+    redis: Option<String>,
+    redis_timeout: Option<String>,
 }
 
 /// A TLS listener's files, for tests that bring their own PKI (mTLS, revocation, rotation).
@@ -76,6 +78,19 @@ impl GatewayBuilder {
     /// `shutdown.drain_timeout` of the bootstrap file, e.g. `"2s"`.
     pub fn drain_timeout(mut self, d: &str) -> Self {
         self.drain_timeout = Some(d.to_string());
+        self
+    }
+
+    /// `redis: { url: "<url>" }` in the bootstrap file: where global rate limits keep
+    /// their buckets.
+    pub fn redis(mut self, url: &str) -> Self {
+        self.redis = Some(url.to_string());
+        self
+    }
+
+    /// `redis.timeout` of the bootstrap file, e.g. `"50ms"` (only written with [`Self::redis`]).
+    pub fn redis_timeout(mut self, d: &str) -> Self {
+        self.redis_timeout = Some(d.to_string());
         self
     }
 
@@ -128,9 +143,20 @@ impl GatewayBuilder {
             .map(|d| format!(", drain_timeout: {d}"))
             .unwrap_or_default();
         let shutdown = format!("shutdown: {{ upgrade_socket: upgrade.sock{drain} }}\n");
+        let redis = match &self.redis {
+            Some(url) => {
+                let timeout = self
+                    .redis_timeout
+                    .as_ref()
+                    .map(|t| format!(", timeout: {t}"))
+                    .unwrap_or_default();
+                format!("redis: {{ url: \"{url}\"{timeout} }}\n")
+            }
+            None => String::new(),
+        };
         std::fs::write(
             dir.path().join("gateway.yaml"),
-            format!("{listeners}admin: {{ address: {admin} }}\npolicies: policies/\nthreads: 1\n{shutdown}"),
+            format!("{listeners}admin: {{ address: {admin} }}\npolicies: policies/\nthreads: 1\n{shutdown}{redis}"),
         )?;
         let child = spawn(dir.path(), false)?;
         let mut g = GatewayProcess {
@@ -195,6 +221,8 @@ impl GatewayProcess {
             tls_spec: None,
             h2c: false,
             drain_timeout: None,
+            redis: None,
+            redis_timeout: None,
         }
     }
 

@@ -15,6 +15,8 @@
 //! - [`pki`]: [`pki::Ca`], a throwaway CA issuing server and client certificates and CRLs (mTLS).
 //! - [`jwt`]: [`jwt::Key`], run-time JWT signing keys with their JWKs, and forged tokens.
 //! - [`jwks_server`]: [`jwks_server::JwksServer`], a `GET /jwks.json` endpoint whose body can change.
+//! - [`redis`]: [`redis::RedisProcess`], a private `redis-server` (killed, restarted on its
+//!   port) and a tiny RESP client, for the gateway's global rate limits.
 
 pub mod clock;
 pub mod diff;
@@ -27,6 +29,7 @@ pub mod pki;
 pub mod pool;
 pub mod ports;
 pub mod process;
+pub mod redis;
 pub mod tls_client;
 pub mod upstream;
 pub mod wait;
