@@ -1,6 +1,10 @@
 //! Local token buckets: one governor keyed limiter (GCRA) per limit, read through the
 //! gateway's clock, with memory bounded however many distinct callers show up.
 //!
+//! Buckets are keyed by a 64-bit SipHash of the caller key under a per-limiter random seed
+//! (no allocation per decision; two callers share a bucket with odds of about n²/2⁶⁴, and
+//! the seed keeps anyone from picking keys that collide on purpose).
+//!
 //! Idle keys are evicted by [`LocalLimiter::housekeeping`] (governor's `retain_recent`: a
 //! key whose bucket is full again is indistinguishable from a new one). Between two rounds a
 //! flood of distinct keys could still grow the map, so beyond [`LocalLimiter::max_keys`]
@@ -17,9 +21,9 @@ use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,6 +37,13 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// flood of new callers must not pay for one each.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
+/// Decisions between two counts of the map (counting walks its shards): between counts
+/// at most this many keys are added, so the map stays under `max_keys + RECOUNT_EVERY`.
+const RECOUNT_EVERY: u32 = 1024;
+
+/// Real callers' slots have the top bit set; the overflow buckets are `0..OVERFLOW_BUCKETS`.
+const CALLER_BIT: u64 = 1 << 63;
+
 /// The gateway's clock as governor wants it.
 #[derive(Debug, Clone)]
 pub struct GatewayClock(pub Arc<dyn Clock>);
@@ -45,8 +56,7 @@ impl GovernorClock for GatewayClock {
     }
 }
 
-type Limiter =
-    RateLimiter<String, DashMapStateStore<String>, GatewayClock, StateInformationMiddleware>;
+type Limiter = RateLimiter<u64, DashMapStateStore<u64>, GatewayClock, StateInformationMiddleware>;
 
 /// What one decision says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +77,13 @@ pub struct LocalLimiter {
     burst: NonZeroU32,
     interval: Duration,
     max_keys: usize,
-    /// Unpaid tokens of costs charged after the fact, by key (bounded like the map).
-    debt: Mutex<HashMap<String, u32>>,
+    /// Seeds the slot hash.
+    hasher: RandomState,
+    /// The map's size at the last count, and decisions since.
+    counted: AtomicUsize,
+    since_count: AtomicU32,
+    /// Unpaid tokens of costs charged after the fact, by slot (bounded like the map).
+    debt: Mutex<HashMap<u64, u32>>,
     /// Whether `debt` has any entry, so the common request does not take its lock.
     owing: AtomicBool,
     /// When a full map was last swept on the request path.
@@ -99,7 +114,7 @@ impl LocalLimiter {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         let clock = GatewayClock(clock);
-        let limiter: RateLimiter<String, _, GatewayClock, NoOpMiddleware<Instant>> =
+        let limiter: RateLimiter<u64, _, GatewayClock, NoOpMiddleware<Instant>> =
             RateLimiter::new(quota, DashMapStateStore::default(), clock.clone());
         let limiter = limiter.with_middleware::<StateInformationMiddleware>();
         LocalLimiter {
@@ -108,6 +123,9 @@ impl LocalLimiter {
             burst,
             interval,
             max_keys,
+            hasher: RandomState::new(),
+            counted: AtomicUsize::new(0),
+            since_count: AtomicU32::new(0),
             debt: Mutex::new(HashMap::new()),
             owing: AtomicBool::new(false),
             last_sweep: Mutex::new(None),
@@ -127,21 +145,35 @@ impl LocalLimiter {
         self.limiter.is_empty()
     }
 
-    /// The key under which `key` is counted: itself, or a shared overflow bucket once the
-    /// map is full and a recent sweep did not make room.
-    fn slot(&self, key: &str) -> String {
-        if self.limiter.len() < self.max_keys {
-            return key.to_string();
+    /// The slot under which `key` is counted: its own, or a shared overflow bucket once
+    /// the map is full and a recent sweep did not make room.
+    fn slot(&self, key: &str) -> u64 {
+        let hash = self.hasher.hash_one(key);
+        if self.len_estimate() < self.max_keys {
+            return hash | CALLER_BIT;
         }
         if self.sweep_due() {
             self.limiter.retain_recent();
+            self.counted.store(self.limiter.len(), Ordering::Relaxed);
             if self.limiter.len() < self.max_keys {
-                return key.to_string();
+                return hash | CALLER_BIT;
             }
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        format!("\u{1}overflow-{}", h.finish() % OVERFLOW_BUCKETS)
+        hash % OVERFLOW_BUCKETS
+    }
+
+    /// The map's size, counted every [`RECOUNT_EVERY`] decisions and while it is near
+    /// its bound.
+    fn len_estimate(&self) -> usize {
+        let n = self.since_count.fetch_add(1, Ordering::Relaxed);
+        let last = self.counted.load(Ordering::Relaxed);
+        if n >= RECOUNT_EVERY || last + (RECOUNT_EVERY as usize) >= self.max_keys {
+            self.since_count.store(0, Ordering::Relaxed);
+            let now = self.limiter.len();
+            self.counted.store(now, Ordering::Relaxed);
+            return now;
+        }
+        last
     }
 
     /// Whether a request-path sweep may run now (one per [`SWEEP_EVERY`] at most).
@@ -175,7 +207,7 @@ impl LocalLimiter {
         };
         // The debt is paid up to a bucketful at a time, before the request's own cost.
         let want = cost.saturating_add(owed).min(self.burst.max(cost));
-        let decision = self.take(&slot, want);
+        let decision = self.take(slot, want);
         if decision.allowed && owed > 0 {
             let paid = want.get() - cost.get();
             let mut debt = self.debt.lock().unwrap_or_else(PoisonError::into_inner);
@@ -189,10 +221,8 @@ impl LocalLimiter {
         decision
     }
 
-    // governor's keyed limiter is asked with `&K`, and K is `String`.
-    #[allow(clippy::ptr_arg)]
-    fn take(&self, slot: &String, n: NonZeroU32) -> Decision {
-        match self.limiter.check_key_n(slot, n) {
+    fn take(&self, slot: u64, n: NonZeroU32) -> Decision {
+        match self.limiter.check_key_n(&slot, n) {
             Ok(Ok(state)) => {
                 let remaining = state.remaining_burst_capacity();
                 Decision {
@@ -247,6 +277,7 @@ impl LocalLimiter {
     pub fn housekeeping(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        self.counted.store(self.limiter.len(), Ordering::Relaxed);
         let mut debt = self.debt.lock().unwrap_or_else(PoisonError::into_inner);
         if debt.len() > self.max_keys {
             debt.clear();
