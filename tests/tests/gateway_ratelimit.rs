@@ -13,7 +13,8 @@
 //!   fit is owed by the next request (local and global);
 //! - a reload that keeps a limit keeps its buckets, one that changes it starts afresh;
 //! - a global limit without `redis:` in the bootstrap is refused by `check` and at start;
-//! - an authenticated route is limited per verified caller (`key: [identity]`).
+//! - an authenticated route is limited per verified caller (`key: [identity]`);
+//! - the shipped `noisy-neighbour` scenario: the noisy client is limited, the others pass.
 
 // The helpers below set up test fixtures: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -895,4 +896,68 @@ fn an_authenticated_route_is_limited_per_verified_caller() {
     );
     let anonymous = request("GET", &format!("{}/q", gw.url()), &[], None).unwrap();
     assert_eq!(anonymous.status, 401, "authentication comes first");
+}
+
+/// The shipped `noisy-neighbour` scenario through a gateway with a per-client limit: the
+/// noisy client (20 times the share of each of 19 others) gets 429s, the others all get
+/// through. Counts only; the latency side (others' p99 against a run without the noisy
+/// client) is `scripts/bench-ratelimit.sh`, since a timing is not a test.
+#[test]
+fn the_noisy_neighbour_scenario_limits_the_noisy_client_and_spares_the_others() {
+    let up = FakeUpstream::new().start().unwrap();
+    let text = policy(
+        &[(
+            "per-client",
+            "key: [header:x-client], rate: 30/s, burst: 30",
+        )],
+        &up,
+        &[route("query", "/query", "per-client", "")],
+    );
+    let gw = GatewayProcess::start(&text).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let scenario = tests::workspace_root().join("loadtest/scenarios/noisy-neighbour.yaml");
+    let run = Command::new(tests::process::loadtest_bin().unwrap())
+        .args(["run", "--quiet", "--threads", "1"])
+        .arg(&scenario)
+        .args(["--set", &format!("TARGET={}", gw.url())])
+        .args([
+            "--set",
+            "RATE=400",
+            "--set",
+            "DURATION=5s",
+            "--set",
+            "WARMUP=1s",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.code() == Some(0),
+        "loadtest: {run:?}\n{}",
+        gw.log()
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    let noisy = &report["requests"][0]["summary"];
+    let others = &report["requests"][1]["summary"];
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    // 400/s for 5 s: the noisy client is due 20/39 of 2,000 ≈ 1,026 requests and may pass
+    // 30 + 30/s × 5 s = 180 of them (plus what its bucket kept from the warm-up).
+    assert!(n(noisy, "requests") > 900, "{noisy}");
+    assert!(
+        n(noisy, "rate_limited") >= n(noisy, "requests") * 3 / 4,
+        "the noisy client is limited: {noisy}"
+    );
+    // Each of the others is due about 50 requests in 5 s (10/s), well inside 30/s.
+    assert!(n(others, "requests") > 900, "{others}");
+    assert_eq!(
+        n(others, "rate_limited"),
+        0,
+        "no other is limited: {others}"
+    );
+    assert!(
+        n(others, "ok") * 1000 >= n(others, "requests") * 999,
+        "the others' success rate is at least 99.9%: {others}"
+    );
 }
