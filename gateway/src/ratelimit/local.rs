@@ -56,7 +56,43 @@ impl GovernorClock for GatewayClock {
     }
 }
 
-type Limiter = RateLimiter<u64, DashMapStateStore<u64>, GatewayClock, StateInformationMiddleware>;
+type Limiter =
+    RateLimiter<u64, DashMapStateStore<u64, SlotHasher>, GatewayClock, StateInformationMiddleware>;
+
+/// The map's hasher: a slot is already a seeded hash, so hashing it again with SipHash
+/// would only cost time; a multiplication spreads it (and the small overflow slots).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlotHasher;
+
+impl BuildHasher for SlotHasher {
+    type Hasher = SlotHash;
+
+    fn build_hasher(&self) -> SlotHash {
+        SlotHash(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SlotHash(u64);
+
+impl std::hash::Hasher for SlotHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 slots are hashed; anything else still gets a deterministic mix.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // One multiplication carries every bit into the high ones, which pick the shard
+        // and the control byte (a slot's own top bit is always set).
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// What one decision says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +150,11 @@ impl LocalLimiter {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         let clock = GatewayClock(clock);
-        let limiter: RateLimiter<u64, _, GatewayClock, NoOpMiddleware<Instant>> =
-            RateLimiter::new(quota, DashMapStateStore::default(), clock.clone());
+        let limiter: RateLimiter<u64, _, GatewayClock, NoOpMiddleware<Instant>> = RateLimiter::new(
+            quota,
+            DashMapStateStore::with_hasher(SlotHasher),
+            clock.clone(),
+        );
         let limiter = limiter.with_middleware::<StateInformationMiddleware>();
         LocalLimiter {
             limiter,
