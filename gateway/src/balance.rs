@@ -1,25 +1,78 @@
 //! Choosing a backend of a pool. One file per algorithm; the pool's runtime state holds
 //! the chooser its policy names.
 
+pub mod ewma;
+pub mod least_conn;
+pub mod maglev;
+pub mod p2c;
+pub mod ring_hash;
 pub mod round_robin;
 pub mod weighted_rr;
 
+pub use ewma::LeastEwma;
+pub use least_conn::LeastConnections;
+pub use p2c::{By, PowerOfTwo};
 pub use round_robin::RoundRobin;
 pub use weighted_rr::WeightedRoundRobin;
+
+use rand::rngs::SmallRng;
+use std::sync::{Mutex, PoisonError};
+
+/// What a load-aware chooser knows of one backend it may pick (healthy, not tried, not
+/// ejected: the caller has filtered already).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Position in the pool's backends.
+    pub index: usize,
+    /// The backend's weight (at least 1).
+    pub weight: u32,
+    /// Requests in flight to it now.
+    pub in_flight: u64,
+    /// Its peak-EWMA cost estimate (see `ewma.rs`); 0 when nothing was measured yet.
+    pub ewma_cost: f64,
+}
 
 /// A pool's chooser, as its policy names it.
 #[derive(Debug)]
 pub enum Chooser {
     RoundRobin(RoundRobin),
     Weighted(WeightedRoundRobin),
+    /// The load-aware ones, which read each candidate's load and draw from a seeded RNG.
+    LeastConnections(LeastConnections, Mutex<SmallRng>),
+    PowerOfTwo(PowerOfTwo, Mutex<SmallRng>),
+    LeastEwma(LeastEwma, Mutex<SmallRng>),
 }
 
 impl Chooser {
-    /// The next of `len` backends for which `allowed` holds.
+    /// Whether it needs [`Candidate`]s (the backends' load) rather than indices.
+    pub fn reads_load(&self) -> bool {
+        !matches!(self, Chooser::RoundRobin(_) | Chooser::Weighted(_))
+    }
+
+    /// The next of `len` backends for which `allowed` holds, for the choosers that do not
+    /// read load (the others answer `None`: use [`Chooser::pick_loaded`]).
     pub fn pick(&self, len: usize, allowed: impl Fn(usize) -> bool) -> Option<usize> {
         match self {
             Chooser::RoundRobin(r) => r.pick(len, allowed),
             Chooser::Weighted(w) => w.pick(allowed),
+            _ => None,
+        }
+    }
+
+    /// The chosen candidate's `index`, for every chooser.
+    pub fn pick_loaded(&self, candidates: &[Candidate]) -> Option<usize> {
+        fn lock(r: &Mutex<SmallRng>) -> std::sync::MutexGuard<'_, SmallRng> {
+            r.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+        match self {
+            Chooser::LeastConnections(c, rng) => c.pick(candidates, &mut *lock(rng)),
+            Chooser::PowerOfTwo(c, rng) => c.pick(candidates, &mut *lock(rng)),
+            Chooser::LeastEwma(c, rng) => c.pick(candidates, &mut *lock(rng)),
+            Chooser::RoundRobin(_) | Chooser::Weighted(_) => {
+                let allowed: Vec<usize> = candidates.iter().map(|c| c.index).collect();
+                let len = allowed.iter().max().map_or(0, |m| m + 1);
+                self.pick(len, |i| allowed.contains(&i))
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! live state (`crate::backend`), so it survives a policy reload for backends that stay.
 
 pub mod active;
+pub mod outlier;
 
 use crate::config::policy::HealthCheck;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -6,7 +6,8 @@
 //! runtime.rs   the snapshot the data plane reads (policy + pool states), swapped whole
 //! backend.rs   each backend's live state (health verdict, in flight), kept across reloads
 //! balance/     choosing a backend (one file per algorithm)
-//! health/      backend health: state machine, active checks
+//! health/      backend health: state machine, active checks, outlier ejection
+//! retry/       retry budget and backoff with full jitter
 //! auth/        who is calling: JWT (JWKS) and mTLS identities, route requirements
 //! ratelimit/   token buckets per caller: local (governor) or global (Redis GCRA script)
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
@@ -38,6 +39,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod request_id;
 pub mod respond;
+pub mod retry;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
