@@ -123,6 +123,7 @@ async fn metrics(State(st): State<AdminState>) -> Response {
 /// The policy in service, pools with each backend's health and load, routes, reloads.
 async fn status(State(st): State<AdminState>) -> Response {
     let snap = st.snapshot.load();
+    let now = crate::clock::SystemClock.now();
     let pools: serde_json::Map<String, serde_json::Value> = snap
         .pools
         .iter()
@@ -138,6 +139,8 @@ async fn status(State(st): State<AdminState>) -> Response {
                         "weight": b.weight.get(),
                         "healthy": live.health.is_healthy(),
                         "in_flight": live.in_flight(),
+                        // Peak-EWMA of its response times as of now (0: none measured).
+                        "latency_ewma_ms": live.latency.cost(now) * 1000.0,
                         "checks": live.health.checks.load(Ordering::Relaxed),
                     })
                 })

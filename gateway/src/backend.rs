@@ -1,22 +1,37 @@
-//! The live state of each backend (health verdict, requests in flight), kept apart from the
-//! policy so it outlives reloads.
+//! The live state of each backend (health verdict, requests in flight, latency estimate),
+//! kept apart from the policy so it outlives reloads: the one place every balancer reads.
 //!
 //! A policy snapshot lists a pool's backends; this registry holds what they are doing,
 //! keyed by pool name and address. A reload that keeps a backend in its pool finds the
 //! same [`BackendLive`] again, so its health and load carry over; the balancers and the
 //! status page read it from here.
 
+use crate::balance::ewma::PeakEwma;
+use crate::config::policy::DEFAULT_EWMA_DECAY;
 use crate::health::BackendHealth;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 /// What one backend of one pool is doing now.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BackendLive {
     pub health: BackendHealth,
     in_flight: AtomicU64,
+    /// Peak-EWMA of its response times (time to the answer's head, or to the failure).
+    pub latency: PeakEwma,
+}
+
+impl Default for BackendLive {
+    fn default() -> Self {
+        BackendLive {
+            health: BackendHealth::default(),
+            in_flight: AtomicU64::new(0),
+            latency: PeakEwma::new(DEFAULT_EWMA_DECAY),
+        }
+    }
 }
 
 impl BackendLive {
@@ -26,20 +41,40 @@ impl BackendLive {
     }
 
     /// Counts a request as in flight until the guard is dropped (the request ended or moved
-    /// to another backend).
-    pub fn start_request(self: &Arc<Self>) -> InFlight {
+    /// to another backend); `now` is when it was sent, for its latency.
+    pub fn start_request(self: &Arc<Self>, now: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight {
+            live: self.clone(),
+            started: now,
+            observed: false,
+        }
     }
 }
 
 /// One request in flight to one backend; dropping it ends the count.
 #[derive(Debug)]
-pub struct InFlight(Arc<BackendLive>);
+pub struct InFlight {
+    live: Arc<BackendLive>,
+    started: Instant,
+    observed: bool,
+}
+
+impl InFlight {
+    /// Feeds the backend's latency estimate once: the time from sending to `now` (the
+    /// answer's head came, or the try failed: a backend that fails slowly is slow).
+    pub fn observe(&mut self, now: Instant) {
+        if !self.observed {
+            self.observed = true;
+            let took = now.saturating_duration_since(self.started);
+            self.live.latency.observe(took, now);
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -100,8 +135,9 @@ mod tests {
     #[test]
     fn a_request_counts_in_flight_until_its_guard_is_dropped() {
         let b = Arc::new(BackendLive::default());
-        let first = b.start_request();
-        let second = b.start_request();
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let first = b.start_request(now);
+        let second = b.start_request(now);
         assert_eq!(b.in_flight(), 2);
         drop(first);
         assert_eq!(b.in_flight(), 1);

@@ -10,7 +10,8 @@
 //! error_while_proxy        reset before any response byte: retry an idempotent request
 //! upstream_request_filter  X-Request-Id, X-Forwarded-For and -Proto, X-Gateway-Identity,
 //!                          -Tenant and -Auth to the backend
-//! upstream_response_filter the answer has begun: no retry from here on
+//! upstream_response_filter the answer has begun: no retry from here on; the time to it
+//!                          feeds the backend's latency estimate (so does a failed try)
 //! response_filter          X-Request-Id and RateLimit-Policy / RateLimit back to the client
 //! fail_to_proxy            upstream errors as JSON: 502, 503, 504
 //! logging                  count the answer and its latency
@@ -90,6 +91,13 @@ impl RequestCtx {
     fn pool(&self) -> Option<&PoolState> {
         let route = self.route()?;
         self.snapshot.as_ref()?.pools.get(&route.pool)
+    }
+
+    /// Feeds the current try's backend latency estimate (once per try).
+    fn observe_latency(&mut self) {
+        if let Some(u) = self.upstream.as_mut() {
+            u.observe(SystemClock.now());
+        }
     }
 
     /// Whether another try is allowed and has somewhere to go: the route's attempts are not
@@ -304,7 +312,7 @@ impl ProxyHttp for Gateway {
                 format!("route {}: pool {} is gone", route.name, route.pool),
             )
         })?;
-        let Some((addr, live)) = pool.pick(&ctx.tried) else {
+        let Some((addr, live)) = pool.pick(&ctx.tried, SystemClock.now()) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!(
@@ -318,7 +326,7 @@ impl ProxyHttp for Gateway {
         }
         ctx.tried.push(addr);
         // Replacing the guard ends the previous try's in-flight count.
-        ctx.upstream = Some(live.start_request());
+        ctx.upstream = Some(live.start_request(SystemClock.now()));
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.total_connection_timeout = Some(route.connect_timeout);
@@ -336,6 +344,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let backend = peer.address().to_string();
+        ctx.observe_latency();
         self.metrics
             .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
         if ctx.can_retry() {
@@ -357,6 +366,9 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         let backend = peer.address().to_string();
         let upstream = *e.esource() == ErrorSource::Upstream;
+        if upstream {
+            ctx.observe_latency();
+        }
         let kind = UpstreamErrorKind::of(&e);
         if upstream {
             self.metrics
@@ -409,6 +421,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.response_started = true;
+        ctx.observe_latency();
         Ok(())
     }
 

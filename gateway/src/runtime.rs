@@ -3,16 +3,22 @@
 
 use crate::auth::Authenticators;
 use crate::backend::{BackendLive, Registry};
-use crate::balance::{Chooser, RoundRobin, WeightedRoundRobin};
+use crate::balance::{
+    By, Candidate, Chooser, LeastConnections, LeastEwma, PowerOfTwo, RoundRobin, WeightedRoundRobin,
+};
 use crate::clock::wall_now;
 use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
 use crate::config::Policy;
 use crate::ratelimit::Limits;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
 /// A pool's backends, their live state and its chooser.
 #[derive(Debug)]
@@ -23,15 +29,60 @@ pub struct PoolState {
     pub chooser: Chooser,
 }
 
+/// What `ewma` scores a backend with no latency measured yet (linkerd's default): tried,
+/// but not flooded before its first answer.
+pub const UNMEASURED_LATENCY: Duration = Duration::from_millis(30);
+
+/// A pool's chooser as its policy names it, with its own seeded RNG.
+pub fn chooser(pool: &Pool, seed: u64) -> Chooser {
+    let rng = || Mutex::new(SmallRng::seed_from_u64(seed));
+    match pool.algorithm {
+        Algorithm::RoundRobin => Chooser::RoundRobin(RoundRobin::default()),
+        Algorithm::WeightedRoundRobin => {
+            let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight.get()).collect();
+            Chooser::Weighted(WeightedRoundRobin::new(&weights))
+        }
+        Algorithm::LeastConnections => Chooser::LeastConnections(LeastConnections, rng()),
+        Algorithm::P2c { by_ewma } => Chooser::PowerOfTwo(
+            PowerOfTwo {
+                by: if by_ewma { By::Ewma } else { By::InFlight },
+            },
+            rng(),
+        ),
+        Algorithm::Ewma => Chooser::LeastEwma(LeastEwma::new(UNMEASURED_LATENCY), rng()),
+    }
+}
+
 impl PoolState {
-    /// The next healthy backend not in `tried`, with its live state.
-    pub fn pick(&self, tried: &[SocketAddr]) -> Option<(SocketAddr, &Arc<BackendLive>)> {
+    /// The next healthy backend not in `tried`, with its live state; `now` dates the
+    /// latency estimates of the load-aware choosers.
+    pub fn pick(
+        &self,
+        tried: &[SocketAddr],
+        now: Instant,
+    ) -> Option<(SocketAddr, &Arc<BackendLive>)> {
         let b = &self.pool.backends;
-        self.chooser
-            .pick(b.len(), |i| {
-                self.backends[i].health.is_healthy() && !tried.contains(&b[i].address)
-            })
-            .map(|i| (b[i].address, &self.backends[i]))
+        let allowed =
+            |i: usize| self.backends[i].health.is_healthy() && !tried.contains(&b[i].address);
+        let chosen = if self.chooser.reads_load() {
+            let candidates: Vec<Candidate> = (0..b.len())
+                .filter(|&i| allowed(i))
+                .map(|i| Candidate {
+                    index: i,
+                    weight: b[i].weight.get(),
+                    in_flight: self.backends[i].in_flight(),
+                    ewma_cost: if self.pool.algorithm.uses_ewma() {
+                        self.backends[i].latency.cost(now)
+                    } else {
+                        0.0
+                    },
+                })
+                .collect();
+            self.chooser.pick_loaded(&candidates)
+        } else {
+            self.chooser.pick(b.len(), allowed)
+        };
+        chosen.map(|i| (b[i].address, &self.backends[i]))
     }
 
     /// Whether a healthy backend not in `tried` exists (asks no chooser, moves no state).
@@ -92,18 +143,15 @@ impl Snapshot {
             .pools
             .values()
             .map(|p| {
-                let backends = p
+                let backends: Vec<Arc<BackendLive>> = p
                     .backends
                     .iter()
                     .map(|b| registry.get(&p.name, b.address))
                     .collect();
-                let chooser = match p.algorithm {
-                    Algorithm::RoundRobin => Chooser::RoundRobin(RoundRobin::default()),
-                    Algorithm::WeightedRoundRobin => {
-                        let weights: Vec<u32> = p.backends.iter().map(|b| b.weight.get()).collect();
-                        Chooser::Weighted(WeightedRoundRobin::new(&weights))
-                    }
-                };
+                for live in &backends {
+                    live.latency.set_decay(p.ewma_decay);
+                }
+                let chooser = chooser(p, rand::random());
                 (
                     p.name.clone(),
                     PoolState {
@@ -138,6 +186,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use crate::config::parse_policy;
     use std::path::Path;
 
@@ -160,7 +209,7 @@ mod tests {
         for _ in 0..check.unhealthy_threshold.get() {
             first.pools["p"].backends[0].health.observe(false, &check);
         }
-        let in_flight = first.pools["p"].backends[1].start_request();
+        let in_flight = first.pools["p"].backends[1].start_request(SystemClock.now());
         // A reload that keeps both backends (in another order) and adds one.
         let second = Snapshot::new(
             policy(&["127.0.0.1:3", "127.0.0.1:2", "127.0.0.1:1"]),
@@ -182,9 +231,68 @@ mod tests {
             "a new backend starts healthy"
         );
         assert_eq!(p.healthy_count(), 2);
-        assert_eq!(p.pick(&[]).map(|(a, _)| a.port()), Some(3));
+        assert_eq!(
+            p.pick(&[], SystemClock.now()).map(|(a, _)| a.port()),
+            Some(3)
+        );
         drop(in_flight);
         assert_eq!(p.backends[1].in_flight(), 0);
+    }
+
+    fn pool_with(algorithm: &str, extra: &str, backends: &[&str]) -> Snapshot {
+        let list: String = backends
+            .iter()
+            .map(|b| format!("      - {{ address: {b} }}\n"))
+            .collect();
+        let text = format!(
+            "pools:\n  p:\n    algorithm: {algorithm}\n{extra}    backends:\n{list}routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    pool: p\n"
+        );
+        let registry = Registry::default();
+        let policy = parse_policy(&text, Path::new("p.yaml")).unwrap();
+        Arc::into_inner(Snapshot::new(policy, 1, &registry)).unwrap()
+    }
+
+    #[test]
+    fn least_connections_and_p2c_send_the_next_request_to_the_idle_backend() {
+        for (algorithm, extra) in [("least_connections", ""), ("p2c", "")] {
+            let snap = pool_with(algorithm, extra, &["127.0.0.1:1", "127.0.0.1:2"]);
+            let p = &snap.pools["p"];
+            let now = SystemClock.now();
+            let _busy: Vec<_> = (0..3).map(|_| p.backends[0].start_request(now)).collect();
+            for _ in 0..100 {
+                let (addr, _) = p.pick(&[], now).unwrap();
+                assert_eq!(addr.port(), 2, "{algorithm}");
+            }
+            let tried: SocketAddr = "127.0.0.1:2".parse().unwrap();
+            assert_eq!(
+                p.pick(&[tried], now).map(|(a, _)| a.port()),
+                Some(1),
+                "{algorithm}: a tried backend is not picked again"
+            );
+        }
+    }
+
+    #[test]
+    fn ewma_prefers_the_backend_that_answered_faster_and_the_sample_comes_from_the_guard() {
+        for (algorithm, extra) in [("ewma", ""), ("p2c", "    p2c: { by: ewma }\n")] {
+            let snap = pool_with(algorithm, extra, &["127.0.0.1:1", "127.0.0.1:2"]);
+            let p = &snap.pools["p"];
+            let clock = crate::clock::ManualClock::new();
+            let mut slow = p.backends[0].start_request(clock.now());
+            let mut fast = p.backends[1].start_request(clock.now());
+            clock.advance(Duration::from_millis(2));
+            fast.observe(clock.now());
+            clock.advance(Duration::from_millis(48));
+            slow.observe(clock.now());
+            slow.observe(clock.now() + Duration::from_secs(1)); // once per try
+            drop((slow, fast));
+            let cost = p.backends[0].latency.cost(clock.now());
+            assert!((cost - 0.05).abs() < 1e-9, "{algorithm}: {cost}");
+            for _ in 0..100 {
+                let (addr, _) = p.pick(&[], clock.now()).unwrap();
+                assert_eq!(addr.port(), 2, "{algorithm}");
+            }
+        }
     }
 
     #[test]
@@ -199,7 +307,7 @@ mod tests {
             p.backends[1].health.observe(false, &check);
         }
         assert!(!p.has_untried(&[one]), "the other one is down");
-        assert!(p.pick(&[one]).is_none());
+        assert!(p.pick(&[one], SystemClock.now()).is_none());
         assert!(s.ready(), "one healthy backend is enough to be ready");
     }
 }

@@ -21,6 +21,14 @@ use std::time::Duration;
 pub enum Algorithm {
     RoundRobin,
     WeightedRoundRobin,
+    /// Fewest requests in flight per unit of weight.
+    LeastConnections,
+    /// Two distinct random backends, the less loaded of them.
+    P2c {
+        by_ewma: bool,
+    },
+    /// Least peak-EWMA latency × requests in flight.
+    Ewma,
 }
 
 impl Algorithm {
@@ -29,9 +37,20 @@ impl Algorithm {
         match self {
             Algorithm::RoundRobin => "round_robin",
             Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::P2c { .. } => "p2c",
+            Algorithm::Ewma => "ewma",
         }
     }
+
+    /// Whether it reads the backends' latency estimates.
+    pub fn uses_ewma(self) -> bool {
+        matches!(self, Algorithm::Ewma | Algorithm::P2c { by_ewma: true })
+    }
 }
+
+/// Default of `ewma.decay`: the window over which a latency estimate fades.
+pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -67,6 +86,8 @@ impl Default for HealthCheck {
 pub struct Pool {
     pub name: String,
     pub algorithm: Algorithm,
+    /// How fast a backend's latency estimate fades (`ewma.decay`).
+    pub ewma_decay: Duration,
     pub backends: Vec<Backend>,
     pub health_check: HealthCheck,
 }
@@ -473,19 +494,51 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 );
                 continue;
             }
+            let by_ewma = match p.p2c.as_ref().map(|c| (&c.by, c.by.value.as_str())) {
+                None | Some((_, "in_flight")) => false,
+                Some((_, "ewma")) => true,
+                Some((by, other)) => {
+                    e.at(
+                        by,
+                        field("p2c.by"),
+                        format!("{other:?}: expected in_flight or ewma"),
+                    );
+                    false
+                }
+            };
             let algorithm = match p.algorithm.as_ref().map(|a| a.value.as_str()) {
                 None | Some("round_robin") => Algorithm::RoundRobin,
                 Some("weighted_round_robin") => Algorithm::WeightedRoundRobin,
+                Some("least_connections") => Algorithm::LeastConnections,
+                Some("p2c") => Algorithm::P2c { by_ewma },
+                Some("ewma") => Algorithm::Ewma,
                 Some(other) => {
                     if let Some(a) = &p.algorithm {
                         e.at(
                             a,
                             field("algorithm"),
-                            format!("unknown algorithm {other:?}: expected round_robin or weighted_round_robin"),
+                            format!("unknown algorithm {other:?}: expected round_robin, weighted_round_robin, least_connections, p2c or ewma"),
                         );
                     }
                     Algorithm::RoundRobin
                 }
+            };
+            if let (Some(c), false) = (&p.p2c, matches!(algorithm, Algorithm::P2c { .. })) {
+                e.at(&c.by, field("p2c"), "p2c settings need algorithm: p2c");
+            }
+            let ewma_decay = match &p.ewma {
+                None => DEFAULT_EWMA_DECAY,
+                Some(w) => match parse_duration(&w.decay.value) {
+                    Ok(d) if !d.is_zero() => d,
+                    Ok(_) => {
+                        e.at(&w.decay, field("ewma.decay"), "must be more than zero");
+                        DEFAULT_EWMA_DECAY
+                    }
+                    Err(msg) => {
+                        e.at(&w.decay, field("ewma.decay"), msg);
+                        DEFAULT_EWMA_DECAY
+                    }
+                },
             };
             if p.backends.value.is_empty() {
                 e.at(
@@ -524,6 +577,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 Pool {
                     name: name.clone(),
                     algorithm,
+                    ewma_decay,
                     backends,
                     health_check,
                 },

@@ -172,11 +172,30 @@ pub struct RawAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
+    /// `round_robin` (default), `weighted_round_robin`, `least_connections`, `p2c`, `ewma`.
     #[serde(default)]
     pub algorithm: Option<Spanned<String>>,
+    /// `p2c`'s measure of load: `{ by: in_flight }` (default) or `{ by: ewma }`.
+    #[serde(default)]
+    pub p2c: Option<RawP2c>,
+    /// The window over which peak-EWMA latency decays: `{ decay: 10s }`.
+    #[serde(default)]
+    pub ewma: Option<RawEwma>,
     pub backends: Spanned<Vec<RawBackend>>,
     #[serde(default)]
     pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawP2c {
+    pub by: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEwma {
+    pub decay: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

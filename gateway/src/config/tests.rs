@@ -317,3 +317,49 @@ fn a_fixed_cost_above_a_limits_burst_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn load_aware_algorithms_compile_with_their_settings_and_mistakes_are_named() {
+    use crate::config::policy::Algorithm;
+    let with = |pool: &str| POLICY.replace("    algorithm: round_robin\n", pool);
+    let p = parse_policy(
+        &with("    algorithm: p2c\n    p2c: { by: ewma }\n    ewma: { decay: 30s }\n"),
+        file(),
+    )
+    .unwrap();
+    assert_eq!(p.pools["tsdb"].algorithm, Algorithm::P2c { by_ewma: true });
+    assert_eq!(
+        p.pools["tsdb"].ewma_decay,
+        std::time::Duration::from_secs(30)
+    );
+    for (name, algorithm) in [
+        ("least_connections", Algorithm::LeastConnections),
+        ("p2c", Algorithm::P2c { by_ewma: false }),
+        ("ewma", Algorithm::Ewma),
+    ] {
+        let p = parse_policy(&with(&format!("    algorithm: {name}\n")), file()).unwrap();
+        assert_eq!(p.pools["tsdb"].algorithm, algorithm);
+        assert_eq!(p.pools["tsdb"].algorithm.as_str(), name);
+    }
+    let err = parse_policy(
+        &with("    algorithm: ewma\n    p2c: { by: latency }\n    ewma: { decay: 0s }\n"),
+        file(),
+    )
+    .unwrap_err();
+    let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "pools.tsdb.p2c.by",
+            "pools.tsdb.p2c",
+            "pools.tsdb.ewma.decay"
+        ],
+        "{err}"
+    );
+    let err = parse_policy(&with("    algorithm: fastest\n"), file()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected round_robin, weighted_round_robin, least_connections, p2c or ewma"),
+        "{err}"
+    );
+}
