@@ -43,8 +43,14 @@ impl Drop for ActiveRequest {
 /// request closely, long enough to cost nothing.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
+/// How long the count must stay at zero before the exit. A connection accepted just before
+/// the listeners closed is not a request yet (its head is still on the way), and exiting
+/// under it would reset it: this is the time its request has to show up.
+const QUIET: Duration = Duration::from_millis(250);
+
 /// Watches Pingora's execution phase; once the grace period of a graceful stop begins,
-/// exits the process with status 0 as soon as no request is active, or at `deadline`,
+/// exits the process with status 0 once no request has been active for [`QUIET`], or at
+/// `deadline`,
 /// cutting what is left (Pingora's own grace period is a second longer, as a backstop).
 pub fn spawn_drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
@@ -65,10 +71,16 @@ pub fn spawn_drain(
             let start = clock.now();
             tracing::info!(active = active.count(), deadline = ?deadline, "draining");
             let polls = deadline.as_millis() / DRAIN_POLL.as_millis() + 1;
+            let mut idle_since = None;
             for _ in 0..polls {
                 if active.count() == 0 {
-                    tracing::info!(took = ?(clock.now() - start), "drained; exiting");
-                    std::process::exit(0);
+                    let since = *idle_since.get_or_insert(clock.now());
+                    if clock.now() - since >= QUIET {
+                        tracing::info!(took = ?(clock.now() - start), "drained; exiting");
+                        std::process::exit(0);
+                    }
+                } else {
+                    idle_since = None;
                 }
                 if clock.now() - start >= deadline {
                     break;
