@@ -22,22 +22,8 @@ fi
 source scripts/bench-lib.sh
 
 origin=$(free_port) plain=$(free_port) tls=$(free_port) admin=$(free_port)
-body=$(head -c 1024 /dev/zero | tr '\0' 'x')
-mkdir -p "$work/origin" "$work/policies"
-cat > "$work/origin/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1;
-pid $work/origin/nginx.pid; error_log $work/origin/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off; keepalive_timeout 120s; keepalive_requests 100000000;
-  client_body_temp_path $work/origin/b; proxy_temp_path $work/origin/p;
-  fastcgi_temp_path $work/origin/f; uwsgi_temp_path $work/origin/u; scgi_temp_path $work/origin/s;
-  server { listen 127.0.0.1:$origin; location / { return 200 "$body"; } }
-}
-CONF
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-"$NGINX" -p "$work/origin/" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" >/dev/null 2>&1 &
-pids+=($!)
+mkdir -p "$work/policies"
+start_origin "$origin"
 
 target/release/gateway dev-certs --out "$work/certs" >/dev/null
 # An ES256 key, its JWKS and one token valid for an hour.

@@ -14,3 +14,28 @@ wait_ping() {
   done
   echo "server on $1 did not start" >&2; return 1
 }
+
+# A private nginx on 127.0.0.1:$1 answering every path with 200 and a 1 KiB body, one
+# process, keep-alive on, no access log; waits (bounded) until it answers.
+start_origin() {
+  local port=$1 body
+  body=$(head -c 1024 /dev/zero | tr '\0' 'x')
+  mkdir -p "$work/origin"
+  cat > "$work/origin/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $work/origin/nginx.pid; error_log $work/origin/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_timeout 120s; keepalive_requests 100000000;
+  client_body_temp_path $work/origin/b; proxy_temp_path $work/origin/p;
+  fastcgi_temp_path $work/origin/f; uwsgi_temp_path $work/origin/u; scgi_temp_path $work/origin/s;
+  server { listen 127.0.0.1:$port; location / { return 200 "$body"; } }
+}
+CONF
+  local nginx
+  nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  "$nginx" -p "$work/origin/" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && return 0; sleep 0.1; done
+  echo "nginx origin on $port did not start" >&2; return 1
+}

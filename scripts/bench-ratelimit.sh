@@ -35,22 +35,8 @@ source scripts/bench-lib.sh
 
 origin=$(free_port) gw=$(free_port) admin=$(free_port) redis=$(free_port)
 node=$(free_port) limited=$(free_port) open_gw=$(free_port) a2=$(free_port) a3=$(free_port)
-body=$(head -c 1024 /dev/zero | tr '\0' 'x')
-mkdir -p "$work/origin" "$work/p1" "$work/p2" "$work/p3" "$work/node"
-cat > "$work/origin/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1;
-pid $work/origin/nginx.pid; error_log $work/origin/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off; keepalive_timeout 120s; keepalive_requests 100000000;
-  client_body_temp_path $work/origin/b; proxy_temp_path $work/origin/p;
-  fastcgi_temp_path $work/origin/f; uwsgi_temp_path $work/origin/u; scgi_temp_path $work/origin/s;
-  server { listen 127.0.0.1:$origin; location / { return 200 "$body"; } }
-}
-CONF
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-"$NGINX" -p "$work/origin/" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" >/dev/null 2>&1 &
-pids+=($!)
+mkdir -p "$work/p1" "$work/p2" "$work/p3" "$work/node"
+start_origin "$origin"
 redis-server --port "$redis" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
 target/release/tsdb-backend --listen "127.0.0.1:$node" --data-dir "$work/node" >"$work/node.log" 2>&1 &
