@@ -59,7 +59,8 @@ impl Chooser {
         }
     }
 
-    /// The chosen candidate's `index`, for every chooser.
+    /// The chosen candidate's `index`, for the choosers that read load (see
+    /// [`Chooser::reads_load`]).
     pub fn pick_loaded(&self, candidates: &[Candidate]) -> Option<usize> {
         fn lock(r: &Mutex<SmallRng>) -> std::sync::MutexGuard<'_, SmallRng> {
             r.lock().unwrap_or_else(PoisonError::into_inner)
@@ -68,11 +69,8 @@ impl Chooser {
             Chooser::LeastConnections(c, rng) => c.pick(candidates, &mut *lock(rng)),
             Chooser::PowerOfTwo(c, rng) => c.pick(candidates, &mut *lock(rng)),
             Chooser::LeastEwma(c, rng) => c.pick(candidates, &mut *lock(rng)),
-            Chooser::RoundRobin(_) | Chooser::Weighted(_) => {
-                let allowed: Vec<usize> = candidates.iter().map(|c| c.index).collect();
-                let len = allowed.iter().max().map_or(0, |m| m + 1);
-                self.pick(len, |i| allowed.contains(&i))
-            }
+            // They do not read load: the pool asks them with `pick`.
+            Chooser::RoundRobin(_) | Chooser::Weighted(_) => None,
         }
     }
 }

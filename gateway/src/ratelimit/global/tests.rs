@@ -376,25 +376,32 @@ async fn a_limiter_starts_at_once_while_redis_is_down_and_connects_when_it_comes
     assert_eq!(limiter.stats().reconnects, 0);
 }
 
+/// The first decision on `key` that Redis answers, waiting for the limiter to be connected
+/// before each of at most 50 tries; the last error if none was.
+async fn decided(limiter: &GlobalLimiter, key: &str) -> Result<Decision, GlobalError> {
+    let mut last = Err(GlobalError::NotConnected);
+    for _ in 0..50 {
+        eventually("connected", || limiter.state().is_connected()).await;
+        last = limiter.decide("api", key, 100.0, 10, 1, Mode::Check).await;
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}
+
 #[tokio::test]
 async fn a_dead_redis_fails_decisions_fast_and_a_restarted_one_is_found_again() {
     let mut server = RedisServer::start();
     let port = server.port;
     // The default 20 ms command timeout, as in production.
     let limiter = connected(&server, "gw-1", RedisConfig::DEFAULT_COMMAND_TIMEOUT).await;
-    let mut ok = false;
-    for _ in 0..50 {
-        // A noisy machine may miss 20 ms once; the state then flips back by itself.
-        eventually("connected", || limiter.state().is_connected()).await;
-        ok |= limiter
-            .decide("api", "k", 100.0, 10, 1, Mode::Check)
-            .await
-            .is_ok();
-        if ok {
-            break;
-        }
-    }
-    assert!(ok, "no decision within 20 ms in 50 tries");
+    // A noisy machine may miss 20 ms once; the state then flips back by itself.
+    let first = decided(&limiter, "k").await;
+    assert!(
+        first.is_ok(),
+        "no decision within 20 ms in 50 tries: {first:?}"
+    );
 
     server.kill();
     let began = SystemClock.now();
@@ -424,18 +431,8 @@ async fn a_dead_redis_fails_decisions_fast_and_a_restarted_one_is_found_again() 
         "first failure {failed:?} after {took:?}; connected again {:?} after the restart",
         SystemClock.now() - restarted
     );
-    let mut ok = false;
-    for _ in 0..50 {
-        eventually("connected", || limiter.state().is_connected()).await;
-        ok |= limiter
-            .decide("api", "k", 100.0, 10, 1, Mode::Check)
-            .await
-            .is_ok();
-        if ok {
-            break;
-        }
-    }
-    assert!(ok, "no decision after the restart");
+    let again = decided(&limiter, "k").await;
+    assert!(again.is_ok(), "no decision after the restart: {again:?}");
     let stats = limiter.stats();
     assert!(stats.reconnects >= 1, "{stats:?}");
     assert!(stats.errors >= 2, "{stats:?}");
@@ -448,16 +445,7 @@ async fn a_hung_redis_times_decisions_out_within_the_command_timeout() {
     let limiter = connected(&server, "gw-1", Duration::from_millis(20)).await;
     // This thread's connection is made (and the script loaded) by a first decision; it is
     // the established connection whose Redis then hangs.
-    let mut first = Err(GlobalError::NotConnected);
-    for _ in 0..50 {
-        first = limiter
-            .decide("api", "warm", 100.0, 10, 1, Mode::Check)
-            .await;
-        if first.is_ok() {
-            break;
-        }
-        eventually("connected", || limiter.state().is_connected()).await;
-    }
+    let first = decided(&limiter, "warm").await;
     assert!(first.is_ok(), "{first:?}");
     server.signal("-STOP");
     let began = SystemClock.now();
