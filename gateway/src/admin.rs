@@ -4,7 +4,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::runtime::Snapshot;
+use crate::runtime::{PoolState, Snapshot};
 use arc_swap::ArcSwap;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -120,6 +120,69 @@ async fn metrics(State(st): State<AdminState>) -> Response {
     }
 }
 
+/// One pool on the status page: its settings, and each backend's health, load, latency,
+/// recent outcomes, ejection and slow start, as the balancers read them now.
+fn pool_status(p: &PoolState, now: std::time::Instant) -> serde_json::Value {
+    let outlier = p.live.outlier.as_ref();
+    let backends: Vec<serde_json::Value> = p
+        .pool
+        .backends
+        .iter()
+        .zip(&p.backends)
+        .enumerate()
+        .map(|(i, (b, live))| {
+            let (recent, recent_failures) = live.recent_outcomes();
+            let ejected_until = outlier.and_then(|d| d.ejected_until(i, now));
+            serde_json::json!({
+                "address": b.address.to_string(),
+                "weight": b.weight.get(),
+                "healthy": live.health.is_healthy(),
+                "in_flight": live.in_flight(),
+                // Peak-EWMA of its response times as of now (0: none measured).
+                "latency_ewma_ms": live.latency.cost(now) * 1000.0,
+                "checks": live.health.checks.load(Ordering::Relaxed),
+                "tries": live.tries(),
+                // Of the latest (up to 64) tries, how many there were and how many failed.
+                "recent": { "tries": recent, "failures": recent_failures },
+                "ejected": ejected_until.is_some(),
+                "ejected_for_ms": ejected_until.map(|u| u.saturating_duration_since(now).as_millis() as u64),
+                "times_ejected": outlier.map(|d| d.times_ejected(i, now)),
+                "consecutive_failures": outlier.map(|d| d.consecutive_failures(i)),
+                // The share of its traffic while it ramps up after coming back (null: full).
+                "slow_start_share": p.ramp(i, now),
+            })
+        })
+        .collect();
+    let pool = &p.pool;
+    let retries = &pool.retries;
+    serde_json::json!({
+        "algorithm": pool.algorithm.as_str(),
+        "hash_key": pool.algorithm.hashes().then(|| pool.hash_key.describe()),
+        "sticky_cookie": pool.sticky.as_ref().map(|s| s.cookie.clone()),
+        "healthy": p.healthy_count(),
+        "backends": backends,
+        "outlier_detection": outlier.map(|d| {
+            let c = d.config();
+            serde_json::json!({
+                "consecutive_failures": c.consecutive_failures.get(),
+                "base_ejection_ms": c.base_ejection.as_millis() as u64,
+                "max_ejected_percent": c.max_ejected_percent,
+                "ejected": d.ejected_count(now),
+                "overflows": d.overflows(),
+            })
+        }),
+        "max_in_flight_per_backend": pool.max_in_flight_per_backend.map(|m| m.get()),
+        "slow_start_ms": pool.slow_start.map(|d| d.as_millis() as u64),
+        "retries": {
+            "attempts": retries.attempts.get(),
+            "on": retries.on.describe(),
+            "budget_ratio": pool.retry_budget.ratio(),
+            "budget_remaining": p.live.budget.remaining(now),
+            "budget_exhausted": p.live.budget_exhausted.load(Ordering::Relaxed),
+        },
+    })
+}
+
 /// The policy in service, pools with each backend's health and load, routes, reloads.
 async fn status(State(st): State<AdminState>) -> Response {
     let snap = st.snapshot.load();
@@ -127,33 +190,7 @@ async fn status(State(st): State<AdminState>) -> Response {
     let pools: serde_json::Map<String, serde_json::Value> = snap
         .pools
         .iter()
-        .map(|(name, p)| {
-            let backends: Vec<serde_json::Value> = p
-                .pool
-                .backends
-                .iter()
-                .zip(&p.backends)
-                .map(|(b, live)| {
-                    serde_json::json!({
-                        "address": b.address.to_string(),
-                        "weight": b.weight.get(),
-                        "healthy": live.health.is_healthy(),
-                        "in_flight": live.in_flight(),
-                        // Peak-EWMA of its response times as of now (0: none measured).
-                        "latency_ewma_ms": live.latency.cost(now) * 1000.0,
-                        "checks": live.health.checks.load(Ordering::Relaxed),
-                    })
-                })
-                .collect();
-            (
-                name.clone(),
-                serde_json::json!({
-                    "algorithm": p.pool.algorithm.as_str(),
-                    "healthy": p.healthy_count(),
-                    "backends": backends,
-                }),
-            )
-        })
+        .map(|(name, p)| (name.clone(), pool_status(p, now)))
         .collect();
     let routes: Vec<serde_json::Value> = snap
         .policy

@@ -7,10 +7,14 @@
 //! status page read it from here.
 
 use crate::balance::ewma::PeakEwma;
-use crate::config::policy::DEFAULT_EWMA_DECAY;
+use crate::config::policy::{Pool, DEFAULT_EWMA_DECAY};
+use crate::config::resilience::RetryBudgetConfig;
+use crate::health::outlier::{OutlierConfig, OutlierDetector};
 use crate::health::BackendHealth;
+use crate::retry::budget::RetryBudget;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -22,6 +26,13 @@ pub struct BackendLive {
     in_flight: AtomicU64,
     /// Peak-EWMA of its response times (time to the answer's head, or to the failure).
     pub latency: PeakEwma,
+    /// The outcomes of its latest tries, newest in bit 0 (1: failed), and how many tries
+    /// there were in all: the status page's "recent outcomes".
+    outcomes: AtomicU64,
+    tries: AtomicU64,
+    /// When it last came back into service (health checks passed again, or it joined a
+    /// pool that was already serving), for slow start; `None`: in service from the start.
+    available_since: Mutex<Option<Instant>>,
 }
 
 impl Default for BackendLive {
@@ -30,9 +41,15 @@ impl Default for BackendLive {
             health: BackendHealth::default(),
             in_flight: AtomicU64::new(0),
             latency: PeakEwma::new(DEFAULT_EWMA_DECAY),
+            outcomes: AtomicU64::new(0),
+            tries: AtomicU64::new(0),
+            available_since: Mutex::new(None),
         }
     }
 }
+
+/// How many of a backend's latest tries the status page shows.
+pub const RECENT_OUTCOMES: u32 = 64;
 
 impl BackendLive {
     /// Requests sent to this backend and not finished yet.
@@ -44,11 +61,74 @@ impl BackendLive {
     /// to another backend); `now` is when it was sent, for its latency.
     pub fn start_request(self: &Arc<Self>, now: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.guard(now)
+    }
+
+    /// [`BackendLive::start_request`] unless `max` requests are in flight already (the
+    /// circuit breaker): the check and the count are one atomic step, so concurrent
+    /// requests never push it past `max`.
+    pub fn try_start_request(
+        self: &Arc<Self>,
+        now: Instant,
+        max: Option<NonZeroU32>,
+    ) -> Option<InFlight> {
+        let Some(max) = max else {
+            return Some(self.start_request(now));
+        };
+        self.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < u64::from(max.get())).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| self.guard(now))
+    }
+
+    fn guard(self: &Arc<Self>, now: Instant) -> InFlight {
         InFlight {
             live: self.clone(),
             started: now,
             observed: false,
         }
+    }
+
+    /// Records how one try ended.
+    pub fn record_outcome(&self, ok: bool) {
+        self.tries.fetch_add(1, Ordering::Relaxed);
+        // fetch_update cannot fail with a closure that always answers.
+        let _ = self
+            .outcomes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((bits << 1) | u64::from(!ok))
+            });
+    }
+
+    /// Of its latest tries (at most [`RECENT_OUTCOMES`]): how many, and how many failed.
+    pub fn recent_outcomes(&self) -> (u32, u32) {
+        let tries = self.tries.load(Ordering::Relaxed);
+        let n = tries.min(u64::from(RECENT_OUTCOMES)) as u32;
+        let bits = self.outcomes.load(Ordering::Relaxed);
+        let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        (n, (bits & mask).count_ones())
+    }
+
+    /// Tries recorded since the gateway started.
+    pub fn tries(&self) -> u64 {
+        self.tries.load(Ordering::Relaxed)
+    }
+
+    /// Marks it as back in service at `now` (slow start ramps it up from there).
+    pub fn mark_available(&self, now: Instant) {
+        *self
+            .available_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(now);
+    }
+
+    pub fn available_since(&self) -> Option<Instant> {
+        *self
+            .available_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -78,10 +158,71 @@ impl Drop for InFlight {
     }
 }
 
-/// Every backend's live state, by pool and address; kept across policy reloads.
+/// What a pool as a whole remembers: which backends were ejected for failing requests,
+/// and the retries its budget allowed.
+#[derive(Debug)]
+pub struct PoolLive {
+    /// The backends the detector's positions stand for.
+    addresses: Vec<SocketAddr>,
+    pub outlier: Option<OutlierDetector>,
+    pub budget: RetryBudget,
+    budget_config: RetryBudgetConfig,
+    /// Retries refused because the budget was spent.
+    pub budget_exhausted: AtomicU64,
+}
+
+impl PoolLive {
+    fn new(pool: &Pool, old: Option<&PoolLive>) -> PoolLive {
+        let addresses: Vec<SocketAddr> = pool.backends.iter().map(|b| b.address).collect();
+        let outlier =
+            pool.outlier.map(
+                |config| match old.and_then(|o| o.outlier.as_ref().map(|d| (o, d))) {
+                    Some((o, d)) => {
+                        OutlierDetector::with_history(addresses.len(), config, d, |i| {
+                            o.addresses.iter().position(|a| *a == addresses[i])
+                        })
+                    }
+                    None => OutlierDetector::new(addresses.len(), config),
+                },
+            );
+        let b = pool.retry_budget;
+        PoolLive {
+            addresses,
+            outlier,
+            budget: RetryBudget::new(b.ratio(), b.window, b.min_per_second),
+            budget_config: b,
+            budget_exhausted: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether it was built for this pool's backends and settings.
+    fn fits(&self, pool: &Pool) -> bool {
+        self.addresses.len() == pool.backends.len()
+            && self
+                .addresses
+                .iter()
+                .zip(&pool.backends)
+                .all(|(a, b)| *a == b.address)
+            && self.outlier.as_ref().map(|d| *d.config()) == pool.outlier
+            && self.budget_config == pool.retry_budget
+    }
+
+    /// Whether backend `i` is ejected at `now`.
+    pub fn is_ejected(&self, i: usize, now: Instant) -> bool {
+        self.outlier.as_ref().is_some_and(|d| d.is_ejected(i, now))
+    }
+
+    pub fn outlier_config(&self) -> Option<&OutlierConfig> {
+        self.outlier.as_ref().map(OutlierDetector::config)
+    }
+}
+
+/// Every backend's live state, by pool and address, and each pool's; kept across policy
+/// reloads.
 #[derive(Debug, Default)]
 pub struct Registry {
     map: Mutex<HashMap<(String, SocketAddr), Arc<BackendLive>>>,
+    pools: Mutex<HashMap<String, Arc<PoolLive>>>,
 }
 
 impl Registry {
@@ -95,13 +236,52 @@ impl Registry {
             .clone()
     }
 
-    /// Forgets the backends not in `keep` (they left their pool), so a long-running gateway
-    /// whose pools change does not hold state for every address it ever saw.
+    /// The live state of each of `pool`'s backends, in its order. A backend new to a pool
+    /// that was already serving is marked available at `now`, so slow start ramps it up.
+    pub fn backends(&self, pool: &Pool, now: Instant) -> Vec<Arc<BackendLive>> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let serving = map.keys().any(|(p, _)| *p == pool.name);
+        pool.backends
+            .iter()
+            .map(|b| {
+                map.entry((pool.name.clone(), b.address))
+                    .or_insert_with(|| {
+                        let live = BackendLive::default();
+                        if serving {
+                            live.mark_available(now);
+                        }
+                        Arc::new(live)
+                    })
+                    .clone()
+            })
+            .collect()
+    }
+
+    /// The pool's own live state: the same as before while its backends and settings are
+    /// unchanged; rebuilt otherwise, with the history of the backends that stay.
+    pub fn pool(&self, pool: &Pool) -> Arc<PoolLive> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = pools.get(&pool.name).cloned();
+        if let Some(o) = old.as_ref().filter(|o| o.fits(pool)) {
+            return o.clone();
+        }
+        let live = Arc::new(PoolLive::new(pool, old.as_deref()));
+        pools.insert(pool.name.clone(), live.clone());
+        live
+    }
+
+    /// Forgets the backends not in `keep` (they left their pool), and the pools none of
+    /// them is in, so a long-running gateway whose pools change does not hold state for
+    /// every address it ever saw.
     pub fn retain(&self, keep: &[(String, SocketAddr)]) {
         self.map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|k, _| keep.contains(k));
+        self.pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|name, _| keep.iter().any(|(p, _)| p == name));
     }
 }
 

@@ -2,6 +2,7 @@
 //! the chooser its policy names.
 
 pub mod ewma;
+pub mod key;
 pub mod least_conn;
 pub mod maglev;
 pub mod p2c;
@@ -11,7 +12,9 @@ pub mod weighted_rr;
 
 pub use ewma::LeastEwma;
 pub use least_conn::LeastConnections;
+pub use maglev::Maglev;
 pub use p2c::{By, PowerOfTwo};
+pub use ring_hash::RingHash;
 pub use round_robin::RoundRobin;
 pub use weighted_rr::WeightedRoundRobin;
 
@@ -41,12 +44,33 @@ pub enum Chooser {
     LeastConnections(LeastConnections, Mutex<SmallRng>),
     PowerOfTwo(PowerOfTwo, Mutex<SmallRng>),
     LeastEwma(LeastEwma, Mutex<SmallRng>),
+    /// The hashing ones, which place a request by its key.
+    RingHash(RingHash),
+    Maglev(Maglev),
 }
 
 impl Chooser {
     /// Whether it needs [`Candidate`]s (the backends' load) rather than indices.
     pub fn reads_load(&self) -> bool {
-        !matches!(self, Chooser::RoundRobin(_) | Chooser::Weighted(_))
+        matches!(
+            self,
+            Chooser::LeastConnections(..) | Chooser::PowerOfTwo(..) | Chooser::LeastEwma(..)
+        )
+    }
+
+    /// Whether it places requests by their key (see [`Chooser::pick_hashed`]).
+    pub fn hashes(&self) -> bool {
+        matches!(self, Chooser::RingHash(_) | Chooser::Maglev(_))
+    }
+
+    /// The backend for a request whose key hashes to `key`, the first allowed one from
+    /// there on, for the hashing choosers (the others answer `None`).
+    pub fn pick_hashed(&self, key: u64, allowed: impl Fn(usize) -> bool) -> Option<usize> {
+        match self {
+            Chooser::RingHash(r) => r.pick(key, allowed),
+            Chooser::Maglev(m) => m.pick(key, allowed),
+            _ => None,
+        }
     }
 
     /// The next of `len` backends for which `allowed` holds, for the choosers that do not
@@ -55,6 +79,7 @@ impl Chooser {
         match self {
             Chooser::RoundRobin(r) => r.pick(len, allowed),
             Chooser::Weighted(w) => w.pick(allowed),
+            // They read load or keys: the pool asks them with the other methods.
             _ => None,
         }
     }
@@ -69,8 +94,8 @@ impl Chooser {
             Chooser::LeastConnections(c, rng) => c.pick(candidates, &mut *lock(rng)),
             Chooser::PowerOfTwo(c, rng) => c.pick(candidates, &mut *lock(rng)),
             Chooser::LeastEwma(c, rng) => c.pick(candidates, &mut *lock(rng)),
-            // They do not read load: the pool asks them with `pick`.
-            Chooser::RoundRobin(_) | Chooser::Weighted(_) => None,
+            // They do not read load: the pool asks them with the other methods.
+            _ => None,
         }
     }
 }

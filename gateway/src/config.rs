@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod policy;
 pub mod raw;
+pub mod resilience;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::Policy;

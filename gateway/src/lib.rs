@@ -44,3 +44,4 @@ pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod tries;

@@ -35,6 +35,14 @@ pub struct Metrics {
     /// `gateway_ratelimit_decisions_total{limit,result,source}`: `result` admitted or
     /// limited; `source` local, redis, fallback (Redis did not answer) or unavailable.
     ratelimit: IntCounterVec,
+    /// `gateway_outlier_ejections_total{pool,backend}`: backends ejected for failing
+    /// requests.
+    ejections: IntCounterVec,
+    /// `gateway_retry_budget_exhausted_total{pool}`: retries refused by the budget.
+    budget_exhausted: IntCounterVec,
+    /// `gateway_circuit_breaker_overflows_total{pool}`: requests refused (503) because every
+    /// backend was at `max_in_flight_per_backend`.
+    circuit_overflows: IntCounterVec,
     redis_up: IntGauge,
     redis_instances: IntGauge,
     backend_healthy: IntGaugeVec,
@@ -57,6 +65,8 @@ pub enum UpstreamErrorKind {
     Connect,
     Timeout,
     Reset,
+    /// The backend answered 5xx (counted when the answer was held back for a retry).
+    Status,
     Other,
 }
 
@@ -78,6 +88,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Status => "status",
             UpstreamErrorKind::Other => "other",
         }
     }
@@ -142,6 +153,21 @@ impl Metrics {
                 "Rate-limit decisions by limit, result (admitted, limited) and source (local, redis, fallback, unavailable)",
                 &["limit", "result", "source"],
             )?,
+            ejections: counter(
+                "gateway_outlier_ejections_total",
+                "Backends ejected by outlier detection for failing requests",
+                &["pool", "backend"],
+            )?,
+            budget_exhausted: counter(
+                "gateway_retry_budget_exhausted_total",
+                "Retries refused because the pool's retry budget was spent",
+                &["pool"],
+            )?,
+            circuit_overflows: counter(
+                "gateway_circuit_breaker_overflows_total",
+                "Requests refused because every backend was at max_in_flight_per_backend",
+                &["pool"],
+            )?,
             redis_up: gauge(
                 "gateway_ratelimit_redis_up",
                 "1 while global rate limits reach Redis, 0 while they degrade",
@@ -195,6 +221,18 @@ impl Metrics {
 
     pub fn retry(&self, route: &str) {
         self.retries.with_label_values(&[route]).inc();
+    }
+
+    pub fn ejection(&self, pool: &str, backend: &str) {
+        self.ejections.with_label_values(&[pool, backend]).inc();
+    }
+
+    pub fn retry_budget_exhausted(&self, pool: &str) {
+        self.budget_exhausted.with_label_values(&[pool]).inc();
+    }
+
+    pub fn circuit_overflow(&self, pool: &str) {
+        self.circuit_overflows.with_label_values(&[pool]).inc();
     }
 
     pub fn health_transition(&self, pool: &str, backend: &str, up: bool) {

@@ -5,14 +5,19 @@
 //! request_filter           take the snapshot, assign the request id, match the route (404),
 //!                          authenticate (401), authorize (403), rate limit (429)
 //! request_body_filter      count the lines of a body whose limits charge per line
-//! upstream_peer            pick a healthy backend of the route's pool, not one tried (503)
-//! fail_to_connect          connect failure: retry on another backend while attempts remain
-//! error_while_proxy        reset before any response byte: retry an idempotent request
+//! upstream_peer            pick a backend of the route's pool: healthy, not tried, not
+//!                          ejected, under its circuit breaker (503); a retry waits its
+//!                          backoff first
+//! fail_to_connect          connect failure: record it, retry if the policy and budget allow
+//! error_while_proxy        reset or timeout before any response byte: the same, idempotent
+//!                          requests only (see `tries.rs`, `retry/condition.rs`)
 //! upstream_request_filter  X-Request-Id, X-Forwarded-For and -Proto, X-Gateway-Identity,
 //!                          -Tenant and -Auth to the backend
-//! upstream_response_filter the answer has begun: no retry from here on; the time to it
-//!                          feeds the backend's latency estimate (so does a failed try)
-//! response_filter          X-Request-Id and RateLimit-Policy / RateLimit back to the client
+//! upstream_response_filter the answer's head: its time feeds the latency estimate, its
+//!                          status the outcome; a retryable 5xx is held back and retried,
+//!                          anything else goes to the client and nothing is retried after
+//! response_filter          X-Request-Id, RateLimit-Policy / RateLimit and the sticky cookie
+//!                          back to the client
 //! fail_to_proxy            upstream errors as JSON: 502, 503, 504
 //! logging                  count the answer and its latency
 //! ```
@@ -20,7 +25,7 @@
 use crate::auth;
 use crate::auth::identity::Identity;
 use crate::auth::mtls::PeerCert;
-use crate::backend::InFlight;
+use crate::balance::key::{self, RequestKeys};
 use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::policy::Cost;
 use crate::config::policy::Route;
@@ -29,8 +34,11 @@ use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::ratelimit;
 use crate::request_id;
 use crate::respond::{self, json_error, json_error_with};
-use crate::runtime::{PoolState, Snapshot};
+use crate::retry::backoff;
+use crate::retry::condition::{self, Cause};
+use crate::runtime::{NoBackend, PickRequest, PoolState, Snapshot};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
+use crate::tries::{self, NoRetry, Tries};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -39,7 +47,6 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
@@ -61,12 +68,14 @@ pub struct RequestCtx {
     /// The matched route's position in the snapshot's policy (no copy per request).
     route: Option<usize>,
     request_id: HeaderValue,
-    /// Backends tried so far, in order.
-    tried: Vec<SocketAddr>,
-    /// The backend of the current try, counted in flight until the try ends.
-    upstream: Option<InFlight>,
-    /// Set once the backend's answer began: from then on nothing may be retried.
-    response_started: bool,
+    /// The tries at the pool's backends, and how they ended.
+    tries: Tries,
+    /// The request's hash key, hashed (for `ring_hash` and `maglev`), read at the first try.
+    hash_key: Option<u64>,
+    /// The backend token of the client's sticky cookie, if it sent one.
+    sticky: Option<u64>,
+    /// Why no backend was picked, for the client's 503.
+    refusal: Option<&'static str>,
     /// Who is calling, when the route authenticates.
     identity: Option<Identity>,
     /// The route's rate limits as this request left them, for the answer's headers.
@@ -93,18 +102,53 @@ impl RequestCtx {
         self.snapshot.as_ref()?.pools.get(&route.pool)
     }
 
-    /// Feeds the current try's backend latency estimate (once per try).
-    fn observe_latency(&mut self) {
-        if let Some(u) = self.upstream.as_mut() {
-            u.observe(SystemClock.now());
+    /// Whether the failed try may be retried (see [`Tries::may_retry`]); a refusal by the
+    /// budget is counted.
+    fn may_retry(&self, session: &Session, cause: Cause, metrics: &Metrics) -> bool {
+        let (Some(route), Some(pool)) = (self.route(), self.pool()) else {
+            return false;
+        };
+        let request = condition::Request {
+            idempotent: session.req_header().method.is_idempotent(),
+            replayable: !session.as_ref().retry_buffer_truncated(),
+        };
+        let now = SystemClock.now();
+        let elapsed = now.saturating_duration_since(self.started);
+        match self
+            .tries
+            .may_retry(route, pool, cause, request, elapsed, now)
+        {
+            Ok(()) => true,
+            Err(NoRetry::Budget) => {
+                metrics.retry_budget_exhausted(&pool.pool.name);
+                pool.live
+                    .budget_exhausted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            Err(_) => false,
         }
     }
 
-    /// Whether another try is allowed and has somewhere to go: the route's attempts are not
-    /// used up and its pool has a healthy backend this request has not tried.
-    fn can_retry(&self) -> bool {
-        let attempts = self.route().map_or(1, |r| r.attempts.get() as usize);
-        self.tried.len() < attempts && self.pool().is_some_and(|p| p.has_untried(&self.tried))
+    /// Records how the current try ended (once per try), and the ejection it caused.
+    fn record_try(&mut self, ok: bool, metrics: &Metrics) {
+        let now = SystemClock.now();
+        self.tries.observe_latency(now);
+        let Some(snapshot) = self.snapshot.clone() else {
+            return;
+        };
+        let Some(pool) = self
+            .route
+            .and_then(|i| snapshot.policy.routes.get(i))
+            .and_then(|r| snapshot.pools.get(&r.pool))
+        else {
+            return;
+        };
+        if let Some(e) = self.tries.record(pool, ok, now) {
+            let backend = pool.pool.backends[e.backend].address.to_string();
+            metrics.ejection(&pool.pool.name, &backend);
+            tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed requests");
+        }
     }
 }
 
@@ -195,9 +239,10 @@ impl ProxyHttp for Gateway {
             snapshot: None,
             route: None,
             request_id: HeaderValue::from_static(""),
-            tried: Vec::new(),
-            upstream: None,
-            response_started: false,
+            tries: Tries::default(),
+            hash_key: None,
+            sticky: None,
+            refusal: None,
             identity: None,
             quotas: Vec::new(),
             line_charges: Vec::new(),
@@ -286,13 +331,14 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Backend choice: the route's pool, skipping backends this request already tried.
+    /// Backend choice: the route's pool, skipping backends this request already tried; a
+    /// retry first waits its backoff.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        // An Arc clone, so the route can be read while `tried` is updated.
+        // An Arc clone, so the route can be read while the tries are updated.
         let snapshot = ctx.snapshot.clone();
         let (Some(snapshot), Some(i)) = (snapshot.as_ref(), ctx.route) else {
             return Err(Error::explain(
@@ -312,50 +358,108 @@ impl ProxyHttp for Gateway {
                 format!("route {}: pool {} is gone", route.name, route.pool),
             )
         })?;
-        let Some((addr, live)) = pool.pick(&ctx.tried, SystemClock.now()) else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                format!(
-                    "route {}: no healthy backend left in pool {}",
-                    route.name, route.pool
-                ),
-            ));
-        };
-        if !ctx.tried.is_empty() {
+        if ctx.tries.is_first() {
+            pool.live.budget.record_request(SystemClock.now());
+            let headers = &session.req_header().headers;
+            if pool.chooser.hashes() {
+                let keys = RequestKeys {
+                    identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
+                    tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
+                    client_ip: session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip()),
+                    headers,
+                };
+                ctx.hash_key = key::hash_of(&pool.pool.hash_key, &keys);
+            }
+            ctx.sticky = pool
+                .pool
+                .sticky
+                .as_ref()
+                .and_then(|s| key::cookie(headers, &s.cookie))
+                .and_then(key::parse_token);
+        } else {
             self.metrics.retry(&route.name);
+            let p = &route.retries;
+            let retry = ctx.tries.tried().len() as u32;
+            let wait = backoff::delay(retry, p.backoff_base, p.backoff_max, &mut rand::rng());
+            tokio::time::sleep(wait).await;
         }
-        ctx.tried.push(addr);
-        // Replacing the guard ends the previous try's in-flight count.
-        ctx.upstream = Some(live.start_request(SystemClock.now()));
+        let now = SystemClock.now();
+        let max = pool.pool.max_in_flight_per_backend;
+        // Passed over: backends that filled up between the pick and the count (each pass
+        // adds one, so this ends within the pool's size).
+        let mut skip = Vec::new();
+        let (picked, guard) = loop {
+            let req = PickRequest {
+                tried: ctx.tries.tried(),
+                skip: &skip,
+                now,
+                key: ctx.hash_key,
+                sticky: ctx.sticky,
+            };
+            match pool.pick(&req) {
+                Ok(p) => match p.live.try_start_request(now, max) {
+                    Some(guard) => break (p, guard),
+                    None => skip.push(p.index),
+                },
+                Err(NoBackend::Full) => {
+                    self.metrics.circuit_overflow(&pool.pool.name);
+                    ctx.refusal = Some("every backend is at its limit of requests in flight");
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        format!(
+                            "route {}: every backend of pool {} has max_in_flight_per_backend requests",
+                            route.name, route.pool
+                        ),
+                    ));
+                }
+                Err(NoBackend::Unavailable) => {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        format!(
+                            "route {}: no healthy backend left in pool {}",
+                            route.name, route.pool
+                        ),
+                    ));
+                }
+            }
+        };
+        let addr = picked.address;
+        ctx.tries.start(picked.index, addr, guard);
+        let elapsed = now.saturating_duration_since(ctx.started);
+        let wait = tries::try_timeout(route, elapsed);
         let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(route.connect_timeout);
-        peer.options.total_connection_timeout = Some(route.connect_timeout);
-        peer.options.read_timeout = Some(route.request_timeout);
-        peer.options.write_timeout = Some(route.request_timeout);
+        peer.options.connection_timeout = Some(route.connect_timeout.min(wait));
+        peer.options.total_connection_timeout = Some(route.connect_timeout.min(wait));
+        peer.options.read_timeout = Some(wait);
+        peer.options.write_timeout = Some(wait);
         Ok(Box::new(peer))
     }
 
     /// Failover: nothing reached the backend, so any method may go to the next one.
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         let backend = peer.address().to_string();
-        ctx.observe_latency();
+        ctx.record_try(false, &self.metrics);
         self.metrics
             .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
-        if ctx.can_retry() {
+        if ctx.may_retry(session, Cause::Connect, &self.metrics) {
             e.set_retry(true);
         }
         e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
     }
 
     /// Failover after the request went out: only before any byte of the answer came back,
-    /// only for a reset connection (a timeout is the backend's answer: waiting again would
-    /// double it), and only for idempotent methods whose body Pingora could still replay.
+    /// for a reset or a timed-out try when the policy names it, and only for idempotent
+    /// methods whose body Pingora could still replay. A 5xx answer held back for a retry
+    /// comes here too, already decided.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -365,21 +469,23 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let backend = peer.address().to_string();
-        let upstream = *e.esource() == ErrorSource::Upstream;
-        if upstream {
-            ctx.observe_latency();
+        if ctx.tries.take_held() {
+            e.set_retry(true);
+            return e.more_context(format!("route {}: backend {backend}", ctx.route_name()));
         }
+        let upstream = *e.esource() == ErrorSource::Upstream;
         let kind = UpstreamErrorKind::of(&e);
         if upstream {
+            ctx.record_try(false, &self.metrics);
             self.metrics
                 .upstream_error(ctx.route_name(), &backend, kind);
         }
-        let retry = upstream
-            && kind == UpstreamErrorKind::Reset
-            && !ctx.response_started
-            && session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated()
-            && ctx.can_retry();
+        let cause = match kind {
+            UpstreamErrorKind::Reset => Some(Cause::Reset),
+            UpstreamErrorKind::Timeout => Some(Cause::Timeout),
+            _ => None,
+        };
+        let retry = upstream && cause.is_some_and(|c| ctx.may_retry(session, c, &self.metrics));
         e.set_retry(retry);
         e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
     }
@@ -413,15 +519,36 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// The backend's answer has begun: a failure from here on is the client's answer.
+    /// The backend's answer has begun. A 5xx the policy retries is held back (nothing has
+    /// reached the client) and the request goes to another backend; anything else is the
+    /// client's answer, and a failure from here on is not retried.
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.response_started = true;
-        ctx.observe_latency();
+        let status = upstream_response.status.as_u16();
+        ctx.record_try(status < 500, &self.metrics);
+        if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics) {
+            ctx.tries.hold_for_retry();
+            let backend = ctx
+                .tries
+                .tried()
+                .last()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            self.metrics
+                .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Status);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                format!(
+                    "route {}: backend {backend} answered {status}: retrying",
+                    ctx.route_name()
+                ),
+            ));
+        }
+        ctx.tries.answer_started();
         Ok(())
     }
 
@@ -433,6 +560,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+        if let Some(cookie) = sticky_cookie(ctx) {
+            upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
+        }
         if !ctx.quotas.is_empty() {
             upstream_response
                 .insert_header("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas))?;
@@ -463,9 +593,12 @@ impl ProxyHttp for Gateway {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0 && !ctx.response_started {
+        if code > 0 && !ctx.tries.answered() {
             let message = match code {
-                503 => "no healthy backend available".to_string(),
+                503 => ctx
+                    .refusal
+                    .unwrap_or("no healthy backend available")
+                    .to_string(),
                 504 => "upstream timed out".to_string(),
                 _ => format!("upstream error: {}", e.etype().as_str()),
             };
@@ -486,6 +619,22 @@ impl ProxyHttp for Gateway {
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let took = SystemClock.now().saturating_duration_since(ctx.started);
         self.metrics.request(ctx.route_name(), status, took);
-        ctx.upstream = None;
+        ctx.tries.end();
     }
+}
+
+/// The sticky cookie naming the backend that answered, when the pool is sticky and the
+/// client's cookie named another one (or none).
+fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
+    let pool = ctx.pool()?;
+    let sticky = pool.pool.sticky.as_ref()?;
+    let token = pool.sticky_token(ctx.tries.current_index()?)?;
+    (ctx.sticky != Some(token)).then(|| {
+        format!(
+            "{}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
+            sticky.cookie,
+            key::format_token(token),
+            sticky.ttl.as_secs()
+        )
+    })
 }

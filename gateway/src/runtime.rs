@@ -2,21 +2,23 @@
 //! swapped as one snapshot (arc-swap) so a request sees one consistent version.
 
 use crate::auth::Authenticators;
-use crate::backend::{BackendLive, Registry};
+use crate::backend::{BackendLive, PoolLive, Registry};
+use crate::balance::key::sticky_token;
 use crate::balance::{
-    By, Candidate, Chooser, LeastConnections, LeastEwma, PowerOfTwo, RoundRobin, WeightedRoundRobin,
+    By, Candidate, Chooser, LeastConnections, LeastEwma, Maglev, PowerOfTwo, RingHash, RoundRobin,
+    WeightedRoundRobin,
 };
-use crate::clock::wall_now;
+use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
 use crate::config::Policy;
 use crate::ratelimit::Limits;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
@@ -27,15 +29,31 @@ pub struct PoolState {
     /// Aligned with `pool.backends`.
     pub backends: Vec<Arc<BackendLive>>,
     pub chooser: Chooser,
+    /// What the pool as a whole remembers (ejections, retry budget), kept across reloads.
+    pub live: Arc<PoolLive>,
+    /// Each backend's sticky-cookie token, when the pool is sticky.
+    sticky_tokens: Vec<u64>,
+    /// Slow start's draws, and the key of a request that has none to hash.
+    rng: Mutex<SmallRng>,
 }
 
 /// What `ewma` scores a backend with no latency measured yet (linkerd's default): tried,
 /// but not flooded before its first answer.
 pub const UNMEASURED_LATENCY: Duration = Duration::from_millis(30);
 
+/// The least share of its traffic a backend in slow start is given (Envoy's
+/// `min_weight_percent` default), so its first requests come at once.
+pub const SLOW_START_FLOOR: f64 = 0.1;
+
 /// A pool's chooser as its policy names it, with its own seeded RNG.
 pub fn chooser(pool: &Pool, seed: u64) -> Chooser {
     let rng = || Mutex::new(SmallRng::seed_from_u64(seed));
+    let ids = || -> Vec<(String, u32)> {
+        pool.backends
+            .iter()
+            .map(|b| (b.address.to_string(), b.weight.get()))
+            .collect()
+    };
     match pool.algorithm {
         Algorithm::RoundRobin => Chooser::RoundRobin(RoundRobin::default()),
         Algorithm::WeightedRoundRobin => {
@@ -50,39 +68,176 @@ pub fn chooser(pool: &Pool, seed: u64) -> Chooser {
             rng(),
         ),
         Algorithm::Ewma => Chooser::LeastEwma(LeastEwma::new(UNMEASURED_LATENCY), rng()),
+        Algorithm::RingHash => Chooser::RingHash(RingHash::with_default_vnodes(&ids())),
+        Algorithm::Maglev => Chooser::Maglev(Maglev::with_default_size(&ids())),
     }
 }
 
+/// What a pick knows of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct PickRequest<'a> {
+    /// Backends this request tried already.
+    pub tried: &'a [SocketAddr],
+    /// Positions passed over this time (their circuit breaker filled as they were taken).
+    pub skip: &'a [usize],
+    pub now: Instant,
+    /// The request's hash key, hashed, for `ring_hash` and `maglev` (`None`: it has none).
+    pub key: Option<u64>,
+    /// The token of the client's sticky cookie.
+    pub sticky: Option<u64>,
+}
+
+impl<'a> PickRequest<'a> {
+    /// A pick that knows only what was tried.
+    pub fn new(tried: &'a [SocketAddr], now: Instant) -> Self {
+        PickRequest {
+            tried,
+            skip: &[],
+            now,
+            key: None,
+            sticky: None,
+        }
+    }
+}
+
+/// Why no backend could be picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoBackend {
+    /// None healthy that this request has not tried.
+    Unavailable,
+    /// Some are, but every one has `max_in_flight_per_backend` requests already.
+    Full,
+}
+
+/// The backend chosen for a try.
+#[derive(Debug, Clone, Copy)]
+pub struct Picked<'a> {
+    /// Its position in the pool.
+    pub index: usize,
+    pub address: SocketAddr,
+    pub live: &'a Arc<BackendLive>,
+}
+
 impl PoolState {
-    /// The next healthy backend not in `tried`, with its live state; `now` dates the
-    /// latency estimates of the load-aware choosers.
-    pub fn pick(
-        &self,
-        tried: &[SocketAddr],
-        now: Instant,
-    ) -> Option<(SocketAddr, &Arc<BackendLive>)> {
-        let b = &self.pool.backends;
-        let allowed =
-            |i: usize| self.backends[i].health.is_healthy() && !tried.contains(&b[i].address);
-        let chosen = if self.chooser.reads_load() {
-            let candidates: Vec<Candidate> = (0..b.len())
-                .filter(|&i| allowed(i))
-                .map(|i| Candidate {
-                    index: i,
-                    weight: b[i].weight.get(),
-                    in_flight: self.backends[i].in_flight(),
-                    ewma_cost: if self.pool.algorithm.uses_ewma() {
-                        self.backends[i].latency.cost(now)
-                    } else {
-                        0.0
-                    },
-                })
-                .collect();
-            self.chooser.pick_loaded(&candidates)
-        } else {
-            self.chooser.pick(b.len(), allowed)
+    fn new(pool: &Pool, registry: &Registry, now: Instant, seed: u64) -> PoolState {
+        let backends = registry.backends(pool, now);
+        for live in &backends {
+            live.latency.set_decay(pool.ewma_decay);
+        }
+        let sticky_tokens = match &pool.sticky {
+            Some(_) => pool
+                .backends
+                .iter()
+                .map(|b| sticky_token(&pool.name, b.address))
+                .collect(),
+            None => Vec::new(),
         };
-        chosen.map(|i| (b[i].address, &self.backends[i]))
+        PoolState {
+            pool: pool.clone(),
+            backends,
+            chooser: chooser(pool, seed),
+            live: registry.pool(pool),
+            sticky_tokens,
+            rng: Mutex::new(SmallRng::seed_from_u64(seed ^ 0x5bd1_e995)),
+        }
+    }
+
+    /// A backend for the next try: healthy, not tried, not ejected, not at its circuit
+    /// breaker's limit; the sticky cookie's if it qualifies, else the algorithm's choice.
+    /// When every such backend is ejected, an ejected one rather than none (Envoy routes
+    /// to all hosts in the same spot: a possibly bad answer beats a certain 503).
+    pub fn pick(&self, req: &PickRequest<'_>) -> Result<Picked<'_>, NoBackend> {
+        let usable = |i: usize| self.usable(i, req) && !self.full(i);
+        let allowed = |i: usize| usable(i) && !self.live.is_ejected(i, req.now);
+        let chosen = self
+            .choose(req, &allowed)
+            .or_else(|| self.choose(req, &usable));
+        match chosen {
+            Some(index) => Ok(Picked {
+                index,
+                address: self.pool.backends[index].address,
+                live: &self.backends[index],
+            }),
+            None if (0..self.backends.len()).any(|i| self.usable(i, req)) => Err(NoBackend::Full),
+            None => Err(NoBackend::Unavailable),
+        }
+    }
+
+    /// Healthy, not tried and not passed over.
+    fn usable(&self, i: usize, req: &PickRequest<'_>) -> bool {
+        self.backends[i].health.is_healthy()
+            && !req.tried.contains(&self.pool.backends[i].address)
+            && !req.skip.contains(&i)
+    }
+
+    /// At its circuit breaker's limit.
+    fn full(&self, i: usize) -> bool {
+        self.pool
+            .max_in_flight_per_backend
+            .is_some_and(|max| self.backends[i].in_flight() >= u64::from(max.get()))
+    }
+
+    fn choose(&self, req: &PickRequest<'_>, allowed: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let sticky = req
+            .sticky
+            .and_then(|t| self.sticky_tokens.iter().position(|x| *x == t));
+        if let Some(i) = sticky.filter(|&i| allowed(i)) {
+            return Some(i);
+        }
+        if self.chooser.hashes() {
+            let key = req.key.unwrap_or_else(|| self.rng().random());
+            return self.chooser.pick_hashed(key, allowed);
+        }
+        let first = self.by_algorithm(req.now, allowed)?;
+        // Slow start: a backend that just came back keeps a pick only with the probability
+        // of its ramp; otherwise the pick goes to another backend, if there is one.
+        match self.ramp(first, req.now) {
+            Some(share) if self.rng().random::<f64>() >= share => Some(
+                self.by_algorithm(req.now, &|i| i != first && allowed(i))
+                    .unwrap_or(first),
+            ),
+            _ => Some(first),
+        }
+    }
+
+    fn by_algorithm(&self, now: Instant, allowed: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = self.backends.len();
+        if !self.chooser.reads_load() {
+            return self.chooser.pick(n, allowed);
+        }
+        let candidates: Vec<Candidate> = (0..n)
+            .filter(|&i| allowed(i))
+            .map(|i| Candidate {
+                index: i,
+                weight: self.pool.backends[i].weight.get(),
+                in_flight: self.backends[i].in_flight(),
+                // Read by every load-aware chooser: ewma scores by it, the others break ties
+                // against a markedly slower backend with it.
+                ewma_cost: self.backends[i].latency.cost(now),
+            })
+            .collect();
+        self.chooser.pick_loaded(&candidates)
+    }
+
+    /// The share of its traffic backend `i` gets while in slow start, from
+    /// [`SLOW_START_FLOOR`] up (linearly over the pool's `slow_start`); `None` when it is
+    /// not ramping.
+    pub fn ramp(&self, i: usize, now: Instant) -> Option<f64> {
+        let window = self.pool.slow_start?;
+        let back = self.backends[i].available_since();
+        let unejected = self
+            .live
+            .outlier
+            .as_ref()
+            .and_then(|d| d.ejection_ended(i, now));
+        let since = back.max(unejected)?;
+        let elapsed = now.saturating_duration_since(since);
+        (elapsed < window)
+            .then(|| (elapsed.as_secs_f64() / window.as_secs_f64()).max(SLOW_START_FLOOR))
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, SmallRng> {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether a healthy backend not in `tried` exists (asks no chooser, moves no state).
@@ -99,6 +254,11 @@ impl PoolState {
             .iter()
             .filter(|b| b.health.is_healthy())
             .count()
+    }
+
+    /// The sticky-cookie token of backend `i` (`None`: the pool is not sticky).
+    pub fn sticky_token(&self, i: usize) -> Option<u64> {
+        self.sticky_tokens.get(i).copied()
     }
 }
 
@@ -139,26 +299,14 @@ impl Snapshot {
         auth: Authenticators,
         limits: Limits,
     ) -> Arc<Snapshot> {
+        let now = SystemClock.now();
         let pools = policy
             .pools
             .values()
             .map(|p| {
-                let backends: Vec<Arc<BackendLive>> = p
-                    .backends
-                    .iter()
-                    .map(|b| registry.get(&p.name, b.address))
-                    .collect();
-                for live in &backends {
-                    live.latency.set_decay(p.ewma_decay);
-                }
-                let chooser = chooser(p, rand::random());
                 (
                     p.name.clone(),
-                    PoolState {
-                        pool: p.clone(),
-                        backends,
-                        chooser,
-                    },
+                    PoolState::new(p, registry, now, rand::random()),
                 )
             })
             .collect();
@@ -232,7 +380,9 @@ mod tests {
         );
         assert_eq!(p.healthy_count(), 2);
         assert_eq!(
-            p.pick(&[], SystemClock.now()).map(|(a, _)| a.port()),
+            p.pick(&PickRequest::new(&[], SystemClock.now()))
+                .ok()
+                .map(|x| x.address.port()),
             Some(3)
         );
         drop(in_flight);
@@ -260,12 +410,14 @@ mod tests {
             let now = SystemClock.now();
             let _busy: Vec<_> = (0..3).map(|_| p.backends[0].start_request(now)).collect();
             for _ in 0..100 {
-                let (addr, _) = p.pick(&[], now).unwrap();
+                let addr = p.pick(&PickRequest::new(&[], now)).unwrap().address;
                 assert_eq!(addr.port(), 2, "{algorithm}");
             }
             let tried: SocketAddr = "127.0.0.1:2".parse().unwrap();
             assert_eq!(
-                p.pick(&[tried], now).map(|(a, _)| a.port()),
+                p.pick(&PickRequest::new(&[tried], now))
+                    .ok()
+                    .map(|x| x.address.port()),
                 Some(1),
                 "{algorithm}: a tried backend is not picked again"
             );
@@ -289,7 +441,7 @@ mod tests {
             let cost = p.backends[0].latency.cost(clock.now());
             assert!((cost - 0.05).abs() < 1e-9, "{algorithm}: {cost}");
             for _ in 0..100 {
-                let (addr, _) = p.pick(&[], clock.now()).unwrap();
+                let addr = p.pick(&PickRequest::new(&[], clock.now())).unwrap().address;
                 assert_eq!(addr.port(), 2, "{algorithm}");
             }
         }
@@ -307,7 +459,10 @@ mod tests {
             p.backends[1].health.observe(false, &check);
         }
         assert!(!p.has_untried(&[one]), "the other one is down");
-        assert!(p.pick(&[one], SystemClock.now()).is_none());
+        assert_eq!(
+            p.pick(&PickRequest::new(&[one], SystemClock.now())).err(),
+            Some(NoBackend::Unavailable)
+        );
         assert!(s.ready(), "one healthy backend is enough to be ready");
     }
 }

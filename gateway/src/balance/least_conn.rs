@@ -6,7 +6,12 @@
 //!
 //! Ties are broken uniformly at random (reservoir sampling in the same pass): always
 //! taking the first of the tied would send every burst that arrives while backends are
-//! equally loaded (at start, after a lull) to the pool's first backend.
+//! equally loaded (at start, after a lull) to the pool's first backend. One exception: of
+//! two equally loaded backends whose latency was measured, one [`MARKEDLY_SLOWER`] than
+//! the other loses the tie. At low concurrency every backend is often at the same count
+//! (0 or 1), and a pure random tie-break would then hand a backend that answers in 150 ms
+//! as many requests as one that answers in 2 ms; backends of comparable speed still
+//! share ties evenly, so a small difference in estimates does not herd traffic.
 
 use std::cmp::Ordering;
 
@@ -24,7 +29,34 @@ impl LeastConnections {
     /// uniformly at random; `None` when there are no candidates.
     #[must_use]
     pub fn pick(&self, candidates: &[Candidate], rng: &mut impl Rng) -> Option<usize> {
-        least_by(candidates, rng, cmp_load).map(|c| c.index)
+        least_by(candidates, rng, cmp_load_then_speed).map(|c| c.index)
+    }
+}
+
+/// How many times slower than another (by peak-EWMA cost) a backend must be to lose a tie
+/// of load to it.
+pub const MARKEDLY_SLOWER: f64 = 2.0;
+
+/// [`cmp_load`], and on a tie the markedly slower of two measured backends is the more
+/// loaded; otherwise still a tie.
+#[must_use]
+pub(crate) fn cmp_load_then_speed(a: &Candidate, b: &Candidate) -> Ordering {
+    match cmp_load(a, b) {
+        Ordering::Equal => cmp_speed(a.ewma_cost, b.ewma_cost),
+        other => other,
+    }
+}
+
+/// `Greater` when cost `a` is markedly above `b` (both measured), `Less` the other way
+/// round, `Equal` otherwise.
+fn cmp_speed(a: f64, b: f64) -> Ordering {
+    let measured = a > 0.0 && b > 0.0;
+    if measured && a > b * MARKEDLY_SLOWER {
+        Ordering::Greater
+    } else if measured && b > a * MARKEDLY_SLOWER {
+        Ordering::Less
+    } else {
+        Ordering::Equal
     }
 }
 
@@ -73,6 +105,38 @@ mod tests {
     use super::*;
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_tie_goes_to_the_faster_only_when_the_other_is_markedly_slower() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let with_cost = |index, cost| Candidate {
+            ewma_cost: cost,
+            ..cand(index, 1, 1)
+        };
+        let slow = [with_cost(0, 0.150), with_cost(1, 0.002)];
+        for _ in 0..1000 {
+            assert_eq!(LeastConnections.pick(&slow, &mut rng), Some(1));
+        }
+        // Exactly twice as slow is still a tie; so is a backend never measured.
+        for pair in [
+            [with_cost(0, 0.004), with_cost(1, 0.002)],
+            [with_cost(0, 0.0), with_cost(1, 0.002)],
+        ] {
+            let first = (0..1000)
+                .filter(|_| LeastConnections.pick(&pair, &mut rng) == Some(0))
+                .count();
+            assert!((400..600).contains(&first), "{first}");
+        }
+        // Load still comes first: the slow one with fewer requests in flight wins.
+        let lighter = [
+            Candidate {
+                in_flight: 0,
+                ..with_cost(0, 0.150)
+            },
+            with_cost(1, 0.002),
+        ];
+        assert_eq!(LeastConnections.pick(&lighter, &mut rng), Some(0));
+    }
 
     fn cand(index: usize, weight: u32, in_flight: u64) -> Candidate {
         Candidate {

@@ -15,14 +15,15 @@ use std::cmp::Ordering;
 
 use rand::Rng;
 
-use super::least_conn::cmp_load;
+use super::least_conn::cmp_load_then_speed;
 use super::Candidate;
 
 /// What "less loaded" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum By {
     /// Requests in flight per unit of weight, counting the one being placed:
-    /// `(in_flight + 1) / weight`, compared exactly as least connections does.
+    /// `(in_flight + 1) / weight`, compared exactly as least connections does (a tie
+    /// lost by a markedly slower backend, see `least_conn.rs`).
     InFlight,
     /// The candidates' `ewma_cost`, lower wins (weight and in flight are not looked at).
     /// An unmeasured backend's cost is 0 and wins every pair it is drawn in until its
@@ -57,7 +58,7 @@ impl PowerOfTwo {
     /// How `a`'s load compares with `b`'s, by this chooser's measure.
     fn cmp(&self, a: &Candidate, b: &Candidate) -> Ordering {
         match self.by {
-            By::InFlight => cmp_load(a, b),
+            By::InFlight => cmp_load_then_speed(a, b),
             // total_cmp: a NaN cost (never produced by the estimator) compares above
             // every number instead of making the comparison inconsistent.
             By::Ewma => a.ewma_cost.total_cmp(&b.ewma_cost),

@@ -6,9 +6,11 @@ use super::error::{ConfigError, ConfigErrors};
 use super::raw::{
     RawAuthenticator, RawCost, RawHealthCheck, RawPolicyFile, RawRateLimit, RawRoute,
 };
+use super::resilience::{self, HashKey, RetryBudgetConfig, RetryPolicy, Sticky};
 use crate::auth::jwks::JwksSource;
 use crate::auth::jwt::JwtConfig;
 use crate::auth::mtls::IdentitySource;
+use crate::health::outlier::OutlierConfig;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +31,10 @@ pub enum Algorithm {
     },
     /// Least peak-EWMA latency × requests in flight.
     Ewma,
+    /// Consistent hashing of the pool's `hash_key` on a Ketama ring.
+    RingHash,
+    /// Consistent hashing of the pool's `hash_key` in a Maglev table.
+    Maglev,
 }
 
 impl Algorithm {
@@ -40,12 +46,19 @@ impl Algorithm {
             Algorithm::LeastConnections => "least_connections",
             Algorithm::P2c { .. } => "p2c",
             Algorithm::Ewma => "ewma",
+            Algorithm::RingHash => "ring_hash",
+            Algorithm::Maglev => "maglev",
         }
     }
 
     /// Whether it reads the backends' latency estimates.
     pub fn uses_ewma(self) -> bool {
         matches!(self, Algorithm::Ewma | Algorithm::P2c { by_ewma: true })
+    }
+
+    /// Whether it hashes a key of the request.
+    pub fn hashes(self) -> bool {
+        matches!(self, Algorithm::RingHash | Algorithm::Maglev)
     }
 }
 
@@ -90,6 +103,18 @@ pub struct Pool {
     pub ewma_decay: Duration,
     pub backends: Vec<Backend>,
     pub health_check: HealthCheck,
+    /// What `ring_hash` and `maglev` hash.
+    pub hash_key: HashKey,
+    pub sticky: Option<Sticky>,
+    /// Passive health: `None` ejects nobody.
+    pub outlier: Option<OutlierConfig>,
+    /// The circuit breaker: a backend with this many requests in flight takes no more.
+    pub max_in_flight_per_backend: Option<NonZeroU32>,
+    /// What its routes retry, unless they say otherwise.
+    pub retries: RetryPolicy,
+    pub retry_budget: RetryBudgetConfig,
+    /// How long a backend that comes back (health check, ejection, added) ramps up.
+    pub slow_start: Option<Duration>,
 }
 
 /// How an authenticator checks callers.
@@ -285,8 +310,8 @@ pub struct Route {
     pub pool: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    /// Tries in all (the first and the retries on another backend); at least 1.
-    pub attempts: NonZeroU32,
+    /// Its pool's retry policy with the route's own settings over it.
+    pub retries: RetryPolicy,
     /// `None`: no authentication (the gateway still removes `X-Gateway-*` headers).
     pub auth: Option<RouteAuth>,
     /// Rate limits that must all admit a request, by name.
@@ -325,13 +350,18 @@ impl Policy {
 }
 
 /// Collects errors while compiling, each pointing at a value's position in its file.
-struct Errors<'a> {
-    file: &'a Path,
-    out: &'a mut ConfigErrors,
+pub(super) struct Errors<'a> {
+    pub(super) file: &'a Path,
+    pub(super) out: &'a mut ConfigErrors,
 }
 
 impl Errors<'_> {
-    fn at<T>(&mut self, v: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn at<T>(
+        &mut self,
+        v: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.out.push(ConfigError {
             file: self.file.to_path_buf(),
             line: v.referenced.line(),
@@ -341,7 +371,7 @@ impl Errors<'_> {
         });
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         v: &Option<Spanned<String>>,
         field: &str,
@@ -363,7 +393,12 @@ impl Errors<'_> {
         }
     }
 
-    fn positive(&mut self, v: &Option<Spanned<u64>>, field: &str, default: u32) -> NonZeroU32 {
+    pub(super) fn positive(
+        &mut self,
+        v: &Option<Spanned<u64>>,
+        field: &str,
+        default: u32,
+    ) -> NonZeroU32 {
         let fallback = NonZeroU32::new(default).unwrap_or(NonZeroU32::MIN);
         match v {
             None => fallback,
@@ -512,12 +547,14 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 Some("least_connections") => Algorithm::LeastConnections,
                 Some("p2c") => Algorithm::P2c { by_ewma },
                 Some("ewma") => Algorithm::Ewma,
+                Some("ring_hash") => Algorithm::RingHash,
+                Some("maglev") => Algorithm::Maglev,
                 Some(other) => {
                     if let Some(a) = &p.algorithm {
                         e.at(
                             a,
                             field("algorithm"),
-                            format!("unknown algorithm {other:?}: expected round_robin, weighted_round_robin, least_connections, p2c or ewma"),
+                            format!("unknown algorithm {other:?}: expected round_robin, weighted_round_robin, least_connections, p2c, ewma, ring_hash or maglev"),
                         );
                     }
                     Algorithm::RoundRobin
@@ -571,17 +608,53 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
             }
             let health_check =
                 health_check(&mut e, p.health_check.as_ref(), &field("health_check"));
-            pool_files.insert(name.clone(), file.clone());
-            policy.pools.insert(
-                name.clone(),
-                Pool {
-                    name: name.clone(),
-                    algorithm,
-                    ewma_decay,
-                    backends,
-                    health_check,
-                },
+            let hash_key = resilience::hash_key(&mut e, p.hash_key.as_ref(), &field("hash_key"));
+            if let (Some(k), false) = (&p.hash_key, algorithm.hashes()) {
+                e.at(
+                    k,
+                    field("hash_key"),
+                    "hash_key needs algorithm: ring_hash or maglev",
+                );
+            }
+            let retries = resilience::retries(
+                &mut e,
+                p.retries.as_ref(),
+                &RetryPolicy::default(),
+                &field("retries"),
             );
+            let retry_budget =
+                resilience::budget(&mut e, p.retries.as_ref(), &field("retries.budget"));
+            let max_in_flight_per_backend = p.circuit_breaker.as_ref().map(|c| {
+                e.positive(
+                    &Some(c.max_in_flight_per_backend.clone()),
+                    &field("circuit_breaker.max_in_flight_per_backend"),
+                    1,
+                )
+            });
+            let pool = Pool {
+                name: name.clone(),
+                algorithm,
+                ewma_decay,
+                backends,
+                health_check,
+                hash_key,
+                sticky: resilience::sticky(&mut e, p.sticky.as_ref(), &field("sticky")),
+                outlier: resilience::outlier(
+                    &mut e,
+                    p.outlier_detection.as_ref(),
+                    &field("outlier_detection"),
+                ),
+                max_in_flight_per_backend,
+                retries,
+                retry_budget,
+                slow_start: resilience::slow_start(
+                    &mut e,
+                    p.slow_start.as_ref(),
+                    &field("slow_start"),
+                ),
+            };
+            pool_files.insert(name.clone(), file.clone());
+            policy.pools.insert(name.clone(), pool);
         }
     }
     let mut route_names: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -981,11 +1054,21 @@ fn route(
         &field("timeouts.request"),
         Duration::from_secs(30),
     );
-    let attempts = e.positive(
-        &r.retries.as_ref().map(|x| x.attempts.clone()),
-        &field("retries.attempts"),
-        1,
-    );
+    let pool_retries = pools
+        .get(&r.pool.value)
+        .map(|p| p.retries.clone())
+        .unwrap_or_default();
+    let retries = resilience::retries(e, r.retries.as_ref(), &pool_retries, &field("retries"));
+    if let Some(b) = r.retries.as_ref().and_then(|x| x.budget.as_ref()) {
+        e.at(
+            b,
+            field("retries.budget"),
+            format!(
+                "a retry budget is the pool's: set it under pools.{}.retries",
+                r.pool.value
+            ),
+        );
+    }
     let auth = r.auth.as_ref().map(|a| {
         if a.any_of.value.is_empty() {
             e.at(
@@ -1083,7 +1166,7 @@ fn route(
         pool: r.pool.value.clone(),
         connect_timeout,
         request_timeout,
-        attempts,
+        retries,
         file: file.to_path_buf(),
     })
 }

@@ -181,9 +181,65 @@ pub struct RawPool {
     /// The window over which peak-EWMA latency decays: `{ decay: 10s }`.
     #[serde(default)]
     pub ewma: Option<RawEwma>,
+    /// What `ring_hash` and `maglev` hash: `client_ip` (default), `identity`, `tenant`,
+    /// `header:<name>`, `cookie:<name>`.
+    #[serde(default)]
+    pub hash_key: Option<Spanned<String>>,
+    /// Session affinity by a cookie the gateway sets: `{ cookie: NAME, ttl: 1h }`.
+    #[serde(default)]
+    pub sticky: Option<RawSticky>,
     pub backends: Spanned<Vec<RawBackend>>,
     #[serde(default)]
     pub health_check: Option<RawHealthCheck>,
+    /// Passive health: backends that fail real requests are ejected for a while.
+    #[serde(default)]
+    pub outlier_detection: Option<Spanned<RawOutlier>>,
+    #[serde(default)]
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// The pool's retry policy (routes may override all of it but the budget).
+    #[serde(default)]
+    pub retries: Option<RawRetries>,
+    /// How long a backend that comes back ramps up from a tenth of its share: `10s`.
+    #[serde(default)]
+    pub slow_start: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSticky {
+    pub cookie: Spanned<String>,
+    #[serde(default)]
+    pub ttl: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    #[serde(default)]
+    pub consecutive_failures: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub base_ejection: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_ejection: Option<Spanned<String>>,
+    /// `50%`: the most of the pool ejected at once.
+    #[serde(default)]
+    pub max_ejected: Option<Spanned<RawPercent>>,
+    #[serde(default)]
+    pub always_eject_one: Option<Spanned<bool>>,
+}
+
+/// A share: `20%` (or a bare number of percent).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPercent {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub max_in_flight_per_backend: Spanned<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,5 +332,51 @@ pub struct RawTimeouts {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetries {
-    pub attempts: Spanned<u64>,
+    #[serde(default)]
+    pub attempts: Option<Spanned<u64>>,
+    /// `connect`, `reset`, `timeout`, `5xx` or status codes (`502`).
+    #[serde(default)]
+    pub on: Option<Spanned<Vec<Spanned<RawRetryOn>>>>,
+    #[serde(default)]
+    pub backoff: Option<RawBackoff>,
+    /// Retries at most this share of requests: `20%`, or `{ ratio: 20%, min_per_second: 10,
+    /// window: 10s }`. Pools only.
+    #[serde(default)]
+    pub budget: Option<Spanned<RawBudget>>,
+    #[serde(default)]
+    pub per_try_timeout: Option<Spanned<String>>,
+}
+
+/// A retry condition: a name or a status code.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRetryOn {
+    Code(u64),
+    Name(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    #[serde(default)]
+    pub base: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawBudget {
+    Share(RawPercent),
+    Full(RawBudgetFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudgetFull {
+    pub ratio: RawPercent,
+    #[serde(default)]
+    pub min_per_second: Option<u64>,
+    #[serde(default)]
+    pub window: Option<String>,
 }

@@ -38,7 +38,7 @@ fn a_valid_policy_compiles_with_defaults_filled_in() {
     assert_eq!(pool.backends[1].weight.get(), 3);
     assert_eq!(pool.health_check.unhealthy_threshold.get(), 3);
     let write = p.routes.iter().find(|r| r.name == "write").unwrap();
-    assert_eq!(write.attempts.get(), 2);
+    assert_eq!(write.retries.attempts.get(), 2);
     assert_eq!(write.request_timeout, std::time::Duration::from_secs(10));
     let any = p.routes.iter().find(|r| r.name == "any").unwrap();
     assert_eq!(
@@ -359,7 +359,115 @@ fn load_aware_algorithms_compile_with_their_settings_and_mistakes_are_named() {
     let err = parse_policy(&with("    algorithm: fastest\n"), file()).unwrap_err();
     assert!(
         err.to_string()
-            .contains("expected round_robin, weighted_round_robin, least_connections, p2c or ewma"),
+            .contains("expected round_robin, weighted_round_robin, least_connections, p2c, ewma, ring_hash or maglev"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pools_defences_compile_and_a_route_overrides_its_retries_but_not_the_budget() {
+    let text = r#"
+pools:
+  tsdb:
+    algorithm: ring_hash
+    hash_key: header:x-user
+    sticky: { cookie: gw_backend, ttl: 30m }
+    backends:
+      - { address: 127.0.0.1:8086 }
+      - { address: 127.0.0.1:8087 }
+    outlier_detection: { consecutive_failures: 3, base_ejection: 10s, max_ejected: 50% }
+    circuit_breaker: { max_in_flight_per_backend: 512 }
+    retries: { attempts: 3, on: [connect, reset, 502, 503, 504], backoff: { base: 10ms, max: 200ms },
+               budget: 20%, per_try_timeout: 2s }
+    slow_start: 10s
+routes:
+  - name: query
+    match: { path_prefix: /query }
+    pool: tsdb
+  - name: write
+    match: { path_prefix: /write }
+    pool: tsdb
+    retries: { attempts: 2, on: [connect] }
+"#;
+    let p = parse_policy(text, file()).unwrap();
+    let pool = &p.pools["tsdb"];
+    assert_eq!(pool.algorithm, policy::Algorithm::RingHash);
+    assert_eq!(pool.hash_key.describe(), "header:x-user");
+    let sticky = pool.sticky.as_ref().unwrap();
+    assert_eq!(
+        (sticky.cookie.as_str(), sticky.ttl),
+        ("gw_backend", Duration::from_secs(1800))
+    );
+    let o = pool.outlier.unwrap();
+    assert_eq!(o.consecutive_failures.get(), 3);
+    assert_eq!(o.base_ejection, Duration::from_secs(10));
+    assert_eq!(o.max_ejected_percent, 50);
+    assert_eq!(pool.max_in_flight_per_backend.map(|m| m.get()), Some(512));
+    assert_eq!(pool.slow_start, Some(Duration::from_secs(10)));
+    assert_eq!(pool.retry_budget.ratio_ppm, 200_000);
+    let r = &pool.retries;
+    assert_eq!(r.attempts.get(), 3);
+    assert_eq!(r.on.describe(), ["connect", "reset", "502", "503", "504"]);
+    assert_eq!(
+        (r.backoff_base, r.backoff_max),
+        (Duration::from_millis(10), Duration::from_millis(200))
+    );
+    assert_eq!(r.per_try_timeout, Some(Duration::from_secs(2)));
+    let query = p.routes.iter().find(|r| r.name == "query").unwrap();
+    assert_eq!(
+        &query.retries, r,
+        "a route without retries takes its pool's"
+    );
+    let write = p.routes.iter().find(|r| r.name == "write").unwrap();
+    assert_eq!(write.retries.attempts.get(), 2);
+    assert_eq!(write.retries.on.describe(), ["connect"]);
+    assert_eq!(
+        write.retries.per_try_timeout,
+        Some(Duration::from_secs(2)),
+        "the rest is the pool's"
+    );
+
+    let bad = text
+        .replace("header:x-user", "header:bad header")
+        .replace("gw_backend", "gw backend")
+        .replace("max_ejected: 50%", "max_ejected: 150%")
+        .replace(
+            "max_in_flight_per_backend: 512",
+            "max_in_flight_per_backend: 0",
+        )
+        .replace("502, 503", "404, 503, teapot")
+        .replace("budget: 20%", "budget: lots")
+        .replace("slow_start: 10s", "slow_start: soon")
+        .replace("on: [connect] }", "on: [connect], budget: 10% }");
+    let err = parse_policy(&bad, file()).unwrap_err();
+    let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "pools.tsdb.hash_key",
+            "pools.tsdb.retries.on[2]",
+            "pools.tsdb.retries.on[4]",
+            "pools.tsdb.retries.budget",
+            "pools.tsdb.circuit_breaker.max_in_flight_per_backend",
+            "pools.tsdb.sticky.cookie",
+            "pools.tsdb.outlier_detection.max_ejected",
+            "pools.tsdb.slow_start",
+            "routes[1].retries.budget",
+        ],
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("a retry budget is the pool's"),
+        "{err}"
+    );
+    let err = parse_policy(
+        &text.replace("algorithm: ring_hash", "algorithm: p2c"),
+        file(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("hash_key needs algorithm: ring_hash or maglev"),
         "{err}"
     );
 }

@@ -2,6 +2,7 @@
 
 use super::Transition;
 use crate::backend::BackendLive;
+use crate::clock::{Clock, SystemClock};
 use crate::config::policy::HealthCheck;
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ pub fn spawn(
                         tracing::warn!(pool = %pool, backend = %addr, "backend failed its health checks: out")
                     }
                     Some(Transition::Up) => {
+                        live.mark_available(Clock::now(&SystemClock));
                         metrics.health_transition(&pool, &backend, true);
                         tracing::info!(pool = %pool, backend = %addr, "backend passes its health checks again: in")
                     }

@@ -111,6 +111,54 @@ impl OutlierDetector {
         }
     }
 
+    /// A detector for a pool's new list of `n_backends`, where backend `i` of the new list
+    /// was `previous(i)` of `old`'s (`None`: new to the pool): a reload that keeps a backend
+    /// keeps its ejection, its multiplier and its count of failures in a row.
+    pub fn with_history(
+        n_backends: usize,
+        config: OutlierConfig,
+        old: &OutlierDetector,
+        previous: impl Fn(usize) -> Option<usize>,
+    ) -> Self {
+        let before = old.lock();
+        let backends = (0..n_backends)
+            .map(|i| {
+                previous(i)
+                    .and_then(|j| before.backends.get(j).copied())
+                    .unwrap_or_default()
+            })
+            .collect();
+        OutlierDetector {
+            config,
+            pool: Mutex::new(Pool {
+                backends,
+                overflows: before.overflows,
+            }),
+        }
+    }
+
+    /// When `backend`'s latest ejection ended, if it has ended (for slow start).
+    pub fn ejection_ended(&self, backend: usize, now: Instant) -> Option<Instant> {
+        let pool = self.lock();
+        let until = pool.backends.get(backend)?.until?;
+        (until <= now).then_some(until)
+    }
+
+    /// When `backend`'s current ejection ends, if it is ejected at `now`.
+    pub fn ejected_until(&self, backend: usize, now: Instant) -> Option<Instant> {
+        let pool = self.lock();
+        let until = pool.backends.get(backend)?.until?;
+        (now < until).then_some(until)
+    }
+
+    /// `backend`'s failures in a row so far.
+    pub fn consecutive_failures(&self, backend: usize) -> u32 {
+        self.lock()
+            .backends
+            .get(backend)
+            .map_or(0, |b| b.consecutive)
+    }
+
     pub fn config(&self) -> &OutlierConfig {
         &self.config
     }
@@ -473,6 +521,27 @@ mod tests {
         let d = OutlierDetector::new(2, config);
         let c = ManualClock::new();
         assert!(d.record(1, false, c.now()).is_some());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_history_of_the_backends_that_stay() {
+        let (d, c) = detector(3);
+        fail(&d, &c, 2, 5).unwrap();
+        fail(&d, &c, 0, 3);
+        // Backend 2 is now first, backend 0 second, and a new one third.
+        let map = [Some(2), Some(0), None];
+        let e = OutlierDetector::with_history(3, *d.config(), &d, |i| map[i]);
+        assert!(e.is_ejected(0, c.now()));
+        assert_eq!(e.consecutive_failures(1), 3);
+        assert_eq!(e.times_ejected(2, c.now()), 0);
+        assert_eq!(e.ejected_until(0, c.now()), d.ejected_until(2, c.now()));
+        c.advance(Duration::from_secs(30));
+        assert_eq!(e.ejected_until(0, c.now()), None);
+        assert_eq!(
+            e.ejection_ended(0, c.now()),
+            Some(c.now()),
+            "ended exactly now"
+        );
     }
 
     #[test]

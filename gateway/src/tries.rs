@@ -1,0 +1,162 @@
+//! One request's tries at the backends of its pool: which were tried, how each try ended
+//! (fed to the backend's recent outcomes and to outlier detection, once per try), and
+//! whether another try is allowed. The proxy calls in at each phase; the rules live here.
+
+use crate::backend::InFlight;
+use crate::config::policy::Route;
+use crate::health::outlier::Ejection;
+use crate::retry::condition::{Cause, Request};
+use crate::runtime::PoolState;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The try in progress.
+#[derive(Debug)]
+struct Current {
+    /// The backend's position in the pool.
+    index: usize,
+    guard: InFlight,
+    /// Its outcome was recorded (a try counts once, however many phases see it end).
+    recorded: bool,
+}
+
+/// Why a failed try is not tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRetry {
+    /// The policy does not retry this failure, or not for this request (method, body).
+    NotRetryable,
+    /// The answer had begun reaching the client.
+    Answered,
+    /// The route's attempts are used up.
+    Attempts,
+    /// No backend is left that the request has not tried.
+    NoBackend,
+    /// The request's timeout has run out.
+    Deadline,
+    /// The pool's retry budget is spent.
+    Budget,
+}
+
+/// One request's tries.
+#[derive(Debug, Default)]
+pub struct Tries {
+    tried: Vec<SocketAddr>,
+    current: Option<Current>,
+    /// Set once the backend's answer began going to the client: nothing is retried after.
+    answered: bool,
+    /// The current try's answer was held back to be retried (see `hold_for_retry`).
+    held: bool,
+}
+
+impl Tries {
+    /// Backends tried so far, in order (the current one last).
+    pub fn tried(&self) -> &[SocketAddr] {
+        &self.tried
+    }
+
+    /// Whether this is the first try.
+    pub fn is_first(&self) -> bool {
+        self.tried.is_empty()
+    }
+
+    /// A try begins at backend `index` (`address`); the guard counts it in flight. The
+    /// previous try's guard is dropped here, ending its count.
+    pub fn start(&mut self, index: usize, address: SocketAddr, guard: InFlight) {
+        self.tried.push(address);
+        self.current = Some(Current {
+            index,
+            guard,
+            recorded: false,
+        });
+        self.held = false;
+    }
+
+    /// The current try's backend position.
+    pub fn current_index(&self) -> Option<usize> {
+        self.current.as_ref().map(|c| c.index)
+    }
+
+    /// Feeds the current backend's latency estimate (once per try): the time from sending
+    /// to `now`, when its answer began or the try failed.
+    pub fn observe_latency(&mut self, now: Instant) {
+        if let Some(c) = self.current.as_mut() {
+            c.guard.observe(now);
+        }
+    }
+
+    /// Records how the current try ended, once: in the backend's recent outcomes and in its
+    /// pool's outlier detection. Returns the ejection this outcome caused, if any.
+    pub fn record(&mut self, pool: &PoolState, ok: bool, now: Instant) -> Option<Ejection> {
+        let c = self.current.as_mut().filter(|c| !c.recorded)?;
+        c.recorded = true;
+        pool.backends.get(c.index)?.record_outcome(ok);
+        pool.live.outlier.as_ref()?.record(c.index, ok, now)
+    }
+
+    /// The answer begins going to the client.
+    pub fn answer_started(&mut self) {
+        self.answered = true;
+    }
+
+    pub fn answered(&self) -> bool {
+        self.answered
+    }
+
+    /// Whether a try that failed with `cause` may be tried again on another backend, and
+    /// if so takes a retry from the pool's budget (the budget is asked last, so only a
+    /// retry that happens spends it). `elapsed` is the request's age.
+    pub fn may_retry(
+        &self,
+        route: &Route,
+        pool: &PoolState,
+        cause: Cause,
+        request: Request,
+        elapsed: Duration,
+        now: Instant,
+    ) -> Result<(), NoRetry> {
+        let policy = &route.retries;
+        if self.answered {
+            return Err(NoRetry::Answered);
+        }
+        if !policy.on.allows(cause, request) {
+            return Err(NoRetry::NotRetryable);
+        }
+        if self.tried.len() >= policy.attempts.get() as usize {
+            return Err(NoRetry::Attempts);
+        }
+        if !pool.has_untried(&self.tried) {
+            return Err(NoRetry::NoBackend);
+        }
+        if elapsed >= route.request_timeout {
+            return Err(NoRetry::Deadline);
+        }
+        if !pool.live.budget.try_retry(now) {
+            return Err(NoRetry::Budget);
+        }
+        Ok(())
+    }
+
+    /// The current try's answer is held back (not sent to the client) because it will be
+    /// retried; the proxy's error hook reads it back with [`Tries::take_held`].
+    pub fn hold_for_retry(&mut self) {
+        self.held = true;
+    }
+
+    pub fn take_held(&mut self) -> bool {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Ends the current try's in-flight count (the request is over).
+    pub fn end(&mut self) {
+        self.current = None;
+    }
+}
+
+/// How long the next try may wait for its answer: the policy's per-try timeout, but never
+/// past the request's own timeout.
+pub fn try_timeout(route: &Route, elapsed: Duration) -> Duration {
+    let left = route.request_timeout.saturating_sub(elapsed);
+    let per_try = route.retries.per_try_timeout.unwrap_or(left);
+    // At least a millisecond: a zero timeout means "none" to some clients.
+    per_try.min(left).max(Duration::from_millis(1))
+}
