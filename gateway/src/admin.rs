@@ -138,6 +138,8 @@ fn pool_status(p: &PoolState, now: std::time::Instant) -> serde_json::Value {
                 "weight": b.weight.get(),
                 "healthy": live.health.is_healthy(),
                 "in_flight": live.in_flight(),
+                // Of those, the ones whose answer has not begun: what the balancers compare.
+                "awaiting_answer": live.awaiting_answer(),
                 // Peak-EWMA of its response times as of now (0: none measured).
                 "latency_ewma_ms": live.latency.cost(now) * 1000.0,
                 "checks": live.health.checks.load(Ordering::Relaxed),

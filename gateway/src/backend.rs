@@ -23,7 +23,14 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct BackendLive {
     pub health: BackendHealth,
+    /// Requests sent and not finished (the circuit breaker's count).
     in_flight: AtomicU64,
+    /// Of those, the ones whose answer has not begun: the backend's queue, which is what
+    /// the balancers compare (as tower's and linkerd's pending-requests load does: a
+    /// request streaming its answer back costs the backend little more, and counting it
+    /// would make a fast backend behind a slow client, or one whose answers trickle in
+    /// a few segments, look as loaded as a slow one).
+    awaiting: AtomicU64,
     /// Peak-EWMA of its response times (time to the answer's head, or to the failure).
     pub latency: PeakEwma,
     /// The outcomes of its latest tries, newest in bit 0 (1: failed), and how many tries
@@ -40,6 +47,7 @@ impl Default for BackendLive {
         BackendLive {
             health: BackendHealth::default(),
             in_flight: AtomicU64::new(0),
+            awaiting: AtomicU64::new(0),
             latency: PeakEwma::new(DEFAULT_EWMA_DECAY),
             outcomes: AtomicU64::new(0),
             tries: AtomicU64::new(0),
@@ -64,6 +72,11 @@ impl BackendLive {
         self.guard(now)
     }
 
+    /// Requests sent whose answer has not begun (see the field): what balancers read.
+    pub fn awaiting_answer(&self) -> u64 {
+        self.awaiting.load(Ordering::Relaxed)
+    }
+
     /// [`BackendLive::start_request`] unless `max` requests are in flight already (the
     /// circuit breaker): the check and the count are one atomic step, so concurrent
     /// requests never push it past `max`.
@@ -84,6 +97,7 @@ impl BackendLive {
     }
 
     fn guard(self: &Arc<Self>, now: Instant) -> InFlight {
+        self.awaiting.fetch_add(1, Ordering::Relaxed);
         InFlight {
             live: self.clone(),
             started: now,
@@ -141,11 +155,13 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Feeds the backend's latency estimate once: the time from sending to `now` (the
-    /// answer's head came, or the try failed: a backend that fails slowly is slow).
+    /// The answer's head came, or the try failed, at `now`: feeds the backend's latency
+    /// estimate with the time since sending (a backend that fails slowly is slow), and the
+    /// request no longer awaits its answer. Once per try.
     pub fn observe(&mut self, now: Instant) {
         if !self.observed {
             self.observed = true;
+            self.live.awaiting.fetch_sub(1, Ordering::Relaxed);
             let took = now.saturating_duration_since(self.started);
             self.live.latency.observe(took, now);
         }
@@ -154,6 +170,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.observed {
+            self.live.awaiting.fetch_sub(1, Ordering::Relaxed);
+        }
         self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -316,12 +335,15 @@ mod tests {
     fn a_request_counts_in_flight_until_its_guard_is_dropped() {
         let b = Arc::new(BackendLive::default());
         let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-        let first = b.start_request(now);
+        let mut first = b.start_request(now);
         let second = b.start_request(now);
-        assert_eq!(b.in_flight(), 2);
+        assert_eq!((b.in_flight(), b.awaiting_answer()), (2, 2));
+        first.observe(now);
+        first.observe(now);
+        assert_eq!((b.in_flight(), b.awaiting_answer()), (2, 1), "answered once");
         drop(first);
-        assert_eq!(b.in_flight(), 1);
+        assert_eq!((b.in_flight(), b.awaiting_answer()), (1, 1));
         drop(second);
-        assert_eq!(b.in_flight(), 0);
+        assert_eq!((b.in_flight(), b.awaiting_answer()), (0, 0));
     }
 }

@@ -29,7 +29,8 @@ pub struct Candidate {
     pub index: usize,
     /// The backend's weight (at least 1).
     pub weight: u32,
-    /// Requests in flight to it now.
+    /// Requests in flight to it now whose answer has not begun (its queue: see
+    /// `backend.rs`).
     pub in_flight: u64,
     /// Its peak-EWMA cost estimate (see `ewma.rs`); 0 when nothing was measured yet.
     pub ewma_cost: f64,

@@ -210,7 +210,7 @@ impl PoolState {
             .map(|i| Candidate {
                 index: i,
                 weight: self.pool.backends[i].weight.get(),
-                in_flight: self.backends[i].in_flight(),
+                in_flight: self.backends[i].awaiting_answer(),
                 // Read by every load-aware chooser: ewma scores by it, the others break ties
                 // against a markedly slower backend with it.
                 ewma_cost: self.backends[i].latency.cost(now),
@@ -464,5 +464,136 @@ mod tests {
             Some(NoBackend::Unavailable)
         );
         assert!(s.ready(), "one healthy backend is enough to be ready");
+    }
+
+    fn req(now: Instant) -> PickRequest<'static> {
+        PickRequest::new(&[], now)
+    }
+
+    #[test]
+    fn an_ejected_backend_is_passed_over_until_its_ejection_ends_and_used_when_it_is_all_there_is() {
+        let snap = pool_with(
+            "round_robin",
+            "    outlier_detection: { consecutive_failures: 2, base_ejection: 10s, max_ejected: 50% }\n",
+            &["127.0.0.1:1", "127.0.0.1:2"],
+        );
+        let p = &snap.pools["p"];
+        let clock = crate::clock::ManualClock::new();
+        let d = p.live.outlier.as_ref().unwrap();
+        d.record(0, false, clock.now());
+        assert!(d.record(0, false, clock.now()).is_some(), "ejected on the 2nd failure");
+        for _ in 0..10 {
+            assert_eq!(p.pick(&req(clock.now())).unwrap().index, 1);
+        }
+        let other: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let only_ejected = PickRequest::new(std::slice::from_ref(&other), clock.now());
+        assert_eq!(p.pick(&only_ejected).unwrap().index, 0, "better than no backend");
+        clock.advance(Duration::from_secs(10) - Duration::from_nanos(1));
+        assert!(p.live.is_ejected(0, clock.now()));
+        clock.advance(Duration::from_nanos(1));
+        assert!(!p.live.is_ejected(0, clock.now()), "back exactly at base_ejection");
+        let back: Vec<usize> = (0..4).map(|_| p.pick(&req(clock.now())).unwrap().index).collect();
+        assert!(back.contains(&0), "{back:?}");
+    }
+
+    #[test]
+    fn a_pool_whose_backends_are_all_at_their_limit_is_full_not_down() {
+        let snap = pool_with(
+            "least_connections",
+            "    circuit_breaker: { max_in_flight_per_backend: 2 }\n",
+            &["127.0.0.1:1", "127.0.0.1:2"],
+        );
+        let p = &snap.pools["p"];
+        let now = SystemClock.now();
+        let max = p.pool.max_in_flight_per_backend;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let picked = p.pick(&req(now)).unwrap();
+            held.push(picked.live.try_start_request(now, max).unwrap());
+        }
+        assert_eq!(p.pick(&req(now)).err(), Some(NoBackend::Full));
+        assert!(p.backends[0].try_start_request(now, max).is_none(), "the count is the limit");
+        held.pop();
+        assert!(p.pick(&req(now)).is_ok(), "one left: room again");
+    }
+
+    #[test]
+    fn slow_start_ramps_a_returning_backend_from_a_tenth_to_all_of_its_share() {
+        let snap = pool_with(
+            "round_robin",
+            "    slow_start: 10s\n",
+            &["127.0.0.1:1", "127.0.0.1:2"],
+        );
+        let p = &snap.pools["p"];
+        let clock = crate::clock::ManualClock::new();
+        assert_eq!(p.ramp(0, clock.now()), None, "in service from the start");
+        p.backends[0].mark_available(clock.now());
+        assert_eq!(p.ramp(0, clock.now()), Some(SLOW_START_FLOOR));
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(p.ramp(0, clock.now()), Some(0.5));
+        let picks = 20_000;
+        let to_ramping = (0..picks)
+            .filter(|_| p.pick(&req(clock.now())).unwrap().index == 0)
+            .count();
+        // Round robin would give it half. Kept with probability 0.5, and a refused turn
+        // moves round robin on to the other backend, so the next pick is its turn again:
+        // its share is 1/3 (stationary share of "its turn", 2/3, times 0.5).
+        let share = to_ramping as f64 / picks as f64;
+        assert!((share - 1.0 / 3.0).abs() < 0.03, "{share}");
+        clock.advance(Duration::from_secs(5) - Duration::from_nanos(1));
+        assert!(p.ramp(0, clock.now()).is_some_and(|r| r < 1.0));
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(p.ramp(0, clock.now()), None, "full share exactly at slow_start");
+    }
+
+    #[test]
+    fn a_sticky_cookie_keeps_its_backend_while_it_can_take_the_request() {
+        let snap = pool_with(
+            "round_robin",
+            "    sticky: { cookie: gw }\n",
+            &["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+        );
+        let p = &snap.pools["p"];
+        let now = SystemClock.now();
+        let token = p.sticky_token(2).unwrap();
+        let mut r = req(now);
+        r.sticky = Some(token);
+        for _ in 0..10 {
+            assert_eq!(p.pick(&r).unwrap().index, 2);
+        }
+        let three: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        let tried = [three];
+        r.tried = &tried;
+        assert_ne!(p.pick(&r).unwrap().index, 2, "tried: another backend");
+        r.tried = &[];
+        r.sticky = Some(token ^ 1);
+        let spread: std::collections::BTreeSet<usize> =
+            (0..6).map(|_| p.pick(&r).unwrap().index).collect();
+        assert_eq!(spread.len(), 3, "an unknown token is ignored");
+    }
+
+    #[test]
+    fn hashing_pools_send_a_key_to_one_backend_and_walk_on_when_it_is_tried() {
+        for algorithm in ["ring_hash", "maglev"] {
+            let snap = pool_with(
+                algorithm,
+                "",
+                &["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+            );
+            let p = &snap.pools["p"];
+            let now = SystemClock.now();
+            let mut r = req(now);
+            let mut seen = std::collections::BTreeSet::new();
+            for k in 0..200u64 {
+                r.key = Some(crate::balance::ring_hash::key_hash(&k.to_le_bytes()));
+                let first = p.pick(&r).unwrap();
+                assert_eq!(p.pick(&r).unwrap().index, first.index, "{algorithm}: stable");
+                let tried = [first.address];
+                let again = PickRequest { tried: &tried, ..r };
+                assert_ne!(p.pick(&again).unwrap().index, first.index, "{algorithm}");
+                seen.insert(first.index);
+            }
+            assert_eq!(seen.len(), 3, "{algorithm}: keys spread over the pool");
+        }
     }
 }

@@ -160,3 +160,99 @@ pub fn try_timeout(route: &Route, elapsed: Duration) -> Duration {
     // At least a millisecond: a zero timeout means "none" to some clients.
     per_try.min(left).max(Duration::from_millis(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Registry;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::parse_policy;
+    use crate::runtime::Snapshot;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    const GET: Request = Request {
+        idempotent: true,
+        replayable: true,
+    };
+
+    fn snapshot(retries: &str) -> Arc<Snapshot> {
+        let text = format!(
+            "pools:\n  p:\n    backends:\n      - {{ address: 127.0.0.1:1 }}\n      - {{ address: 127.0.0.1:2 }}\n      - {{ address: 127.0.0.1:3 }}\n    retries: {retries}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    pool: p\n    timeouts: {{ request: 10s }}\n"
+        );
+        let policy = parse_policy(&text, Path::new("p.yaml")).unwrap();
+        Snapshot::new(policy, 1, &Registry::default())
+    }
+
+    fn start(t: &mut Tries, snap: &Snapshot, i: usize, now: Instant) {
+        let p = &snap.pools["p"];
+        let guard = p.backends[i].start_request(now);
+        t.start(i, p.pool.backends[i].address, guard);
+    }
+
+    #[test]
+    fn retries_stop_at_the_attempts_the_answer_and_the_deadline() {
+        let snap = snapshot("{ attempts: 3, on: [connect, 503], budget: { ratio: 100%, min_per_second: 100 } }");
+        let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
+        let clock = ManualClock::new();
+        let now = clock.now();
+        let mut t = Tries::default();
+        let s = Duration::ZERO;
+        start(&mut t, &snap, 0, now);
+        assert_eq!(t.may_retry(route, pool, Cause::Status(503), GET, s, now), Ok(()));
+        assert_eq!(
+            t.may_retry(route, pool, Cause::Status(502), GET, s, now),
+            Err(NoRetry::NotRetryable)
+        );
+        assert_eq!(
+            t.may_retry(route, pool, Cause::Connect, GET, Duration::from_secs(10), now),
+            Err(NoRetry::Deadline)
+        );
+        start(&mut t, &snap, 1, now);
+        start(&mut t, &snap, 2, now);
+        assert_eq!(t.may_retry(route, pool, Cause::Connect, GET, s, now), Err(NoRetry::Attempts));
+        let mut answered = Tries::default();
+        start(&mut answered, &snap, 0, now);
+        answered.answer_started();
+        assert_eq!(
+            answered.may_retry(route, pool, Cause::Connect, GET, s, now),
+            Err(NoRetry::Answered)
+        );
+    }
+
+    #[test]
+    fn only_a_retry_that_happens_spends_the_budget() {
+        // No reserve and a 50% share: two requests earn one retry.
+        let snap = snapshot("{ attempts: 3, on: [connect, reset], budget: { ratio: 50%, min_per_second: 0 } }");
+        let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
+        let clock = ManualClock::new();
+        let now = clock.now();
+        pool.live.budget.record_request(now);
+        pool.live.budget.record_request(now);
+        let mut t = Tries::default();
+        start(&mut t, &snap, 0, now);
+        let post = Request {
+            idempotent: false,
+            replayable: true,
+        };
+        let s = Duration::ZERO;
+        assert_eq!(t.may_retry(route, pool, Cause::Reset, post, s, now), Err(NoRetry::NotRetryable));
+        assert_eq!(t.may_retry(route, pool, Cause::Reset, GET, s, now), Ok(()));
+        assert_eq!(t.may_retry(route, pool, Cause::Reset, GET, s, now), Err(NoRetry::Budget));
+    }
+
+    #[test]
+    fn a_try_is_recorded_once_and_a_try_timeout_never_outlasts_the_request() {
+        let snap = snapshot("{ attempts: 2, per_try_timeout: 3s }");
+        let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
+        let clock = ManualClock::new();
+        let mut t = Tries::default();
+        start(&mut t, &snap, 1, clock.now());
+        t.record(pool, false, clock.now());
+        t.record(pool, true, clock.now());
+        assert_eq!(pool.backends[1].recent_outcomes(), (1, 1));
+        assert_eq!(try_timeout(route, Duration::ZERO), Duration::from_secs(3));
+        assert_eq!(try_timeout(route, Duration::from_secs(8)), Duration::from_secs(2));
+        assert_eq!(try_timeout(route, Duration::from_secs(11)), Duration::from_millis(1));
+    }
+}
