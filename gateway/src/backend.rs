@@ -340,7 +340,11 @@ mod tests {
         assert_eq!((b.in_flight(), b.awaiting_answer()), (2, 2));
         first.observe(now);
         first.observe(now);
-        assert_eq!((b.in_flight(), b.awaiting_answer()), (2, 1), "answered once");
+        assert_eq!(
+            (b.in_flight(), b.awaiting_answer()),
+            (2, 1),
+            "answered once"
+        );
         drop(first);
         assert_eq!((b.in_flight(), b.awaiting_answer()), (1, 1));
         drop(second);

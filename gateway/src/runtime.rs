@@ -471,7 +471,8 @@ mod tests {
     }
 
     #[test]
-    fn an_ejected_backend_is_passed_over_until_its_ejection_ends_and_used_when_it_is_all_there_is() {
+    fn an_ejected_backend_is_passed_over_until_its_ejection_ends_and_used_when_it_is_all_there_is()
+    {
         let snap = pool_with(
             "round_robin",
             "    outlier_detection: { consecutive_failures: 2, base_ejection: 10s, max_ejected: 50% }\n",
@@ -481,18 +482,30 @@ mod tests {
         let clock = crate::clock::ManualClock::new();
         let d = p.live.outlier.as_ref().unwrap();
         d.record(0, false, clock.now());
-        assert!(d.record(0, false, clock.now()).is_some(), "ejected on the 2nd failure");
+        assert!(
+            d.record(0, false, clock.now()).is_some(),
+            "ejected on the 2nd failure"
+        );
         for _ in 0..10 {
             assert_eq!(p.pick(&req(clock.now())).unwrap().index, 1);
         }
         let other: SocketAddr = "127.0.0.1:2".parse().unwrap();
         let only_ejected = PickRequest::new(std::slice::from_ref(&other), clock.now());
-        assert_eq!(p.pick(&only_ejected).unwrap().index, 0, "better than no backend");
+        assert_eq!(
+            p.pick(&only_ejected).unwrap().index,
+            0,
+            "better than no backend"
+        );
         clock.advance(Duration::from_secs(10) - Duration::from_nanos(1));
         assert!(p.live.is_ejected(0, clock.now()));
         clock.advance(Duration::from_nanos(1));
-        assert!(!p.live.is_ejected(0, clock.now()), "back exactly at base_ejection");
-        let back: Vec<usize> = (0..4).map(|_| p.pick(&req(clock.now())).unwrap().index).collect();
+        assert!(
+            !p.live.is_ejected(0, clock.now()),
+            "back exactly at base_ejection"
+        );
+        let back: Vec<usize> = (0..4)
+            .map(|_| p.pick(&req(clock.now())).unwrap().index)
+            .collect();
         assert!(back.contains(&0), "{back:?}");
     }
 
@@ -512,7 +525,10 @@ mod tests {
             held.push(picked.live.try_start_request(now, max).unwrap());
         }
         assert_eq!(p.pick(&req(now)).err(), Some(NoBackend::Full));
-        assert!(p.backends[0].try_start_request(now, max).is_none(), "the count is the limit");
+        assert!(
+            p.backends[0].try_start_request(now, max).is_none(),
+            "the count is the limit"
+        );
         held.pop();
         assert!(p.pick(&req(now)).is_ok(), "one left: room again");
     }
@@ -543,7 +559,11 @@ mod tests {
         clock.advance(Duration::from_secs(5) - Duration::from_nanos(1));
         assert!(p.ramp(0, clock.now()).is_some_and(|r| r < 1.0));
         clock.advance(Duration::from_nanos(1));
-        assert_eq!(p.ramp(0, clock.now()), None, "full share exactly at slow_start");
+        assert_eq!(
+            p.ramp(0, clock.now()),
+            None,
+            "full share exactly at slow_start"
+        );
     }
 
     #[test]
@@ -587,7 +607,11 @@ mod tests {
             for k in 0..200u64 {
                 r.key = Some(crate::balance::ring_hash::key_hash(&k.to_le_bytes()));
                 let first = p.pick(&r).unwrap();
-                assert_eq!(p.pick(&r).unwrap().index, first.index, "{algorithm}: stable");
+                assert_eq!(
+                    p.pick(&r).unwrap().index,
+                    first.index,
+                    "{algorithm}: stable"
+                );
                 let tried = [first.address];
                 let again = PickRequest { tried: &tried, ..r };
                 assert_ne!(p.pick(&again).unwrap().index, first.index, "{algorithm}");

@@ -192,25 +192,40 @@ mod tests {
 
     #[test]
     fn retries_stop_at_the_attempts_the_answer_and_the_deadline() {
-        let snap = snapshot("{ attempts: 3, on: [connect, 503], budget: { ratio: 100%, min_per_second: 100 } }");
+        let snap = snapshot(
+            "{ attempts: 3, on: [connect, 503], budget: { ratio: 100%, min_per_second: 100 } }",
+        );
         let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
         let clock = ManualClock::new();
         let now = clock.now();
         let mut t = Tries::default();
         let s = Duration::ZERO;
         start(&mut t, &snap, 0, now);
-        assert_eq!(t.may_retry(route, pool, Cause::Status(503), GET, s, now), Ok(()));
+        assert_eq!(
+            t.may_retry(route, pool, Cause::Status(503), GET, s, now),
+            Ok(())
+        );
         assert_eq!(
             t.may_retry(route, pool, Cause::Status(502), GET, s, now),
             Err(NoRetry::NotRetryable)
         );
         assert_eq!(
-            t.may_retry(route, pool, Cause::Connect, GET, Duration::from_secs(10), now),
+            t.may_retry(
+                route,
+                pool,
+                Cause::Connect,
+                GET,
+                Duration::from_secs(10),
+                now
+            ),
             Err(NoRetry::Deadline)
         );
         start(&mut t, &snap, 1, now);
         start(&mut t, &snap, 2, now);
-        assert_eq!(t.may_retry(route, pool, Cause::Connect, GET, s, now), Err(NoRetry::Attempts));
+        assert_eq!(
+            t.may_retry(route, pool, Cause::Connect, GET, s, now),
+            Err(NoRetry::Attempts)
+        );
         let mut answered = Tries::default();
         start(&mut answered, &snap, 0, now);
         answered.answer_started();
@@ -223,7 +238,9 @@ mod tests {
     #[test]
     fn only_a_retry_that_happens_spends_the_budget() {
         // No reserve and a 50% share: two requests earn one retry.
-        let snap = snapshot("{ attempts: 3, on: [connect, reset], budget: { ratio: 50%, min_per_second: 0 } }");
+        let snap = snapshot(
+            "{ attempts: 3, on: [connect, reset], budget: { ratio: 50%, min_per_second: 0 } }",
+        );
         let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
         let clock = ManualClock::new();
         let now = clock.now();
@@ -236,9 +253,15 @@ mod tests {
             replayable: true,
         };
         let s = Duration::ZERO;
-        assert_eq!(t.may_retry(route, pool, Cause::Reset, post, s, now), Err(NoRetry::NotRetryable));
+        assert_eq!(
+            t.may_retry(route, pool, Cause::Reset, post, s, now),
+            Err(NoRetry::NotRetryable)
+        );
         assert_eq!(t.may_retry(route, pool, Cause::Reset, GET, s, now), Ok(()));
-        assert_eq!(t.may_retry(route, pool, Cause::Reset, GET, s, now), Err(NoRetry::Budget));
+        assert_eq!(
+            t.may_retry(route, pool, Cause::Reset, GET, s, now),
+            Err(NoRetry::Budget)
+        );
     }
 
     #[test]
@@ -252,7 +275,13 @@ mod tests {
         t.record(pool, true, clock.now());
         assert_eq!(pool.backends[1].recent_outcomes(), (1, 1));
         assert_eq!(try_timeout(route, Duration::ZERO), Duration::from_secs(3));
-        assert_eq!(try_timeout(route, Duration::from_secs(8)), Duration::from_secs(2));
-        assert_eq!(try_timeout(route, Duration::from_secs(11)), Duration::from_millis(1));
+        assert_eq!(
+            try_timeout(route, Duration::from_secs(8)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            try_timeout(route, Duration::from_secs(11)),
+            Duration::from_millis(1)
+        );
     }
 }

@@ -26,9 +26,14 @@ fn get(gw: &GatewayProcess, path: &str, headers: &[(&str, &str)]) -> tests::http
 }
 
 fn status(gw: &GatewayProcess) -> serde_json::Value {
-    request("GET", &format!("{}/admin/status", gw.admin_url()), &[], None)
-        .expect("status")
-        .json()
+    request(
+        "GET",
+        &format!("{}/admin/status", gw.admin_url()),
+        &[],
+        None,
+    )
+    .expect("status")
+    .json()
 }
 
 #[test]
@@ -47,9 +52,17 @@ fn a_backend_answering_503_is_retried_elsewhere_then_ejected_without_a_client_er
     .unwrap();
     for i in 0..30 {
         let r = get(&gw, "/x", &[]);
-        assert_eq!((r.status, r.header("x-upstream")), (200, Some("good")), "request {i}");
+        assert_eq!(
+            (r.status, r.header("x-upstream")),
+            (200, Some("good")),
+            "request {i}"
+        );
     }
-    assert_eq!(bad.requests_for("/x"), 3, "ejected on its third 503 in a row");
+    assert_eq!(
+        bad.requests_for("/x"),
+        3,
+        "ejected on its third 503 in a row"
+    );
     let s = status(&gw);
     let backends = &s["pools"]["up"]["backends"];
     assert_eq!(backends[1]["ejected"], true, "{s}");
@@ -79,7 +92,11 @@ fn a_hanging_or_resetting_backend_costs_the_client_nothing_within_its_attempts()
     .unwrap();
     for i in 0..9 {
         let r = get(&gw, "/x", &[]);
-        assert_eq!((r.status, r.header("x-upstream")), (200, Some("good")), "request {i}");
+        assert_eq!(
+            (r.status, r.header("x-upstream")),
+            (200, Some("good")),
+            "request {i}"
+        );
     }
     assert!(hangs.requests_for("/x") >= 1 && resets.requests_for("/x") >= 1);
 }
@@ -106,7 +123,10 @@ fn the_retry_budget_caps_amplification_when_every_backend_fails() {
     for i in 0..clients {
         let r = get(&gw, "/x", &[]);
         assert_eq!(r.status, 503, "request {i}: the backend's own answer");
-        assert!(r.header("x-upstream").is_some(), "passed through, not made up");
+        assert!(
+            r.header("x-upstream").is_some(),
+            "passed through, not made up"
+        );
     }
     let sent: u64 = ups.iter().map(|u| u.requests_for("/x")).sum();
     // Without a budget every request would be tried 3 times (300).
@@ -115,7 +135,13 @@ fn the_retry_budget_caps_amplification_when_every_backend_fails() {
         "{sent} upstream requests for {clients} client requests"
     );
     let s = status(&gw);
-    assert!(s["pools"]["up"]["retries"]["budget_exhausted"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["pools"]["up"]["retries"]["budget_exhausted"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{s}"
+    );
 }
 
 #[test]
@@ -132,7 +158,10 @@ fn a_sticky_cookie_keeps_a_client_on_its_backend_until_that_backend_is_gone() {
     .unwrap();
     let first = get(&gw, "/x", &[]);
     let set = first.header("set-cookie").expect("a cookie").to_string();
-    assert!(set.contains("Max-Age=600") && set.contains("HttpOnly"), "{set}");
+    assert!(
+        set.contains("Max-Age=600") && set.contains("HttpOnly"),
+        "{set}"
+    );
     let cookie = set.split(';').next().unwrap().to_string();
     let home = first.header("x-upstream").unwrap().to_string();
     for _ in 0..10 {
@@ -145,7 +174,10 @@ fn a_sticky_cookie_keeps_a_client_on_its_backend_until_that_backend_is_gone() {
     let moved = get(&gw, "/x", &[("cookie", &cookie)]);
     assert_eq!(moved.status, 200);
     assert_ne!(moved.header("x-upstream"), Some(home.as_str()));
-    assert!(moved.header("set-cookie").is_some(), "re-pinned to the new backend");
+    assert!(
+        moved.header("set-cookie").is_some(),
+        "re-pinned to the new backend"
+    );
 }
 
 #[test]
@@ -163,7 +195,10 @@ fn ring_hash_sends_one_header_value_to_one_backend() {
     let mut homes = std::collections::BTreeSet::new();
     for user in 0..30 {
         let u = format!("user-{user}");
-        let home = get(&gw, "/x", &[("x-user", &u)]).header("x-upstream").unwrap().to_string();
+        let home = get(&gw, "/x", &[("x-user", &u)])
+            .header("x-upstream")
+            .unwrap()
+            .to_string();
         for _ in 0..3 {
             let r = get(&gw, "/x", &[("x-user", &u)]);
             assert_eq!(r.header("x-upstream"), Some(home.as_str()), "{u}");
@@ -197,6 +232,10 @@ fn the_circuit_breaker_answers_503_at_once_when_every_backend_is_full() {
     let r = get(&gw, "/x", &[]);
     assert_eq!(r.status, 503);
     assert!(r.body.contains("limit of requests in flight"), "{}", r.body);
-    assert_eq!(slow.requests_for("/x"), 1, "the second never reached the backend");
+    assert_eq!(
+        slow.requests_for("/x"),
+        1,
+        "the second never reached the backend"
+    );
     assert_eq!(held.join().unwrap().unwrap(), 200);
 }
