@@ -159,6 +159,14 @@ fn host_of(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.host())
 }
 
+/// The client's IP address, as the gateway's TCP peer.
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// 499 (nginx's "client closed request") when the client left before any answer.
 const CLIENT_CLOSED: u16 = 499;
 
@@ -178,10 +186,7 @@ impl Gateway {
         let src = ratelimit::KeySource {
             identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
             tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            client_ip: client_ip(session),
             route: &route.name,
             headers: &session.req_header().headers,
             claims: ctx.identity.as_ref().map_or(&[], |i| i.claims.as_slice()),
@@ -365,10 +370,7 @@ impl ProxyHttp for Gateway {
                 let keys = RequestKeys {
                     identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
                     tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
-                    client_ip: session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.ip()),
+                    client_ip: client_ip(session),
                     headers,
                 };
                 ctx.hash_key = key::hash_of(&pool.pool.hash_key, &keys);

@@ -21,6 +21,15 @@ fn policy(backends: &[SocketAddr], extra: &str, route_extra: &str) -> String {
     )
 }
 
+/// Three upstreams `b0`, `b1`, `b2` answering 200, and their addresses.
+fn three_upstreams() -> (Vec<FakeUpstream>, Vec<SocketAddr>) {
+    let ups: Vec<FakeUpstream> = (0..3)
+        .map(|i| FakeUpstream::new().name(format!("b{i}")).start().unwrap())
+        .collect();
+    let addrs = ups.iter().map(|u| u.addr).collect();
+    (ups, addrs)
+}
+
 fn get(gw: &GatewayProcess, path: &str, headers: &[(&str, &str)]) -> tests::http::Response {
     request("GET", &format!("{}{path}", gw.url()), headers, None).expect("request")
 }
@@ -146,10 +155,7 @@ fn the_retry_budget_caps_amplification_when_every_backend_fails() {
 
 #[test]
 fn a_sticky_cookie_keeps_a_client_on_its_backend_until_that_backend_is_gone() {
-    let ups: Vec<FakeUpstream> = (0..3)
-        .map(|i| FakeUpstream::new().name(format!("b{i}")).start().unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
+    let (ups, addrs) = three_upstreams();
     let gw = GatewayProcess::start(&policy(
         &addrs,
         "    sticky: { cookie: gw_b, ttl: 10m }\n    retries: { attempts: 2 }\n",
@@ -182,10 +188,7 @@ fn a_sticky_cookie_keeps_a_client_on_its_backend_until_that_backend_is_gone() {
 
 #[test]
 fn ring_hash_sends_one_header_value_to_one_backend() {
-    let ups: Vec<FakeUpstream> = (0..3)
-        .map(|i| FakeUpstream::new().name(format!("b{i}")).start().unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
+    let (ups, addrs) = three_upstreams();
     let gw = GatewayProcess::start(&policy(
         &addrs,
         "    algorithm: ring_hash\n    hash_key: header:x-user\n",
