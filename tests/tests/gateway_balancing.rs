@@ -188,7 +188,7 @@ fn a_sticky_cookie_keeps_a_client_on_its_backend_until_that_backend_is_gone() {
 
 #[test]
 fn ring_hash_sends_one_header_value_to_one_backend() {
-    let (ups, addrs) = three_upstreams();
+    let (_ups, addrs) = three_upstreams();
     let gw = GatewayProcess::start(&policy(
         &addrs,
         "    algorithm: ring_hash\n    hash_key: header:x-user\n",
