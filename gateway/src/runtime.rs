@@ -63,7 +63,11 @@ pub fn chooser(pool: &Pool, seed: u64) -> Chooser {
         Algorithm::LeastConnections => Chooser::LeastConnections(LeastConnections, rng()),
         Algorithm::P2c { by_ewma } => Chooser::PowerOfTwo(
             PowerOfTwo {
-                by: if by_ewma { By::Ewma } else { By::InFlight },
+                by: if by_ewma {
+                    By::Ewma(LeastEwma::new(UNMEASURED_LATENCY))
+                } else {
+                    By::InFlight
+                },
             },
             rng(),
         ),

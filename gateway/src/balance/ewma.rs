@@ -179,7 +179,7 @@ impl LeastEwma {
 
     /// `a`'s score per weight against `b`'s, cross-multiplied: `score_a * weight_b`
     /// against `score_b * weight_a`. `total_cmp` keeps the order total if a score is NaN.
-    fn cmp(&self, a: &Candidate, b: &Candidate) -> Ordering {
+    pub(crate) fn cmp(&self, a: &Candidate, b: &Candidate) -> Ordering {
         let a_side = score(self.cost_of(a), a.in_flight) * f64::from(b.weight);
         let b_side = score(self.cost_of(b), b.in_flight) * f64::from(a.weight);
         a_side.total_cmp(&b_side)

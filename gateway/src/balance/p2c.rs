@@ -15,25 +15,27 @@ use std::cmp::Ordering;
 
 use rand::Rng;
 
+use super::ewma::LeastEwma;
 use super::least_conn::cmp_load_then_speed;
 use super::Candidate;
 
 /// What "less loaded" means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum By {
     /// Requests in flight per unit of weight, counting the one being placed:
     /// `(in_flight + 1) / weight`, compared exactly as least connections does (a tie
     /// lost by a markedly slower backend, see `least_conn.rs`).
     InFlight,
-    /// The candidates' `ewma_cost`, lower wins (weight and in flight are not looked at).
-    /// An unmeasured backend's cost is 0 and wins every pair it is drawn in until its
-    /// first response is measured; it is drawn in only about 2 of every n picks, so a
-    /// new backend is tried at once without taking the whole pool's traffic.
-    Ewma,
+    /// The expected wait, as `ewma` scores it: peak-EWMA cost × (in flight + 1) per unit
+    /// of weight, an unmeasured backend taken at the chooser's default cost (linkerd's
+    /// P2C over PeakEWMA). Counting the queue matters: on cost alone, a backend whose
+    /// estimate has decayed during a quiet spell (or was never measured) would win every
+    /// pair it is drawn in until its first answer came back, however slow it is.
+    Ewma(LeastEwma),
 }
 
 /// The power-of-two-choices chooser. Stateless apart from what it compares by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PowerOfTwo {
     pub by: By,
 }
@@ -59,9 +61,7 @@ impl PowerOfTwo {
     fn cmp(&self, a: &Candidate, b: &Candidate) -> Ordering {
         match self.by {
             By::InFlight => cmp_load_then_speed(a, b),
-            // total_cmp: a NaN cost (never produced by the estimator) compares above
-            // every number instead of making the comparison inconsistent.
-            By::Ewma => a.ewma_cost.total_cmp(&b.ewma_cost),
+            By::Ewma(e) => e.cmp(a, b),
         }
     }
 }
@@ -87,7 +87,11 @@ mod tests {
     use rand::SeedableRng;
 
     const IN_FLIGHT: PowerOfTwo = PowerOfTwo { by: By::InFlight };
-    const EWMA: PowerOfTwo = PowerOfTwo { by: By::Ewma };
+    const EWMA: PowerOfTwo = PowerOfTwo {
+        by: By::Ewma(LeastEwma {
+            default_cost: 0.030,
+        }),
+    };
 
     fn cand(index: usize, in_flight: u64) -> Candidate {
         Candidate {
@@ -152,6 +156,24 @@ mod tests {
                 i
             };
             assert_eq!(IN_FLIGHT.pick(&cs, &mut rng), Some(cs[lighter].index));
+        }
+    }
+
+    #[test]
+    fn by_ewma_an_unmeasured_backend_is_taken_at_the_default_cost_and_queues_count() {
+        let mut rng = SmallRng::seed_from_u64(9);
+        // Never measured (0): 30 ms, so a backend measured at 5 ms beats it...
+        let cs = [costed(0, 0.0), costed(1, 0.005)];
+        for _ in 0..100 {
+            assert_eq!(EWMA.pick(&cs, &mut rng), Some(1));
+        }
+        // ...until the fast one has 6 waiting: 5 ms × 7 = 35 ms > 30 ms.
+        let busy = Candidate {
+            in_flight: 6,
+            ..costed(1, 0.005)
+        };
+        for _ in 0..100 {
+            assert_eq!(EWMA.pick(&[costed(0, 0.0), busy], &mut rng), Some(0));
         }
     }
 
