@@ -9,7 +9,7 @@
 use crate::balance::ewma::PeakEwma;
 use crate::config::policy::{Pool, DEFAULT_EWMA_DECAY};
 use crate::config::resilience::RetryBudgetConfig;
-use crate::health::outlier::{OutlierConfig, OutlierDetector};
+use crate::health::outlier::OutlierDetector;
 use crate::health::BackendHealth;
 use crate::retry::budget::RetryBudget;
 use std::collections::HashMap;
@@ -229,10 +229,6 @@ impl PoolLive {
     /// Whether backend `i` is ejected at `now`.
     pub fn is_ejected(&self, i: usize, now: Instant) -> bool {
         self.outlier.as_ref().is_some_and(|d| d.is_ejected(i, now))
-    }
-
-    pub fn outlier_config(&self) -> Option<&OutlierConfig> {
-        self.outlier.as_ref().map(OutlierDetector::config)
     }
 }
 
