@@ -10,6 +10,7 @@
 //! retry/       retry budget and backoff with full jitter
 //! auth/        who is calling: JWT (JWKS) and mTLS identities, route requirements
 //! ratelimit/   token buckets per caller: local (governor) or global (Redis GCRA script)
+//! cache/       the query cache: Moka bounded in bytes, per-caller keys, coalescing, SWR
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
 //! forwarded.rs X-Forwarded-For and -Proto for the backend
 //! request_id.rs the client's X-Request-Id, or a new one (prefix + counter)
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod balance;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod devcerts;

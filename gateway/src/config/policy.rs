@@ -1,6 +1,7 @@
 //! The compiled policy: pools and routes with every value parsed and checked, routes in
 //! match order. A running gateway swaps whole `Policy` snapshots; it never edits one.
 
+use super::cache::{self, CacheConfig, RouteCache};
 use super::duration::parse_duration;
 use super::error::{ConfigError, ConfigErrors};
 use super::raw::{
@@ -317,6 +318,8 @@ pub struct Route {
     /// Rate limits that must all admit a request, by name.
     pub rate_limits: Vec<String>,
     pub cost: Cost,
+    /// Answers served from (and stored in) a cache.
+    pub cache: Option<RouteCache>,
     /// The file that defined it.
     pub file: PathBuf,
 }
@@ -327,6 +330,7 @@ pub struct Policy {
     pub authenticators: BTreeMap<String, Authenticator>,
     pub rate_limits: BTreeMap<String, RateLimit>,
     pub pools: BTreeMap<String, Pool>,
+    pub caches: BTreeMap<String, CacheConfig>,
     /// In match order: the first route that matches a request takes it.
     pub routes: Vec<Route>,
     /// SHA-256 (hex) of the files it was compiled from, names and texts in load order, so
@@ -657,6 +661,27 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
             policy.pools.insert(name.clone(), pool);
         }
     }
+    let mut cache_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (file, raw) in files {
+        let mut e = Errors {
+            file,
+            out: &mut errors,
+        };
+        for (name, c) in &raw.caches {
+            if let Some(first) = cache_files.get(name) {
+                e.at(
+                    c,
+                    format!("caches.{name}"),
+                    format!("cache {name:?} is already defined in {}", first.display()),
+                );
+                continue;
+            }
+            cache_files.insert(name.clone(), file.clone());
+            if let Some(config) = cache::cache(&mut e, name, c) {
+                policy.caches.insert(name.clone(), config);
+            }
+        }
+    }
     let mut route_names: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
         let mut e = Errors {
@@ -677,7 +702,11 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 continue;
             }
             route_names.insert(r.name.value.clone(), file.clone());
-            if let Some(route) = route(&mut e, r, i, &policy, &limit_files, file) {
+            let defined = Defined {
+                limits: &limit_files,
+                caches: &cache_files,
+            };
+            if let Some(route) = route(&mut e, r, i, &policy, &defined, file) {
                 policy.routes.push(route);
             }
         }
@@ -986,15 +1015,22 @@ fn health_check(e: &mut Errors<'_>, raw: Option<&RawHealthCheck>, field: &str) -
     }
 }
 
+/// The names written in the policy's files, compiled or not: a route that names one that
+/// failed to compile gets no second error for it.
+struct Defined<'a> {
+    limits: &'a BTreeMap<String, PathBuf>,
+    caches: &'a BTreeMap<String, PathBuf>,
+}
+
 fn route(
     e: &mut Errors<'_>,
     r: &RawRoute,
     i: usize,
     policy: &Policy,
-    // Every limit written, compiled or not (one that failed has its own error already).
-    defined_limits: &BTreeMap<String, PathBuf>,
+    defined: &Defined<'_>,
     file: &Path,
 ) -> Option<Route> {
+    let defined_limits = defined.limits;
     let pools = &policy.pools;
     let field = |f: &str| format!("routes[{i}].{f}");
     let m = &r.matcher;
@@ -1153,9 +1189,20 @@ fn route(
             }
         }
     }
+    let cache = r.cache.as_ref().and_then(|c| {
+        cache::route_cache(
+            e,
+            c,
+            &policy.caches,
+            defined.caches,
+            auth.is_some(),
+            &field("cache"),
+        )
+    });
     Some(Route {
         name: r.name.value.clone(),
         auth,
+        cache,
         rate_limits,
         cost,
         matcher: Matcher {

@@ -92,6 +92,50 @@ pub struct RawPolicyFile {
     /// `fail_open` (the default) or `fail_closed`: what a global limit does without Redis.
     #[serde(default)]
     pub on_limiter_error: Option<Spanned<String>>,
+    /// Response caches that routes name in their `cache.use`.
+    #[serde(default)]
+    pub caches: BTreeMap<String, Spanned<RawCache>>,
+}
+
+/// A response cache: its memory bound and how long entries stay fresh.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `256MiB`, `64MB`, `1GiB`, or a number of bytes.
+    pub max_size: Spanned<RawSize>,
+    pub ttl: Spanned<String>,
+    #[serde(default)]
+    pub stale_while_revalidate: Option<Spanned<String>>,
+    /// Answers larger than this are passed on, not stored.
+    #[serde(default)]
+    pub max_entry_size: Option<Spanned<RawSize>>,
+    /// The longest a request waits for an identical one already on its way to a backend.
+    #[serde(default)]
+    pub coalesce_timeout: Option<Spanned<String>>,
+    /// A successful write through the gateway drops its database's cached answers.
+    #[serde(default)]
+    pub invalidate_on_write: Option<Spanned<bool>>,
+}
+
+/// A size: a number of bytes, or a number with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// A route's use of a cache.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteCache {
+    #[serde(rename = "use")]
+    pub cache: Spanned<String>,
+    /// `tenant`, `identity`, `method`, `host`, `path`, `query`, `body`, `header:<name>`.
+    #[serde(default)]
+    pub key: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub ttl: Option<Spanned<String>>,
 }
 
 /// A token bucket per caller.
@@ -296,6 +340,9 @@ pub struct RawRoute {
     /// `1` (the default), a whole number, or `lines` (lines in the body).
     #[serde(default)]
     pub rate_limit_cost: Option<Spanned<RawCost>>,
+    /// Answers from a cache named under `caches:`.
+    #[serde(default)]
+    pub cache: Option<RawRouteCache>,
 }
 
 /// A request's cost: a number, or `lines`.

@@ -1,0 +1,373 @@
+//! The query cache: answers to repeated requests, from a Moka cache bounded in bytes, in
+//! front of a route's pool.
+//!
+//! ```text
+//! key.rs       the key: pool, caller (authenticated routes), and the parts the route names
+//! control.rs   Cache-Control: what the client allows, what the backend's answer allows
+//! influxql.rs  only queries that read are cached
+//! entry.rs     a stored answer and its freshness (fresh, stale, expired) at an instant
+//! flight.rs    coalescing: one request per key goes to a backend, the others wait
+//! refresh.rs   stale-while-revalidate: the background refresh of a stale entry
+//! ```
+//!
+//! Freshness is decided by the gateway's clock (so tests drive it); Moka only drops
+//! entries once they could no longer be served, and evicts by size (TinyLFU) when the
+//! weights of the entries reach `max_size`.
+
+pub mod control;
+pub mod entry;
+pub mod flight;
+pub mod influxql;
+pub mod key;
+pub mod refresh;
+
+use crate::clock::Clock;
+use crate::config::cache::CacheConfig;
+use crate::config::Policy;
+use entry::{freshness, Entry, Freshness};
+use flight::{Flights, Join};
+use key::Key;
+use moka::notification::RemovalCause;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What the cache did for one request, as `X-Cache` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered from a fresh entry.
+    Hit,
+    /// Looked up, not found (or expired): the backend answered.
+    Miss,
+    /// Answered from an expired entry within its stale window; a refresh is on its way.
+    Stale,
+    /// Not looked up: the method, the client's Cache-Control or the query rule it out.
+    Bypass,
+}
+
+impl Outcome {
+    pub fn header(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Stale => "STALE",
+            Outcome::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// A cache's counters; they outlive policy reloads (also one that resizes the cache).
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stale: AtomicU64,
+    pub bypass: AtomicU64,
+    /// Requests that waited for an identical one and were answered from its entry.
+    pub coalesced: AtomicU64,
+    /// Entries dropped to keep the cache within `max_size`.
+    pub evictions: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub refresh_failures: AtomicU64,
+    /// Entries dropped by `invalidate_on_write` and purges (one per request that dropped).
+    pub invalidations: AtomicU64,
+}
+
+impl CacheStats {
+    pub fn count(&self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Hit => &self.hits,
+            Outcome::Miss => &self.misses,
+            Outcome::Stale => &self.stale,
+            Outcome::Bypass => &self.bypass,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Per (pool, database): how many writes invalidated it, so an answer fetched before a
+/// write is not stored after the write dropped the entries.
+#[derive(Debug, Default)]
+struct WriteEpochs {
+    epochs: HashMap<(String, String), u64>,
+    /// Bumped when `epochs` is cleared to stay bounded: marks taken before are all stale.
+    resets: u64,
+}
+
+/// The most databases whose write epochs are remembered before the table starts over.
+const MAX_WRITE_EPOCHS: usize = 4096;
+
+/// The writes seen for a database when a fetch began (`None`: not tracked).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteMark(Option<(u64, u64)>);
+
+/// The Moka cache and what goes with it; kept across reloads that keep `max_size`.
+#[derive(Debug)]
+struct Store {
+    entries: moka::future::Cache<Key, Arc<Entry>>,
+    flights: Arc<Flights>,
+    writes: Mutex<WriteEpochs>,
+    stats: Arc<CacheStats>,
+    max_size: u64,
+}
+
+/// Moka drops an entry once it could no longer be served (fresh or stale).
+struct Lifetime;
+
+impl moka::Expiry<Key, Arc<Entry>> for Lifetime {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        value: &Arc<Entry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.lifetime())
+    }
+}
+
+impl Store {
+    fn new(max_size: u64, stats: Arc<CacheStats>) -> Store {
+        let evicted = stats.clone();
+        let entries = moka::future::Cache::builder()
+            .max_capacity(max_size)
+            .weigher(|k: &Key, v: &Arc<Entry>| v.weight(k.len()))
+            .expire_after(Lifetime)
+            .support_invalidation_closures()
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == RemovalCause::Size {
+                    evicted.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Store {
+            entries,
+            flights: Arc::new(Flights::default()),
+            writes: Mutex::new(WriteEpochs::default()),
+            stats,
+            max_size,
+        }
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    Fresh(Arc<Entry>),
+    Stale(Arc<Entry>),
+    Miss,
+}
+
+/// One cache of the policy: its settings and its entries.
+#[derive(Debug)]
+pub struct QueryCache {
+    pub config: CacheConfig,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl QueryCache {
+    pub fn new(config: CacheConfig, clock: Arc<dyn Clock>) -> QueryCache {
+        let store = Arc::new(Store::new(config.max_size, Arc::default()));
+        QueryCache {
+            config,
+            store,
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.store.stats
+    }
+
+    /// The entry for `key`, and how fresh it is now; an expired one is dropped.
+    pub async fn lookup(&self, key: &Key) -> Lookup {
+        let Some(entry) = self.store.entries.get(key).await else {
+            return Lookup::Miss;
+        };
+        match freshness(entry.age(self.now()), entry.fresh_for, entry.stale_for) {
+            Freshness::Fresh => Lookup::Fresh(entry),
+            Freshness::Stale => Lookup::Stale(entry),
+            Freshness::Expired => {
+                self.store.entries.invalidate(key).await;
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// Leads the fetch of `key`, or waits for the request that does.
+    pub fn join(&self, key: &Key) -> Join {
+        self.store.flights.join(key)
+    }
+
+    /// The write epoch of `db` in `pool` now, taken when a fetch begins (only with
+    /// `invalidate_on_write`).
+    pub fn write_mark(&self, pool: &str, db: Option<&str>) -> WriteMark {
+        let Some(db) = db.filter(|_| self.config.invalidate_on_write) else {
+            return WriteMark(None);
+        };
+        let w = self
+            .store
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let epoch = w
+            .epochs
+            .get(&(pool.to_string(), db.to_string()))
+            .copied()
+            .unwrap_or(0);
+        WriteMark(Some((w.resets, epoch)))
+    }
+
+    /// Stores `entry` unless its database was written since `mark`; returns whether it did.
+    pub async fn store(&self, key: Key, entry: Entry, mark: &WriteMark) -> bool {
+        if *mark != self.write_mark(&entry.pool, entry.db.as_deref()) {
+            return false;
+        }
+        self.store.entries.insert(key, Arc::new(entry)).await;
+        true
+    }
+
+    /// Drops the entries of database `db` answered by `pool` (a write went through).
+    pub fn invalidate_db(&self, pool: &str, db: &str) {
+        {
+            let mut w = self
+                .store
+                .writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if w.epochs.len() >= MAX_WRITE_EPOCHS {
+                w.epochs.clear();
+                w.resets += 1;
+            }
+            *w.epochs
+                .entry((pool.to_string(), db.to_string()))
+                .or_insert(0) += 1;
+        }
+        let (pool, db): (Arc<str>, String) = (Arc::from(pool), db.to_string());
+        let dropped = self
+            .store
+            .entries
+            .invalidate_entries_if(move |_, e| e.pool == pool && e.db.as_deref() == Some(&db));
+        if let Err(e) = dropped {
+            // Only possible without support_invalidation_closures, which the store sets.
+            tracing::error!(cache = %self.config.name, error = %e, "invalidating a database's entries failed");
+        }
+        self.stats().invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops every entry; returns how many there were (as Moka last counted).
+    pub fn purge(&self) -> u64 {
+        let n = self.entries();
+        self.store.entries.invalidate_all();
+        self.stats().invalidations.fetch_add(1, Ordering::Relaxed);
+        n
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.store.entries.entry_count()
+    }
+
+    /// The weight of the entries, in bytes (as Moka last counted).
+    pub fn bytes(&self) -> u64 {
+        self.store.entries.weighted_size()
+    }
+
+    /// Requests on their way to a backend for a key of this cache.
+    pub fn in_flight(&self) -> usize {
+        self.store.flights.len()
+    }
+
+    /// Lets Moka apply what is pending (evictions, expiries, invalidations), so the
+    /// counts above are exact.
+    pub async fn settle(&self) {
+        self.store.entries.run_pending_tasks().await;
+    }
+}
+
+/// The caches of one policy, by name.
+#[derive(Debug, Default)]
+pub struct Caches {
+    by_name: BTreeMap<String, Arc<QueryCache>>,
+}
+
+impl Caches {
+    pub fn get(&self, name: &str) -> Option<&Arc<QueryCache>> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<QueryCache>> {
+        self.by_name.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Drops the cached answers about database `db` from `pool` in every cache that
+    /// invalidates on writes.
+    pub fn invalidate_db(&self, pool: &str, db: &str) {
+        for c in self.iter().filter(|c| c.config.invalidate_on_write) {
+            c.invalidate_db(pool, db);
+        }
+    }
+}
+
+/// Entries that outlive policy versions: a reload that keeps a cache's `max_size` keeps its
+/// entries; one that changes it starts the cache empty (its counters carry on).
+#[derive(Debug)]
+pub struct CacheRegistry {
+    kept: Mutex<HashMap<String, Arc<Store>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl CacheRegistry {
+    pub fn new(clock: Arc<dyn Clock>) -> CacheRegistry {
+        CacheRegistry {
+            kept: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// The caches of `policy`.
+    pub fn build(&self, policy: &Policy) -> Caches {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = HashMap::new();
+        let mut by_name = BTreeMap::new();
+        for (name, config) in &policy.caches {
+            let store = match kept.get(name) {
+                Some(s) if s.max_size == config.max_size => s.clone(),
+                Some(s) => Arc::new(Store::new(config.max_size, s.stats.clone())),
+                None => Arc::new(Store::new(config.max_size, Arc::default())),
+            };
+            next.insert(name.clone(), store.clone());
+            by_name.insert(
+                name.clone(),
+                Arc::new(QueryCache {
+                    config: config.clone(),
+                    store,
+                    clock: self.clock.clone(),
+                }),
+            );
+        }
+        *kept = next;
+        Caches { by_name }
+    }
+}
+
+impl Default for CacheRegistry {
+    fn default() -> Self {
+        CacheRegistry::new(Arc::new(crate::clock::SystemClock))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! Stale-while-revalidate: a stale entry is served at once, and one background request
+//! (the holder of the key's [`Leader`]) fetches a fresh answer from the route's pool.
+//!
+//! The refresh picks a backend like any request (healthy, not ejected, under its circuit
+//! breaker) and counts as in flight there, so balancers see it; it is not retried: a
+//! failed refresh leaves the stale entry to be served, and the next stale hit tries again.
+
+use super::control::{self, Storable};
+use super::entry::{self, Entry};
+use super::flight::Leader;
+use super::key::Key;
+use super::{QueryCache, WriteMark};
+use crate::runtime::{PickRequest, Snapshot};
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a refresh needs, taken from the request that found the entry stale.
+#[derive(Debug)]
+pub struct Refresh {
+    pub snapshot: Arc<Snapshot>,
+    /// The route's position in the snapshot's policy.
+    pub route: usize,
+    pub cache: Arc<QueryCache>,
+    pub key: Key,
+    pub leader: Leader,
+    /// The request as it would go to a backend (the gateway's headers added).
+    pub request: RequestHeader,
+    pub body: Option<Bytes>,
+    pub db: Option<String>,
+    pub mark: WriteMark,
+}
+
+/// Why a refresh stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("route {route}: no backend available in pool {pool}")]
+    NoBackend { route: String, pool: String },
+    #[error("route {route}: backend {backend}: {source}")]
+    Upstream {
+        route: String,
+        backend: String,
+        source: Box<pingora::Error>,
+    },
+    #[error("route {route}: backend {backend}: answer not stored: {reason}")]
+    NotStorable {
+        route: String,
+        backend: String,
+        reason: &'static str,
+    },
+    #[error("route {route}: refresh timed out after {timeout:?}")]
+    Timeout { route: String, timeout: Duration },
+    #[error("route {route}: the route or its cache is gone")]
+    Gone { route: String },
+}
+
+/// Runs the refresh in the background; the leader is released when it ends.
+pub fn spawn(connector: Arc<Connector>, r: Refresh) {
+    tokio::spawn(async move {
+        let cache = r.cache.clone();
+        match run(&connector, r).await {
+            Ok(()) => {
+                cache.stats().refreshes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                cache
+                    .stats()
+                    .refresh_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(cache = %cache.config.name, error = %e, "stale entry not refreshed");
+            }
+        }
+    });
+}
+
+async fn run(connector: &Connector, r: Refresh) -> Result<(), RefreshError> {
+    let Refresh {
+        snapshot,
+        route,
+        cache,
+        key,
+        leader,
+        request,
+        body,
+        db,
+        mark,
+    } = r;
+    let Some(route) = snapshot.policy.routes.get(route) else {
+        return Err(RefreshError::Gone {
+            route: String::new(),
+        });
+    };
+    let Some(settings) = route.cache.as_ref() else {
+        return Err(RefreshError::Gone {
+            route: route.name.clone(),
+        });
+    };
+    let Some(pool) = snapshot.pools.get(&route.pool) else {
+        return Err(RefreshError::Gone {
+            route: route.name.clone(),
+        });
+    };
+    let no_backend = || RefreshError::NoBackend {
+        route: route.name.clone(),
+        pool: route.pool.clone(),
+    };
+    let now = cache.now();
+    let picked = pool
+        .pick(&PickRequest::new(&[], now))
+        .map_err(|_| no_backend())?;
+    let _in_flight = picked
+        .live
+        .try_start_request(now, pool.pool.max_in_flight_per_backend)
+        .ok_or_else(no_backend)?;
+    let backend = picked.address.to_string();
+    let mut peer = HttpPeer::new(picked.address, false, String::new());
+    peer.options.connection_timeout = Some(route.connect_timeout);
+    peer.options.read_timeout = Some(route.request_timeout);
+    peer.options.write_timeout = Some(route.request_timeout);
+    let upstream = |source: Box<pingora::Error>| RefreshError::Upstream {
+        route: route.name.clone(),
+        backend: backend.clone(),
+        source,
+    };
+    let fetch = async {
+        let (mut session, _reused) = connector.get_http_session(&peer).await.map_err(upstream)?;
+        session
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(upstream)?;
+        if let Some(body) = body {
+            session
+                .write_request_body(body, true)
+                .await
+                .map_err(upstream)?;
+        }
+        session.finish_request_body().await.map_err(upstream)?;
+        session.read_response_header().await.map_err(upstream)?;
+        let Some(head) = session.response_header().cloned() else {
+            return Err(RefreshError::NotStorable {
+                route: route.name.clone(),
+                backend: backend.clone(),
+                reason: "no answer",
+            });
+        };
+        let fresh_for = match control::response(head.status.as_u16(), &head.headers, settings.ttl) {
+            Storable::For(d) => d,
+            Storable::No(reason) => {
+                return Err(RefreshError::NotStorable {
+                    route: route.name.clone(),
+                    backend: backend.clone(),
+                    reason,
+                })
+            }
+        };
+        let mut answer = BytesMut::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(upstream)? {
+            answer.extend_from_slice(&chunk);
+            if answer.len() as u64 > cache.config.max_entry_size {
+                return Err(RefreshError::NotStorable {
+                    route: route.name.clone(),
+                    backend: backend.clone(),
+                    reason: "larger than max_entry_size",
+                });
+            }
+        }
+        connector
+            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+            .await;
+        Ok((head, answer.freeze(), fresh_for))
+    };
+    let (head, body, fresh_for) = tokio::time::timeout(route.request_timeout, fetch)
+        .await
+        .map_err(|_| RefreshError::Timeout {
+            route: route.name.clone(),
+            timeout: route.request_timeout,
+        })??;
+    let entry = Entry {
+        headers: entry::stored_headers(&head),
+        body,
+        stored_at: cache.now(),
+        fresh_for,
+        stale_for: settings.stale_while_revalidate,
+        pool: Arc::from(route.pool.as_str()),
+        db,
+    };
+    cache.store(key, entry, &mark).await;
+    drop(leader);
+    Ok(())
+}
