@@ -65,6 +65,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/status", get(status))
         .route("/metrics", get(metrics))
         .route("/admin/reload", axum::routing::post(reload))
+        .route("/admin/cache/purge", axum::routing::post(purge))
         .with_state(state)
 }
 
@@ -105,9 +106,47 @@ async fn reload(State(st): State<AdminState>) -> Response {
     }
 }
 
+/// Drops every entry of every cache, or of the one `?cache=NAME` names (404 if none has
+/// that name); answers how many entries each held.
+async fn purge(
+    State(st): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let snap = st.snapshot.load_full();
+    let wanted = q.get("cache");
+    if let Some(name) = wanted.filter(|n| snap.caches.get(n).is_none()) {
+        let known: Vec<&str> = snap.caches.iter().map(|c| c.config.name.as_str()).collect();
+        return (
+            StatusCode::NOT_FOUND,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": format!("no cache named {name:?} (caches: {})", known.join(", ")) }).to_string(),
+        )
+            .into_response();
+    }
+    let mut purged = serde_json::Map::new();
+    for c in snap.caches.iter() {
+        if wanted.is_some_and(|n| *n != c.config.name) {
+            continue;
+        }
+        c.settle().await;
+        purged.insert(c.config.name.clone(), c.purge().into());
+    }
+    tracing::info!(caches = ?purged.keys().collect::<Vec<_>>(), "cache purged from the admin port");
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "purged": purged }).to_string(),
+    )
+        .into_response()
+}
+
 /// Prometheus text exposition.
 async fn metrics(State(st): State<AdminState>) -> Response {
-    match st.metrics.render(&st.snapshot.load()) {
+    let snap = st.snapshot.load_full();
+    // Moka counts sizes lazily: let it catch up, so the gauges are exact.
+    for c in snap.caches.iter() {
+        c.settle().await;
+    }
+    match st.metrics.render(&snap) {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -187,7 +226,7 @@ fn pool_status(p: &PoolState, now: std::time::Instant) -> serde_json::Value {
 
 /// The policy in service, pools with each backend's health and load, routes, reloads.
 async fn status(State(st): State<AdminState>) -> Response {
-    let snap = st.snapshot.load();
+    let snap = st.snapshot.load_full();
     let now = crate::clock::SystemClock.now();
     let pools: serde_json::Map<String, serde_json::Value> = snap
         .pools
@@ -198,7 +237,7 @@ async fn status(State(st): State<AdminState>) -> Response {
         .policy
         .routes
         .iter()
-        .map(|r| serde_json::json!({ "name": r.name, "pool": r.pool, "file": r.file.display().to_string() }))
+        .map(|r| serde_json::json!({ "name": r.name, "pool": r.pool, "cache": r.cache.as_ref().map(|c| &c.cache), "file": r.file.display().to_string() }))
         .collect();
     let limits: serde_json::Map<String, serde_json::Value> = snap
         .limits
@@ -246,6 +285,32 @@ async fn status(State(st): State<AdminState>) -> Response {
             "reconnects": stats.reconnects,
         })
     });
+    let mut caches = serde_json::Map::new();
+    for c in snap.caches.iter() {
+        c.settle().await;
+        let s = c.stats();
+        let n = |v: &std::sync::atomic::AtomicU64| crate::cache::CacheStats::get(v);
+        caches.insert(
+            c.config.name.clone(),
+            serde_json::json!({
+                "max_size": c.config.max_size,
+                "bytes": c.bytes(),
+                "entries": c.entries(),
+                "ttl_s": c.config.ttl.as_secs_f64(),
+                "stale_while_revalidate_s": c.config.stale_while_revalidate.as_secs_f64(),
+                "invalidate_on_write": c.config.invalidate_on_write,
+                "in_flight": c.in_flight(),
+                "hits": n(&s.hits),
+                "misses": n(&s.misses),
+                "stale": n(&s.stale),
+                "bypass": n(&s.bypass),
+                "coalesced": n(&s.coalesced),
+                "evictions": n(&s.evictions),
+                "refreshes": n(&s.refreshes),
+                "refresh_failures": n(&s.refresh_failures),
+            }),
+        );
+    }
     let r = &st.reloader;
     let loaded_at = chrono::DateTime::<chrono::Utc>::from(snap.loaded_at)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -260,6 +325,7 @@ async fn status(State(st): State<AdminState>) -> Response {
         "pools": pools,
         "routes": routes,
         "rate_limits": { "limits": limits, "redis": redis },
+        "caches": caches,
         "reloads": {
             "ok": st.metrics.reloads(true),
             "failed": st.metrics.reloads(false),

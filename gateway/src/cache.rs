@@ -7,6 +7,8 @@
 //! influxql.rs  only queries that read are cached
 //! entry.rs     a stored answer and its freshness (fresh, stale, expired) at an instant
 //! flight.rs    coalescing: one request per key goes to a backend, the others wait
+//! request.rs   one request's plan (bypass or key), and its answer taken in as it passes
+//! answer.rs    a stored answer written to the client
 //! refresh.rs   stale-while-revalidate: the background refresh of a stale entry
 //! ```
 //!
@@ -14,12 +16,14 @@
 //! entries once they could no longer be served, and evicts by size (TinyLFU) when the
 //! weights of the entries reach `max_size`.
 
+pub mod answer;
 pub mod control;
 pub mod entry;
 pub mod flight;
 pub mod influxql;
 pub mod key;
 pub mod refresh;
+pub mod request;
 
 use crate::clock::Clock;
 use crate::config::cache::CacheConfig;

@@ -5,12 +5,14 @@
 //! (backend health, requests in flight, policy version) are filled in at scrape time from
 //! the snapshot itself, so they can never drift from what `/admin/status` shows.
 
+use crate::cache::CacheStats;
 use crate::runtime::Snapshot;
 use pingora::http::StatusCode;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The label for requests that matched no route.
@@ -43,6 +45,13 @@ pub struct Metrics {
     /// `gateway_circuit_breaker_overflows_total{pool}`: requests refused (503) because every
     /// backend was at `max_in_flight_per_backend`.
     circuit_overflows: IntCounterVec,
+    /// `gateway_cache_*_total{cache}`: what each cache did, copied from its own counters at
+    /// scrape time (they outlive reloads): hits, misses, stale, bypass, coalesced,
+    /// evictions, refreshes, refresh_failures, invalidations.
+    cache_counters: Vec<(CacheCounter, IntCounterVec)>,
+    cache_bytes: IntGaugeVec,
+    cache_entries: IntGaugeVec,
+    cache_max_bytes: IntGaugeVec,
     redis_up: IntGauge,
     redis_instances: IntGauge,
     backend_healthy: IntGaugeVec,
@@ -50,6 +59,58 @@ pub struct Metrics {
     policy_version: IntGauge,
     policy_loaded: IntGauge,
 }
+
+/// One counter of a cache's [`CacheStats`].
+type CacheCounter = fn(&CacheStats) -> &AtomicU64;
+
+/// The cache counters: metric name, help, and where the count is kept.
+const CACHE_COUNTERS: [(&str, &str, CacheCounter); 9] = [
+    (
+        "gateway_cache_hits_total",
+        "Answers from a fresh cache entry (coalesced waits included)",
+        |s| &s.hits,
+    ),
+    (
+        "gateway_cache_misses_total",
+        "Cacheable requests that went to a backend",
+        |s| &s.misses,
+    ),
+    (
+        "gateway_cache_stale_total",
+        "Answers from an expired entry within stale_while_revalidate",
+        |s| &s.stale,
+    ),
+    (
+        "gateway_cache_bypass_total",
+        "Requests on a cached route that did not look up (method, Cache-Control, a write query)",
+        |s| &s.bypass,
+    ),
+    (
+        "gateway_cache_coalesced_total",
+        "Requests that waited for an identical request and were answered from its entry",
+        |s| &s.coalesced,
+    ),
+    (
+        "gateway_cache_evictions_total",
+        "Entries dropped to keep the cache within max_size",
+        |s| &s.evictions,
+    ),
+    (
+        "gateway_cache_refreshes_total",
+        "Background refreshes of stale entries that stored a fresh answer",
+        |s| &s.refreshes,
+    ),
+    (
+        "gateway_cache_refresh_failures_total",
+        "Background refreshes that stored nothing",
+        |s| &s.refresh_failures,
+    ),
+    (
+        "gateway_cache_invalidations_total",
+        "Invalidations: writes that dropped a database's entries, and purges",
+        |s| &s.invalidations,
+    ),
+];
 
 /// Latency buckets in seconds: fine below a millisecond, where a proxy's own cost lives.
 fn buckets() -> Vec<f64> {
@@ -168,6 +229,25 @@ impl Metrics {
                 "Requests refused because every backend was at max_in_flight_per_backend",
                 &["pool"],
             )?,
+            cache_counters: CACHE_COUNTERS
+                .iter()
+                .map(|(name, help, read)| Ok((*read, counter(name, help, &["cache"])?)))
+                .collect::<Result<_, prometheus::Error>>()?,
+            cache_bytes: gauge_vec(
+                "gateway_cache_bytes",
+                "Weight of a cache's entries (keys, heads and bodies), in bytes",
+                &["cache"],
+            )?,
+            cache_entries: gauge_vec(
+                "gateway_cache_entries",
+                "Entries held by a cache",
+                &["cache"],
+            )?,
+            cache_max_bytes: gauge_vec(
+                "gateway_cache_max_bytes",
+                "A cache's max_size, in bytes",
+                &["cache"],
+            )?,
             redis_up: gauge(
                 "gateway_ratelimit_redis_up",
                 "1 while global rate limits reach Redis, 0 while they degrade",
@@ -275,6 +355,27 @@ impl Metrics {
                     .with_label_values(&labels)
                     .set(i64::try_from(live.in_flight()).unwrap_or(i64::MAX));
             }
+        }
+        self.cache_bytes.reset();
+        self.cache_entries.reset();
+        self.cache_max_bytes.reset();
+        for c in snapshot.caches.iter() {
+            let name = [c.config.name.as_str()];
+            for (read, counter) in &self.cache_counters {
+                let counter = counter.with_label_values(&name);
+                let now = CacheStats::get(read(c.stats()));
+                counter.inc_by(now.saturating_sub(counter.get()));
+            }
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.cache_bytes
+                .with_label_values(&name)
+                .set(gauge(c.bytes()));
+            self.cache_entries
+                .with_label_values(&name)
+                .set(gauge(c.entries()));
+            self.cache_max_bytes
+                .with_label_values(&name)
+                .set(gauge(c.config.max_size));
         }
         if let Some(redis) = snapshot.limits.redis() {
             self.redis_up.set(i64::from(redis.state().is_connected()));

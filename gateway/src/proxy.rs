@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! request_filter           take the snapshot, assign the request id, match the route (404),
-//!                          authenticate (401), authorize (403), rate limit (429)
+//!                          authenticate (401), authorize (403), rate limit (429), answer
+//!                          from the cache (HIT, STALE), or wait for an identical request
+//!                          already on its way (coalescing)
 //! request_body_filter      count the lines of a body whose limits charge per line
 //! upstream_peer            pick a backend of the route's pool: healthy, not tried, not
 //!                          ejected, under its circuit breaker (503); a retry waits its
@@ -15,9 +17,11 @@
 //!                          -Tenant and -Auth to the backend
 //! upstream_response_filter the answer's head: its time feeds the latency estimate, its
 //!                          status the outcome; a retryable 5xx is held back and retried,
-//!                          anything else goes to the client and nothing is retried after
-//! response_filter          X-Request-Id, RateLimit-Policy / RateLimit and the sticky cookie
-//!                          back to the client
+//!                          anything else goes to the client and nothing is retried after;
+//!                          a storable answer is marked for the cache, a write invalidates
+//! response_filter          X-Request-Id, X-Cache, RateLimit-Policy / RateLimit and the
+//!                          sticky cookie back to the client
+//! response_body_filter     the body of an answer marked for the cache, stored at its end
 //! fail_to_proxy            upstream errors as JSON: 502, 503, 504
 //! logging                  count the answer and its latency
 //! ```
@@ -26,6 +30,9 @@ use crate::auth;
 use crate::auth::identity::Identity;
 use crate::auth::mtls::PeerCert;
 use crate::balance::key::{self, RequestKeys};
+use crate::cache::flight::{self, Join};
+use crate::cache::request::{self as cache_request, Caller, Plan, Storing};
+use crate::cache::{answer, refresh, Lookup, Outcome, QueryCache};
 use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::policy::Cost;
 use crate::config::policy::Route;
@@ -57,6 +64,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Requests being served, for the graceful stop.
     pub active: Arc<ActiveRequests>,
+    /// The client of background cache refreshes (stale-while-revalidate).
+    pub refresh_client: Arc<refresh::RefreshClient>,
 }
 
 /// Everything one request carries through the phases.
@@ -84,6 +93,10 @@ pub struct RequestCtx {
     line_charges: Vec<(Arc<ratelimit::Limiter>, String)>,
     lines: u32,
     last_byte: Option<u8>,
+    /// What the route's cache did (`None`: the route has none), for `X-Cache`.
+    cache_outcome: Option<Outcome>,
+    /// The answer to take into the cache as it passes, when it may be stored.
+    storing: Option<Storing>,
 }
 
 impl RequestCtx {
@@ -233,6 +246,183 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The steps after authentication: rate limits, then the cache.
+    async fn limit_then_cache(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.rate_limit(session, ctx).await? {
+            return Ok(true);
+        }
+        self.cache_lookup(session, ctx).await
+    }
+
+    /// The cache step: answers a fresh (HIT) or stale (STALE, and one refresh goes out)
+    /// entry here (returns `Ok(true)`); on a miss, leads the fetch or waits for the request
+    /// that leads it, and marks what the backend's answer may be stored as.
+    async fn cache_lookup(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Ok(false);
+        };
+        let Some(route) = ctx.route.and_then(|i| snapshot.policy.routes.get(i)) else {
+            return Ok(false);
+        };
+        let Some(settings) = route.cache.as_ref() else {
+            return Ok(false);
+        };
+        let Some(cache) = snapshot.caches.get(&settings.cache).cloned() else {
+            return Ok(false);
+        };
+        let body = if cache_request::wants_body(settings, session.req_header()) {
+            read_keyed_body(session).await?
+        } else {
+            None
+        };
+        let caller = Caller {
+            tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
+            identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
+        };
+        let plan = cache_request::plan(
+            settings,
+            &route.pool,
+            session.req_header(),
+            body.as_deref(),
+            caller,
+        );
+        let outcome = cache_request::outcome_of(&plan);
+        ctx.cache_outcome = Some(outcome);
+        let Plan::Use {
+            key,
+            db,
+            skip_lookup,
+        } = plan
+        else {
+            cache.stats().count(Outcome::Bypass);
+            return Ok(false);
+        };
+        if skip_lookup {
+            cache.stats().count(Outcome::Bypass);
+            ctx.storing = Some(Storing::new(cache, key, db, &route.pool, settings, None));
+            return Ok(false);
+        }
+        let found = cache.lookup(&key).await;
+        if let Some(done) = self.answer_found(session, ctx, &cache, found, false).await {
+            if done.refresh {
+                if let Join::Lead(leader) = cache.join(&key) {
+                    let mut request = cache_request::refresh_request(session.req_header().clone());
+                    backend_headers(session, ctx, &mut request)?;
+                    let Some(i) = ctx.route else {
+                        return Ok(true);
+                    };
+                    let mark = cache.write_mark(&route.pool, db.as_deref());
+                    refresh::spawn(
+                        self.refresh_client.clone(),
+                        refresh::Refresh {
+                            snapshot: snapshot.clone(),
+                            route: i,
+                            cache: cache.clone(),
+                            key,
+                            leader,
+                            request,
+                            body: body.map(bytes::Bytes::from),
+                            db,
+                            mark,
+                        },
+                    );
+                }
+            }
+            return Ok(true);
+        }
+        let leader = match cache.join(&key) {
+            Join::Lead(leader) => Some(leader),
+            Join::Wait(rx) => {
+                flight::wait(rx, cache.config.coalesce_timeout).await;
+                let found = cache.lookup(&key).await;
+                if self
+                    .answer_found(session, ctx, &cache, found, true)
+                    .await
+                    .is_some()
+                {
+                    return Ok(true);
+                }
+                // The leader stored nothing (or took too long): this one asks itself.
+                None
+            }
+        };
+        cache.stats().count(Outcome::Miss);
+        ctx.storing = Some(Storing::new(cache, key, db, &route.pool, settings, leader));
+        Ok(false)
+    }
+
+    /// Answers from a found entry (`None`: there was none to answer from).
+    async fn answer_found(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        cache: &QueryCache,
+        found: Lookup,
+        waited: bool,
+    ) -> Option<Answered> {
+        let (entry, outcome) = match found {
+            Lookup::Fresh(e) => (e, Outcome::Hit),
+            Lookup::Stale(e) => (e, Outcome::Stale),
+            Lookup::Miss => return None,
+        };
+        cache.stats().count(outcome);
+        if waited {
+            cache
+                .stats()
+                .coalesced
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ctx.cache_outcome = Some(outcome);
+        let mut extra = Vec::new();
+        if !ctx.quotas.is_empty() {
+            extra.push(("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas)));
+            extra.extend(ratelimit::headers::current(&ctx.quotas).map(|c| ("ratelimit", c)));
+        }
+        let age = entry.age(cache.now());
+        match answer::head(&entry, outcome, age, &ctx.request_id, &extra) {
+            Ok(head) => {
+                answer::write(session, head, &entry).await;
+            }
+            Err(e) => {
+                tracing::error!(cache = %cache.config.name, error = %e, "a stored answer could not be written");
+                json_error(session, 500, "cached answer unreadable", &ctx.request_id).await;
+            }
+        }
+        // Only the request that found the entry stale (not one that waited) refreshes it.
+        Some(Answered {
+            refresh: outcome == Outcome::Stale && !waited,
+        })
+    }
+}
+
+/// A request answered from the cache.
+struct Answered {
+    /// The entry was stale: a refresh should go out.
+    refresh: bool,
+}
+
+/// Reads a request body the cache key holds (its length is declared and small, see
+/// `cache::request::wants_body`), keeping it for Pingora to send on to the backend.
+async fn read_keyed_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
+    session.as_downstream_mut().enable_retry_buffering();
+    let mut body = Vec::new();
+    while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > cache_request::MAX_KEYED_BODY {
+            break;
+        }
+    }
+    // Only a body longer than it declared could overflow what Pingora keeps to replay.
+    if session.as_downstream().retry_buffer_truncated() {
+        return Err(Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "request body longer than its Content-Length",
+        ));
+    }
+    Ok(Some(body))
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -253,6 +443,8 @@ impl ProxyHttp for Gateway {
             line_charges: Vec::new(),
             lines: 0,
             last_byte: None,
+            cache_outcome: None,
+            storing: None,
         }
     }
 
@@ -274,7 +466,7 @@ impl ProxyHttp for Gateway {
         ctx.route = Some(i);
         ctx.snapshot = Some(snapshot.clone());
         let Some(rule) = snapshot.policy.routes.get(i).and_then(|r| r.auth.as_ref()) else {
-            return self.rate_limit(session, ctx).await;
+            return self.limit_then_cache(session, ctx).await;
         };
         let peer = session
             .digest()
@@ -293,7 +485,7 @@ impl ProxyHttp for Gateway {
                 }
                 ctx.identity = Some(id);
                 // Limits come after authentication, so their keys can name the caller.
-                self.rate_limit(session, ctx).await
+                self.limit_then_cache(session, ctx).await
             }
             Err(e) => {
                 let (code, challenge) = e.challenge();
@@ -499,26 +691,7 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let value = forwarded::for_value(upstream.headers.get(forwarded::FOR), client.ip());
-            upstream.insert_header(forwarded::FOR, value)?;
-        }
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        upstream.insert_header(forwarded::PROTO, forwarded::proto_value(tls))?;
-        if let Some(id) = &ctx.identity {
-            for (name, value) in auth::backend_headers(id) {
-                if let Some(v) = value {
-                    upstream.insert_header(
-                        name,
-                        HeaderValue::from_bytes(v.as_bytes()).map_err(|_| {
-                            Error::explain(ErrorType::InternalError, "identity header value")
-                        })?,
-                    )?;
-                }
-            }
-        }
-        Ok(())
+        backend_headers(session, ctx, upstream)
     }
 
     /// The backend's answer has begun. A 5xx the policy retries is held back (nothing has
@@ -551,6 +724,12 @@ impl ProxyHttp for Gateway {
             ));
         }
         ctx.tries.answer_started();
+        if let Some(storing) = ctx.storing.as_mut() {
+            storing.head(upstream_response);
+        }
+        if (200..300).contains(&status) {
+            invalidate_on_write(session.req_header(), ctx);
+        }
         Ok(())
     }
 
@@ -562,6 +741,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+        if let Some(outcome) = ctx.cache_outcome {
+            upstream_response.insert_header("x-cache", outcome.header())?;
+        }
         if let Some(cookie) = sticky_cookie(ctx) {
             upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
         }
@@ -573,6 +755,20 @@ impl ProxyHttp for Gateway {
             }
         }
         Ok(())
+    }
+
+    /// An answer the cache may store is kept as it passes, and stored at its end.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(storing) = ctx.storing.as_mut() {
+            storing.body(body.as_ref(), end_of_stream);
+        }
+        Ok(None)
     }
 
     /// Errors become JSON answers: no backend 503, upstream timeout 504, other upstream
@@ -639,4 +835,54 @@ fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
             sticky.ttl.as_secs()
         )
     })
+}
+
+/// A write that succeeded (`POST .../write?db=X`) drops the cached answers about X from
+/// the route's pool, in the caches that invalidate on writes.
+fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
+    if req.method != http::Method::POST || !req.uri.path().ends_with("/write") {
+        return;
+    }
+    let (Some(snapshot), Some(route)) = (ctx.snapshot.as_ref(), ctx.route()) else {
+        return;
+    };
+    if snapshot.caches.is_empty() {
+        return;
+    }
+    let db = req
+        .uri
+        .query()
+        .and_then(|q| crate::cache::key::param(q.as_bytes(), "db"));
+    if let Some(db) = db {
+        snapshot.caches.invalidate_db(&route.pool, &db);
+    }
+}
+
+/// The headers the gateway adds to a request for a backend: the request id, the client's
+/// address and scheme, and who the caller is (the pipeline's try and a cache refresh alike).
+fn backend_headers(
+    session: &Session,
+    ctx: &RequestCtx,
+    upstream: &mut RequestHeader,
+) -> Result<()> {
+    upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+    if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+        let value = forwarded::for_value(upstream.headers.get(forwarded::FOR), client.ip());
+        upstream.insert_header(forwarded::FOR, value)?;
+    }
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    upstream.insert_header(forwarded::PROTO, forwarded::proto_value(tls))?;
+    if let Some(id) = &ctx.identity {
+        for (name, value) in auth::backend_headers(id) {
+            if let Some(v) = value {
+                upstream.insert_header(
+                    name,
+                    HeaderValue::from_bytes(v.as_bytes()).map_err(|_| {
+                        Error::explain(ErrorType::InternalError, "identity header value")
+                    })?,
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

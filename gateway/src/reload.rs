@@ -6,6 +6,7 @@ pub mod watch;
 
 use crate::auth::AuthRegistry;
 use crate::backend::Registry;
+use crate::cache::CacheRegistry;
 use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
 use crate::health::active;
@@ -29,6 +30,8 @@ pub struct Reloader {
     pub auth: AuthRegistry,
     /// Rate-limit buckets kept across reloads of an unchanged limit.
     pub limits: LimitRegistry,
+    /// Cache entries kept across reloads that keep a cache's size.
+    pub caches: CacheRegistry,
     /// One checker per checked (pool, backend).
     checkers: Mutex<HashMap<(String, SocketAddr), Checker>>,
     /// The last reload's errors, empty after a good one.
@@ -50,12 +53,15 @@ impl Reloader {
         let auth = AuthRegistry::default();
         let authenticators = auth.build(&policy)?;
         let buckets = limits.build(&policy)?;
+        let caches = CacheRegistry::default();
+        let stores = caches.build(&policy);
         let snapshot = Arc::new(ArcSwap::new(Snapshot::with_auth(
             policy,
             1,
             &registry,
             authenticators,
             buckets,
+            stores,
         )));
         let r = Arc::new(Reloader {
             policies,
@@ -63,6 +69,7 @@ impl Reloader {
             registry,
             auth,
             limits,
+            caches,
             checkers: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
             metrics,
@@ -84,12 +91,14 @@ impl Reloader {
             Ok((policy, authenticators, buckets)) => {
                 let version = self.snapshot.load().version + 1;
                 let digest = policy.digest.clone();
+                let caches = self.caches.build(&policy);
                 self.snapshot.store(Snapshot::with_auth(
                     policy,
                     version,
                     &self.registry,
                     authenticators,
                     buckets,
+                    caches,
                 ));
                 self.reconcile_checkers();
                 *self

@@ -8,6 +8,7 @@ use crate::balance::{
     By, Candidate, Chooser, LeastConnections, LeastEwma, Maglev, PowerOfTwo, RingHash, RoundRobin,
     WeightedRoundRobin,
 };
+use crate::cache::Caches;
 use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
@@ -278,6 +279,8 @@ pub struct Snapshot {
     pub auth: Authenticators,
     /// The policy's rate limits, with their buckets.
     pub limits: Limits,
+    /// The policy's response caches, with their entries.
+    pub caches: Caches,
 }
 
 impl Snapshot {
@@ -290,18 +293,20 @@ impl Snapshot {
             registry,
             Authenticators::default(),
             Limits::default(),
+            Caches::default(),
         )
     }
 
-    /// [`Snapshot::new`] with the authenticators and rate limits built for `policy` (which
-    /// may load key sets, so the reloader builds them first and refuses the policy if they
-    /// fail).
+    /// [`Snapshot::new`] with the authenticators, rate limits and caches built for `policy`
+    /// (authenticators may load key sets, so the reloader builds them first and refuses the
+    /// policy if they fail).
     pub fn with_auth(
         policy: Policy,
         version: u64,
         registry: &Registry,
         auth: Authenticators,
         limits: Limits,
+        caches: Caches,
     ) -> Arc<Snapshot> {
         let now = SystemClock.now();
         let pools = policy
@@ -321,6 +326,7 @@ impl Snapshot {
             loaded_at: wall_now(),
             auth,
             limits,
+            caches,
         })
     }
 

@@ -145,10 +145,13 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     )
     .context("starting the drain watcher")?;
 
+    // One client (and connection pool) for every listener's background cache refreshes.
+    let refresh_client = Arc::new(crate::cache::refresh::RefreshClient::new());
     let gateway = || Gateway {
         snapshot: snapshot.clone(),
         metrics: metrics.clone(),
         active: active.clone(),
+        refresh_client: refresh_client.clone(),
     };
     let mut watched = Vec::new();
     let (h2c, rest): (Vec<&Listener>, Vec<&Listener>) = bootstrap

@@ -19,6 +19,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The HTTP client of refreshes: Pingora's connector, with its own connection pool.
+pub struct RefreshClient(pub Connector);
+
+impl RefreshClient {
+    pub fn new() -> RefreshClient {
+        RefreshClient(Connector::new(None))
+    }
+}
+
+impl Default for RefreshClient {
+    fn default() -> Self {
+        RefreshClient::new()
+    }
+}
+
+impl std::fmt::Debug for RefreshClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshClient")
+    }
+}
+
 /// Everything a refresh needs, taken from the request that found the entry stale.
 #[derive(Debug)]
 pub struct Refresh {
@@ -59,10 +80,10 @@ pub enum RefreshError {
 }
 
 /// Runs the refresh in the background; the leader is released when it ends.
-pub fn spawn(connector: Arc<Connector>, r: Refresh) {
+pub fn spawn(client: Arc<RefreshClient>, r: Refresh) {
     tokio::spawn(async move {
         let cache = r.cache.clone();
-        match run(&connector, r).await {
+        match run(&client.0, r).await {
             Ok(()) => {
                 cache.stats().refreshes.fetch_add(1, Ordering::Relaxed);
             }
