@@ -306,12 +306,13 @@ impl Gateway {
         let found = cache.lookup(&key).await;
         if let Some(done) = self.answer_found(session, ctx, &cache, found, false).await {
             if done.refresh {
-                if let Join::Lead(leader) = cache.join(&key) {
+                if let (Join::Lead(leader), Some(i)) = (cache.join(&key), ctx.route) {
                     let mut request = cache_request::refresh_request(session.req_header().clone());
-                    backend_headers(session, ctx, &mut request)?;
-                    let Some(i) = ctx.route else {
+                    // The answer is out already: a refresh that cannot be sent is skipped.
+                    if let Err(e) = backend_headers(session, ctx, &mut request) {
+                        tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
                         return Ok(true);
-                    };
+                    }
                     let mark = cache.write_mark(&route.pool, db.as_deref());
                     refresh::spawn(
                         self.refresh_client.clone(),
@@ -332,7 +333,18 @@ impl Gateway {
             return Ok(true);
         }
         let leader = match cache.join(&key) {
-            Join::Lead(leader) => Some(leader),
+            Join::Lead(leader) => {
+                // A leader that finished between the lookup and the join stored its answer.
+                let found = cache.lookup(&key).await;
+                if self
+                    .answer_found(session, ctx, &cache, found, true)
+                    .await
+                    .is_some()
+                {
+                    return Ok(true);
+                }
+                Some(leader)
+            }
             Join::Wait(rx) => {
                 flight::wait(rx, cache.config.coalesce_timeout).await;
                 let found = cache.lookup(&key).await;
