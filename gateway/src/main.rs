@@ -129,11 +129,12 @@ fn check(config: &Path) -> ExitCode {
     match policy {
         Ok(p) if ok => {
             println!(
-                "{}: ok ({} listener(s), {} pool(s), {} route(s), policy {})",
+                "{}: ok ({} listener(s), {} pool(s), {} route(s), {} cache(s), policy {})",
                 config.display(),
                 bootstrap.listeners.len(),
                 p.pools.len(),
                 p.routes.len(),
+                p.caches.len(),
                 &p.digest[..p.digest.len().min(12)]
             );
             ExitCode::SUCCESS

@@ -43,7 +43,7 @@ fn the_example_configuration_passes_the_check() {
     let (code, text) = check(&root.join("config/gateway.yaml"));
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("ok (2 listener(s), 1 pool(s), 3 route(s), policy "),
+        text.contains("ok (2 listener(s), 1 pool(s), 3 route(s), 1 cache(s), policy "),
         "{text}"
     );
 }

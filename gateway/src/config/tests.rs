@@ -471,3 +471,97 @@ routes:
         "{err}"
     );
 }
+
+const CACHED: &str = "\
+caches:
+  queries: { max_size: 256MiB, ttl: 5s, stale_while_revalidate: 10s }
+pools:
+  tsdb:
+    backends: [ { address: 127.0.0.1:8086 } ]
+routes:
+  - name: query
+    match: { path_prefix: /query }
+    pool: tsdb
+    cache: { use: queries, key: [method, path, query, body], ttl: 2s }
+  - name: plain
+    match: { path_prefix: /ping }
+    pool: tsdb
+    cache: { use: queries }
+";
+
+#[test]
+fn caches_compile_with_their_defaults_and_routes_take_their_settings() {
+    use crate::config::cache::KeyPart;
+    use std::time::Duration;
+    let p = parse_policy(CACHED, file()).unwrap();
+    let c = &p.caches["queries"];
+    assert_eq!(c.max_size, 256 << 20);
+    assert_eq!(c.ttl, Duration::from_secs(5));
+    assert_eq!(c.stale_while_revalidate, Duration::from_secs(10));
+    assert_eq!(
+        c.max_entry_size,
+        32 << 20,
+        "an eighth of max_size, at most 32 MiB"
+    );
+    assert_eq!(c.coalesce_timeout, Duration::from_secs(5));
+    assert!(!c.invalidate_on_write);
+    let q = p
+        .route(None, "/query", "GET")
+        .unwrap()
+        .cache
+        .as_ref()
+        .unwrap();
+    assert_eq!(q.ttl, Duration::from_secs(2), "the route's own ttl");
+    assert_eq!(q.stale_while_revalidate, Duration::from_secs(10));
+    assert!(q.keys_body() && !q.per_caller);
+    let plain = p
+        .route(None, "/ping", "GET")
+        .unwrap()
+        .cache
+        .as_ref()
+        .unwrap();
+    assert_eq!(plain.key, [KeyPart::Method, KeyPart::Path, KeyPart::Query]);
+    assert_eq!(plain.ttl, Duration::from_secs(5), "the cache's ttl");
+}
+
+#[test]
+fn cache_mistakes_are_each_named_with_their_field() {
+    let text = CACHED
+        .replace("max_size: 256MiB", "max_size: 256 parsecs")
+        .replace(
+            "key: [method, path, query, body]",
+            "key: [method, tenant, colour, method]",
+        )
+        .replace("cache: { use: queries }", "cache: { use: querys }");
+    let err = parse_policy(&text, file()).unwrap_err().to_string();
+    for expected in [
+        "policies/tsdb.yaml:2:24: caches.queries.max_size: unknown size unit \"parsecs\"",
+        "routes[0].cache.key[1]: \"tenant\" needs a route with auth:",
+        "routes[0].cache.key[2]: unknown key part \"colour\"",
+        "routes[0].cache.key[3]: \"method\" is listed twice",
+        "routes[1].cache.use: no cache named \"querys\" (caches: queries)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn an_authenticated_route_keys_its_cache_per_caller() {
+    let text = format!(
+        "authenticators:\n  jwt: {{ jwt: {{ jwks_file: keys.json, algorithms: [RS256] }} }}\n{}",
+        CACHED.replace(
+            "    cache: { use: queries, key",
+            "    auth: { any_of: [jwt] }\n    cache: { use: queries, key"
+        )
+    );
+    let Ok(p) = parse_policy(&text, file()) else {
+        panic!("{:?}", parse_policy(&text, file()).unwrap_err().to_string());
+    };
+    let q = p
+        .route(None, "/query", "GET")
+        .unwrap()
+        .cache
+        .as_ref()
+        .unwrap();
+    assert!(q.per_caller);
+}
