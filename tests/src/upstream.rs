@@ -94,7 +94,8 @@ impl RecordedRequest {
 
 /// Configuration of a [`FakeUpstream`], from [`FakeUpstream::new`].
 ///
-/// Defaults: no failures, [`Behaviour::Ok`], a 2-byte body (`ok`), name `upstream`.
+/// Defaults: no failures, [`Behaviour::Ok`], a 2-byte body (`ok`), name `upstream`, no
+/// extra answer headers, no labelled body.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct FakeUpstreamBuilder {
@@ -102,6 +103,9 @@ pub struct FakeUpstreamBuilder {
     behaviour: Behaviour,
     body_size: usize,
     name: String,
+    headers: Vec<(String, String)>,
+    numbered: bool,
+    echo_headers: Vec<String>,
 }
 
 impl Default for FakeUpstreamBuilder {
@@ -111,6 +115,9 @@ impl Default for FakeUpstreamBuilder {
             behaviour: Behaviour::Ok,
             body_size: 2,
             name: "upstream".to_owned(),
+            headers: Vec::new(),
+            numbered: false,
+            echo_headers: Vec::new(),
         }
     }
 }
@@ -142,6 +149,49 @@ impl FakeUpstreamBuilder {
         self
     }
 
+    /// Adds a header to every answer but the `400`/`431` for unreadable requests (e.g.
+    /// `Cache-Control: no-store`); change the set later with
+    /// [`FakeUpstream::set_response_headers`].
+    pub fn response_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The `200` body (not for `/echo`) becomes the label `<name> #<n>`, where `n` is the
+    /// 1-based number of this request among the request heads for its path (the part before
+    /// `?`), so a test sees which backend request an answer came from. Replaces the
+    /// [`Self::body_size`] body.
+    pub fn numbered(mut self) -> Self {
+        self.numbered = true;
+        self
+    }
+
+    /// Implies [`Self::numbered`] and appends ` <header>=<value>` to the label for this
+    /// request header (lower-cased name; value `-` when the request had none). May be given
+    /// several times; the headers appear in that order.
+    ///
+    /// ```
+    /// use tests::upstream::FakeUpstream;
+    ///
+    /// let up = FakeUpstream::new()
+    ///     .name("b1")
+    ///     .echo_header("X-Tenant")
+    ///     .response_header("cache-control", "no-store")
+    ///     .start()?;
+    /// let url = format!("{}/q?x=1", up.url());
+    /// let r = tests::http::request("GET", &url, &[("x-tenant", "a")], None)?;
+    /// assert_eq!((r.body.as_str(), r.header("cache-control")), ("b1 #1 x-tenant=a", Some("no-store")));
+    /// up.set_response_headers(&[]);
+    /// let r = tests::http::request("GET", &url, &[], None)?;
+    /// assert_eq!((r.body.as_str(), r.header("cache-control")), ("b1 #2 x-tenant=-", None));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn echo_header(mut self, name: &str) -> Self {
+        self.numbered = true;
+        self.echo_headers.push(name.to_ascii_lowercase());
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving on threads.
     pub fn start(self) -> anyhow::Result<FakeUpstream> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -149,6 +199,9 @@ impl FakeUpstreamBuilder {
         let shared = Arc::new(Shared {
             name: self.name,
             body_size: self.body_size,
+            numbered: self.numbered,
+            echo_headers: self.echo_headers,
+            headers: Mutex::new(self.headers),
             behaviour: Mutex::new(self.behaviour),
             fails_left: AtomicU32::new(self.fail_times),
             requests: AtomicU64::new(0),
@@ -262,6 +315,15 @@ impl FakeUpstream {
     pub fn requests_for(&self, path: &str) -> u64 {
         lock(&self.shared.paths).get(path).copied().unwrap_or(0)
     }
+
+    /// Replaces the extra answer headers (see [`FakeUpstreamBuilder::response_header`]) for
+    /// answers written from now on.
+    pub fn set_response_headers(&self, headers: &[(&str, &str)]) {
+        *lock(&self.shared.headers) = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
 }
 
 impl fmt::Debug for FakeUpstream {
@@ -314,6 +376,12 @@ impl Drop for FakeUpstream {
 struct Shared {
     name: String,
     body_size: usize,
+    /// The `200` body is a label (see [`FakeUpstreamBuilder::numbered`]).
+    numbered: bool,
+    /// Request headers echoed into the label.
+    echo_headers: Vec<String>,
+    /// Extra headers on every answer.
+    headers: Mutex<Vec<(String, String)>>,
     behaviour: Mutex<Behaviour>,
     fails_left: AtomicU32,
     requests: AtomicU64,
@@ -670,7 +738,12 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
         };
         let seq = shared.requests.fetch_add(1, Ordering::SeqCst);
         let bare = head.path.split('?').next().unwrap_or("").to_string();
-        *lock(&shared.paths).entry(bare).or_insert(0) += 1;
+        let path_seq = {
+            let mut paths = lock(&shared.paths);
+            let n = paths.entry(bare).or_insert(0);
+            *n += 1;
+            *n
+        };
         *lock(&shared.last) = Some((
             seq,
             RecordedRequest {
@@ -732,9 +805,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
                 if wait_until_stopping(shared, Some(delay)) {
                     return Ok(());
                 }
-                answer_ok(&mut conn, &head, body_len, keep_alive)?;
+                answer_ok(&mut conn, &head, body_len, keep_alive, path_seq)?;
             }
-            Behaviour::Ok => answer_ok(&mut conn, &head, body_len, keep_alive)?,
+            Behaviour::Ok => answer_ok(&mut conn, &head, body_len, keep_alive, path_seq)?,
             Behaviour::Status(code) => {
                 let body = format!("{} answers {code}\n", shared.name);
                 let h = answer_head(shared, &head, code, "text/plain", body.len(), keep_alive);
@@ -779,8 +852,15 @@ fn wait_until_stopping(shared: &Shared, limit: Option<Duration>) -> bool {
     state.stopping
 }
 
-/// The `200` answer: the `ok` body, or the JSON description for `/echo`.
-fn answer_ok(conn: &mut Conn<'_>, head: &Head, body_len: u64, keep_alive: bool) -> io::Result<()> {
+/// The `200` answer: the `ok` body (or the label, see [`FakeUpstreamBuilder::numbered`];
+/// `path_seq` is this request's number for its path), or the JSON description for `/echo`.
+fn answer_ok(
+    conn: &mut Conn<'_>,
+    head: &Head,
+    body_len: u64,
+    keep_alive: bool,
+    path_seq: u64,
+) -> io::Result<()> {
     let shared = conn.shared;
     let send_body = head.method != "HEAD";
     let path_only = head.path.split('?').next().unwrap_or_default();
@@ -808,6 +888,18 @@ fn answer_ok(conn: &mut Conn<'_>, head: &Head, body_len: u64, keep_alive: bool) 
             body.len(),
             keep_alive,
         );
+        conn.write(h.as_bytes())?;
+        if send_body {
+            conn.write(body.as_bytes())?;
+        }
+        return Ok(());
+    }
+    if shared.numbered {
+        let mut body = format!("{} #{path_seq}", shared.name);
+        for name in &shared.echo_headers {
+            body.push_str(&format!(" {name}={}", head.header(name).unwrap_or("-")));
+        }
+        let h = answer_head(shared, head, 200, "text/plain", body.len(), keep_alive);
         conn.write(h.as_bytes())?;
         if send_body {
             conn.write(body.as_bytes())?;
@@ -862,6 +954,9 @@ fn answer_head(
     }
     if let Some(id) = head.header("x-request-id") {
         h.push_str(&format!("x-request-id: {id}\r\n"));
+    }
+    for (k, v) in lock(&shared.headers).iter() {
+        h.push_str(&format!("{k}: {v}\r\n"));
     }
     if !keep_alive {
         h.push_str("connection: close\r\n");
