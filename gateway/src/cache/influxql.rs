@@ -6,78 +6,108 @@
 /// Whether every statement of `q` only reads.
 pub fn is_read_only(q: &str) -> bool {
     let mut statements = 0;
-    for statement in split_statements(q) {
-        let words = words(statement);
-        let Some(first) = words.first() else {
+    for statement in Statements::new(q) {
+        let mut words = Words::new(statement);
+        let Some(first) = words.next() else {
             continue;
         };
         statements += 1;
         if !(first.eq_ignore_ascii_case("select") || first.eq_ignore_ascii_case("show")) {
             return false;
         }
-        if words.iter().any(|w| w.eq_ignore_ascii_case("into")) {
+        if words.any(|w| w.eq_ignore_ascii_case("into")) {
             return false;
         }
     }
     statements > 0
 }
 
-/// Statements separated by `;` outside quotes.
-fn split_statements(q: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut quote: Option<char> = None;
-    let mut start = 0;
-    let mut escaped = false;
-    for (i, c) in q.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match (quote, c) {
-            (Some(_), '\\') => escaped = true,
-            (Some(open), c) if c == open => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, ';') => {
-                out.push(&q[start..i]);
-                start = i + 1;
-            }
-            (None, _) => {}
-        }
+/// Statements separated by `;` outside quotes (on the hot path of every cached query, so
+/// nothing is allocated).
+struct Statements<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Statements<'a> {
+    fn new(q: &'a str) -> Self {
+        Statements { rest: Some(q) }
     }
-    out.push(&q[start..]);
-    out
+}
+
+impl<'a> Iterator for Statements<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let q = self.rest?;
+        let mut quote: Option<u8> = None;
+        let mut escaped = false;
+        for (i, &c) in q.as_bytes().iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match (quote, c) {
+                (Some(_), b'\\') => escaped = true,
+                (Some(open), c) if c == open => quote = None,
+                (Some(_), _) => {}
+                (None, b'\'' | b'"') => quote = Some(c),
+                (None, b';') => {
+                    self.rest = Some(&q[i + 1..]);
+                    return Some(&q[..i]);
+                }
+                (None, _) => {}
+            }
+        }
+        self.rest = None;
+        Some(q)
+    }
 }
 
 /// The bare words of a statement: identifiers and keywords outside quotes and comments.
-fn words(statement: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let bytes = statement.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == b'\'' || c == b'"' {
-            // Skip the quoted text (a quoted identifier is never a keyword).
-            i += 1;
-            while i < bytes.len() && bytes[i] != c {
-                i += if bytes[i] == b'\\' { 2 } else { 1 };
-            }
-            i += 1;
-        } else if c == b'-' && bytes.get(i + 1) == Some(&b'-') {
-            while i < bytes.len() && bytes[i] != b'\n' {
-                i += 1;
-            }
-        } else if c.is_ascii_alphanumeric() || c == b'_' {
-            let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                i += 1;
-            }
-            out.push(&statement[start..i]);
-        } else {
-            i += 1;
-        }
+struct Words<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Words<'a> {
+    fn new(text: &'a str) -> Self {
+        Words { text, at: 0 }
     }
-    out
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        let mut i = self.at;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c == b'\'' || c == b'"' {
+                // Skip the quoted text (a quoted identifier is never a keyword).
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            } else if c == b'-' && bytes.get(i + 1) == Some(&b'-') {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            } else if c.is_ascii_alphanumeric() || c == b'_' {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                self.at = i;
+                return self.text.get(start..i);
+            } else {
+                i += 1;
+            }
+        }
+        self.at = bytes.len();
+        None
+    }
 }
 
 #[cfg(test)]

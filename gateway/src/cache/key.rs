@@ -21,11 +21,43 @@ pub struct KeyInput<'a> {
     pub method: &'a str,
     pub host: Option<&'a str>,
     pub path: &'a str,
-    pub query: Option<&'a str>,
+    pub query: Option<&'a Params<'a>>,
     pub body: Option<&'a [u8]>,
-    /// The body is `application/x-www-form-urlencoded` (normalised like a query string).
-    pub form_body: bool,
+    /// The body as parameters, when it is `application/x-www-form-urlencoded` (normalised
+    /// like a query string).
+    pub form: Option<&'a Params<'a>>,
     pub headers: &'a HeaderMap,
+}
+
+/// A query string or form body, parsed once: its pairs decoded and stably sorted by name
+/// (values of one name keep their order: `tag=a&tag=b` may not mean `tag=b&tag=a`).
+#[derive(Debug, Default)]
+pub struct Params<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> Params<'a> {
+    pub fn parse(raw: &'a [u8]) -> Params<'a> {
+        let mut pairs: Vec<_> = form_urlencoded::parse(raw).collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        Params { pairs }
+    }
+
+    /// The first value of `name`, decoded.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let i = self.pairs.partition_point(|(k, _)| k.as_ref() < name);
+        self.pairs
+            .get(i)
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The canonical form: the sorted pairs encoded again one way.
+    pub fn canonical(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.pairs.iter())
+            .finish()
+    }
 }
 
 fn push(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
@@ -37,7 +69,7 @@ fn push(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
 
 /// The key of a request on a route with `cache`.
 pub fn build(cache: &RouteCache, input: &KeyInput<'_>) -> Key {
-    let mut out = Vec::with_capacity(64 + input.path.len() + input.query.map_or(0, str::len));
+    let mut out = Vec::with_capacity(128 + input.path.len());
     push(&mut out, b'P', input.pool.as_bytes());
     if cache.per_caller {
         // Whatever the key lists: the caller's tenant, or the caller when it has none.
@@ -62,17 +94,13 @@ pub fn build(cache: &RouteCache, input: &KeyInput<'_>) -> Key {
             }
             KeyPart::Path => push(&mut out, b'p', input.path.as_bytes()),
             KeyPart::Query => {
-                let q = normalize_query(input.query.unwrap_or_default().as_bytes());
+                let q = input.query.map(Params::canonical).unwrap_or_default();
                 push(&mut out, b'q', q.as_bytes());
             }
-            KeyPart::Body => {
-                let body = input.body.unwrap_or_default();
-                if input.form_body {
-                    push(&mut out, b'f', normalize_query(body).as_bytes());
-                } else {
-                    push(&mut out, b'b', body);
-                }
-            }
+            KeyPart::Body => match input.form {
+                Some(form) => push(&mut out, b'f', form.canonical().as_bytes()),
+                None => push(&mut out, b'b', input.body.unwrap_or_default()),
+            },
             KeyPart::Header(name) => {
                 out.push(b'H');
                 push(&mut out, b'n', name.as_str().as_bytes());
@@ -86,14 +114,9 @@ pub fn build(cache: &RouteCache, input: &KeyInput<'_>) -> Key {
     Arc::from(out)
 }
 
-/// A query string (or form body) in canonical form: parameters decoded, stably sorted by
-/// name (values of one name keep their order), and encoded again one way.
+/// A query string (or form body) in canonical form (see [`Params`]).
 pub fn normalize_query(raw: &[u8]) -> String {
-    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(raw).collect();
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
+    Params::parse(raw).canonical()
 }
 
 /// The first value of parameter `name` in a query string or form body, decoded.
@@ -118,7 +141,12 @@ mod tests {
         }
     }
 
-    fn input<'a>(headers: &'a HeaderMap, query: &'a str) -> KeyInput<'a> {
+    /// The parsed query strings of a test, kept alive for the inputs that borrow them.
+    fn params(q: &'static str) -> &'static Params<'static> {
+        Box::leak(Box::new(Params::parse(q.as_bytes())))
+    }
+
+    fn input<'a>(headers: &'a HeaderMap, query: &'static str) -> KeyInput<'a> {
         KeyInput {
             pool: "tsdb",
             tenant: None,
@@ -126,9 +154,9 @@ mod tests {
             method: "GET",
             host: Some("Example.com"),
             path: "/query",
-            query: Some(query),
+            query: Some(params(query)),
             body: None,
-            form_body: false,
+            form: None,
             headers,
         }
     }
@@ -211,13 +239,14 @@ mod tests {
         let h = HeaderMap::new();
         let r = route(vec![KeyPart::Body], false);
         let mut a = input(&h, "");
-        a.form_body = true;
         a.body = Some(b"q=SELECT+1&db=a");
+        a.form = Some(params("q=SELECT+1&db=a"));
         let mut b = a;
         b.body = Some(b"db=a&q=SELECT%201");
+        b.form = Some(params("db=a&q=SELECT%201"));
         assert_eq!(build(&r, &a), build(&r, &b));
-        a.form_body = false;
-        b.form_body = false;
+        a.form = None;
+        b.form = None;
         assert_ne!(build(&r, &a), build(&r, &b));
     }
 
@@ -240,5 +269,10 @@ mod tests {
     fn param_reads_a_decoded_value() {
         assert_eq!(param(b"db=my%20db&q=x", "db").as_deref(), Some("my db"));
         assert_eq!(param(b"q=x", "db"), None);
+        let p = Params::parse(b"z=1&tag=b&db=my+db&tag=a");
+        assert_eq!(p.get("db"), Some("my db"));
+        assert_eq!(p.get("tag"), Some("b"), "the first of a repeated name");
+        assert_eq!(p.get("a"), None);
+        assert_eq!(p.get("zz"), None);
     }
 }

@@ -5,7 +5,7 @@ use super::control::{self, Storable};
 use super::entry::{self, Entry};
 use super::flight::Leader;
 use super::influxql;
-use super::key::{self, Key, KeyInput};
+use super::key::{self, Key, KeyInput, Params};
 use super::{Outcome, QueryCache, WriteMark};
 use crate::config::cache::RouteCache;
 use bytes::{Bytes, BytesMut};
@@ -88,21 +88,23 @@ pub fn plan(
     if directives.no_store {
         return Plan::Bypass("Cache-Control: no-store");
     }
-    let query = req.uri.query();
-    let form = body.filter(|_| is_form(req));
+    let query = req.uri.query().map(|q| Params::parse(q.as_bytes()));
+    let form = body.filter(|_| is_form(req)).map(Params::parse);
     let param = |name: &str| {
         query
-            .and_then(|q| key::param(q.as_bytes(), name))
-            .or_else(|| form.and_then(|b| key::param(b, name)))
+            .as_ref()
+            .and_then(|q| q.get(name))
+            .or_else(|| form.as_ref().and_then(|f| f.get(name)))
     };
     let path = req.uri.path();
     if path.ends_with("/query") {
         if let Some(q) = param("q") {
-            if !influxql::is_read_only(&q) {
+            if !influxql::is_read_only(q) {
                 return Plan::Bypass("the query writes");
             }
         }
     }
+    let db = param("db").map(str::to_string);
     let input = KeyInput {
         pool,
         tenant: caller.tenant,
@@ -114,14 +116,14 @@ pub fn plan(
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri.host()),
         path,
-        query,
+        query: query.as_ref(),
         body,
-        form_body: form.is_some(),
+        form: form.as_ref(),
         headers: &req.headers,
     };
     Plan::Use {
         key: key::build(settings, &input),
-        db: param("db"),
+        db,
         skip_lookup: directives.no_cache,
     }
 }
