@@ -184,25 +184,6 @@ request = function()
 end
 LUA
 } > "$work/hot.lua"
-parse_wrk() { # file -> "rps p50_ms p99_ms errors"
-  python3 - "$1" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(v):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
-    n, u = float(m.group(1)), m.group(2)
-    return n * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[u]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-err = 0
-m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-if m: err += int(m.group(1))
-m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-if m: err += sum(int(x) for x in m.groups())
-print(f"{rps:.1f}\t{p50:.3f}\t{p99:.3f}\t{err}")
-PY
-}
 
 echo "1. throughput: wrk -t2 -c$CONNS, the 5 queries in turn, ${WARMUP} s warm-up then ${DURATION} s per gateway"
 printf '%-6s %-7s %10s %9s %9s %8s %11s\n' round gateway req/s "p50 ms" "p99 ms" errors "from cache"

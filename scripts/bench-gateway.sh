@@ -257,25 +257,6 @@ for t in direct nginx haproxy pingora gateway; do echo "$t: 127.0.0.1:${port_of[
 
 results=$OUT/results.tsv
 printf 'round\ttarget\trps\tp50_ms\tp99_ms\terrors\n' > "$results"
-parse_wrk() { # file -> "rps p50_ms p99_ms errors"
-  python3 - "$1" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(v):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
-    n, u = float(m.group(1)), m.group(2)
-    return n * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[u]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-err = 0
-m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-if m: err += int(m.group(1))
-m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-if m: err += sum(int(x) for x in m.groups())
-print(f"{rps:.1f}\t{p50:.3f}\t{p99:.3f}\t{err}")
-PY
-}
 
 for r in $(seq 1 "$ROUNDS"); do
   for t in direct nginx haproxy pingora gateway; do

@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts (sourced): a work dir removed at exit, every started
-# process killed by PID at exit, free ports, readiness by /ping with a bounded wait.
+# process killed by PID at exit, free ports, readiness by /ping with a bounded wait, an
+# nginx origin, and the figures of a wrk run.
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -38,4 +39,26 @@ CONF
   pids+=($!)
   for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && return 0; sleep 0.1; done
   echo "nginx origin on $port did not start" >&2; return 1
+}
+
+# wrk's --latency output -> "rps p50_ms p99_ms errors" (tab-separated; errors: non-2xx/3xx
+# answers and socket errors).
+parse_wrk() { # file -> "rps p50_ms p99_ms errors"
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
+    n, u = float(m.group(1)), m.group(2)
+    return n * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+err = 0
+m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+if m: err += int(m.group(1))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+if m: err += sum(int(x) for x in m.groups())
+print(f"{rps:.1f}\t{p50:.3f}\t{p99:.3f}\t{err}")
+PY
 }

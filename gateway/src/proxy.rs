@@ -333,32 +333,22 @@ impl Gateway {
             return Ok(true);
         }
         let leader = match cache.join(&key) {
-            Join::Lead(leader) => {
-                // A leader that finished between the lookup and the join stored its answer.
-                let found = cache.lookup(&key).await;
-                if self
-                    .answer_found(session, ctx, &cache, found, true)
-                    .await
-                    .is_some()
-                {
-                    return Ok(true);
-                }
-                Some(leader)
-            }
+            Join::Lead(leader) => Some(leader),
             Join::Wait(rx) => {
                 flight::wait(rx, cache.config.coalesce_timeout).await;
-                let found = cache.lookup(&key).await;
-                if self
-                    .answer_found(session, ctx, &cache, found, true)
-                    .await
-                    .is_some()
-                {
-                    return Ok(true);
-                }
-                // The leader stored nothing (or took too long): this one asks itself.
                 None
             }
         };
+        // A waiter looks for its leader's answer; a new leader for that of one that finished
+        // between the lookup and the join. Without one, this request asks a backend itself.
+        let found = cache.lookup(&key).await;
+        if self
+            .answer_found(session, ctx, &cache, found, true)
+            .await
+            .is_some()
+        {
+            return Ok(true);
+        }
         cache.stats().count(Outcome::Miss);
         ctx.storing = Some(Storing::new(cache, key, db, &route.pool, settings, leader));
         Ok(false)
