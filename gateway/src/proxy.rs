@@ -31,6 +31,7 @@ use crate::auth::identity::Identity;
 use crate::auth::mtls::PeerCert;
 use crate::balance::key::{self, RequestKeys};
 use crate::cache::flight::{self, Join};
+use crate::cache::key::Key;
 use crate::cache::request::{self as cache_request, Caller, Plan, Storing};
 use crate::cache::{answer, refresh, Lookup, Outcome, QueryCache};
 use crate::clock::{wall_now, Clock, SystemClock};
@@ -306,29 +307,7 @@ impl Gateway {
         let found = cache.lookup(&key).await;
         if let Some(done) = self.answer_found(session, ctx, &cache, found, false).await {
             if done.refresh {
-                if let (Join::Lead(leader), Some(i)) = (cache.join(&key), ctx.route) {
-                    let mut request = cache_request::refresh_request(session.req_header().clone());
-                    // The answer is out already: a refresh that cannot be sent is skipped.
-                    if let Err(e) = backend_headers(session, ctx, &mut request) {
-                        tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
-                        return Ok(true);
-                    }
-                    let mark = cache.write_mark(&route.pool, db.as_deref());
-                    refresh::spawn(
-                        self.refresh_client.clone(),
-                        refresh::Refresh {
-                            snapshot: snapshot.clone(),
-                            route: i,
-                            cache: cache.clone(),
-                            key,
-                            leader,
-                            request,
-                            body: body.map(bytes::Bytes::from),
-                            db,
-                            mark,
-                        },
-                    );
-                }
+                self.refresh(session, ctx, &cache, key, body, db);
             }
             return Ok(true);
         }
@@ -352,6 +331,46 @@ impl Gateway {
         cache.stats().count(Outcome::Miss);
         ctx.storing = Some(Storing::new(cache, key, db, &route.pool, settings, leader));
         Ok(false)
+    }
+
+    /// Sends one background refresh of a stale entry, unless one is on its way already.
+    fn refresh(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        cache: &Arc<QueryCache>,
+        key: Key,
+        body: Option<Vec<u8>>,
+        db: Option<String>,
+    ) {
+        let (Some(snapshot), Some(route), Some(i)) = (ctx.snapshot.clone(), ctx.route(), ctx.route)
+        else {
+            return;
+        };
+        let Join::Lead(leader) = cache.join(&key) else {
+            return;
+        };
+        let mut request = cache_request::refresh_request(session.req_header().clone());
+        // The answer is out already: a refresh that cannot be sent is skipped.
+        if let Err(e) = backend_headers(session, ctx, &mut request) {
+            tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
+            return;
+        }
+        let mark = cache.write_mark(&route.pool, db.as_deref());
+        refresh::spawn(
+            self.refresh_client.clone(),
+            refresh::Refresh {
+                snapshot,
+                route: i,
+                cache: cache.clone(),
+                key,
+                leader,
+                request,
+                body: body.map(bytes::Bytes::from),
+                db,
+                mark,
+            },
+        );
     }
 
     /// Answers from a found entry (`None`: there was none to answer from).
