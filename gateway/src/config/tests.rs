@@ -505,21 +505,12 @@ fn caches_compile_with_their_defaults_and_routes_take_their_settings() {
     );
     assert_eq!(c.coalesce_timeout, Duration::from_secs(5));
     assert!(!c.invalidate_on_write);
-    let q = p
-        .route(None, "/query", "GET")
-        .unwrap()
-        .cache
-        .as_ref()
-        .unwrap();
+    let cache_of = |path: &str| p.route(None, path, "GET").unwrap().cache.clone().unwrap();
+    let q = cache_of("/query");
     assert_eq!(q.ttl, Duration::from_secs(2), "the route's own ttl");
     assert_eq!(q.stale_while_revalidate, Duration::from_secs(10));
     assert!(q.keys_body() && !q.per_caller);
-    let plain = p
-        .route(None, "/ping", "GET")
-        .unwrap()
-        .cache
-        .as_ref()
-        .unwrap();
+    let plain = cache_of("/ping");
     assert_eq!(plain.key, [KeyPart::Method, KeyPart::Path, KeyPart::Query]);
     assert_eq!(plain.ttl, Duration::from_secs(5), "the cache's ttl");
 }
