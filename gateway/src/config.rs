@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod duration;
 pub mod error;
+pub mod hardening;
 pub mod policy;
 pub mod raw;
 pub mod resilience;
@@ -30,6 +31,8 @@ pub struct Listener {
     /// HTTP/2 besides HTTP/1.1: offered by ALPN on TLS, taken by prior knowledge (h2c) on
     /// plaintext.
     pub http2: bool,
+    /// How requests are normalised, and the deadlines and limits of its connections.
+    pub hardening: hardening::Hardening,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,12 +185,14 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
                 client,
             }
         });
+        let hardening = hardening::compile(l, &format!("listeners[{i}]"), &mut at);
         match l.address.value.parse::<SocketAddr>() {
             Ok(address) => listeners.push(Listener {
                 name: l.name.value.clone(),
                 address,
                 http2: l.http2.as_ref().map_or(tls.is_some(), |h| h.value),
                 tls,
+                hardening,
             }),
             Err(_) => at(
                 l.address.referenced.line(),

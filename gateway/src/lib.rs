@@ -11,6 +11,9 @@
 //! auth/        who is calling: JWT (JWKS) and mTLS identities, route requirements
 //! ratelimit/   token buckets per caller: local (governor) or global (Redis GCRA script)
 //! cache/       the query cache: Moka bounded in bytes, per-caller keys, coalescing, SWR
+//! normalize/   the first step: path, framing, header names and host made unambiguous
+//! connection/  a client connection: limits, head deadline, keep-alive, pipelining
+//! contain.rs   a panic in a pipeline phase becomes a 500, counted
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
 //! forwarded.rs X-Forwarded-For and -Proto for the backend
 //! request_id.rs the client's X-Request-Id, or a new one (prefix + counter)
@@ -32,10 +35,13 @@ pub mod balance;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod connection;
+pub mod contain;
 pub mod devcerts;
 pub mod forwarded;
 pub mod health;
 pub mod metrics;
+pub mod normalize;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;

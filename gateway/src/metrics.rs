@@ -49,6 +49,13 @@ pub struct Metrics {
     /// scrape time (they outlive reloads): hits, misses, stale, bypass, coalesced,
     /// evictions, refreshes, refresh_failures, invalidations.
     cache_counters: Vec<(CacheCounter, IntCounterVec)>,
+    /// `gateway_refusals_total{listener,reason}`: requests and connections the hardening
+    /// refused (a path, framing, header or host it would not pass on, a deadline or a limit).
+    refusals: IntCounterVec,
+    /// `gateway_connections_open{listener}`: client connections being served.
+    connections_open: IntGaugeVec,
+    /// `gateway_panics_total{phase}`: panics caught in a pipeline phase (answered 500).
+    panics: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     cache_max_bytes: IntGaugeVec,
@@ -233,6 +240,21 @@ impl Metrics {
                 .iter()
                 .map(|(name, help, read)| Ok((*read, counter(name, help, &["cache"])?)))
                 .collect::<Result<_, prometheus::Error>>()?,
+            refusals: counter(
+                "gateway_refusals_total",
+                "Requests and connections refused by a listener's hardening, by reason",
+                &["listener", "reason"],
+            )?,
+            connections_open: gauge_vec(
+                "gateway_connections_open",
+                "Client connections being served, by listener",
+                &["listener"],
+            )?,
+            panics: counter(
+                "gateway_panics_total",
+                "Panics caught in a phase of the request pipeline, each answered 500",
+                &["phase"],
+            )?,
             cache_bytes: gauge_vec(
                 "gateway_cache_bytes",
                 "Weight of a cache's entries (keys, heads and bodies), in bytes",
@@ -297,6 +319,31 @@ impl Metrics {
         self.upstream_errors
             .with_label_values(&[route, backend, kind.as_str()])
             .inc();
+    }
+
+    /// A request or connection refused by the listener's hardening.
+    pub fn refusal(&self, listener: &str, reason: &str) {
+        self.refusals.with_label_values(&[listener, reason]).inc();
+    }
+
+    /// The gauge of a listener's open connections.
+    pub fn connections_open(&self, listener: &str) -> IntGauge {
+        self.connections_open.with_label_values(&[listener])
+    }
+
+    /// A panic caught in a pipeline phase.
+    pub fn panic(&self, phase: &str) {
+        self.panics.with_label_values(&[phase]).inc();
+    }
+
+    /// Panics caught so far in a phase.
+    pub fn panics_of(&self, phase: &str) -> u64 {
+        self.panics.with_label_values(&[phase]).get()
+    }
+
+    /// Refusals so far on a listener for a reason.
+    pub fn refusals_of(&self, listener: &str, reason: &str) -> u64 {
+        self.refusals.with_label_values(&[listener, reason]).get()
     }
 
     pub fn retry(&self, route: &str) {

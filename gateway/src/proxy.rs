@@ -35,10 +35,14 @@ use crate::cache::key::Key;
 use crate::cache::request::{self as cache_request, Caller, Plan, Storing};
 use crate::cache::{answer, refresh, Lookup, Outcome, QueryCache};
 use crate::clock::{wall_now, Clock, SystemClock};
+use crate::config::hardening::Hardening;
 use crate::config::policy::Cost;
 use crate::config::policy::Route;
+use crate::connection::head::HeadClock;
+use crate::contain;
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
+use crate::normalize::{self, Refusal};
 use crate::ratelimit;
 use crate::request_id;
 use crate::respond::{self, json_error, json_error_with};
@@ -67,6 +71,9 @@ pub struct Gateway {
     pub active: Arc<ActiveRequests>,
     /// The client of background cache refreshes (stale-while-revalidate).
     pub refresh_client: Arc<refresh::RefreshClient>,
+    /// The listener this service serves, and its rules for requests.
+    pub listener: Arc<str>,
+    pub hardening: Hardening,
 }
 
 /// Everything one request carries through the phases.
@@ -98,6 +105,9 @@ pub struct RequestCtx {
     cache_outcome: Option<Outcome>,
     /// The answer to take into the cache as it passes, when it may be stored.
     storing: Option<Storing>,
+    /// The route's `max_body_size`, and the body bytes read so far.
+    max_body: u64,
+    body_read: u64,
 }
 
 impl RequestCtx {
@@ -164,13 +174,6 @@ impl RequestCtx {
             tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed requests");
         }
     }
-}
-
-fn host_of(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host())
 }
 
 /// The client's IP address, as the gateway's TCP peer.
@@ -248,6 +251,21 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Answers a request the listener's hardening refused, counted by reason, and closes the
+    /// connection after it: what follows a refused head cannot be trusted to be framed as
+    /// the client meant.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        refusal: Refusal,
+    ) -> Result<bool> {
+        self.metrics.refusal(&self.listener, refusal.reason);
+        session.set_keepalive(None);
+        json_error(session, refusal.status, &refusal.message, &ctx.request_id).await;
+        Ok(true)
+    }
+
     /// The steps after authentication: rate limits, then the cache.
     async fn limit_then_cache(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.rate_limit(session, ctx).await? {
@@ -466,64 +484,105 @@ impl ProxyHttp for Gateway {
             last_byte: None,
             cache_outcome: None,
             storing: None,
+            max_body: u64::MAX,
+            body_read: 0,
         }
     }
 
-    /// Route match (404), then authentication (401) and authorization (403): one snapshot
-    /// for the whole request.
+    /// The request id, first: every answer from here on carries it.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.request_id = request_id::of(session.req_header());
+        Ok(())
+    }
+
+    /// The connection loop's head deadline ends here: the head has been read and parsed.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        connection: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(clock) = connection.downcast::<Arc<HeadClock>>() {
+            clock.head_read();
+        }
+    }
+
+    /// Normalisation (400), route match (404), the body's declared size (413), then
+    /// authentication (401) and authorization (403): one snapshot for the whole request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snapshot = self.snapshot.load_full();
-        auth::strip_client_headers(session.req_header_mut());
-        let req = session.req_header();
-        ctx.request_id = request_id::of(req);
-        let route = snapshot
-            .policy
-            .route_index(host_of(req), req.uri.path(), req.method.as_str());
-        let Some(i) = route else {
-            let message = format!("no route for {} {}", req.method, req.uri.path());
-            json_error(session, 404, &message, &ctx.request_id).await;
-            return Ok(true);
-        };
-        ctx.route = Some(i);
-        ctx.snapshot = Some(snapshot.clone());
-        let Some(rule) = snapshot.policy.routes.get(i).and_then(|r| r.auth.as_ref()) else {
-            return self.limit_then_cache(session, ctx).await;
-        };
-        let peer = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|s| s.extension.get::<PeerCert>());
-        let creds = auth::credentials(session.req_header(), peer);
-        let now_unix = wall_now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        match auth::check(rule, &snapshot.auth, creds, now_unix, SystemClock.now()).await {
-            Ok(id) => {
-                if !auth::forwards_token(&snapshot.auth, &id) {
-                    session
-                        .req_header_mut()
-                        .remove_header(&http::header::AUTHORIZATION);
+        contain::phase("request_filter", &self.metrics, async {
+            let host = match normalize::request(session.req_header_mut(), &self.hardening) {
+                Ok(host) => host,
+                Err(refusal) => return self.refuse(session, ctx, refusal).await,
+            };
+            session
+                .as_downstream_mut()
+                .set_read_timeout(Some(self.hardening.body_idle_timeout));
+            let snapshot = self.snapshot.load_full();
+            auth::strip_client_headers(session.req_header_mut());
+            let req = session.req_header();
+            let route =
+                snapshot
+                    .policy
+                    .route_index(host.as_deref(), req.uri.path(), req.method.as_str());
+            let Some((i, route)) = route.and_then(|i| Some((i, snapshot.policy.routes.get(i)?)))
+            else {
+                let message = format!("no route for {} {}", req.method, req.uri.path());
+                json_error(session, 404, &message, &ctx.request_id).await;
+                return Ok(true);
+            };
+            ctx.route = Some(i);
+            ctx.snapshot = Some(snapshot.clone());
+            ctx.max_body = route.max_body_size;
+            if declared_length(req).is_some_and(|n| n > route.max_body_size) {
+                let refusal = too_large(&route.name, route.max_body_size);
+                return self.refuse(session, ctx, refusal).await;
+            }
+            let Some(rule) = route.auth.as_ref() else {
+                return self.limit_then_cache(session, ctx).await;
+            };
+            let peer = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|s| s.extension.get::<PeerCert>());
+            let creds = auth::credentials(session.req_header(), peer);
+            let now_unix = wall_now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match auth::check(rule, &snapshot.auth, creds, now_unix, SystemClock.now()).await {
+                Ok(id) => {
+                    if !auth::forwards_token(&snapshot.auth, &id) {
+                        session
+                            .req_header_mut()
+                            .remove_header(&http::header::AUTHORIZATION);
+                    }
+                    ctx.identity = Some(id);
+                    // Limits come after authentication, so their keys can name the caller.
+                    self.limit_then_cache(session, ctx).await
                 }
-                ctx.identity = Some(id);
-                // Limits come after authentication, so their keys can name the caller.
-                self.limit_then_cache(session, ctx).await
+                Err(e) => {
+                    let (code, challenge) = e.challenge();
+                    json_error_with(
+                        session,
+                        code,
+                        &e.message(),
+                        &ctx.request_id,
+                        Some(challenge),
+                    )
+                    .await;
+                    Ok(true)
+                }
             }
-            Err(e) => {
-                let (code, challenge) = e.challenge();
-                json_error_with(
-                    session,
-                    code,
-                    &e.message(),
-                    &ctx.request_id,
-                    Some(challenge),
-                )
-                .await;
-                Ok(true)
-            }
-        }
+        })
+        .await
     }
 
-    /// Per-line costs: counts the body's lines as they pass, and charges them when it ends.
+    /// The route's `max_body_size` (413) as the body passes, and per-line costs: counts the
+    /// body's lines, and charges them when it ends.
     async fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -531,22 +590,36 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.line_charges.is_empty() {
-            return Ok(());
-        }
-        if let Some(b) = body.as_ref().filter(|b| !b.is_empty()) {
-            ctx.lines = ctx.lines.saturating_add(ratelimit::count_newlines(b));
-            ctx.last_byte = b.last().copied();
-        }
-        if end_of_stream {
-            let unterminated = ctx.last_byte.is_some_and(|b| b != b'\n');
-            let lines = ctx.lines.saturating_add(u32::from(unterminated));
-            // The head paid one token; the rest is charged now, even into debt.
-            for (limiter, key) in std::mem::take(&mut ctx.line_charges) {
-                limiter.charge(&key, lines.saturating_sub(1)).await;
+        contain::phase("request_body_filter", &self.metrics, async {
+            if let Some(b) = body.as_ref() {
+                ctx.body_read = ctx.body_read.saturating_add(b.len() as u64);
+                if ctx.body_read > ctx.max_body {
+                    self.metrics.refusal(&self.listener, "body_too_large");
+                    let refusal = too_large(ctx.route_name(), ctx.max_body);
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(refusal.status),
+                        refusal.message,
+                    ));
+                }
             }
-        }
-        Ok(())
+            if ctx.line_charges.is_empty() {
+                return Ok(());
+            }
+            if let Some(b) = body.as_ref().filter(|b| !b.is_empty()) {
+                ctx.lines = ctx.lines.saturating_add(ratelimit::count_newlines(b));
+                ctx.last_byte = b.last().copied();
+            }
+            if end_of_stream {
+                let unterminated = ctx.last_byte.is_some_and(|b| b != b'\n');
+                let lines = ctx.lines.saturating_add(u32::from(unterminated));
+                // The head paid one token; the rest is charged now, even into debt.
+                for (limiter, key) in std::mem::take(&mut ctx.line_charges) {
+                    limiter.charge(&key, lines.saturating_sub(1)).await;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Backend choice: the route's pool, skipping backends this request already tried; a
@@ -556,101 +629,104 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        // An Arc clone, so the route can be read while the tries are updated.
-        let snapshot = ctx.snapshot.clone();
-        let (Some(snapshot), Some(i)) = (snapshot.as_ref(), ctx.route) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no route in context",
-            ));
-        };
-        let Some(route) = snapshot.policy.routes.get(i) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "route out of range",
-            ));
-        };
-        let pool = snapshot.pools.get(&route.pool).ok_or_else(|| {
-            Error::explain(
-                ErrorType::HTTPStatus(503),
-                format!("route {}: pool {} is gone", route.name, route.pool),
-            )
-        })?;
-        if ctx.tries.is_first() {
-            pool.live.budget.record_request(SystemClock.now());
-            let headers = &session.req_header().headers;
-            if pool.chooser.hashes() {
-                let keys = RequestKeys {
-                    identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
-                    tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
-                    client_ip: client_ip(session),
-                    headers,
-                };
-                ctx.hash_key = key::hash_of(&pool.pool.hash_key, &keys);
-            }
-            ctx.sticky = pool
-                .pool
-                .sticky
-                .as_ref()
-                .and_then(|s| key::cookie(headers, &s.cookie))
-                .and_then(key::parse_token);
-        } else {
-            self.metrics.retry(&route.name);
-            let p = &route.retries;
-            let retry = ctx.tries.tried().len() as u32;
-            let wait = backoff::delay(retry, p.backoff_base, p.backoff_max, &mut rand::rng());
-            tokio::time::sleep(wait).await;
-        }
-        let now = SystemClock.now();
-        let max = pool.pool.max_in_flight_per_backend;
-        // Passed over: backends that filled up between the pick and the count (each pass
-        // adds one, so this ends within the pool's size).
-        let mut skip = Vec::new();
-        let (picked, guard) = loop {
-            let req = PickRequest {
-                tried: ctx.tries.tried(),
-                skip: &skip,
-                now,
-                key: ctx.hash_key,
-                sticky: ctx.sticky,
+        contain::phase("upstream_peer", &self.metrics, async {
+            // An Arc clone, so the route can be read while the tries are updated.
+            let snapshot = ctx.snapshot.clone();
+            let (Some(snapshot), Some(i)) = (snapshot.as_ref(), ctx.route) else {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "no route in context",
+                ));
             };
-            match pool.pick(&req) {
-                Ok(p) => match p.live.try_start_request(now, max) {
-                    Some(guard) => break (p, guard),
-                    None => skip.push(p.index),
-                },
-                Err(NoBackend::Full) => {
-                    self.metrics.circuit_overflow(&pool.pool.name);
-                    ctx.refusal = Some("every backend is at its limit of requests in flight");
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(503),
-                        format!(
-                            "route {}: every backend of pool {} has max_in_flight_per_backend requests",
-                            route.name, route.pool
-                        ),
-                    ));
+            let Some(route) = snapshot.policy.routes.get(i) else {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "route out of range",
+                ));
+            };
+            let pool = snapshot.pools.get(&route.pool).ok_or_else(|| {
+                Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    format!("route {}: pool {} is gone", route.name, route.pool),
+                )
+            })?;
+            if ctx.tries.is_first() {
+                pool.live.budget.record_request(SystemClock.now());
+                let headers = &session.req_header().headers;
+                if pool.chooser.hashes() {
+                    let keys = RequestKeys {
+                        identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
+                        tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
+                        client_ip: client_ip(session),
+                        headers,
+                    };
+                    ctx.hash_key = key::hash_of(&pool.pool.hash_key, &keys);
                 }
-                Err(NoBackend::Unavailable) => {
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(503),
-                        format!(
-                            "route {}: no healthy backend left in pool {}",
-                            route.name, route.pool
-                        ),
-                    ));
-                }
+                ctx.sticky = pool
+                    .pool
+                    .sticky
+                    .as_ref()
+                    .and_then(|s| key::cookie(headers, &s.cookie))
+                    .and_then(key::parse_token);
+            } else {
+                self.metrics.retry(&route.name);
+                let p = &route.retries;
+                let retry = ctx.tries.tried().len() as u32;
+                let wait = backoff::delay(retry, p.backoff_base, p.backoff_max, &mut rand::rng());
+                tokio::time::sleep(wait).await;
             }
-        };
-        let addr = picked.address;
-        ctx.tries.start(picked.index, addr, guard);
-        let elapsed = now.saturating_duration_since(ctx.started);
-        let wait = tries::try_timeout(route, elapsed);
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(route.connect_timeout.min(wait));
-        peer.options.total_connection_timeout = Some(route.connect_timeout.min(wait));
-        peer.options.read_timeout = Some(wait);
-        peer.options.write_timeout = Some(wait);
-        Ok(Box::new(peer))
+            let now = SystemClock.now();
+            let max = pool.pool.max_in_flight_per_backend;
+            // Passed over: backends that filled up between the pick and the count (each pass
+            // adds one, so this ends within the pool's size).
+            let mut skip = Vec::new();
+            let (picked, guard) = loop {
+                let req = PickRequest {
+                    tried: ctx.tries.tried(),
+                    skip: &skip,
+                    now,
+                    key: ctx.hash_key,
+                    sticky: ctx.sticky,
+                };
+                match pool.pick(&req) {
+                    Ok(p) => match p.live.try_start_request(now, max) {
+                        Some(guard) => break (p, guard),
+                        None => skip.push(p.index),
+                    },
+                    Err(NoBackend::Full) => {
+                        self.metrics.circuit_overflow(&pool.pool.name);
+                        ctx.refusal = Some("every backend is at its limit of requests in flight");
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            format!(
+                                "route {}: every backend of pool {} has max_in_flight_per_backend requests",
+                                route.name, route.pool
+                            ),
+                        ));
+                    }
+                    Err(NoBackend::Unavailable) => {
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            format!(
+                                "route {}: no healthy backend left in pool {}",
+                                route.name, route.pool
+                            ),
+                        ));
+                    }
+                }
+            };
+            let addr = picked.address;
+            ctx.tries.start(picked.index, addr, guard);
+            let elapsed = now.saturating_duration_since(ctx.started);
+            let wait = tries::try_timeout(route, elapsed);
+            let mut peer = HttpPeer::new(addr, false, String::new());
+            peer.options.connection_timeout = Some(route.connect_timeout.min(wait));
+            peer.options.total_connection_timeout = Some(route.connect_timeout.min(wait));
+            peer.options.read_timeout = Some(wait);
+            peer.options.write_timeout = Some(wait);
+            Ok(Box::new(peer))
+        })
+        .await
     }
 
     /// Failover: nothing reached the backend, so any method may go to the next one.
@@ -661,14 +737,21 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let backend = peer.address().to_string();
-        ctx.record_try(false, &self.metrics);
-        self.metrics
-            .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
-        if ctx.may_retry(session, Cause::Connect, &self.metrics) {
-            e.set_retry(true);
-        }
-        e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
+        contain::sync_phase(
+            "fail_to_connect",
+            &self.metrics,
+            || {
+                let backend = peer.address().to_string();
+                ctx.record_try(false, &self.metrics);
+                self.metrics
+                    .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
+                if ctx.may_retry(session, Cause::Connect, &self.metrics) {
+                    e.set_retry(true);
+                }
+                e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
+            },
+            |panicked| panicked,
+        )
     }
 
     /// Failover after the request went out: only before any byte of the answer came back,
@@ -683,26 +766,35 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         _client_reused: bool,
     ) -> Box<Error> {
-        let backend = peer.address().to_string();
-        if ctx.tries.take_held() {
-            e.set_retry(true);
-            return e.more_context(format!("route {}: backend {backend}", ctx.route_name()));
-        }
-        let upstream = *e.esource() == ErrorSource::Upstream;
-        let kind = UpstreamErrorKind::of(&e);
-        if upstream {
-            ctx.record_try(false, &self.metrics);
-            self.metrics
-                .upstream_error(ctx.route_name(), &backend, kind);
-        }
-        let cause = match kind {
-            UpstreamErrorKind::Reset => Some(Cause::Reset),
-            UpstreamErrorKind::Timeout => Some(Cause::Timeout),
-            _ => None,
-        };
-        let retry = upstream && cause.is_some_and(|c| ctx.may_retry(session, c, &self.metrics));
-        e.set_retry(retry);
-        e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
+        contain::sync_phase(
+            "error_while_proxy",
+            &self.metrics,
+            || {
+                let backend = peer.address().to_string();
+                if ctx.tries.take_held() {
+                    e.set_retry(true);
+                    return e
+                        .more_context(format!("route {}: backend {backend}", ctx.route_name()));
+                }
+                let upstream = *e.esource() == ErrorSource::Upstream;
+                let kind = UpstreamErrorKind::of(&e);
+                if upstream {
+                    ctx.record_try(false, &self.metrics);
+                    self.metrics
+                        .upstream_error(ctx.route_name(), &backend, kind);
+                }
+                let cause = match kind {
+                    UpstreamErrorKind::Reset => Some(Cause::Reset),
+                    UpstreamErrorKind::Timeout => Some(Cause::Timeout),
+                    _ => None,
+                };
+                let retry =
+                    upstream && cause.is_some_and(|c| ctx.may_retry(session, c, &self.metrics));
+                e.set_retry(retry);
+                e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
+            },
+            |panicked| panicked,
+        )
     }
 
     /// Request ids, client addresses and the client's scheme travel to the backend.
@@ -712,7 +804,10 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        backend_headers(session, ctx, upstream)
+        contain::phase("upstream_request_filter", &self.metrics, async {
+            backend_headers(session, ctx, upstream)
+        })
+        .await
     }
 
     /// The backend's answer has begun. A 5xx the policy retries is held back (nothing has
@@ -724,34 +819,37 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let status = upstream_response.status.as_u16();
-        ctx.record_try(status < 500, &self.metrics);
-        if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics) {
-            ctx.tries.hold_for_retry();
-            let backend = ctx
-                .tries
-                .tried()
-                .last()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            self.metrics
-                .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Status);
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(status),
-                format!(
-                    "route {}: backend {backend} answered {status}: retrying",
-                    ctx.route_name()
-                ),
-            ));
-        }
-        ctx.tries.answer_started();
-        if let Some(storing) = ctx.storing.as_mut() {
-            storing.head(upstream_response);
-        }
-        if (200..300).contains(&status) {
-            invalidate_on_write(session.req_header(), ctx);
-        }
-        Ok(())
+        contain::phase("upstream_response_filter", &self.metrics, async {
+            let status = upstream_response.status.as_u16();
+            ctx.record_try(status < 500, &self.metrics);
+            if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics) {
+                ctx.tries.hold_for_retry();
+                let backend = ctx
+                    .tries
+                    .tried()
+                    .last()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                self.metrics
+                    .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Status);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    format!(
+                        "route {}: backend {backend} answered {status}: retrying",
+                        ctx.route_name()
+                    ),
+                ));
+            }
+            ctx.tries.answer_started();
+            if let Some(storing) = ctx.storing.as_mut() {
+                storing.head(upstream_response);
+            }
+            if (200..300).contains(&status) {
+                invalidate_on_write(session.req_header(), ctx);
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The request id comes back to the client.
@@ -761,21 +859,24 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
-        if let Some(outcome) = ctx.cache_outcome {
-            upstream_response.insert_header("x-cache", outcome.header())?;
-        }
-        if let Some(cookie) = sticky_cookie(ctx) {
-            upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
-        }
-        if !ctx.quotas.is_empty() {
-            upstream_response
-                .insert_header("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas))?;
-            if let Some(c) = ratelimit::headers::current(&ctx.quotas) {
-                upstream_response.insert_header("ratelimit", c)?;
+        contain::phase("response_filter", &self.metrics, async {
+            upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+            if let Some(outcome) = ctx.cache_outcome {
+                upstream_response.insert_header("x-cache", outcome.header())?;
             }
-        }
-        Ok(())
+            if let Some(cookie) = sticky_cookie(ctx) {
+                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
+            }
+            if !ctx.quotas.is_empty() {
+                upstream_response
+                    .insert_header("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas))?;
+                if let Some(c) = ratelimit::headers::current(&ctx.quotas) {
+                    upstream_response.insert_header("ratelimit", c)?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// An answer the cache may store is kept as it passes, and stored at its end.
@@ -786,10 +887,17 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        if let Some(storing) = ctx.storing.as_mut() {
-            storing.body(body.as_ref(), end_of_stream);
-        }
-        Ok(None)
+        contain::sync_phase(
+            "response_body_filter",
+            &self.metrics,
+            || {
+                if let Some(storing) = ctx.storing.as_mut() {
+                    storing.body(body.as_ref(), end_of_stream);
+                }
+                Ok(None)
+            },
+            Err,
+        )
     }
 
     /// Errors become JSON answers: no backend 503, upstream timeout 504, other upstream
@@ -800,45 +908,82 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
-        if code > 0 && !ctx.tries.answered() {
-            let message = match code {
-                503 => ctx
-                    .refusal
-                    .unwrap_or("no healthy backend available")
-                    .to_string(),
-                504 => "upstream timed out".to_string(),
-                _ => format!("upstream error: {}", e.etype().as_str()),
+        contain::phase("fail_to_proxy", &self.metrics, async {
+            let code = match (e.etype(), e.esource()) {
+                (ErrorType::HTTPStatus(code), _) => *code,
+                // The client stopped sending its body for longer than body_idle_timeout.
+                (ErrorType::ReadTimedout, ErrorSource::Downstream) => 408,
+                // The client stopped reading its answer: nobody to tell.
+                (ErrorType::WriteTimedout, ErrorSource::Downstream) => 0,
+                (ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout, _) => 504,
+                (_, ErrorSource::Upstream) => 502,
+                (ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed, ErrorSource::Downstream) => 0,
+                (_, ErrorSource::Downstream) => 400,
+                (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
             };
-            tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or_default(), code, error = %e, "request failed");
-            json_error(session, code, &message, &ctx.request_id).await;
-        }
-        FailToProxy {
-            error_code: code,
+            if code == 408 {
+                self.metrics.refusal(&self.listener, "body_timeout");
+            }
+            if code > 0 && !ctx.tries.answered() {
+                let message = match code {
+                    503 => ctx
+                        .refusal
+                        .unwrap_or("no healthy backend available")
+                        .to_string(),
+                    504 => "upstream timed out".to_string(),
+                    408 => "the request body stopped arriving (body_idle_timeout)".to_string(),
+                    // The gateway's own: the body limit, and a contained panic.
+                    413 => e.context.as_ref().map_or("request body too large", |c| c.as_str()).to_string(),
+                    500 if matches!(e.etype(), ErrorType::HTTPStatus(_)) => "internal error".to_string(),
+                    _ => format!("upstream error: {}", e.etype().as_str()),
+                };
+                tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or_default(), code, error = %e, "request failed");
+                json_error(session, code, &message, &ctx.request_id).await;
+            }
+            Ok(FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            })
+        })
+        .await
+        .unwrap_or(FailToProxy {
+            error_code: 500,
             can_reuse_downstream: false,
-        }
+        })
     }
 
     /// The answer is counted with its route, status and latency.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(StatusCode::from_u16(CLIENT_CLOSED), |r| Ok(r.status))
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let took = SystemClock.now().saturating_duration_since(ctx.started);
-        self.metrics.request(ctx.route_name(), status, took);
-        ctx.tries.end();
+        let _ = contain::phase("logging", &self.metrics, async {
+            let status = session
+                .response_written()
+                .map_or(StatusCode::from_u16(CLIENT_CLOSED), |r| Ok(r.status))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let took = SystemClock.now().saturating_duration_since(ctx.started);
+            self.metrics.request(ctx.route_name(), status, took);
+            ctx.tries.end();
+            Ok(())
+        })
+        .await;
+    }
+}
+
+/// The body length the request declares (`Content-Length`, checked by `normalize`).
+fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The refusal of a body larger than its route takes.
+fn too_large(route: &str, max: u64) -> Refusal {
+    Refusal {
+        status: 413,
+        reason: "body_too_large",
+        message: format!(
+            "the request body is larger than route {route}'s max_body_size ({max} bytes)"
+        ),
     }
 }
 

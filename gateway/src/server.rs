@@ -2,12 +2,14 @@
 //! policy watcher, the admin port, the drain on SIGTERM, and the Pingora server with its
 //! proxy services and listeners (plaintext, h2c, TLS with ALPN h2/http1.1).
 //!
-//! Pingora enables h2c per service, not per listener, so plaintext listeners that want h2c
-//! get a service of their own; every service runs `threads` worker threads.
+//! Every listener is a service of its own, its application an [`Edge`] (its connection
+//! rules) around the proxy: listeners differ in hardening settings, and Pingora enables h2c
+//! per service. Every service runs `threads` worker threads.
 
 use crate::auth::mtls::PeerCertCallback;
 use crate::clock::SystemClock;
 use crate::config::{Bootstrap, Listener};
+use crate::connection::Edge;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::ratelimit::global::{GlobalLimiter, RedisConfig};
@@ -20,9 +22,10 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::listening::Service;
 use std::sync::Arc;
 
 /// How `gateway run` starts.
@@ -147,47 +150,44 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
 
     // One client (and connection pool) for every listener's background cache refreshes.
     let refresh_client = Arc::new(crate::cache::refresh::RefreshClient::new());
-    let gateway = || Gateway {
-        snapshot: snapshot.clone(),
-        metrics: metrics.clone(),
-        active: active.clone(),
-        refresh_client: refresh_client.clone(),
-    };
     let mut watched = Vec::new();
-    let (h2c, rest): (Vec<&Listener>, Vec<&Listener>) = bootstrap
-        .listeners
-        .iter()
-        .partition(|l| l.tls.is_none() && l.http2);
-    for (group, with_h2c) in [(rest, false), (h2c, true)] {
-        if group.is_empty() {
-            continue;
-        }
-        let mut service = http_proxy_service(&server.configuration, gateway());
-        if let (true, Some(proxy)) = (with_h2c, service.app_logic_mut()) {
+    // One service per listener: each has its own hardening (connection limits and request
+    // rules), and Pingora takes h2c per service.
+    for l in &bootstrap.listeners {
+        let gateway = Gateway {
+            snapshot: snapshot.clone(),
+            metrics: metrics.clone(),
+            active: active.clone(),
+            refresh_client: refresh_client.clone(),
+            listener: Arc::from(l.name.as_str()),
+            hardening: l.hardening,
+        };
+        let mut proxy = http_proxy(&server.configuration, gateway);
+        let h2c = l.tls.is_none() && l.http2;
+        if h2c {
             let mut o = HttpServerOptions::default();
             o.h2c = true;
             proxy.server_options = Some(o);
         }
-        for l in group {
-            let addr = l.address.to_string();
-            let endpoint = ListenerConfig::tcp(addr);
-            let endpoint = match &l.tls {
-                Some(files) => {
-                    let tls = Arc::new(
-                        ListenerTls::load(&l.name, files)
-                            .with_context(|| format!("listener {}", l.name))?,
-                    );
-                    let settings = tls_settings(l, &tls)?;
-                    watched.push(tls);
-                    endpoint
-                        .tls(settings)
-                        .l4_buffer(L4BufferSettings::default().read(TLS_READ_BUFFER))
-                }
-                None => endpoint.l4_buffer(L4BufferSettings::default().read(PLAIN_READ_BUFFER)),
-            };
-            service.add_listener(endpoint);
-            tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), http2 = l.http2, "listening");
-        }
+        let edge = Edge::new(proxy, &l.name, l.hardening, metrics.clone(), h2c);
+        let mut service = Service::new(format!("listener {}", l.name), edge);
+        let endpoint = ListenerConfig::tcp(l.address.to_string());
+        let endpoint = match &l.tls {
+            Some(files) => {
+                let tls = Arc::new(
+                    ListenerTls::load(&l.name, files)
+                        .with_context(|| format!("listener {}", l.name))?,
+                );
+                let settings = tls_settings(l, &tls)?;
+                watched.push(tls);
+                endpoint
+                    .tls(settings)
+                    .l4_buffer(L4BufferSettings::default().read(TLS_READ_BUFFER))
+            }
+            None => endpoint.l4_buffer(L4BufferSettings::default().read(PLAIN_READ_BUFFER)),
+        };
+        service.add_listener(endpoint);
+        tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), http2 = l.http2, "listening");
         server.add_service(service);
     }
     if let Err(e) = crate::tls::watch(watched) {

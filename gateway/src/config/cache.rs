@@ -100,7 +100,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-fn size(e: &mut Errors<'_>, v: &Spanned<RawSize>, field: &str) -> Option<u64> {
+pub(super) fn size(e: &mut Errors<'_>, v: &Spanned<RawSize>, field: &str) -> Option<u64> {
     let parsed = match &v.value {
         RawSize::Bytes(n) => Ok(*n),
         RawSize::Text(t) => parse_size(t),

@@ -260,9 +260,14 @@ pub enum PathMatch {
     Prefix(String),
 }
 
+/// Default of a route's `max_body_size`: more than the bundled TSDB's own limit (25 MB),
+/// so the node's 413 is the one a writer sees, but a bound on what a route will stream.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 64 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher {
-    /// Matched case-insensitively, without the port.
+    /// Lower case, without a trailing dot: matched against the request's host as
+    /// `normalize::host` gives it (lower case, no port, no trailing dot).
     pub host: Option<String>,
     pub path: PathMatch,
     /// Upper-case method names; `None` takes every method.
@@ -272,8 +277,7 @@ pub struct Matcher {
 impl Matcher {
     pub fn matches(&self, host: Option<&str>, path: &str, method: &str) -> bool {
         if let Some(want) = &self.host {
-            let got = host.map(|h| h.split(':').next().unwrap_or(h));
-            if !got.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
+            if !host.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
                 return false;
             }
         }
@@ -320,6 +324,8 @@ pub struct Route {
     pub cost: Cost,
     /// Answers served from (and stored in) a cache.
     pub cache: Option<RouteCache>,
+    /// The largest request body in bytes (413 beyond it).
+    pub max_body_size: u64,
     /// The file that defined it.
     pub file: PathBuf,
 }
@@ -1199,14 +1205,24 @@ fn route(
             &field("cache"),
         )
     });
+    let max_body_size = r
+        .max_body_size
+        .as_ref()
+        .and_then(|v| cache::size(e, v, &field("max_body_size")))
+        .unwrap_or(DEFAULT_MAX_BODY_SIZE);
     Some(Route {
         name: r.name.value.clone(),
         auth,
         cache,
+        max_body_size,
         rate_limits,
         cost,
         matcher: Matcher {
-            host: m.host.as_ref().map(|h| h.value.to_ascii_lowercase()),
+            // As requests are matched: lower case, no trailing dot.
+            host: m.host.as_ref().map(|h| {
+                let host = h.value.strip_suffix('.').unwrap_or(&h.value);
+                host.to_ascii_lowercase()
+            }),
             path,
             methods,
         },

@@ -53,6 +53,23 @@ pub struct RawListener {
     /// plaintext (default off).
     #[serde(default)]
     pub http2: Option<Spanned<bool>>,
+    /// Hardening (see `config/hardening.rs` for what each does and its default).
+    #[serde(default)]
+    pub escaped_slashes: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers_with_underscores: Option<Spanned<String>>,
+    #[serde(default)]
+    pub request_head_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub body_idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_connections_per_client: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_requests_per_connection: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +360,9 @@ pub struct RawRoute {
     /// Answers from a cache named under `caches:`.
     #[serde(default)]
     pub cache: Option<RawRouteCache>,
+    /// The largest request body the route takes (413 beyond it).
+    #[serde(default)]
+    pub max_body_size: Option<Spanned<RawSize>>,
 }
 
 /// A request's cost: a number, or `lines`.

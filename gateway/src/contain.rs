@@ -1,0 +1,94 @@
+//! A panic inside a pipeline phase is contained: it becomes an error the pipeline answers
+//! (500, with the request id, through `fail_to_proxy`), counted in `gateway_panics_total`
+//! and logged once with its phase, instead of a connection dropped without a word.
+//!
+//! A panic is a bug, never an answer to input; this is the last line behind the parsers'
+//! own checks and their fuzz targets, so one bad request cannot take its connection (or,
+//! with HTTP/2, its neighbours) down silently.
+
+use crate::metrics::Metrics;
+use futures_util::FutureExt;
+use pingora::{Error, ErrorType};
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+/// Runs an async phase; a panic in it becomes a 500 error naming the phase.
+pub async fn phase<T>(
+    name: &'static str,
+    metrics: &Metrics,
+    run: impl Future<Output = pingora::Result<T>>,
+) -> pingora::Result<T> {
+    match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(panicked(name, metrics, panic)),
+    }
+}
+
+/// Runs a phase that cannot fail; after a panic, `or` stands in for its result.
+pub fn sync_phase<T>(
+    name: &'static str,
+    metrics: &Metrics,
+    run: impl FnOnce() -> T,
+    or: impl FnOnce(Box<Error>) -> T,
+) -> T {
+    match std::panic::catch_unwind(AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(panic) => or(panicked(name, metrics, panic)),
+    }
+}
+
+/// Counts and logs a caught panic, and makes the error the client's 500 is made of.
+fn panicked(name: &'static str, metrics: &Metrics, panic: Box<dyn Any + Send>) -> Box<Error> {
+    metrics.panic(name);
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    tracing::error!(phase = name, panic = %message, "panic in the request pipeline: answered 500");
+    Error::explain(
+        ErrorType::HTTPStatus(500),
+        format!("internal error in {name}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_phase_becomes_a_500_and_is_counted() {
+        let metrics = Metrics::new().unwrap();
+        let result: pingora::Result<bool> = phase("request_filter", &metrics, async {
+            let parts: Vec<&str> = "no-colon".split(':').collect();
+            // An index out of bounds, as a parser bug would make one.
+            Ok(parts[1].is_empty())
+        })
+        .await;
+        let e = result.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::HTTPStatus(500));
+        assert!(e.to_string().contains("request_filter"), "{e}");
+        assert_eq!(metrics.panics_of("request_filter"), 1);
+
+        let ok: pingora::Result<u8> = phase("request_filter", &metrics, async { Ok(7) }).await;
+        assert_eq!(ok.unwrap(), 7);
+        assert_eq!(metrics.panics_of("request_filter"), 1);
+    }
+
+    #[test]
+    fn a_panicking_sync_phase_gives_its_stand_in() {
+        let metrics = Metrics::new().unwrap();
+        let got = sync_phase(
+            "logging",
+            &metrics,
+            || -> u8 { panic!("boom") },
+            |e| {
+                assert_eq!(e.etype(), &ErrorType::HTTPStatus(500));
+                9
+            },
+        );
+        assert_eq!(got, 9);
+        assert_eq!(metrics.panics_of("logging"), 1);
+    }
+}
