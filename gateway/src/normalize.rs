@@ -54,14 +54,24 @@ impl From<host::HostError> for Refusal {
     }
 }
 
-/// Normalises the request in place (its path, framing and headers) and returns the host
-/// routes match against. Runs once per request, before anything else reads the request.
-pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<Option<String>, Refusal> {
+/// What the rest of the pipeline needs of a normalised request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    /// The host routes match against (lower case, no port, no trailing dot).
+    pub host: Option<String>,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+}
+
+/// Normalises the request in place (its path, framing and headers). Runs once per
+/// request, before anything else reads it.
+pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<Normalized, Refusal> {
     headers::framing(req)?;
     headers::underscores(req, rules.headers_with_underscores)?;
-    headers::connection(req)?;
+    let close = headers::connection(req)?;
     normalize_target(req, rules.escaped_slashes)?;
-    Ok(host::routing_host(req)?.map(Cow::into_owned))
+    let host = host::routing_host(req)?.map(Cow::into_owned);
+    Ok(Normalized { host, close })
 }
 
 /// Replaces the request target's path by its normal form, keeping the query as it was. An
@@ -111,10 +121,8 @@ mod tests {
             "/public/norm/./a//b/../c?x=1&y=%2e%2e",
             &[("host", "A.example")],
         );
-        assert_eq!(
-            request(&mut r, &Hardening::default()),
-            Ok(Some("a.example".into()))
-        );
+        let normal = request(&mut r, &Hardening::default()).unwrap();
+        assert_eq!(normal.host.as_deref(), Some("a.example"));
         assert_eq!(r.uri.path(), "/public/norm/a/c");
         assert_eq!(r.uri.query(), Some("x=1&y=%2e%2e"));
         assert_eq!(r.raw_path(), b"/public/norm/a/c?x=1&y=%2e%2e");
@@ -123,16 +131,12 @@ mod tests {
     #[test]
     fn an_absolute_form_target_is_sent_on_in_origin_form() {
         let mut r = get("http://a.example/x/../y?q", &[("host", "a.example")]);
-        assert_eq!(
-            request(&mut r, &Hardening::default()),
-            Ok(Some("a.example".into()))
-        );
+        let normal = request(&mut r, &Hardening::default()).unwrap();
+        assert_eq!(normal.host.as_deref(), Some("a.example"));
         assert_eq!(r.raw_path(), b"/y?q");
         let mut r = get("http://a.example/y", &[("host", "a.example")]);
-        assert_eq!(
-            request(&mut r, &Hardening::default()),
-            Ok(Some("a.example".into()))
-        );
+        let normal = request(&mut r, &Hardening::default()).unwrap();
+        assert_eq!(normal.host.as_deref(), Some("a.example"));
         assert_eq!(r.raw_path(), b"/y");
     }
 
@@ -168,6 +172,12 @@ mod tests {
     fn options_star_is_left_for_routing() {
         let mut r = RequestHeader::build("OPTIONS", b"*", None).unwrap();
         r.insert_header("host", "h").unwrap();
-        assert_eq!(request(&mut r, &Hardening::default()), Ok(Some("h".into())));
+        assert_eq!(
+            request(&mut r, &Hardening::default())
+                .unwrap()
+                .host
+                .as_deref(),
+            Some("h")
+        );
     }
 }

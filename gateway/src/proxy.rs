@@ -515,20 +515,24 @@ impl ProxyHttp for Gateway {
     /// authentication (401) and authorization (403): one snapshot for the whole request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         contain::phase("request_filter", &self.metrics, async {
-            let host = match normalize::request(session.req_header_mut(), &self.hardening) {
-                Ok(host) => host,
+            let normal = match normalize::request(session.req_header_mut(), &self.hardening) {
+                Ok(normal) => normal,
                 Err(refusal) => return self.refuse(session, ctx, refusal).await,
             };
+            if normal.close {
+                session.set_keepalive(None);
+            }
             session
                 .as_downstream_mut()
                 .set_read_timeout(Some(self.hardening.body_idle_timeout));
             let snapshot = self.snapshot.load_full();
             auth::strip_client_headers(session.req_header_mut());
             let req = session.req_header();
-            let route =
-                snapshot
-                    .policy
-                    .route_index(host.as_deref(), req.uri.path(), req.method.as_str());
+            let route = snapshot.policy.route_index(
+                normal.host.as_deref(),
+                req.uri.path(),
+                req.method.as_str(),
+            );
             let Some((i, route)) = route.and_then(|i| Some((i, snapshot.policy.routes.get(i)?)))
             else {
                 let message = format!("no route for {} {}", req.method, req.uri.path());
@@ -805,7 +809,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         contain::phase("upstream_request_filter", &self.metrics, async {
-            backend_headers(session, ctx, upstream)
+            backend_headers(session, ctx, upstream)?;
+            // An HTTP/1.0 client may send no Host, and an HTTP/1.1 backend needs one: the
+            // backend's own address, as nginx's default `proxy_set_header Host $proxy_host`.
+            if !upstream.headers.contains_key(http::header::HOST) {
+                if let Some(backend) = ctx.tries.tried().last() {
+                    upstream.insert_header(http::header::HOST, backend.to_string())?;
+                }
+            }
+            Ok(())
         })
         .await
     }

@@ -41,6 +41,8 @@ pub struct GatewayBuilder {
     drain_timeout: Option<String>,
     redis: Option<String>,
     redis_timeout: Option<String>,
+    /// Extra settings of the plaintext listener, as `key: value` YAML.
+    listener_options: Vec<String>,
 }
 
 /// A TLS listener's files, for tests that bring their own PKI (mTLS, revocation, rotation).
@@ -94,6 +96,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// A setting of the plaintext listener `public` (e.g. `("request_head_timeout", "2s")`),
+    /// written as `key: value` into its entry of the bootstrap file.
+    pub fn listener_option(mut self, key: &str, value: &str) -> Self {
+        self.listener_options.push(format!("{key}: {value}"));
+        self
+    }
+
     /// Writes the files, starts the gateway and waits (bounded) until every listener
     /// accepts connections.
     pub fn start(self) -> anyhow::Result<GatewayProcess> {
@@ -106,7 +115,13 @@ impl GatewayBuilder {
         let h2c_addr = if self.h2c { Some(port()?) } else { None };
         std::fs::create_dir_all(dir.path().join("policies"))?;
         std::fs::write(dir.path().join("policies/policy.yaml"), &self.policy)?;
-        let mut listeners = format!("listeners:\n  - {{ name: public, address: {addr} }}\n");
+        let options: String = self
+            .listener_options
+            .iter()
+            .map(|o| format!(", {o}"))
+            .collect();
+        let mut listeners =
+            format!("listeners:\n  - {{ name: public, address: {addr}{options} }}\n");
         if let Some(a) = tls_addr {
             let tls = match &self.tls_spec {
                 Some(spec) => {
@@ -223,6 +238,7 @@ impl GatewayProcess {
             drain_timeout: None,
             redis: None,
             redis_timeout: None,
+            listener_options: Vec::new(),
         }
     }
 

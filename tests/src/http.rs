@@ -272,3 +272,67 @@ pub fn raw_request(
         body: String::from_utf8_lossy(rest).into_owned(),
     })
 }
+
+/// Sends `bytes` exactly as given over a fresh connection, then reads until the server
+/// closes or `quiet` passes without a byte (bounded to 16 MiB and to 30 s in all): the raw
+/// exchange hostile-input tests need, where a client library would fix the request first.
+pub fn raw_exchange(addr: impl Display, bytes: &[u8], quiet: Duration) -> anyhow::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let addr = addr.to_string();
+    let mut s = std::net::TcpStream::connect(&addr)
+        .map_err(|e| anyhow::anyhow!("connecting to {addr}: {e}"))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(quiet))?;
+    // A server that refuses early may close before it read everything: still read its answer.
+    let _ = s.write_all(bytes);
+    let start = crate::clock::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    while out.len() < 16 << 20
+        && crate::clock::now().duration_since(start) < Duration::from_secs(30)
+    {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The answers in a raw HTTP/1.1 byte stream, in order: status, headers (names lower-cased)
+/// and body, each body delimited by its `Content-Length` (what the gateway and the test
+/// upstreams send). Stops at the first incomplete answer.
+pub fn parse_answers(mut raw: &[u8]) -> Vec<Response> {
+    let mut answers = Vec::new();
+    for _ in 0..1_000 {
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let Some(status) = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse::<u16>().ok())
+        else {
+            break;
+        };
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let rest = &raw[split + 4..];
+        let len = header_in(&headers, "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(rest.len());
+        answers.push(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&rest[..len]).into_owned(),
+        });
+        raw = &rest[len..];
+    }
+    answers
+}

@@ -22,6 +22,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// Requests kept in [`FakeUpstream::recorded`]; later ones are counted but not kept.
+pub const MAX_HISTORY: usize = 10_000;
+
 /// Largest request head accepted (request line and headers, up to `\r\n\r\n`); longer heads
 /// get `431` and the connection is closed.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -208,6 +211,7 @@ impl FakeUpstreamBuilder {
             body_bytes: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             last: Mutex::new(None),
+            history: Mutex::new(Vec::new()),
             paths: Mutex::new(HashMap::new()),
             paused_until: Mutex::new(None),
             state: Mutex::new(State::default()),
@@ -297,6 +301,16 @@ impl FakeUpstream {
     /// The most recent request head, with its body length once the body was read.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         lock(&self.shared.last).as_ref().map(|(_, r)| r.clone())
+    }
+
+    /// Every request received so far, in arrival order (the first [`MAX_HISTORY`]), each
+    /// with its body length once the body was read: what a test inspects to prove the
+    /// upstream never saw something.
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.history)
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// Changes the behaviour for requests whose head arrives from now on.
@@ -390,6 +404,9 @@ struct Shared {
     /// The last request, tagged with its sequence number so a slow body does not update a
     /// later request's record.
     last: Mutex<Option<(u64, RecordedRequest)>>,
+    /// Every request received, in order (the first [`MAX_HISTORY`]), with its sequence
+    /// number.
+    history: Mutex<Vec<(u64, RecordedRequest)>>,
     /// Request heads by path (without the query string).
     paths: Mutex<HashMap<String, u64>>,
     /// Until when answers are held back (see [`FakeUpstream::pause`]).
@@ -744,15 +761,19 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
             *n += 1;
             *n
         };
-        *lock(&shared.last) = Some((
-            seq,
-            RecordedRequest {
-                method: head.method.clone(),
-                path: head.path.clone(),
-                headers: head.headers.clone(),
-                body_len: 0,
-            },
-        ));
+        let recorded = RecordedRequest {
+            method: head.method.clone(),
+            path: head.path.clone(),
+            headers: head.headers.clone(),
+            body_len: 0,
+        };
+        {
+            let mut history = lock(&shared.history);
+            if history.len() < MAX_HISTORY {
+                history.push((seq, recorded.clone()));
+            }
+        }
+        *lock(&shared.last) = Some((seq, recorded));
         let behaviour = if take_failure(shared) {
             Behaviour::Reset
         } else {
@@ -783,6 +804,13 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
             if *s == seq {
                 r.body_len = body_len;
             }
+        }
+        if let Some((_, r)) = lock(&shared.history)
+            .iter_mut()
+            .rev()
+            .find(|(s, _)| *s == seq)
+        {
+            r.body_len = body_len;
         }
         let keep_alive = head.keep_alive();
         let held = lock(&shared.paused_until)

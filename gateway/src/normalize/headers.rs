@@ -166,11 +166,12 @@ pub fn underscores(req: &mut RequestHeader, rule: Underscores) -> Result<(), Hea
 }
 
 /// Removes the headers the client named in `Connection` and keeps only the connection
-/// options there.
-pub fn connection(req: &mut RequestHeader) -> Result<(), HeaderError> {
+/// options there; true when one of them is `close` (in any of the `Connection` headers,
+/// where Pingora reads only the first).
+pub fn connection(req: &mut RequestHeader) -> Result<bool, HeaderError> {
     let values: Vec<&HeaderValue> = req.headers.get_all(header::CONNECTION).iter().collect();
     if values.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let mut options: Vec<&'static str> = Vec::new();
     let mut named: Vec<HeaderName> = Vec::new();
@@ -202,9 +203,10 @@ pub fn connection(req: &mut RequestHeader) -> Result<(), HeaderError> {
         }
         named.push(name);
     }
+    let close = options.contains(&"close");
     // Already only options, as a client that says `keep-alive` or `close` sends: no change.
     if named.is_empty() && values.len() == 1 {
-        return Ok(());
+        return Ok(close);
     }
     for name in named {
         req.remove_header(&name);
@@ -215,7 +217,7 @@ pub fn connection(req: &mut RequestHeader) -> Result<(), HeaderError> {
         req.insert_header(header::CONNECTION, options.join(", "))
             .map_err(|_| HeaderError::BadConnection)?;
     }
-    Ok(())
+    Ok(close)
 }
 
 /// A character of an HTTP `token` (RFC 9110 §5.6.2).
@@ -342,19 +344,24 @@ mod tests {
             ("x-trace", "t"),
             ("connection", "x-trace"),
         ]);
-        assert_eq!(connection(&mut req), Ok(()));
+        assert_eq!(connection(&mut req), Ok(false));
         assert!(req.headers.get("x-forwarded-for").is_none());
         assert!(req.headers.get("x-trace").is_none());
         assert_eq!(values(&req, "connection"), ["keep-alive"]);
 
         let mut req = request(&[("connection", "x-a"), ("x-a", "1")]);
-        assert_eq!(connection(&mut req), Ok(()));
+        assert_eq!(connection(&mut req), Ok(false));
         assert!(req.headers.get("connection").is_none());
         assert!(req.headers.get("x-a").is_none());
 
         let mut req = request(&[("connection", "close")]);
-        assert_eq!(connection(&mut req), Ok(()));
+        assert_eq!(connection(&mut req), Ok(true));
         assert_eq!(values(&req, "connection"), ["close"]);
+
+        // A close in a second Connection header counts too.
+        let mut req = request(&[("connection", "keep-alive, x-a"), ("connection", "close")]);
+        assert_eq!(connection(&mut req), Ok(true));
+        assert_eq!(values(&req, "connection"), ["keep-alive, close"]);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! - repeated slashes are merged, `.` and `..` segments are resolved (RFC 3986 §5.2.4) —
 //!   after decoding, so `%2e%2e` is `..` — and a `..` that would climb above the root is
 //!   refused rather than dropped, as nginx does;
+//! - a dot segment with parameters (`..;x`, `.;x`) is refused: servlet containers read it
+//!   as `..`, which would walk around a route as `/public/..;/admin` (a known Tomcat trick
+//!   behind nginx and Envoy alike);
 //! - case stays significant, and the query string is not touched.
 //!
 //! Where we differ from Envoy: a path that climbs above the root is a 400 there only under
@@ -32,6 +35,8 @@ pub enum PathError {
     Backslash,
     #[error("the path climbs above the root")]
     AboveRoot,
+    #[error("a dot segment with parameters (such as ..;) in the path")]
+    DotSegmentWithParameters,
 }
 
 impl PathError {
@@ -41,6 +46,7 @@ impl PathError {
             PathError::NotAbsolute | PathError::BadEscape(_) | PathError::EncodedNul => "bad_path",
             PathError::EscapedSlash | PathError::Backslash => "escaped_slash",
             PathError::AboveRoot => "path_above_root",
+            PathError::DotSegmentWithParameters => "bad_path",
         }
     }
 }
@@ -84,6 +90,7 @@ fn is_normal(path: &[u8]) -> bool {
         match seg {
             b"." | b".." => return false,
             b"" if !last => return false,
+            _ if seg.starts_with(b".;") || seg.starts_with(b"..;") => return false,
             _ => {}
         }
     }
@@ -138,6 +145,9 @@ fn remove_dot_segments(path: &[u8]) -> Result<Vec<u8>, PathError> {
     let segments: Vec<&[u8]> = path.split(|&b| b == b'/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     for (i, seg) in segments.into_iter().enumerate() {
+        if seg.starts_with(b".;") || seg.starts_with(b"..;") {
+            return Err(PathError::DotSegmentWithParameters);
+        }
         match seg {
             b"" | b"." => {}
             b".." => {
@@ -268,6 +278,23 @@ mod tests {
             Ok(Some("/public/..%2Fadmin/x".into()))
         );
         assert_eq!(normalize("/a%2Fb", KEEP), Ok(None));
+    }
+
+    #[test]
+    fn a_dot_segment_with_parameters_is_refused() {
+        for p in [
+            "/public/..;/admin/x",
+            "/public/.;x/admin",
+            "/public/%2e%2e;/admin",
+        ] {
+            assert_eq!(
+                normalize(p, REJECT),
+                Err(PathError::DotSegmentWithParameters),
+                "{p}"
+            );
+        }
+        // A parameter on an ordinary segment is the backend's business.
+        assert_eq!(normalize("/a;b/c..;d/...;e", REJECT), Ok(None));
     }
 
     #[test]
