@@ -2,11 +2,15 @@
 //! the concern that owns it. Per-request state lives in `RequestCtx` only.
 //!
 //! ```text
-//! request_filter           take the snapshot, assign the request id, match the route (404),
-//!                          authenticate (401), authorize (403), rate limit (429), answer
+//! early_request_filter     assign the request id
+//! on_connection_reuse      the head was read: the connection's head deadline stops
+//! request_filter           normalise the request or refuse it (400, 501; `normalize.rs`),
+//!                          take the snapshot, match the route (404), check the declared
+//!                          body size (413), authenticate (401), authorize (403), rate limit (429), answer
 //!                          from the cache (HIT, STALE), or wait for an identical request
 //!                          already on its way (coalescing)
-//! request_body_filter      count the lines of a body whose limits charge per line
+//! request_body_filter      the route's max_body_size as the body passes (413); count the
+//!                          lines of a body whose limits charge per line
 //! upstream_peer            pick a backend of the route's pool: healthy, not tried, not
 //!                          ejected, under its circuit breaker (503); a retry waits its
 //!                          backoff first
@@ -22,7 +26,10 @@
 //! response_filter          X-Request-Id, X-Cache, RateLimit-Policy / RateLimit and the
 //!                          sticky cookie back to the client
 //! response_body_filter     the body of an answer marked for the cache, stored at its end
-//! fail_to_proxy            upstream errors as JSON: 502, 503, 504
+//! fail_to_proxy            errors as JSON: 502, 503, 504, a stalled body 408, 413
+//!
+//! Every phase runs inside `contain`: a panic in it is answered 500, not a dropped
+//! connection.
 //! logging                  count the answer and its latency
 //! ```
 
