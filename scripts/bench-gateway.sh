@@ -4,6 +4,7 @@
 #   scripts/bench-gateway.sh [--profile]
 #   env: DURATION=10s CONNS=50 WARMUP=2s ROUNDS=1 OUT=<dir> BENCH_NO_BUILD=1
 #        IDLE_CONNS=1000 PERF_CALLGRAPH=fp|dwarf (with --profile)
+#        BASELINE=<a gateway binary> (an older build, measured as one more target)
 #
 # What it measures:
 # 1. The origin: a private nginx (one process, master_process off) answering every path
@@ -15,7 +16,10 @@
 #      haproxy  HAProxy, mode http, nbthread 1, http-reuse always, no logging;
 #      pingora  Pingora with nothing of ours (gateway/examples/bare_pingora.rs), set up as
 #               the gateway sets it up: the floor the gateway is built on;
-#      gateway  target/release/gateway, threads: 1, one pool (the origin), route `/`.
+#      gateway  target/release/gateway, threads: 1, one pool (the origin), route `/`;
+#      baseline with BASELINE set: that binary on the same configuration (a before/after
+#               comparison of a change inside one run; its rows are left out of the memory
+#               part, and its listener gets no setting the older build may not know).
 #    Every proxy is given a high keepalive_requests (nginx's default of 1000 closes the
 #    connection every 1000 requests, which no other target does).
 #    Columns: req/s, p50 and p99 latency (wrk's latency distribution), and ratios against
@@ -209,12 +213,13 @@ CONF
   wait_body "http://127.0.0.1:$port/"
 }
 
-start_gateway() {
-  local d=$work/gateway-$1 port admin
+start_gateway() { # name [binary] [extra listener settings]
+  local d=$work/gateway-$1 bin=${2:-target/release/gateway} port admin
+  local extra=${3-, max_requests_per_connection: 100000000, max_connections_per_client: 100000, max_connections: 100000}
   port=$(free_port); admin=$(free_port); mkdir -p "$d/policies"
   cat > "$d/gateway.yaml" <<CONF
 listeners:
-  - { name: public, address: 127.0.0.1:$port }
+  - { name: public, address: 127.0.0.1:$port$extra }
 admin: { address: 127.0.0.1:$admin }
 policies: policies/
 threads: 1
@@ -231,10 +236,14 @@ routes:
     pool: origin
 CONF
   cp "$d/gateway.yaml" "$OUT/gateway-$1.yaml"; cp "$d/policies/bench.yaml" "$OUT/gateway-$1-policy.yaml"
-  target/release/gateway run --config "$d/gateway.yaml" >"$d/gateway.log" 2>&1 &
+  "$bin" run --config "$d/gateway.yaml" >"$d/gateway.log" 2>&1 &
   pids+=($!); started_pid=$!
   started_port=$port
   wait_body "http://127.0.0.1:$port/"
+}
+
+start_baseline() {
+  start_gateway "baseline-$1" "$BASELINE" ""
 }
 
 start_pingora() {
@@ -247,19 +256,24 @@ start_pingora() {
 }
 
 # ---- 2. throughput and latency -----------------------------------------------------------
+proxies=(nginx haproxy pingora gateway)
+if [ -n "${BASELINE:-}" ]; then
+  [ -x "$BASELINE" ] || { echo "bench-gateway: BASELINE=$BASELINE is not an executable" >&2; exit 1; }
+  proxies+=(baseline)
+fi
 declare -A port_of pid_of
 port_of[direct]=$origin_port
-for t in nginx haproxy pingora gateway; do
+for t in "${proxies[@]}"; do
   "start_$t" bench
   port_of[$t]=$started_port; pid_of[$t]=$started_pid
 done
-for t in direct nginx haproxy pingora gateway; do echo "$t: 127.0.0.1:${port_of[$t]}"; done
+for t in direct "${proxies[@]}"; do echo "$t: 127.0.0.1:${port_of[$t]}"; done
 
 results=$OUT/results.tsv
 printf 'round\ttarget\trps\tp50_ms\tp99_ms\terrors\n' > "$results"
 
 for r in $(seq 1 "$ROUNDS"); do
-  for t in direct nginx haproxy pingora gateway; do
+  for t in direct "${proxies[@]}"; do
     url="http://127.0.0.1:${port_of[$t]}/"
     timeout 120 wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >"$OUT/warmup-r$r-$t.txt" 2>&1
     timeout 300 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/wrk-r$r-$t.txt" 2>&1
@@ -312,7 +326,7 @@ if [ "$profile" = 1 ]; then
 fi
 
 # The throughput instances are done: stop them before the memory runs.
-for t in nginx haproxy pingora gateway; do kill_pid "${pid_of[$t]}"; done
+for t in "${proxies[@]}"; do kill_pid "${pid_of[$t]}"; done
 
 # ---- 3. RSS at idle keep-alive connections -----------------------------------------------
 rss_kib() { # PIDs -> summed VmRSS in KiB
@@ -408,6 +422,8 @@ res, mem, conns, dur, idle = sys.argv[1:6]
 rows = list(csv.DictReader(open(res), delimiter="\t"))
 rounds = sorted({int(r["round"]) for r in rows})
 order = ["direct", "nginx", "haproxy", "pingora", "gateway"]
+if any(r["target"] == "baseline" for r in rows):
+    order.append("baseline")
 by = {(int(r["round"]), r["target"]): r for r in rows}
 print(f"\nwrk -t1 -c{conns} -d{dur} --latency, 1 KiB body; ratios against nginx in the same round")
 print(f"{'round':>5} {'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'req/s ×':>8} {'p99 ×':>7} {'errors':>6}")
