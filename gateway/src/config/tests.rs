@@ -556,3 +556,80 @@ fn an_authenticated_route_keys_its_cache_per_caller() {
         .unwrap();
     assert!(q.per_caller);
 }
+
+#[test]
+fn listener_hardening_has_defaults_and_each_setting_is_read() {
+    let b = parse_bootstrap(
+        "listeners:\n  - { name: a, address: 127.0.0.1:8080 }\n  - name: b\n    address: 127.0.0.1:8081\n    escaped_slashes: keep\n    headers_with_underscores: reject\n    request_head_timeout: 2s\n    body_idle_timeout: 500ms\n    idle_timeout: 30s\n    max_connections: 50\n    max_connections_per_client: 5\n    max_requests_per_connection: 100\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
+        Path::new("g.yaml"),
+    )
+    .unwrap();
+    assert_eq!(b.listeners[0].hardening, hardening::Hardening::default());
+    assert_eq!(
+        b.listeners[0].hardening.request_head_timeout,
+        Duration::from_secs(10)
+    );
+    let h = b.listeners[1].hardening;
+    assert_eq!(h.escaped_slashes, hardening::EscapedSlashes::Keep);
+    assert_eq!(h.headers_with_underscores, hardening::Underscores::Reject);
+    assert_eq!(h.request_head_timeout, Duration::from_secs(2));
+    assert_eq!(h.body_idle_timeout, Duration::from_millis(500));
+    assert_eq!(h.idle_timeout, Duration::from_secs(30));
+    assert_eq!(
+        (
+            h.max_connections,
+            h.max_connections_per_client,
+            h.max_requests_per_connection
+        ),
+        (50, 5, 100)
+    );
+}
+
+#[test]
+fn hardening_mistakes_are_each_named_with_their_field() {
+    let err = parse_bootstrap(
+        "listeners:\n  - name: a\n    address: 127.0.0.1:8080\n    escaped_slashes: decode\n    headers_with_underscores: maybe\n    request_head_timeout: 0s\n    body_idle_timeout: 10\n    max_connections: 0\n    max_requests_per_connection: 5000000000\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
+        Path::new("g.yaml"),
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 6, "{text}");
+    for want in [
+        "g.yaml:4:22: listeners[0].escaped_slashes: \"decode\": expected one of reject, keep",
+        "g.yaml:5:31: listeners[0].headers_with_underscores: \"maybe\": expected one of allow, drop, reject",
+        "g.yaml:6:27: listeners[0].request_head_timeout: must be more than 0",
+        "g.yaml:7:24: listeners[0].body_idle_timeout: duration \"10\" needs a unit",
+        "g.yaml:8:22: listeners[0].max_connections: must be between 1 and 4294967295",
+        "g.yaml:9:34: listeners[0].max_requests_per_connection: must be between 1 and 4294967295",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_route_bounds_its_body_and_a_host_matches_without_its_trailing_dot() {
+    let p = parse_policy(
+        "pools:\n  p:\n    backends:\n      - { address: 127.0.0.1:8086 }\nroutes:\n  - name: small\n    match: { host: Internal.Example., path_prefix: /w }\n    pool: p\n    max_body_size: 1KiB\n  - name: any\n    match: { path_prefix: / }\n    pool: p\n",
+        file(),
+    )
+    .unwrap();
+    assert_eq!(p.routes[0].max_body_size, 1024);
+    assert_eq!(p.routes[1].max_body_size, policy::DEFAULT_MAX_BODY_SIZE);
+    assert_eq!(
+        p.routes[0].matcher.host.as_deref(),
+        Some("internal.example")
+    );
+    let r = p.route(Some("internal.example"), "/w", "POST").unwrap();
+    assert_eq!(r.name, "small");
+
+    let err = parse_policy(
+        "pools:\n  p:\n    backends:\n      - { address: 127.0.0.1:8086 }\nroutes:\n  - name: a\n    match: { path_prefix: / }\n    pool: p\n    max_body_size: 12XB\n",
+        file(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("policies/tsdb.yaml:9:20: routes[0].max_body_size: unknown size unit"),
+        "{err}"
+    );
+}
