@@ -10,6 +10,7 @@
 //!  └─ query/       InfluxQL lexer, parser (AST with canonical Display), executor
 //! model.rs         Point, FieldValue, Precision: the vocabulary of all of the above
 //! clock.rs         the one place that reads wall-clock and monotonic time
+//! peer_auth.rs     the pool's shared secret
 //! ```
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod lineproto;
 pub mod metrics;
 pub mod model;
+pub mod peer_auth;
 pub mod query;
 pub mod replication;
 pub mod storage;
