@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tsdb_backend::cli::Args;
 use tsdb_backend::clock::SystemTime;
-use tsdb_backend::http::{router, AppState};
+use tsdb_backend::http::{panics, router, AppState};
 use tsdb_backend::metrics::Metrics;
 use tsdb_backend::replication::shipper::Replication;
 use tsdb_backend::storage::entry::Entry;
@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    panics::install_hook();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub replication_resyncing: IntGaugeVec,
     pub replication_shipped: IntGaugeVec,
     pub replication_resyncs: IntGaugeVec,
+    /// Requests whose handler panicked (answered 500).
+    pub http_panics: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -136,6 +138,10 @@ impl Metrics {
             replication_resyncing,
             replication_shipped,
             replication_resyncs,
+            http_panics: counter(
+                "tsdb_http_panics_total",
+                "Requests whose handler panicked (answered 500)",
+            )?,
             registry,
         })
     }
