@@ -6,11 +6,16 @@
 //! empty data dir asks its peers for a snapshot before it serves). Every node is killed by
 //! PID when the pool is dropped.
 //!
+//! The nodes share one `HOME`, a temp dir of the pool ([`Pool::home`]), so they share the
+//! pool secret a node creates there on first start (`.tsdb-backend/peer-secret`) as nodes
+//! of one user on one machine do, and the real home is never touched.
+//!
 //! [`converged`] polls, within a bounded deadline, until every node's `/health` shows
 //! `lag_entries == 0` towards every peer and the given queries return byte-identical bodies
 //! (status 200, no error in the result) on every node.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,12 +29,19 @@ use crate::{ports, wait, TsdbProcess};
 pub struct PoolBuilder {
     size: usize,
     args: Vec<OsString>,
+    node_args: Vec<(usize, OsString)>,
 }
 
 impl PoolBuilder {
     /// An extra command-line argument for every node.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// An extra command-line argument for node `i` only (after those for every node).
+    pub fn node_arg(mut self, i: usize, arg: impl Into<OsString>) -> Self {
+        self.node_args.push((i, arg.into()));
         self
     }
 
@@ -43,6 +55,9 @@ impl PoolBuilder {
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
+        let home = tempfile::Builder::new()
+            .prefix("tsdb-pool-home-")
+            .tempdir()?;
         let mut nodes = Vec::with_capacity(self.size);
         for (i, port) in ports.iter().enumerate() {
             let peers: Vec<&str> = urls
@@ -53,6 +68,7 @@ impl PoolBuilder {
                 .collect();
             let mut b = TsdbProcess::builder()
                 .port(*port)
+                .env("HOME", home.path())
                 .arg("--node-id")
                 .arg(node_id(i));
             if !peers.is_empty() {
@@ -61,12 +77,15 @@ impl PoolBuilder {
             for a in &self.args {
                 b = b.arg(a.clone());
             }
+            for (_, a) in self.node_args.iter().filter(|(j, _)| *j == i) {
+                b = b.arg(a.clone());
+            }
             let node = b
                 .start()
                 .with_context(|| format!("starting pool node {} on port {port}", node_id(i)))?;
             nodes.push(node);
         }
-        Ok(Pool { nodes })
+        Ok(Pool { nodes, home })
     }
 }
 
@@ -79,6 +98,8 @@ pub fn node_id(i: usize) -> String {
 #[derive(Debug)]
 pub struct Pool {
     nodes: Vec<TsdbProcess>,
+    // Declared after the nodes: removed once they are killed.
+    home: tempfile::TempDir,
 }
 
 impl Pool {
@@ -87,6 +108,7 @@ impl Pool {
         PoolBuilder {
             size,
             args: Vec::new(),
+            node_args: Vec::new(),
         }
     }
 
@@ -118,6 +140,11 @@ impl Pool {
     /// All nodes.
     pub fn nodes(&self) -> &[TsdbProcess] {
         &self.nodes
+    }
+
+    /// The `HOME` every node runs with.
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// The last `max` bytes of every node's log, labelled, for failure messages.

@@ -380,6 +380,10 @@ impl TsdbProcessBuilder {
 }
 
 /// A running `tsdb-backend --listen 127.0.0.1:PORT --data-dir DIR`, killed on drop.
+///
+/// Its `HOME` is its own temp dir unless the builder sets one, so the node's default pool
+/// secret (`$HOME/.tsdb-backend/peer-secret`) never touches the real home; a
+/// [`Pool`](crate::Pool) gives all its nodes one `HOME`, so they share that secret.
 #[derive(Debug)]
 pub struct TsdbProcess {
     /// The HTTP address it listens on.
@@ -412,6 +416,7 @@ impl TsdbProcess {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
+            .env("HOME", self.work.path())
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         let guard = spawn_and_wait_ready("tsdb-backend", cmd, &self.log_path, self.addr)?;
         self.child = Some(guard);

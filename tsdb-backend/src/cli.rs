@@ -65,6 +65,13 @@ pub struct Args {
     #[arg(long, default_value_t = 256 << 20)]
     pub replication_backlog_bytes: u64,
 
+    /// The pool's shared secret: peers send it on every `/internal/*` request and refuse
+    /// requests without it. Every node of the pool needs the same file (whitespace around
+    /// the secret is ignored). Default: `$HOME/.tsdb-backend/peer-secret`, created on first
+    /// start (random, mode 0600), or `<data-dir>/peer-secret` without `HOME`.
+    #[arg(long, value_name = "PATH", env = "TSDB_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
+
     /// A YAML file with any of these options as keys (`node-id: a`, `peers: [url, ...]`,
     /// `data-dir: ...`); options given on the command line win over the file.
     #[arg(long, value_name = "FILE")]
@@ -201,6 +208,18 @@ mod tests {
         argv.extend(args);
         let err = Args::try_parse_from(argv).unwrap_err().to_string();
         assert!(err.contains("--nodeid"), "{err}");
+    }
+
+    #[test]
+    fn the_peer_secret_file_comes_from_a_config_file_too() {
+        let args = config_args("peer-secret-file: /etc/pool/secret\n").unwrap();
+        let mut argv = vec!["tsdb-backend".to_string()];
+        argv.extend(args);
+        let parsed = Args::try_parse_from(argv).unwrap();
+        assert_eq!(
+            parsed.peer_secret_file.as_deref(),
+            Some(std::path::Path::new("/etc/pool/secret"))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use crate::clock::monotonic_now;
 use crate::lineproto::{self, LineError};
 use crate::model::Precision;
+use crate::peer_auth::PeerSecret;
 use crate::query::executor::{self, QueryParams};
 use crate::query::result::{render, render_error};
 use crate::replication::shipper::{LinkState, PeerReport, Replication};
@@ -41,6 +42,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The shippers to the peers, when the node is in a pool.
     pub replication: Option<Arc<Replication>>,
+    /// The pool's shared secret, which `/internal/*` requests must carry (or a peer's
+    /// client certificate).
+    pub peer_secret: PeerSecret,
 }
 
 /// The router with every endpoint of the node.
@@ -58,7 +62,7 @@ fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/query", get(query).post(query))
-        .merge(internal::routes())
+        .merge(internal::routes(state.clone()))
         .fallback(not_found)
         .layer(panics::layer(state.engine.metrics().http_panics.clone()))
         .layer(axum::middleware::map_response_with_state(

@@ -1,9 +1,11 @@
-//! The router driven in memory: request ids and panics.
+//! The router driven in memory: request ids, panics, and who may call `/internal/*`.
 
 use super::*;
 use crate::clock::ManualTime;
+use crate::listener::Connection;
 use crate::metrics::Metrics;
 use crate::storage::EngineConfig;
+use axum::extract::ConnectInfo;
 use axum::http::Request;
 use tower::ServiceExt;
 
@@ -20,6 +22,8 @@ fn form_bodies_decode_plus_and_percent_escapes() {
         ]
     );
 }
+
+const SECRET: &str = "pool-secret-for-tests";
 
 /// A node on a temp dir (kept alive by the returned guard) and its router, with a `/boom`
 /// route whose handler panics: the shipped binary has no such route.
@@ -39,6 +43,7 @@ fn node() -> (Router, Arc<AppState>, tempfile::TempDir) {
         engine: Arc::new(engine),
         max_body_bytes: 1 << 20,
         replication: None,
+        peer_secret: PeerSecret::parse(SECRET.as_bytes(), std::path::Path::new("s")).unwrap(),
     });
     let boom: Router<Arc<AppState>> = Router::new().route(
         "/boom",
@@ -67,6 +72,23 @@ fn get_req(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
         b = b.header(*k, *v);
     }
     b.body(Body::empty()).unwrap()
+}
+
+fn replicate_req(headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::post("/internal/replicate?origin=x%2F1&after=0");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+fn counter(state: &AppState, reason: &str) -> u64 {
+    state
+        .engine
+        .metrics()
+        .peer_auth_failures
+        .with_label_values(&[reason])
+        .get()
 }
 
 #[tokio::test]
@@ -114,6 +136,87 @@ async fn a_panicking_handler_answers_500_naming_the_request_and_is_counted() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     call(&router, get_req("/boom", &[])).await;
     assert_eq!(state.engine.metrics().http_panics.get(), 2);
+}
+
+#[tokio::test]
+async fn internal_requests_without_the_peer_header_are_not_found() {
+    let (router, state, _dir) = node();
+    let (status, _, body) = call(&router, replicate_req(&[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, "404 page not found\n");
+    assert_eq!(
+        counter(&state, "missing"),
+        0,
+        "not an authentication failure"
+    );
+}
+
+#[tokio::test]
+async fn the_peer_header_alone_is_refused_with_a_bearer_challenge() {
+    let (router, state, _dir) = node();
+    let (status, headers, body) = call(&router, replicate_req(&[("x-tsdb-peer", "n1")])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="tsdb-peers""#
+    );
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(json["error"].as_str().is_some(), "{body}");
+    assert!(headers.contains_key("x-influxdb-error"));
+    assert_eq!(counter(&state, "missing"), 1);
+    assert_eq!(counter(&state, "wrong"), 0);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_and_the_right_one_admitted() {
+    let (router, state, _dir) = node();
+    for path in ["/internal/snapshot"] {
+        let (status, _, _) = call(
+            &router,
+            get_req(
+                path,
+                &[("x-tsdb-peer", "n1"), ("authorization", "Bearer guess")],
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let wrong = format!("Bearer {SECRET}x");
+    let (status, _, body) = call(
+        &router,
+        replicate_req(&[("x-tsdb-peer", "n1"), ("authorization", &wrong)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!body.contains(SECRET), "the answer does not echo secrets");
+    assert_eq!(counter(&state, "wrong"), 2);
+
+    let right = format!("Bearer {SECRET}");
+    let (status, _, body) = call(
+        &router,
+        replicate_req(&[("x-tsdb-peer", "n1"), ("authorization", &right)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, r#"{"applied":0}"#);
+}
+
+#[tokio::test]
+async fn a_verified_peer_certificate_stands_in_for_the_secret() {
+    let (router, state, _dir) = node();
+    let with_conn = |peer_certificate: bool| {
+        let mut req = replicate_req(&[("x-tsdb-peer", "n1")]);
+        req.extensions_mut().insert(ConnectInfo(Connection {
+            remote: ([127, 0, 0, 1], 40000).into(),
+            peer_certificate,
+        }));
+        req
+    };
+    let (status, _, body) = call(&router, with_conn(true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = call(&router, with_conn(false)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(counter(&state, "missing"), 1);
 }
 
 /// A log sink for one test's subscriber.
