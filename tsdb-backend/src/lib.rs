@@ -10,8 +10,8 @@
 //!  └─ query/       InfluxQL lexer, parser (AST with canonical Display), executor
 //! model.rs         Point, FieldValue, Precision: the vocabulary of all of the above
 //! clock.rs         the one place that reads wall-clock and monotonic time
-//! listener.rs      accepted connections, and who is on the other end
-//! peer_auth.rs     the pool's shared secret
+//! listener.rs      plain or TLS connections, and who is on the other end
+//! peer_auth.rs     the pool's shared secret; tls.rs: HTTPS and the peers' TLS
 //! replication/     shipping accepted writes to every peer (client.rs: how peers are called)
 //! ```
 
@@ -27,3 +27,4 @@ pub mod peer_auth;
 pub mod query;
 pub mod replication;
 pub mod storage;
+pub mod tls;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use tsdb_backend::cli::Args;
 use tsdb_backend::clock::SystemTime;
 use tsdb_backend::http::{panics, router, AppState};
-use tsdb_backend::listener;
 use tsdb_backend::metrics::Metrics;
 use tsdb_backend::peer_auth::{PeerSecret, SecretLocation};
 use tsdb_backend::replication::client::PeerClient;
 use tsdb_backend::replication::shipper::Replication;
 use tsdb_backend::storage::entry::Entry;
 use tsdb_backend::storage::{Engine, EngineConfig};
+use tsdb_backend::{listener, tls};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,6 +48,7 @@ fn main() -> ExitCode {
 struct Security {
     secret: PeerSecret,
     peers: PeerClient,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn security(args: &Args, node_id: &str) -> anyhow::Result<Security> {
@@ -77,10 +78,26 @@ fn security(args: &Args, node_id: &str) -> anyhow::Result<Security> {
              loses it"
         ),
     }
-    let peers = PeerClient::new(node_id, &loaded.secret, &args.peers)?;
+    let peer_ca = args.peer_ca.as_deref().map(tls::PeerCa::load).transpose()?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::Identity::load(cert, key)?),
+        _ => None,
+    };
+    let server_tls = identity
+        .as_ref()
+        .map(|id| tls::server_config(id, peer_ca.as_ref()))
+        .transpose()?;
+    let peers = PeerClient::new(
+        node_id,
+        &loaded.secret,
+        &args.peers,
+        peer_ca.as_ref(),
+        identity.as_ref(),
+    )?;
     Ok(Security {
         secret: loaded.secret,
         peers,
+        server_tls,
     })
 }
 
@@ -168,10 +185,20 @@ async fn serve(args: Args, engine: Arc<Engine>, security: Security) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), "tsdb-backend ready");
-    listener::serve(listener, router(state), shutdown_signal())
-        .await
-        .context("serving http")?;
+    let scheme = if security.server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %args.listen, scheme, data_dir = %args.data_dir.display(), "tsdb-backend ready");
+    listener::serve(
+        listener,
+        security.server_tls,
+        router(state),
+        shutdown_signal(),
+    )
+    .await
+    .with_context(|| format!("serving {scheme}"))?;
     sweeper.abort();
     if let Some(r) = replication {
         tokio::task::spawn_blocking(move || r.stop()).await.ok();
