@@ -15,7 +15,7 @@
 //! (status 200, no error in the result) on every node.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +30,7 @@ pub struct PoolBuilder {
     size: usize,
     args: Vec<OsString>,
     node_args: Vec<(usize, OsString)>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl PoolBuilder {
@@ -45,15 +46,28 @@ impl PoolBuilder {
         self
     }
 
+    /// The nodes serve HTTPS and reach each other at `https://127.0.0.1:PORT`; their
+    /// certificates (given with [`arg`](Self::arg) as `--tls-cert`/`--tls-key`) are issued by
+    /// the CA in `ca_pem`, which the harness trusts to check readiness.
+    pub fn https(mut self, ca_pem: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca_pem.into());
+        self
+    }
+
     /// Chooses the ports, then starts the nodes in order, each waited for on `/ping`.
     pub fn start(self) -> anyhow::Result<Pool> {
         anyhow::ensure!(self.size > 0, "a pool needs at least one node");
         let ports = (0..self.size)
             .map(|_| ports::free_port())
             .collect::<anyhow::Result<Vec<u16>>>()?;
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let urls: Vec<String> = ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect();
         let home = tempfile::Builder::new()
             .prefix("tsdb-pool-home-")
@@ -71,6 +85,9 @@ impl PoolBuilder {
                 .env("HOME", home.path())
                 .arg("--node-id")
                 .arg(node_id(i));
+            if let Some(ca) = &self.tls_ca {
+                b = b.https(ca);
+            }
             if !peers.is_empty() {
                 b = b.arg("--peers").arg(peers.join(","));
             }
@@ -109,6 +126,7 @@ impl Pool {
             size,
             args: Vec::new(),
             node_args: Vec::new(),
+            tls_ca: None,
         }
     }
 

@@ -1,6 +1,7 @@
-//! Who may speak for the pool: `/internal/*` takes only peers that prove themselves with
-//! the pool's shared secret; the `X-Tsdb-Peer` header alone opens nothing. Also the node's
-//! start-up refusals and its request ids.
+//! Who may speak for the pool: `/internal/*` takes only peers that prove themselves, with
+//! the pool's shared secret or (over TLS with `--peer-ca`) a client certificate; the
+//! `X-Tsdb-Peer` header alone opens nothing. Also the node's HTTPS, its start-up refusals,
+//! and its request ids.
 //!
 //! Every test starts its own real `tsdb-backend` processes on free loopback ports, with
 //! `HOME` in a temp dir (see `tests::process`), and waits by bounded polling.
@@ -13,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::http::{self, Method};
+use tests::pki::{Ca, ClientId, Issued};
 use tests::pool::{health, node_id, peer_report};
+use tests::tls_client::TlsConn;
 use tests::{converged, eventually, Pool, TsdbProcess};
 use tsdb_backend::model::Precision;
 use tsdb_backend::replication::backlog::Item;
@@ -154,6 +157,62 @@ fn link_becomes(pool: &Pool, from: usize, to: usize, state: &str) -> Value {
     .unwrap_or_else(|e| panic!("{e:#}\n{}", pool.logs(3000)))
 }
 
+/// One request over a fresh TLS connection trusting `ca`; the status and the body as text.
+fn tls_request(
+    node: &TsdbProcess,
+    ca: &Path,
+    client: Option<&Issued>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let cert = client.map(|c| (c.cert.as_path(), c.key.as_path()));
+    let mut conn = TlsConn::connect(node.addr, ca, cert)?;
+    let (status, _, body) = conn.request_with(method, path, headers, body)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `CREATE DATABASE` on a node over TLS, by a client without a certificate.
+fn tls_create_db(node: &TsdbProcess, ca: &Path) {
+    let form = format!("q={}", http::urlencode(&format!("CREATE DATABASE {DB}")));
+    let (status, body) = tls_request(
+        node,
+        ca,
+        None,
+        "POST",
+        "/query",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+    .expect("query over TLS");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Writes batch `id` to a node over TLS, by a client without a certificate.
+fn tls_write_acked(node: &TsdbProcess, ca: &Path, id: u64) {
+    let path = format!("/write?db={DB}");
+    let (status, body) = tls_request(
+        node,
+        ca,
+        None,
+        "POST",
+        &path,
+        &[],
+        batch_body(id).as_bytes(),
+    )
+    .expect("write over TLS");
+    assert_eq!(status, 204, "batch {id}: {body}");
+}
+
+/// Batch id → points stored on a node, read over TLS.
+fn tls_counts(node: &TsdbProcess, ca: &Path) -> anyhow::Result<BTreeMap<u64, u64>> {
+    let query = format!("/query?db={DB}&q={}", http::urlencode(COUNT_BY_BATCH));
+    let (status, body) = tls_request(node, ca, None, "GET", &query, &[], b"")?;
+    anyhow::ensure!(status == 200, "{status} {body}");
+    Ok(counts_by_batch(&body))
+}
+
 /// Without the terminal colours the node's log has when it is not sent to a terminal.
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -171,6 +230,39 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// `/health` of a node over TLS (no client certificate).
+fn tls_health(node: &TsdbProcess, ca: &Path) -> anyhow::Result<Value> {
+    let (status, body) = tls_request(node, ca, None, "GET", "/health", &[], b"")?;
+    anyhow::ensure!(status == 200, "/health answered {status}: {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// The pool's certificates: a CA, and one certificate for every node (`localhost` and
+/// `127.0.0.1`, server and client usages).
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    node: Issued,
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new(dir.path(), "pool-ca").expect("CA");
+    let node = ca
+        .issue_node(dir.path(), "node", &["localhost", "127.0.0.1"])
+        .expect("node certificate");
+    Pki { dir, ca, node }
+}
+
+fn tls_pool(pki: &Pki, size: usize) -> tests::pool::PoolBuilder {
+    Pool::builder(size)
+        .https(&pki.ca.cert)
+        .arg("--tls-cert")
+        .arg(&pki.node.cert)
+        .arg("--tls-key")
+        .arg(&pki.node.key)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,7 +471,150 @@ fn a_pool_started_without_a_secret_flag_shares_the_secret_created_in_home() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS
+
+#[test]
+fn a_pool_over_tls_replicates_over_https_and_clients_need_no_certificate() {
+    let pki = pki();
+    let ca = pki.ca.cert.clone();
+    let pool = tls_pool(&pki, 2)
+        .arg("--peer-ca")
+        .arg(&ca)
+        .start()
+        .expect("a TLS pool of 2 starts");
+    let (n0, n1) = (pool.node(0), pool.node(1));
+    assert!(n0.url().starts_with("https://"));
+
+    // An ordinary client, without a certificate: DDL and a write on node 0.
+    tls_create_db(n0, &ca);
+    tls_write_acked(n0, &ca, 3);
+
+    // It reaches node 1 over https.
+    eventually("batch 3 on node 1, read over TLS", |last| {
+        let counts = tls_counts(n1, &ca)?;
+        *last = format!("{counts:?}");
+        Ok((counts == BTreeMap::from([(3, LINES)])).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", pool.logs(3000)));
+    let h = tls_health(n0, &ca).expect("health over TLS");
+    let link = peer_report(&h, &n1.url()).cloned().unwrap_or(Value::Null);
+    assert_eq!(link["state"], "ok", "{h}");
+
+    // HTTP/2 by ALPN, for clients that offer it.
+    let client = tests::h2::tls_client(&ca, tests::h2::Protocol::Http2).expect("h2 client");
+    let res = client
+        .get(format!("https://localhost:{}/ping", n1.addr.port()))
+        .send()
+        .expect("ping over h2");
+    assert_eq!(res.status().as_u16(), 204);
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+}
+
+#[test]
+fn a_client_certificate_from_the_peer_ca_stands_in_for_the_secret() {
+    let pki = pki();
+    let ca = pki.ca.cert.clone();
+    let dir = pki.dir.path();
+    // Different secrets: only the certificates can let the nodes replicate.
+    let alpha = secret_file(dir, "alpha", "alpha-secret");
+    let bravo = secret_file(dir, "bravo", "bravo-secret");
+    let pool = tls_pool(&pki, 2)
+        .arg("--peer-ca")
+        .arg(&ca)
+        .node_arg(0, "--peer-secret-file")
+        .node_arg(0, &alpha)
+        .node_arg(1, "--peer-secret-file")
+        .node_arg(1, &bravo)
+        .start()
+        .expect("a TLS pool of 2 starts");
+    for node in pool.nodes() {
+        tls_create_db(node, &ca);
+    }
+    tls_write_acked(pool.node(0), &ca, 0);
+    tls_write_acked(pool.node(1), &ca, 1);
+    let both = BTreeMap::from([(0, LINES), (1, LINES)]);
+    for (i, node) in pool.nodes().iter().enumerate() {
+        eventually(&format!("both batches on {}", node_id(i)), |last| {
+            let counts = tls_counts(node, &ca)?;
+            *last = format!("{counts:?}");
+            Ok((counts == both).then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pool.logs(3000)));
+    }
+    for (from, to) in [(0, 1), (1, 0)] {
+        let url = pool.node(to).url();
+        eventually(
+            &format!("{} to report {} ok", node_id(from), node_id(to)),
+            |last| {
+                let h = tls_health(pool.node(from), &ca)?;
+                let p = peer_report(&h, &url).cloned().unwrap_or(Value::Null);
+                *last = p.to_string();
+                Ok((p["state"] == "ok").then_some(()))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", pool.logs(3000)));
+    }
+
+    // A request by hand: the certificate, no secret.
+    let peer = pki
+        .ca
+        .issue_client(dir, "peer", ClientId::Cn("peer"))
+        .expect("client certificate");
+    let node = pool.node(0);
+    let body = forged_frames(9);
+    let header = [("X-Tsdb-Peer", "peer")];
+    let (status, answer) =
+        tls_request(node, &ca, None, "POST", FORGED_URL, &header, &body).expect("request");
+    assert_eq!(status, 401, "without a certificate: {answer}");
+    let (status, answer) =
+        tls_request(node, &ca, Some(&peer), "POST", FORGED_URL, &header, &body).expect("request");
+    assert_eq!(status, 200, "with the certificate: {answer}");
+}
+
+#[test]
+fn a_peer_ca_that_did_not_issue_the_peers_certificates_fails_the_link() {
+    let pki = pki();
+    let other = Ca::new(pki.dir.path(), "other-ca").expect("another CA");
+    let pool = tls_pool(&pki, 2)
+        .node_arg(0, "--peer-ca")
+        .node_arg(0, &other.cert)
+        .node_arg(1, "--peer-ca")
+        .node_arg(1, &pki.ca.cert)
+        .start()
+        .expect("a TLS pool of 2 starts");
+    // Something for node 0 to ship.
+    tls_create_db(pool.node(0), &pki.ca.cert);
+    let url = pool.node(1).url();
+    let report = eventually("node 0 to report its link to node 1 failing", |last| {
+        let h = tls_health(pool.node(0), &pki.ca.cert)?;
+        let p = peer_report(&h, &url).cloned().unwrap_or(Value::Null);
+        *last = p.to_string();
+        Ok((p["state"] == "retrying").then_some(p))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", pool.logs(3000)));
+    let error = report["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.to_ascii_lowercase().contains("certificate"),
+        "the reason names the certificate: {report}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // start-up refusals
+
+#[test]
+fn an_https_peer_without_a_peer_ca_stops_the_node_at_start() {
+    let err = TsdbProcess::builder()
+        .arg("--peers")
+        .arg("https://127.0.0.1:9")
+        .start()
+        .expect_err("the node must not start");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("https://127.0.0.1:9") && text.contains("--peer-ca"),
+        "{text}"
+    );
+}
 
 #[test]
 fn an_empty_or_missing_secret_file_stops_the_node_naming_it() {
