@@ -61,7 +61,10 @@ pub enum SecretError {
         path.display()
     )]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("creating peer secret file {}: {source}", path.display())]
+    #[error(
+        "creating peer secret file {}: {source} (or give one with --peer-secret-file)",
+        path.display()
+    )]
     Create {
         path: PathBuf,
         source: std::io::Error,

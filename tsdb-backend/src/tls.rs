@@ -202,3 +202,37 @@ pub fn peer_client_config(
         .unversioned_rustls_crypto_provider(provider())
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_a_certificate_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = read_certificates(&path).unwrap_err().to_string();
+        assert_eq!(err, format!("{}: no PEM certificate in it", path.display()));
+        let err = PeerCa::load(&dir.path().join("missing.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_without_a_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        // Any DER bytes do for reading; the pair is checked when the config is built.
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "nothing here\n").unwrap();
+        let err = Identity::load(&cert, &key).unwrap_err().to_string();
+        assert!(err.starts_with(&key.display().to_string()), "{err}");
+    }
+}
