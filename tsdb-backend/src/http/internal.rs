@@ -17,7 +17,7 @@ use crate::replication::shipper::{decode_frames, Ack};
 use crate::storage::ReplicateError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -85,6 +85,12 @@ async fn admit_peers(State(st): State<Arc<AppState>>, req: Request, next: Next) 
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(CHALLENGE),
     );
+    if req.version() < Version::HTTP_2 {
+        // The body stays unread, so the connection cannot carry another request: say so,
+        // or a client would send its next one on a connection about to be closed.
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     res
 }
 

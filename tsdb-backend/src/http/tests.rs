@@ -163,6 +163,11 @@ async fn the_peer_header_alone_is_refused_with_a_bearer_challenge() {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(json["error"].as_str().is_some(), "{body}");
     assert!(headers.contains_key("x-influxdb-error"));
+    assert_eq!(
+        headers[header::CONNECTION],
+        "close",
+        "the unread body ends the connection"
+    );
     assert_eq!(counter(&state, "missing"), 1);
     assert_eq!(counter(&state, "wrong"), 0);
 }
