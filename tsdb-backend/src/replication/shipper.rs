@@ -60,6 +60,9 @@ pub struct Peer {
 struct Status {
     state: LinkState,
     last_error: Option<String>,
+    /// The failing state last logged, until a request succeeds: a resync that fails
+    /// passes through `Resyncing` on every retry, and must not log its failure each time.
+    logged_failure: Option<LinkState>,
     shipped_entries: u64,
     resyncs: u64,
 }
@@ -89,6 +92,7 @@ impl Peer {
             status: Mutex::new(Status {
                 state: LinkState::Connecting,
                 last_error: None,
+                logged_failure: None,
                 shipped_entries: 0,
                 resyncs: 0,
             }),
@@ -317,6 +321,7 @@ impl Shipper {
                     let mut st = self.peer.status();
                     st.state = LinkState::Ok;
                     st.last_error = None;
+                    st.logged_failure = None;
                     st.shipped_entries += shipped as u64;
                 }
                 Err(SendError::Behind(applied)) => {
@@ -340,7 +345,8 @@ impl Shipper {
     /// Records a failed request; logs once when the link turns `state`.
     fn failed(&self, state: LinkState, error: String) {
         let mut st = self.peer.status();
-        if st.state != state {
+        if st.logged_failure != Some(state) {
+            st.logged_failure = Some(state);
             match state {
                 LinkState::Unauthorized => tracing::error!(
                     peer = %self.peer.url,
