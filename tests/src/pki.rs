@@ -2,8 +2,9 @@
 //! revocation lists, written as PEM files.
 //!
 //! [`Ca::new`] makes a self-signed ECDSA P-256 CA (`<name>.pem`, `<name>.key`);
-//! [`Ca::issue_server`] and [`Ca::issue_client`] write `<name>.pem` / `<name>.key` leaf
-//! files and return them as an [`Issued`]; [`Ca::write_crl`] writes `<name>.crl.pem`.
+//! [`Ca::issue_server`], [`Ca::issue_client`] and [`Ca::issue_node`] (both usages, for
+//! peers that are servers and clients) write `<name>.pem` / `<name>.key` leaf files and
+//! return them as an [`Issued`]; [`Ca::write_crl`] writes `<name>.crl.pem`.
 //!
 //! Invariants: every certificate is valid from one day ago to [`VALIDITY_DAYS`] days from
 //! now (wall clock, which is what the verifier under test reads), except those from
@@ -170,6 +171,22 @@ impl Ca {
             .with_context(|| format!("server certificate {name}: names {names:?}"))?;
         params.distinguished_name = dn(name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        set_validity(&mut params, DAY, DAY * VALIDITY_DAYS);
+        self.issue(dir, name, params)
+    }
+
+    /// A certificate for a node that is both a server and, towards its peers, a client
+    /// (a TSDB node over mTLS): like [`Ca::issue_server`], with the ServerAuth and ClientAuth
+    /// extended key usages.
+    pub fn issue_node(&self, dir: &Path, name: &str, names: &[&str]) -> anyhow::Result<Issued> {
+        let sans: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+        let mut params = CertificateParams::new(sans)
+            .with_context(|| format!("node certificate {name}: names {names:?}"))?;
+        params.distinguished_name = dn(name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         set_validity(&mut params, DAY, DAY * VALIDITY_DAYS);
         self.issue(dir, name, params)
     }

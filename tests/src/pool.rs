@@ -6,11 +6,16 @@
 //! empty data dir asks its peers for a snapshot before it serves). Every node is killed by
 //! PID when the pool is dropped.
 //!
+//! The nodes share one `HOME`, a temp dir of the pool ([`Pool::home`]), so they share the
+//! pool secret a node creates there on first start (`.tsdb-backend/peer-secret`) as nodes
+//! of one user on one machine do, and the real home is never touched.
+//!
 //! [`converged`] polls, within a bounded deadline, until every node's `/health` shows
 //! `lag_entries == 0` towards every peer and the given queries return byte-identical bodies
 //! (status 200, no error in the result) on every node.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,6 +29,8 @@ use crate::{ports, wait, TsdbProcess};
 pub struct PoolBuilder {
     size: usize,
     args: Vec<OsString>,
+    node_args: Vec<(usize, OsString)>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl PoolBuilder {
@@ -33,16 +40,38 @@ impl PoolBuilder {
         self
     }
 
+    /// An extra command-line argument for node `i` only (after those for every node).
+    pub fn node_arg(mut self, i: usize, arg: impl Into<OsString>) -> Self {
+        self.node_args.push((i, arg.into()));
+        self
+    }
+
+    /// The nodes serve HTTPS and reach each other at `https://127.0.0.1:PORT`; their
+    /// certificates (given with [`arg`](Self::arg) as `--tls-cert`/`--tls-key`) are issued by
+    /// the CA in `ca_pem`, which the harness trusts to check readiness.
+    pub fn https(mut self, ca_pem: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca_pem.into());
+        self
+    }
+
     /// Chooses the ports, then starts the nodes in order, each waited for on `/ping`.
     pub fn start(self) -> anyhow::Result<Pool> {
         anyhow::ensure!(self.size > 0, "a pool needs at least one node");
         let ports = (0..self.size)
             .map(|_| ports::free_port())
             .collect::<anyhow::Result<Vec<u16>>>()?;
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let urls: Vec<String> = ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect();
+        let home = tempfile::Builder::new()
+            .prefix("tsdb-pool-home-")
+            .tempdir()?;
         let mut nodes = Vec::with_capacity(self.size);
         for (i, port) in ports.iter().enumerate() {
             let peers: Vec<&str> = urls
@@ -53,12 +82,19 @@ impl PoolBuilder {
                 .collect();
             let mut b = TsdbProcess::builder()
                 .port(*port)
+                .env("HOME", home.path())
                 .arg("--node-id")
                 .arg(node_id(i));
+            if let Some(ca) = &self.tls_ca {
+                b = b.https(ca);
+            }
             if !peers.is_empty() {
                 b = b.arg("--peers").arg(peers.join(","));
             }
             for a in &self.args {
+                b = b.arg(a.clone());
+            }
+            for (_, a) in self.node_args.iter().filter(|(j, _)| *j == i) {
                 b = b.arg(a.clone());
             }
             let node = b
@@ -66,7 +102,7 @@ impl PoolBuilder {
                 .with_context(|| format!("starting pool node {} on port {port}", node_id(i)))?;
             nodes.push(node);
         }
-        Ok(Pool { nodes })
+        Ok(Pool { nodes, home })
     }
 }
 
@@ -79,6 +115,8 @@ pub fn node_id(i: usize) -> String {
 #[derive(Debug)]
 pub struct Pool {
     nodes: Vec<TsdbProcess>,
+    // Declared after the nodes: removed once they are killed.
+    home: tempfile::TempDir,
 }
 
 impl Pool {
@@ -87,6 +125,8 @@ impl Pool {
         PoolBuilder {
             size,
             args: Vec::new(),
+            node_args: Vec::new(),
+            tls_ca: None,
         }
     }
 
@@ -118,6 +158,11 @@ impl Pool {
     /// All nodes.
     pub fn nodes(&self) -> &[TsdbProcess] {
         &self.nodes
+    }
+
+    /// The `HOME` every node runs with.
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// The last `max` bytes of every node's log, labelled, for failure messages.

@@ -110,9 +110,20 @@ pub fn log_tail(path: &Path, max: u64) -> String {
 /// the log tail, if the process exits.
 fn spawn_and_wait_ready(
     name: &str,
+    cmd: Command,
+    log: &Path,
+    addr: SocketAddr,
+) -> anyhow::Result<ChildGuard> {
+    spawn_and_wait(name, cmd, log, addr, &|| http::ping(addr))
+}
+
+/// [`spawn_and_wait_ready`] with the `/ping` done by `ping` (e.g. over TLS).
+fn spawn_and_wait(
+    name: &str,
     mut cmd: Command,
     log: &Path,
     addr: SocketAddr,
+    ping: &dyn Fn() -> anyhow::Result<u16>,
 ) -> anyhow::Result<ChildGuard> {
     let out = File::options()
         .create(true)
@@ -141,7 +152,7 @@ fn spawn_and_wait_ready(
                     log_tail(log, 4000)
                 );
             }
-            match http::ping(addr) {
+            match ping() {
                 Ok(204) => Ok(Some(())),
                 Ok(code) => {
                     *last = format!("/ping answered {code}");
@@ -321,6 +332,7 @@ pub struct TsdbProcessBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     port: Option<u16>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl TsdbProcessBuilder {
@@ -348,6 +360,14 @@ impl TsdbProcessBuilder {
         self
     }
 
+    /// The node serves HTTPS (give it `--tls-cert`/`--tls-key` with [`arg`](Self::arg)) with
+    /// a certificate for `localhost` issued by the CA in `ca_pem`: readiness is checked over
+    /// TLS trusting that CA, and [`TsdbProcess::url`] says `https`.
+    pub fn https(mut self, ca_pem: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca_pem.into());
+        self
+    }
+
     /// Spawns the binary and waits until `/ping` answers 204.
     pub fn start(self) -> anyhow::Result<TsdbProcess> {
         let bin = tsdb_backend_bin()?;
@@ -371,6 +391,7 @@ impl TsdbProcessBuilder {
             log_path: work.path().join("tsdb-backend.log"),
             args: self.args,
             envs: self.envs,
+            tls_ca: self.tls_ca,
             child: None,
             work,
         };
@@ -380,6 +401,10 @@ impl TsdbProcessBuilder {
 }
 
 /// A running `tsdb-backend --listen 127.0.0.1:PORT --data-dir DIR`, killed on drop.
+///
+/// Its `HOME` is its own temp dir unless the builder sets one, so the node's default pool
+/// secret (`$HOME/.tsdb-backend/peer-secret`) never touches the real home; a
+/// [`Pool`](crate::Pool) gives all its nodes one `HOME`, so they share that secret.
 #[derive(Debug)]
 pub struct TsdbProcess {
     /// The HTTP address it listens on.
@@ -389,6 +414,7 @@ pub struct TsdbProcess {
     log_path: PathBuf,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    tls_ca: Option<PathBuf>,
     child: Option<ChildGuard>,
     // Declared last: removed after the child is killed.
     work: TempDir,
@@ -412,8 +438,16 @@ impl TsdbProcess {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
+            .env("HOME", self.work.path())
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
-        let guard = spawn_and_wait_ready("tsdb-backend", cmd, &self.log_path, self.addr)?;
+        let (addr, ca) = (self.addr, self.tls_ca.clone());
+        let ping = move || match &ca {
+            None => http::ping(addr),
+            Some(ca) => Ok(crate::tls_client::TlsConn::connect(addr, ca, None)?
+                .get("/ping")?
+                .0),
+        };
+        let guard = spawn_and_wait("tsdb-backend", cmd, &self.log_path, self.addr, &ping)?;
         self.child = Some(guard);
         Ok(())
     }
@@ -423,9 +457,21 @@ impl TsdbProcess {
         self.child.as_ref().map(ChildGuard::pid)
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://` for a node built with
+    /// [`https`](TsdbProcessBuilder::https).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA its HTTPS certificate is trusted by, for a node built with
+    /// [`https`](TsdbProcessBuilder::https).
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls_ca.as_deref()
     }
 
     /// The data directory it was started with.

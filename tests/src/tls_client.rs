@@ -84,9 +84,24 @@ impl TlsConn {
 
     /// Sends one request with a body and reads one answer.
     pub fn request(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// [`request`](Self::request) with extra headers.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Answer> {
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             self.stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
         )?;
         self.stream.write_all(body)?;

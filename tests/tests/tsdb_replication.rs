@@ -669,11 +669,17 @@ fn internal_endpoints_are_hidden_from_clients() {
         );
         assert_eq!(r.header("x-tsdb-node"), Some("n0"));
     }
-    // The route exists: a peer (with the header) is answered.
+    // The route exists: the header alone is refused, a peer with the pool's secret answered.
+    let url = format!("{}/internal/replicate?origin=x%2F1&after=0", node.url());
+    let r = http::request("POST", &url, &[("X-Tsdb-Peer", "n1")], Some(b"")).expect("request");
+    assert_eq!(r.status, 401, "the peer header alone: {}", r.body);
+    let secret = std::fs::read_to_string(pool.home().join(".tsdb-backend/peer-secret"))
+        .expect("the pool's nodes created their shared secret in their HOME");
+    let bearer = format!("Bearer {}", secret.trim());
     let r = http::request(
         "POST",
-        &format!("{}/internal/replicate?origin=x%2F1&after=0", node.url()),
-        &[("X-Tsdb-Peer", "n1")],
+        &url,
+        &[("X-Tsdb-Peer", "n1"), ("Authorization", &bearer)],
         Some(b""),
     )
     .expect("request");

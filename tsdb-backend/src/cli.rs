@@ -65,6 +65,29 @@ pub struct Args {
     #[arg(long, default_value_t = 256 << 20)]
     pub replication_backlog_bytes: u64,
 
+    /// The pool's shared secret: peers send it on every `/internal/*` request and refuse
+    /// requests without it. Every node of the pool needs the same file (whitespace around
+    /// the secret is ignored). Default: `$HOME/.tsdb-backend/peer-secret`, created on first
+    /// start (random, mode 0600), or `<data-dir>/peer-secret` without `HOME`.
+    #[arg(long, value_name = "PATH", env = "TSDB_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
+
+    /// PEM certificate chain: serve HTTPS instead of HTTP on `--listen` (with `--tls-key`).
+    /// It is also this node's client certificate towards `https://` peers.
+    #[arg(long, value_name = "FILE", env = "TSDB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", env = "TSDB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle that issued the peers' certificates: `https://` peers are verified
+    /// against it (required for them; the system's roots are not used), and with TLS on,
+    /// a client certificate that verifies against it proves a peer on `/internal/*`
+    /// instead of the secret.
+    #[arg(long, value_name = "FILE", env = "TSDB_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+
     /// A YAML file with any of these options as keys (`node-id: a`, `peers: [url, ...]`,
     /// `data-dir: ...`); options given on the command line win over the file.
     #[arg(long, value_name = "FILE")]
@@ -201,6 +224,34 @@ mod tests {
         argv.extend(args);
         let err = Args::try_parse_from(argv).unwrap_err().to_string();
         assert!(err.contains("--nodeid"), "{err}");
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key_and_the_reverse() {
+        let both = Args::try_parse_from(["t", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        assert!(both.is_ok());
+        assert!(Args::try_parse_from(["t", "--tls-cert", "c.pem"]).is_err());
+        assert!(Args::try_parse_from(["t", "--tls-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn the_peer_flags_come_from_a_config_file_too() {
+        let args = config_args(
+            "peer-secret-file: /etc/pool/secret\ntls-cert: n.pem\ntls-key: n.key\npeer-ca: ca.pem\n",
+        )
+        .unwrap();
+        let mut argv = vec!["tsdb-backend".to_string()];
+        argv.extend(args);
+        let parsed = Args::try_parse_from(argv).unwrap();
+        assert_eq!(
+            parsed.peer_secret_file.as_deref(),
+            Some(std::path::Path::new("/etc/pool/secret"))
+        );
+        assert_eq!(
+            parsed.peer_ca.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert!(parsed.tls_cert.is_some() && parsed.tls_key.is_some());
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //! Handlers decode the request (query string, form body, gzip, size limit), call the line
 //! protocol parser, the storage engine or the query engine, and encode the answer in the
 //! shapes and status codes InfluxDB 1.x uses, so existing clients work unchanged.
+//!
+//! Around every handler, outermost first: the request id (`request_id.rs`), the common
+//! headers, and the panic catcher (`panics.rs`), so that even a panic's `500` carries the
+//! id and the node's headers.
 
 use crate::clock::monotonic_now;
 use crate::lineproto::{self, LineError};
 use crate::model::Precision;
+use crate::peer_auth::PeerSecret;
 use crate::query::executor::{self, QueryParams};
 use crate::query::result::{render, render_error};
 use crate::replication::shipper::{LinkState, PeerReport, Replication};
@@ -26,6 +31,8 @@ use std::sync::Arc;
 pub const INFLUXDB_VERSION: &str = "1.8.10";
 
 mod internal;
+pub mod panics;
+pub mod request_id;
 
 /// Shared state of the handlers.
 #[derive(Debug)]
@@ -35,23 +42,34 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The shippers to the peers, when the node is in a pool.
     pub replication: Option<Arc<Replication>>,
+    /// The pool's shared secret, which `/internal/*` requests must carry (or a peer's
+    /// client certificate).
+    pub peer_secret: PeerSecret,
 }
 
 /// The router with every endpoint of the node.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with `extra` routes beside the node's own (tests add a panicking one).
+fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
     Router::new()
+        .merge(extra)
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/query", get(query).post(query))
-        .merge(internal::routes())
+        .merge(internal::routes(state.clone()))
         .fallback(not_found)
+        .layer(panics::layer(state.engine.metrics().http_panics.clone()))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             add_headers,
         ))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 
@@ -522,20 +540,4 @@ fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_bodies_decode_plus_and_percent_escapes() {
-        let pairs = form_urlencoded_pairs(b"q=SELECT+%2A+FROM+%22cpu%22&db=d&bad=%zz&end=%4");
-        assert_eq!(
-            pairs,
-            vec![
-                ("q".to_string(), "SELECT * FROM \"cpu\"".to_string()),
-                ("db".to_string(), "d".to_string()),
-                ("bad".to_string(), "%zz".to_string()),
-                ("end".to_string(), "%4".to_string()),
-            ]
-        );
-    }
-}
+mod tests;

@@ -10,6 +10,9 @@
 //!  └─ query/       InfluxQL lexer, parser (AST with canonical Display), executor
 //! model.rs         Point, FieldValue, Precision: the vocabulary of all of the above
 //! clock.rs         the one place that reads wall-clock and monotonic time
+//! listener.rs      plain or TLS connections, and who is on the other end
+//! peer_auth.rs     the pool's shared secret; tls.rs: HTTPS and the peers' TLS
+//! replication/     shipping accepted writes to every peer (client.rs: how peers are called)
 //! ```
 
 pub mod cli;
@@ -17,8 +20,11 @@ pub mod clock;
 pub mod http;
 
 pub mod lineproto;
+pub mod listener;
 pub mod metrics;
 pub mod model;
+pub mod peer_auth;
 pub mod query;
 pub mod replication;
 pub mod storage;
+pub mod tls;

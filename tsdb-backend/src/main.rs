@@ -5,11 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tsdb_backend::cli::Args;
 use tsdb_backend::clock::SystemTime;
-use tsdb_backend::http::{router, AppState};
+use tsdb_backend::http::{panics, router, AppState};
 use tsdb_backend::metrics::Metrics;
+use tsdb_backend::peer_auth::{PeerSecret, SecretLocation};
+use tsdb_backend::replication::client::PeerClient;
 use tsdb_backend::replication::shipper::Replication;
 use tsdb_backend::storage::entry::Entry;
 use tsdb_backend::storage::{Engine, EngineConfig};
+use tsdb_backend::{listener, tls};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    panics::install_hook();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -39,7 +43,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the node needs to talk to its peers and its clients, read before anything starts so
+/// that a bad file stops the node at once.
+struct Security {
+    secret: PeerSecret,
+    peers: PeerClient,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+fn security(args: &Args, node_id: &str) -> anyhow::Result<Security> {
+    let location = SecretLocation::resolve(
+        args.peer_secret_file.as_deref(),
+        std::env::var_os("HOME").as_deref(),
+        &args.data_dir,
+    );
+    let loaded = location.load()?;
+    let path = location.path().display();
+    match &location {
+        SecretLocation::Given(_) if loaded.open_mode != 0 => tracing::warn!(
+            path = %path,
+            "the peer secret file may be read by group or others: chmod 600 it"
+        ),
+        SecretLocation::Given(_) => {}
+        SecretLocation::Home(_) if loaded.created => tracing::info!(
+            path = %path,
+            "created the pool's peer secret: nodes on other hosts need a copy of this file"
+        ),
+        SecretLocation::Home(_) => {}
+        SecretLocation::DataDir(_) => tracing::warn!(
+            path = %path,
+            created = loaded.created,
+            "HOME is not set: the pool's peer secret is in the data directory; nodes on other \
+             hosts need the same file (--peer-secret-file), and wiping the data directory \
+             loses it"
+        ),
+    }
+    let peer_ca = args.peer_ca.as_deref().map(tls::PeerCa::load).transpose()?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::Identity::load(cert, key)?),
+        _ => None,
+    };
+    let server_tls = identity
+        .as_ref()
+        .map(|id| tls::server_config(id, peer_ca.as_ref()))
+        .transpose()?;
+    let peers = PeerClient::new(
+        node_id,
+        &loaded.secret,
+        &args.peers,
+        peer_ca.as_ref(),
+        identity.as_ref(),
+    )?;
+    Ok(Security {
+        secret: loaded.secret,
+        peers,
+        server_tls,
+    })
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    let node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| args.listen.to_string());
+    let security = security(&args, &node_id)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,10 +117,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         fsync: args.fsync,
         checkpoint_bytes: args.checkpoint_bytes,
         default_retention_ns: args.retention,
-        node_id: args
-            .node_id
-            .clone()
-            .unwrap_or_else(|| args.listen.to_string()),
+        node_id,
         replication_backlog_bytes: (!args.peers.is_empty())
             .then_some(args.replication_backlog_bytes),
     };
@@ -61,13 +125,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         Engine::open(config, Arc::new(SystemTime), metrics)
             .with_context(|| format!("opening data directory {}", args.data_dir.display()))?,
     );
-    let result = runtime.block_on(serve(args, engine.clone()));
+    let result = runtime.block_on(serve(args, engine.clone(), security));
     engine.shutdown().context("syncing the wal at shutdown")?;
     tracing::info!("stopped");
     result
 }
 
-async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
+async fn serve(args: Args, engine: Arc<Engine>, security: Security) -> anyhow::Result<()> {
     for name in &args.create_databases {
         if engine.catalog().database(name).is_none() {
             engine
@@ -98,7 +162,8 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
         None
     } else {
         if engine.was_empty() {
-            match tsdb_backend::replication::bootstrap(&engine, &args.peers).await {
+            match tsdb_backend::replication::bootstrap(&engine, &args.peers, &security.peers).await
+            {
                 Ok(Some(peer)) => tracing::info!(peer = %peer, "rebuilt from a peer's snapshot"),
                 Ok(None) => {
                     tracing::warn!("empty data directory and no peer answered: starting empty")
@@ -106,7 +171,7 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
                 Err(e) => anyhow::bail!("rebuilding from a peer: {e}"),
             }
         }
-        let r = Replication::start(engine.clone(), &args.peers)
+        let r = Replication::start(engine.clone(), &args.peers, &security.peers)
             .context("starting replication to the peers")?;
         tracing::info!(node = engine.node_id(), origin = engine.origin(), peers = ?args.peers, "replicating");
         Some(Arc::new(r))
@@ -115,15 +180,25 @@ async fn serve(args: Args, engine: Arc<Engine>) -> anyhow::Result<()> {
         engine,
         max_body_bytes: args.max_body_size,
         replication: replication.clone(),
+        peer_secret: security.secret,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), "tsdb-backend ready");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving http")?;
+    let scheme = if security.server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %args.listen, scheme, data_dir = %args.data_dir.display(), "tsdb-backend ready");
+    listener::serve(
+        listener,
+        security.server_tls,
+        router(state),
+        shutdown_signal(),
+    )
+    .await
+    .with_context(|| format!("serving {scheme}"))?;
     sweeper.abort();
     if let Some(r) = replication {
         tokio::task::spawn_blocking(move || r.stop()).await.ok();

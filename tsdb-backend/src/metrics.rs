@@ -27,6 +27,10 @@ pub struct Metrics {
     pub replication_resyncing: IntGaugeVec,
     pub replication_shipped: IntGaugeVec,
     pub replication_resyncs: IntGaugeVec,
+    /// Internal requests refused for a missing or wrong pool secret, by `reason`.
+    pub peer_auth_failures: IntCounterVec,
+    /// Requests whose handler panicked (answered 500).
+    pub http_panics: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -60,6 +64,18 @@ impl Metrics {
             &["code"],
         )?;
         registry.register(Box::new(query_requests.clone()))?;
+        let peer_auth_failures = IntCounterVec::new(
+            Opts::new(
+                "tsdb_peer_auth_failures_total",
+                "Internal requests refused for a missing or wrong pool secret",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(peer_auth_failures.clone()))?;
+        // Both series exist from the start, so an alert on their rate sees a zero first.
+        for reason in ["missing", "wrong"] {
+            peer_auth_failures.with_label_values(&[reason]);
+        }
         let per_peer = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
             let g = IntGaugeVec::new(Opts::new(name, help), &["peer"])?;
             registry.register(Box::new(g.clone()))?;
@@ -136,6 +152,11 @@ impl Metrics {
             replication_resyncing,
             replication_shipped,
             replication_resyncs,
+            peer_auth_failures,
+            http_panics: counter(
+                "tsdb_http_panics_total",
+                "Requests whose handler panicked (answered 500)",
+            )?,
             registry,
         })
     }

@@ -17,32 +17,35 @@
 
 pub mod backlog;
 pub mod backoff;
+pub mod client;
 pub mod shipper;
 
 use crate::storage::Engine;
-use shipper::PEER_HEADER;
+use client::PeerClient;
 use std::time::Duration;
 
 /// Rebuilds a node that starts with an empty data directory from the first peer that
 /// answers: its full snapshot is merged here before the node serves. A node of a new pool
 /// finds no peer (or empty ones) and starts empty. Bounded: a few rounds over the peers.
-pub async fn bootstrap(engine: &Engine, peers: &[String]) -> Result<Option<String>, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(2)))
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into();
+pub async fn bootstrap(
+    engine: &Engine,
+    peers: &[String],
+    client: &PeerClient,
+) -> Result<Option<String>, String> {
+    let agent = client.agent(Duration::from_secs(2), Duration::from_secs(300));
     for round in 0..3 {
         for peer in peers {
             let url = format!("{}/internal/snapshot", peer.trim_end_matches('/'));
-            let (agent, node) = (agent.clone(), engine.node_id().to_string());
+            let (agent, client) = (agent.clone(), client.clone());
             let fetched = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-                let mut res = agent
-                    .get(&url)
-                    .header(PEER_HEADER, &node)
-                    .call()
-                    .map_err(|e| e.to_string())?;
+                let mut res = client.get(&agent, &url).call().map_err(|e| e.to_string())?;
+                if res.status().as_u16() == 401 {
+                    return Err(
+                        "answered 401: the peer refuses this node's pool secret (the pool's \
+                         secrets differ)"
+                            .into(),
+                    );
+                }
                 if res.status().as_u16() != 200 {
                     return Err(format!("answered {}", res.status()));
                 }

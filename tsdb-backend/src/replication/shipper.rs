@@ -5,9 +5,15 @@
 //! A failure waits with exponential backoff and full jitter. When the peer needs entries the
 //! backlog no longer holds, the peer is resynchronised: a full snapshot of this node is
 //! POSTed to `/internal/resync` and merged there.
+//!
+//! A peer that answers `401` refuses this node's proof of membership: the pool's secrets
+//! differ. The link shows `unauthorized` in `/health`, one error line says so when the link
+//! turns so, and the shipper keeps retrying with its usual backoff; the cursor stays where
+//! it is, so nothing is lost once the secrets agree.
 
 use super::backlog::{Backlog, Gap, Item};
 use super::backoff::backoff;
+use super::client::PeerClient;
 use crate::storage::Engine;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -16,9 +22,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-/// The header that marks a request as coming from a peer (see `http/internal.rs`).
-pub const PEER_HEADER: &str = "x-tsdb-peer";
 
 /// Most bytes of entries in one replicate request.
 const BATCH_BYTES: u64 = 4 << 20;
@@ -37,6 +40,9 @@ pub enum LinkState {
     Ok,
     /// The last request failed; retrying with backoff.
     Retrying,
+    /// The peer refused this node's pool secret (401): the secrets differ. Retrying with
+    /// backoff, since an operator may fix either side without restarting this one.
+    Unauthorized,
     /// The peer lacks entries the backlog no longer holds: a full resync is under way.
     Resyncing,
 }
@@ -54,6 +60,9 @@ pub struct Peer {
 struct Status {
     state: LinkState,
     last_error: Option<String>,
+    /// The failing state last logged, until a request succeeds: a resync that fails
+    /// passes through `Resyncing` on every retry, and must not log its failure each time.
+    logged_failure: Option<LinkState>,
     shipped_entries: u64,
     resyncs: u64,
 }
@@ -83,6 +92,7 @@ impl Peer {
             status: Mutex::new(Status {
                 state: LinkState::Connecting,
                 last_error: None,
+                logged_failure: None,
                 shipped_entries: 0,
                 resyncs: 0,
             }),
@@ -196,8 +206,12 @@ pub struct Replication {
 }
 
 impl Replication {
-    /// Starts one shipper thread per peer.
-    pub fn start(engine: Arc<Engine>, peer_urls: &[String]) -> std::io::Result<Replication> {
+    /// Starts one shipper thread per peer, calling them through `client`.
+    pub fn start(
+        engine: Arc<Engine>,
+        peer_urls: &[String],
+        client: &PeerClient,
+    ) -> std::io::Result<Replication> {
         let backlog = engine
             .backlog()
             .cloned()
@@ -225,12 +239,8 @@ impl Replication {
                 stop: stop.clone(),
                 cursors: shared_cursors.clone(),
                 cursors_path: cursors_path.clone(),
-                agent: ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_connect(Some(Duration::from_secs(2)))
-                    .timeout_global(Some(Duration::from_secs(120)))
-                    .build()
-                    .into(),
+                agent: client.agent(Duration::from_secs(2), Duration::from_secs(120)),
+                client: client.clone(),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -275,6 +285,7 @@ struct Shipper {
     cursors: Arc<Mutex<Cursors>>,
     cursors_path: PathBuf,
     agent: ureq::Agent,
+    client: PeerClient,
 }
 
 /// Why a request to the peer did not succeed.
@@ -282,6 +293,8 @@ struct Shipper {
 enum SendError {
     /// The peer has applied less than the cursor claims: resume from here.
     Behind(u64),
+    /// The peer refused this node's credentials (401).
+    Unauthorized(String),
     Failed(String),
 }
 
@@ -308,6 +321,7 @@ impl Shipper {
                     let mut st = self.peer.status();
                     st.state = LinkState::Ok;
                     st.last_error = None;
+                    st.logged_failure = None;
                     st.shipped_entries += shipped as u64;
                 }
                 Err(SendError::Behind(applied)) => {
@@ -315,19 +329,39 @@ impl Shipper {
                     self.peer.cursor.store(applied, Ordering::SeqCst);
                 }
                 Err(SendError::Failed(e)) => {
-                    {
-                        let mut st = self.peer.status();
-                        if st.state != LinkState::Retrying {
-                            tracing::warn!(peer = %self.peer.url, error = %e, "replication to peer failing; retrying with backoff");
-                        }
-                        st.state = LinkState::Retrying;
-                        st.last_error = Some(e);
-                    }
+                    self.failed(LinkState::Retrying, e);
+                    self.sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_MAX, &mut rng));
+                    attempt = attempt.saturating_add(1);
+                }
+                Err(SendError::Unauthorized(e)) => {
+                    self.failed(LinkState::Unauthorized, e);
                     self.sleep(backoff(attempt, BACKOFF_BASE, BACKOFF_MAX, &mut rng));
                     attempt = attempt.saturating_add(1);
                 }
             }
         }
+    }
+
+    /// Records a failed request; logs once when the link turns `state`.
+    fn failed(&self, state: LinkState, error: String) {
+        let mut st = self.peer.status();
+        if st.logged_failure != Some(state) {
+            st.logged_failure = Some(state);
+            match state {
+                LinkState::Unauthorized => tracing::error!(
+                    peer = %self.peer.url,
+                    error = %error,
+                    "the peer refuses this node's pool secret: the pool's secrets differ; give \
+                     every node the same --peer-secret-file (or the same \
+                     ~/.tsdb-backend/peer-secret); retrying with backoff"
+                ),
+                _ => {
+                    tracing::warn!(peer = %self.peer.url, error = %error, "replication to peer failing; retrying with backoff")
+                }
+            }
+        }
+        st.state = state;
+        st.last_error = Some(error);
     }
 
     fn advance(&self, applied: u64) {
@@ -355,11 +389,10 @@ impl Shipper {
     fn replicate(&self, cursor: u64, items: &[Item]) -> Result<u64, SendError> {
         let url = format!("{}/internal/replicate", self.peer.url);
         let res = self
-            .agent
-            .post(&url)
+            .client
+            .post(&self.agent, &url)
             .query("origin", self.engine.origin())
             .query("after", cursor.to_string())
-            .header(PEER_HEADER, self.engine.node_id())
             .header("content-type", "application/octet-stream")
             // A stopped peer still accepts connections: bound the wait for its answer so
             // the link shows `retrying` instead of hanging. A batch is at most 4 MiB and the
@@ -392,10 +425,9 @@ impl Shipper {
             .map_err(|e| SendError::Failed(format!("building a snapshot for resync: {e}")))?;
         let url = format!("{}/internal/resync", self.peer.url);
         let res = self
-            .agent
-            .post(&url)
+            .client
+            .post(&self.agent, &url)
             .query("origin", self.engine.origin())
-            .header(PEER_HEADER, self.engine.node_id())
             .header("content-type", "application/octet-stream")
             .send(&bytes[..]);
         let applied = self.ack(res)?;
@@ -418,6 +450,10 @@ impl Shipper {
         match (status, ack) {
             (200, Some(a)) => Ok(a.applied),
             (409, Some(a)) => Err(SendError::Behind(a.applied)),
+            (401, _) => Err(SendError::Unauthorized(format!(
+                "{}: answered 401: the peer refuses this node's pool secret",
+                self.peer.url
+            ))),
             _ => Err(SendError::Failed(format!(
                 "{}: answered {status}: {}",
                 self.peer.url,
