@@ -125,8 +125,7 @@ impl Edge {
         // is cut as one that sends too slowly.
         clock.start();
         loop {
-            // The proxy marks the head as read (`Gateway::on_connection_reuse`).
-            session.set_connection_user_context(Some(Box::new(clock.clone())));
+            // The proxy marks the head as read (`HeadTimed::head_read_on`).
             let served = tokio::select! {
                 biased;
                 served = self.proxy.process_new_http(session, shutdown) => served,

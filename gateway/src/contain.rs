@@ -19,6 +19,9 @@ pub async fn phase<T>(
     metrics: &Metrics,
     run: impl Future<Output = pingora::Result<T>>,
 ) -> pingora::Result<T> {
+    // Pinned where it is: the phase's future is large, and moving it into the wrapper
+    // would copy it once more per request.
+    let run = std::pin::pin!(run);
     match AssertUnwindSafe(run).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => Err(panicked(name, metrics, panic)),

@@ -54,24 +54,19 @@ impl From<host::HostError> for Refusal {
     }
 }
 
-/// What the rest of the pipeline needs of a normalised request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Normalized {
-    /// The host routes match against (lower case, no port, no trailing dot).
-    pub host: Option<String>,
-    /// The client asked to close the connection after this request.
-    pub close: bool,
+/// Normalises the request in place (its path, framing and headers); true when the client
+/// asked to close the connection after it. Runs once per request, before anything else
+/// reads it; [`routing_host`] is the step's second half.
+pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<bool, Refusal> {
+    let close = headers::check(req, rules.headers_with_underscores)?;
+    normalize_target(req, rules.escaped_slashes)?;
+    Ok(close)
 }
 
-/// Normalises the request in place (its path, framing and headers). Runs once per
-/// request, before anything else reads it.
-pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<Normalized, Refusal> {
-    headers::framing(req)?;
-    headers::underscores(req, rules.headers_with_underscores)?;
-    let close = headers::connection(req)?;
-    normalize_target(req, rules.escaped_slashes)?;
-    let host = host::routing_host(req)?.map(Cow::into_owned);
-    Ok(Normalized { host, close })
+/// The host routes match against (lower case, no port, no trailing dot), borrowed from the
+/// request when it is in that form already; a missing or bad `Host` is refused.
+pub fn routing_host(req: &RequestHeader) -> Result<Option<Cow<'_, str>>, Refusal> {
+    Ok(host::routing_host(req)?)
 }
 
 /// Replaces the request target's path by its normal form, keeping the query as it was. An
@@ -121,8 +116,8 @@ mod tests {
             "/public/norm/./a//b/../c?x=1&y=%2e%2e",
             &[("host", "A.example")],
         );
-        let normal = request(&mut r, &Hardening::default()).unwrap();
-        assert_eq!(normal.host.as_deref(), Some("a.example"));
+        assert_eq!(request(&mut r, &Hardening::default()), Ok(false));
+        assert_eq!(routing_host(&r).unwrap().as_deref(), Some("a.example"));
         assert_eq!(r.uri.path(), "/public/norm/a/c");
         assert_eq!(r.uri.query(), Some("x=1&y=%2e%2e"));
         assert_eq!(r.raw_path(), b"/public/norm/a/c?x=1&y=%2e%2e");
@@ -131,12 +126,12 @@ mod tests {
     #[test]
     fn an_absolute_form_target_is_sent_on_in_origin_form() {
         let mut r = get("http://a.example/x/../y?q", &[("host", "a.example")]);
-        let normal = request(&mut r, &Hardening::default()).unwrap();
-        assert_eq!(normal.host.as_deref(), Some("a.example"));
+        assert_eq!(request(&mut r, &Hardening::default()), Ok(false));
+        assert_eq!(routing_host(&r).unwrap().as_deref(), Some("a.example"));
         assert_eq!(r.raw_path(), b"/y?q");
         let mut r = get("http://a.example/y", &[("host", "a.example")]);
-        let normal = request(&mut r, &Hardening::default()).unwrap();
-        assert_eq!(normal.host.as_deref(), Some("a.example"));
+        assert_eq!(request(&mut r, &Hardening::default()), Ok(false));
+        assert_eq!(routing_host(&r).unwrap().as_deref(), Some("a.example"));
         assert_eq!(r.raw_path(), b"/y");
     }
 
@@ -158,7 +153,9 @@ mod tests {
             ),
         ];
         for (mut r, status, reason) in cases {
-            let refusal = request(&mut r, &Hardening::default()).unwrap_err();
+            let refusal = request(&mut r, &Hardening::default())
+                .and_then(|_| routing_host(&r).map(|_| false))
+                .unwrap_err();
             assert_eq!(
                 (refusal.status, refusal.reason),
                 (status, reason),
@@ -172,12 +169,7 @@ mod tests {
     fn options_star_is_left_for_routing() {
         let mut r = RequestHeader::build("OPTIONS", b"*", None).unwrap();
         r.insert_header("host", "h").unwrap();
-        assert_eq!(
-            request(&mut r, &Hardening::default())
-                .unwrap()
-                .host
-                .as_deref(),
-            Some("h")
-        );
+        assert_eq!(request(&mut r, &Hardening::default()), Ok(false));
+        assert_eq!(routing_host(&r).unwrap().as_deref(), Some("h"));
     }
 }

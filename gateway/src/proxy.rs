@@ -2,8 +2,8 @@
 //! the concern that owns it. Per-request state lives in `RequestCtx` only.
 //!
 //! ```text
-//! early_request_filter     assign the request id
-//! on_connection_reuse      the head was read: the connection's head deadline stops
+//! early_request_filter     the head was read: the connection's head deadline stops;
+//!                          assign the request id
 //! request_filter           normalise the request or refuse it (400, 501; `normalize.rs`),
 //!                          take the snapshot, match the route (404), check the declared
 //!                          body size (413), authenticate (401), authorize (403), rate limit (429), answer
@@ -45,7 +45,7 @@ use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::hardening::Hardening;
 use crate::config::policy::Cost;
 use crate::config::policy::Route;
-use crate::connection::head::HeadClock;
+use crate::connection::head::HeadTimed;
 use crate::contain;
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
@@ -496,50 +496,43 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// The request id, first: every answer from here on carries it.
+    /// The head has been read: the connection's head deadline ends; the request id, first,
+    /// as every answer from here on carries it.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(stream) = session.as_downstream().stream() {
+            HeadTimed::head_read_on(stream);
+        }
         ctx.request_id = request_id::of(session.req_header());
         Ok(())
-    }
-
-    /// The connection loop's head deadline ends here: the head has been read and parsed.
-    fn on_connection_reuse(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-        connection: Box<dyn std::any::Any + Send + Sync>,
-    ) {
-        if let Ok(clock) = connection.downcast::<Arc<HeadClock>>() {
-            clock.head_read();
-        }
     }
 
     /// Normalisation (400), route match (404), the body's declared size (413), then
     /// authentication (401) and authorization (403): one snapshot for the whole request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         contain::phase("request_filter", &self.metrics, async {
-            let normal = match normalize::request(session.req_header_mut(), &self.hardening) {
-                Ok(normal) => normal,
+            match normalize::request(session.req_header_mut(), &self.hardening) {
+                Ok(close) if close => session.set_keepalive(None),
+                Ok(_) => {}
                 Err(refusal) => return self.refuse(session, ctx, refusal).await,
-            };
-            if normal.close {
-                session.set_keepalive(None);
             }
             session
                 .as_downstream_mut()
                 .set_read_timeout(Some(self.hardening.body_idle_timeout));
-            let snapshot = self.snapshot.load_full();
             auth::strip_client_headers(session.req_header_mut());
+            let snapshot = self.snapshot.load_full();
             let req = session.req_header();
-            let route = snapshot.policy.route_index(
-                normal.host.as_deref(),
-                req.uri.path(),
-                req.method.as_str(),
-            );
+            let route = match normalize::routing_host(req) {
+                Ok(host) => snapshot.policy.route_index(
+                    host.as_deref(),
+                    req.uri.path(),
+                    req.method.as_str(),
+                ),
+                Err(refusal) => return self.refuse(session, ctx, refusal).await,
+            };
             let Some((i, route)) = route.and_then(|i| Some((i, snapshot.policy.routes.get(i)?)))
             else {
                 let message = format!("no route for {} {}", req.method, req.uri.path());

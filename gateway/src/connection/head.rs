@@ -12,7 +12,7 @@
 //! Three parties share one [`HeadClock`]: the connection loop (`Reading` at accept, `Idle`
 //! between requests, and it waits on [`HeadClock::expired`]), the stream (a read that
 //! brings bytes while `Idle` starts the clock: [`HeadTimed`]), and the proxy (the head was
-//! parsed: [`HeadClock::head_read`]). The wait between two requests is not counted: that is
+//! parsed: [`HeadTimed::head_read_on`] the session's stream). The wait between two requests is not counted: that is
 //! the listener's `idle_timeout`.
 
 use async_trait::async_trait;
@@ -128,6 +128,15 @@ pub struct HeadTimed {
 impl HeadTimed {
     pub fn new(inner: Stream, clock: Arc<HeadClock>) -> Self {
         HeadTimed { inner, clock }
+    }
+
+    /// Tells the clock of the connection under `stream`, if it is one of ours, that the
+    /// head was read: the proxy calls this once Pingora has parsed a request head.
+    pub fn head_read_on(stream: &Stream) {
+        // `as_any` of the boxed value itself, not of the box.
+        if let Some(timed) = (**stream).as_any().downcast_ref::<HeadTimed>() {
+            timed.clock.head_read();
+        }
     }
 }
 

@@ -82,6 +82,32 @@ const OWN: [&str; 7] = [
     crate::request_id::HEADER,
 ];
 
+/// All of the checks above, each run only when one pass over the headers found something
+/// for it to do (the common request has no framing, underscore or `Connection` name to
+/// look at twice); true when the client asked to close the connection.
+pub fn check(req: &mut RequestHeader, rule: Underscores) -> Result<bool, HeaderError> {
+    let (mut framed, mut underscored, mut connection) = (false, false, false);
+    for name in req.headers.keys() {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            framed = true;
+        } else if name == header::CONNECTION {
+            connection = true;
+        } else if name.as_str().contains('_') {
+            underscored = true;
+        }
+    }
+    if framed {
+        framing(req)?;
+    }
+    if underscored {
+        underscores(req, rule)?;
+    }
+    if connection {
+        return self::connection(req);
+    }
+    Ok(false)
+}
+
 /// `Content-Length` and `Transfer-Encoding` as checked above; equal `Content-Length`s
 /// become one.
 pub fn framing(req: &mut RequestHeader) -> Result<(), HeaderError> {
@@ -133,10 +159,6 @@ fn decimal(v: &[u8]) -> Option<u64> {
 
 /// Headers whose names hold an underscore, by the rules above.
 pub fn underscores(req: &mut RequestHeader, rule: Underscores) -> Result<(), HeaderError> {
-    // The common case: no such name, nothing allocated.
-    if !req.headers.keys().any(|k| k.as_str().contains('_')) {
-        return Ok(());
-    }
     let mut drop = Vec::new();
     for name in req.headers.keys() {
         let Some(dashed) = name

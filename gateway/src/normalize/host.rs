@@ -43,72 +43,69 @@ pub fn routing_host(req: &RequestHeader) -> Result<Option<Cow<'_, str>>, HostErr
         },
     };
     let invalid = || HostError::Invalid(String::from_utf8_lossy(raw).into_owned());
-    let (host, port) = split_port(raw).ok_or_else(invalid)?;
-    if !port.is_empty() && !valid_port(port) {
-        return Err(invalid());
-    }
-    let host = if host.first() == Some(&b'[') {
-        valid_ipv6_literal(host)
-            .then_some(host)
-            .ok_or_else(invalid)?
+    let (host, upper) = if raw.first() == Some(&b'[') {
+        (ipv6_literal(raw).ok_or_else(invalid)?, true)
     } else {
-        let name = host.strip_suffix(b".").unwrap_or(host);
-        valid_name(name).then_some(name).ok_or_else(invalid)?
+        name_and_port(raw).ok_or_else(invalid)?
     };
     // Only ASCII passed the checks above.
     let host = std::str::from_utf8(host).map_err(|_| invalid())?;
-    Ok(Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    Ok(Some(if upper {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
     }))
 }
 
-/// `host` and `port` (empty when there is none) of `host[:port]` or `[v6][:port]`.
-fn split_port(raw: &[u8]) -> Option<(&[u8], &[u8])> {
-    if raw.first() == Some(&b'[') {
-        let end = raw.iter().position(|&b| b == b']')?;
-        let (host, rest) = raw.split_at(end + 1);
-        return match rest {
-            [] => Some((host, &[])),
-            [b':', port @ ..] => Some((host, port)),
-            _ => None,
-        };
+/// `name[:port]` checked in one pass (the common case, on every request): dot-separated
+/// labels of letters, digits, `-` and `_`, none empty, an optional trailing dot, then an
+/// optional port. The name without its trailing dot, and whether it has upper case.
+fn name_and_port(raw: &[u8]) -> Option<(&[u8], bool)> {
+    let (mut upper, mut label, mut end) = (false, 0usize, raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+            b'A'..=b'Z' => {
+                upper = true;
+                label += 1;
+            }
+            b'.' if label > 0 => label = 0,
+            b':' => {
+                end = i;
+                if !valid_port(&raw[i + 1..]) {
+                    return None;
+                }
+                break;
+            }
+            _ => return None,
+        }
     }
-    match raw.iter().position(|&b| b == b':') {
-        Some(i) => Some((&raw[..i], &raw[i + 1..])),
-        None => Some((raw, &[])),
-    }
+    let name = &raw[..end];
+    // A last label ended by a dot: a fully qualified name, routed without the dot.
+    let name = if label == 0 { name.strip_suffix(b".")? } else { name };
+    (!name.is_empty() && name.len() <= 253).then_some((name, upper))
 }
 
+/// Empty, or a decimal number up to 65535.
 fn valid_port(port: &[u8]) -> bool {
     port.len() <= 5
-        && port.iter().all(u8::is_ascii_digit)
-        && std::str::from_utf8(port)
-            .ok()
-            .and_then(|p| p.parse::<u16>().ok())
-            .is_some()
+        && port
+            .iter()
+            .try_fold(0u32, |n, &b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+            .is_some_and(|n| n <= u32::from(u16::MAX))
 }
 
-/// Dot-separated labels of letters, digits, `-` and `_`, none empty.
-fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split(|&b| b == b'.').all(|label| {
-            !label.is_empty()
-                && label
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-fn valid_ipv6_literal(host: &[u8]) -> bool {
-    host.len() > 2
-        && host.ends_with(b"]")
-        && std::str::from_utf8(&host[1..host.len() - 1])
-            .ok()
-            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
-            .is_some()
+/// `[v6]` or `[v6]:port`: the bracketed address.
+fn ipv6_literal(raw: &[u8]) -> Option<&[u8]> {
+    let end = raw.iter().position(|&b| b == b']')?;
+    let (host, rest) = raw.split_at(end + 1);
+    let port_ok = match rest {
+        [] => true,
+        [b':', port @ ..] => valid_port(port),
+        _ => false,
+    };
+    let address = std::str::from_utf8(&host[1..end]).ok()?;
+    (port_ok && address.parse::<std::net::Ipv6Addr>().is_ok()).then_some(host)
 }
 
 #[cfg(test)]

@@ -77,20 +77,27 @@ pub fn normalize(path: &str, slashes: EscapedSlashes) -> Result<Option<String>, 
     Ok((out != path).then_some(out))
 }
 
-/// No escape, no backslash, no empty segment (but a trailing slash) and no dot segment:
-/// nothing to do.
+/// No escape, no backslash, no empty segment (but a trailing slash) and no dot segment,
+/// with or without parameters: nothing to do. One pass, as it runs on every request.
 fn is_normal(path: &[u8]) -> bool {
-    if path.iter().any(|&b| b == b'%' || b == b'\\') {
-        return false;
-    }
-    // The path starts with '/': the segments are what follows it, split on '/'.
-    let mut segments = path[1..].split(|&b| b == b'/').peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        match seg {
-            b"." | b".." => return false,
-            b"" if !last => return false,
-            _ if seg.starts_with(b".;") || seg.starts_with(b"..;") => return false,
+    for (i, &b) in path.iter().enumerate() {
+        match b {
+            b'%' | b'\\' => return false,
+            b'/' => {
+                let segment = &path[i + 1..];
+                match segment.first() {
+                    Some(b'/') => return false,
+                    Some(b'.') => {
+                        // `.` or `..`, alone, before a slash or before parameters.
+                        let rest = &segment[1..];
+                        let rest = rest.strip_prefix(b".").unwrap_or(rest);
+                        if matches!(rest.first(), None | Some(b'/' | b';')) {
+                            return false;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
