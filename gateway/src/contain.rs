@@ -14,18 +14,18 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 /// Runs an async phase; a panic in it becomes a 500 error naming the phase.
-pub async fn phase<T>(
+///
+/// A plain function returning the wrapped future, not an `async fn`: the phase's future is
+/// large, and an `async fn` would hold it twice in its own state (the argument and the
+/// value it awaits), copying both into each boxed phase of every request.
+pub fn phase<'a, T: 'a>(
     name: &'static str,
-    metrics: &Metrics,
-    run: impl Future<Output = pingora::Result<T>>,
-) -> pingora::Result<T> {
-    // Pinned where it is: the phase's future is large, and moving it into the wrapper
-    // would copy it once more per request.
-    let run = std::pin::pin!(run);
-    match AssertUnwindSafe(run).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => Err(panicked(name, metrics, panic)),
-    }
+    metrics: &'a Metrics,
+    run: impl Future<Output = pingora::Result<T>> + 'a,
+) -> impl Future<Output = pingora::Result<T>> + 'a {
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .map(move |caught| caught.unwrap_or_else(|panic| Err(panicked(name, metrics, panic))))
 }
 
 /// Runs a phase that cannot fail; after a panic, `or` stands in for its result.
