@@ -121,15 +121,17 @@ impl Edge {
         // Pipelined requests are answered in order instead of being dropped with the
         // connection after an answer that said keep-alive.
         session.set_pipelining_enabled(true);
-        // The first head's time runs from the accept: a client that sends nothing at all
-        // is cut as one that sends too slowly.
-        clock.start();
+        // The first head's time runs from the accept (`HeadClock::new`): a client that
+        // sends nothing at all is cut as one that sends too slowly. One watch for the
+        // connection's life, so no request pays for setting it up.
+        let watch = clock.watch();
+        tokio::pin!(watch);
         loop {
             // The proxy marks the head as read (`HeadTimed::head_read_on`).
             let served = tokio::select! {
                 biased;
                 served = self.proxy.process_new_http(session, shutdown) => served,
-                () = clock.expired() => {
+                () = &mut watch => {
                     // Dropping the request drops the connection: nothing was answered yet.
                     self.metrics.refusal(&self.listener, "head_timeout");
                     tracing::debug!(listener = %self.listener, "request head not complete in time: connection closed");

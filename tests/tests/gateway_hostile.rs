@@ -610,6 +610,62 @@ fn a_slowloris_client_is_cut_at_the_head_deadline_while_others_are_served() {
 }
 
 #[test]
+fn a_slow_head_on_a_kept_connection_is_cut_by_its_first_byte_after_the_deadline() {
+    let s = setup_with(&[("request_head_timeout", "1s")]);
+    let deadline = Duration::from_secs(1);
+    let mut c = TcpStream::connect(s.gw.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    c.write_all(format!("GET /public/first HTTP/1.1\r\nHost: {}\r\n\r\n", s.gw.addr).as_bytes())
+        .unwrap();
+    let n = eventually("the first answer", |_| match c.read(&mut buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Ok(None),
+    })
+    .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The second head trickles, one byte every 200 ms.
+    let start = clock::now();
+    let mut cut = None;
+    let trickle = format!(
+        "GET /public/slow2 HTTP/1.1\r\nHost: {}\r\nX-Slow: {}",
+        s.gw.addr,
+        "a".repeat(200)
+    );
+    for b in trickle.bytes() {
+        if clock::now().duration_since(start) > deadline + patience() {
+            break;
+        }
+        if c.write_all(&[b]).is_err() {
+            cut = Some(clock::now().duration_since(start));
+            break;
+        }
+        match c.read(&mut buf) {
+            Ok(0) => {
+                cut = Some(clock::now().duration_since(start));
+                break;
+            }
+            Ok(_) => panic!("the slow head got an answer"),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                cut = Some(clock::now().duration_since(start));
+                break;
+            }
+        }
+    }
+    let cut = cut.expect("the slow second head was never cut");
+    assert!(
+        cut >= deadline,
+        "cut after {cut:?}, before the {deadline:?} deadline"
+    );
+    assert_eq!(s.up.requests_for("/public/slow2"), 0);
+    assert_eq!(refusals(&s.gw, "head_timeout"), 1);
+}
+
+#[test]
 fn an_idle_keep_alive_connection_has_no_head_deadline_between_requests() {
     let s = setup_with(&[("request_head_timeout", "1s"), ("idle_timeout", "30s")]);
     let mut c = TcpStream::connect(s.gw.addr).unwrap();

@@ -5,23 +5,32 @@
 //! ```text
 //!            accept / first byte of a keep-alive request       head parsed
 //!   Idle ─────────────────────────────────────────▶ Reading ─────────────▶ Done
-//!    ▲                                                 │ timeout passed: the connection is cut
+//!    ▲                                                 │ timeout passed: Expired, cut
 //!    └───────────────── answer sent, connection kept ◀─┘ (from Done)
 //! ```
 //!
 //! Three parties share one [`HeadClock`]: the connection loop (`Reading` at accept, `Idle`
-//! between requests, and it waits on [`HeadClock::expired`]), the stream (a read that
-//! brings bytes while `Idle` starts the clock: [`HeadTimed`]), and the proxy (the head was
-//! parsed: [`HeadTimed::head_read_on`] the session's stream). The wait between two requests is not counted: that is
-//! the listener's `idle_timeout`.
+//! between requests; it waits on [`HeadClock::watch`]), the stream (a read that brings bytes
+//! starts the clock when `Idle` and checks it when `Reading`: [`HeadTimed`]), and the proxy
+//! (the head was parsed: [`HeadTimed::head_read_on`] the session's stream).
+//!
+//! Cost, since it runs for every request: the first head of a connection has a timer, so a
+//! client that connects and then sends nothing, or too little, is cut exactly at the
+//! deadline. Later heads are timed by the bytes themselves: each read of a head that brings
+//! bytes after the deadline cuts the connection, with no timer set or cancelled per request.
+//! A later head that stops arriving altogether waits no longer than any idle connection
+//! (`idle_timeout`, Pingora's wait for each read of a keep-alive connection): a slow client
+//! cannot hold a connection longer than a silent one may.
 
 use async_trait::async_trait;
+use futures_util::task::AtomicWaker;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,13 +38,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// No head is being read.
 const IDLE: u64 = 0;
 /// The head has been read.
 const DONE: u64 = u64::MAX;
+/// A head took longer than the timeout: the connection is to be cut.
+const EXPIRED: u64 = u64::MAX - 1;
+/// The connection's first head, read since the accept (the clock's origin).
+const FIRST: u64 = 1;
 // Any other value: a head is being read since (value - 1) ns after the clock's origin.
 
 /// The head deadline of one connection.
@@ -44,30 +56,26 @@ pub struct HeadClock {
     timeout: Duration,
     origin: Instant,
     state: AtomicU64,
-    started: Notify,
+    /// The connection loop's [`HeadClock::watch`], woken when a head expires.
+    watcher: AtomicWaker,
 }
 
 impl HeadClock {
-    /// A clock for heads that must arrive within `timeout`, idle until told otherwise.
+    /// The clock of a connection accepted now: its first head is being read from now on,
+    /// and must end within `timeout`.
     pub fn new(timeout: Duration) -> Arc<Self> {
         Arc::new(HeadClock {
             timeout,
             origin: Instant::now(),
-            state: AtomicU64::new(IDLE),
-            started: Notify::new(),
+            state: AtomicU64::new(FIRST),
+            watcher: AtomicWaker::new(),
         })
     }
 
+    /// The state value for a head read since now.
     fn reading_since_now(&self) -> u64 {
-        let ns = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(DONE - 2);
-        ns.saturating_add(1).min(DONE - 1)
-    }
-
-    /// A head is being read from now on (a new connection's first request).
-    pub fn start(&self) {
-        self.state
-            .store(self.reading_since_now(), Ordering::Release);
-        self.started.notify_one();
+        let ns = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(EXPIRED - 1);
+        ns.saturating_add(1).min(EXPIRED - 1)
     }
 
     /// Between two requests: the next head's time starts at its first byte.
@@ -77,43 +85,68 @@ impl HeadClock {
 
     /// The head was parsed: no deadline until the next request.
     pub fn head_read(&self) {
-        self.state.store(DONE, Ordering::Release);
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s != EXPIRED).then_some(DONE)
+            });
     }
 
-    /// Bytes arrived: if no head was being read, one is now.
+    /// Bytes arrived: if no head was being read, one is now; if one was, and for longer than
+    /// the timeout, its time is up.
     fn bytes_arrived(&self) {
-        if self.state.load(Ordering::Acquire) == IDLE
-            && self
-                .state
-                .compare_exchange(
-                    IDLE,
-                    self.reading_since_now(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-        {
-            self.started.notify_one();
-        }
-    }
-
-    /// Resolves when a head has been read for longer than the timeout; pending for ever
-    /// while the head is done or (until bytes arrive) while the connection is idle.
-    pub async fn expired(&self) {
-        loop {
-            match self.state.load(Ordering::Acquire) {
-                IDLE => self.started.notified().await,
-                DONE => std::future::pending::<()>().await,
-                since => {
-                    let began = self.origin + Duration::from_nanos(since - 1);
-                    tokio::time::sleep_until(began + self.timeout).await;
-                    // Still the same head, not yet read: its time is up.
-                    if self.state.load(Ordering::Acquire) == since {
-                        return;
-                    }
+        match self.state.load(Ordering::Acquire) {
+            DONE | EXPIRED => {}
+            IDLE => {
+                let now = self.reading_since_now();
+                let _ = self
+                    .state
+                    .compare_exchange(IDLE, now, Ordering::AcqRel, Ordering::Acquire);
+            }
+            since => {
+                let began = self.origin + Duration::from_nanos(since - 1);
+                if began.elapsed() >= self.timeout {
+                    self.expire(since);
                 }
             }
         }
+    }
+
+    /// Marks the head that began at `since` as out of time, unless it ended meanwhile.
+    fn expire(&self, since: u64) {
+        if self
+            .state
+            .compare_exchange(since, EXPIRED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.watcher.wake();
+        }
+    }
+
+    /// Resolves when a head is out of time: the first one at its deadline, later ones when
+    /// their bytes come in after it. One future per connection, polled across its requests
+    /// (each poll: an atomic load and a waker check); its one timer is dropped as soon as the
+    /// first head is read.
+    pub async fn watch(&self) {
+        let mut first = Some(Box::pin(tokio::time::sleep_until(
+            self.origin + self.timeout,
+        )));
+        std::future::poll_fn(|cx| {
+            self.watcher.register(cx.waker());
+            if let Some(timer) = first.as_mut() {
+                if self.state.load(Ordering::Acquire) != FIRST {
+                    first = None;
+                } else if timer.as_mut().poll(cx).is_ready() {
+                    first = None;
+                    self.expire(FIRST);
+                }
+            }
+            match self.state.load(Ordering::Acquire) {
+                EXPIRED => Poll::Ready(()),
+                _ => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
@@ -259,55 +292,91 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const TIMEOUT: Duration = Duration::from_secs(10);
+    const MS: Duration = Duration::from_millis(1);
 
-    /// Whether `expired` has resolved after the time moved by `by`.
-    async fn expired_after(clock: &HeadClock, by: Duration) -> bool {
+    /// Whether the watch resolves while the time moves by `by`.
+    async fn fires_within(
+        watch: Pin<&mut impl std::future::Future<Output = ()>>,
+        by: Duration,
+    ) -> bool {
         tokio::select! {
             biased;
-            () = clock.expired() => true,
+            () = watch => true,
             () = tokio::time::sleep(by) => false,
         }
     }
 
+    /// A stream over one end of a pipe, and the other end to write from.
+    fn timed(clock: &Arc<HeadClock>) -> (HeadTimed, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(1024);
+        (HeadTimed::new(Box::new(server), clock.clone()), client)
+    }
+
+    async fn send(stream: &mut HeadTimed, client: &mut tokio::io::DuplexStream, bytes: &[u8]) {
+        client.write_all(bytes).await.unwrap();
+        let mut buf = vec![0u8; bytes.len()];
+        stream.read_exact(&mut buf).await.unwrap();
+    }
+
     #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn a_head_that_takes_longer_than_the_timeout_expires_exactly_then() {
+    async fn a_first_head_not_read_by_the_deadline_is_cut_exactly_then() {
         let clock = HeadClock::new(TIMEOUT);
-        clock.start();
-        let waiting = clock.clone();
-        let waiter = tokio::spawn(async move { waiting.expired().await });
-        tokio::time::sleep(TIMEOUT - Duration::from_millis(1)).await;
-        assert!(!waiter.is_finished(), "expired 1 ms before the timeout");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        tokio::task::yield_now().await;
-        assert!(waiter.is_finished(), "not expired 1 ms after the timeout");
+        let watch = clock.watch();
+        tokio::pin!(watch);
+        assert!(
+            !fires_within(watch.as_mut(), TIMEOUT - MS).await,
+            "fired 1 ms early"
+        );
+        assert!(
+            fires_within(watch.as_mut(), 2 * MS).await,
+            "not fired 1 ms late"
+        );
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_head_read_in_time_never_expires() {
         let clock = HeadClock::new(TIMEOUT);
-        clock.start();
-        tokio::time::sleep(TIMEOUT / 2).await;
+        let watch = clock.watch();
+        tokio::pin!(watch);
+        assert!(!fires_within(watch.as_mut(), TIMEOUT / 2).await);
         clock.head_read();
-        assert!(!expired_after(&clock, TIMEOUT * 10).await);
+        assert!(!fires_within(watch.as_mut(), TIMEOUT * 10).await);
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn an_idle_connection_has_no_head_deadline_until_bytes_arrive() {
+    async fn a_later_head_is_cut_by_the_first_byte_after_its_deadline() {
         let clock = HeadClock::new(TIMEOUT);
-        let (client, server) = tokio::io::duplex(64);
-        let mut stream = HeadTimed::new(Box::new(server), clock.clone());
+        let (mut stream, mut client) = timed(&clock);
+        let watch = clock.watch();
+        tokio::pin!(watch);
+        clock.head_read();
         clock.idle();
-        assert!(
-            !expired_after(&clock, TIMEOUT * 3).await,
-            "idle time is not head time"
-        );
+        // Idle for longer than the timeout: idle time is not head time.
+        assert!(!fires_within(watch.as_mut(), TIMEOUT * 3).await);
+        // The next head begins; a byte just before its deadline keeps it alive...
+        send(&mut stream, &mut client, b"G").await;
+        tokio::time::advance(TIMEOUT - MS).await;
+        send(&mut stream, &mut client, b"E").await;
+        assert!(!fires_within(watch.as_mut(), MS / 2).await);
+        // ...and the first byte at it cuts the connection.
+        tokio::time::advance(MS).await;
+        send(&mut stream, &mut client, b"T").await;
+        assert!(fires_within(watch.as_mut(), MS).await);
+    }
 
-        // One byte of the next head: its clock starts now.
-        let mut client = client;
-        client.write_all(b"G").await.unwrap();
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.unwrap();
-        assert!(!expired_after(&clock, TIMEOUT - Duration::from_millis(1)).await);
-        assert!(expired_after(&clock, Duration::from_millis(2)).await);
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_head_read_after_its_deadline_but_before_a_byte_said_so_is_kept() {
+        let clock = HeadClock::new(TIMEOUT);
+        let (mut stream, mut client) = timed(&clock);
+        let watch = clock.watch();
+        tokio::pin!(watch);
+        clock.head_read();
+        clock.idle();
+        send(&mut stream, &mut client, b"GET / HTTP/1.1\r\n").await;
+        tokio::time::advance(TIMEOUT * 2).await;
+        // The proxy parsed it before any late byte was read: it is served.
+        clock.head_read();
+        send(&mut stream, &mut client, b"body").await;
+        assert!(!fires_within(watch.as_mut(), TIMEOUT).await);
     }
 }

@@ -82,7 +82,11 @@ fn name_and_port(raw: &[u8]) -> Option<(&[u8], bool)> {
     }
     let name = &raw[..end];
     // A last label ended by a dot: a fully qualified name, routed without the dot.
-    let name = if label == 0 { name.strip_suffix(b".")? } else { name };
+    let name = if label == 0 {
+        name.strip_suffix(b".")?
+    } else {
+        name
+    };
     (!name.is_empty() && name.len() <= 253).then_some((name, upper))
 }
 
@@ -91,7 +95,9 @@ fn valid_port(port: &[u8]) -> bool {
     port.len() <= 5
         && port
             .iter()
-            .try_fold(0u32, |n, &b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+            .try_fold(0u32, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+            })
             .is_some_and(|n| n <= u32::from(u16::MAX))
 }
 
