@@ -812,7 +812,9 @@ impl ProxyHttp for Gateway {
             backend_headers(session, ctx, upstream)?;
             // An HTTP/1.0 client may send no Host, and an HTTP/1.1 backend needs one: the
             // backend's own address, as nginx's default `proxy_set_header Host $proxy_host`.
-            if !upstream.headers.contains_key(http::header::HOST) {
+            if session.req_header().version == http::Version::HTTP_10
+                && !upstream.headers.contains_key(http::header::HOST)
+            {
                 if let Some(backend) = ctx.tries.tried().last() {
                     upstream.insert_header(http::header::HOST, backend.to_string())?;
                 }
