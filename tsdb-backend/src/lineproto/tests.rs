@@ -842,3 +842,29 @@ fn a_cached_key_does_not_hide_an_error_in_a_later_line() {
     assert_eq!(batch.errors[0].line, 2);
     assert_eq!(batch.points[1].tags[0].1, "a b");
 }
+
+// ---- hostile input (issue 16) ----
+
+/// Issue 16: one outside corpus of malformed lines dropped the connection on lines like
+/// this one instead of answering 400; the line is named and the good lines are kept.
+#[test]
+fn a_string_field_ending_in_a_backslash_is_a_named_error_not_a_panic() {
+    for body in [
+        "cpu v=1 1\nm f=\"x\\",
+        "cpu v=1 1\nm f=\"x\\\n",
+        "cpu v=1 1\nm f=\"x\\\\",
+    ] {
+        let batch = parse(body);
+        assert_eq!(batch.points.len(), 1, "{body:?}");
+        assert_eq!(batch.points[0].timestamp, 1);
+        assert_eq!(batch.errors.len(), 1, "{body:?}");
+        assert_eq!(batch.errors[0].line, 2);
+        assert_eq!(
+            batch.errors[0].to_string(),
+            format!(
+                "unable to parse '{}': unbalanced quotes",
+                body[10..].trim_end_matches('\n')
+            )
+        );
+    }
+}
