@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod devcerts;
 pub mod forwarded;
+pub mod fuzz;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
