@@ -470,3 +470,28 @@ async fn query_inner(st: &AppState, method: &Method, params: &Params) -> Respons
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 16: a key ending in a backslash panicked the parser and the client got an empty
+    /// reply; now the write of the good lines goes on and the 400 names the bad one.
+    #[test]
+    fn a_write_with_a_key_ending_in_a_backslash_is_a_partial_write_naming_the_line() {
+        let body = b"cpu v=1 1\ncpu v=2 2\nc,p\\\\";
+        let parsed = lineproto::parse_lines(body, Precision::Nanoseconds, 0);
+        assert_eq!(parsed.points.len(), 2);
+        let report = WriteReport {
+            written: parsed.points.len(),
+            rejected: Vec::new(),
+        };
+        let WriteOutcome::Partial { reasons, dropped } = outcome(parsed.errors, report) else {
+            panic!("not a partial write");
+        };
+        assert_eq!(
+            format!("partial write: {} dropped={dropped}", reasons.join("\n")),
+            "partial write: unable to parse 'c,p\\\\': missing tag value dropped=1"
+        );
+    }
+}
