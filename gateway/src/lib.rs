@@ -39,6 +39,7 @@ pub mod connection;
 pub mod contain;
 pub mod devcerts;
 pub mod forwarded;
+pub mod fuzz;
 pub mod health;
 pub mod metrics;
 pub mod normalize;

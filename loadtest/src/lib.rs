@@ -28,6 +28,7 @@ pub mod clock;
 pub mod compare;
 pub mod engine;
 pub mod events;
+pub mod fuzz;
 pub mod html;
 pub mod progress;
 pub mod record;

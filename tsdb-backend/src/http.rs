@@ -12,18 +12,17 @@ use crate::clock::monotonic_now;
 use crate::lineproto::{self, LineError};
 use crate::model::Precision;
 use crate::peer_auth::PeerSecret;
-use crate::query::executor::{self, QueryParams};
+use crate::query::executor;
 use crate::query::result::{render, render_error};
 use crate::replication::shipper::{LinkState, PeerReport, Replication};
 use crate::storage::{Engine, RawLines, Rejection, StorageError, WriteReport};
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -32,7 +31,10 @@ pub const INFLUXDB_VERSION: &str = "1.8.10";
 
 mod internal;
 pub mod panics;
+pub mod params;
 pub mod request_id;
+
+use params::Params;
 
 /// Shared state of the handlers.
 #[derive(Debug)]
@@ -348,11 +350,12 @@ fn storage_error_status(e: &StorageError) -> StatusCode {
 
 async fn write_v1(
     State(st): State<Arc<AppState>>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = monotonic_now();
+    let params = params::from_query(query.as_deref());
     let res = write_v1_inner(&st, &params, &headers, body).await;
     let m = st.engine.metrics();
     m.write_requests
@@ -364,22 +367,13 @@ async fn write_v1(
 
 async fn write_v1_inner(
     st: &AppState,
-    params: &HashMap<String, String>,
+    params: &Params,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let db = params.get("db").map(String::as_str).unwrap_or("");
-    if db.is_empty() {
-        return error_response(StatusCode::BAD_REQUEST, "database is required");
-    }
-    let precision_text = params.get("precision").map(String::as_str).unwrap_or("");
-    let Some(precision) = Precision::parse(precision_text) else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "invalid precision \"{precision_text}\": expected one of n, ns, u, us, ms, s, m, h"
-            ),
-        );
+    let (db, precision) = match params::write_target(params) {
+        Ok(target) => target,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
     let body = match read_body(headers, body, st.max_body_bytes).await {
         Ok(b) => b,
@@ -403,10 +397,11 @@ async fn write_v1_inner(
 /// to the database named by the bucket. Errors use the 2.x shape `{"code":..,"message":..}`.
 async fn write_v2(
     State(st): State<Arc<AppState>>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let params = params::from_query(query.as_deref());
     let v2_error = |code: StatusCode, kind: &str, message: &str| {
         json_response(
             code,
@@ -454,11 +449,12 @@ async fn write_v2(
 async fn query(
     State(st): State<Arc<AppState>>,
     method: Method,
-    Query(mut params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = monotonic_now();
+    let mut params = params::from_query(query.as_deref());
     // POST bodies may carry the parameters as a form, as the InfluxDB clients send them.
     let is_form = headers
         .get(header::CONTENT_TYPE)
@@ -466,11 +462,7 @@ async fn query(
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if method == Method::POST && is_form {
         match read_body(&headers, body, st.max_body_bytes).await {
-            Ok(b) => {
-                for (k, v) in form_urlencoded_pairs(&b) {
-                    params.entry(k).or_insert(v);
-                }
-            }
+            Ok(b) => params::add_form(&mut params, &b),
             Err(e) => return error_response(e.status(), &e.to_string()),
         }
     }
@@ -483,60 +475,18 @@ async fn query(
     res
 }
 
-async fn query_inner(st: &AppState, method: &Method, params: &HashMap<String, String>) -> Response {
-    let Some(text) = params.get("q").filter(|q| !q.trim().is_empty()) else {
-        return error_response(StatusCode::BAD_REQUEST, "missing required parameter \"q\"");
+async fn query_inner(st: &AppState, method: &Method, params: &Params) -> Response {
+    let request = match params::query_request(params, method == Method::POST) {
+        Ok(request) => request,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
-    // As InfluxDB: any `epoch=` asks for integer times, an unknown unit means nanoseconds.
-    let epoch = match params.get("epoch").map(String::as_str) {
-        None | Some("") => None,
-        Some(e) => Some(Precision::parse(e).unwrap_or(Precision::Nanoseconds)),
-    };
-    let qp = QueryParams {
-        db: params.get("db").cloned().unwrap_or_default(),
-        rp: params.get("rp").cloned().unwrap_or_default(),
-        allow_writes: method == Method::POST,
-    };
-    match executor::run(&st.engine, text, &qp).await {
-        Ok(results) => json_response(StatusCode::OK, render(&results, epoch)),
+    match executor::run(&st.engine, request.text, &request.params).await {
+        Ok(results) => json_response(StatusCode::OK, render(&results, request.epoch)),
         Err(executor::RunError::Parse(e)) => error_response(
             StatusCode::BAD_REQUEST,
             &format!("error parsing query: {e}"),
         ),
     }
-}
-
-/// Decodes `application/x-www-form-urlencoded` pairs.
-fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
-    let decode = |s: &[u8]| -> String {
-        let mut out = Vec::with_capacity(s.len());
-        let mut i = 0;
-        while i < s.len() {
-            match s[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < s.len() => {
-                    let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
-                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                        Some(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        None => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    body.split(|b| *b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.iter().position(|b| *b == b'=') {
-            Some(eq) => (decode(&pair[..eq]), decode(&pair[eq + 1..])),
-            None => (decode(pair), String::new()),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod fuzz;
 pub mod http;
 
 pub mod lineproto;

@@ -494,23 +494,30 @@ impl Jwks {
     /// Loads the key set once; this first load must succeed. `refresh` is the interval
     /// [`Jwks::refresh_if_due`] keeps.
     pub fn load(source: JwksSource, refresh: Duration) -> Result<Jwks, JwksError> {
-        let agent = match &source {
-            JwksSource::File(_) => None,
-            JwksSource::Url(url) => {
-                if !url.starts_with("http://") {
-                    return Err(JwksError::UnsupportedUrl(url.clone()));
-                }
-                Some(
-                    ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .timeout_global(Some(FETCH_TIMEOUT))
-                        .build()
-                        .new_agent(),
-                )
-            }
-        };
+        let agent = agent_for(&source)?;
         let bytes = fetch(&source, agent.as_ref())?;
-        let mut set = KeySet::from_json(&bytes)?;
+        Jwks::with_agent(source, refresh, agent, &bytes)
+    }
+
+    /// A key set from a document already read, as [`Jwks::load`] would build it from the
+    /// same bytes; refreshes read `source` again. For tests and the `jwt` fuzz target,
+    /// which verify against a fixed set without a file.
+    pub fn from_json(
+        source: JwksSource,
+        refresh: Duration,
+        bytes: &[u8],
+    ) -> Result<Jwks, JwksError> {
+        let agent = agent_for(&source)?;
+        Jwks::with_agent(source, refresh, agent, bytes)
+    }
+
+    fn with_agent(
+        source: JwksSource,
+        refresh: Duration,
+        agent: Option<ureq::Agent>,
+        bytes: &[u8],
+    ) -> Result<Jwks, JwksError> {
+        let mut set = KeySet::from_json(bytes)?;
         set.version = 1;
         log_rejected(&source, &set);
         Ok(Jwks {
@@ -619,6 +626,25 @@ fn log_rejected(source: &JwksSource, set: &KeySet) {
     for rejected in set.rejected() {
         tracing::warn!(source = %source, "jwks: {rejected}; key ignored");
     }
+}
+
+/// The HTTP client for a URL source (`http://` only), none for a file.
+fn agent_for(source: &JwksSource) -> Result<Option<ureq::Agent>, JwksError> {
+    Ok(match source {
+        JwksSource::File(_) => None,
+        JwksSource::Url(url) => {
+            if !url.starts_with("http://") {
+                return Err(JwksError::UnsupportedUrl(url.clone()));
+            }
+            Some(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(FETCH_TIMEOUT))
+                    .build()
+                    .new_agent(),
+            )
+        }
+    })
 }
 
 fn fetch(source: &JwksSource, agent: Option<&ureq::Agent>) -> Result<Vec<u8>, JwksError> {

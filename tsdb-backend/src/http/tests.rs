@@ -9,20 +9,6 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use tower::ServiceExt;
 
-#[test]
-fn form_bodies_decode_plus_and_percent_escapes() {
-    let pairs = form_urlencoded_pairs(b"q=SELECT+%2A+FROM+%22cpu%22&db=d&bad=%zz&end=%4");
-    assert_eq!(
-        pairs,
-        vec![
-            ("q".to_string(), "SELECT * FROM \"cpu\"".to_string()),
-            ("db".to_string(), "d".to_string()),
-            ("bad".to_string(), "%zz".to_string()),
-            ("end".to_string(), "%4".to_string()),
-        ]
-    );
-}
-
 const SECRET: &str = "pool-secret-for-tests";
 
 /// A node on a temp dir (kept alive by the returned guard) and its router, with a `/boom`
@@ -272,5 +258,25 @@ fn a_panic_during_a_request_is_logged_once_at_error_with_its_request_id() {
     assert!(
         lines[0].contains("http/tests.rs"),
         "where it happened: {text}"
+    );
+}
+
+/// Issue 16: a key ending in a backslash panicked the parser and the client got an empty
+/// reply; now the write of the good lines goes on and the 400 names the bad one.
+#[test]
+fn a_write_with_a_key_ending_in_a_backslash_is_a_partial_write_naming_the_line() {
+    let body = b"cpu v=1 1\ncpu v=2 2\nc,p\\\\";
+    let parsed = lineproto::parse_lines(body, Precision::Nanoseconds, 0);
+    assert_eq!(parsed.points.len(), 2);
+    let report = WriteReport {
+        written: parsed.points.len(),
+        rejected: Vec::new(),
+    };
+    let WriteOutcome::Partial { reasons, dropped } = outcome(parsed.errors, report) else {
+        panic!("not a partial write");
+    };
+    assert_eq!(
+        format!("partial write: {} dropped={dropped}", reasons.join("\n")),
+        "partial write: unable to parse 'c,p\\\\': missing tag value dropped=1"
     );
 }

@@ -181,11 +181,14 @@ pub(super) fn find_any<const N: usize>(bytes: &[u8], mut from: usize, needles: [
 /// The position after the byte a backslash at `i` escapes. In the series key InfluxDB
 /// takes every byte after a backslash as escaped, even another backslash, so in `a\\,b`
 /// the comma is escaped too: a run of backslashes escapes the byte after the run.
+///
+/// A run that ends the line escapes nothing and ends at the line's end: one past it, the
+/// series key of `c,p\\` was sliced beyond the line and the parse panicked (issue 16).
 fn past_escape(b: &[u8], mut i: usize) -> usize {
     while b.get(i) == Some(&b'\\') {
         i += 1;
     }
-    i + 1
+    (i + 1).min(b.len())
 }
 
 /// `tag_set`: tags up to the space before the fields, returned sorted by key.

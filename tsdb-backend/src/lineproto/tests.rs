@@ -842,3 +842,51 @@ fn a_cached_key_does_not_hide_an_error_in_a_later_line() {
     assert_eq!(batch.errors[0].line, 2);
     assert_eq!(batch.points[1].tags[0].1, "a b");
 }
+
+// ---- hostile input (issue 16) ----
+
+/// Issue 16: one outside corpus of malformed lines dropped the connection on lines like
+/// this one instead of answering 400; the line is named and the good lines are kept.
+#[test]
+fn a_string_field_ending_in_a_backslash_is_a_named_error_not_a_panic() {
+    for body in [
+        "cpu v=1 1\nm f=\"x\\",
+        "cpu v=1 1\nm f=\"x\\\n",
+        "cpu v=1 1\nm f=\"x\\\\",
+    ] {
+        let batch = parse(body);
+        assert_eq!(batch.points.len(), 1, "{body:?}");
+        assert_eq!(batch.points[0].timestamp, 1);
+        assert_eq!(batch.errors.len(), 1, "{body:?}");
+        assert_eq!(batch.errors[0].line, 2);
+        assert_eq!(
+            batch.errors[0].to_string(),
+            format!(
+                "unable to parse '{}': unbalanced quotes",
+                body[10..].trim_end_matches('\n')
+            )
+        );
+    }
+}
+
+/// Issue 16, found by the `lineproto` fuzz target (`fuzz/regressions/lineproto/`): a
+/// series key ending in a run of backslashes was sliced past the end of its line.
+#[test]
+fn a_series_key_ending_in_a_backslash_is_a_named_error_not_a_panic() {
+    for (bad, kind) in [
+        ("c,p\\\\", LineErrorKind::MissingTagValue),
+        ("c,p\\", LineErrorKind::MissingTagValue),
+        ("m\\", LineErrorKind::MissingFields),
+        ("m\\\\\\", LineErrorKind::MissingFields),
+        ("c,t=v\\\\", LineErrorKind::MissingFields),
+    ] {
+        // Last, as a backslash before a newline escapes it (and joins the next line).
+        let batch = parse(&format!("cpu v=1 1\ncpu v=2 2\n{bad}"));
+        let times: Vec<i64> = batch.points.iter().map(|p| p.timestamp).collect();
+        assert_eq!(times, [1, 2], "{bad:?}");
+        assert_eq!(batch.errors.len(), 1, "{bad:?}");
+        assert_eq!(batch.errors[0].line, 3);
+        assert_eq!(batch.errors[0].text, bad);
+        assert_eq!(batch.errors[0].kind, kind, "{bad:?}");
+    }
+}

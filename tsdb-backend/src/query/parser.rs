@@ -305,9 +305,14 @@ impl Parser {
     }
 
     /// A statement without further clauses that this node does not execute, as text.
+    ///
+    /// Trailing whitespace is cut: an unterminated string token ends with the newline that
+    /// ended it, and a query is trimmed before parsing, so keeping it made the printed
+    /// statement parse back to another (found by fuzzing, issue 16).
     fn unsupported_statement(&self, start: usize) -> Statement {
         let end = self.tokens_end_before_cursor(start);
-        Statement::Unsupported(self.text.get(start..end).unwrap_or_default().to_string())
+        let text = self.text.get(start..end).unwrap_or_default();
+        Statement::Unsupported(text.trim_end().to_string())
     }
 
     /// privilege = "READ" | "WRITE" | "ALL" [ "PRIVILEGES" ] (of GRANT and REVOKE).

@@ -64,6 +64,8 @@ const LINES_MARKER: u8 = 0xFF;
 /// First byte of a `Replicated` payload: the marker, a postcard `(origin, seq)` header, then
 /// the origin's own encoding of the entry, verbatim.
 const REPLICATED_MARKER: u8 = 0xFE;
+/// Postcard's variant index of `Replicated` (the third variant), which `encode` never uses.
+const SERDE_REPLICATED: u8 = 2;
 
 impl Entry {
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -125,6 +127,10 @@ impl Entry {
         }
     }
 
+    /// Decodes a payload written by [`Entry::encode`]. A `Replicated` entry wraps exactly
+    /// one local entry (only those are shipped to peers), so one wrapping inside another is
+    /// refused as a bad encoding: decoding them recursively let a payload of a few hundred
+    /// KiB of nested markers overflow the stack.
     pub fn decode(bytes: &[u8]) -> Result<Entry, postcard::Error> {
         match bytes.split_first() {
             Some((&REPLICATED_MARKER, rest)) => {
@@ -133,8 +139,20 @@ impl Entry {
                 Ok(Entry::Replicated {
                     origin,
                     seq,
-                    entry: Box::new(Entry::decode(inner)?),
+                    entry: Box::new(Entry::decode_local(inner)?),
                 })
+            }
+            _ => Entry::decode_local(bytes),
+        }
+    }
+
+    /// Decodes an entry that is not a `Replicated` one, in either encoding.
+    fn decode_local(bytes: &[u8]) -> Result<Entry, postcard::Error> {
+        match bytes.split_first() {
+            // `encode` never writes `Replicated` through serde, whose derive would recurse
+            // through every nested wrapping too.
+            Some((&REPLICATED_MARKER | &SERDE_REPLICATED, _)) => {
+                Err(postcard::Error::DeserializeBadEncoding)
             }
             Some((&LINES_MARKER, rest)) => {
                 type Header = (String, Precision, i64, Version);
@@ -180,6 +198,22 @@ mod tests {
         let bytes = wrapped.encode().unwrap();
         assert!(!Entry::is_local(&bytes));
         assert_eq!(Entry::decode(&bytes).unwrap(), wrapped);
+    }
+
+    /// Issue 16: found by the `replication_frames` fuzz target's review; a peer's frame is
+    /// decoded on the request's thread, so deep nesting overflowed its stack.
+    #[test]
+    fn a_replicated_entry_inside_another_is_a_decode_error_not_a_stack_overflow() {
+        for nested_one_level in [
+            [REPLICATED_MARKER, 0, 0].repeat(2),
+            [vec![REPLICATED_MARKER, 0, 0], vec![SERDE_REPLICATED, 0, 0]].concat(),
+        ] {
+            assert!(Entry::decode(&nested_one_level).is_err());
+        }
+        let deep = [REPLICATED_MARKER, 0, 0].repeat(1 << 20);
+        assert!(Entry::decode(&deep).is_err());
+        let deep_serde = [SERDE_REPLICATED, 0, 0].repeat(1 << 20);
+        assert!(Entry::decode(&deep_serde).is_err());
     }
 
     #[test]

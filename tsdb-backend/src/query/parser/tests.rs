@@ -751,3 +751,15 @@ fn parse_errors_expose_their_position() {
     assert_eq!(err.pos(), Some(Pos { line: 0, char: 13 }));
     assert_eq!(ParseError::plain("x").pos(), None);
 }
+
+/// Issue 16, found by the `influxql` fuzz target (`fuzz/regressions/influxql/`): an
+/// unterminated string token keeps the newline that ended it, and a kept statement ending
+/// with it (a comment after it is not kept) printed text that parsed back to a shorter one.
+#[test]
+fn an_unsupported_statement_ending_in_an_unterminated_string_round_trips() {
+    for text in ["GRANT ALL TO \"bob\n-- a comment", "KILL QUERY \"1\r\n-- x"] {
+        let printed = parse_one(text).to_string();
+        assert!(!printed.ends_with(char::is_whitespace), "{printed:?}");
+        assert_eq!(parse_one(&printed).to_string(), printed, "{text:?}");
+    }
+}

@@ -1,0 +1,179 @@
+//! The bodies of the fuzz targets over the gateway's parsers, callable on stable.
+//!
+//! Each function takes arbitrary bytes, passes them to the entry point the gateway itself
+//! uses (the cache's plan, the JWT verifier, the JWKS loader, the config loader), and panics
+//! only when an invariant the gateway relies on breaks. The `fuzz/` crate (cargo-fuzz,
+//! nightly) calls them from its targets, and the `fuzz_replay` test in `tests/` calls them
+//! on stable for every saved input under `fuzz/corpus` and `fuzz/regressions`. Anything a
+//! target needs that does not depend on the input (a key set, a verifier, a route's cache
+//! settings) is built once, so each run measures the parser and nothing else.
+
+use crate::auth::jwks::{Jwks, JwksSource, KeySet};
+use crate::auth::jwt::{JwtConfig, JwtVerifier};
+use crate::cache::influxql;
+use crate::cache::key::{self, Params};
+use crate::cache::request::{self, Caller, Plan};
+use crate::config::{self, cache::KeyPart, cache::RouteCache};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use pingora::http::RequestHeader;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// `gateway_query_params`: a query string, a newline, then a form body, read as the cache
+/// reads a `POST /query` to build its key. The canonical form is a fixed point.
+pub fn query_params(data: &[u8]) {
+    let (query, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let params = Params::parse(query);
+    let canonical = params.canonical();
+    assert_eq!(key::normalize_query(canonical.as_bytes()), canonical);
+    if let Some(q) = params.get("q") {
+        influxql::is_read_only(q);
+    }
+    let _ = key::param(query, "db");
+
+    // The whole plan, when the bytes make a request target the proxy could have received.
+    let Ok(query) = std::str::from_utf8(query) else {
+        return;
+    };
+    let Ok(mut req) = RequestHeader::build("POST", format!("/query?{query}").as_bytes(), None)
+    else {
+        return;
+    };
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("host", "gateway.example"),
+    ];
+    for (name, value) in headers {
+        if req.insert_header(name, value).is_err() {
+            return;
+        }
+    }
+    let plan = request::plan(route_cache(), "tsdb", &req, Some(body), Caller::default());
+    if let Plan::Use { key, .. } = plan {
+        assert!(!key.is_empty());
+    }
+}
+
+/// A route that keys on everything a query string and a form body can change.
+fn route_cache() -> &'static RouteCache {
+    static ROUTE: OnceLock<RouteCache> = OnceLock::new();
+    ROUTE.get_or_init(|| RouteCache {
+        cache: "queries".to_owned(),
+        key: vec![
+            KeyPart::Method,
+            KeyPart::Path,
+            KeyPart::Query,
+            KeyPart::Body,
+        ],
+        ttl: Duration::from_secs(5),
+        stale_while_revalidate: Duration::ZERO,
+        per_caller: false,
+    })
+}
+
+/// One key of each kind the gateway accepts (HMAC, RSA, P-256, Ed25519), public parts only;
+/// the HMAC secret also signs the tokens [`jwt`] builds.
+const JWKS: &str = r#"{"keys": [
+{"kty": "oct", "kid": "hs", "k": "ZnV6ei10YXJnZXQtaG1hYy1zZWNyZXQtMzItYnl0ZXMhIQ"},
+{"kty": "RSA", "kid": "rs", "use": "sig", "e": "AQAB", "n": "w4tVvqQXPp7mi3oTuaGowo9_023bpXioG7edCB7jrKlGC-SjaLjSTi1NlHDcp75fze_Met1AS1zVFMxVUHcJxwLwZs8wo6i2aaioolMaiPuS_OuDd1GNasNcT83Z-dew_xPct_l9YkbDm_CjoKM5L7emfhfQGnlQurKOsVHsJAieWanO93bTI-RGUlR4upobr_rZhQ4pHvHjHMWcPLV9giE9eSKH4B_l6jMGC1qO7RsYXZ11s1cYqPhOnOBajbeD1nUvcCZI_g3mVQ1YPHaWDsUIEofkxLRU7ddf4gfPg_L4RLYAuioIc2dYoqn-z8B_zm9cUT5AutxCumX6fRBzww"},
+{"kty": "EC", "kid": "es", "crv": "P-256", "x": "H9IGzewgdxIO3bMwp7Yobti7WaK4U9WPgdqnB0y7_lo", "y": "_pP56o8NVNqOgjMmMZz5ZGH94gynte_0WcuMgekWXXA"},
+{"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "oCB7CIaNIU3M2JDa3vFhbQvkmVxlWFvzMYuykQScT-4"}
+]}"#;
+
+/// The secret of the `hs` key above.
+const HMAC_SECRET: &[u8] = b"fuzz-target-hmac-secret-32-bytes!!";
+
+/// The verification time: tokens in the corpus expire after it.
+const NOW_UNIX: u64 = 1_700_000_000;
+
+/// The verifier, built once: loading keys per input would measure the key parsing (the
+/// `jwks` target's job) instead of the token's.
+fn verifier() -> Option<&'static (JwtVerifier, EncodingKey)> {
+    static VERIFIER: OnceLock<Option<(JwtVerifier, EncodingKey)>> = OnceLock::new();
+    VERIFIER
+        .get_or_init(|| {
+            let source = JwksSource::File("fuzz.jwks.json".into());
+            let jwks =
+                Jwks::from_json(source.clone(), Duration::from_secs(300), JWKS.as_bytes()).ok()?;
+            let all = [
+                Algorithm::HS256,
+                Algorithm::HS384,
+                Algorithm::HS512,
+                Algorithm::RS256,
+                Algorithm::PS256,
+                Algorithm::ES256,
+                Algorithm::EdDSA,
+            ];
+            let mut config = JwtConfig::new(source, all.to_vec());
+            config.issuer = Some("https://issuer.example".to_owned());
+            config.audience = Some("gateway".to_owned());
+            config.tenant_claim = Some("tenant".to_owned());
+            config.kept_claims = vec!["plan".to_owned()];
+            let signing = EncodingKey::from_secret(HMAC_SECRET).ok()?;
+            Some((JwtVerifier::new("fuzz", config, Arc::new(jwks)), signing))
+        })
+        .as_ref()
+}
+
+/// `jwt`: a bearer token, verified against a fixed key set at a fixed time. If the input
+/// holds a NUL byte, it is a JSON header, NUL, JSON claims instead, signed with the set's
+/// HMAC key first, so the claim checks behind the signature are reached too.
+pub fn jwt(data: &[u8]) {
+    let Some((verifier, signing)) = verifier() else {
+        panic!("the fixed key set does not load");
+    };
+    let token = match data.iter().position(|&b| b == 0) {
+        None => String::from_utf8_lossy(data).into_owned(),
+        Some(i) => {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(&data[..i]),
+                URL_SAFE_NO_PAD.encode(&data[i + 1..])
+            );
+            let Ok(signature) =
+                jsonwebtoken::crypto::sign(input.as_bytes(), signing, Algorithm::HS256)
+            else {
+                return;
+            };
+            format!("{input}.{signature}")
+        }
+    };
+    if let Ok(identity) = verifier.verify_uncached(&token, NOW_UNIX) {
+        assert!(!identity.subject.is_empty());
+    }
+}
+
+/// `jwks`: a JWKS document, parsed as a load or refresh parses it. Every key is either kept
+/// or reported as rejected.
+pub fn jwks(data: &[u8]) {
+    let Ok(set) = KeySet::from_json(data) else {
+        return;
+    };
+    assert!(!set.is_empty());
+    for kid in set.kids() {
+        assert!(set.get(kid).is_some());
+    }
+}
+
+/// `policy_yaml`: operator YAML, compiled as a policy file and as the bootstrap file (one
+/// input, both loaders: they share the YAML reader and the error reporting).
+pub fn policy_yaml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let origin = Path::new("/nonexistent/policies/fuzz.yaml");
+    if let Err(errors) = config::parse_policy(text, origin) {
+        assert!(!errors.0.is_empty());
+        let _ = errors.to_string();
+    }
+    if let Err(errors) = config::parse_bootstrap(text, Path::new("/nonexistent/gateway.yaml")) {
+        assert!(!errors.0.is_empty());
+        let _ = errors.to_string();
+    }
+}

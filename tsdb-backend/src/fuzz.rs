@@ -1,0 +1,247 @@
+//! The bodies of the fuzz targets over this crate's parsers, callable on stable.
+//!
+//! Each function takes arbitrary bytes, passes them to the entry point the node itself uses
+//! (the HTTP handlers, WAL recovery, a peer's resync), and panics only when an invariant the
+//! node relies on breaks: a parser itself must never panic, whatever it is given. The
+//! `fuzz/` crate (cargo-fuzz, nightly) calls them from its targets, and the `fuzz_replay`
+//! test in `tests/` calls them on stable for every saved input under `fuzz/corpus` and
+//! `fuzz/regressions`, so what fuzzing found stays fixed. They live here, beside the
+//! parsers, because a crate shared by the fuzz crate and one test would be a crate for one
+//! member (see `docs/fuzzing.md`).
+
+use crate::http::params;
+use crate::lineproto::{self, ParsedBatch};
+use crate::model::{Precision, MAX_NANO_TIME, MIN_NANO_TIME};
+use crate::query::parse_query;
+use crate::replication::backlog::Item;
+use crate::replication::shipper::{decode_frames, encode_frames};
+use crate::storage::entry::Entry;
+use crate::storage::snapshot;
+use crate::storage::wal::{self, TailState, HEADER_LEN};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The time stamped on lines without one: a fixed instant, so a run replays exactly.
+const DEFAULT_TIME_NS: i64 = 1_700_000_000_123_456_789;
+
+/// Every precision a write may name.
+const PRECISIONS: [Precision; 6] = [
+    Precision::Nanoseconds,
+    Precision::Microseconds,
+    Precision::Milliseconds,
+    Precision::Seconds,
+    Precision::Minutes,
+    Precision::Hours,
+];
+
+/// `lineproto`: a `/write` body, parsed as the handler parses it, at a precision chosen by
+/// the body's length (a trailing space changes it), so one parse per input covers them all
+/// (hours scale a timestamp most, where it can overflow).
+pub fn lineproto(data: &[u8]) {
+    let precision = PRECISIONS[data.len() % PRECISIONS.len()];
+    let batch = lineproto::parse_lines(data, precision, DEFAULT_TIME_NS);
+    check_batch(data, &batch);
+}
+
+/// What the write handler relies on: errors name a line of the body and print, points
+/// carry a time in range.
+fn check_batch(body: &[u8], batch: &ParsedBatch) {
+    let lines = body.iter().filter(|&&b| b == b'\n').count() + 1;
+    for e in &batch.errors {
+        assert!(
+            (1..=lines).contains(&e.line),
+            "error on line {} of {lines}",
+            e.line
+        );
+        assert!(!e.to_string().is_empty());
+    }
+    assert!(batch.points.len() + batch.errors.len() <= lines);
+    for p in &batch.points {
+        assert!((MIN_NANO_TIME..=MAX_NANO_TIME).contains(&p.timestamp));
+        assert!(!p.measurement.is_empty() && !p.fields.is_empty());
+    }
+}
+
+/// `influxql`: query text as `/query` gets it. A query that parses prints canonical text
+/// (STYLE §14) which parses again, to a statement that prints the same.
+pub fn influxql(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let statements = match parse_query(text) {
+        Ok(statements) => statements,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    for statement in statements {
+        let canonical = statement.to_string();
+        let again = match parse_query(&canonical) {
+            Ok(again) => again,
+            Err(e) => panic!("{text:?} prints as {canonical:?}, which does not parse: {e}"),
+        };
+        let printed: Vec<String> = again.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            printed,
+            std::slice::from_ref(&canonical),
+            "{text:?} prints as {canonical:?}, which prints otherwise"
+        );
+    }
+}
+
+/// `tsdb_query_params`: a query string, a newline, then a form body, decoded as `/write`
+/// and `/query` decode them.
+pub fn query_params(data: &[u8]) {
+    let (query, form) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        None => (data, None),
+    };
+    let query = std::str::from_utf8(query).ok();
+    let mut params = params::from_query(query);
+    let _ = params::write_target(&params);
+    let given = params.clone();
+    if let Some(form) = form {
+        params::add_form(&mut params, form);
+    }
+    // The query string wins over the form body.
+    for (name, value) in &given {
+        assert_eq!(params.get(name), Some(value));
+    }
+    if let Ok(request) = params::query_request(&params, form.is_some()) {
+        assert!(!request.text.trim().is_empty());
+    }
+}
+
+/// `replication_frames`: a replicate request's body, decoded as a peer's frames are, each
+/// frame as the entry it carries. A body that decodes encodes back to itself.
+pub fn replication_frames(data: &[u8]) {
+    let Some(frames) = decode_frames(data) else {
+        return;
+    };
+    let items: Vec<Item> = frames
+        .iter()
+        .map(|(seq, payload)| Item {
+            seq: *seq,
+            at_ns: 0,
+            payload: Arc::new(payload.clone()),
+        })
+        .collect();
+    assert!(encode_frames(&items) == data, "frames do not re-encode");
+    for (_, payload) in &frames {
+        entry(payload);
+    }
+}
+
+/// An entry as a peer or WAL recovery applies it: decoded, and a logged body parsed again.
+fn entry(payload: &[u8]) {
+    let lines = match Entry::decode(payload) {
+        Ok(Entry::WriteLines {
+            precision,
+            default_time_ns,
+            body,
+            ..
+        }) => (body, precision, default_time_ns),
+        Ok(Entry::Replicated { entry, .. }) => match *entry {
+            Entry::WriteLines {
+                precision,
+                default_time_ns,
+                body,
+                ..
+            } => (body, precision, default_time_ns),
+            _ => return,
+        },
+        _ => return,
+    };
+    let (body, precision, default_time_ns) = lines;
+    let batch = lineproto::parse_lines(&body, precision, default_time_ns);
+    check_batch(&body, &batch);
+}
+
+/// `wal`: a WAL segment's bytes, read as recovery reads them (the records, then each as an
+/// entry), once as given and once with every record's checksum made to match, so mutations
+/// reach the entries behind the checksums.
+pub fn wal(data: &[u8]) {
+    wal_segment(data);
+    let mut fixed = data.to_vec();
+    let mut at = 0;
+    while let Some(header) = fixed.get(at..at + HEADER_LEN) {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some(end) = (at + HEADER_LEN)
+            .checked_add(len)
+            .filter(|&e| e <= fixed.len())
+        else {
+            break;
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&fixed[at + 8..end]);
+        fixed[at + 4..at + 8].copy_from_slice(&hasher.finalize().to_le_bytes());
+        at = end;
+    }
+    wal_segment(&fixed);
+}
+
+fn wal_segment(data: &[u8]) {
+    let Ok((records, tail)) = wal::read_segment_bytes(data) else {
+        panic!("reading a slice failed");
+    };
+    // The records read are exactly the bytes before the tail.
+    let mut again = Vec::new();
+    for r in &records {
+        wal::encode_record(&mut again, r.seq, &r.payload);
+    }
+    let end = match tail {
+        TailState::Clean => data.len(),
+        TailState::Torn { offset } | TailState::Corrupt { offset } => offset as usize,
+    };
+    assert!(
+        again == data[..end],
+        "records do not re-encode to the bytes read"
+    );
+    for r in &records {
+        entry(&r.payload);
+    }
+}
+
+/// `snapshot`: a snapshot file's (or a peer's resync body's) bytes, decoded as they are at
+/// start-up, once as given and once with every frame's checksum made to match. A snapshot
+/// that decodes encodes to one that decodes to the same bytes.
+pub fn snapshot(data: &[u8]) {
+    snapshot_decode(data);
+    let mut fixed = data.to_vec();
+    let mut at = SNAPSHOT_HEADER_LEN;
+    while let Some(header) = fixed.get(at..at + 8) {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some(end) = (at + 8).checked_add(len).filter(|&e| e <= fixed.len()) else {
+            break;
+        };
+        let crc = crc32fast::hash(&fixed[at + 8..end]);
+        fixed[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        at = end;
+    }
+    snapshot_decode(&fixed);
+}
+
+/// The magic and the sequence number before a snapshot's frames.
+const SNAPSHOT_HEADER_LEN: usize = 9 + 8;
+
+fn snapshot_decode(data: &[u8]) {
+    let origin = Path::new("fuzz.snap");
+    let Ok((seq, catalog)) = snapshot::decode(data, origin, 0) else {
+        return;
+    };
+    let bytes = match snapshot::snapshot_bytes(seq, &catalog) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("a decoded snapshot does not encode: {e}"),
+    };
+    let (seq_again, catalog_again) = match snapshot::decode(&bytes, origin, 0) {
+        Ok(decoded) => decoded,
+        Err(e) => panic!("a re-encoded snapshot does not decode: {e}"),
+    };
+    assert_eq!(seq, seq_again);
+    let bytes_again = snapshot::snapshot_bytes(seq_again, &catalog_again);
+    assert!(
+        bytes_again.is_ok_and(|b| b == bytes),
+        "a snapshot changes on its second round trip"
+    );
+}
