@@ -1,7 +1,8 @@
 //! The bodies of the fuzz targets over the gateway's parsers, callable on stable.
 //!
 //! Each function takes arbitrary bytes, passes them to the entry point the gateway itself
-//! uses (the cache's plan, the JWT verifier, the JWKS loader, the config loader), and panics
+//! uses (the cache's plan, the JWT verifier, the JWKS loader, the config loader, the
+//! request normalisation), and panics
 //! only when an invariant the gateway relies on breaks. The `fuzz/` crate (cargo-fuzz,
 //! nightly) calls them from its targets, and the `fuzz_replay` test in `tests/` calls them
 //! on stable for every saved input under `fuzz/corpus` and `fuzz/regressions`. Anything a
@@ -13,7 +14,9 @@ use crate::auth::jwt::{JwtConfig, JwtVerifier};
 use crate::cache::influxql;
 use crate::cache::key::{self, Params};
 use crate::cache::request::{self, Caller, Plan};
+use crate::config::hardening::{EscapedSlashes, Hardening, Underscores};
 use crate::config::{self, cache::KeyPart, cache::RouteCache};
+use crate::normalize::{self, path};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -175,5 +178,85 @@ pub fn policy_yaml(data: &[u8]) {
     if let Err(errors) = config::parse_bootstrap(text, Path::new("/nonexistent/gateway.yaml")) {
         assert!(!errors.0.is_empty());
         let _ = errors.to_string();
+    }
+}
+
+/// `request_head`: a request as Pingora hands it to the pipeline (a target on the first
+/// line, `name: value` headers on the next ones), normalised under each listener setting.
+/// What passes is a fixed point: its path normalises to itself and never climbs or holds an
+/// empty or dot segment, its framing is one `Content-Length` (digits) or `chunked` alone,
+/// no dropped underscore name survives, and its routing host is lower case without a port
+/// or trailing dot.
+pub fn request_head(data: &[u8]) {
+    let mut lines = data.split(|&b| b == b'\n');
+    let Some(target) = lines.next() else {
+        return;
+    };
+    let headers: Vec<(&[u8], &[u8])> = lines
+        .filter_map(|l| {
+            let i = l.iter().position(|&b| b == b':')?;
+            Some((&l[..i], l[i + 1..].trim_ascii()))
+        })
+        .collect();
+    let settings = [
+        (EscapedSlashes::Reject, Underscores::Drop),
+        (EscapedSlashes::Keep, Underscores::Allow),
+        (EscapedSlashes::Reject, Underscores::Reject),
+    ];
+    for (escaped_slashes, headers_with_underscores) in settings {
+        let Ok(mut req) = RequestHeader::build("GET", target, None) else {
+            return;
+        };
+        for (name, value) in &headers {
+            let Ok(name) = std::str::from_utf8(name) else {
+                return;
+            };
+            if req.append_header(name.to_string(), *value).is_err() {
+                return;
+            }
+        }
+        let rules = Hardening {
+            escaped_slashes,
+            headers_with_underscores,
+            ..Hardening::default()
+        };
+        if normalize::request(&mut req, &rules).is_err() {
+            continue;
+        }
+        let path = req.uri.path();
+        if path != "*" {
+            assert_eq!(path::normalize(path, escaped_slashes), Ok(None), "{path}");
+            assert!(!path.contains("//") && !path.contains("/./") && !path.contains("/../"));
+            assert_eq!(
+                req.raw_path(),
+                req.uri
+                    .path_and_query()
+                    .map_or(b"/".as_slice(), |p| p.as_str().as_bytes())
+            );
+        }
+        let lengths: Vec<_> = req
+            .headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .collect();
+        let codings: Vec<_> = req
+            .headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .collect();
+        assert!(lengths.len() <= 1 && codings.len() <= 1);
+        assert!(lengths
+            .iter()
+            .all(|v| v.as_bytes().iter().all(u8::is_ascii_digit)));
+        assert!(codings
+            .iter()
+            .all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")));
+        if headers_with_underscores != Underscores::Allow {
+            assert!(req.headers.keys().all(|k| !k.as_str().contains('_')));
+        }
+        if let Ok(Some(host)) = normalize::routing_host(&req) {
+            assert!(!host.bytes().any(|b| b.is_ascii_uppercase()) && !host.ends_with('.'));
+            assert!(host.starts_with('[') || !host.contains(':'), "{host}");
+        }
     }
 }

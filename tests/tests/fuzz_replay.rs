@@ -23,6 +23,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("jwt", gateway::fuzz::jwt),
     ("jwks", gateway::fuzz::jwks),
     ("policy_yaml", gateway::fuzz::policy_yaml),
+    ("request_head", gateway::fuzz::request_head),
     ("scenario_yaml", loadtest::fuzz::scenario_yaml),
 ];
 

@@ -96,21 +96,19 @@ pub fn check(req: &mut RequestHeader, rule: Underscores) -> Result<bool, HeaderE
             underscored = true;
         }
     }
-    if framed {
-        framing(req)?;
-    }
+    let mut close = framed && framing(req)?;
     if underscored {
         underscores(req, rule)?;
     }
     if connection {
-        return self::connection(req);
+        close |= self::connection(req)?;
     }
-    Ok(false)
+    Ok(close)
 }
 
 /// `Content-Length` and `Transfer-Encoding` as checked above; equal `Content-Length`s
-/// become one.
-pub fn framing(req: &mut RequestHeader) -> Result<(), HeaderError> {
+/// become one. True when the connection must close after the answer: both were sent.
+pub fn framing(req: &mut RequestHeader) -> Result<bool, HeaderError> {
     let mut codings = req.headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(first) = codings.next() {
         let chunked_alone = codings.next().is_none()
@@ -127,8 +125,13 @@ pub fn framing(req: &mut RequestHeader) -> Result<(), HeaderError> {
                 .collect();
             return Err(HeaderError::UnsupportedTransferCoding(all.join(", ")));
         }
-        // Pingora removed any Content-Length already; the body is framed by chunks.
-        return Ok(());
+        // The body is framed by its chunks (RFC 9112 §6.3). Pingora removed any
+        // Content-Length already; should one remain, it goes, and so does the connection.
+        let both = req.headers.contains_key(header::CONTENT_LENGTH);
+        if both {
+            req.remove_header(&header::CONTENT_LENGTH);
+        }
+        return Ok(both);
     }
     let mut length = None;
     let mut count = 0;
@@ -146,7 +149,7 @@ pub fn framing(req: &mut RequestHeader) -> Result<(), HeaderError> {
         req.insert_header(header::CONTENT_LENGTH, n)
             .map_err(|_| HeaderError::ContentLengthsDiffer)?;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// 1 to 19 ASCII digits (any more could overflow a u64): `Content-Length`'s grammar.
@@ -287,23 +290,31 @@ mod tests {
             );
         }
         let mut req = request(&[("content-length", "005")]);
-        assert_eq!(framing(&mut req), Ok(()));
+        assert_eq!(framing(&mut req), Ok(false));
         assert_eq!(values(&req, "content-length"), ["005"]);
     }
 
     #[test]
     fn equal_content_lengths_are_sent_on_once_and_differing_ones_refused() {
         let mut req = request(&[("content-length", "5"), ("content-length", "05")]);
-        assert_eq!(framing(&mut req), Ok(()));
+        assert_eq!(framing(&mut req), Ok(false));
         assert_eq!(values(&req, "content-length"), ["5"]);
         let mut req = request(&[("content-length", "5"), ("content-length", "7")]);
         assert_eq!(framing(&mut req), Err(HeaderError::ContentLengthsDiffer));
     }
 
     #[test]
+    fn with_both_framings_the_chunks_win_and_the_connection_closes() {
+        let mut req = request(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        assert_eq!(framing(&mut req), Ok(true));
+        assert!(req.headers.get("content-length").is_none());
+        assert_eq!(values(&req, "transfer-encoding"), ["chunked"]);
+    }
+
+    #[test]
     fn only_chunked_alone_is_a_transfer_coding_the_gateway_takes() {
         let mut req = request(&[("transfer-encoding", "Chunked")]);
-        assert_eq!(framing(&mut req), Ok(()));
+        assert_eq!(framing(&mut req), Ok(false));
         for codings in [
             &["gzip, chunked"][..],
             &["chunked", "chunked"],
