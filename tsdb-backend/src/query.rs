@@ -10,4 +10,5 @@ pub mod parser;
 
 pub use parser::{parse_query, ParseError};
 pub mod executor;
+pub mod go_regex;
 pub mod result;

@@ -693,11 +693,12 @@ impl DataType {
 }
 
 impl RegexLit {
-    /// Compiles `pattern` (already unescaped).
+    /// Compiles `pattern` (already unescaped) as Go's `regexp` reads it: ASCII `\d`, `\w`,
+    /// `\s` and `\b` (see `go_regex.rs`).
     pub fn new(pattern: &str) -> Result<RegexLit, regex::Error> {
         Ok(RegexLit {
             pattern: pattern.to_string(),
-            regex: regex::Regex::new(pattern)?,
+            regex: super::go_regex::compile(pattern)?,
         })
     }
 }
