@@ -159,11 +159,13 @@ pub enum WildcardType {
     Tag,
 }
 
-/// A regex literal: its source pattern (with `\/` already unescaped) and its compiled form.
+/// A regex literal: its source pattern (with `\/` already unescaped), checked when it is
+/// parsed and compiled when a statement first uses it ([`RegexLit::regex`]): parsing a
+/// query does not pay for compiling its regexes, and text that is only parsed never does.
 #[derive(Debug, Clone)]
 pub struct RegexLit {
     pub pattern: String,
-    pub regex: regex::Regex,
+    compiled: std::sync::OnceLock<regex::Regex>,
 }
 
 impl PartialEq for RegexLit {
@@ -693,13 +695,25 @@ impl DataType {
 }
 
 impl RegexLit {
-    /// Compiles `pattern` (already unescaped) as Go's `regexp` reads it: ASCII `\d`, `\w`,
-    /// `\s` and `\b` (see `go_regex.rs`).
-    pub fn new(pattern: &str) -> Result<RegexLit, regex::Error> {
+    /// Checks `pattern` (already unescaped) as Go's `regexp` reads it (ASCII `\d`, `\w`, `\s`
+    /// and `\b`, see `go_regex.rs`): a syntax error is the parser's.
+    pub fn new(pattern: &str) -> Result<RegexLit, regex_syntax::Error> {
+        super::go_regex::check(pattern)?;
         Ok(RegexLit {
             pattern: pattern.to_string(),
-            regex: super::go_regex::compile(pattern)?,
+            compiled: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The compiled regex, compiled at the first call. A pattern whose syntax is right can
+    /// still be too large to compile: that is an error of the statement using it.
+    pub fn regex(&self) -> Result<&regex::Regex, String> {
+        if let Some(re) = self.compiled.get() {
+            return Ok(re);
+        }
+        let re = super::go_regex::compile(&self.pattern)
+            .map_err(|e| format!("error compiling regexp `{}`: {e}", self.pattern))?;
+        Ok(self.compiled.get_or_init(|| re))
     }
 }
 
@@ -985,8 +999,9 @@ impl fmt::Display for Measurement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_qualifiers(f, &self.database, &self.retention_policy)?;
         match &self.name {
-            // InfluxDB prints nothing for an empty name.
-            MeasurementName::Name(name) if name.is_empty() => Ok(()),
+            // InfluxDB prints nothing for an empty name (`FROM db""` reads as the name ""),
+            // and its text then no longer parses; the quoted empty name `""` does, so the
+            // printed statement parses back to itself (found by fuzzing).
             MeasurementName::Name(name) => f.write_str(&quote_ident1(name)),
             MeasurementName::Regex(re) => re.fmt(f),
         }

@@ -24,15 +24,21 @@ pub fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&go_classes(pattern))
 }
 
+/// Checks a pattern's syntax as [`compile`] would read it, without compiling it (a small
+/// fraction of the cost).
+pub fn check(pattern: &str) -> Result<(), regex_syntax::Error> {
+    regex_syntax::Parser::new()
+        .parse(&go_classes(pattern))
+        .map(drop)
+}
+
 /// The pattern with each Perl class and `\b` in its ASCII form. A pattern that does not
 /// parse is returned as it is, so that compiling it reports its error in its own words.
 pub fn go_classes(pattern: &str) -> String {
     let Ok(parsed) = ast::parse::Parser::new().parse(pattern) else {
         return pattern.to_string();
     };
-    let Ok(mut edits) = ast::visit(&parsed, Edits::default()) else {
-        return pattern.to_string();
-    };
+    let Ok(mut edits) = ast::visit(&parsed, Edits::default());
     if edits.is_empty() {
         return pattern.to_string();
     }

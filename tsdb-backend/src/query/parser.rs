@@ -655,7 +655,7 @@ impl Parser {
 
 /// A regex compile error in the words of Go's `regexp` package where the kind is known
 /// (`error parsing regexp: missing closing ): `a(``), else the regex crate's reason.
-fn go_regex_error(pattern: &str, err: &regex::Error) -> String {
+fn go_regex_error(pattern: &str, err: &regex_syntax::Error) -> String {
     let text = err.to_string();
     let reason = text
         .lines()

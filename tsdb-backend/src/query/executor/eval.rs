@@ -303,7 +303,7 @@ pub fn compile(
         Expr::String(s) => CExpr::Lit(Value::String(s.clone())),
         Expr::Boolean(b) => CExpr::Lit(Value::Boolean(*b)),
         Expr::Duration(d) => CExpr::Lit(Value::Integer(*d)),
-        Expr::Regex(re) => CExpr::Regex(re.regex.clone()),
+        Expr::Regex(re) => CExpr::Regex(re.regex()?.clone()),
         Expr::Paren(inner) => compile(inner, m, tag_keys, ctx, now, calls)?,
         Expr::Binary { op, lhs, rhs } => {
             // A comparison with `time` takes its other side as a time: a time string, an

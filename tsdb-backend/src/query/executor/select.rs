@@ -44,7 +44,7 @@ pub fn select(
     let measurements: Vec<&Measurement> = guards.iter().map(|g| &**g).collect();
 
     let schema = Schema::of(&measurements);
-    let fields = expand_fields(&stmt.fields, &schema, &stmt.dimensions);
+    let fields = expand_fields(&stmt.fields, &schema, &stmt.dimensions)?;
     let columns = column_names(&fields);
     let plan = classify(&fields, stmt)?;
 
@@ -159,8 +159,9 @@ fn resolve_sources(
                 }
             }
             MeasurementName::Regex(re) => {
+                let re = re.regex()?;
                 for (n, ms) in db.measurements() {
-                    if re.regex.is_match(&n) {
+                    if re.is_match(&n) {
                         found.insert(n, ms);
                     }
                 }
@@ -220,14 +221,24 @@ fn var(name: &str, ty: DataType) -> Expr {
 /// Expands `*`, `*::field`, `/re/` and `fn(*)` into one entry per matching column, in name
 /// order; a name that is both a field and a tag yields the field, then the tag. Tags the
 /// statement groups by are not columns: they are in the series' `tags`.
-fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<OutField> {
+fn expand_fields(
+    fields: &[Field],
+    schema: &Schema,
+    dims: &[Dimension],
+) -> Result<Vec<OutField>, StatementError> {
+    let mut dim_regexes = Vec::new();
+    for d in dims {
+        if let Dimension::Regex(re) = d {
+            dim_regexes.push(re.regex()?);
+        }
+    }
     let grouped = |tag: &str| {
-        dims.iter().any(|d| match d {
-            Dimension::Tag(t) => t == tag,
-            Dimension::Wildcard => true,
-            Dimension::Regex(re) => re.regex.is_match(tag),
-            _ => false,
-        })
+        dim_regexes.iter().any(|re| re.is_match(tag))
+            || dims.iter().any(|d| match d {
+                Dimension::Tag(t) => t == tag,
+                Dimension::Wildcard => true,
+                _ => false,
+            })
     };
     let mut out = Vec::new();
     let matching = |pred: &dyn Fn(&str) -> bool, want_fields: bool, want_tags: bool| {
@@ -273,7 +284,8 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
                 }
             }
             Expr::Regex(re) => {
-                for (n, ty) in matching(&|n| re.regex.is_match(n), true, true) {
+                let re = re.regex()?;
+                for (n, ty) in matching(&|n| re.is_match(n), true, true) {
                     out.push(OutField {
                         expr: var(&n, ty),
                         alias: None,
@@ -286,7 +298,7 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
             {
                 let pred: Box<dyn Fn(&str) -> bool> = match &args[0] {
                     Expr::Regex(re) => {
-                        let re = re.regex.clone();
+                        let re = re.regex()?.clone();
                         Box::new(move |n: &str| re.is_match(n))
                     }
                     _ => Box::new(|_: &str| true),
@@ -318,7 +330,7 @@ fn expand_fields(fields: &[Field], schema: &Schema, dims: &[Dimension]) -> Vec<O
             }),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Output column names, named and de-duplicated as InfluxDB does.
@@ -603,7 +615,8 @@ impl<'a> GroupContext<'a> {
                     grouped_by_tags = true;
                 }
                 Dimension::Regex(re) => {
-                    dims.extend(tag_keys.iter().filter(|k| re.regex.is_match(k)).cloned());
+                    let re = re.regex()?;
+                    dims.extend(tag_keys.iter().filter(|k| re.is_match(k)).cloned());
                     grouped_by_tags = true;
                 }
                 Dimension::Time { .. } => {}

@@ -42,26 +42,37 @@ fn strings(values: impl IntoIterator<Item = String>) -> Vec<Vec<Value>> {
 }
 
 /// Whether a `FROM` list (all measurements when empty) names `name`.
-fn source_names(sources: &[Source], name: &str) -> bool {
-    sources.is_empty()
-        || sources.iter().any(|s| match s {
+fn source_names(sources: &[Source], name: &str) -> Result<bool, StatementError> {
+    if sources.is_empty() {
+        return Ok(true);
+    }
+    for s in sources {
+        let named = match s {
             Source::Measurement(m) => match &m.name {
                 MeasurementName::Name(n) => n == name,
-                MeasurementName::Regex(re) => re.regex.is_match(name),
+                MeasurementName::Regex(re) => re.regex()?.is_match(name),
             },
             Source::SubQuery(_) => false,
-        })
+        };
+        if named {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The measurements a `FROM` names (all when there is none) that hold data, in name order.
 fn measurements(
     db: &Database,
     sources: &[Source],
-) -> Vec<(String, Arc<std::sync::RwLock<Measurement>>)> {
-    db.measurements()
-        .into_iter()
-        .filter(|(n, m)| source_names(sources, n) && !read(m).series().is_empty())
-        .collect()
+) -> Result<Vec<(String, Arc<std::sync::RwLock<Measurement>>)>, StatementError> {
+    let mut out = Vec::new();
+    for (n, m) in db.measurements() {
+        if source_names(sources, &n)? && !read(&m).series().is_empty() {
+            out.push((n, m));
+        }
+    }
+    Ok(out)
 }
 
 /// The series of `m` that satisfy a tag condition.
@@ -116,11 +127,11 @@ pub fn show_measurements(
 ) -> Result<Vec<ResultSeries>, StatementError> {
     let db = database(catalog, s.database.as_deref(), default_db)?;
     let mut names = Vec::new();
-    for (name, m) in measurements(&db, &[]) {
+    for (name, m) in measurements(&db, &[])? {
         if let Some(w) = &s.with_measurement {
             let ok = match &w.name {
                 MeasurementName::Name(n) => *n == name,
-                MeasurementName::Regex(re) => re.regex.is_match(&name),
+                MeasurementName::Regex(re) => re.regex()?.is_match(&name),
             };
             if !ok {
                 continue;
@@ -150,7 +161,7 @@ pub fn show_tag_keys(
 ) -> Result<Vec<ResultSeries>, StatementError> {
     let db = database(catalog, s.database.as_deref(), default_db)?;
     let mut out = Vec::new();
-    for (name, m) in measurements(&db, &s.sources) {
+    for (name, m) in measurements(&db, &s.sources)? {
         let m = read(&m);
         let keys: BTreeSet<String> = matching_series(&m, s.condition.as_ref())?
             .iter()
@@ -175,15 +186,19 @@ pub fn show_tag_values(
     default_db: &str,
 ) -> Result<Vec<ResultSeries>, StatementError> {
     let db = database(catalog, s.database.as_deref(), default_db)?;
+    let key_regex = match &s.key {
+        TagKeyMatch::EqRegex(re) | TagKeyMatch::NeqRegex(re) => Some(re.regex()?),
+        _ => None,
+    };
     let key_ok = |k: &str| match &s.key {
         TagKeyMatch::Eq(want) => k == want,
         TagKeyMatch::Neq(want) => k != want,
-        TagKeyMatch::EqRegex(re) => re.regex.is_match(k),
-        TagKeyMatch::NeqRegex(re) => !re.regex.is_match(k),
+        TagKeyMatch::EqRegex(_) => key_regex.is_some_and(|re| re.is_match(k)),
+        TagKeyMatch::NeqRegex(_) => !key_regex.is_some_and(|re| re.is_match(k)),
         TagKeyMatch::In(list) => list.iter().any(|w| w == k),
     };
     let mut out = Vec::new();
-    for (name, m) in measurements(&db, &s.sources) {
+    for (name, m) in measurements(&db, &s.sources)? {
         let m = read(&m);
         let pairs: BTreeSet<(String, String)> = matching_series(&m, s.condition.as_ref())?
             .iter()
@@ -213,7 +228,7 @@ pub fn show_field_keys(
     let db = database(catalog, s.database.as_deref(), default_db)?;
     let mut out = Vec::new();
     for (name, m) in db.measurements() {
-        if !source_names(&s.sources, &name) {
+        if !source_names(&s.sources, &name)? {
             continue;
         }
         // A measurement keeps the field types it registered even if no point was stored
@@ -270,7 +285,7 @@ pub fn show_series(
 ) -> Result<Vec<ResultSeries>, StatementError> {
     let db = database(catalog, s.database.as_deref(), default_db)?;
     let mut keys = Vec::new();
-    for (name, m) in measurements(&db, &s.sources) {
+    for (name, m) in measurements(&db, &s.sources)? {
         let m = read(&m);
         for se in matching_series(&m, s.condition.as_ref())? {
             keys.push(series_key(&name, &se.tags));
