@@ -99,8 +99,26 @@ async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
     );
 }
 
-#[tokio::test]
-async fn a_panicking_handler_answers_500_naming_the_request_and_is_counted() {
+/// Held by the tests whose handlers panic: the panic hook is the process's, and a panic
+/// of one on another thread would land in the other's log capture.
+static PANICKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_panicking_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    PANICKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[test]
+fn a_panicking_handler_answers_500_naming_the_request_and_is_counted() {
+    let _alone = one_panicking_test_at_a_time();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(a_panicking_handler_answers_500());
+}
+
+async fn a_panicking_handler_answers_500() {
     let (router, state, _dir) = node();
     let (status, headers, body) =
         call(&router, get_req("/boom", &[("x-request-id", "req-42")])).await;
@@ -229,6 +247,7 @@ impl std::io::Write for Captured {
 
 #[test]
 fn a_panic_during_a_request_is_logged_once_at_error_with_its_request_id() {
+    let _alone = one_panicking_test_at_a_time();
     panics::install_hook();
     let logs = Captured::default();
     let sink = logs.clone();

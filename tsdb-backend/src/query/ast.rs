@@ -697,7 +697,7 @@ impl DataType {
 impl RegexLit {
     /// Checks `pattern` (already unescaped) as Go's `regexp` reads it (ASCII `\d`, `\w`, `\s`
     /// and `\b`, see `go_regex.rs`): a syntax error is the parser's.
-    pub fn new(pattern: &str) -> Result<RegexLit, regex_syntax::Error> {
+    pub fn new(pattern: &str) -> Result<RegexLit, String> {
         super::go_regex::check(pattern)?;
         Ok(RegexLit {
             pattern: pattern.to_string(),

@@ -25,11 +25,12 @@ pub fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
 }
 
 /// Checks a pattern's syntax as [`compile`] would read it, without compiling it (a small
-/// fraction of the cost).
-pub fn check(pattern: &str) -> Result<(), regex_syntax::Error> {
+/// fraction of the cost); the error is the regex crate's text.
+pub fn check(pattern: &str) -> Result<(), String> {
     regex_syntax::Parser::new()
         .parse(&go_classes(pattern))
         .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The pattern with each Perl class and `\b` in its ASCII form. A pattern that does not

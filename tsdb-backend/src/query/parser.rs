@@ -655,12 +655,11 @@ impl Parser {
 
 /// A regex compile error in the words of Go's `regexp` package where the kind is known
 /// (`error parsing regexp: missing closing ): `a(``), else the regex crate's reason.
-fn go_regex_error(pattern: &str, err: &regex_syntax::Error) -> String {
-    let text = err.to_string();
+fn go_regex_error(pattern: &str, text: &str) -> String {
     let reason = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("error: "))
-        .unwrap_or(text.as_str())
+        .unwrap_or(text)
         .to_string();
     let (code, arg) = if reason.contains("unclosed group") {
         ("missing closing )", pattern.to_string())

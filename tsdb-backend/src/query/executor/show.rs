@@ -61,11 +61,11 @@ fn source_names(sources: &[Source], name: &str) -> Result<bool, StatementError> 
     Ok(false)
 }
 
+/// A measurement and its name.
+type Named = (String, Arc<std::sync::RwLock<Measurement>>);
+
 /// The measurements a `FROM` names (all when there is none) that hold data, in name order.
-fn measurements(
-    db: &Database,
-    sources: &[Source],
-) -> Result<Vec<(String, Arc<std::sync::RwLock<Measurement>>)>, StatementError> {
+fn measurements(db: &Database, sources: &[Source]) -> Result<Vec<Named>, StatementError> {
     let mut out = Vec::new();
     for (n, m) in db.measurements() {
         if source_names(sources, &n)? && !read(&m).series().is_empty() {

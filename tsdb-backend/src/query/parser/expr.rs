@@ -93,7 +93,7 @@ impl Parser {
             Token::Mul => self.parse_wildcard(),
             Token::Regex => RegexLit::new(&lexeme.lit)
                 .map(Expr::Regex)
-                .map_err(|e| ParseError::message(e.to_string(), lexeme.pos)),
+                .map_err(|e| ParseError::message(e, lexeme.pos)),
             Token::BoundParam => {
                 let name = lexeme.lit.trim_start_matches('$');
                 if name.is_empty() {
