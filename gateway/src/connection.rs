@@ -19,14 +19,13 @@ pub mod head;
 
 use crate::config::hardening::Hardening;
 use crate::metrics::Metrics;
-use crate::proxy::Gateway;
 use admission::{Admission, Refused};
 use async_trait::async_trait;
 use head::{HeadClock, HeadTimed};
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
-use pingora::proxy::HttpProxy;
+use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,9 +37,10 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The longest the gateway spends telling a refused client why.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// One listener's application: its connection rules around the proxy.
-pub struct Edge {
-    proxy: Arc<HttpProxy<Gateway>>,
+/// One listener's application: its connection rules around the proxy (`SV`, the pipeline:
+/// `proxy::Gateway` in the running gateway).
+pub struct Edge<SV> {
+    proxy: Arc<HttpProxy<SV>>,
     listener: String,
     hardening: Hardening,
     admission: Arc<Admission>,
@@ -49,7 +49,7 @@ pub struct Edge {
     h2c: bool,
 }
 
-impl std::fmt::Debug for Edge {
+impl<SV> std::fmt::Debug for Edge<SV> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Edge")
             .field("listener", &self.listener)
@@ -60,9 +60,13 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-impl Edge {
+impl<SV> Edge<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
     pub fn new(
-        proxy: HttpProxy<Gateway>,
+        proxy: HttpProxy<SV>,
         listener: &str,
         hardening: Hardening,
         metrics: Arc<Metrics>,
@@ -172,7 +176,11 @@ impl Edge {
 }
 
 #[async_trait]
-impl ServerApp for Edge {
+impl<SV> ServerApp for Edge<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
