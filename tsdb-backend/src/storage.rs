@@ -13,6 +13,7 @@
 //! seen), logged, fsynced, applied, and only then acknowledged. On open the newest valid
 //! snapshot is loaded and the WAL records after it are replayed.
 
+pub mod block;
 pub mod catalog;
 pub mod entry;
 pub mod series;
