@@ -132,6 +132,20 @@ impl Values {
         self.len() == 0
     }
 
+    /// Moves the values of `other` to the end of this column, if it is of the same type;
+    /// otherwise hands it back.
+    pub fn append(&mut self, other: Values) -> Result<(), Values> {
+        match (self, other) {
+            (Values::Float(a), Values::Float(b)) => a.extend(b),
+            (Values::Integer(a), Values::Integer(b)) => a.extend(b),
+            (Values::Unsigned(a), Values::Unsigned(b)) => a.extend(b),
+            (Values::Boolean(a), Values::Boolean(b)) => a.extend(b),
+            (Values::String(a), Values::String(b)) => a.extend(b),
+            (_, other) => return Err(other),
+        }
+        Ok(())
+    }
+
     /// The `i`th value. Panics if `i >= self.len()`, as slice indexing does.
     pub fn get(&self, i: usize) -> FieldValue {
         match self {

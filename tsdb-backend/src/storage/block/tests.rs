@@ -147,11 +147,8 @@ fn read_all(block: &BlockFile) -> Result<Vec<Added>, BlockError> {
             Some((lm, lt, lf, last)) if *lm == m.name && *lt == s.tags && *lf == f => {
                 last.times.extend(col.times);
                 last.versions.extend(col.versions);
-                match (&mut last.values, col.values) {
-                    (Values::Float(a), Values::Float(b)) => a.extend(b),
-                    (Values::String(a), Values::String(b)) => a.extend(b),
-                    (Values::Integer(a), Values::Integer(b)) => a.extend(b),
-                    other => panic!("joining chunks of different types: {other:?}"),
+                if last.values.append(col.values).is_err() {
+                    panic!("chunks of one field of different types");
                 }
             }
             _ => out.push((m.name.clone(), s.tags.clone(), f, col)),
@@ -694,18 +691,53 @@ fn a_version_1_block_written_before_still_reads() {
     }
 }
 
-/// Writes the fixture above (and the `block` fuzz target's seed) from `sample()`; run by
-/// hand when the fixture must change, which is when FORMAT_VERSION changes.
+/// Writes the fixture above from `sample()`, and the `block` fuzz target's seeds (it and
+/// a few small blocks); run by hand when they must change, which is when FORMAT_VERSION
+/// changes.
 #[test]
 #[ignore]
-fn write_the_version_1_fixture() {
+fn write_the_version_1_fixture_and_the_fuzz_seeds() {
     let dir = tempdir();
     let block = write(&sample(), dir.path());
-    let target = fixture_path();
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    if let Err(e) = std::fs::copy(block.path(), &target) {
-        panic!("{target:?}: {e}");
+    std::fs::copy(block.path(), fixture_path()).unwrap();
+
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/block");
+    std::fs::create_dir_all(&seeds).unwrap();
+    std::fs::copy(block.path(), seeds.join("sample")).unwrap();
+    let t = tags(&[("host", "a")]);
+    let small: [(&str, FieldDef, Column); 3] = [
+        (
+            "one-float-column",
+            field("f", FieldType::Float),
+            column(&[0, 10, 20], Values::Float(vec![0.5, 0.25, f64::NAN])),
+        ),
+        (
+            "zstd-strings",
+            field("s", FieldType::String),
+            column(
+                &(0..50).collect::<Vec<_>>(),
+                Values::String(
+                    (0..50)
+                        .map(|i| format!("status {}", i % 3).into())
+                        .collect(),
+                ),
+            ),
+        ),
+        (
+            "split-pco-integers",
+            field("i", FieldType::Integer),
+            column(
+                &(0..40).collect::<Vec<_>>(),
+                Values::Integer((0..40).map(|i| i * i - 300).collect()),
+            ),
+        ),
+    ];
+    for (name, f, c) in small {
+        let mut b = BlockBuilder::new("db", START_NS, START_NS + DAY_NS).with_max_chunk_values(30);
+        b.add("m", &t, &f, c).unwrap();
+        let block = b.write(dir.path(), name).unwrap();
+        std::fs::copy(block.path(), seeds.join(name)).unwrap();
     }
 }
+
+mod sizes;
