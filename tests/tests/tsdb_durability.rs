@@ -1,5 +1,5 @@
 //! Durability of `tsdb-backend`: what a 204 promised must survive SIGKILL, SIGTERM, a torn
-//! WAL tail and checkpoints, and a batch is stored whole or not at all.
+//! WAL tail and flushes into blocks, and a batch is stored whole or not at all.
 //!
 //! Every batch written here is identifiable: measurement `crash` (or `m`), tag `batch=<n>`,
 //! field `v=<i>i`, a timestamp unique to (batch, line). `SELECT count(v) ... GROUP BY batch`
@@ -90,9 +90,20 @@ fn wal_segments(dir: &Path) -> Vec<(u64, PathBuf)> {
     numbered_files(dir, "wal-", ".log")
 }
 
-/// The `snapshot-*.snap` files of a data dir, oldest first, with their sequence number.
-fn snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
-    numbered_files(dir, "snapshot-", ".snap")
+/// The `manifest-*` files of a data dir (one per flush, the newest two kept), oldest first.
+fn manifests(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("reading the data dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("manifest-") && !n.ends_with(".tmp"))
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
 fn numbered_files(dir: &Path, prefix: &str, suffix: &str) -> Vec<(u64, PathBuf)> {
@@ -209,8 +220,8 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
 
     let data = TempDir::new().expect("temp data dir");
     let port = free_port().expect("free port");
-    // Round-specific flags: most rounds checkpoint every 64 KiB (so kills also land in
-    // checkpoints and WAL rotation), some use the default, some `--fsync never` (a process
+    // Round-specific flags: most rounds flush every 64 KiB (so kills also land in
+    // flushes and WAL rotation), some use the default, some `--fsync never` (a process
     // crash must not lose page-cache data either).
     let start_node = |round: u64| -> TsdbProcess {
         let mut b = TsdbProcess::builder()
@@ -219,7 +230,7 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
             .arg("--create-database")
             .arg(DB);
         if round % 5 != 4 {
-            b = b.arg("--checkpoint-bytes").arg("65536");
+            b = b.arg("--flush-wal-bytes").arg("65536");
         }
         if round % 3 == 2 {
             b = b.arg("--fsync").arg("never");
@@ -321,10 +332,9 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
         "seed={seed}: only {} batches acknowledged in {ROUNDS} rounds: the test did not exercise much",
         acked.len()
     );
-    let snaps = snapshots(data.path());
     assert!(
-        !snaps.is_empty(),
-        "seed={seed}: no checkpoint happened, so no kill could hit one"
+        !manifests(data.path()).is_empty(),
+        "seed={seed}: no flush happened, so no kill could hit one"
     );
 }
 
@@ -535,9 +545,9 @@ fn metric(node: &TsdbProcess, name: &str) -> Option<f64> {
 }
 
 #[test]
-fn restart_after_checkpoint_restores_data() {
+fn restart_after_flushes_restores_data() {
     let mut node = TsdbProcess::builder()
-        .arg("--checkpoint-bytes")
+        .arg("--flush-wal-bytes")
         .arg("4096")
         .arg("--create-database")
         .arg(DB)
@@ -546,42 +556,39 @@ fn restart_after_checkpoint_restores_data() {
     let dir = node.data_dir().to_path_buf();
     let expected = write_batches(&node, "m", 0..40, 150);
 
-    // Checkpoints run in the background: wait (bounded) until the last one is done, i.e.
-    // there is a snapshot and every WAL segment left starts after it.
-    eventually("checkpoints to finish and trim the wal", |last| {
-        let snaps = snapshots(&dir);
+    // Flushes run in the background: wait (bounded) until several are done and the WAL
+    // they cover is gone.
+    eventually("flushes to finish and trim the wal", |last| {
         let segs = wal_segments(&dir);
-        let checkpoints = metric(&node, "tsdb_checkpoints_total").unwrap_or(0.0);
-        *last = format!("checkpoints={checkpoints} snapshots={snaps:?} segments={segs:?}");
-        let Some((newest_snap, _)) = snaps.last() else {
-            return Ok(None);
-        };
-        let trimmed = segs.iter().all(|(first, _)| first > newest_snap);
-        Ok((checkpoints >= 3.0 && snaps.len() == 1 && trimmed).then_some(()))
+        let flushes = metric(&node, "tsdb_checkpoints_total").unwrap_or(0.0);
+        let wal_total: u64 = segs.iter().map(|(_, p)| file_len(p)).sum();
+        *last = format!(
+            "flushes={flushes} manifests={:?} segments={segs:?}",
+            manifests(&dir)
+        );
+        // A flush starts once 4 KiB were logged since the last: what is left is that, plus
+        // the batch that crossed it, plus at most one more that landed meanwhile.
+        Ok((flushes >= 3.0 && wal_total < 4096 + 16 * 1024).then_some(()))
     })
-    .expect("several checkpoints happen and old wal segments are removed");
+    .expect("several flushes happen and old wal segments are removed");
     assert!(
         !dir.join(format!("wal-{:020}.log", 1)).exists(),
-        "the first wal segment must have been removed by a checkpoint"
+        "the first wal segment must have been removed by a flush"
     );
-    // The node checkpoints once the WAL since the last snapshot reaches the larger of
-    // --checkpoint-bytes and twice that snapshot's size; one more batch may have landed
-    // after it.
-    let wal_total: u64 = wal_segments(&dir).iter().map(|(_, p)| file_len(p)).sum();
-    let snap_len = snapshots(&dir)
-        .last()
-        .map(|(_, p)| file_len(p))
-        .unwrap_or(0);
-    let bound = (2 * snap_len).max(4096) + 16 * 1024;
     assert!(
-        wal_total < bound,
-        "the wal is not trimmed: {wal_total} bytes left, bound {bound}"
+        (1..=2).contains(&manifests(&dir).len()),
+        "old manifests are pruned: {:?}",
+        manifests(&dir)
     );
+    let blocks = std::fs::read_dir(dir.join("blocks"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert!(blocks >= 1, "the flushed values are in blocks");
 
-    node.restart().expect("restart after checkpoints");
-    assert_exactly(&node, "m", &expected, "after restart from a snapshot");
-    assert_schema_restored(&node, "after restart from a snapshot");
-    // Once more, after a SIGTERM, which may race no checkpoint now.
+    node.restart().expect("restart after flushes");
+    assert_exactly(&node, "m", &expected, "after restart from blocks");
+    assert_schema_restored(&node, "after restart from blocks");
+    // Once more, after a SIGTERM, which may race no flush now.
     assert_eq!(node.stop().as_deref(), Some("exit status: 0"));
     node.restart().expect("second restart");
     assert_exactly(&node, "m", &expected, "after the second restart");

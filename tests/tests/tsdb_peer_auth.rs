@@ -19,9 +19,9 @@ use tests::pool::{health, node_id, peer_report};
 use tests::tls_client::TlsConn;
 use tests::{converged, eventually, Pool, TsdbProcess};
 use tsdb_backend::model::Precision;
-use tsdb_backend::replication::backlog::Item;
 use tsdb_backend::replication::shipper::encode_frames;
 use tsdb_backend::storage::entry::Entry;
+use tsdb_backend::storage::log_tail::Item;
 use tsdb_backend::storage::version::{node_rank, Version};
 
 const DB: &str = "auth";

@@ -40,11 +40,25 @@ pub struct Args {
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub retention_check_interval: i64,
 
-    /// Write a snapshot and trim the WAL after this many bytes were logged, or twice the last
-    /// snapshot's size if larger (bounds disk use and restart time: replaying 128 MiB of WAL
-    /// takes about a second).
-    #[arg(long, default_value_t = 128 << 20)]
-    pub checkpoint_bytes: u64,
+    /// Flush the head into blocks and trim the WAL after this many WAL bytes were logged
+    /// since the last flush (bounds replay at restart: 128 MiB of WAL replay in about a
+    /// second). `--checkpoint-bytes` is the older name.
+    #[arg(long, alias = "checkpoint-bytes", default_value_t = 128 << 20)]
+    pub flush_wal_bytes: u64,
+
+    /// Memory for the head and the decoded-block cache, e.g. `512MiB`, `2GiB`. Past half of
+    /// it the head is flushed early; past all of it writes get 503 with Retry-After until a
+    /// flush catches up. Default: 1/32 of the machine's memory, between 128 MiB and 512 MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Flush the head after this long without a write.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub flush_quiet: i64,
+
+    /// Flush the head when its oldest value is this old, however busy the node is.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub flush_max_age: i64,
 
     /// Create these databases at start if they do not exist (repeatable).
     #[arg(long = "create-database", value_name = "NAME")]
@@ -172,6 +186,48 @@ pub fn config_args(text: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Parses a byte size: a whole number with an optional unit `B`, `KiB`, `MiB`, `GiB`
+/// (or `K`, `M`, `G`, also powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {text:?} must start with a whole number"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" | "k" => 1 << 10,
+        "M" | "MB" | "MiB" | "m" => 1 << 20,
+        "G" | "GB" | "GiB" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "size {text:?} has an unknown unit {unit:?} (B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// The default `--memory-limit`: 1/32 of the machine's memory, within [128 MiB, 512 MiB].
+pub fn default_memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_total_bytes(&text))
+        .unwrap_or(4 << 30);
+    (total / 32).clamp(128 << 20, 512 << 20)
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Parses `0`, or a number with one unit: `ns`, `u`/`µ`, `ms`, `s`, `m`, `h`, `d`, `w`.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
@@ -256,6 +312,17 @@ mod tests {
 
     #[test]
     fn durations_take_one_unit() {
+        assert_eq!(
+            mem_total_bytes("MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
+            Some(24_576_000 * 1024)
+        );
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
         assert_eq!(parse_duration("0"), Ok(0));
         assert_eq!(parse_duration("30m"), Ok(30 * 60_000_000_000));
         assert_eq!(parse_duration("2d"), Ok(2 * 86_400_000_000_000));

@@ -64,6 +64,7 @@ fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/query", get(query).post(query))
+        .route("/debug/flush", post(debug_flush))
         .merge(internal::routes(state.clone()))
         .fallback(not_found)
         .layer(panics::layer(state.engine.metrics().http_panics.clone()))
@@ -98,14 +99,48 @@ async fn ping() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// `POST /debug/flush`: writes the head into blocks now and answers once that is durable
+/// (as VictoriaMetrics' `/internal/force_flush`), for operators and benchmarks.
+async fn debug_flush(State(st): State<Arc<AppState>>) -> Response {
+    let engine = st.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.flush_now()).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => json_response(
+            storage_error_status(&e),
+            serde_json::json!({ "error": e.to_string() }).to_string(),
+        ),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": e.to_string() }).to_string(),
+        ),
+    }
+}
+
 async fn health(State(st): State<Arc<AppState>>) -> Response {
     let writable = st.engine.is_writable();
     let peers = replication_reports(&st);
+    let damaged = st.engine.damaged();
+    let (status, message) = if !writable {
+        ("fail", "wal failed: read-only until restarted".to_string())
+    } else if !damaged.is_empty() {
+        (
+            "degraded",
+            format!(
+                "{} damaged file(s) set aside; serving the rest",
+                damaged.len()
+            ),
+        )
+    } else {
+        ("pass", "ready for queries and writes".to_string())
+    };
+    let memory = st.engine.memory();
     let body = serde_json::json!({
         "name": "tsdb-backend",
-        "message": if writable { "ready for queries and writes" } else { "wal failed: read-only until restarted" },
-        "status": if writable { "pass" } else { "fail" },
+        "message": message,
+        "status": status,
         "checks": [],
+        "damaged": damaged,
+        "storage": memory,
         "version": INFLUXDB_VERSION,
         "node": { "id": st.engine.node_id(), "origin": st.engine.origin() },
         "wal": {
@@ -155,6 +190,13 @@ fn replication_reports(st: &AppState) -> Vec<PeerReport> {
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     replication_reports(&st);
+    let use_ = st.engine.memory();
+    let m = st.engine.metrics();
+    m.head_values.set(use_.head_values as i64);
+    m.blocks.set(use_.blocks as i64);
+    m.block_bytes.set(use_.block_bytes as i64);
+    m.column_cache_bytes.set(use_.column_cache_bytes as i64);
+    m.blocks_damaged.set(st.engine.damaged().len() as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.engine.metrics().render(),
@@ -340,10 +382,22 @@ async fn store(
     Ok(outcome(parsed.errors, report))
 }
 
+/// A write refused for now (the head is full, the node is stopping) tells the client when to
+/// come back; InfluxDB clients and Telegraf honour `Retry-After`.
+fn retry_later(mut res: Response) -> Response {
+    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
 fn storage_error_status(e: &StorageError) -> StatusCode {
     match e {
         StorageError::DatabaseNotFound(_) => StatusCode::NOT_FOUND,
-        StorageError::ShuttingDown | StorageError::WalFailed => StatusCode::SERVICE_UNAVAILABLE,
+        StorageError::ShuttingDown | StorageError::WalFailed | StorageError::Overloaded { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -356,7 +410,7 @@ async fn write_v1(
 ) -> Response {
     let started = monotonic_now();
     let params = params::from_query(query.as_deref());
-    let res = write_v1_inner(&st, &params, &headers, body).await;
+    let res = retry_later(write_v1_inner(&st, &params, &headers, body).await);
     let m = st.engine.metrics();
     m.write_requests
         .with_label_values(&[res.status().as_str()])
@@ -442,7 +496,11 @@ async fn write_v2(
             "not found",
             &format!("bucket \"{bucket}\" not found"),
         ),
-        Err(e) => v2_error(storage_error_status(&e), "internal error", &e.to_string()),
+        Err(e) => retry_later(v2_error(
+            storage_error_status(&e),
+            "internal error",
+            &e.to_string(),
+        )),
     }
 }
 

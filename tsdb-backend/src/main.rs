@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tsdb_backend::cli::Args;
+use tsdb_backend::cli::{default_memory_limit, Args};
 use tsdb_backend::clock::SystemTime;
 use tsdb_backend::http::{panics, router, AppState};
 use tsdb_backend::metrics::Metrics;
@@ -11,7 +11,7 @@ use tsdb_backend::peer_auth::{PeerSecret, SecretLocation};
 use tsdb_backend::replication::client::PeerClient;
 use tsdb_backend::replication::shipper::Replication;
 use tsdb_backend::storage::entry::Entry;
-use tsdb_backend::storage::{Engine, EngineConfig};
+use tsdb_backend::storage::{Engine, EngineConfig, FlushPolicy, HEAD_BYTES_PER_VALUE};
 use tsdb_backend::{listener, tls};
 
 #[global_allocator]
@@ -112,10 +112,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let memory_limit = args.memory_limit.unwrap_or_else(default_memory_limit);
+    tracing::info!(
+        memory_limit_mib = memory_limit >> 20,
+        "memory for the head and the block cache (--memory-limit)"
+    );
     let config = EngineConfig {
         data_dir: args.data_dir.clone(),
         fsync: args.fsync,
-        checkpoint_bytes: args.checkpoint_bytes,
+        flush: FlushPolicy {
+            max_head_values: memory_limit / 2 / HEAD_BYTES_PER_VALUE,
+            max_wal_bytes: args.flush_wal_bytes,
+            quiet: std::time::Duration::from_nanos(args.flush_quiet.max(1_000_000) as u64),
+            max_age: std::time::Duration::from_nanos(args.flush_max_age.max(1_000_000) as u64),
+        },
+        column_cache_bytes: memory_limit / 4,
         default_retention_ns: args.retention,
         node_id,
         replication_backlog_bytes: (!args.peers.is_empty())
@@ -151,8 +162,9 @@ async fn serve(args: Args, engine: Arc<Engine>, security: Security) -> anyhow::R
                 tick.tick().await;
                 let e = engine.clone();
                 match tokio::task::spawn_blocking(move || e.enforce_retention()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "retention removed expired rows"),
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(values = n, "retention removed expired data"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
                 }
             }

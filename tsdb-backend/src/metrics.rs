@@ -20,6 +20,13 @@ pub struct Metrics {
     pub wal_fsync_duration: Histogram,
     pub wal_group_size: Histogram,
     pub checkpoints: IntCounter,
+    /// Writes refused with 503 because the head was over its budget.
+    pub writes_refused_overload: IntCounter,
+    pub head_values: IntGauge,
+    pub blocks: IntGauge,
+    pub block_bytes: IntGauge,
+    pub blocks_damaged: IntGauge,
+    pub column_cache_bytes: IntGauge,
     pub retention_dropped_rows: IntCounter,
     pub replication_lag_entries: IntGaugeVec,
     pub replication_lag_seconds: GaugeVec,
@@ -47,6 +54,11 @@ impl Metrics {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
         };
         let histogram =
             |name: &str, help: &str, b: Vec<f64>| -> Result<Histogram, prometheus::Error> {
@@ -141,7 +153,25 @@ impl Metrics {
                 "Records made durable by one fsync (group commit)",
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
             )?,
-            checkpoints: counter("tsdb_checkpoints_total", "Snapshots written")?,
+            checkpoints: counter(
+                "tsdb_checkpoints_total",
+                "Flushes of the head into blocks (each lets the WAL be trimmed)",
+            )?,
+            writes_refused_overload: counter(
+                "tsdb_writes_refused_overload_total",
+                "Writes answered 503 because the head was over its memory budget",
+            )?,
+            head_values: gauge("tsdb_head_values", "Values in the in-memory head")?,
+            blocks: gauge("tsdb_blocks", "Blocks on disk")?,
+            block_bytes: gauge("tsdb_block_bytes", "Bytes of the blocks on disk")?,
+            blocks_damaged: gauge(
+                "tsdb_blocks_damaged",
+                "Files set aside because they failed their checks",
+            )?,
+            column_cache_bytes: gauge(
+                "tsdb_column_cache_bytes",
+                "Bytes of decoded block columns in the cache",
+            )?,
             retention_dropped_rows: counter(
                 "tsdb_retention_dropped_rows_total",
                 "Rows removed by retention enforcement",

@@ -15,7 +15,6 @@
 //! Origins are `node_id/incarnation`: a node whose data directory was lost comes back as a
 //! new incarnation, so its new entries are never mistaken for old ones its peers applied.
 
-pub mod backlog;
 pub mod backoff;
 pub mod client;
 pub mod shipper;

@@ -2,20 +2,35 @@
 //!
 //! ```text
 //! Engine
-//!  ├─ Catalog (catalog.rs)       databases → retention policies, measurements → series → rows
-//!  ├─ WAL writer (writer.rs)     group commit: one fsync per group, apply, acknowledge
+//!  ├─ Catalog (catalog.rs)       databases → retention policies, measurements → series;
+//!  │    ├─ series.rs             the head: recent rows per series, in memory, WAL-backed
+//!  │    └─ blocks.rs             each database's blocks on disk, decoded-column cache
+//!  ├─ WAL writer (writer.rs)     group commit: one fsync per group, apply, acknowledge;
+//!  │    │                        decides when the head is flushed
 //!  │    └─ wal.rs                segment files of checksummed records; recovery cuts a bad tail
+//!  ├─ flush.rs                   head → immutable compressed blocks (block.rs: the format)
+//!  ├─ manifest.rs                which blocks exist and where the WAL takes over
+//!  ├─ read.rs                    a series' values: blocks + head, last writer wins
+//!  ├─ open.rs                    restart: manifest + block indexes, or an old snapshot
 //!  ├─ entry.rs                   what a record means (write, DDL); idempotent on replay
-//!  └─ snapshot.rs                checkpoints that let old segments be deleted
+//!  └─ snapshot.rs                whole-state transfer for resync (and the old on-disk form)
 //! ```
 //!
 //! A write is validated against the schema (field types are reserved as they are first
-//! seen), logged, fsynced, applied, and only then acknowledged. On open the newest valid
-//! snapshot is loaded and the WAL records after it are replayed.
+//! seen), logged, fsynced, applied to the head, and only then acknowledged. The head is
+//! flushed into blocks by size, by age and after a quiet period; the WAL is then cut back.
+//! On open the newest manifest and its blocks' indexes are loaded and the WAL records after
+//! the last flush are replayed.
 
 pub mod block;
+pub mod blocks;
 pub mod catalog;
 pub mod entry;
+pub mod flush;
+pub mod log_tail;
+pub mod manifest;
+mod open;
+pub mod read;
 pub mod series;
 pub mod snapshot;
 pub mod version;
@@ -25,9 +40,9 @@ pub mod writer;
 use crate::clock::TimeProvider;
 use crate::metrics::Metrics;
 use crate::model::Point;
-use crate::replication::backlog::{Backlog, Item};
 use catalog::{read, write, Catalog, Database};
 use entry::Entry;
+use log_tail::{Backlog, Item};
 pub use series::FieldTypeConflict;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +50,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
-pub use writer::FsyncMode;
+pub use writer::{FlushPolicy, FsyncMode};
 
 /// Why entries from a peer were not applied.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +96,25 @@ pub enum StorageError {
     CheckpointFailed(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error(
+        "the head holds {values} values, over its budget, and flushes are behind: retry shortly"
+    )]
+    Overloaded { values: u64 },
+}
+
+/// What a value in the head costs in memory, about (row, cell, map node, frozen copy while
+/// it is flushed): the memory budget's share for the head is divided by this.
+pub const HEAD_BYTES_PER_VALUE: u64 = 100;
+
+/// Memory in use by the storage, for `/health` and the metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct MemoryUse {
+    pub head_values: u64,
+    pub head_bytes_estimate: u64,
+    pub head_limit_values: u64,
+    pub column_cache_bytes: u64,
+    pub blocks: u64,
+    pub block_bytes: u64,
 }
 
 /// How the engine is set up; see `main.rs` for the flags that fill it.
@@ -88,9 +122,10 @@ pub enum StorageError {
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub fsync: FsyncMode,
-    /// Write a snapshot and trim the WAL once this many bytes were logged since the last one
-    /// (or twice the last snapshot's size, if larger).
-    pub checkpoint_bytes: u64,
+    /// When the head is flushed into blocks.
+    pub flush: FlushPolicy,
+    /// Bytes of decoded block columns kept for queries.
+    pub column_cache_bytes: u64,
     /// Duration of the default policy of new databases (0: keep forever).
     pub default_retention_ns: i64,
     /// This node's id: the origin of the writes it accepts from clients.
@@ -146,6 +181,7 @@ pub struct Engine {
     backlog: Option<Arc<Backlog>>,
     was_empty: bool,
     replication_floor: Arc<AtomicU64>,
+    head_values: Arc<AtomicU64>,
 }
 
 use writer::Job;
@@ -165,10 +201,11 @@ impl Engine {
         })?;
         snapshot::remove_temporaries(&dir);
 
-        let (snap_seq, catalog) = load_newest_snapshot(&dir, config.default_retention_ns)?;
-        let snapshot_bytes = std::fs::metadata(snapshot::snapshot_path(&dir, snap_seq))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let open::Opened {
+            catalog,
+            start_seq: snap_seq,
+            upgrade,
+        } = open::open_state(&dir, config.default_retention_ns, config.column_cache_bytes)?;
         let incarnation = incarnation(&dir)?;
         let origin = format!("{}/{}", config.node_id, incarnation.id);
         let recovered = wal::recover(&dir, snap_seq)?;
@@ -196,13 +233,21 @@ impl Engine {
                 }
             }
         }
+        // The clock starts past every version on disk, so that this node's new writes win
+        // over what it wrote before it stopped, however its wall clock moved meanwhile.
+        let hlc = version::Hlc::default();
+        hlc.observe(catalog.lock_flushed().max_hlc);
+        let mut head_values = 0u64;
         for record in recovered.records {
             let entry = Entry::decode(&record.payload).map_err(|source| StorageError::Decode {
                 seq: record.seq,
                 source,
             })?;
+            if let Some(v) = entry.version() {
+                hlc.observe(v.hlc);
+            }
             let local = Entry::is_local(&record.payload);
-            catalog.apply(entry);
+            head_values += catalog.apply(entry) as u64;
             if local {
                 catalog.note_applied(&origin, record.seq);
                 if let Some(b) = &backlog {
@@ -215,8 +260,9 @@ impl Engine {
             }
         }
         tracing::info!(
-            snapshot_seq = snap_seq,
+            flushed_seq = snap_seq,
             replayed,
+            head_values,
             last_seq = recovered.last_seq,
             cut_bytes = recovered.cut_bytes,
             "storage recovered"
@@ -228,12 +274,13 @@ impl Engine {
         let replication_floor =
             Arc::new(AtomicU64::new(if backlog.is_some() { 0 } else { u64::MAX }));
         let failed = Arc::new(AtomicBool::new(false));
+        let head_values = Arc::new(AtomicU64::new(head_values));
         let (tx, rx) = mpsc::channel();
         let writer = writer::Writer {
             dir: dir.clone(),
             fsync: config.fsync,
-            checkpoint_bytes: config.checkpoint_bytes,
-            snapshot_bytes: Arc::new(AtomicU64::new(snapshot_bytes)),
+            flush: config.flush,
+            head_values: head_values.clone(),
             catalog: catalog.clone(),
             metrics: metrics.clone(),
             last_seq: last_seq.clone(),
@@ -250,8 +297,8 @@ impl Engine {
                 path: dir.clone(),
                 source,
             })?;
-        Ok(Engine {
-            catalog,
+        let engine = Engine {
+            catalog: catalog.clone(),
             jobs: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             time,
@@ -259,12 +306,58 @@ impl Engine {
             last_seq,
             failed,
             config,
-            hlc: version::Hlc::default(),
+            hlc,
             origin,
             backlog,
             was_empty: incarnation.created,
             replication_floor,
-        })
+            head_values,
+        };
+        if upgrade {
+            // A directory of an older release: its snapshot is in the head now; writing it
+            // into blocks converts the directory (and removes the snapshot).
+            engine.flush_now()?;
+            engine.hlc.observe(engine.catalog.lock_flushed().max_hlc);
+            tracing::info!("data directory converted to blocks");
+        }
+        let scrubbed = catalog.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("block-scrub".into())
+            .spawn(move || open::scrub(&scrubbed))
+        {
+            tracing::warn!(error = %e, "cannot start the block check; blocks are checked as read");
+        }
+        Ok(engine)
+    }
+
+    /// Values in the head (not yet in blocks).
+    pub fn head_values(&self) -> u64 {
+        self.head_values.load(Ordering::SeqCst)
+    }
+
+    /// Memory and disk the storage uses now.
+    pub fn memory(&self) -> MemoryUse {
+        let head_values = self.head_values();
+        let (mut blocks, mut block_bytes) = (0, 0);
+        for db in self.catalog.databases() {
+            for b in db.blocks.all() {
+                blocks += 1;
+                block_bytes += b.file.file_len();
+            }
+        }
+        MemoryUse {
+            head_values,
+            head_bytes_estimate: head_values * HEAD_BYTES_PER_VALUE,
+            head_limit_values: self.config.flush.max_head_values,
+            column_cache_bytes: self.catalog.columns.bytes(),
+            blocks,
+            block_bytes,
+        }
+    }
+
+    /// Blocks set aside because they failed their checks (and unreadable manifests).
+    pub fn damaged(&self) -> Vec<blocks::Damaged> {
+        self.catalog.columns.damaged()
     }
 
     /// Records the lowest sequence number every peer has applied, so checkpoints keep the
@@ -352,6 +445,13 @@ impl Engine {
             .catalog
             .database(db)
             .ok_or_else(|| StorageError::DatabaseNotFound(db.to_string()))?;
+        // Past twice the head's budget (one flush writing, one head filling) the flushes
+        // are not keeping up: refuse rather than grow until the kernel kills the node.
+        let values = self.head_values();
+        if values >= self.config.flush.max_head_values.saturating_mul(2) {
+            self.metrics.writes_refused_overload.inc();
+            return Err(StorageError::Overloaded { values });
+        }
         let cutoff = read(&database.policies).cutoff(self.now_ns());
         let Validated {
             accepted,
@@ -454,9 +554,40 @@ impl Engine {
         Ok(self.catalog.applied_from(origin))
     }
 
-    /// The whole state as snapshot bytes, for a peer that resynchronises. CPU-bound.
+    /// The whole state as snapshot bytes, for a peer that resynchronises: the head and
+    /// the blocks merged. CPU-bound, and it holds the whole state in memory while it runs.
     pub fn snapshot_bytes(&self) -> Result<Vec<u8>, StorageError> {
-        Ok(snapshot::snapshot_bytes(self.last_seq(), &self.catalog)?)
+        let seq = self.last_seq();
+        // The marks first: a mark the snapshot holds must come with its data.
+        let applied = self.catalog.applied();
+        let whole = Catalog::new(self.config.default_retention_ns);
+        whole.raise_applied(&applied);
+        for db in self.catalog.databases() {
+            let copy = Database::new(&db.name, read(&db.policies).clone());
+            for (name, m) in db.measurements() {
+                let guard = read(&m);
+                let mut out = series::Measurement::new(&name);
+                let views: Vec<series::Series> = guard
+                    .series()
+                    .iter()
+                    .map(|s| {
+                        read::series_view(
+                            &self.catalog,
+                            &db,
+                            &guard,
+                            s,
+                            (crate::model::MIN_NANO_TIME, crate::model::MAX_NANO_TIME),
+                            None,
+                        )
+                        .into_owned()
+                    })
+                    .collect();
+                out.merge(guard.fields(), views);
+                copy.insert_measurement(out);
+            }
+            whole.insert_database(copy);
+        }
+        Ok(snapshot::snapshot_bytes(seq, &whole)?)
     }
 
     /// Merges a peer's full snapshot into this node, value by value (last writer wins), then
@@ -505,15 +636,19 @@ impl Engine {
                 }
             }
             self.catalog.raise_applied(&theirs.applied());
-            // The merged values are in memory only: a snapshot makes them durable.
-            self.checkpoint_now()
+            // The merged values are in the head only, not in the WAL: a flush makes them
+            // durable (and the marks with them, in the manifest).
+            self.flush_now()
         })
     }
 
-    /// Drops rows older than each database's retention allows; returns how many went.
-    pub fn enforce_retention(&self) -> usize {
+    /// Drops what each database's retention no longer keeps: whole partitions of blocks
+    /// (the manifest is rewritten before their files go) and older rows of the head.
+    /// Returns how many rows and block values went.
+    pub fn enforce_retention(&self) -> Result<usize, StorageError> {
         let now = self.now_ns();
         let mut dropped = 0;
+        let mut gone = Vec::new();
         for db in self.catalog.databases() {
             let Some(cutoff) = read(&db.policies).cutoff(now) else {
                 continue;
@@ -521,9 +656,40 @@ impl Engine {
             for (_, m) in db.measurements() {
                 dropped += write(&m).drop_before(cutoff);
             }
+            let expired: Vec<u64> = db
+                .blocks
+                .all()
+                .iter()
+                .filter(|b| b.partition().1 <= cutoff)
+                .map(|b| b.id)
+                .collect();
+            for b in db.blocks.remove(&expired) {
+                dropped += b.file.index().value_count as usize;
+                gone.push(b);
+            }
+        }
+        if !gone.is_empty() {
+            {
+                let flushed = self.catalog.lock_flushed();
+                let mut m = manifest::Manifest::capture(
+                    &self.catalog,
+                    flushed.seq,
+                    self.catalog.next_block_id(),
+                    flushed.max_hlc,
+                    flushed.applied.clone(),
+                );
+                manifest::write(&self.config.data_dir, &mut m)
+                    .map_err(|e| StorageError::CheckpointFailed(e.to_string()))?;
+            }
+            for b in gone {
+                self.catalog.columns.forget(b.id);
+                if let Err(e) = std::fs::remove_file(b.file.path()) {
+                    tracing::warn!(file = %b.file.path().display(), error = %e, "cannot remove an expired block");
+                }
+            }
         }
         self.metrics.retention_dropped_rows.inc_by(dropped as u64);
-        dropped
+        Ok(dropped)
     }
 
     /// Stops the writer after it has logged and synced everything already sent. Blocking.
@@ -540,14 +706,15 @@ impl Engine {
         }
     }
 
-    /// Writes a snapshot of the current state and trims the WAL (used by tests and on
-    /// demand; the writer also checkpoints by itself as the WAL grows).
-    pub fn checkpoint_now(&self) -> Result<(), StorageError> {
+    /// Flushes the head into blocks and trims the WAL; returns when that is durable
+    /// (`POST /debug/flush`, tests, benchmarks; the writer also flushes by itself).
+    /// Blocking.
+    pub fn flush_now(&self) -> Result<(), StorageError> {
         let (reply, wait) = mpsc::channel();
         read(&self.jobs)
             .as_ref()
             .ok_or(StorageError::ShuttingDown)?
-            .send(Job::Checkpoint { reply })
+            .send(Job::Flush { reply })
             .map_err(|_| StorageError::ShuttingDown)?;
         wait.recv().map_err(|_| StorageError::ShuttingDown)?
     }
@@ -595,22 +762,6 @@ fn incarnation(dir: &Path) -> Result<Incarnation, StorageError> {
         .map_err(io)?;
     wal::sync_dir(dir)?;
     Ok(Incarnation { id, created: true })
-}
-
-fn load_newest_snapshot(
-    dir: &Path,
-    default_retention_ns: i64,
-) -> Result<(u64, Catalog), StorageError> {
-    for (seq, path) in snapshot::list_snapshots(dir)? {
-        match snapshot::read_snapshot(&path, default_retention_ns) {
-            Ok((s, catalog)) => {
-                tracing::info!(seq = s, path = %path.display(), "snapshot loaded");
-                return Ok((s, catalog));
-            }
-            Err(e) => tracing::error!(error = %e, seq, "ignoring unreadable snapshot"),
-        }
-    }
-    Ok((0, Catalog::new(default_retention_ns)))
 }
 
 /// Whether two points have the same field names and types, in the same order.

@@ -18,7 +18,12 @@ fn node() -> (Router, Arc<AppState>, tempfile::TempDir) {
     let config = EngineConfig {
         data_dir: dir.path().to_path_buf(),
         fsync: crate::storage::FsyncMode::Never,
-        checkpoint_bytes: 1 << 30,
+        flush: crate::storage::FlushPolicy {
+            max_wal_bytes: 1 << 30,
+            quiet: std::time::Duration::from_secs(3600),
+            ..crate::storage::FlushPolicy::default()
+        },
+        column_cache_bytes: 16 << 20,
         default_retention_ns: 0,
         node_id: "n0".into(),
         replication_backlog_bytes: None,

@@ -11,9 +11,9 @@
 //! turns so, and the shipper keeps retrying with its usual backoff; the cursor stays where
 //! it is, so nothing is lost once the secrets agree.
 
-use super::backlog::{Backlog, Gap, Item};
 use super::backoff::backoff;
 use super::client::PeerClient;
+use crate::storage::log_tail::{Backlog, Gap, Item};
 use crate::storage::Engine;
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -4,13 +4,15 @@
 //! held across an await. Only the WAL writer thread mutates data; request handlers read,
 //! and reserve new field types in a measurement's schema before their batch is logged.
 
+use super::blocks::{BlockList, ColumnCache, Tombstone};
 use super::entry::Entry;
 use super::series::Measurement;
 use super::version::Version;
 use crate::model::Point;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The retention policy every database gets, as in InfluxDB.
 pub const DEFAULT_POLICY: &str = "autogen";
@@ -94,6 +96,8 @@ pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 pub struct Database {
     pub name: String,
     pub policies: RwLock<Policies>,
+    /// The database's values on disk.
+    pub blocks: BlockList,
     measurements: RwLock<BTreeMap<String, Arc<RwLock<Measurement>>>>,
 }
 
@@ -102,6 +106,7 @@ impl Database {
         Database {
             name: name.to_string(),
             policies: RwLock::new(policies),
+            blocks: BlockList::default(),
             measurements: RwLock::new(BTreeMap::new()),
         }
     }
@@ -137,8 +142,10 @@ impl Database {
         write(&self.measurements).remove(name);
     }
 
-    /// Stores validated points (called by the WAL writer and by replay).
-    pub fn apply_points(&self, points: Vec<Point>, version: Version) {
+    /// Stores validated points (called by the WAL writer and by replay); returns the number
+    /// of values.
+    pub fn apply_points(&self, points: Vec<Point>, version: Version) -> usize {
+        let values = points.iter().map(|p| p.fields.len()).sum();
         let mut points = points.into_iter().peekable();
         // Points of one batch usually share a measurement: lock it once per run.
         while let Some(first) = points.next() {
@@ -150,6 +157,7 @@ impl Database {
                 guard.apply(p, version);
             }
         }
+        values
     }
 }
 
@@ -161,7 +169,28 @@ pub struct Catalog {
     applied: RwLock<BTreeMap<String, u64>>,
     /// Duration of the `autogen` policy of newly created databases (0: forever).
     default_retention_ns: i64,
+    /// Decoded block columns, and the blocks set aside.
+    pub columns: ColumnCache,
+    /// The next free block id (ids are never reused).
+    next_block_id: AtomicU64,
+    /// What the newest manifest says is in blocks; held while a manifest is written.
+    pub flushed: Mutex<Flushed>,
 }
+
+/// The WAL position the blocks cover, as the newest manifest records it.
+#[derive(Debug, Clone, Default)]
+pub struct Flushed {
+    pub seq: u64,
+    /// Per origin, how far its entries were applied at `seq`.
+    pub applied: BTreeMap<String, u64>,
+    /// The greatest version clock of any value in blocks: a restarted node's clock starts
+    /// past it, so its new writes win over what it wrote before (even if the wall clock
+    /// went back).
+    pub max_hlc: u64,
+}
+
+/// Bytes of decoded block columns kept for queries unless the engine says otherwise.
+pub const DEFAULT_COLUMN_CACHE_BYTES: u64 = 64 << 20;
 
 impl Catalog {
     pub fn new(default_retention_ns: i64) -> Self {
@@ -169,7 +198,40 @@ impl Catalog {
             databases: RwLock::new(BTreeMap::new()),
             applied: RwLock::new(BTreeMap::new()),
             default_retention_ns,
+            columns: ColumnCache::new(DEFAULT_COLUMN_CACHE_BYTES),
+            next_block_id: AtomicU64::new(1),
+            flushed: Mutex::new(Flushed::default()),
         }
+    }
+
+    /// Reserves `n` block ids; returns the first.
+    pub fn reserve_block_ids(&self, n: u64) -> u64 {
+        self.next_block_id.fetch_add(n, Ordering::SeqCst)
+    }
+
+    pub fn next_block_id(&self) -> u64 {
+        self.next_block_id.load(Ordering::SeqCst)
+    }
+
+    /// Raises the next free id past what a manifest or the files on disk have used.
+    pub fn raise_next_block_id(&self, id: u64) {
+        self.next_block_id.fetch_max(id, Ordering::SeqCst);
+    }
+
+    pub fn lock_flushed(&self) -> std::sync::MutexGuard<'_, Flushed> {
+        self.flushed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The same, with a column cache of `cache_bytes`.
+    pub fn with_cache(default_retention_ns: i64, cache_bytes: u64) -> Self {
+        Catalog {
+            columns: ColumnCache::new(cache_bytes),
+            ..Catalog::new(default_retention_ns)
+        }
+    }
+
+    pub fn default_retention_ns(&self) -> i64 {
+        self.default_retention_ns
     }
 
     /// Per origin node, the highest sequence number applied here.
@@ -217,8 +279,9 @@ impl Catalog {
         write(&self.databases).insert(db.name.clone(), Arc::new(db));
     }
 
-    /// Applies one logged change. Idempotent when replayed in log order.
-    pub fn apply(&self, entry: Entry) {
+    /// Applies one logged change. Idempotent when replayed in log order. Returns the number
+    /// of values it stored.
+    pub fn apply(&self, entry: Entry) -> usize {
         match entry {
             Entry::Write {
                 db,
@@ -227,7 +290,7 @@ impl Catalog {
             } => {
                 // A write logged just before its database was dropped finds no database.
                 if let Some(db) = self.database(&db) {
-                    db.apply_points(points, version);
+                    return db.apply_points(points, version);
                 }
             }
             Entry::WriteLines {
@@ -239,7 +302,7 @@ impl Catalog {
             } => {
                 if let Some(db) = self.database(&db) {
                     let parsed = crate::lineproto::parse_lines(&body, precision, default_time_ns);
-                    db.apply_points(parsed.points, version);
+                    return db.apply_points(parsed.points, version);
                 }
             }
             Entry::Replicated { origin, seq, entry } => {
@@ -247,8 +310,9 @@ impl Catalog {
                 // goes in before the mark: a snapshot reads the marks first, so a mark it
                 // holds always comes with its data.
                 if seq > self.applied_from(&origin) {
-                    self.apply(*entry);
+                    let values = self.apply(*entry);
                     self.note_applied(&origin, seq);
+                    return values;
                 }
             }
             Entry::CreateDatabase { name } => {
@@ -293,8 +357,15 @@ impl Catalog {
             Entry::DropMeasurement { db, name } => {
                 if let Some(db) = self.database(&db) {
                     db.drop_measurement(&name);
+                    // Blocks made so far (and by a flush running now, whose ids are
+                    // reserved) no longer hold it.
+                    db.blocks.add_tombstone(Tombstone {
+                        measurement: name,
+                        before_block: self.next_block_id(),
+                    });
                 }
             }
         }
+        0
     }
 }

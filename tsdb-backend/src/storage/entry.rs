@@ -68,6 +68,16 @@ const REPLICATED_MARKER: u8 = 0xFE;
 const SERDE_REPLICATED: u8 = 2;
 
 impl Entry {
+    /// Whether applying it removes stored data (then the manifest is rewritten soon, so the
+    /// blocks it empties can be deleted).
+    pub fn drops_data(&self) -> bool {
+        match self {
+            Entry::DropDatabase { .. } | Entry::DropMeasurement { .. } => true,
+            Entry::Replicated { entry, .. } => entry.drops_data(),
+            _ => false,
+        }
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         match self {
             Entry::WriteLines {

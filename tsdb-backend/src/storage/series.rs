@@ -56,15 +56,34 @@ impl Row {
     }
 }
 
-/// One tag set of a measurement and its rows.
+/// Rows of a series taken out of the head by a flush that is writing them into a block:
+/// still read by queries until the block is in place.
+pub type FrozenRows = std::sync::Arc<BTreeMap<i64, Row>>;
+
+/// One tag set of a measurement and its rows in the head.
+///
+/// A series whose values all live in blocks is still here, with no rows: the series index
+/// (tags → series) is the head's, filled from the blocks' indexes at start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     /// Sorted by key.
     pub tags: Vec<(String, String)>,
     pub rows: BTreeMap<i64, Row>,
+    /// What a running flush took from `rows`, until its block is registered.
+    #[serde(skip)]
+    pub frozen: Option<FrozenRows>,
+    /// Some block holds values of this series (set at start and by flushes; not cleared
+    /// when retention drops them, so a series may be listed after its last block went).
+    #[serde(skip)]
+    pub in_blocks: bool,
 }
 
 impl Series {
+    /// Whether the series holds any value, in the head or in blocks.
+    pub fn has_data(&self) -> bool {
+        !self.rows.is_empty() || self.frozen.is_some() || self.in_blocks
+    }
+
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
@@ -143,7 +162,7 @@ impl Measurement {
 
     /// True when the measurement holds no point (it may still have a schema).
     pub fn is_empty(&self) -> bool {
-        self.series.iter().all(|s| s.rows.is_empty())
+        self.series.iter().all(|s| !s.has_data())
     }
 
     /// Checks a point's field types against the schema without changing it. Returns the
@@ -179,7 +198,9 @@ impl Measurement {
         Ok(())
     }
 
-    fn define_field(&mut self, name: &str, ty: FieldType) -> u32 {
+    /// Adds a field to the schema (from a block's index or the manifest at start); a name
+    /// already known keeps its first type.
+    pub fn define_field(&mut self, name: &str, ty: FieldType) -> u32 {
         if let Some(id) = self.field_id(name) {
             return id;
         }
@@ -204,6 +225,8 @@ impl Measurement {
                 self.series.push(Series {
                     tags: point.tags.to_vec(),
                     rows: BTreeMap::new(),
+                    frozen: None,
+                    in_blocks: false,
                 });
                 id
             }
@@ -256,6 +279,8 @@ impl Measurement {
                     self.series.push(Series {
                         tags: s.tags,
                         rows: BTreeMap::new(),
+                        frozen: None,
+                        in_blocks: false,
                     });
                     id
                 }
@@ -275,6 +300,62 @@ impl Measurement {
         }
     }
 
+    /// The id of the series with these tags, added without rows if it is new (the series
+    /// index is rebuilt from the blocks' indexes this way at start).
+    pub fn series_id_or_insert(&mut self, tags: &[(String, String)]) -> u32 {
+        if let Some(&id) = self.series_ids.get(tags) {
+            return id;
+        }
+        let id = self.series.len() as u32;
+        self.series_ids.insert(tags.to_vec(), id);
+        self.series.push(Series {
+            tags: tags.to_vec(),
+            rows: BTreeMap::new(),
+            frozen: None,
+            in_blocks: false,
+        });
+        id
+    }
+
+    /// Records that a block holds values of the series with these tags.
+    pub fn adopt_series(&mut self, tags: &[(String, String)]) {
+        let id = self.series_id_or_insert(tags);
+        self.series[id as usize].in_blocks = true;
+    }
+
+    /// Moves every series' head rows into its frozen layer, for a flush; returns them with
+    /// their tags. The frozen layers stay readable until `thaw`.
+    pub fn freeze(&mut self) -> Vec<(Vec<(String, String)>, FrozenRows)> {
+        let mut out = Vec::new();
+        for s in &mut self.series {
+            if s.rows.is_empty() {
+                continue;
+            }
+            let rows = std::sync::Arc::new(std::mem::take(&mut s.rows));
+            // One flush runs at a time, so a series has no frozen layer here; if it had,
+            // its rows would be merged in rather than dropped.
+            let rows = match s.frozen.take() {
+                Some(older) => {
+                    let mut merged = (*older).clone();
+                    merged.extend(rows.iter().map(|(t, r)| (*t, r.clone())));
+                    std::sync::Arc::new(merged)
+                }
+                None => rows,
+            };
+            s.frozen = Some(rows.clone());
+            s.in_blocks = true;
+            out.push((s.tags.clone(), rows));
+        }
+        out
+    }
+
+    /// Drops the frozen layers once the blocks holding them are registered.
+    pub fn thaw(&mut self) {
+        for s in &mut self.series {
+            s.frozen = None;
+        }
+    }
+
     /// Takes the series out (leaving the schema), to merge them elsewhere.
     pub fn take_series(&mut self) -> Vec<Series> {
         self.series_ids.clear();
@@ -290,6 +371,20 @@ impl Measurement {
             s.rows = keep;
         }
         dropped
+    }
+
+    /// Number of field values in the head (frozen layers included), for the flush policy.
+    pub fn head_value_count(&self) -> usize {
+        self.series
+            .iter()
+            .map(|s| {
+                let frozen = s
+                    .frozen
+                    .as_ref()
+                    .map_or(0, |f| f.values().map(|r| r.0.len()).sum());
+                frozen + s.rows.values().map(|r| r.0.len()).sum::<usize>()
+            })
+            .sum()
     }
 
     /// Number of stored field values, for metrics.

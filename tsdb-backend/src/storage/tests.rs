@@ -1,4 +1,4 @@
-//! Engine tests: durability across reopen, checkpoints, validation.
+//! Engine tests: durability across reopen, flushes into blocks, validation.
 
 use super::*;
 use crate::clock::ManualTime;
@@ -8,7 +8,12 @@ fn config(dir: &Path) -> EngineConfig {
     EngineConfig {
         data_dir: dir.to_path_buf(),
         fsync: FsyncMode::Always,
-        checkpoint_bytes: 1 << 30,
+        flush: crate::storage::FlushPolicy {
+            max_wal_bytes: 1 << 30,
+            quiet: std::time::Duration::from_secs(3600),
+            ..crate::storage::FlushPolicy::default()
+        },
+        column_cache_bytes: 16 << 20,
         default_retention_ns: 0,
         node_id: "n1".into(),
         replication_backlog_bytes: None,
@@ -35,7 +40,16 @@ fn count(engine: &Engine, db: &str, m: &str) -> usize {
     };
     let Some(m) = db.measurement(m) else { return 0 };
     let m = read(&m);
-    m.value_count()
+    m.series()
+        .iter()
+        .map(|s| {
+            read::series_view(engine.catalog(), &db, &m, s, (i64::MIN, i64::MAX), None)
+                .rows
+                .values()
+                .map(|r| r.0.len())
+                .sum::<usize>()
+        })
+        .sum()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -74,7 +88,7 @@ fn acknowledged_points_are_present_after_reopen() {
 }
 
 #[test]
-fn a_checkpoint_trims_the_wal_and_reopen_restores_everything() {
+fn a_flush_trims_the_wal_and_reopen_restores_everything() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     {
@@ -91,7 +105,7 @@ fn a_checkpoint_trims_the_wal_and_reopen_restores_everything() {
             .await
             .unwrap();
         });
-        e.checkpoint_now().unwrap();
+        e.flush_now().unwrap();
         rt.block_on(async {
             e.write(
                 "d",
@@ -104,16 +118,25 @@ fn a_checkpoint_trims_the_wal_and_reopen_restores_everything() {
     }
     let e = open(config(dir.path()), 0);
     assert_eq!(count(&e, "d", "cpu"), 2);
-    let snaps = snapshot::list_snapshots(dir.path()).unwrap();
-    assert_eq!(snaps.len(), 1);
+    assert_eq!(
+        e.head_values(),
+        1,
+        "only the write after the flush is replayed"
+    );
+    assert_eq!(manifest::list(dir.path()).unwrap().len(), 1);
+    let oldest = wal::list_segments(dir.path()).unwrap()[0].0;
+    assert_eq!(
+        oldest, 3,
+        "the segment of records 1 and 2, which the flush covered, is gone"
+    );
 }
 
 #[test]
-fn the_writer_checkpoints_by_itself_when_the_wal_passes_its_threshold() {
+fn the_writer_flushes_by_itself_when_the_wal_passes_its_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let mut cfg = config(dir.path());
-    cfg.checkpoint_bytes = 4096;
+    cfg.flush.max_wal_bytes = 4096;
     {
         let e = open(cfg.clone(), 0);
         rt.block_on(async {
@@ -133,9 +156,10 @@ fn the_writer_checkpoints_by_itself_when_the_wal_passes_its_threshold() {
         e.shutdown().unwrap();
         assert!(e.metrics().checkpoints.get() >= 1);
     }
-    assert!(!snapshot::list_snapshots(dir.path()).unwrap().is_empty());
+    assert!(!manifest::list(dir.path()).unwrap().is_empty());
     let e = open(cfg, 0);
     assert_eq!(count(&e, "d", "cpu"), 200);
+    assert!(e.head_values() < 200, "some values came back from blocks");
 }
 
 #[test]
@@ -212,7 +236,7 @@ fn points_older_than_the_retention_are_refused_and_expired_ones_swept() {
     assert_eq!(r.rejected, vec![Rejection::BeyondRetention]);
     time.advance(1);
     assert_eq!(
-        e.enforce_retention(),
+        e.enforce_retention().unwrap(),
         1,
         "the point at now - 1h is now one ns too old"
     );
@@ -282,7 +306,7 @@ fn a_time_field_is_dropped_and_a_time_tag_refuses_the_point() {
 }
 
 #[test]
-fn checkpoints_keep_the_wal_a_peer_lacks_and_a_restart_puts_it_back_in_the_backlog() {
+fn flushes_keep_the_wal_a_peer_lacks_and_a_restart_puts_it_back_in_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let mut cfg = config(dir.path());
@@ -304,7 +328,7 @@ fn checkpoints_keep_the_wal_a_peer_lacks_and_a_restart_puts_it_back_in_the_backl
             }
         });
         // No peer has acknowledged anything yet (floor 0): the covered segment stays.
-        e.checkpoint_now().unwrap();
+        e.flush_now().unwrap();
         assert!(!wal::list_segments(dir.path()).unwrap().is_empty());
     }
     let e = open(cfg.clone(), 0);
@@ -331,7 +355,7 @@ fn checkpoints_keep_the_wal_a_peer_lacks_and_a_restart_puts_it_back_in_the_backl
         .await
         .unwrap();
     });
-    e.checkpoint_now().unwrap();
+    e.flush_now().unwrap();
     drop(e);
     let e = open(cfg, 0);
     let backlog = e.backlog().unwrap();
@@ -387,4 +411,171 @@ fn a_replicated_entry_is_applied_once_however_often_it_arrives() {
     // After a restart the mark comes back from the WAL: a re-send is still skipped.
     let e = open(config(dir.path()), 0);
     assert_eq!(e.catalog().applied_from("b/1"), 8);
+}
+
+mod model;
+
+/// Every value of database `db` as (measurement, tags, field, time) → (value, version),
+/// through the read path queries use.
+type Dump = BTreeMap<(String, Vec<(String, String)>, String, i64), (FieldValue, version::Version)>;
+
+fn dump(catalog: &Catalog, db: &str) -> Dump {
+    let mut out = Dump::new();
+    let Some(db) = catalog.database(db) else {
+        return out;
+    };
+    for (name, m) in db.measurements() {
+        let m = read(&m);
+        for s in m.series() {
+            let view = read::series_view(catalog, &db, &m, s, (i64::MIN, i64::MAX), None);
+            for (t, row) in &view.rows {
+                for cell in &row.0 {
+                    let field = m.fields()[cell.id as usize].name.clone();
+                    out.insert(
+                        (name.clone(), s.tags.clone(), field, *t),
+                        (cell.value.clone(), cell.version),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+use std::collections::BTreeMap;
+
+#[test]
+fn a_data_directory_of_the_snapshot_format_is_converted_to_blocks_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    // The previous release's layout: a snapshot of state 5, then WAL records 6 and 7.
+    let old = Catalog::new(0);
+    old.apply(Entry::CreateDatabase { name: "d".into() });
+    old.apply(Entry::CreateDatabase { name: "e".into() });
+    let v = |hlc| version::Version { hlc, node: 7 };
+    let mut points = Vec::new();
+    for i in 0..500i64 {
+        let mut p = point(
+            "cpu",
+            ["a", "b", "c"][(i % 3) as usize],
+            "usage",
+            FieldValue::Float(i as f64 / 100.0),
+            i * 10_000_000_000,
+        );
+        p.fields.push(("n".into(), FieldValue::Integer(-i)));
+        p.fields
+            .push(("ok".into(), FieldValue::Boolean(i % 2 == 0)));
+        p.fields
+            .push(("s".into(), FieldValue::String(format!("v{i}").into())));
+        p.fields
+            .push(("u".into(), FieldValue::Unsigned(i as u64 * 3)));
+        points.push(p);
+    }
+    old.apply(Entry::Write {
+        db: "d".into(),
+        points,
+        version: v(100),
+    });
+    old.apply(Entry::Write {
+        db: "e".into(),
+        points: vec![point("mem", "z", "free", FieldValue::Integer(42), -5)],
+        version: v(101),
+    });
+    snapshot::write_snapshot(dir.path(), 5, &old).unwrap();
+    let later = [
+        Entry::Write {
+            db: "d".into(),
+            points: vec![point("cpu", "a", "usage", FieldValue::Float(9.5), 0)],
+            version: v(200),
+        },
+        Entry::Write {
+            db: "d".into(),
+            points: vec![point("disk", "a", "used", FieldValue::Float(1.0), 77)],
+            version: v(201),
+        },
+    ];
+    let mut seg = wal::Segment::open(dir.path(), 6).unwrap();
+    let mut buf = Vec::new();
+    for (i, entry) in later.iter().enumerate() {
+        wal::encode_record(&mut buf, 6 + i as u64, &entry.encode().unwrap());
+        old.apply(entry.clone());
+    }
+    seg.append(&buf).unwrap();
+    seg.sync().unwrap();
+    drop(seg);
+    let (want_d, want_e) = (dump(&old, "d"), dump(&old, "e"));
+    assert_eq!(want_d.len(), 500 * 5 + 1, "an overwrite and a new series");
+
+    let e = open(config(dir.path()), 0);
+    assert!(
+        snapshot::list_snapshots(dir.path()).unwrap().is_empty(),
+        "the snapshot is gone once its values are in blocks"
+    );
+    assert!(
+        !e.catalog().database("d").unwrap().blocks.all().is_empty(),
+        "the values are in blocks"
+    );
+    assert_eq!(dump(e.catalog(), "d"), want_d);
+    assert_eq!(dump(e.catalog(), "e"), want_e);
+    drop(e);
+    // And again from the blocks alone.
+    let e = open(config(dir.path()), 0);
+    assert_eq!(e.head_values(), 0);
+    assert_eq!(dump(e.catalog(), "d"), want_d);
+    assert_eq!(dump(e.catalog(), "e"), want_e);
+}
+
+#[test]
+fn a_damaged_block_is_set_aside_and_the_other_blocks_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let e = open(config(dir.path()), 0);
+        rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+            .unwrap();
+        // Two flushes: two blocks.
+        for (host, t) in [("a", 1), ("b", 2)] {
+            rt.block_on(e.write(
+                "d",
+                vec![point("cpu", host, "v", FieldValue::Float(t as f64), t)],
+                None,
+            ))
+            .unwrap();
+            e.flush_now().unwrap();
+        }
+    }
+    let blocks = blocks::blocks_dir(dir.path());
+    let mut files: Vec<_> = std::fs::read_dir(&blocks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2);
+    // Flip one byte in the middle of the first block's column data.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&files[0], bytes).unwrap();
+
+    let e = open(config(dir.path()), 0);
+    // Whether the index or a column was hit, the block is set aside (at open, by the
+    // background check, or by the first read), and the other block answers.
+    let deadline = crate::clock::monotonic_now() + std::time::Duration::from_secs(10);
+    let values = loop {
+        let values = count(&e, "d", "cpu");
+        if !e.damaged().is_empty() || crate::clock::monotonic_now() > deadline {
+            break values;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(values, 1, "the undamaged block's value");
+    let damaged = e.damaged();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert!(damaged[0]
+        .file
+        .ends_with(files[0].file_name().unwrap().to_str().unwrap()));
+    assert!(
+        files[0].with_extension("damaged").exists(),
+        "the file is renamed aside"
+    );
 }

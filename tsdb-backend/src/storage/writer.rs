@@ -1,25 +1,54 @@
-//! The WAL writer thread: group commit, then apply, then acknowledge.
+//! The WAL writer thread: group commit, then apply, then acknowledge; and when to flush.
 //!
 //! Request handlers send encoded entries through a channel. The thread takes everything
 //! that is waiting, appends it to the current segment with one write, makes it durable
 //! with one fsync (so concurrent writers share it), applies the entries to memory in log
 //! order, and only then answers each sender. Memory therefore never holds a change the log
 //! does not, and replay reproduces the exact order of application.
+//!
+//! Between groups it decides whether the head is due for a flush (see `FlushPolicy`): it
+//! then rotates the WAL, freezes the head at the current record and hands it to a flush
+//! thread (`flush.rs`); one flush runs at a time.
 
 use super::catalog::Catalog;
 use super::entry::Entry;
-use super::snapshot;
+use super::flush;
+use super::log_tail::{Backlog, Item};
 use super::wal::{self, Segment};
 use super::StorageError;
 use crate::clock::{monotonic_now, TimeProvider};
 use crate::metrics::Metrics;
-use crate::replication::backlog::{Backlog, Item};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// When the head is written into blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Flush once the head holds this many values (the memory budget's share for it).
+    pub max_head_values: u64,
+    /// Flush once this many WAL bytes were logged since the last flush (bounds replay).
+    pub max_wal_bytes: u64,
+    /// Flush after this long without a write, when the head holds anything.
+    pub quiet: Duration,
+    /// Flush a head whose oldest value arrived this long ago, however busy the node is.
+    pub max_age: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            max_head_values: 2_000_000,
+            max_wal_bytes: 128 << 20,
+            quiet: Duration::from_secs(5),
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
 
 /// Whether an acknowledgement waits for fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,8 +69,8 @@ pub enum Job {
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<u64, StorageError>>,
     },
-    /// Write a snapshot now and trim the WAL; the reply comes when it is done.
-    Checkpoint {
+    /// Flush the head into blocks now and trim the WAL; the reply comes when it is done.
+    Flush {
         reply: std::sync::mpsc::Sender<Result<(), StorageError>>,
     },
 }
@@ -61,10 +90,9 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 pub struct Writer {
     pub dir: PathBuf,
     pub fsync: FsyncMode,
-    /// WAL bytes since the last snapshot that trigger the next one, at least; see `due`.
-    pub checkpoint_bytes: u64,
-    /// Size of the newest snapshot.
-    pub snapshot_bytes: Arc<AtomicU64>,
+    pub flush: FlushPolicy,
+    /// Values in the head (set by the writer, read by `/health` and the memory budget).
+    pub head_values: Arc<AtomicU64>,
     pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
     /// Highest sequence number applied.
@@ -85,17 +113,25 @@ impl Writer {
     pub fn run(self, rx: Receiver<Job>) -> Result<(), StorageError> {
         let mut seq = self.last_seq.load(Ordering::SeqCst);
         let mut segment = Segment::open(&self.dir, seq + 1)?;
-        let mut since_checkpoint = segment.len;
+        let mut since_flush = segment.len;
         self.metrics.wal_bytes.set(wal_bytes(&self.dir) as i64);
-        let checkpoint_running = Arc::new(AtomicBool::new(false));
-        let mut checkpoint: Option<JoinHandle<Result<(), StorageError>>> = None;
+        let mut running: Option<JoinHandle<Result<(), StorageError>>> = None;
         let mut buf = Vec::with_capacity(1 << 20);
         let mut group: Vec<Pending> = Vec::new();
+        // Times from the injected clock, so tests decide when a quiet or old head is due.
+        let mut head_since: Option<i64> = None;
+        let mut last_write = self.time.now_ns();
+        let mut ddl_dropped = false;
 
         let mut forced: Vec<std::sync::mpsc::Sender<Result<(), StorageError>>> = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match rx.recv_timeout(self.flush.quiet.max(Duration::from_millis(50))) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut bytes = 0;
-            let mut next = Some(first);
+            let mut next = first;
             while let Some(job) = next.take() {
                 match job {
                     Job::Log {
@@ -104,53 +140,73 @@ impl Writer {
                         reply,
                     } => {
                         bytes += payload.len();
+                        ddl_dropped |= entry.drops_data();
                         group.push(Pending {
                             entry,
                             payload,
                             reply,
                         });
                     }
-                    Job::Checkpoint { reply } => forced.push(reply),
+                    Job::Flush { reply } => forced.push(reply),
                 }
                 if bytes < MAX_GROUP_BYTES {
                     next = rx.try_recv().ok();
                 }
             }
             if !group.is_empty() {
-                self.commit_group(
+                let values = self.commit_group(
                     &mut group,
                     &mut segment,
                     &mut seq,
                     &mut buf,
-                    &mut since_checkpoint,
+                    &mut since_flush,
                 );
+                let now = self.time.now_ns();
+                if values > 0 {
+                    head_since.get_or_insert(now);
+                }
+                last_write = now;
+            }
+            if running.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = running.take() {
+                    let _ = h.join();
+                }
             }
 
-            let due = self.due(since_checkpoint) || !forced.is_empty();
-            if due && !checkpoint_running.load(Ordering::SeqCst) {
+            let head = self.head_values.load(Ordering::SeqCst);
+            let now = self.time.now_ns();
+            let elapsed =
+                |since: i64| Duration::from_nanos(now.saturating_sub(since).max(0) as u64);
+            let due = !forced.is_empty()
+                || ddl_dropped
+                || head >= self.flush.max_head_values
+                || since_flush >= self.flush.max_wal_bytes
+                || (head > 0 && elapsed(last_write) >= self.flush.quiet)
+                || head_since.is_some_and(|t| elapsed(t) >= self.flush.max_age);
+            if due && running.is_none() {
                 // Start a new segment at seq + 1, so every older segment is covered by the
-                // snapshot of state `seq` and can be deleted once it is durable.
+                // blocks of the head frozen at `seq` and can go once they are durable.
                 if let Err(e) = segment.sync() {
-                    tracing::warn!(error = %e, "syncing wal before checkpoint");
+                    tracing::warn!(error = %e, "syncing wal before a flush");
                 }
                 match Segment::open(&self.dir, seq + 1) {
                     Ok(next) => {
                         segment = next;
-                        since_checkpoint = 0;
-                        if let Some(h) = checkpoint.take() {
-                            let _ = h.join();
-                        }
-                        checkpoint_running.store(true, Ordering::SeqCst);
-                        checkpoint = self.spawn_checkpoint(seq, checkpoint_running.clone());
+                        since_flush = 0;
+                        head_since = None;
+                        ddl_dropped = false;
+                        let frozen = flush::freeze(&self.catalog, seq);
+                        self.head_values.store(0, Ordering::SeqCst);
+                        running = self.spawn_flush(frozen);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "rotating wal segment; checkpoint postponed")
+                        tracing::warn!(error = %e, "rotating wal segment; flush postponed")
                     }
                 }
             }
             if !forced.is_empty() {
-                // A forced checkpoint answers once the snapshot is durable.
-                let res = match checkpoint.take() {
+                // A forced flush answers once its blocks and manifest are durable.
+                let res = match running.take() {
                     Some(h) => h.join().unwrap_or(Err(StorageError::WalFailed)),
                     None => Ok(()),
                 };
@@ -165,14 +221,14 @@ impl Writer {
 
         // All senders are gone: the node is shutting down. Make the tail durable.
         let res = segment.sync();
-        if let Some(h) = checkpoint.take() {
+        if let Some(h) = running.take() {
             let _ = h.join();
         }
         tracing::info!(last_seq = seq, "wal writer stopped");
         res.map_err(StorageError::from)
     }
 
-    /// What the next checkpoint keeps for peers.
+    /// What the next flush keeps for peers.
     fn keep(&self) -> Keep {
         match &self.backlog {
             Some(b) => Keep {
@@ -183,31 +239,21 @@ impl Writer {
         }
     }
 
-    /// Whether enough WAL accumulated for a checkpoint: `checkpoint_bytes`, or twice the
-    /// size of the last snapshot if that is larger. Each snapshot writes the whole state, so
-    /// tying the interval to the state's size keeps the total checkpoint work linear in the
-    /// data written (about the state's size once over, not quadratic), while replay after a
-    /// crash stays within two snapshots' worth of WAL.
-    fn due(&self, since_checkpoint: u64) -> bool {
-        let state = self.snapshot_bytes.load(Ordering::SeqCst).saturating_mul(2);
-        since_checkpoint >= self.checkpoint_bytes.max(state)
-    }
-
     /// Appends a group of entries with one write and one fsync, applies them in log order
-    /// and answers their senders.
+    /// and answers their senders. Returns the number of values applied.
     fn commit_group(
         &self,
         group: &mut Vec<Pending>,
         segment: &mut Segment,
         seq: &mut u64,
         buf: &mut Vec<u8>,
-        since_checkpoint: &mut u64,
-    ) {
+        since_flush: &mut u64,
+    ) -> u64 {
         if self.failed.load(Ordering::SeqCst) {
             for job in group.drain(..) {
                 let _ = job.reply.send(Err(StorageError::WalFailed));
             }
-            return;
+            return 0;
         }
         buf.clear();
         let first_seq = *seq + 1;
@@ -232,16 +278,17 @@ impl Writer {
             for job in group.drain(..) {
                 let _ = job.reply.send(Err(StorageError::WalFailed));
             }
-            return;
+            return 0;
         }
-        *since_checkpoint += buf.len() as u64;
+        *since_flush += buf.len() as u64;
         self.metrics.wal_bytes.add(buf.len() as i64);
         let now = self.time.now_ns();
         let mut last_local = None;
+        let mut values = 0;
         for job in group.drain(..) {
             *seq += 1;
             let local = Entry::is_local(&job.payload);
-            self.catalog.apply(job.entry);
+            values += self.catalog.apply(job.entry) as u64;
             if local {
                 last_local = Some(*seq);
                 if let Some(backlog) = &self.backlog {
@@ -258,60 +305,79 @@ impl Writer {
         if let Some(s) = last_local {
             self.catalog.note_applied(&self.origin, s);
         }
+        self.head_values.fetch_add(values, Ordering::SeqCst);
+        values
     }
 
-    fn spawn_checkpoint(
-        &self,
-        seq: u64,
-        running: Arc<AtomicBool>,
-    ) -> Option<JoinHandle<Result<(), StorageError>>> {
+    fn spawn_flush(&self, frozen: flush::Frozen) -> Option<JoinHandle<Result<(), StorageError>>> {
         let dir = self.dir.clone();
         let catalog = self.catalog.clone();
         let metrics = self.metrics.clone();
-        let snapshot_bytes = self.snapshot_bytes.clone();
-        let flag = running.clone();
         let keep = self.keep();
         let spawned = std::thread::Builder::new()
-            .name("checkpoint".into())
+            .name("flush".into())
             .spawn(move || {
-                let started = monotonic_now();
-                let res = checkpoint(&dir, seq, &catalog, keep);
-                match &res {
-                    Ok(()) => {
-                        if let Ok(meta) = std::fs::metadata(snapshot::snapshot_path(&dir, seq)) {
-                            snapshot_bytes.store(meta.len(), Ordering::SeqCst);
-                        }
-                        metrics.checkpoints.inc();
-                        metrics.wal_bytes.set(wal_bytes(&dir) as i64);
-                        tracing::info!(
-                            seq,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "checkpoint written, wal trimmed"
-                        );
-                    }
-                    Err(e) => tracing::error!(error = %e, seq, "checkpoint failed; wal kept"),
+                let res = flush_and_trim(&dir, &catalog, frozen, keep, &metrics);
+                if let Err(e) = &res {
+                    tracing::error!(error = %e, "flush failed; the wal is kept");
                 }
-                running.store(false, Ordering::SeqCst);
                 res
             });
         match spawned {
             Ok(handle) => Some(handle),
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the checkpoint thread; wal kept");
-                flag.store(false, Ordering::SeqCst);
+                tracing::error!(error = %e, "cannot start the flush thread; the wal is kept");
                 None
             }
         }
     }
 }
 
-/// Which covered WAL segments a checkpoint keeps for peers.
+/// Writes a frozen head into blocks, commits the manifest, drops the frozen layers, then
+/// deletes the WAL segments the blocks cover (keeping those a peer still needs) and any
+/// block file no manifest names.
+pub fn flush_and_trim(
+    dir: &std::path::Path,
+    catalog: &Catalog,
+    frozen: flush::Frozen,
+    keep: Keep,
+    metrics: &Metrics,
+) -> Result<(), StorageError> {
+    let started = monotonic_now();
+    let (seq, values) = (frozen.seq, frozen.values);
+    let blocks =
+        flush::write_blocks(dir, catalog, &frozen).map_err(StorageError::CheckpointFailed)?;
+    {
+        let mut flushed = catalog.lock_flushed();
+        let max_hlc = flushed.max_hlc.max(frozen.max_hlc);
+        flush::commit(dir, catalog, &frozen, max_hlc).map_err(StorageError::CheckpointFailed)?;
+        flushed.seq = seq;
+        flushed.applied = frozen.applied().clone();
+        flushed.max_hlc = max_hlc;
+    }
+    flush::thaw(frozen);
+    trim_wal(dir, seq, keep)?;
+    super::snapshot::remove_older(dir, u64::MAX)?;
+    flush::sweep(dir, catalog);
+    metrics.checkpoints.inc();
+    metrics.wal_bytes.set(wal_bytes(dir) as i64);
+    tracing::info!(
+        seq,
+        values,
+        blocks,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "head flushed into blocks, wal trimmed"
+    );
+    Ok(())
+}
+
+/// Which covered WAL segments a flush keeps for peers.
 #[derive(Debug, Clone, Copy)]
 pub struct Keep {
     /// Every peer has applied this node's entries up to here (`u64::MAX`: no peers).
     pub floor: u64,
     /// At most this many bytes of covered segments are kept for peers; a peer that needs
-    /// older ones is resynchronised from a snapshot instead.
+    /// older ones is resynchronised instead.
     pub max_bytes: u64,
 }
 
@@ -322,18 +388,12 @@ impl Keep {
     };
 }
 
-/// Writes snapshot `seq`, then deletes the segments and snapshots it makes redundant,
-/// keeping the newest segments that hold entries a peer still lacks (within `keep`).
-pub fn checkpoint(
-    dir: &std::path::Path,
-    seq: u64,
-    catalog: &Catalog,
-    keep: Keep,
-) -> Result<(), StorageError> {
-    snapshot::write_snapshot(dir, seq, catalog)?;
+/// Deletes the WAL segments whose records are all at or below `seq` (in blocks now),
+/// keeping the newest of them that hold entries a peer still lacks (within `keep`).
+pub fn trim_wal(dir: &std::path::Path, seq: u64, keep: Keep) -> Result<(), StorageError> {
     let segments = wal::list_segments(dir)?;
     // A segment starting at or below `seq` ends before `seq + 1`, where the current one
-    // starts: all of its records are in the snapshot. Walk them newest first.
+    // starts: all of its records are in blocks. Walk them newest first.
     let mut kept_bytes = 0u64;
     for i in (0..segments.len()).rev() {
         let (first, path) = &segments[i];
@@ -355,7 +415,6 @@ pub fn checkpoint(
             source,
         })?;
     }
-    snapshot::remove_older(dir, seq)?;
     Ok(())
 }
 

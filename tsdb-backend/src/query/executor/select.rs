@@ -15,8 +15,10 @@ use crate::query::ast::{
     Source,
 };
 use crate::query::result::{ResultSeries, Value};
-use crate::storage::catalog::{read, Catalog};
+use crate::storage::catalog::{read, Catalog, Database};
+use crate::storage::read::series_view;
 use crate::storage::series::{Measurement, Series};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
@@ -40,8 +42,8 @@ pub fn select(
     if sources.is_empty() {
         return Ok(Vec::new());
     }
-    let guards: Vec<_> = sources.iter().map(|(_, m)| read(m)).collect();
-    let measurements: Vec<&Measurement> = guards.iter().map(|g| &**g).collect();
+    let guards: Vec<_> = sources.iter().map(|(_, db, m)| (db, read(m))).collect();
+    let measurements: Vec<&Measurement> = guards.iter().map(|(_, g)| &**g).collect();
 
     let schema = Schema::of(&measurements);
     let fields = expand_fields(&stmt.fields, &schema, &stmt.dimensions)?;
@@ -56,13 +58,16 @@ pub fn select(
     let row_condition = stmt.condition.as_ref().and_then(eval::strip_time);
 
     let mut out = Vec::new();
-    for m in &measurements {
-        let ctx = GroupContext::new(m, stmt, &row_condition, now)?;
+    for (db, guard) in &guards {
+        let m: &Measurement = guard;
+        let mut ctx = GroupContext::new(m, stmt, &row_condition, now)?;
+        ctx.source = Some((catalog, db));
         let groups = ctx.groups()?;
         match &plan {
             Plan::Raw => {
                 let range = (lo.unwrap_or(MIN_NANO_TIME), hi.unwrap_or(MAX_NANO_TIME));
                 let cols = compile_columns(&fields, m, &ctx.tag_keys, now, &[])?;
+                ctx.read_fields(cols.iter(), &[]);
                 for (key, members) in groups {
                     let values = raw_group(&ctx, &members, &cols, range, stmt);
                     push_series(&mut out, m, stmt, &ctx, key, &columns, values);
@@ -77,6 +82,8 @@ pub fn select(
                 for c in calls {
                     c.check_type(m)?;
                 }
+                let called: Vec<&str> = calls.iter().map(|c| c.field.as_str()).collect();
+                ctx.read_fields(cols.iter(), &called);
                 let spec = AggSpec {
                     calls,
                     cols: &cols,
@@ -128,8 +135,8 @@ fn push_series(
     });
 }
 
-/// A measurement and its name.
-type NamedMeasurement = (String, Arc<RwLock<Measurement>>);
+/// A measurement, its name and its database.
+type NamedMeasurement = (String, Arc<Database>, Arc<RwLock<Measurement>>);
 
 /// Series indexes by their `GROUP BY` tag values.
 type Groups = BTreeMap<Vec<(String, String)>, Vec<usize>>;
@@ -140,7 +147,7 @@ fn resolve_sources(
     sources: &[Source],
     default_db: &str,
 ) -> Result<Vec<NamedMeasurement>, StatementError> {
-    let mut found: BTreeMap<String, Arc<RwLock<Measurement>>> = BTreeMap::new();
+    let mut found: BTreeMap<String, (Arc<Database>, Arc<RwLock<Measurement>>)> = BTreeMap::new();
     for source in sources {
         let Source::Measurement(m) = source else {
             return Err("subqueries are not supported".into());
@@ -155,20 +162,20 @@ fn resolve_sources(
         match &m.name {
             MeasurementName::Name(n) => {
                 if let Some(ms) = db.measurement(n) {
-                    found.insert(n.clone(), ms);
+                    found.insert(n.clone(), (db.clone(), ms));
                 }
             }
             MeasurementName::Regex(re) => {
                 let re = re.regex()?;
                 for (n, ms) in db.measurements() {
                     if re.is_match(&n) {
-                        found.insert(n, ms);
+                        found.insert(n, (db.clone(), ms));
                     }
                 }
             }
         }
     }
-    Ok(found.into_iter().collect())
+    Ok(found.into_iter().map(|(n, (db, m))| (n, db, m)).collect())
 }
 
 /// The union of the sources' fields and tags, which `*` expands to.
@@ -592,9 +599,43 @@ struct GroupContext<'a> {
     condition: Option<CExpr>,
     series_level: bool,
     ascending: bool,
+    /// Where the series' values beyond the head are (blocks), when they are read.
+    source: Option<(&'a Catalog, &'a Database)>,
+    /// The field ids the statement reads: only their columns are read from blocks.
+    needed: BTreeSet<u32>,
 }
 
 impl<'a> GroupContext<'a> {
+    /// Notes the fields the output columns, the condition and the calls read.
+    fn read_fields<'c>(&mut self, cols: impl Iterator<Item = &'c CExpr>, calls: &[&str]) {
+        for c in cols {
+            c.fields(&mut self.needed);
+        }
+        if let Some(c) = &self.condition {
+            c.fields(&mut self.needed);
+        }
+        for f in calls {
+            if let Some(id) = self.m.field_id(f) {
+                self.needed.insert(id);
+            }
+        }
+    }
+
+    /// The member series' rows within `[lo, hi]`: the head's, or the head and the blocks
+    /// merged, with only the fields the statement reads.
+    fn views(&self, members: &[usize], range: (i64, i64)) -> Vec<Cow<'a, Series>> {
+        let series = self.m.series();
+        members
+            .iter()
+            .map(|&si| match self.source {
+                Some((catalog, db)) => {
+                    series_view(catalog, db, self.m, &series[si], range, Some(&self.needed))
+                }
+                None => Cow::Borrowed(&series[si]),
+            })
+            .collect()
+    }
+
     fn new(
         m: &'a Measurement,
         stmt: &SelectStatement,
@@ -641,6 +682,8 @@ impl<'a> GroupContext<'a> {
             condition,
             series_level,
             ascending: stmt.time_ascending(),
+            source: None,
+            needed: BTreeSet::new(),
         })
     }
 
@@ -741,8 +784,9 @@ fn raw_group(
         .map(|l| (l + stmt.offset.unwrap_or(0)) as usize)
         .unwrap_or(usize::MAX);
     let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
-    for (rank, &si) in members.iter().enumerate() {
-        let s = &ctx.m.series()[si];
+    let views = ctx.views(members, (lo, hi));
+    for (rank, s) in views.iter().enumerate() {
+        let s: &Series = s;
         let mut taken = 0;
         ctx.rows(s, (lo, hi), ctx.ascending, |t, row| {
             let r = RowRef {
@@ -796,9 +840,10 @@ fn aggregate_group(
     spec: &AggSpec<'_>,
 ) -> Result<Vec<Vec<Value>>, StatementError> {
     let m = ctx.m;
-    let series = m.series();
     let lo = spec.lo.unwrap_or(MIN_NANO_TIME);
     let hi = spec.hi.unwrap_or(MAX_NANO_TIME);
+    let views = ctx.views(members, (lo, hi));
+    let series: Vec<&Series> = views.iter().map(|v| &**v).collect();
 
     // Gather each referenced field's points once, in time order.
     let mut fed: BTreeMap<&str, Vec<Fed<'_>>> = BTreeMap::new();
@@ -808,8 +853,8 @@ fn aggregate_group(
         }
         let mut pts = Vec::new();
         if let Some(id) = m.field_id(&c.field) {
-            for (rank, &si) in members.iter().enumerate() {
-                let s = &series[si];
+            for (rank, s) in series.iter().enumerate() {
+                let s: &Series = s;
                 // Gathering ignores ORDER BY: buckets are built ascending, then reversed.
                 ctx.rows(s, (lo, hi), true, |t, row| {
                     if let Some(v) = row.get(id) {
@@ -934,10 +979,10 @@ fn aggregate_group(
         // For `SELECT max(f), host`, plain columns read the selected point's row.
         let (row_series, row) = match (spec.selector_fields, selected[bi]) {
             (true, Some((t, rank))) => {
-                let s = &series[members[rank]];
+                let s = series[rank];
                 (s, s.rows.get(&t))
             }
-            _ => (&series[members[0]], None),
+            _ => (series[0], None),
         };
         let r = RowRef {
             series: row_series,

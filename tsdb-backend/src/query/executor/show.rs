@@ -93,7 +93,7 @@ fn matching_series<'m>(
     };
     Ok(m.series()
         .iter()
-        .filter(|s| !s.rows.is_empty())
+        .filter(|s| s.has_data())
         .filter(|s| {
             compiled.as_ref().is_none_or(|c| {
                 eval(

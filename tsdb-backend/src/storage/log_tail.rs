@@ -1,7 +1,8 @@
-//! The entries this node accepted from clients, kept in memory for peers that are behind.
+//! The tail of the log: the entries this node accepted from clients, kept in memory for
+//! whoever ships them (the replication's shippers, one per peer).
 //!
-//! The WAL writer appends each local entry once it is durable; one shipper per peer reads
-//! the entries after that peer's cursor. The backlog is bounded in bytes: when it is full
+//! The WAL writer appends each local entry once it is durable; a reader takes the entries
+//! after its cursor. Storage knows nothing of peers: this is the interface they read. The backlog is bounded in bytes: when it is full
 //! the oldest entries go, and a peer whose cursor is older than what is left has a gap that
 //! only a full resynchronisation can fill.
 

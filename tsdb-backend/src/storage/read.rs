@@ -1,0 +1,135 @@
+//! Reading a series: its values in blocks and in the head, merged into one row per time.
+//!
+//! Layers are applied oldest first (blocks by id, then the frozen head a flush is writing,
+//! then the live head) with the last-writer-wins rule of `Row::set`, so a value written
+//! twice (an overwrite, a late point, a replica's copy) shows once, with its newest version.
+
+use super::blocks::{Block, ColumnKey};
+use super::catalog::{Catalog, Database};
+use super::series::{Measurement, Row, Series};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The fields a read needs (`None`: all of them), by the head's field ids.
+pub type FieldFilter<'a> = Option<&'a BTreeSet<u32>>;
+
+/// The series' rows within `[lo, hi]`: borrowed from the head when nothing else holds any,
+/// else merged into a copy.
+pub fn series_view<'s>(
+    catalog: &Catalog,
+    db: &Database,
+    m: &Measurement,
+    s: &'s Series,
+    (lo, hi): (i64, i64),
+    fields: FieldFilter<'_>,
+) -> Cow<'s, Series> {
+    let blocks = if s.in_blocks && lo <= hi {
+        db.blocks.overlapping(lo, hi)
+    } else {
+        Vec::new()
+    };
+    if blocks.is_empty() && s.frozen.is_none() {
+        return Cow::Borrowed(s);
+    }
+    let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
+    let hidden_below = db.blocks.hidden_below(&m.name);
+    for b in blocks.iter().filter(|b| b.id >= hidden_below) {
+        merge_block(catalog, db, m, s, b, (lo, hi), fields, &mut rows);
+    }
+    if let Some(frozen) = &s.frozen {
+        merge_rows(frozen.range(lo..=hi), fields, &mut rows);
+    }
+    if lo <= hi {
+        merge_rows(s.rows.range(lo..=hi), fields, &mut rows);
+    }
+    Cow::Owned(Series {
+        tags: s.tags.clone(),
+        rows,
+        frozen: None,
+        in_blocks: false,
+    })
+}
+
+fn merge_rows<'a>(
+    range: impl Iterator<Item = (&'a i64, &'a Row)>,
+    fields: FieldFilter<'_>,
+    out: &mut BTreeMap<i64, Row>,
+) {
+    for (t, row) in range {
+        let wanted = |id: &u32| fields.is_none_or(|f| f.contains(id));
+        if !row.0.iter().any(|c| wanted(&c.id)) {
+            continue;
+        }
+        let target = out.entry(*t).or_default();
+        for cell in row.0.iter().filter(|c| wanted(&c.id)) {
+            target.set(cell.id, cell.value.clone(), cell.version);
+        }
+    }
+}
+
+/// Adds the series' columns of one block within `[lo, hi]`. A block that fails its checks
+/// is set aside and the read goes on without it.
+#[allow(clippy::too_many_arguments)]
+fn merge_block(
+    catalog: &Catalog,
+    db: &Database,
+    m: &Measurement,
+    s: &Series,
+    b: &Arc<Block>,
+    (lo, hi): (i64, i64),
+    fields: FieldFilter<'_>,
+    out: &mut BTreeMap<i64, Row>,
+) {
+    let Some((mi, mindex)) = b.measurement(&m.name) else {
+        return;
+    };
+    let Some((si, sindex)) = Block::series(mindex, &s.tags) else {
+        return;
+    };
+    for (ci, col) in sindex.columns.iter().enumerate() {
+        if col.max_time < lo || col.min_time > hi {
+            continue;
+        }
+        let Some(def) = mindex.fields.get(col.field as usize) else {
+            continue;
+        };
+        // Blocks name fields; the head numbers them. A type that differs from the schema's
+        // (possible only after a schema history this node did not see) is skipped.
+        let Some(id) = m.field_id(&def.name) else {
+            continue;
+        };
+        if m.field_type(&def.name) != Some(def.ty) || fields.is_some_and(|f| !f.contains(&id)) {
+            continue;
+        }
+        let key = ColumnKey {
+            block: b.id,
+            measurement: mi,
+            series: si,
+            column: ci as u32,
+        };
+        let column = match catalog.columns.column(b, key) {
+            Ok(c) => c,
+            Err(reason) => {
+                set_aside(catalog, db, b, &reason);
+                return;
+            }
+        };
+        let start = column.times.partition_point(|&t| t < lo);
+        let end = column.times.partition_point(|&t| t <= hi);
+        for i in start..end {
+            out.entry(column.times[i]).or_default().set(
+                id,
+                column.values.get(i),
+                column.versions[i],
+            );
+        }
+    }
+}
+
+/// Takes a damaged block out of its database and renames its file aside.
+pub fn set_aside(catalog: &Catalog, db: &Database, b: &Block, reason: &str) {
+    db.blocks.remove(&[b.id]);
+    catalog.columns.forget(b.id);
+    catalog.columns.set_aside(b.file.path(), reason);
+}
