@@ -220,7 +220,7 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
 
     let data = TempDir::new().expect("temp data dir");
     let port = free_port().expect("free port");
-    // Round-specific flags: most rounds flush every 64 KiB (so kills also land in
+    // Round-specific flags: most rounds flush every 16 KiB (so kills also land in
     // flushes and WAL rotation), some use the default, some `--fsync never` (a process
     // crash must not lose page-cache data either).
     let start_node = |round: u64| -> TsdbProcess {
@@ -230,7 +230,7 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
             .arg("--create-database")
             .arg(DB);
         if round % 5 != 4 {
-            b = b.arg("--flush-wal-bytes").arg("65536");
+            b = b.arg("--flush-wal-bytes").arg("16384");
         }
         if round % 3 == 2 {
             b = b.arg("--fsync").arg("never");

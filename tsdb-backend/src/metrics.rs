@@ -20,6 +20,7 @@ pub struct Metrics {
     pub wal_fsync_duration: Histogram,
     pub wal_group_size: Histogram,
     pub checkpoints: IntCounter,
+    pub compactions: IntCounter,
     /// Writes refused with 503 because the head was over its budget.
     pub writes_refused_overload: IntCounter,
     pub head_values: IntGauge,
@@ -156,6 +157,10 @@ impl Metrics {
             checkpoints: counter(
                 "tsdb_checkpoints_total",
                 "Flushes of the head into blocks (each lets the WAL be trimmed)",
+            )?,
+            compactions: counter(
+                "tsdb_compactions_total",
+                "Merges of small blocks of a partition into one",
             )?,
             writes_refused_overload: counter(
                 "tsdb_writes_refused_overload_total",

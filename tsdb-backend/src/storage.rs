@@ -9,6 +9,7 @@
 //!  │    │                        decides when the head is flushed
 //!  │    └─ wal.rs                segment files of checksummed records; recovery cuts a bad tail
 //!  ├─ flush.rs                   head → immutable compressed blocks (block.rs: the format)
+//!  ├─ compact.rs                 small blocks of a partition merged into one
 //!  ├─ manifest.rs                which blocks exist and where the WAL takes over
 //!  ├─ read.rs                    a series' values: blocks + head, last writer wins
 //!  ├─ open.rs                    restart: manifest + block indexes, or an old snapshot
@@ -25,6 +26,7 @@
 pub mod block;
 pub mod blocks;
 pub mod catalog;
+pub mod compact;
 pub mod entry;
 pub mod flush;
 pub mod log_tail;

@@ -34,6 +34,8 @@ pub(super) fn open_state(
     if let Some(m) = found {
         let catalog = Catalog::with_cache(default_retention_ns, cache_bytes);
         restore(&catalog, &m, dir);
+        // Blocks no manifest names: a flush or compaction that did not finish.
+        super::flush::sweep(dir, &catalog);
         for reason in skipped {
             catalog.columns.note_damaged("manifest", &reason);
         }

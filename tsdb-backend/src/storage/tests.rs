@@ -579,3 +579,47 @@ fn a_damaged_block_is_set_aside_and_the_other_blocks_still_answer() {
         "the file is renamed aside"
     );
 }
+
+#[test]
+fn small_blocks_are_compacted_and_a_leftover_block_file_is_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let want;
+    {
+        let e = open(config(dir.path()), 0);
+        rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+            .unwrap();
+        for i in 0..6i64 {
+            let batch = vec![
+                point("cpu", "a", "v", FieldValue::Float(i as f64), i),
+                // Overwrites of the same time across flushes: the last one must win.
+                point("cpu", "b", "v", FieldValue::Float(i as f64), 0),
+            ];
+            rt.block_on(e.write("d", batch, None)).unwrap();
+            e.flush_now().unwrap();
+        }
+        assert!(e.metrics().compactions.get() >= 1);
+        let blocks = e.catalog().database("d").unwrap().blocks.all();
+        assert!(blocks.len() < 6, "{} blocks after compaction", blocks.len());
+        want = dump(e.catalog(), "d");
+        assert_eq!(want.len(), 7);
+        let b0 = want
+            .iter()
+            .find(|(k, _)| k.1[0].1 == "b")
+            .map(|(_, v)| v.0.clone());
+        assert_eq!(b0, Some(FieldValue::Float(5.0)));
+    }
+    // A block a crash left unnamed by any manifest (a flush or compaction that did not
+    // finish): its values must not show up twice, and the file goes.
+    let blocks = blocks::blocks_dir(dir.path());
+    let named: Vec<_> = std::fs::read_dir(&blocks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let leftover = blocks.join(blocks::block_file_name(999_999));
+    std::fs::copy(&named[0], &leftover).unwrap();
+    let e = open(config(dir.path()), 0);
+    assert!(!leftover.exists(), "the leftover block is deleted");
+    assert_eq!(dump(e.catalog(), "d"), want);
+}

@@ -11,6 +11,7 @@
 //! thread (`flush.rs`); one flush runs at a time.
 
 use super::catalog::Catalog;
+use super::compact;
 use super::entry::Entry;
 use super::flush;
 use super::log_tail::{Backlog, Item};
@@ -82,6 +83,9 @@ struct Pending {
     payload: Vec<u8>,
     reply: oneshot::Sender<Result<u64, StorageError>>,
 }
+
+/// Compactions run after each flush, at most.
+const COMPACTIONS_PER_FLUSH: usize = 2;
 
 /// Stop gathering more jobs into one group once this many bytes are waiting.
 const MAX_GROUP_BYTES: usize = 16 << 20;
@@ -314,12 +318,27 @@ impl Writer {
         let catalog = self.catalog.clone();
         let metrics = self.metrics.clone();
         let keep = self.keep();
+        let target = self.flush.max_head_values;
         let spawned = std::thread::Builder::new()
             .name("flush".into())
             .spawn(move || {
                 let res = flush_and_trim(&dir, &catalog, frozen, keep, &metrics);
                 if let Err(e) = &res {
                     tracing::error!(error = %e, "flush failed; the wal is kept");
+                }
+                // Small blocks merged, a bounded amount per flush (the next flush waits).
+                for _ in 0..COMPACTIONS_PER_FLUSH {
+                    match compact::compact_once(&dir, &catalog, target) {
+                        Ok(Some(c)) => {
+                            metrics.compactions.inc();
+                            tracing::info!(db = %c.db, inputs = ?c.inputs, output = c.output, values = c.values, "blocks compacted");
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "compaction failed; its inputs are kept");
+                            break;
+                        }
+                    }
                 }
                 res
             });
