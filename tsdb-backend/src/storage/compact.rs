@@ -206,7 +206,7 @@ fn merge_series(
     let mut out = Vec::with_capacity(fields.len());
     for (_, (def, mut values)) in fields {
         // Per time, the winner last: the greatest (version, input order).
-        values.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        values.sort_by_key(|v| (v.0, v.1, v.2));
         let mut column = Column {
             times: Vec::with_capacity(values.len()),
             versions: Vec::with_capacity(values.len()),
