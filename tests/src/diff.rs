@@ -382,9 +382,26 @@ pub fn load_all() -> anyhow::Result<Vec<(String, CaseFile)>> {
     Ok(out)
 }
 
+/// After the setup writes: nothing (influxd), or force our node's head into blocks, so the
+/// steps read values from blocks (and from the head, for what the steps write themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterSetup {
+    Nothing,
+    Flush,
+}
+
 /// Runs a case's preparation (fresh database, setup writes) and steps against one server.
 /// Setup failures are errors; step answers are returned whatever their status.
 pub fn run_case(addr: SocketAddr, case: &Case) -> anyhow::Result<Vec<Answer>> {
+    run_case_with(addr, case, AfterSetup::Nothing)
+}
+
+/// `run_case`, then `after` once the setup writes are in.
+pub fn run_case_with(
+    addr: SocketAddr,
+    case: &Case,
+    after: AfterSetup,
+) -> anyhow::Result<Vec<Answer>> {
     let db = case.db();
     // Drop what an earlier run of this case on the same server left: `$DB` and `$DB_*`.
     let (_, dbs) = http::query(addr, None, "SHOW DATABASES", None, Method::Get)?;
@@ -420,6 +437,11 @@ pub fn run_case(addr: SocketAddr, case: &Case) -> anyhow::Result<Vec<Answer>> {
             a.body,
             w.describe(&db)
         );
+    }
+    if after == AfterSetup::Flush {
+        let url = format!("http://{addr}/debug/flush");
+        let r = http::request("POST", &url, &[], None)?;
+        anyhow::ensure!(r.status == 204, "POST /debug/flush answered {}: {}", r.status, r.body);
     }
     case.steps.iter().map(|s| s.send(addr, &db)).collect()
 }
@@ -754,7 +776,7 @@ pub fn run_group(group: &str) -> anyhow::Result<Report> {
             report.mismatches.push(format!("=== {e}\n"));
         }
         if let Some(ours_server) = &servers.ours {
-            match run_case(ours_server.addr, case) {
+            match run_case_with(ours_server.addr, case, AfterSetup::Flush) {
                 Err(e) => report.mismatches.push(format!(
                     "=== case {}: our node failed the setup: {e:#}\n",
                     case.name

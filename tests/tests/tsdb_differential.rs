@@ -1,5 +1,7 @@
 //! Differential tests: every case in `tests/cases/differential/*.json` is sent to a private real
-//! InfluxDB 1.x and to our `tsdb-backend`, and the answers are compared as JSON values.
+//! InfluxDB 1.x and to our `tsdb-backend`, and the answers are compared as JSON values. Our
+//! node's head is flushed into blocks after each case's setup writes, so the queries read
+//! from blocks (and from the head, for what the steps write).
 //!
 //! - `cargo test -p tests --test tsdb_differential`: the comparison, plus checks that the
 //!   case files are valid and that influxd still gives the recorded answers.
