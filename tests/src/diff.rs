@@ -441,7 +441,12 @@ pub fn run_case_with(
     if after == AfterSetup::Flush {
         let url = format!("http://{addr}/debug/flush");
         let r = http::request("POST", &url, &[], None)?;
-        anyhow::ensure!(r.status == 204, "POST /debug/flush answered {}: {}", r.status, r.body);
+        anyhow::ensure!(
+            r.status == 204,
+            "POST /debug/flush answered {}: {}",
+            r.status,
+            r.body
+        );
     }
     case.steps.iter().map(|s| s.send(addr, &db)).collect()
 }

@@ -52,6 +52,13 @@ fn exec(node: &TsdbProcess, q: &str) {
 }
 
 /// Database names `SHOW DATABASES` lists on `node` (empty on any failure).
+/// Forces a node's head into blocks (`POST /debug/flush`, answered once durable).
+fn flush(node: &TsdbProcess) {
+    let r = http::request("POST", &format!("{}/debug/flush", node.url()), &[], None)
+        .expect("POST /debug/flush");
+    assert_eq!(r.status, 204, "flush of {}: {}", node.url(), r.body);
+}
+
 fn databases(node: &TsdbProcess) -> BTreeSet<String> {
     let Ok((200, json)) = http::query(node.addr, None, "SHOW DATABASES", None, Method::Get) else {
         return BTreeSet::new();
@@ -211,6 +218,15 @@ fn concurrent_writers_on_every_node_converge_to_byte_identical_answers() {
         "SHOW FIELD KEYS",
     ];
     let agreed = converged(&pool, DB, &queries).unwrap_or_else(|e| panic!("{e:#}"));
+    // The same answers once every node's values are in blocks, not in its head.
+    for node in pool.nodes() {
+        flush(node);
+    }
+    let from_blocks = converged(&pool, DB, &queries).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        from_blocks, agreed,
+        "answers change once the values are in blocks"
+    );
 
     // Counts and sums are what was acknowledged, per origin node.
     let json: Value = serde_json::from_str(&agreed[0]).expect("JSON");
@@ -506,6 +522,9 @@ fn a_wiped_node_rebuilds_from_its_peers() {
     }
     let before = converged(&pool, DB, &[COUNT_BY_BATCH]).unwrap_or_else(|e| panic!("{e:#}"));
     assert_batches(&counts_by_batch(&before[0]), &acked, &pool);
+    // The peers' values are in blocks: the rebuild reads them from there.
+    flush(pool.node(0));
+    flush(pool.node(2));
     let old_origin = health_of(&pool, 1)["node"]["origin"]
         .as_str()
         .expect("node.origin")
