@@ -27,6 +27,7 @@ pub mod block;
 pub mod blocks;
 pub mod catalog;
 pub mod compact;
+pub mod deletes;
 pub mod entry;
 pub mod flush;
 pub mod log_tail;
@@ -566,6 +567,9 @@ impl Engine {
         whole.raise_applied(&applied);
         for db in self.catalog.databases() {
             let copy = Database::new(&db.name, read(&db.policies).clone());
+            for t in db.deletes.all() {
+                copy.deletes.add(t);
+            }
             for (name, m) in db.measurements() {
                 let guard = read(&m);
                 let mut out = series::Measurement::new(&name);
@@ -625,6 +629,29 @@ impl Engine {
                 }
             }
         }
+        // Their deletes, logged here (so they are durable and reach this node's peers too)
+        // before their values are merged: what they deleted stays deleted here.
+        for db in theirs.databases() {
+            let mine = self
+                .catalog
+                .database(&db.name)
+                .map(|d| d.deletes.all())
+                .unwrap_or_default();
+            for t in db.deletes.all() {
+                if !mine.contains(&t) {
+                    self.observe_version(t.version);
+                    self.log(Entry::Delete {
+                        db: db.name.clone(),
+                        measurement: t.measurement,
+                        min_time: t.min_time,
+                        max_time: t.max_time,
+                        version: t.version,
+                        drop_schema: false,
+                    })
+                    .await?;
+                }
+            }
+        }
         tokio::task::block_in_place(|| {
             for db in theirs.databases() {
                 let Some(mine) = self.catalog.database(&db.name) else {
@@ -634,7 +661,13 @@ impl Engine {
                     let mut theirs_m = write(&m);
                     let series = theirs_m.take_series();
                     let target = mine.measurement_or_create(&name);
-                    write(&target).merge(theirs_m.fields(), series);
+                    let mut target = write(&target);
+                    target.merge(theirs_m.fields(), series);
+                    // Merged values bypass the write path's filter: what a tombstone hides
+                    // goes here, so the head holds nothing deleted.
+                    for t in mine.deletes.all().iter().filter(|t| t.covers(&name)) {
+                        target.delete(t);
+                    }
                 }
             }
             self.catalog.raise_applied(&theirs.applied());

@@ -125,10 +125,9 @@ async fn execute(
             .await
             .and_then(|_| none()),
         Statement::Explain(_) => Err("EXPLAIN is not supported by this node".into()),
-        Statement::Delete(_) => Err(
-            "DELETE is not supported by this node; use DROP MEASUREMENT or a retention policy"
-                .into(),
-        ),
+        Statement::Delete(s) => ddl::delete(engine, db, s, engine.now_ns())
+            .await
+            .and_then(|_| none()),
         Statement::DropSeries(_) => {
             Err("DROP SERIES is not supported by this node; use DROP MEASUREMENT".into())
         }

@@ -5,6 +5,7 @@
 //! and reserve new field types in a measurement's schema before their batch is logged.
 
 use super::blocks::{BlockList, ColumnCache, Tombstone};
+use super::deletes::{Deletes, RangeTombstone};
 use super::entry::Entry;
 use super::series::Measurement;
 use super::version::Version;
@@ -98,6 +99,8 @@ pub struct Database {
     pub policies: RwLock<Policies>,
     /// The database's values on disk.
     pub blocks: BlockList,
+    /// Its deletes (`DELETE`, `DROP MEASUREMENT`).
+    pub deletes: Deletes,
     measurements: RwLock<BTreeMap<String, Arc<RwLock<Measurement>>>>,
 }
 
@@ -107,6 +110,7 @@ impl Database {
             name: name.to_string(),
             policies: RwLock::new(policies),
             blocks: BlockList::default(),
+            deletes: Deletes::default(),
             measurements: RwLock::new(BTreeMap::new()),
         }
     }
@@ -144,7 +148,17 @@ impl Database {
 
     /// Stores validated points (called by the WAL writer and by replay); returns the number
     /// of values.
-    pub fn apply_points(&self, points: Vec<Point>, version: Version) -> usize {
+    pub fn apply_points(&self, mut points: Vec<Point>, version: Version) -> usize {
+        if !self.deletes.is_empty() {
+            // A write that crossed a delete (a peer's, older than it) stays deleted.
+            for p in &mut points {
+                let filter = self.deletes.filter(&p.measurement);
+                if filter.hides(p.timestamp, version) {
+                    p.fields.clear();
+                }
+            }
+            points.retain(|p| !p.fields.is_empty());
+        }
         let values = points.iter().map(|p| p.fields.len()).sum();
         let mut points = points.into_iter().peekable();
         // Points of one batch usually share a measurement: lock it once per run.
@@ -352,6 +366,37 @@ impl Catalog {
             Entry::DropRetentionPolicy { db, name } => {
                 if let Some(db) = self.database(&db) {
                     write(&db.policies).list.retain(|rp| rp.name != name);
+                }
+            }
+            Entry::Delete {
+                db,
+                measurement,
+                min_time,
+                max_time,
+                version,
+                drop_schema,
+            } => {
+                if let Some(db) = self.database(&db) {
+                    let t = RangeTombstone {
+                        measurement,
+                        min_time,
+                        max_time,
+                        version,
+                    };
+                    for (name, m) in db.measurements() {
+                        if t.covers(&name) {
+                            write(&m).delete(&t);
+                        }
+                    }
+                    if let (true, Some(name)) = (drop_schema, &t.measurement) {
+                        db.drop_measurement(name);
+                        // Its series leave the index: blocks made so far do not list it.
+                        db.blocks.add_tombstone(Tombstone {
+                            measurement: name.clone(),
+                            before_block: self.next_block_id(),
+                        });
+                    }
+                    db.deletes.add(t);
                 }
             }
             Entry::DropMeasurement { db, name } => {

@@ -8,7 +8,8 @@
 //! 1. reserve the new block's id, so a `DROP MEASUREMENT` logged meanwhile hides the new
 //!    block too (its values all predate the drop);
 //! 2. merge series by series, field by field (the greater version wins; equal versions, the
-//!    later block), leaving out measurements tombstones hide: memory is the target's worth
+//!    later block), leaving out measurements tombstones hide and values deletes hide
+//!    (`deletes.rs`): memory is the target's worth
 //!    of columns, not the inputs';
 //! 3. write the block (tmp, fsync, rename, fsync dir), swap it for the inputs in one step,
 //!    write the manifest, and only then delete the inputs' files.
@@ -169,6 +170,7 @@ fn merge_series(
     // Field name → (type, values as (time, version, input order, value)).
     type Gathered = (FieldDef, Vec<(i64, Version, usize, FieldValue)>);
     let mut fields: BTreeMap<String, Gathered> = BTreeMap::new();
+    let deleted = db.deletes.filter(measurement);
     for (order, b) in inputs.iter().enumerate() {
         if b.id < db.blocks.hidden_below(measurement) {
             continue;
@@ -194,6 +196,9 @@ fn merge_series(
                 .entry(def.name.clone())
                 .or_insert_with(|| (def.clone(), Vec::new()));
             for i in 0..column.times.len() {
+                if deleted.hides(column.times[i], column.versions[i]) {
+                    continue;
+                }
                 entry.1.push((
                     column.times[i],
                     column.versions[i],

@@ -52,9 +52,20 @@ pub enum Entry {
         db: String,
         name: String,
     },
+    /// Written by earlier releases for `DROP MEASUREMENT` (unversioned); replayed as before.
     DropMeasurement {
         db: String,
         name: String,
+    },
+    /// `DELETE` and `DROP MEASUREMENT`: a versioned tombstone (see `deletes.rs`). With
+    /// `drop_schema` the measurement itself goes too (its fields, its series).
+    Delete {
+        db: String,
+        measurement: Option<String>,
+        min_time: i64,
+        max_time: i64,
+        version: Version,
+        drop_schema: bool,
     },
 }
 
@@ -72,7 +83,9 @@ impl Entry {
     /// blocks it empties can be deleted).
     pub fn drops_data(&self) -> bool {
         match self {
-            Entry::DropDatabase { .. } | Entry::DropMeasurement { .. } => true,
+            Entry::DropDatabase { .. } | Entry::DropMeasurement { .. } | Entry::Delete { .. } => {
+                true
+            }
             Entry::Replicated { entry, .. } => entry.drops_data(),
             _ => false,
         }
@@ -131,7 +144,9 @@ impl Entry {
     /// The version of a write entry (for moving this node's clock past a peer's).
     pub fn version(&self) -> Option<Version> {
         match self {
-            Entry::Write { version, .. } | Entry::WriteLines { version, .. } => Some(*version),
+            Entry::Write { version, .. }
+            | Entry::WriteLines { version, .. }
+            | Entry::Delete { version, .. } => Some(*version),
             Entry::Replicated { entry, .. } => entry.version(),
             _ => None,
         }

@@ -14,6 +14,7 @@
 
 use super::blocks::Tombstone;
 use super::catalog::{read, Catalog, Policies};
+use super::deletes::RangeTombstone;
 use super::series::FieldDef;
 use super::wal::sync_dir;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,8 @@ pub struct DatabaseManifest {
     pub measurements: Vec<(String, Vec<FieldDef>)>,
     pub blocks: Vec<u64>,
     pub tombstones: Vec<Tombstone>,
+    /// `DELETE` and `DROP MEASUREMENT` tombstones, versioned.
+    pub deletes: Vec<RangeTombstone>,
 }
 
 impl Manifest {
@@ -82,6 +85,7 @@ impl Manifest {
                     .collect(),
                 blocks: db.blocks.all().iter().map(|b| b.id).collect(),
                 tombstones: db.blocks.tombstones(),
+                deletes: db.deletes.all(),
             })
             .collect();
         Manifest {
@@ -249,6 +253,12 @@ mod tests {
                 tombstones: vec![Tombstone {
                     measurement: "mem".into(),
                     before_block: 4,
+                }],
+                deletes: vec![RangeTombstone {
+                    measurement: None,
+                    min_time: 0,
+                    max_time: 10,
+                    version: crate::storage::version::Version { hlc: 3, node: 1 },
                 }],
             }],
         }

@@ -96,6 +96,9 @@ fn restore(catalog: &Catalog, m: &Manifest, dir: &Path) {
         for t in &dm.tombstones {
             db.blocks.add_tombstone(t.clone());
         }
+        for t in &dm.deletes {
+            db.deletes.add(t.clone());
+        }
         for &id in &dm.blocks {
             let path = blocks_dir(dir).join(block_file_name(id));
             match BlockFile::open(&path) {

@@ -6,6 +6,7 @@
 
 use super::blocks::{Block, ColumnKey};
 use super::catalog::{Catalog, Database};
+use super::deletes::Filter;
 use super::series::{Measurement, Row, Series};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,19 +30,21 @@ pub fn series_view<'s>(
     } else {
         Vec::new()
     };
+    // The head itself holds nothing a tombstone hides (deletes are applied to it).
     if blocks.is_empty() && s.frozen.is_none() {
         return Cow::Borrowed(s);
     }
+    let deleted = db.deletes.filter(&m.name);
     let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
     let hidden_below = db.blocks.hidden_below(&m.name);
     for b in blocks.iter().filter(|b| b.id >= hidden_below) {
-        merge_block(catalog, db, m, s, b, (lo, hi), fields, &mut rows);
+        merge_block(catalog, db, m, s, b, (lo, hi), fields, &deleted, &mut rows);
     }
     if let Some(frozen) = &s.frozen {
-        merge_rows(frozen.range(lo..=hi), fields, &mut rows);
+        merge_rows(frozen.range(lo..=hi), fields, &deleted, &mut rows);
     }
     if lo <= hi {
-        merge_rows(s.rows.range(lo..=hi), fields, &mut rows);
+        merge_rows(s.rows.range(lo..=hi), fields, &Filter::default(), &mut rows);
     }
     Cow::Owned(Series {
         tags: s.tags.clone(),
@@ -54,15 +57,18 @@ pub fn series_view<'s>(
 fn merge_rows<'a>(
     range: impl Iterator<Item = (&'a i64, &'a Row)>,
     fields: FieldFilter<'_>,
+    deleted: &Filter,
     out: &mut BTreeMap<i64, Row>,
 ) {
     for (t, row) in range {
-        let wanted = |id: &u32| fields.is_none_or(|f| f.contains(id));
-        if !row.0.iter().any(|c| wanted(&c.id)) {
+        let wanted = |c: &super::series::Cell| {
+            fields.is_none_or(|f| f.contains(&c.id)) && !deleted.hides(*t, c.version)
+        };
+        if !row.0.iter().any(wanted) {
             continue;
         }
         let target = out.entry(*t).or_default();
-        for cell in row.0.iter().filter(|c| wanted(&c.id)) {
+        for cell in row.0.iter().filter(|c| wanted(c)) {
             target.set(cell.id, cell.value.clone(), cell.version);
         }
     }
@@ -79,6 +85,7 @@ fn merge_block(
     b: &Arc<Block>,
     (lo, hi): (i64, i64),
     fields: FieldFilter<'_>,
+    deleted: &Filter,
     out: &mut BTreeMap<i64, Row>,
 ) {
     let Some((mi, mindex)) = b.measurement(&m.name) else {
@@ -118,6 +125,9 @@ fn merge_block(
         let start = column.times.partition_point(|&t| t < lo);
         let end = column.times.partition_point(|&t| t <= hi);
         for i in start..end {
+            if deleted.hides(column.times[i], column.versions[i]) {
+                continue;
+            }
             out.entry(column.times[i]).or_default().set(
                 id,
                 column.values.get(i),

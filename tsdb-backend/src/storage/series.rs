@@ -362,6 +362,25 @@ impl Measurement {
         std::mem::take(&mut self.series)
     }
 
+    /// Removes the head values a tombstone hides (older versions in its time range).
+    pub fn delete(&mut self, t: &super::deletes::RangeTombstone) {
+        for s in &mut self.series {
+            let times: Vec<i64> = s
+                .rows
+                .range(t.min_time..=t.max_time)
+                .map(|(time, _)| *time)
+                .collect();
+            for time in times {
+                if let Some(row) = s.rows.get_mut(&time) {
+                    row.0.retain(|c| !t.hides(time, c.version));
+                    if row.0.is_empty() {
+                        s.rows.remove(&time);
+                    }
+                }
+            }
+        }
+    }
+
     /// Drops every row older than `cutoff` (exclusive); returns how many rows went.
     pub fn drop_before(&mut self, cutoff: i64) -> usize {
         let mut dropped = 0;

@@ -8,6 +8,7 @@
 //! without its `End` frame or with a bad checksum is ignored in favour of an older one.
 
 use super::catalog::{read, Catalog, Database, Policies};
+use super::deletes::RangeTombstone;
 use super::series::{FieldDef, Measurement, Series};
 use super::wal::sync_dir;
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,12 @@ enum ItemRef<'a> {
         series: &'a Series,
     },
     End,
+    /// A database's tombstones, right after its `Database` item (added after `End` so that
+    /// the variants before it keep their numbers).
+    Deletes {
+        db: &'a str,
+        list: &'a [RangeTombstone],
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +81,10 @@ enum Item {
         series: Series,
     },
     End,
+    Deletes {
+        db: String,
+        list: Vec<RangeTombstone>,
+    },
 }
 
 pub fn snapshot_path(dir: &Path, seq: u64) -> PathBuf {
@@ -195,6 +206,14 @@ fn encode<W: Write>(out: W, seq: u64, catalog: &Catalog) -> Result<W, EncodeErro
             policies: &policies,
         })
         .map_err(EncodeError::Encode)?;
+        let deletes = db.deletes.all();
+        if !deletes.is_empty() {
+            w.item(&ItemRef::Deletes {
+                db: &db.name,
+                list: &deletes,
+            })
+            .map_err(EncodeError::Encode)?;
+        }
         for (name, m) in db.measurements() {
             // One series per read lock, so the WAL writer waits at most for one series to
             // be written out, not for the whole measurement.
@@ -290,6 +309,14 @@ pub fn decode(
                     catalog.insert_database(db);
                 }
                 current = Some(Database::new(&name, policies));
+            }
+            Item::Deletes { db, list } => {
+                let Some(cur) = current.as_ref().filter(|c| c.name == db) else {
+                    return Err(invalid("deletes outside their database"));
+                };
+                for t in list {
+                    cur.deletes.add(t);
+                }
             }
             Item::Series {
                 db,

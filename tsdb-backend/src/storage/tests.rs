@@ -623,3 +623,62 @@ fn small_blocks_are_compacted_and_a_leftover_block_file_is_removed_at_start() {
     assert!(!leftover.exists(), "the leftover block is deleted");
     assert_eq!(dump(e.catalog(), "d"), want);
 }
+
+#[test]
+fn a_delete_survives_a_resync_from_a_replica_that_missed_it() {
+    // Merging a snapshot moves the CPU-bound part off the async workers (block_in_place).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(config(da.path()), 1_000);
+    let mut cb = config(db_.path());
+    cb.node_id = "n2".into();
+    let b = open(cb, 1_000);
+    for e in [&a, &b] {
+        rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+            .unwrap();
+    }
+    // The same old values on both (as replication would have left them), some in blocks.
+    let old: Vec<Point> = (0..10)
+        .map(|t| point("cpu", "h", "v", FieldValue::Integer(t), t))
+        .collect();
+    rt.block_on(a.write("d", old.clone(), None)).unwrap();
+    rt.block_on(b.write("d", old, None)).unwrap();
+    a.flush_now().unwrap();
+    // A deletes times 0..=4; B never hears of it (its peers' link was down).
+    rt.block_on(a.log(Entry::Delete {
+        db: "d".into(),
+        measurement: Some("cpu".into()),
+        min_time: 0,
+        max_time: 4,
+        version: a.next_version(),
+        drop_schema: false,
+    }))
+    .unwrap();
+    assert_eq!(count(&a, "d", "cpu"), 5);
+    // B's whole state is merged into A (a resync): the deleted values stay deleted.
+    let from_b = b.snapshot_bytes().unwrap();
+    rt.block_on(a.merge_snapshot(&from_b)).unwrap();
+    assert_eq!(
+        count(&a, "d", "cpu"),
+        5,
+        "a resync brought deleted values back"
+    );
+    // And A's state merged into B carries the tombstone there.
+    let from_a = a.snapshot_bytes().unwrap();
+    rt.block_on(b.merge_snapshot(&from_a)).unwrap();
+    assert_eq!(count(&b, "d", "cpu"), 5);
+    // A write after the delete, at a deleted time, is kept.
+    rt.block_on(a.write(
+        "d",
+        vec![point("cpu", "h", "v", FieldValue::Integer(99), 2)],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(count(&a, "d", "cpu"), 6);
+    drop(a);
+    let a = open(config(da.path()), 1_000);
+    assert_eq!(count(&a, "d", "cpu"), 6, "after a restart too");
+}

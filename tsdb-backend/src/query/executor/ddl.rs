@@ -3,8 +3,10 @@
 //! Each is validated here, then logged through the WAL like a write, so it is durable
 //! before it is answered and replayed after a restart.
 
+use super::eval::{strip_time, time_range};
 use crate::query::ast::{
     AlterRetentionPolicyStatement, CreateDatabaseStatement, CreateRetentionPolicyStatement,
+    DeleteStatement, MeasurementName, Source,
 };
 use crate::storage::catalog::{read, DEFAULT_POLICY};
 use crate::storage::entry::Entry;
@@ -152,12 +154,79 @@ pub async fn drop_measurement(
     if engine.catalog().database(default_db).is_none() {
         return Err(format!("database not found: {default_db}"));
     }
+    // A versioned tombstone over all time: replicas and resyncs cannot bring back what it
+    // hid, and a write made after it is kept.
     log(
         engine,
-        Entry::DropMeasurement {
+        Entry::Delete {
             db: default_db.to_string(),
-            name: name.to_string(),
+            measurement: Some(name.to_string()),
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            version: engine.next_version(),
+            drop_schema: true,
         },
     )
     .await
+}
+
+/// `DELETE [FROM m, ...] [WHERE time ...]`: a versioned tombstone per measurement (or one
+/// for every measurement) over the time range. Conditions on tags are refused: they would
+/// need a series-level tombstone, which this node does not keep.
+pub async fn delete(
+    engine: &Engine,
+    default_db: &str,
+    stmt: &DeleteStatement,
+    now: i64,
+) -> Result<(), StatementError> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut db_name = default_db.to_string();
+    for source in &stmt.sources {
+        let Source::Measurement(m) = source else {
+            return Err("DELETE takes measurements, not subqueries".into());
+        };
+        if let Some(d) = &m.database {
+            db_name = d.clone();
+        }
+        match &m.name {
+            MeasurementName::Name(n) => names.push(Some(n.clone())),
+            MeasurementName::Regex(_) => {
+                return Err(
+                    "DELETE FROM a regular expression is not supported; name the measurements"
+                        .into(),
+                )
+            }
+        }
+    }
+    if names.is_empty() {
+        names.push(None);
+    }
+    if db_name.is_empty() {
+        return Err("database name required".into());
+    }
+    if engine.catalog().database(&db_name).is_none() {
+        return Err(format!("database not found: {db_name}"));
+    }
+    if stmt.condition.as_ref().and_then(strip_time).is_some() {
+        return Err(
+            "DELETE with conditions on tags or fields is not supported; only time bounds".into(),
+        );
+    }
+    let (lo, hi) = time_range(stmt.condition.as_ref(), now)?;
+    let version = engine.next_version();
+    for measurement in names {
+        log(
+            engine,
+            Entry::Delete {
+                db: db_name.clone(),
+                measurement,
+                min_time: lo.unwrap_or(i64::MIN),
+                max_time: hi.unwrap_or(i64::MAX),
+                version,
+                drop_schema: false,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The engine against a plain in-memory model: random batches (several measurements and
-//! tags, every field type, out-of-order times, overwrites, dropped measurements) with
-//! flushes and restarts at random points must read back exactly as the model says.
+//! tags, every field type, out-of-order times, overwrites, dropped measurements, deleted
+//! time ranges) with flushes, compactions and restarts at random points must read back
+//! exactly as the model says.
 
 use super::*;
 use rand::rngs::StdRng;
@@ -120,13 +121,45 @@ fn run_seed(seed: u64) {
                 e = open(cfg.clone(), 2_000 * 86_400_000_000_000);
             }
             3 => {
+                // DROP MEASUREMENT as this release logs it, or as earlier ones did.
                 let m = MEASUREMENTS[rng.random_range(0..MEASUREMENTS.len())];
-                rt.block_on(e.log(Entry::DropMeasurement {
+                let entry = if rng.random_bool(0.7) {
+                    Entry::Delete {
+                        db: "d".into(),
+                        measurement: Some(m.into()),
+                        min_time: i64::MIN,
+                        max_time: i64::MAX,
+                        version: e.next_version(),
+                        drop_schema: true,
+                    }
+                } else {
+                    Entry::DropMeasurement {
+                        db: "d".into(),
+                        name: m.into(),
+                    }
+                };
+                rt.block_on(e.log(entry)).unwrap();
+                model.retain(|k, _| k.0 != m);
+            }
+            4 => {
+                // DELETE [FROM m] WHERE time in a range.
+                let m = (rng.random_bool(0.7))
+                    .then(|| MEASUREMENTS[rng.random_range(0..MEASUREMENTS.len())].to_string());
+                let day = 86_400_000_000_000i64;
+                let a = rng.random_range(0..1_001) * day + rng.random_range(0..200) * 1_000_000_000;
+                let b = a + rng.random_range(0..100) * 1_000_000_000 + rng.random_range(0..3) * day;
+                rt.block_on(e.log(Entry::Delete {
                     db: "d".into(),
-                    name: m.into(),
+                    measurement: m.clone(),
+                    min_time: a,
+                    max_time: b,
+                    version: e.next_version(),
+                    drop_schema: false,
                 }))
                 .unwrap();
-                model.retain(|k, _| k.0 != m);
+                model.retain(|k, _| {
+                    !(m.as_deref().is_none_or(|m| m == k.0) && (a..=b).contains(&k.3))
+                });
             }
             _ => {
                 let batch = random_batch(&mut rng);
