@@ -421,6 +421,21 @@ for key, label, fmt, _ in figures:
         line += [ratio(shape, key, e) if fmt != "count" else "" for e in ratios]
         print("| " + " | ".join(line) + " |")
 notes = [n for n in open(notes_path).read().splitlines() if n.strip()]
+# The same query must give the same answer on both InfluxQL engines: compare the sizes.
+for shape in shapes:
+    keys = sorted({k for (e, s, k) in data if s == shape and k.endswith("_bytes")
+                   and not k.startswith("disk")})
+    pairs = [(k, data.get(("influxdb", shape, k)), data.get(("tsdb-backend", shape, k)))
+             for k in keys]
+    pairs = [(k, a, b) for k, a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        continue
+    differ = [f"{k[:-6]} {a} vs {b} bytes" for k, a, b in pairs if a != b]
+    if differ:
+        notes.append(f"answers differ from InfluxDB's ({shape}): " + "; ".join(differ))
+    else:
+        notes.append(f"the {len(pairs)} query answers ({shape}) were the same size on "
+                     "InfluxDB and tsdb-backend, to the byte")
 if notes:
     print()
     for n in notes:
