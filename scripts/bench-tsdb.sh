@@ -97,7 +97,8 @@ source scripts/bench-lib.sh
 ours_args=()
 notes=()
 if [ -n "$MEMORY_LIMIT" ]; then
-  if "$BIN/tsdb-backend" --help | grep -q -- '--memory-limit'; then
+  # (grep reads a string: `--help | grep -q` could fail under pipefail with SIGPIPE)
+  if grep -q -- '--memory-limit' <<<"$("$BIN/tsdb-backend" --help 2>&1)"; then
     ours_args+=(--memory-limit "$MEMORY_LIMIT")
   else
     notes+=("MEMORY_LIMIT=$MEMORY_LIMIT ignored: this tsdb-backend has no --memory-limit")
