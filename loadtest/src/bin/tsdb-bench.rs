@@ -64,8 +64,8 @@ struct Args {
 /// The field values of the generated rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Values {
-    /// Uniform in [0, 100) at full f64 precision (17 significant digits): the worst case
-    /// for any float compression.
+    /// Uniform in [0, 100) at full f64 precision (the shortest form that reads back
+    /// exactly, 15 to 17 significant digits): close to the worst case for float compression.
     Random,
     /// TSBS's cpu distribution: per host and field a random walk with N(0, 1) steps,
     /// clamped to [0, 100], starting uniform in [0, 100); written with two decimals
