@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs what scripts/bench-gateway.sh needs, when it is missing; does nothing when present.
-#   Debian: nginx-light (or nginx when nginx-light has no candidate), haproxy, wrk,
+# Installs what the benchmark scripts need, when it is missing; does nothing when present.
+#   Debian: nginx-light (or nginx when nginx-light has no candidate), haproxy, wrk
+#           (scripts/bench-gateway.sh), victoria-metrics (scripts/bench-tsdb.sh),
 #           linux-perf (only with --perf)
 # The packages' services are not started: while installing, a temporary
 # /usr/sbin/policy-rc.d refuses every service start (only when none exists already; it is
-# removed afterwards). The benchmark runs its own instances with its own config files.
+# removed afterwards). The benchmarks run their own instances with their own config files
+# and data directories.
 # Idempotent; runs as root without sudo (uses sudo only when not root and sudo exists).
 # Prints one line per thing it installed, nothing else on the "all present" path.
 set -euo pipefail
@@ -23,11 +25,15 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 present() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+# Debian's victoria-metrics ships /usr/bin/victoria-metrics; upstream builds name it
+# victoria-metrics-prod.
+present_vm() { present victoria-metrics || present victoria-metrics-prod; }
 
 missing=()
 present nginx || missing+=(nginx)
 present haproxy || missing+=(haproxy)
 present wrk || missing+=(wrk)
+present_vm || missing+=(victoria-metrics)
 [ "$want_perf" = 1 ] && { present perf || missing+=(linux-perf); }
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
@@ -55,6 +61,10 @@ for what in "${missing[@]}"; do
     linux-perf) probe=perf ;;
   esac
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+  if [ "$what" = victoria-metrics ] && present_vm; then
+    echo "installed $pkg"
+    continue
+  fi
   if ! present "$probe"; then
     echo "install-bench-deps: installed $pkg but $probe is still missing" >&2
     exit 1

@@ -2,10 +2,12 @@
 //! cpu-only shape (10 tags, 10 float fields per row).
 //!
 //! It is run once against our node and once against real InfluxDB in the same session by
-//! `scripts/bench-tsdb.sh`, which prints the ratios; see docs/benchmarks.md.
+//! `scripts/bench-tsdb.sh`, which prints the ratios; see docs/benchmarks.md. The script runs
+//! it twice per server: `--ingest-only`, then (after forcing the server's flush)
+//! `--queries-only` on the same `--hosts` and `--steps`.
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::fmt::Write as _;
@@ -26,9 +28,14 @@ struct Args {
     #[arg(long)]
     lag: bool,
     /// Skip the queries.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "queries_only")]
     ingest_only: bool,
-    /// PID of the (first) server, to read its peak RSS from /proc.
+    /// Skip the ingest: run the queries against data written before with the same
+    /// `--hosts` and `--steps` (the time range queried depends on them).
+    #[arg(long)]
+    queries_only: bool,
+    /// PID of the (first) server, to read its peak RSS (VmHWM) and RSS (VmRSS) from /proc
+    /// at the end of the run.
     #[arg(long)]
     pid: Option<u32>,
     #[arg(long, default_value = "bench")]
@@ -39,6 +46,9 @@ struct Args {
     /// Time steps per host (10 s apart).
     #[arg(long, default_value_t = 5000)]
     steps: usize,
+    /// How the 10 field values are drawn.
+    #[arg(long, value_enum, default_value_t = Values::Random)]
+    values: Values,
     #[arg(long, default_value_t = 5000)]
     batch: usize,
     #[arg(long, default_value_t = 2)]
@@ -49,6 +59,63 @@ struct Args {
     /// Label for the output line.
     #[arg(long, default_value = "server")]
     label: String,
+}
+
+/// The field values of the generated rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Values {
+    /// Uniform in [0, 100) at full f64 precision (the shortest form that reads back
+    /// exactly, 15 to 17 significant digits): close to the worst case for float compression.
+    Random,
+    /// TSBS's cpu distribution: per host and field a random walk with N(0, 1) steps,
+    /// clamped to [0, 100], starting uniform in [0, 100); written with two decimals
+    /// (`58.17`). TSBS itself truncates these to integers (`58i`); two decimals keep the
+    /// fields floats, as in the other shape, with a little more entropy than TSBS.
+    Tsbs,
+}
+
+/// Draws the field values row by row, deterministic for a given seed.
+#[derive(Debug)]
+struct ValueSource {
+    rng: StdRng,
+    kind: Values,
+    /// The TSBS random walks: `walks[host * FIELDS.len() + field]`.
+    walks: Vec<f64>,
+}
+
+impl ValueSource {
+    fn new(kind: Values, hosts: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let walks = match kind {
+            Values::Random => Vec::new(),
+            Values::Tsbs => (0..hosts * FIELDS.len())
+                .map(|_| rng.random_range(0.0..100.0))
+                .collect(),
+        };
+        ValueSource { rng, kind, walks }
+    }
+
+    /// Appends `name=value` for field `field` of `host`'s next row.
+    fn write_field(&mut self, out: &mut String, name: &str, host: usize, field: usize) {
+        match self.kind {
+            Values::Random => {
+                let _ = write!(out, "{name}={}", self.rng.random_range(0.0..100.0f64));
+            }
+            Values::Tsbs => {
+                let w = &mut self.walks[host * FIELDS.len() + field];
+                *w = (*w + standard_normal(&mut self.rng)).clamp(0.0, 100.0);
+                let _ = write!(out, "{name}={:.2}", *w);
+            }
+        }
+    }
+}
+
+/// One draw from N(0, 1) (Box-Muller).
+fn standard_normal(rng: &mut StdRng) -> f64 {
+    // 1 - [0, 1) is (0, 1]: ln never sees 0.
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 const START_NS: i64 = 1_451_606_400_000_000_000; // 2016-01-01T00:00:00Z, as TSBS
@@ -67,8 +134,8 @@ const FIELDS: [&str; 10] = [
     "usage_guest_nice",
 ];
 
-/// One line of TSBS cpu-only data. Deterministic for a given RNG.
-fn cpu_line(out: &mut String, host: usize, step: usize, rng: &mut StdRng) {
+/// One line of TSBS cpu-only data. Deterministic for a given value source.
+fn cpu_line(out: &mut String, host: usize, step: usize, values: &mut ValueSource) {
     let region = REGIONS[host % REGIONS.len()];
     let _ = write!(
         out,
@@ -81,7 +148,7 @@ fn cpu_line(out: &mut String, host: usize, step: usize, rng: &mut StdRng) {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{f}={}", rng.random_range(0.0..100.0f64));
+        values.write_field(out, f, host, i);
     }
     let _ = writeln!(out, " {}", START_NS + step as i64 * STEP_NS);
 }
@@ -140,11 +207,12 @@ fn pool_lag(agent: &ureq::Agent, urls: &[String]) -> (f64, u64) {
     (secs, entries)
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A `kB` figure of /proc/<pid>/status, e.g. `VmHWM:` (peak RSS) or `VmRSS:`.
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -167,10 +235,40 @@ fn now() -> Instant {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let agent = agent();
-    let first = args.url[0].clone();
+    let rows = args.hosts * args.steps;
+    let mut out = serde_json::json!({
+        "label": args.label,
+        "nodes": args.url.len(),
+        "rows": rows,
+        "values": format!("{:?}", args.values).to_lowercase(),
+    });
+    if !args.queries_only {
+        ingest(&args, &agent, &mut out)?;
+    }
+    if !args.ingest_only {
+        run_queries(&args, &agent, &mut out)?;
+    }
+    if let Some(pid) = args.pid {
+        if let Some(kib) = status_kib(pid, "VmHWM:") {
+            out["peak_rss_mib"] = (kib as f64 / 1024.0).into();
+            out["peak_rss_mib_per_million_values"] =
+                (kib as f64 / 1024.0 / (rows as f64 * 10.0 / 1e6)).into();
+        }
+        if let Some(kib) = status_kib(pid, "VmRSS:") {
+            out["rss_mib"] = (kib as f64 / 1024.0).into();
+        }
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// Writes `hosts × steps` rows as fast as the servers take them (or at `--rate`), and
+/// records rows/s, the 503 retries and, for a pool, the replication lag in `out`.
+fn ingest(args: &Args, agent: &ureq::Agent, out: &mut serde_json::Value) -> anyhow::Result<()> {
+    let first = &args.url[0];
     let (st, body) = query(
-        &agent,
-        &first,
+        agent,
+        first,
         "",
         &format!("CREATE DATABASE \"{}\"", args.db),
     )?;
@@ -181,12 +279,12 @@ fn main() -> anyhow::Result<()> {
     // Pre-generate every batch so the generator's cost is not measured.
     let rows = args.hosts * args.steps;
     let mut batches = Vec::new();
-    let mut rng = StdRng::seed_from_u64(42);
+    let mut values = ValueSource::new(args.values, args.hosts, 42);
     let mut cur = String::new();
     let mut in_batch = 0;
     for step in 0..args.steps {
         for host in 0..args.hosts {
-            cpu_line(&mut cur, host, step, &mut rng);
+            cpu_line(&mut cur, host, step, &mut values);
             in_batch += 1;
             if in_batch == args.batch {
                 batches.push(std::mem::take(&mut cur));
@@ -199,10 +297,11 @@ fn main() -> anyhow::Result<()> {
     }
     // The database must exist on every node before writes spread over them.
     for url in &args.url {
-        wait_for_database(&agent, url, &args.db)?;
+        wait_for_database(agent, url, &args.db)?;
     }
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicUsize::new(0));
     let started = now();
     let batch_interval = args
         .rate
@@ -227,9 +326,10 @@ fn main() -> anyhow::Result<()> {
     });
     let mut handles = Vec::new();
     for _ in 0..args.writers {
-        let (batches, next, urls, db, agent) = (
+        let (batches, next, retries, urls, db, agent) = (
             batches.clone(),
             next.clone(),
+            retries.clone(),
             args.url.clone(),
             args.db.clone(),
             agent.clone(),
@@ -249,13 +349,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 let url = &urls[i % urls.len()];
-                let res = agent
-                    .post(&format!("{url}/write"))
-                    .query("db", &db)
-                    .send(b.as_bytes())?;
-                if res.status().as_u16() != 204 {
-                    bail!("write gave {}", res.status());
-                }
+                write_batch(&agent, url, &db, b, &retries)?;
             }
         }));
     }
@@ -270,7 +364,7 @@ fn main() -> anyhow::Result<()> {
         let t = now();
         let mut converged = false;
         for _ in 0..6000 {
-            if pool_lag(&agent, &args.url).1 == 0 {
+            if pool_lag(agent, &args.url).1 == 0 {
                 converged = true;
                 break;
             }
@@ -280,8 +374,59 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let rows_per_sec = rows as f64 / ingest_secs;
+    out["ingest_seconds"] = ingest_secs.into();
+    out["rows_per_second"] = (rows as f64 / ingest_secs).into();
+    out["write_retries_503"] = retries.load(Ordering::SeqCst).into();
+    if let Some((max_lag, samples)) = lag {
+        out["max_replication_lag_seconds"] = max_lag.into();
+        out["lag_samples"] = samples.into();
+    }
+    if let Some(c) = converge_secs {
+        out["converge_seconds_after_last_write"] = c.into();
+    }
+    Ok(())
+}
 
+/// Writes one batch; a 503 (a node shedding load, e.g. over its memory limit) is retried
+/// after its `Retry-After` (1 s when absent, at most 10 s), at most 600 times per batch.
+fn write_batch(
+    agent: &ureq::Agent,
+    url: &str,
+    db: &str,
+    batch: &str,
+    retries: &AtomicUsize,
+) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        let res = agent
+            .post(&format!("{url}/write"))
+            .query("db", db)
+            .send(batch.as_bytes())?;
+        match res.status().as_u16() {
+            204 => return Ok(()),
+            503 => {
+                let wait = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .min(10);
+                retries.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_secs(wait));
+            }
+            other => bail!("write gave {other}"),
+        }
+    }
+    bail!("write still refused with 503 after 600 tries")
+}
+
+/// Runs each query once (checking the answer) and then `--repeat` times, and records p50,
+/// p95 and the answer's size in `out`.
+fn run_queries(
+    args: &Args,
+    agent: &ureq::Agent,
+    out: &mut serde_json::Value,
+) -> anyhow::Result<()> {
     // Queries over 200k rows at most: the last min(steps, 200k / hosts) steps.
     let span_steps = (200_000 / args.hosts).min(args.steps);
     let from = START_NS + (args.steps - span_steps) as i64 * STEP_NS;
@@ -300,31 +445,17 @@ fn main() -> anyhow::Result<()> {
             format!("SELECT * FROM cpu WHERE usage_user > 99 AND time >= {from} AND time < {to}"),
         ),
     ];
-    let mut out = serde_json::json!({
-        "label": args.label,
-        "nodes": args.url.len(),
-        "rows": rows,
-        "ingest_seconds": ingest_secs,
-        "rows_per_second": rows_per_sec,
-        "query_rows": span_steps * args.hosts,
-    });
-    if let Some((max_lag, samples)) = lag {
-        out["max_replication_lag_seconds"] = max_lag.into();
-        out["lag_samples"] = samples.into();
-    }
-    if let Some(c) = converge_secs {
-        out["converge_seconds_after_last_write"] = c.into();
-    }
-    let queries: &[(&str, String)] = if args.ingest_only { &[] } else { &queries };
-    for (name, q) in queries {
-        let (st, body) = query(&agent, &first, &args.db, q)?;
+    out["query_rows"] = (span_steps * args.hosts).into();
+    let first = &args.url[0];
+    for (name, q) in &queries {
+        let (st, body) = query(agent, first, &args.db, q)?;
         if st != 200 || body.contains("\"error\"") {
             bail!("{name} gave {st}: {}", &body[..body.len().min(300)]);
         }
         let mut lat = Vec::new();
         for _ in 0..args.repeat {
             let t = now();
-            query(&agent, &first, &args.db, q)?;
+            query(agent, first, &args.db, q)?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         lat.sort_by(f64::total_cmp);
@@ -332,13 +463,66 @@ fn main() -> anyhow::Result<()> {
         out[format!("{name}_p95_ms")] = percentile(&lat, 0.95).into();
         out[format!("{name}_bytes")] = body.len().into();
     }
-    if let Some(pid) = args.pid {
-        if let Some(kib) = peak_rss_kib(pid) {
-            out["peak_rss_mib"] = (kib as f64 / 1024.0).into();
-            out["peak_rss_mib_per_million_values"] =
-                (kib as f64 / 1024.0 / (rows as f64 * 10.0 / 1e6)).into();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(kind: Values, hosts: usize, steps: usize) -> Vec<String> {
+        let mut values = ValueSource::new(kind, hosts, 42);
+        let mut out = String::new();
+        for step in 0..steps {
+            for host in 0..hosts {
+                cpu_line(&mut out, host, step, &mut values);
+            }
+        }
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// The field values of one line, in FIELDS order, as written.
+    fn fields(line: &str) -> Vec<&str> {
+        let set = line.split(' ').nth(1).expect("field set");
+        set.split(',')
+            .map(|kv| kv.split_once('=').expect("key=value").1)
+            .collect()
+    }
+
+    #[test]
+    fn tsbs_values_are_two_decimal_walks_within_0_and_100() {
+        let rows = lines(Values::Tsbs, 3, 200);
+        assert_eq!(rows.len(), 600);
+        for line in &rows {
+            for v in fields(line) {
+                let (_, decimals) = v.split_once('.').expect("a float literal");
+                assert_eq!(decimals.len(), 2, "{v} in {line}");
+                let x: f64 = v.parse().expect("a number");
+                assert!((0.0..=100.0).contains(&x), "{v} in {line}");
+            }
+        }
+        // A walk: host 0's usage_user moves by less than 10 between consecutive steps
+        // (a N(0, 1) step beyond 10 has a chance of about 1e-23).
+        let user = |step: usize| -> f64 { fields(&rows[step * 3])[0].parse().expect("number") };
+        for step in 1..200 {
+            assert!((user(step) - user(step - 1)).abs() < 10.0, "step {step}");
         }
     }
-    println!("{out}");
-    Ok(())
+
+    #[test]
+    fn random_values_are_full_precision() {
+        let rows = lines(Values::Random, 2, 5);
+        let longest = rows
+            .iter()
+            .flat_map(|l| fields(l).into_iter().map(str::len).collect::<Vec<_>>())
+            .max()
+            .expect("some values");
+        assert!(longest >= 16, "longest value has {longest} characters");
+    }
+
+    #[test]
+    fn the_same_seed_writes_the_same_data() {
+        assert_eq!(lines(Values::Tsbs, 4, 10), lines(Values::Tsbs, 4, 10));
+        assert_eq!(lines(Values::Random, 4, 10), lines(Values::Random, 4, 10));
+    }
 }
