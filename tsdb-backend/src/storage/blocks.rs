@@ -213,6 +213,11 @@ impl ColumnCache {
             .invalidate_entries_if(move |k, _| k.block == block);
     }
 
+    /// The blocks some of whose columns are cached (what queries have read).
+    pub fn cached_blocks(&self) -> std::collections::BTreeSet<u64> {
+        self.cache.iter().map(|(k, _)| k.block).collect()
+    }
+
     /// Bytes of decoded columns held.
     pub fn bytes(&self) -> u64 {
         self.cache.run_pending_tasks();

@@ -54,6 +54,62 @@ pub fn series_view<'s>(
     })
 }
 
+/// A time at or before the newest value of field `id` in the series within `[lo, hi]`, and
+/// no later than it: from the head and the blocks' indexes, without reading block data.
+/// `None` when no layer holds the field in the range. A `last()` reads `[bound, hi]` only,
+/// instead of the series' whole history.
+pub fn newest_time_bound(
+    db: &Database,
+    m: &Measurement,
+    s: &Series,
+    (lo, hi): (i64, i64),
+    id: u32,
+) -> Option<i64> {
+    let in_rows = |rows: &BTreeMap<i64, Row>| {
+        rows.range(lo..=hi)
+            .rev()
+            .find(|(_, r)| r.get(id).is_some())
+            .map(|(t, _)| *t)
+    };
+    let mut bound = in_rows(&s.rows);
+    if let Some(frozen) = &s.frozen {
+        bound = bound.max(in_rows(frozen));
+    }
+    let name = &m.fields().get(id as usize)?.name;
+    if s.in_blocks {
+        let hidden_below = db.blocks.hidden_below(&m.name);
+        for b in db.blocks.overlapping(lo, hi) {
+            if b.id < hidden_below {
+                continue;
+            }
+            let Some((_, mi)) = b.measurement(&m.name) else {
+                continue;
+            };
+            let Some((_, si)) = Block::series(mi, &s.tags) else {
+                continue;
+            };
+            for col in &si.columns {
+                let same_field = mi
+                    .fields
+                    .get(col.field as usize)
+                    .is_some_and(|f| f.name == *name);
+                if !same_field || col.max_time < lo || col.min_time > hi {
+                    continue;
+                }
+                // A chunk that ends past `hi` has its newest value in range somewhere at or
+                // after its first time (which is in range); one that ends inside, at its end.
+                let t = if col.max_time <= hi {
+                    col.max_time
+                } else {
+                    col.min_time.max(lo)
+                };
+                bound = bound.max(Some(t));
+            }
+        }
+    }
+    bound
+}
+
 fn merge_rows<'a>(
     range: impl Iterator<Item = (&'a i64, &'a Row)>,
     fields: FieldFilter<'_>,

@@ -682,3 +682,67 @@ fn a_delete_survives_a_resync_from_a_replica_that_missed_it() {
     let a = open(config(da.path()), 1_000);
     assert_eq!(count(&a, "d", "cpu"), 6, "after a restart too");
 }
+
+#[test]
+fn last_reads_the_newest_block_only_and_a_range_query_reads_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let week = 7 * 86_400_000_000_000i64;
+    let e = open(config(dir.path()), 0);
+    rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+        .unwrap();
+    // Three weeks, three partitions, three blocks (one flush each).
+    for w in 0..3 {
+        let batch = (0..10)
+            .map(|i| {
+                point(
+                    "cpu",
+                    "a",
+                    "v",
+                    FieldValue::Float((w * 10 + i) as f64),
+                    w * week + i,
+                )
+            })
+            .collect();
+        rt.block_on(e.write("d", batch, None)).unwrap();
+        e.flush_now().unwrap();
+    }
+    let blocks: Vec<u64> = e
+        .catalog()
+        .database("d")
+        .unwrap()
+        .blocks
+        .all()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let params = crate::query::executor::QueryParams {
+        db: "d".into(),
+        rp: String::new(),
+        allow_writes: false,
+    };
+    let answer = |q: &str| {
+        let r = rt
+            .block_on(crate::query::executor::run(&e, q, &params))
+            .unwrap();
+        format!("{:?}", r[0].series)
+    };
+    let last = answer("SELECT last(v) FROM cpu");
+    assert!(last.contains("29.0") || last.contains("29]"), "{last}");
+    assert_eq!(
+        e.catalog()
+            .columns
+            .cached_blocks()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![blocks[2]],
+        "last() read only the newest block"
+    );
+    let count = answer("SELECT count(v) FROM cpu");
+    assert!(count.contains("30"), "{count}");
+    assert_eq!(e.catalog().columns.cached_blocks().len(), 3);
+}

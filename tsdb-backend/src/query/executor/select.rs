@@ -16,7 +16,7 @@ use crate::query::ast::{
 };
 use crate::query::result::{ResultSeries, Value};
 use crate::storage::catalog::{read, Catalog, Database};
-use crate::storage::read::series_view;
+use crate::storage::read::{newest_time_bound, series_view};
 use crate::storage::series::{Measurement, Series};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -622,14 +622,31 @@ impl<'a> GroupContext<'a> {
     }
 
     /// The member series' rows within `[lo, hi]`: the head's, or the head and the blocks
-    /// merged, with only the fields the statement reads.
-    fn views(&self, members: &[usize], range: (i64, i64)) -> Vec<Cow<'a, Series>> {
+    /// merged, with only the fields the statement reads. With `newest_only` (every call is
+    /// `last()`), each series is read from the newest time of the fields it reads on, not
+    /// from `lo`: the history before it cannot change the answer.
+    fn views(
+        &self,
+        members: &[usize],
+        (lo, hi): (i64, i64),
+        newest_only: bool,
+    ) -> Vec<Cow<'a, Series>> {
         let series = self.m.series();
         members
             .iter()
             .map(|&si| match self.source {
                 Some((catalog, db)) => {
-                    series_view(catalog, db, self.m, &series[si], range, Some(&self.needed))
+                    let s = &series[si];
+                    let lo = if newest_only && db.deletes.filter(&self.m.name).is_empty() {
+                        self.needed
+                            .iter()
+                            .filter_map(|&id| newest_time_bound(db, self.m, s, (lo, hi), id))
+                            .min()
+                            .unwrap_or(lo)
+                    } else {
+                        lo
+                    };
+                    series_view(catalog, db, self.m, s, (lo, hi), Some(&self.needed))
                 }
                 None => Cow::Borrowed(&series[si]),
             })
@@ -784,7 +801,7 @@ fn raw_group(
         .map(|l| (l + stmt.offset.unwrap_or(0)) as usize)
         .unwrap_or(usize::MAX);
     let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
-    let views = ctx.views(members, (lo, hi));
+    let views = ctx.views(members, (lo, hi), false);
     for (rank, s) in views.iter().enumerate() {
         let s: &Series = s;
         let mut taken = 0;
@@ -842,7 +859,15 @@ fn aggregate_group(
     let m = ctx.m;
     let lo = spec.lo.unwrap_or(MIN_NANO_TIME);
     let hi = spec.hi.unwrap_or(MAX_NANO_TIME);
-    let views = ctx.views(members, (lo, hi));
+    // `last()` alone, per series, with no condition on values and no time buckets: the
+    // newest values decide (TSBS' lastpoint), so history is not read.
+    let newest_only = spec.interval.is_none()
+        && (ctx.condition.is_none() || ctx.series_level)
+        && spec
+            .calls
+            .iter()
+            .all(|c| matches!(c.kind, CallKind::Reduce(Function::Last)));
+    let views = ctx.views(members, (lo, hi), newest_only);
     let series: Vec<&Series> = views.iter().map(|v| &**v).collect();
 
     // Gather each referenced field's points once, in time order.
