@@ -867,31 +867,56 @@ fn aggregate_group(
             .calls
             .iter()
             .all(|c| matches!(c.kind, CallKind::Reduce(Function::Last)));
-    let views = ctx.views(members, (lo, hi), newest_only);
-    let series: Vec<&Series> = views.iter().map(|v| &**v).collect();
-
-    // Gather each referenced field's points once, in time order.
+    // Gather each referenced field's points once, member by member, so that only one
+    // series' merged rows are in memory at a time (a query over a long history would
+    // otherwise hold all of them). With companion fields (`SELECT max(f), g`) a selected
+    // point's row is read back afterwards: then every member's rows are kept.
+    let mut fields: Vec<(&str, u32)> = Vec::new();
+    for c in spec.calls {
+        if let Some(id) = m.field_id(&c.field) {
+            if !fields.iter().any(|(f, _)| *f == c.field) {
+                fields.push((&c.field, id));
+            }
+        }
+    }
+    let mut owned: BTreeMap<&str, Vec<(i64, usize, FieldValue)>> = BTreeMap::new();
+    let mut kept: Vec<Cow<'_, Series>> = Vec::new();
+    for (rank, &si) in members.iter().enumerate() {
+        let Some(view) = ctx.views(&[si], (lo, hi), newest_only).pop() else {
+            continue;
+        };
+        for (name, id) in &fields {
+            let pts = owned.entry(name).or_default();
+            // Gathering ignores ORDER BY: buckets are built ascending, then reversed.
+            ctx.rows(&view, (lo, hi), true, |t, row| {
+                if let Some(v) = row.get(*id) {
+                    pts.push((t, rank, v.clone()));
+                }
+                true
+            });
+        }
+        if spec.selector_fields {
+            kept.push(view);
+        }
+    }
+    let head = m.series();
+    let series: Vec<&Series> = if spec.selector_fields {
+        kept.iter().map(|v| &**v).collect()
+    } else {
+        // Only their tags are read below.
+        members.iter().map(|&si| &head[si]).collect()
+    };
+    if members.len() > 1 {
+        for list in owned.values_mut() {
+            list.sort_by_key(|(t, rank, _)| (*t, *rank));
+        }
+    }
     let mut fed: BTreeMap<&str, Vec<Fed<'_>>> = BTreeMap::new();
     for c in spec.calls {
-        if fed.contains_key(c.field.as_str()) {
-            continue;
-        }
-        let mut pts = Vec::new();
-        if let Some(id) = m.field_id(&c.field) {
-            for (rank, s) in series.iter().enumerate() {
-                let s: &Series = s;
-                // Gathering ignores ORDER BY: buckets are built ascending, then reversed.
-                ctx.rows(s, (lo, hi), true, |t, row| {
-                    if let Some(v) = row.get(id) {
-                        pts.push((t, rank, v));
-                    }
-                    true
-                });
-            }
-            if members.len() > 1 {
-                pts.sort_by_key(|(t, rank, _)| (*t, *rank));
-            }
-        }
+        let pts: Vec<Fed<'_>> = owned
+            .get(c.field.as_str())
+            .map(|list| list.iter().map(|(t, r, v)| (*t, *r, v)).collect())
+            .unwrap_or_default();
         fed.insert(&c.field, pts);
     }
     if fed.values().all(|p| p.is_empty()) {
