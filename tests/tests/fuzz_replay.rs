@@ -19,6 +19,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("replication_frames", tsdb_backend::fuzz::replication_frames),
     ("wal", tsdb_backend::fuzz::wal),
     ("snapshot", tsdb_backend::fuzz::snapshot),
+    ("block", tsdb_backend::fuzz::block),
     ("gateway_query_params", gateway::fuzz::query_params),
     ("jwt", gateway::fuzz::jwt),
     ("jwks", gateway::fuzz::jwks),

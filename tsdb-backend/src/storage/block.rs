@@ -47,6 +47,7 @@ mod index;
 
 pub use builder::BlockBuilder;
 pub use file::BlockFile;
+pub(crate) use index::with_checksums_fixed;
 pub use index::{BlockIndex, ColumnRef, MeasurementIndex, SeriesIndex};
 
 use crate::model::{FieldType, FieldValue};

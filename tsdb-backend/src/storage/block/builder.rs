@@ -232,9 +232,8 @@ impl BlockBuilder {
                 let mut series_times: Vec<(&[i64], SectionRef)> = Vec::new();
                 let mut series_versions: Vec<(&[Version], SectionRef)> = Vec::new();
                 for (field_name, column) in &columns {
-                    let field = fields
-                        .binary_search_by(|f| f.name.cmp(field_name))
-                        .unwrap_or_default() as u32;
+                    // The field's position in the sorted list, where it is.
+                    let field = fields.partition_point(|f| f.name < *field_name) as u32;
                     for range in chunks(&column.values, self.max_chunk_values) {
                         let times = &column.times[range.clone()];
                         let versions = &column.versions[range.clone()];

@@ -5,7 +5,9 @@ use super::codec::{self, DecodeError};
 use super::index::{
     header, BlockIndex, ColumnRef, Footer, SectionRef, FOOTER_LEN, HEADER_LEN, MAGIC,
 };
-use super::{BlockError, Column, Section, Values, FORMAT_VERSION, MAX_CHUNK_STRING_BYTES};
+use super::{
+    BlockError, Column, Section, Values, FORMAT_VERSION, MAX_CHUNK_STRING_BYTES, MAX_CHUNK_VALUES,
+};
 use crate::model::FieldType;
 use crate::storage::version::Version;
 use sha2::{Digest, Sha256};
@@ -131,8 +133,8 @@ impl BlockFile {
         let section = Section::Values {
             offset: col.values.offset,
         };
+        let n = self.count(col, section)?;
         let bytes = self.read_section(col.values, section)?;
-        let n = col.count as usize;
         let decoded = match col.ty {
             FieldType::Float => codec::decode_numbers(&bytes, n).map(Values::Float),
             FieldType::Integer => codec::decode_numbers(&bytes, n).map(Values::Integer),
@@ -156,9 +158,10 @@ impl BlockFile {
         let section = Section::Times {
             offset: col.times.offset,
         };
+        let n = self.count(col, section)?;
         let bytes = self.read_section(col.times, section)?;
-        let times = codec::decode_numbers::<i64>(&bytes, col.count as usize)
-            .map_err(|e| self.decode_error(section, e))?;
+        let times =
+            codec::decode_numbers::<i64>(&bytes, n).map_err(|e| self.decode_error(section, e))?;
         let sorted = times.windows(2).all(|p| p[0] < p[1]);
         if !sorted || times.first() != Some(&col.min_time) || times.last() != Some(&col.max_time) {
             return Err(self.decode_error(
@@ -177,9 +180,9 @@ impl BlockFile {
         let section = Section::Versions {
             offset: col.versions.offset,
         };
+        let n = self.count(col, section)?;
         let bytes = self.read_section(col.versions, section)?;
-        codec::decode_versions(&bytes, col.count as usize)
-            .map_err(|e| self.decode_error(section, e))
+        codec::decode_versions(&bytes, n).map_err(|e| self.decode_error(section, e))
     }
 
     /// Checks the checksum of every section and of the index again, reading the whole file
@@ -213,6 +216,19 @@ impl BlockFile {
             self.read_section(s, section)?;
         }
         Ok(())
+    }
+
+    /// A chunk's count, which bounds what decoding allocates. An index checks it at open;
+    /// this is for a `ColumnRef` deserialized from elsewhere.
+    fn count(&self, col: &ColumnRef, section: Section) -> Result<usize, BlockError> {
+        if col.count == 0 || col.count > MAX_CHUNK_VALUES {
+            return Err(BlockError::Corrupt {
+                path: self.path.clone(),
+                section,
+                reason: format!("a chunk of {} values", col.count),
+            });
+        }
+        Ok(col.count as usize)
     }
 
     /// One section's bytes, its checksum checked.
