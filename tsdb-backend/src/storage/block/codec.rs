@@ -2,7 +2,8 @@
 //!
 //! Every section starts with a one-byte codec tag. The encoder tries the candidates for the
 //! column's type and keeps the smallest, so a column of one or two values costs a few
-//! bytes rather than pco's metadata (about 20 bytes even for one value):
+//! bytes rather than pco's metadata (pco takes 15 bytes for one value and 25 for two,
+//! against 8 and 16 plain; it wins from about ten values on):
 //!
 //! ```text
 //! numbers (times i64, float f64, integer i64, unsigned u64, and the versions' parts)
