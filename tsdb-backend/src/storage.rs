@@ -213,6 +213,13 @@ impl Engine {
         let origin = format!("{}/{}", config.node_id, incarnation.id);
         let recovered = wal::recover(&dir, snap_seq)?;
         let replayed = recovered.records.len();
+        // The WAL not yet in blocks counts towards the next flush, so a node that keeps
+        // crashing before it flushes does not grow its WAL without bound.
+        let unflushed_wal_bytes: u64 = recovered
+            .records
+            .iter()
+            .map(|r| (r.payload.len() + wal::HEADER_LEN) as u64)
+            .sum();
         // Local entries after the snapshot are still in the WAL: they go back into the
         // backlog; older ones were trimmed, and a peer that lacks them needs a resync.
         // Entries before the oldest segment are gone; segments the snapshot covers were kept
@@ -283,6 +290,7 @@ impl Engine {
             dir: dir.clone(),
             fsync: config.fsync,
             flush: config.flush,
+            unflushed_wal_bytes,
             head_values: head_values.clone(),
             catalog: catalog.clone(),
             metrics: metrics.clone(),

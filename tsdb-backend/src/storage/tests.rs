@@ -742,6 +742,17 @@ fn last_reads_the_newest_block_only_and_a_range_query_reads_them_all() {
         vec![blocks[2]],
         "last() read only the newest block"
     );
+    // TSBS' lastpoint, as a raw query: the newest row per series.
+    let newest = answer("SELECT * FROM cpu GROUP BY * ORDER BY time DESC LIMIT 1");
+    assert!(newest.contains("29.0"), "{newest}");
+    assert_eq!(
+        e.catalog().columns.cached_blocks().len(),
+        1,
+        "ORDER BY time DESC LIMIT 1 read only the newest block"
+    );
+    // Two rows, when the newest block has only one at the bound: it falls back correctly.
+    let two = answer("SELECT v FROM cpu WHERE time <= 2 ORDER BY time DESC LIMIT 2");
+    assert!(two.contains("2.0") && two.contains("1.0"), "{two}");
     let count = answer("SELECT count(v) FROM cpu");
     assert!(count.contains("30"), "{count}");
     assert_eq!(e.catalog().columns.cached_blocks().len(), 3);

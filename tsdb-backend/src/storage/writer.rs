@@ -95,6 +95,8 @@ pub struct Writer {
     pub dir: PathBuf,
     pub fsync: FsyncMode,
     pub flush: FlushPolicy,
+    /// WAL bytes replayed at start (logged since the last flush, before this start).
+    pub unflushed_wal_bytes: u64,
     /// Values in the head (set by the writer, read by `/health` and the memory budget).
     pub head_values: Arc<AtomicU64>,
     pub catalog: Arc<Catalog>,
@@ -117,7 +119,7 @@ impl Writer {
     pub fn run(self, rx: Receiver<Job>) -> Result<(), StorageError> {
         let mut seq = self.last_seq.load(Ordering::SeqCst);
         let mut segment = Segment::open(&self.dir, seq + 1)?;
-        let mut since_flush = segment.len;
+        let mut since_flush = segment.len + self.unflushed_wal_bytes;
         self.metrics.wal_bytes.set(wal_bytes(&self.dir) as i64);
         let mut running: Option<JoinHandle<Result<(), StorageError>>> = None;
         let mut buf = Vec::with_capacity(1 << 20);

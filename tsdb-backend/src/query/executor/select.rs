@@ -801,31 +801,49 @@ fn raw_group(
         .map(|l| (l + stmt.offset.unwrap_or(0)) as usize)
         .unwrap_or(usize::MAX);
     let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
-    let views = ctx.views(members, (lo, hi), false);
-    for (rank, s) in views.iter().enumerate() {
-        let s: &Series = s;
-        let mut taken = 0;
-        ctx.rows(s, (lo, hi), ctx.ascending, |t, row| {
-            let r = RowRef {
-                series: s,
-                row: Some(row),
-                time: t,
-                calls: &[],
-            };
-            let vals: Vec<V<'_>> = cols.iter().map(|c| eval(c, &r)).collect();
-            if vals
-                .iter()
-                .zip(&field_cols)
-                .any(|(v, f)| *f && *v != V::Null)
-            {
-                let mut out = Vec::with_capacity(vals.len() + 1);
-                out.push(Value::Time(t));
-                out.extend(vals.into_iter().map(V::to_value));
-                rows.push((t, rank, out));
-                taken += 1;
+    // Newest first with a limit and no condition on values (TSBS' lastpoint: `ORDER BY time
+    // DESC LIMIT 1`): read each series from its newest values on, and from `lo` only if
+    // that gave fewer rows than the limit.
+    let newest_first =
+        !ctx.ascending && per_series < usize::MAX && (ctx.condition.is_none() || ctx.series_level);
+    // One member at a time: only one series' merged rows are in memory.
+    for (rank, &si) in members.iter().enumerate() {
+        for narrow in [true, false] {
+            if narrow && !newest_first {
+                continue;
             }
-            taken < per_series
-        });
+            let Some(view) = ctx.views(&[si], (lo, hi), narrow).pop() else {
+                break;
+            };
+            let s: &Series = &view;
+            let before = rows.len();
+            let mut taken = 0;
+            ctx.rows(s, (lo, hi), ctx.ascending, |t, row| {
+                let r = RowRef {
+                    series: s,
+                    row: Some(row),
+                    time: t,
+                    calls: &[],
+                };
+                let vals: Vec<V<'_>> = cols.iter().map(|c| eval(c, &r)).collect();
+                if vals
+                    .iter()
+                    .zip(&field_cols)
+                    .any(|(v, f)| *f && *v != V::Null)
+                {
+                    let mut out = Vec::with_capacity(vals.len() + 1);
+                    out.push(Value::Time(t));
+                    out.extend(vals.into_iter().map(V::to_value));
+                    rows.push((t, rank, out));
+                    taken += 1;
+                }
+                taken < per_series
+            });
+            if !narrow || taken >= per_series {
+                break;
+            }
+            rows.truncate(before);
+        }
     }
     if members.len() > 1 {
         if ctx.ascending {
