@@ -131,57 +131,13 @@ struct Gather {
 
 impl Gather {
     fn into_column(self, field: &FieldDef) -> Option<Column> {
-        use crate::model::FieldType as T;
-        let values = match field.ty {
-            T::Float => Values::Float(
-                self.values
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        FieldValue::Float(f) => Some(f),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            T::Integer => Values::Integer(
-                self.values
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        FieldValue::Integer(i) => Some(i),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            T::Unsigned => Values::Unsigned(
-                self.values
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        FieldValue::Unsigned(u) => Some(u),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            T::Boolean => Values::Boolean(
-                self.values
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        FieldValue::Boolean(b) => Some(b),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            T::String => Values::String(
-                self.values
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        FieldValue::String(s) => Some(s),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-        };
-        // The head only holds values of the schema's type; a mismatch would be a bug, and
-        // the column is then left out rather than written with its times misaligned.
-        (values.len() == self.times.len()).then_some(Column {
+        let mut values = Values::new(field.ty);
+        for v in self.values {
+            // The head only holds values of the schema's type; a mismatch would be a bug,
+            // and the column is then left out rather than written with its times misaligned.
+            values.push(v).ok()?;
+        }
+        Some(Column {
             times: self.times,
             versions: self.versions,
             values,
