@@ -131,7 +131,14 @@ impl Writer {
 
         let mut forced: Vec<std::sync::mpsc::Sender<Result<(), StorageError>>> = Vec::new();
         loop {
-            let first = match rx.recv_timeout(self.flush.quiet.max(Duration::from_millis(50))) {
+            // While a flush runs, look again soon: the next one may be due the moment it ends
+            // (a full head refuses writes, so no write would wake the loop).
+            let wait = if running.is_some() {
+                Duration::from_millis(10)
+            } else {
+                self.flush.quiet.max(Duration::from_millis(50))
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -179,6 +186,13 @@ impl Writer {
                 }
             }
 
+            if !forced.is_empty() {
+                // A forced flush covers everything logged before it: a flush already running
+                // froze the head earlier, so let it finish and start another.
+                if let Some(h) = running.take() {
+                    let _ = h.join();
+                }
+            }
             let head = self.head_values.load(Ordering::SeqCst);
             let now = self.time.now_ns();
             let elapsed =

@@ -152,3 +152,93 @@ fn too_many_buckets_is_an_error_not_an_allocation() {
     .unwrap_err();
     assert!(err.starts_with("too many GROUP BY time() buckets"), "{err}");
 }
+
+/// A storage engine on `dir` that flushes only when told (blocks are what these tests read).
+fn engine(dir: &std::path::Path) -> crate::storage::Engine {
+    use crate::storage::{EngineConfig, FlushPolicy, FsyncMode};
+    let config = EngineConfig {
+        data_dir: dir.to_path_buf(),
+        fsync: FsyncMode::Never,
+        flush: FlushPolicy {
+            quiet: std::time::Duration::from_secs(3600),
+            ..FlushPolicy::default()
+        },
+        column_cache_bytes: 16 << 20,
+        default_retention_ns: 0,
+        node_id: "n1".into(),
+        replication_backlog_bytes: None,
+    };
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().unwrap());
+    let time = std::sync::Arc::new(crate::clock::ManualTime::new(0));
+    crate::storage::Engine::open(config, time, metrics).unwrap()
+}
+
+#[test]
+fn last_reads_the_newest_block_only_and_a_range_query_reads_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let week = 7 * 86_400_000_000_000i64;
+    let e = engine(dir.path());
+    rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+        .unwrap();
+    // Three weeks, three partitions, three blocks (one flush each).
+    for w in 0..3 {
+        let batch = (0..10)
+            .map(|i| Point {
+                measurement: "cpu".into(),
+                tags: vec![("host".to_string(), "a".to_string())].into(),
+                fields: vec![("v".into(), FieldValue::Float((w * 10 + i) as f64))],
+                timestamp: w * week + i,
+            })
+            .collect();
+        rt.block_on(e.write("d", batch, None)).unwrap();
+        e.flush_now().unwrap();
+    }
+    let blocks: Vec<u64> = e
+        .catalog()
+        .database("d")
+        .unwrap()
+        .blocks
+        .all()
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let params = super::QueryParams {
+        db: "d".into(),
+        rp: String::new(),
+        allow_writes: false,
+    };
+    let answer = |q: &str| {
+        let r = rt.block_on(super::run(&e, q, &params)).unwrap();
+        format!("{:?}", r[0].series)
+    };
+    let last = answer("SELECT last(v) FROM cpu");
+    assert!(last.contains("29.0") || last.contains("29]"), "{last}");
+    assert_eq!(
+        e.catalog()
+            .columns
+            .cached_blocks()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![blocks[2]],
+        "last() read only the newest block"
+    );
+    // TSBS' lastpoint, as a raw query: the newest row per series.
+    let newest = answer("SELECT * FROM cpu GROUP BY * ORDER BY time DESC LIMIT 1");
+    assert!(newest.contains("29.0"), "{newest}");
+    assert_eq!(
+        e.catalog().columns.cached_blocks().len(),
+        1,
+        "ORDER BY time DESC LIMIT 1 read only the newest block"
+    );
+    // Two rows, when the newest block has only one at the bound: it falls back correctly.
+    let two = answer("SELECT v FROM cpu WHERE time <= 2 ORDER BY time DESC LIMIT 2");
+    assert!(two.contains("2.0") && two.contains("1.0"), "{two}");
+    let count = answer("SELECT count(v) FROM cpu");
+    assert!(count.contains("30"), "{count}");
+    assert_eq!(e.catalog().columns.cached_blocks().len(), 3);
+}
