@@ -5,7 +5,7 @@
 #   FUZZ_SECONDS=60 scripts/fuzz.sh lineproto influxql
 #
 # Each target starts from its seeds (fuzz/corpus/<target>) and its kept findings
-# (fuzz/regressions/<target>); what it learns goes to fuzz/work/<target>, never into the
+# (fuzz/regressions/<target>); what it learns goes to fuzz/learned/<target>, never into the
 # committed seeds. A crash, timeout or out-of-memory input is left in
 # fuzz/artifacts/<target>/ and the script exits 1 once every target ran. The table at the
 # end gives each target's executions per second (libFuzzer's final stats).
@@ -55,13 +55,13 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-malloc_context_size=0:detect_stack_use_afte
 status=0
 declare -a rows
 for target in "${targets[@]}"; do
-  work="work/$target"
+  work="learned/$target"
   artifacts="artifacts/$target"
   mkdir -p "$work" "$artifacts"
   corpora=("$work" "corpus/$target")
   [ -d "regressions/$target" ] && corpora+=("regressions/$target")
   before=$(find "$artifacts" -type f | wc -l)
-  log="work/$target.log"
+  log="learned/$target.log"
   echo "== $target: ${seconds}s"
   # -timeout: an input taking 10 s is a hang; -rss_limit_mb / -malloc_limit_mb: one input
   # must not take more than a small share of the machine.
