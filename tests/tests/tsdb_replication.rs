@@ -511,6 +511,74 @@ fn a_stopped_node_drains_its_backlog_after_sigcont() {
 }
 
 #[test]
+fn a_node_past_the_backlog_is_resynchronised_with_the_blocks_it_lacks() {
+    let started = clock::now();
+    // A backlog of 16 KiB: a few batches missed and the entries are gone from it.
+    let pool = Pool::builder(3)
+        .arg("--replication-backlog-bytes")
+        .arg("16384")
+        .start()
+        .expect("a pool of 3 starts");
+    create_db_everywhere(&pool, 0);
+    let mut acked = BTreeSet::new();
+    for id in 0..3 {
+        write_acked(pool.node(id as usize), id);
+        acked.insert(id);
+    }
+    converged(&pool, DB, &[COUNT_BY_BATCH]).unwrap_or_else(|e| panic!("{e:#}"));
+    for i in 0..3 {
+        flush(pool.node(i));
+    }
+
+    let stopped_url = pool.node(1).url();
+    let pid = pool.node(1).pid().expect("node 1 runs");
+    assert!(signal(pid, libc::SIGSTOP), "SIGSTOP node 1 (pid {pid})");
+    let stopped = ContinueOnDrop(pid);
+    for id in 3..40 {
+        write_acked(pool.node(if id % 2 == 0 { 0 } else { 2 }), id);
+        acked.insert(id);
+    }
+    // Most of what node 1 missed is in blocks by now, the rest in the heads.
+    flush(pool.node(0));
+    flush(pool.node(2));
+    for id in 40..44 {
+        write_acked(pool.node(0), id);
+        acked.insert(id);
+    }
+    drop(stopped); // SIGCONT
+
+    let agreed = converged(&pool, DB, &[COUNT_BY_BATCH]).unwrap_or_else(|e| panic!("{e:#}"));
+    let counts = counts_by_batch(&agreed[0]);
+    assert_batches(&counts, &acked, &pool);
+    assert_eq!(
+        counts.keys().copied().collect::<BTreeSet<u64>>(),
+        acked,
+        "exactly the acknowledged batches"
+    );
+    let resyncs: u64 = [0, 2]
+        .iter()
+        .map(|&from| {
+            let h = health_of(&pool, from);
+            peer_report(&h, &stopped_url)
+                .and_then(|p| p["resyncs"].as_u64())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        resyncs >= 1,
+        "node 1 missed more than the backlog holds: it was resynchronised\n{}",
+        pool.logs(3000)
+    );
+    let logs = pool.logs(20_000);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("peer resynchronised") && !l.contains("blocks_sent=0")),
+        "a resync sent blocks:\n{logs}"
+    );
+    eprintln!("took {:?}", started.elapsed());
+}
+
+#[test]
 fn a_wiped_node_rebuilds_from_its_peers() {
     let started = clock::now();
     let mut pool = Pool::start(3).expect("a pool of 3 starts");
@@ -672,7 +740,9 @@ fn internal_endpoints_are_hidden_from_clients() {
     for (method, path) in [
         ("POST", "/internal/replicate?origin=x%2F1&after=0"),
         ("POST", "/internal/resync?origin=x%2F1"),
-        ("GET", "/internal/snapshot"),
+        ("GET", "/internal/state?part=head"),
+        ("GET", "/internal/blocks"),
+        ("GET", "/internal/block?db=r&hash=0000000000000000"),
     ] {
         let body: Option<&[u8]> = (method == "POST").then_some(b"");
         let r =

@@ -8,8 +8,9 @@
 //!                                        │ peer logs each as Entry::Replicated, applies
 //!                                        ▼ once (per-origin applied sequence numbers)
 //!                                   {"applied": n} ──▶ cursor := n (persisted)
-//! gap (entries gone from the backlog) ──▶ POST /internal/resync (full snapshot, merged
-//!                                        value by value, last writer wins)
+//! gap (entries gone from the backlog) ──▶ resync (transfer.rs): the catalog, the blocks
+//!                                        the peer lacks by content hash, then the head,
+//!                                        merged value by value, last writer wins
 //! ```
 //!
 //! Origins are `node_id/incarnation`: a node whose data directory was lost comes back as a
@@ -18,14 +19,17 @@
 pub mod backoff;
 pub mod client;
 pub mod shipper;
+pub mod transfer;
 
 use crate::storage::Engine;
 use client::PeerClient;
+use transfer::TransferError;
 use std::time::Duration;
 
 /// Rebuilds a node that starts with an empty data directory from the first peer that
-/// answers: its full snapshot is merged here before the node serves. A node of a new pool
-/// finds no peer (or empty ones) and starts empty. Bounded: a few rounds over the peers.
+/// answers: its catalog, blocks and head are copied here (`transfer.rs`) before the node
+/// serves. A node of a new pool finds no peer (or empty ones) and starts empty. Bounded: a
+/// few rounds over the peers.
 pub async fn bootstrap(
     engine: &Engine,
     peers: &[String],
@@ -34,37 +38,19 @@ pub async fn bootstrap(
     let agent = client.agent(Duration::from_secs(2), Duration::from_secs(300));
     for round in 0..3 {
         for peer in peers {
-            let url = format!("{}/internal/snapshot", peer.trim_end_matches('/'));
-            let (agent, client) = (agent.clone(), client.clone());
-            let fetched = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-                let mut res = client.get(&agent, &url).call().map_err(|e| e.to_string())?;
-                if res.status().as_u16() == 401 {
-                    return Err(
-                        "answered 401: the peer refuses this node's pool secret (the pool's \
-                         secrets differ)"
-                            .into(),
-                    );
-                }
-                if res.status().as_u16() != 200 {
-                    return Err(format!("answered {}", res.status()));
-                }
-                res.body_mut()
-                    .with_config()
-                    .limit(1 << 34)
-                    .read_to_vec()
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            match fetched {
-                Ok(bytes) => {
-                    engine
-                        .merge_snapshot(&bytes)
-                        .await
-                        .map_err(|e| format!("merging the snapshot of {peer}: {e}"))?;
+            match transfer::pull(engine, client, &agent, peer).await {
+                Ok(pulled) => {
+                    tracing::info!(peer = %peer, blocks = pulled.blocks, bytes = pulled.bytes, "rebuilt from a peer");
                     return Ok(Some(peer.clone()));
                 }
-                Err(e) => tracing::info!(peer = %peer, round, error = %e, "no snapshot from peer"),
+                Err(TransferError::Unauthorized { url }) => tracing::info!(
+                    peer = %peer,
+                    round,
+                    url = %url,
+                    "no state from peer: it answered 401, refusing this node's pool secret \
+                     (the pool's secrets differ)"
+                ),
+                Err(e) => tracing::info!(peer = %peer, round, error = %e, "no state from peer"),
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

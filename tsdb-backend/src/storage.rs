@@ -14,7 +14,8 @@
 //!  ├─ read.rs                    a series' values: blocks + head, last writer wins
 //!  ├─ open.rs                    restart: manifest + block indexes, or an old snapshot
 //!  ├─ entry.rs                   what a record means (write, DDL); idempotent on replay
-//!  └─ snapshot.rs                whole-state transfer for resync (and the old on-disk form)
+//!  ├─ transfer.rs                resync and rebuild: catalog, missing blocks, head
+//!  └─ snapshot.rs                the encoding of state sent to peers (and the old on-disk form)
 //! ```
 //!
 //! A write is validated against the schema (field types are reserved as they are first
@@ -36,6 +37,7 @@ mod open;
 pub mod read;
 pub mod series;
 pub mod snapshot;
+pub mod transfer;
 pub mod version;
 pub mod wal;
 pub mod writer;
@@ -203,6 +205,7 @@ impl Engine {
             source,
         })?;
         snapshot::remove_temporaries(&dir);
+        transfer::clear_incoming(&dir);
 
         let open::Opened {
             catalog,
@@ -563,126 +566,6 @@ impl Engine {
             w.await.map_err(|_| StorageError::ShuttingDown)??;
         }
         Ok(self.catalog.applied_from(origin))
-    }
-
-    /// The whole state as snapshot bytes, for a peer that resynchronises: the head and
-    /// the blocks merged. CPU-bound, and it holds the whole state in memory while it runs.
-    pub fn snapshot_bytes(&self) -> Result<Vec<u8>, StorageError> {
-        let seq = self.last_seq();
-        // The marks first: a mark the snapshot holds must come with its data.
-        let applied = self.catalog.applied();
-        let whole = Catalog::new(self.config.default_retention_ns);
-        whole.raise_applied(&applied);
-        for db in self.catalog.databases() {
-            let copy = Database::new(&db.name, read(&db.policies).clone());
-            for t in db.deletes.all() {
-                copy.deletes.add(t);
-            }
-            for (name, m) in db.measurements() {
-                let guard = read(&m);
-                let mut out = series::Measurement::new(&name);
-                let views: Vec<series::Series> = guard
-                    .series()
-                    .iter()
-                    .map(|s| {
-                        read::series_view(
-                            &self.catalog,
-                            &db,
-                            &guard,
-                            s,
-                            (crate::model::MIN_NANO_TIME, crate::model::MAX_NANO_TIME),
-                            None,
-                        )
-                        .into_owned()
-                    })
-                    .collect();
-                out.merge(guard.fields(), views);
-                copy.insert_measurement(out);
-            }
-            whole.insert_database(copy);
-        }
-        Ok(snapshot::snapshot_bytes(seq, &whole)?)
-    }
-
-    /// Merges a peer's full snapshot into this node, value by value (last writer wins), then
-    /// makes the result durable with a checkpoint. Idempotent; safe while writes go on.
-    pub async fn merge_snapshot(&self, bytes: &[u8]) -> Result<(), StorageError> {
-        let (_, theirs) = snapshot::decode(
-            bytes,
-            Path::new("(peer snapshot)"),
-            self.config.default_retention_ns,
-        )?;
-        for db in theirs.databases() {
-            if self.catalog.database(&db.name).is_none() {
-                self.log(Entry::CreateDatabase {
-                    name: db.name.clone(),
-                })
-                .await?;
-            }
-            let policies = read(&db.policies).clone();
-            for rp in &policies.list {
-                let known = self
-                    .catalog
-                    .database(&db.name)
-                    .is_some_and(|d| read(&d.policies).list.iter().any(|p| p.name == rp.name));
-                if !known {
-                    self.log(Entry::SetRetentionPolicy {
-                        db: db.name.clone(),
-                        name: rp.name.clone(),
-                        duration_ns: rp.duration_ns,
-                        shard_duration_ns: rp.shard_duration_ns,
-                        default: rp.name == policies.default,
-                    })
-                    .await?;
-                }
-            }
-        }
-        // Their deletes, logged here (so they are durable and reach this node's peers too)
-        // before their values are merged: what they deleted stays deleted here.
-        for db in theirs.databases() {
-            let mine = self
-                .catalog
-                .database(&db.name)
-                .map(|d| d.deletes.all())
-                .unwrap_or_default();
-            for t in db.deletes.all() {
-                if !mine.contains(&t) {
-                    self.observe_version(t.version);
-                    self.log(Entry::Delete {
-                        db: db.name.clone(),
-                        measurement: t.measurement,
-                        min_time: t.min_time,
-                        max_time: t.max_time,
-                        version: t.version,
-                        drop_schema: false,
-                    })
-                    .await?;
-                }
-            }
-        }
-        tokio::task::block_in_place(|| {
-            for db in theirs.databases() {
-                let Some(mine) = self.catalog.database(&db.name) else {
-                    continue;
-                };
-                for (name, m) in db.measurements() {
-                    let mut theirs_m = write(&m);
-                    let series = theirs_m.take_series();
-                    let target = mine.measurement_or_create(&name);
-                    let mut target = write(&target);
-                    target.merge(theirs_m.fields(), series);
-                    // Merged values bypass the write path's filter: what a tombstone hides
-                    // goes here, so the head holds nothing deleted.
-                    for t in mine.deletes.all().iter().filter(|t| t.covers(&name)) {
-                        target.delete(t);
-                    }
-                }
-            }
-            self.catalog.raise_applied(&theirs.applied());
-            // The merged values are in the head only, not in the WAL: a flush makes them
-            // durable (and the marks with them, in the manifest).
-            self.flush_now()
-        })
     }
 
     /// Drops what each database's retention no longer keeps: whole partitions of blocks

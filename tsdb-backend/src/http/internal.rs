@@ -14,6 +14,8 @@ use crate::listener::Connection;
 use crate::peer_auth::Proof;
 use crate::replication::client::PEER_HEADER;
 use crate::replication::shipper::{decode_frames, Ack};
+use crate::replication::transfer::MAX_BLOCK_BYTES;
+use crate::storage::transfer::{hash_text, parse_hash, ReceiveError, Received, StatePart};
 use crate::storage::ReplicateError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
@@ -25,7 +27,7 @@ use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Largest internal request body: a full snapshot.
+/// Largest replicate or resync request body (a batch of entries, a state part).
 const MAX_INTERNAL_BODY: usize = 1 << 34;
 
 /// The challenge of a refused internal request.
@@ -35,7 +37,9 @@ pub(super) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/internal/replicate", post(replicate))
         .route("/internal/resync", post(resync))
-        .route("/internal/snapshot", get(snapshot))
+        .route("/internal/state", get(state_part))
+        .route("/internal/blocks", get(blocks))
+        .route("/internal/block", get(get_block).put(put_block))
         .route_layer(axum::middleware::from_fn_with_state(state, admit_peers))
 }
 
@@ -137,7 +141,8 @@ async fn replicate(
     }
 }
 
-/// `POST /internal/resync?origin=ID`: a peer's full snapshot, merged into this node.
+/// `POST /internal/resync?origin=ID`: part of a peer's state (`storage/transfer.rs`; a
+/// whole snapshot from an older release too), merged into this node.
 async fn resync(
     State(st): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
@@ -151,7 +156,7 @@ async fn resync(
     };
     match st.engine.merge_snapshot(&body).await {
         Ok(()) => {
-            tracing::info!(origin = %origin, bytes = body.len(), "merged a peer's snapshot");
+            tracing::info!(origin = %origin, bytes = body.len(), "merged a peer's state");
             ack(StatusCode::OK, st.engine.catalog().applied_from(&origin))
         }
         Err(e) => error(
@@ -161,10 +166,24 @@ async fn resync(
     }
 }
 
-/// `GET /internal/snapshot`: this node's whole state, for a node rebuilding itself.
-async fn snapshot(State(st): State<Arc<AppState>>) -> Response {
+/// `GET /internal/state?part=catalog|head`: part of this node's state, for a node that
+/// rebuilds itself (see `storage/transfer.rs`).
+async fn state_part(
+    State(st): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let part = match params.get("part").map(String::as_str) {
+        Some("catalog") => StatePart::Catalog,
+        Some("head") => StatePart::Head,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("part must be catalog or head, not {other:?}"),
+            )
+        }
+    };
     let engine = st.engine.clone();
-    match tokio::task::spawn_blocking(move || engine.snapshot_bytes()).await {
+    match tokio::task::spawn_blocking(move || engine.state_bytes(part)).await {
         Ok(Ok(bytes)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -174,4 +193,151 @@ async fn snapshot(State(st): State<Arc<AppState>>) -> Response {
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// `GET /internal/blocks`: every block this node serves, by database and content hash.
+async fn blocks(State(st): State<Arc<AppState>>) -> Response {
+    super::json_response(
+        StatusCode::OK,
+        serde_json::to_string(&st.engine.block_list()).unwrap_or_default(),
+    )
+}
+
+/// The `db` and `hash` of a block request.
+fn block_params(params: &HashMap<String, String>) -> Result<(String, u64), Response> {
+    let db = params
+        .get("db")
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "db is required".into()))?;
+    let hash = params
+        .get("hash")
+        .and_then(|h| parse_hash(h))
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "hash is required: 16 hex digits".into(),
+            )
+        })?;
+    Ok((db.clone(), hash))
+}
+
+/// `GET /internal/block?db=NAME&hash=HEX`: one block's file, streamed.
+async fn get_block(
+    State(st): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (db, hash) = match block_params(&params) {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let Some(reader) = st.engine.block_reader(&db, hash) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no block {} in database \"{db}\"", hash_text(hash)),
+        );
+    };
+    let len = reader.len();
+    // 1 MiB at a time, read off the async workers.
+    let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = std::io::Read::read(&mut reader, &mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((buf, reader))
+        })
+        .await
+        .map_err(std::io::Error::other);
+        match read {
+            Ok(Ok((buf, _))) if buf.is_empty() => None,
+            Ok(Ok((buf, reader))) => Some((Ok(axum::body::Bytes::from(buf)), Some(reader))),
+            Ok(Err(e)) | Err(e) => Some((Err(e), None)),
+        }
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
+/// `PUT /internal/block?db=NAME&hash=HEX`: a block a resynchronising peer sends, written to
+/// a file as it arrives, then checked and stored (`Engine::receive_block`).
+async fn put_block(
+    State(st): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (db, hash) = match block_params(&params) {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BLOCK_BYTES) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "block too large".into());
+    }
+    let path = match st.engine.incoming_block_path() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    if let Err(e) = save_body(body, &path).await {
+        let _ = tokio::fs::remove_file(&path).await;
+        return error(e.0, e.1);
+    }
+    let engine = st.engine.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || engine.receive_block(&db, hash, &path)).await;
+    match outcome {
+        Ok(Ok(received)) => {
+            let (outcome, id) = match received {
+                Received::Stored { id } => ("stored", Some(id)),
+                Received::AlreadyHeld => ("already_held", None),
+                Received::AllDeleted => ("all_deleted", None),
+            };
+            super::json_response(
+                StatusCode::OK,
+                serde_json::json!({ "outcome": outcome, "id": id }).to_string(),
+            )
+        }
+        Ok(Err(e @ ReceiveError::Invalid(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ ReceiveError::DatabaseNotFound(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Ok(Err(ReceiveError::Storage(e))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Writes a request body to `path` as it arrives (at most `MAX_BLOCK_BYTES`) and fsyncs it.
+async fn save_body(body: Body, path: &std::path::Path) -> Result<(), (StatusCode, String)> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let local = |e: std::io::Error| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        total += chunk.len() as u64;
+        if total > MAX_BLOCK_BYTES {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, "block too large".into()));
+        }
+        file.write_all(&chunk).await.map_err(local)?;
+    }
+    file.sync_all().await.map_err(local)
 }

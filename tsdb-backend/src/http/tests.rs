@@ -184,7 +184,7 @@ async fn the_peer_header_alone_is_refused_with_a_bearer_challenge() {
 #[tokio::test]
 async fn a_wrong_secret_is_refused_and_the_right_one_admitted() {
     let (router, state, _dir) = node();
-    for path in ["/internal/snapshot"] {
+    for path in ["/internal/state?part=head", "/internal/blocks"] {
         let (status, _, _) = call(
             &router,
             get_req(
@@ -203,7 +203,7 @@ async fn a_wrong_secret_is_refused_and_the_right_one_admitted() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(!body.contains(SECRET), "the answer does not echo secrets");
-    assert_eq!(counter(&state, "wrong"), 2);
+    assert_eq!(counter(&state, "wrong"), 3);
 
     let right = format!("Bearer {SECRET}");
     let (status, _, body) = call(

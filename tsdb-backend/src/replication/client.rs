@@ -1,8 +1,8 @@
 //! How this node calls its peers: one TLS setup for the links, and the headers that name
 //! the node and prove it belongs to the pool.
 //!
-//! Every internal request (the shippers' replicate and resync, the bootstrap's snapshot
-//! fetch) is made by [`PeerClient::get`] or [`PeerClient::post`]: `X-Tsdb-Peer: <node id>`
+//! Every internal request (the shippers' replicate and resync, a rebuild's fetches) is made
+//! by [`PeerClient::get`], [`PeerClient::post`] or [`PeerClient::put`]: `X-Tsdb-Peer: <node id>`
 //! and `Authorization: Bearer <pool secret>`. Over `https://` the node also presents its
 //! own certificate, which a peer with `--peer-ca` accepts instead of the secret. Agents
 //! follow no redirects, so the secret goes only to the peer it was meant for.
@@ -103,6 +103,15 @@ impl PeerClient {
         url: &str,
     ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
         self.sign(agent.post(url)).header("expect", "100-continue")
+    }
+
+    /// A signed `PUT url` whose body waits for the peer's `100 Continue`.
+    pub fn put(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        self.sign(agent.put(url)).header("expect", "100-continue")
     }
 
     /// Adds the headers every internal request carries.

@@ -3,8 +3,8 @@
 //! The loop: take the entries after the peer's cursor from the backlog, POST them to the
 //! peer's `/internal/replicate`, and move the cursor to what the peer says it has applied.
 //! A failure waits with exponential backoff and full jitter. When the peer needs entries the
-//! backlog no longer holds, the peer is resynchronised: a full snapshot of this node is
-//! POSTed to `/internal/resync` and merged there.
+//! backlog no longer holds, the peer is resynchronised (`transfer.rs`): this node's
+//! catalog, the blocks the peer lacks and the head are sent and merged there.
 //!
 //! A peer that answers `401` refuses this node's proof of membership: the pool's secrets
 //! differ. The link shows `unauthorized` in `/health`, one error line says so when the link
@@ -13,6 +13,7 @@
 
 use super::backoff::backoff;
 use super::client::PeerClient;
+use super::transfer::TransferError;
 use crate::storage::log_tail::{Backlog, Gap, Item};
 use crate::storage::Engine;
 use rand::rngs::StdRng;
@@ -43,7 +44,7 @@ pub enum LinkState {
     /// The peer refused this node's pool secret (401): the secrets differ. Retrying with
     /// backoff, since an operator may fix either side without restarting this one.
     Unauthorized,
-    /// The peer lacks entries the backlog no longer holds: a full resync is under way.
+    /// The peer lacks entries the backlog no longer holds: a resync is under way.
     Resyncing,
 }
 
@@ -412,28 +413,28 @@ impl Shipper {
                     peer = %self.peer.url,
                     cursor = self.peer.cursor(),
                     evicted_upto = gap.evicted_upto,
-                    "peer needs entries no longer in the backlog: full resync"
+                    "peer needs entries no longer in the backlog: resync (the blocks it lacks, then the head)"
                 );
             }
             st.state = LinkState::Resyncing;
         }
-        // Read before the snapshot: every local entry up to here is in it.
+        // Read before the state is taken: every local entry up to here is in it.
         let covered = self.engine.catalog().applied_from(self.engine.origin());
-        let bytes = self
-            .engine
-            .snapshot_bytes()
-            .map_err(|e| SendError::Failed(format!("building a snapshot for resync: {e}")))?;
-        let url = format!("{}/internal/resync", self.peer.url);
-        let res = self
-            .client
-            .post(&self.agent, &url)
-            .query("origin", self.engine.origin())
-            .header("content-type", "application/octet-stream")
-            .send(&bytes[..]);
-        let applied = self.ack(res)?;
+        let pushed = super::transfer::push(&self.engine, &self.client, &self.agent, &self.peer.url)
+            .map_err(|e| match e {
+                TransferError::Unauthorized { .. } => SendError::Unauthorized(e.to_string()),
+                TransferError::Failed { .. } => SendError::Failed(format!("resync: {e}")),
+            })?;
         self.peer.status().resyncs += 1;
-        tracing::info!(peer = %self.peer.url, covered, bytes = bytes.len(), "peer resynchronised");
-        Ok(applied.max(covered))
+        tracing::info!(
+            peer = %self.peer.url,
+            covered,
+            blocks_sent = pushed.blocks_sent,
+            blocks_skipped = pushed.blocks_skipped,
+            bytes = pushed.bytes,
+            "peer resynchronised"
+        );
+        Ok(pushed.applied.max(covered))
     }
 
     fn ack(

@@ -99,32 +99,8 @@ fn compact(
     inputs: &[Arc<Block>],
 ) -> Result<Compacted, String> {
     let id = catalog.reserve_block_ids(1);
-    let mut builder = BlockBuilder::new(&db.name, start, end);
-    // Every (measurement, tags) any input holds, in order; measurements a tombstone hides
-    // in an input are left out of that input.
-    let mut keys: BTreeSet<(String, Vec<(String, String)>)> = BTreeSet::new();
-    for b in inputs {
-        for m in &b.file.index().measurements {
-            if b.id < db.blocks.hidden_below(&m.name) {
-                continue;
-            }
-            for s in &m.series {
-                keys.insert((m.name.clone(), s.tags.clone()));
-            }
-        }
-    }
-    for (measurement, tags) in &keys {
-        let schema = db
-            .measurement(measurement)
-            .map(|m| read(&m).fields().to_vec());
-        let columns = merge_series(db, inputs, measurement, tags, schema.as_deref())
-            .map_err(|e| e.to_string())?;
-        for (field, column) in columns {
-            builder
-                .add(measurement, tags, &field, column)
-                .map_err(|e| format!("compacting into block {id}: {e}"))?;
-        }
-    }
+    let builder = merge_blocks(db, inputs, (start, end))
+        .map_err(|e| format!("compacting into block {id}: {e}"))?;
     let values = builder.value_count();
     let dir = blocks_dir(data_dir);
     let file = builder
@@ -155,6 +131,44 @@ fn compact(
         output: id,
         values,
     })
+}
+
+/// The values of `inputs` (blocks of the partition `[start, end)` of `db`) merged into one
+/// block's columns: one value per (series, field, time), the greatest version's; what
+/// tombstones and deletes hide, and fields whose type differs from the schema's, are left
+/// out.
+pub fn merge_blocks(
+    db: &Database,
+    inputs: &[Arc<Block>],
+    (start, end): (i64, i64),
+) -> Result<BlockBuilder, String> {
+    let mut builder = BlockBuilder::new(&db.name, start, end);
+    // Every (measurement, tags) any input holds, in order; measurements a tombstone hides
+    // in an input are left out of that input.
+    let mut keys: BTreeSet<(String, Vec<(String, String)>)> = BTreeSet::new();
+    for b in inputs {
+        for m in &b.file.index().measurements {
+            if b.id < db.blocks.hidden_below(&m.name) {
+                continue;
+            }
+            for s in &m.series {
+                keys.insert((m.name.clone(), s.tags.clone()));
+            }
+        }
+    }
+    for (measurement, tags) in &keys {
+        let schema = db
+            .measurement(measurement)
+            .map(|m| read(&m).fields().to_vec());
+        let columns = merge_series(db, inputs, measurement, tags, schema.as_deref())
+            .map_err(|e| e.to_string())?;
+        for (field, column) in columns {
+            builder
+                .add(measurement, tags, &field, column)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(builder)
 }
 
 /// One series' columns across the inputs, merged per field: one value per time, the

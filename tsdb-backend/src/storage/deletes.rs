@@ -47,6 +47,11 @@ impl Filter {
     pub fn hides(&self, time: i64, version: Version) -> bool {
         self.0.iter().any(|t| t.hides(time, version))
     }
+
+    /// Whether some tombstone's range meets `[lo, hi]`.
+    pub fn overlaps(&self, lo: i64, hi: i64) -> bool {
+        self.0.iter().any(|t| t.min_time <= hi && t.max_time >= lo)
+    }
 }
 
 /// The tombstones of one database.

@@ -254,6 +254,8 @@ pub fn thaw(frozen: Frozen) {
 /// dropped database's blocks). Only call when no flush or compaction is writing.
 pub fn sweep(data_dir: &Path, catalog: &Catalog) {
     let dir = blocks_dir(data_dir);
+    // A block received from a peer is renamed in and named under this lock.
+    let _named = catalog.lock_flushed();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };

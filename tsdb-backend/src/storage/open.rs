@@ -119,7 +119,7 @@ fn restore(catalog: &Catalog, m: &Manifest, dir: &Path) {
 }
 
 /// Adds a block to its database and its series to the series index.
-fn adopt(db: &Database, block: Block) {
+pub(super) fn adopt(db: &Database, block: Block) {
     for mi in &block.file.index().measurements {
         if block.id < db.blocks.hidden_below(&mi.name) {
             continue;

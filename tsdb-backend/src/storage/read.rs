@@ -54,6 +54,26 @@ pub fn series_view<'s>(
     })
 }
 
+/// The series' values in the head alone (the frozen layer a flush is writing, then the
+/// live rows), merged, without what tombstones hide; `None` when the head holds none. What
+/// a peer is sent besides the blocks.
+pub fn head_view(db: &Database, m: &Measurement, s: &Series) -> Option<Series> {
+    if s.rows.is_empty() && s.frozen.is_none() {
+        return None;
+    }
+    let mut rows: BTreeMap<i64, Row> = BTreeMap::new();
+    if let Some(frozen) = &s.frozen {
+        merge_rows(frozen.iter(), None, &db.deletes.filter(&m.name), &mut rows);
+    }
+    merge_rows(s.rows.iter(), None, &Filter::default(), &mut rows);
+    Some(Series {
+        tags: s.tags.clone(),
+        rows,
+        frozen: None,
+        in_blocks: false,
+    })
+}
+
 /// A time at or before the newest value of field `id` in the series within `[lo, hi]`, and
 /// no later than it: from the head and the blocks' indexes, without reading block data.
 /// `None` when no layer holds the field in the range. A `last()` reads `[bound, hi]` only,

@@ -52,6 +52,64 @@ fn count(engine: &Engine, db: &str, m: &str) -> usize {
         .sum()
 }
 
+/// Another engine in this process as the receiver of a state transfer.
+struct Local<'a> {
+    to: &'a Engine,
+    rt: &'a tokio::runtime::Runtime,
+    origin: String,
+}
+
+impl transfer::Sink for Local<'_> {
+    type Error = StorageError;
+
+    fn merge_state(&mut self, bytes: &[u8]) -> Result<u64, StorageError> {
+        self.rt.block_on(self.to.merge_snapshot(bytes))?;
+        Ok(self.to.catalog().applied_from(&self.origin))
+    }
+
+    fn blocks(&mut self) -> Result<Vec<transfer::BlockSummary>, StorageError> {
+        Ok(self.to.block_list())
+    }
+
+    fn send_block(
+        &mut self,
+        b: &transfer::BlockSummary,
+        mut bytes: transfer::BlockReader,
+    ) -> Result<(), StorageError> {
+        let path = self.to.incoming_block_path()?;
+        let mut file = std::fs::File::create(&path).unwrap();
+        std::io::copy(&mut bytes, &mut file).unwrap();
+        file.sync_all().unwrap();
+        let hash = transfer::parse_hash(&b.hash).unwrap();
+        self.to
+            .receive_block(&b.db, hash, &path)
+            .map(|_| ())
+            .map_err(|e| StorageError::CheckpointFailed(e.to_string()))
+    }
+}
+
+/// Sends `from`'s state to `to` as a resync does.
+fn resync(
+    from: &Engine,
+    to: &Engine,
+    rt: &tokio::runtime::Runtime,
+) -> transfer::Sent {
+    let mut sink = Local {
+        to,
+        rt,
+        origin: from.origin().to_string(),
+    };
+    transfer::send_state(from, &mut sink).unwrap()
+}
+
+fn multi_thread_rt() -> tokio::runtime::Runtime {
+    // Merging state moves the CPU-bound part off the async workers (block_in_place).
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -626,11 +684,7 @@ fn small_blocks_are_compacted_and_a_leftover_block_file_is_removed_at_start() {
 
 #[test]
 fn a_delete_survives_a_resync_from_a_replica_that_missed_it() {
-    // Merging a snapshot moves the CPU-bound part off the async workers (block_in_place).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
+    let rt = multi_thread_rt();
     let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = open(config(da.path()), 1_000);
     let mut cb = config(db_.path());
@@ -647,6 +701,7 @@ fn a_delete_survives_a_resync_from_a_replica_that_missed_it() {
     rt.block_on(a.write("d", old.clone(), None)).unwrap();
     rt.block_on(b.write("d", old, None)).unwrap();
     a.flush_now().unwrap();
+    b.flush_now().unwrap();
     // A deletes times 0..=4; B never hears of it (its peers' link was down).
     rt.block_on(a.log(Entry::Delete {
         db: "d".into(),
@@ -658,17 +713,17 @@ fn a_delete_survives_a_resync_from_a_replica_that_missed_it() {
     }))
     .unwrap();
     assert_eq!(count(&a, "d", "cpu"), 5);
-    // B's whole state is merged into A (a resync): the deleted values stay deleted.
-    let from_b = b.snapshot_bytes().unwrap();
-    rt.block_on(a.merge_snapshot(&from_b)).unwrap();
+    // B's state is sent to A (a resync; its values in blocks): the deleted values stay
+    // deleted.
+    let sent = resync(&b, &a, &rt);
+    assert_eq!(sent.blocks_sent, 1, "{sent:?}");
     assert_eq!(
         count(&a, "d", "cpu"),
         5,
         "a resync brought deleted values back"
     );
-    // And A's state merged into B carries the tombstone there.
-    let from_a = a.snapshot_bytes().unwrap();
-    rt.block_on(b.merge_snapshot(&from_a)).unwrap();
+    // And A's state sent to B carries the tombstone there.
+    resync(&a, &b, &rt);
     assert_eq!(count(&b, "d", "cpu"), 5);
     // A write after the delete, at a deleted time, is kept.
     rt.block_on(a.write(
@@ -723,4 +778,127 @@ fn a_forced_flush_covers_what_was_written_while_another_flush_ran() {
         .sum();
     assert_eq!(wal, 0, "the WAL the forced flush covered is gone");
     assert_eq!(count(&e, "d", "cpu"), 20);
+}
+
+#[test]
+fn a_resync_sends_the_blocks_the_peer_lacks_then_the_head() {
+    let rt = multi_thread_rt();
+    let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(config(da.path()), 1_000);
+    let mut cb = config(db_.path());
+    cb.node_id = "n2".into();
+    let b = open(cb.clone(), 1_000);
+    rt.block_on(a.log(Entry::CreateDatabase { name: "d".into() }))
+        .unwrap();
+    let batch = |from: i64| -> Vec<Point> {
+        (from..from + 50)
+            .map(|t| point("cpu", &format!("h{}", t % 3), "v", FieldValue::Float(t as f64), t))
+            .collect()
+    };
+    // Two blocks, and values in the head.
+    rt.block_on(a.write("d", batch(0), None)).unwrap();
+    a.flush_now().unwrap();
+    rt.block_on(a.write("d", batch(50), None)).unwrap();
+    a.flush_now().unwrap();
+    rt.block_on(a.write("d", batch(100), None)).unwrap();
+    assert_eq!(a.catalog().database("d").unwrap().blocks.all().len(), 2);
+
+    let sent = resync(&a, &b, &rt);
+    assert_eq!((sent.blocks_sent, sent.blocks_skipped), (2, 0), "{sent:?}");
+    assert_eq!(dump(b.catalog(), "d"), dump(a.catalog(), "d"));
+    assert_eq!(count(&b, "d", "cpu"), 150);
+    let applied = a.catalog().applied_from(a.origin());
+    assert!(applied > 0);
+    assert_eq!(sent.applied, applied, "the marks travel last, and all of them");
+
+    // More on A, flushed with the head B was sent: a second resync sends only that block.
+    rt.block_on(a.write("d", batch(150), None)).unwrap();
+    a.flush_now().unwrap();
+    let sent = resync(&a, &b, &rt);
+    assert_eq!((sent.blocks_sent, sent.blocks_skipped), (1, 2), "{sent:?}");
+    assert_eq!(dump(b.catalog(), "d"), dump(a.catalog(), "d"));
+
+    // What B received is durable: its blocks are in its manifest, the head was flushed.
+    let want = dump(b.catalog(), "d");
+    drop(b);
+    let b = open(cb, 1_000);
+    assert_eq!(dump(b.catalog(), "d"), want);
+    assert_eq!(b.catalog().applied_from(a.origin()), sent.applied);
+}
+
+#[test]
+fn a_received_block_is_checked_before_it_is_stored() {
+    let rt = multi_thread_rt();
+    let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(config(da.path()), 1_000);
+    let b = open(config(db_.path()), 1_000);
+    for e in [&a, &b] {
+        rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+            .unwrap();
+    }
+    let points: Vec<Point> = (0..20)
+        .map(|t| point("cpu", "h", "v", FieldValue::Integer(t), t))
+        .collect();
+    rt.block_on(a.write("d", points, None)).unwrap();
+    a.flush_now().unwrap();
+    let (summary, mut reader) = a.block_readers().pop().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
+    let hash = transfer::parse_hash(&summary.hash).unwrap();
+    let receive = |bytes: &[u8], db: &str, hash: u64| {
+        let path = b.incoming_block_path().unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let res = b.receive_block(db, hash, &path);
+        assert!(!path.exists(), "the incoming file is gone in every case");
+        res
+    };
+
+    // One flipped byte in the data: its checksum fails.
+    let mut flipped = bytes.clone();
+    flipped[20] ^= 0x40;
+    let err = receive(&flipped, "d", hash).unwrap_err();
+    assert!(matches!(err, transfer::ReceiveError::Invalid(_)), "{err}");
+    // A hash that is not the block's.
+    let err = receive(&bytes, "d", hash ^ 1).unwrap_err();
+    assert!(err.to_string().contains("content hash"), "{err}");
+    // Another database's name.
+    let err = receive(&bytes, "other", hash).unwrap_err();
+    assert!(err.to_string().contains("\"d\""), "{err}");
+    assert!(b.block_list().is_empty(), "nothing was stored");
+    assert_eq!(count(&b, "d", "cpu"), 0);
+
+    // The block itself is stored once; sent again, it is recognised.
+    assert!(matches!(
+        receive(&bytes, "d", hash),
+        Ok(transfer::Received::Stored { .. })
+    ));
+    assert_eq!(receive(&bytes, "d", hash).unwrap(), transfer::Received::AlreadyHeld);
+    assert_eq!(count(&b, "d", "cpu"), 20);
+
+    // On a node whose deletes hide all of it, nothing is kept.
+    let dc = tempfile::tempdir().unwrap();
+    // Its clock is later than A's: its delete is newer than the block's values.
+    let c = open(config(dc.path()), 1_000_000);
+    rt.block_on(c.log(Entry::CreateDatabase { name: "d".into() }))
+        .unwrap();
+    rt.block_on(c.log(Entry::Delete {
+        db: "d".into(),
+        measurement: Some("cpu".into()),
+        min_time: i64::MIN,
+        max_time: i64::MAX,
+        version: c.next_version(),
+        drop_schema: true,
+    }))
+    .unwrap();
+    let path = c.incoming_block_path().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        c.receive_block("d", hash, &path).unwrap(),
+        transfer::Received::AllDeleted
+    );
+    assert!(c.block_list().is_empty());
+    assert!(
+        c.catalog().database("d").unwrap().measurement("cpu").is_none(),
+        "a dropped measurement does not come back with a peer's block"
+    );
 }

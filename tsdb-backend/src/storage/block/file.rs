@@ -125,6 +125,11 @@ impl BlockFile {
         self.file_len
     }
 
+    /// Raw bytes of the file at `offset` (to send the block to a peer as it is).
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
     /// Reads one column chunk of this block's index (three `pread`s), checks its checksums
     /// and decodes it.
     pub fn read_column(&self, col: &ColumnRef) -> Result<Column, BlockError> {
