@@ -23,8 +23,8 @@ pub mod transfer;
 
 use crate::storage::Engine;
 use client::PeerClient;
-use transfer::TransferError;
 use std::time::Duration;
+use transfer::TransferError;
 
 /// Rebuilds a node that starts with an empty data directory from the first peer that
 /// answers: its catalog, blocks and head are copied here (`transfer.rs`) before the node

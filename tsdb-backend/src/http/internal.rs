@@ -203,21 +203,16 @@ async fn blocks(State(st): State<Arc<AppState>>) -> Response {
     )
 }
 
-/// The `db` and `hash` of a block request.
-fn block_params(params: &HashMap<String, String>) -> Result<(String, u64), Response> {
+/// The `db` and `hash` of a block request, or why they are missing.
+fn block_params(params: &HashMap<String, String>) -> Result<(String, u64), &'static str> {
     let db = params
         .get("db")
         .filter(|d| !d.is_empty())
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "db is required".into()))?;
+        .ok_or("db is required")?;
     let hash = params
         .get("hash")
         .and_then(|h| parse_hash(h))
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "hash is required: 16 hex digits".into(),
-            )
-        })?;
+        .ok_or("hash is required: 16 hex digits")?;
     Ok((db.clone(), hash))
 }
 
@@ -228,7 +223,7 @@ async fn get_block(
 ) -> Response {
     let (db, hash) = match block_params(&params) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why.into()),
     };
     let Some(reader) = st.engine.block_reader(&db, hash) else {
         return error(
@@ -275,7 +270,7 @@ async fn put_block(
 ) -> Response {
     let (db, hash) = match block_params(&params) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why.into()),
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -293,8 +288,7 @@ async fn put_block(
         return error(e.0, e.1);
     }
     let engine = st.engine.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || engine.receive_block(&db, hash, &path)).await;
+    let outcome = tokio::task::spawn_blocking(move || engine.receive_block(&db, hash, &path)).await;
     match outcome {
         Ok(Ok(received)) => {
             let (outcome, id) = match received {
@@ -311,9 +305,7 @@ async fn put_block(
         Ok(Err(e @ ReceiveError::DatabaseNotFound(_))) => {
             error(StatusCode::NOT_FOUND, e.to_string())
         }
-        Ok(Err(ReceiveError::Storage(e))) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
+        Ok(Err(ReceiveError::Storage(e))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -332,7 +324,8 @@ async fn save_body(body: Body, path: &std::path::Path) -> Result<(), (StatusCode
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
         total += chunk.len() as u64;
         if total > MAX_BLOCK_BYTES {
             return Err((StatusCode::PAYLOAD_TOO_LARGE, "block too large".into()));

@@ -17,8 +17,8 @@
 
 use super::client::PeerClient;
 use crate::storage::transfer::{parse_hash, send_state, BlockReader, BlockSummary, Sent, Sink};
-use crate::storage::StorageError;
 use crate::storage::Engine;
+use crate::storage::StorageError;
 use std::collections::BTreeSet;
 use std::io::Read;
 
@@ -210,9 +210,14 @@ pub async fn pull(
 ) -> Result<Pulled, TransferError> {
     let remote = Remote::new(client, agent, peer);
     // The head first, then the blocks: what a flush moves between the two is in a block.
-    let head = blocking(&remote, |r| r.get("/internal/state?part=head", MAX_STATE_BYTES)).await?;
-    let catalog =
-        blocking(&remote, |r| r.get("/internal/state?part=catalog", MAX_STATE_BYTES)).await?;
+    let head = blocking(&remote, |r| {
+        r.get("/internal/state?part=head", MAX_STATE_BYTES)
+    })
+    .await?;
+    let catalog = blocking(&remote, |r| {
+        r.get("/internal/state?part=catalog", MAX_STATE_BYTES)
+    })
+    .await?;
     engine
         .merge_snapshot(&catalog)
         .await

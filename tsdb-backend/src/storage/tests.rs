@@ -89,11 +89,7 @@ impl transfer::Sink for Local<'_> {
 }
 
 /// Sends `from`'s state to `to` as a resync does.
-fn resync(
-    from: &Engine,
-    to: &Engine,
-    rt: &tokio::runtime::Runtime,
-) -> transfer::Sent {
+fn resync(from: &Engine, to: &Engine, rt: &tokio::runtime::Runtime) -> transfer::Sent {
     let mut sink = Local {
         to,
         rt,
@@ -792,7 +788,15 @@ fn a_resync_sends_the_blocks_the_peer_lacks_then_the_head() {
         .unwrap();
     let batch = |from: i64| -> Vec<Point> {
         (from..from + 50)
-            .map(|t| point("cpu", &format!("h{}", t % 3), "v", FieldValue::Float(t as f64), t))
+            .map(|t| {
+                point(
+                    "cpu",
+                    &format!("h{}", t % 3),
+                    "v",
+                    FieldValue::Float(t as f64),
+                    t,
+                )
+            })
             .collect()
     };
     // Two blocks, and values in the head.
@@ -809,7 +813,10 @@ fn a_resync_sends_the_blocks_the_peer_lacks_then_the_head() {
     assert_eq!(count(&b, "d", "cpu"), 150);
     let applied = a.catalog().applied_from(a.origin());
     assert!(applied > 0);
-    assert_eq!(sent.applied, applied, "the marks travel last, and all of them");
+    assert_eq!(
+        sent.applied, applied,
+        "the marks travel last, and all of them"
+    );
 
     // More on A, flushed with the head B was sent: a second resync sends only that block.
     rt.block_on(a.write("d", batch(150), None)).unwrap();
@@ -872,7 +879,10 @@ fn a_received_block_is_checked_before_it_is_stored() {
         receive(&bytes, "d", hash),
         Ok(transfer::Received::Stored { .. })
     ));
-    assert_eq!(receive(&bytes, "d", hash).unwrap(), transfer::Received::AlreadyHeld);
+    assert_eq!(
+        receive(&bytes, "d", hash).unwrap(),
+        transfer::Received::AlreadyHeld
+    );
     assert_eq!(count(&b, "d", "cpu"), 20);
 
     // On a node whose deletes hide all of it, nothing is kept.
@@ -898,7 +908,11 @@ fn a_received_block_is_checked_before_it_is_stored() {
     );
     assert!(c.block_list().is_empty());
     assert!(
-        c.catalog().database("d").unwrap().measurement("cpu").is_none(),
+        c.catalog()
+            .database("d")
+            .unwrap()
+            .measurement("cpu")
+            .is_none(),
         "a dropped measurement does not come back with a peer's block"
     );
 }

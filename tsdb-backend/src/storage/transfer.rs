@@ -175,11 +175,8 @@ pub fn send_state<S: Sink>(engine: &Engine, sink: &mut S) -> Result<Sent, S::Err
     let blocks = engine.block_readers();
     let catalog = engine.state_bytes(StatePart::Catalog)?;
     sink.merge_state(&catalog)?;
-    let theirs: std::collections::BTreeSet<(String, String)> = sink
-        .blocks()?
-        .into_iter()
-        .map(|b| (b.db, b.hash))
-        .collect();
+    let theirs: std::collections::BTreeSet<(String, String)> =
+        sink.blocks()?.into_iter().map(|b| (b.db, b.hash)).collect();
     let mut sent = Sent::default();
     for (summary, reader) in blocks {
         if theirs.contains(&(summary.db.clone(), summary.hash.clone())) {
@@ -329,8 +326,9 @@ impl Engine {
         // filters the values instead.
         let arrived = Arc::new(Block { id: u64::MAX, file });
         let file = if needs_filtering(&db, &arrived) {
-            let builder = compact::merge_blocks(&db, std::slice::from_ref(&arrived), arrived.partition())
-                .map_err(ReceiveError::Invalid)?;
+            let builder =
+                compact::merge_blocks(&db, std::slice::from_ref(&arrived), arrived.partition())
+                    .map_err(ReceiveError::Invalid)?;
             if builder.is_empty() {
                 return Ok(Received::AllDeleted);
             }
