@@ -338,6 +338,157 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
     );
 }
 
+/// Wall-clock nanoseconds now (the node's clock: retention compares against it).
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Batches stamped with the current second (all points of a batch in one partition, so
+/// retention drops a batch whole), until `stop` or a transport error (the kill). Returns
+/// (id, lines, second) of the acknowledged and of the unanswered ones.
+#[allow(clippy::type_complexity)]
+fn timed_writer(
+    addr: std::net::SocketAddr,
+    seed: u64,
+    next_id: &AtomicU64,
+    last_id: u64,
+    stop: &AtomicBool,
+) -> (Vec<(u64, usize, u64)>, Vec<(u64, usize, u64)>) {
+    let started = clock::now();
+    let (mut acked, mut unanswered) = (Vec::new(), Vec::new());
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(5) {
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        if id >= last_id {
+            break;
+        }
+        let lines = lines_of(seed, id);
+        let second = wall_ns() / 1_000_000_000 * 1_000_000_000;
+        let body: String = (0..lines)
+            .map(|i| format!("timed,batch={id} v={i}i {}\n", second + i as u64))
+            .collect();
+        match http::write(addr, DB, &body, None) {
+            Ok((204, _)) => acked.push((id, lines, second)),
+            Ok((status, text)) => panic!("batch {id}: {status} before the kill: {text}"),
+            Err(_) => {
+                unanswered.push((id, lines, second));
+                break;
+            }
+        }
+    }
+    (acked, unanswered)
+}
+
+#[test]
+fn sigkill_while_retention_drops_partitions_and_compactions_run_loses_nothing_kept() {
+    const ROUNDS: u64 = 24;
+    const IDS_PER_ROUND: u64 = 100_000;
+    /// Data older than this is dropped; partitions are a second, checked every second.
+    const RETENTION_S: u64 = 3;
+    let seed: u64 = std::env::var("CRASH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("seed={seed} (CRASH_TEST_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let data = TempDir::new().expect("temp data dir");
+    let port = free_port().expect("free port");
+    let start_node = || -> TsdbProcess {
+        TsdbProcess::builder()
+            .data_dir(data.path())
+            .port(port)
+            .arg("--create-database")
+            .arg(DB)
+            .arg("--retention")
+            .arg(format!("{RETENTION_S}s"))
+            .arg("--shard-duration")
+            .arg("1s")
+            .arg("--retention-check-interval")
+            .arg("1s")
+            // Small flushes: many one-second blocks, compacted in fours.
+            .arg("--flush-wal-bytes")
+            .arg("8192")
+            .start()
+            .unwrap_or_else(|e| panic!("seed={seed}: starting the node: {e:#}"))
+    };
+    // id → (lines, second) of every batch acknowledged / sent without an answer.
+    let mut acked: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+    let mut unanswered: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+    let (mut compactions, mut retention_drops) = (0, 0);
+    let mut node = start_node();
+    for round in 0..ROUNDS {
+        let first_id = round * IDS_PER_ROUND;
+        let next_id = Arc::new(AtomicU64::new(first_id));
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = node.addr;
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (next_id, stop) = (next_id.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    timed_writer(addr, seed, &next_id, first_id + IDS_PER_ROUND, &stop)
+                })
+            })
+            .collect();
+        // Not a wait for a condition: the random moment of the crash, long enough at times
+        // for a retention sweep (every second) to run.
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..=1500)));
+        node.kill9();
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            let (a, u) = w.join().expect("writer thread panicked");
+            acked.extend(a.into_iter().map(|(id, l, s)| (id, (l, s))));
+            unanswered.extend(u.into_iter().map(|(id, l, s)| (id, (l, s))));
+        }
+        let log = node.log_tail(1 << 20);
+        compactions += log.matches("blocks compacted").count();
+        retention_drops += log.matches("retention removed expired data").count();
+
+        node = start_node();
+        // What retention may have dropped by now: a batch whose second ends before the
+        // cutoff (with a second of slack for the sweep's own clock reading).
+        let stored = counts_by_batch(&node, "timed");
+        let keep_from = wall_ns().saturating_sub((RETENTION_S - 1) * 1_000_000_000);
+        let context = format!("seed={seed} after the kill of round {round}");
+        for (id, (lines, second)) in &acked {
+            let must_be_kept = *second >= keep_from;
+            match stored.get(id) {
+                Some(n) => assert_eq!(
+                    *n,
+                    *lines as u64,
+                    "{context}: acknowledged batch {id} is partially stored\n{}",
+                    node.log_tail(3000)
+                ),
+                None => assert!(
+                    !must_be_kept,
+                    "{context}: acknowledged batch {id} of second {second} is gone, \
+                     within the retention\n{}",
+                    node.log_tail(3000)
+                ),
+            }
+        }
+        for (id, n) in &stored {
+            let Some((lines, _)) = acked.get(id).or_else(|| unanswered.get(id)) else {
+                panic!("{context}: batch {id} ({n} points) is stored but was never sent");
+            };
+            assert_eq!(
+                *n, *lines as u64,
+                "{context}: batch {id} is partially stored"
+            );
+        }
+    }
+    eprintln!(
+        "seed={seed}: {ROUNDS} kills, {} batches acknowledged, {compactions} compactions and \
+         {retention_drops} retention drops in the killed processes' logs",
+        acked.len()
+    );
+    assert!(
+        compactions > 0 && retention_drops > 0,
+        "seed={seed}: the kills must land among compactions ({compactions}) and retention \
+         drops ({retention_drops})"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // SIGTERM
 

@@ -36,6 +36,13 @@ pub struct Args {
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     pub retention: i64,
 
+    /// Shard group duration of that policy: the time partition of blocks (retention drops
+    /// whole partitions), e.g. `1d`; `0` takes InfluxDB's default for the retention (1h
+    /// below 2 days, 1 day up to 6 months, 7 days beyond or forever). `CREATE RETENTION
+    /// POLICY ... SHARD DURATION` sets it per policy.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub shard_duration: i64,
+
     /// How often expired points are removed.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub retention_check_interval: i64,

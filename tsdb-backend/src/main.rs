@@ -128,6 +128,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         column_cache_bytes: memory_limit / 4,
         default_retention_ns: args.retention,
+        default_shard_duration_ns: args.shard_duration,
         node_id,
         replication_backlog_bytes: (!args.peers.is_empty())
             .then_some(args.replication_backlog_bytes),

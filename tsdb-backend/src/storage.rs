@@ -133,6 +133,9 @@ pub struct EngineConfig {
     pub column_cache_bytes: u64,
     /// Duration of the default policy of new databases (0: keep forever).
     pub default_retention_ns: i64,
+    /// Its shard group duration: the time partition of blocks (0: InfluxDB's default for
+    /// the duration).
+    pub default_shard_duration_ns: i64,
     /// This node's id: the origin of the writes it accepts from clients.
     pub node_id: String,
     /// Keep local entries in memory for peers, up to this many bytes (`None`: no peers).
@@ -211,7 +214,12 @@ impl Engine {
             catalog,
             start_seq: snap_seq,
             upgrade,
-        } = open::open_state(&dir, config.default_retention_ns, config.column_cache_bytes)?;
+        } = open::open_state(
+            &dir,
+            config.default_retention_ns,
+            config.default_shard_duration_ns,
+            config.column_cache_bytes,
+        )?;
         let incarnation = incarnation(&dir)?;
         let origin = format!("{}/{}", config.node_id, incarnation.id);
         let recovered = wal::recover(&dir, snap_seq)?;

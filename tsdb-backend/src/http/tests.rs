@@ -25,6 +25,7 @@ fn node() -> (Router, Arc<AppState>, tempfile::TempDir) {
         },
         column_cache_bytes: 16 << 20,
         default_retention_ns: 0,
+        default_shard_duration_ns: 0,
         node_id: "n0".into(),
         replication_backlog_bytes: None,
     };

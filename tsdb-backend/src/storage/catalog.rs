@@ -183,6 +183,8 @@ pub struct Catalog {
     applied: RwLock<BTreeMap<String, u64>>,
     /// Duration of the `autogen` policy of newly created databases (0: forever).
     default_retention_ns: i64,
+    /// Its shard group (partition) duration (0: InfluxDB's default for the duration).
+    default_shard_duration_ns: i64,
     /// Decoded block columns, and the blocks set aside.
     pub columns: ColumnCache,
     /// The next free block id (ids are never reused).
@@ -212,6 +214,7 @@ impl Catalog {
             databases: RwLock::new(BTreeMap::new()),
             applied: RwLock::new(BTreeMap::new()),
             default_retention_ns,
+            default_shard_duration_ns: 0,
             columns: ColumnCache::new(DEFAULT_COLUMN_CACHE_BYTES),
             next_block_id: AtomicU64::new(1),
             flushed: Mutex::new(Flushed::default()),
@@ -246,6 +249,23 @@ impl Catalog {
 
     pub fn default_retention_ns(&self) -> i64 {
         self.default_retention_ns
+    }
+
+    /// The same, giving new databases' default policy a shard group (partition) duration.
+    pub fn with_default_shard_duration(self, shard_duration_ns: i64) -> Self {
+        Catalog {
+            default_shard_duration_ns: shard_duration_ns.max(0),
+            ..self
+        }
+    }
+
+    /// The policies of a database created now.
+    pub fn default_policies(&self) -> Policies {
+        let mut p = Policies::new(self.default_retention_ns);
+        for rp in &mut p.list {
+            rp.shard_duration_ns = self.default_shard_duration_ns;
+        }
+        p
     }
 
     /// Per origin node, the highest sequence number applied here.
@@ -330,7 +350,7 @@ impl Catalog {
                 }
             }
             Entry::CreateDatabase { name } => {
-                let policies = Policies::new(self.default_retention_ns);
+                let policies = self.default_policies();
                 write(&self.databases)
                     .entry(name)
                     .or_insert_with_key(|name| Arc::new(Database::new(name, policies)));

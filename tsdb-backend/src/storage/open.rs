@@ -6,7 +6,7 @@
 
 use super::block::BlockFile;
 use super::blocks::{block_file_name, blocks_dir, Block};
-use super::catalog::{write, Catalog, Database, Policies};
+use super::catalog::{write, Catalog, Database};
 use super::manifest::{self, Manifest};
 use super::read;
 use super::series::Measurement;
@@ -27,12 +27,17 @@ pub(super) struct Opened {
 pub(super) fn open_state(
     dir: &Path,
     default_retention_ns: i64,
+    default_shard_duration_ns: i64,
     cache_bytes: u64,
 ) -> Result<Opened, StorageError> {
+    let new_catalog = || {
+        Catalog::with_cache(default_retention_ns, cache_bytes)
+            .with_default_shard_duration(default_shard_duration_ns)
+    };
     let (found, skipped) =
         manifest::load_newest(dir).map_err(|e| StorageError::CheckpointFailed(e.to_string()))?;
     if let Some(m) = found {
-        let catalog = Catalog::with_cache(default_retention_ns, cache_bytes);
+        let catalog = new_catalog();
         restore(&catalog, &m, dir);
         // Blocks no manifest names: a flush or compaction that did not finish.
         super::flush::sweep(dir, &catalog);
@@ -49,7 +54,7 @@ pub(super) fn open_state(
         // Every manifest is unreadable: take the blocks on disk as they are and replay
         // what the WAL still holds. Nothing is invented; what only trimmed WAL held and no
         // block has is gone, and /health says so.
-        let catalog = Catalog::with_cache(default_retention_ns, cache_bytes);
+        let catalog = new_catalog();
         adopt_block_files(&catalog, dir);
         for reason in skipped {
             catalog.columns.note_damaged("manifest", &reason);
@@ -75,7 +80,7 @@ pub(super) fn open_state(
         }
     }
     Ok(Opened {
-        catalog: Catalog::with_cache(default_retention_ns, cache_bytes),
+        catalog: new_catalog(),
         start_seq: 0,
         upgrade: !snapshots.is_empty(),
     })
@@ -158,7 +163,7 @@ fn adopt_block_files(catalog: &Catalog, dir: &Path) {
                 let db = match catalog.database(&name) {
                     Some(db) => db,
                     None => {
-                        let policies = Policies::new(catalog.default_retention_ns());
+                        let policies = catalog.default_policies();
                         catalog.insert_database(Database::new(&name, policies));
                         match catalog.database(&name) {
                             Some(db) => db,

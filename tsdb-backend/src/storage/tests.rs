@@ -15,6 +15,7 @@ fn config(dir: &Path) -> EngineConfig {
         },
         column_cache_bytes: 16 << 20,
         default_retention_ns: 0,
+        default_shard_duration_ns: 0,
         node_id: "n1".into(),
         replication_backlog_bytes: None,
     }
@@ -914,5 +915,30 @@ fn a_received_block_is_checked_before_it_is_stored() {
             .measurement("cpu")
             .is_none(),
         "a dropped measurement does not come back with a peer's block"
+    );
+}
+
+#[test]
+fn the_default_shard_duration_sets_the_partition_of_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let cfg = EngineConfig {
+        default_shard_duration_ns: 100,
+        ..config(dir.path())
+    };
+    let e = open(cfg, 0);
+    rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+        .unwrap();
+    let db = e.catalog().database("d").unwrap();
+    assert_eq!(read(&db.policies).list[0].shard_group_duration(), 100);
+    let points: Vec<Point> = (0..350)
+        .map(|t| point("cpu", "h", "v", FieldValue::Integer(t), t))
+        .collect();
+    rt.block_on(e.write("d", points, None)).unwrap();
+    e.flush_now().unwrap();
+    let partitions: Vec<(i64, i64)> = db.blocks.all().iter().map(|b| b.partition()).collect();
+    assert_eq!(
+        partitions,
+        vec![(0, 100), (100, 200), (200, 300), (300, 400)]
     );
 }

@@ -165,6 +165,7 @@ fn engine(dir: &std::path::Path) -> crate::storage::Engine {
         },
         column_cache_bytes: 16 << 20,
         default_retention_ns: 0,
+        default_shard_duration_ns: 0,
         node_id: "n1".into(),
         replication_backlog_bytes: None,
     };
