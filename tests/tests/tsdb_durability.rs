@@ -338,13 +338,6 @@ fn every_acknowledged_batch_survives_repeated_sigkill() {
     );
 }
 
-/// Wall-clock nanoseconds now (the node's clock: retention compares against it).
-fn wall_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// Batches stamped with the current second (all points of a batch in one partition, so
 /// retention drops a batch whole), until `stop` or a transport error (the kill). Returns
 /// (id, lines, second) of the acknowledged and of the unanswered ones.
@@ -364,7 +357,7 @@ fn timed_writer(
             break;
         }
         let lines = lines_of(seed, id);
-        let second = wall_ns() / 1_000_000_000 * 1_000_000_000;
+        let second = clock::wall_ns() / 1_000_000_000 * 1_000_000_000;
         let body: String = (0..lines)
             .map(|i| format!("timed,batch={id} v={i}i {}\n", second + i as u64))
             .collect();
@@ -448,7 +441,7 @@ fn sigkill_while_retention_drops_partitions_and_compactions_run_loses_nothing_ke
         // What retention may have dropped by now: a batch whose second ends before the
         // cutoff (with a second of slack for the sweep's own clock reading).
         let stored = counts_by_batch(&node, "timed");
-        let keep_from = wall_ns().saturating_sub((RETENTION_S - 1) * 1_000_000_000);
+        let keep_from = clock::wall_ns().saturating_sub((RETENTION_S - 1) * 1_000_000_000);
         let context = format!("seed={seed} after the kill of round {round}");
         for (id, (lines, second)) in &acked {
             let must_be_kept = *second >= keep_from;
