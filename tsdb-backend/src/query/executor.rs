@@ -8,6 +8,7 @@
 pub mod ddl;
 pub mod eval;
 pub mod fill;
+pub mod fold;
 pub mod functions;
 pub mod select;
 pub mod show;

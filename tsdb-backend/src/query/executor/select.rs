@@ -8,6 +8,7 @@
 
 use super::eval::{self, compile, eval, CExpr, Context, RowRef, V};
 use super::fill::{bucket_start, fill_column};
+use super::fold::Acc;
 use super::functions::{cell, Function};
 use crate::model::{FieldType, FieldValue, MAX_NANO_TIME, MIN_NANO_TIME};
 use crate::query::ast::{
@@ -885,6 +886,12 @@ fn aggregate_group(
             .calls
             .iter()
             .all(|c| matches!(c.kind, CallKind::Reduce(Function::Last)));
+    if let Some(reduced) = fold_group(ctx, members, spec, newest_only)? {
+        // Only the members' tags are read.
+        let head = m.series();
+        let series: Vec<&Series> = members.iter().map(|&si| &head[si]).collect();
+        return Ok(group_rows(ctx, spec, reduced, &series));
+    }
     // Gather each referenced field's points once, member by member, so that only one
     // series' merged rows are in memory at a time (a query over a long history would
     // otherwise hold all of them). With companion fields (`SELECT max(f), g`) a selected
@@ -941,35 +948,13 @@ fn aggregate_group(
         return Ok(Vec::new());
     }
 
-    // Bucket boundaries.
-    let buckets: Vec<(i64, i64)> = match spec.interval {
-        Some((interval, offset)) => {
-            let start_lo = match spec.lo {
-                Some(l) => l,
-                // Without a lower bound, start at the earliest point of the group.
-                None => fed
-                    .values()
-                    .filter_map(|p| p.first().map(|x| x.0))
-                    .min()
-                    .unwrap_or(lo),
-            };
-            let first = bucket_start(start_lo, interval, offset);
-            let last = bucket_start(hi, interval, offset);
-            let n = (last - first) / interval + 1;
-            if n > MAX_BUCKETS {
-                return Err(format!(
-                    "too many GROUP BY time() buckets: {n} (at most {MAX_BUCKETS}); narrow the time range or widen the interval"
-                ));
-            }
-            (0..n)
-                .map(|i| {
-                    let s = first + i * interval;
-                    (s, s.saturating_add(interval - 1))
-                })
-                .collect()
-        }
-        None => vec![(lo, hi)],
-    };
+    // Without a lower bound, buckets start at the earliest point of the group.
+    let earliest = fed
+        .values()
+        .filter_map(|p| p.first().map(|x| x.0))
+        .min()
+        .unwrap_or(lo);
+    let buckets = bucket_bounds(spec, earliest, hi)?;
 
     let multi_row = spec
         .calls
@@ -1016,19 +1001,174 @@ fn aggregate_group(
             }
             col.push(r.map(|(v, _)| v));
         }
-        fill_column_if_grouped(&mut col, spec, c);
         results.push(col);
     }
+    let empty: Vec<bool> = buckets
+        .iter()
+        .map(|(b_lo, b_hi)| bucket_was_empty(&fed, spec.calls, *b_lo, *b_hi))
+        .collect();
+    let reduced = Reduced {
+        buckets,
+        results,
+        selected,
+        empty,
+    };
+    Ok(group_rows(ctx, spec, reduced, &series))
+}
 
+/// What a group's calls gave per bucket, however the points were gathered.
+struct Reduced {
+    buckets: Vec<(i64, i64)>,
+    /// `results[call][bucket]`, before `fill()`.
+    results: Vec<Vec<Option<Value>>>,
+    /// Per bucket, the point the last selector picked: (time, series rank).
+    selected: Vec<Option<(i64, usize)>>,
+    /// Per bucket, whether no call had a point in it.
+    empty: Vec<bool>,
+}
+
+/// The `GROUP BY time()` buckets within `[earliest or the lower bound, hi]`, or the one
+/// bucket of an aggregate without it.
+fn bucket_bounds(
+    spec: &AggSpec<'_>,
+    earliest: i64,
+    hi: i64,
+) -> Result<Vec<(i64, i64)>, StatementError> {
+    let lo = spec.lo.unwrap_or(MIN_NANO_TIME);
+    let Some((interval, offset)) = spec.interval else {
+        return Ok(vec![(lo, hi)]);
+    };
+    let first = bucket_start(spec.lo.unwrap_or(earliest), interval, offset);
+    let last = bucket_start(hi, interval, offset);
+    let n = (last - first) / interval + 1;
+    if n > MAX_BUCKETS {
+        return Err(format!(
+            "too many GROUP BY time() buckets: {n} (at most {MAX_BUCKETS}); narrow the time range or widen the interval"
+        ));
+    }
+    Ok((0..n)
+        .map(|i| {
+            let s = first + i * interval;
+            (s, s.saturating_add(interval - 1))
+        })
+        .collect())
+}
+
+/// The group's calls folded point by point (`fold.rs`), when every call can be: memory is
+/// one accumulator per call and bucket, not the group's points. `None` otherwise.
+fn fold_group(
+    ctx: &GroupContext<'_>,
+    members: &[usize],
+    spec: &AggSpec<'_>,
+    newest_only: bool,
+) -> Result<Option<Reduced>, StatementError> {
+    if spec.selector_fields {
+        return Ok(None);
+    }
+    let mut fresh: Vec<Acc> = Vec::with_capacity(spec.calls.len());
+    let mut ids: Vec<Option<u32>> = Vec::with_capacity(spec.calls.len());
+    for c in spec.calls {
+        let CallKind::Reduce(f) = c.kind else {
+            return Ok(None);
+        };
+        let Some(acc) = Acc::new(f) else {
+            return Ok(None);
+        };
+        fresh.push(acc);
+        ids.push(ctx.m.field_id(&c.field));
+    }
+    let lo = spec.lo.unwrap_or(MIN_NANO_TIME);
+    let hi = spec.hi.unwrap_or(MAX_NANO_TIME);
+    // Bucket start (or `lo` without buckets) → one accumulator per call.
+    let mut accs: BTreeMap<i64, Vec<Acc>> = BTreeMap::new();
+    let mut earliest: Option<i64> = None;
+    for (rank, &si) in members.iter().enumerate() {
+        let Some(view) = ctx.views(&[si], (lo, hi), newest_only).pop() else {
+            continue;
+        };
+        ctx.rows(&view, (lo, hi), true, |t, row| {
+            let key = spec
+                .interval
+                .map_or(lo, |(interval, offset)| bucket_start(t, interval, offset));
+            if !ids.iter().any(|id| id.and_then(|id| row.get(id)).is_some()) {
+                return true;
+            }
+            let bucket = accs.entry(key).or_insert_with(|| fresh.clone());
+            for (acc, id) in bucket.iter_mut().zip(&ids) {
+                if let Some(v) = id.and_then(|id| row.get(id)) {
+                    acc.add(t, rank, v);
+                }
+            }
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            true
+        });
+        if accs.len() as i64 > MAX_BUCKETS {
+            return Err(format!(
+                "too many GROUP BY time() buckets: more than {MAX_BUCKETS}; narrow the time range or widen the interval"
+            ));
+        }
+    }
+    let Some(earliest) = earliest else {
+        return Ok(Some(Reduced {
+            buckets: Vec::new(),
+            results: vec![Vec::new(); spec.calls.len()],
+            selected: Vec::new(),
+            empty: Vec::new(),
+        }));
+    };
+    let buckets = bucket_bounds(spec, earliest, hi)?;
+    let mut results: Vec<Vec<Option<Value>>> =
+        vec![Vec::with_capacity(buckets.len()); spec.calls.len()];
+    let mut selected = Vec::with_capacity(buckets.len());
+    let mut empty = Vec::with_capacity(buckets.len());
+    for (b_lo, _) in &buckets {
+        let bucket = accs.get(b_lo);
+        let mut picked = None;
+        for (ci, col) in results.iter_mut().enumerate() {
+            let r = bucket.and_then(|b| b[ci].finish());
+            if let Some((_, Some(p))) = &r {
+                picked = Some(*p);
+            }
+            col.push(r.map(|(v, _)| v));
+        }
+        selected.push(picked);
+        empty.push(bucket.is_none_or(|b| b.iter().all(Acc::is_empty)));
+    }
+    Ok(Some(Reduced {
+        buckets,
+        results,
+        selected,
+        empty,
+    }))
+}
+
+/// One row per bucket from what the calls gave, `fill()` applied; `series` are the members'
+/// rows when plain columns read a selected point's row (`SELECT max(f), g`).
+fn group_rows(
+    ctx: &GroupContext<'_>,
+    spec: &AggSpec<'_>,
+    reduced: Reduced,
+    series: &[&Series],
+) -> Vec<Vec<Value>> {
+    let Reduced {
+        buckets,
+        mut results,
+        selected,
+        empty,
+    } = reduced;
+    if empty.iter().all(|e| *e) {
+        return Vec::new();
+    }
+    for (col, c) in results.iter_mut().zip(spec.calls) {
+        fill_column_if_grouped(col, spec, c);
+    }
+    let mut rows: Vec<Vec<Value>> = Vec::new();
     for (bi, (b_lo, _)) in buckets.iter().enumerate() {
         let present = results.iter().any(|col| col[bi].is_some());
         if spec.interval.is_none() && !present {
             continue;
         }
-        if spec.interval.is_some()
-            && matches!(spec.fill, Fill::None)
-            && bucket_was_empty(&fed, spec.calls, *b_lo, buckets[bi].1)
-        {
+        if spec.interval.is_some() && matches!(spec.fill, Fill::None) && empty[bi] {
             continue;
         }
         let call_values: Vec<Value> = results
@@ -1068,7 +1208,7 @@ fn aggregate_group(
     if !ctx.ascending {
         rows.reverse();
     }
-    Ok(rows)
+    rows
 }
 
 /// The time printed for an aggregate without `GROUP BY time()`: the lower time bound, or
