@@ -295,6 +295,7 @@ async fn put_block(
                 Received::Stored { id } => ("stored", Some(id)),
                 Received::AlreadyHeld => ("already_held", None),
                 Received::AllDeleted => ("all_deleted", None),
+                Received::DatabaseDropped => ("database_dropped", None),
             };
             super::json_response(
                 StatusCode::OK,

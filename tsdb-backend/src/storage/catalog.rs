@@ -181,6 +181,10 @@ pub struct Catalog {
     databases: RwLock<BTreeMap<String, Arc<Database>>>,
     /// Per origin node, the highest sequence number of its entries applied here.
     applied: RwLock<BTreeMap<String, u64>>,
+    /// Databases dropped, with the version of the newest drop of each name. A database
+    /// another node still holds without having seen that drop is a stale copy: a resync
+    /// does not bring it back (`transfer.rs`).
+    dropped: RwLock<BTreeMap<String, Version>>,
     /// Duration of the `autogen` policy of newly created databases (0: forever).
     default_retention_ns: i64,
     /// Its shard group (partition) duration (0: InfluxDB's default for the duration).
@@ -213,6 +217,7 @@ impl Catalog {
         Catalog {
             databases: RwLock::new(BTreeMap::new()),
             applied: RwLock::new(BTreeMap::new()),
+            dropped: RwLock::new(BTreeMap::new()),
             default_retention_ns,
             default_shard_duration_ns: 0,
             columns: ColumnCache::new(DEFAULT_COLUMN_CACHE_BYTES),
@@ -297,6 +302,23 @@ impl Catalog {
         }
     }
 
+    /// Records a drop of database `name` at `version` (the newest drop counts).
+    pub fn note_dropped(&self, name: &str, version: Version) {
+        let mut d = write(&self.dropped);
+        let v = d.entry(name.to_string()).or_insert(version);
+        *v = (*v).max(version);
+    }
+
+    /// The version of the newest drop of database `name` this node knows of.
+    pub fn dropped_at(&self, name: &str) -> Option<Version> {
+        read(&self.dropped).get(name).copied()
+    }
+
+    /// Every database drop this node knows of.
+    pub fn dropped(&self) -> BTreeMap<String, Version> {
+        read(&self.dropped).clone()
+    }
+
     pub fn database(&self, name: &str) -> Option<Arc<Database>> {
         read(&self.databases).get(name).cloned()
     }
@@ -357,6 +379,10 @@ impl Catalog {
             }
             Entry::DropDatabase { name } => {
                 write(&self.databases).remove(&name);
+            }
+            Entry::DropDatabaseAt { name, version } => {
+                write(&self.databases).remove(&name);
+                self.note_dropped(&name, version);
             }
             Entry::SetRetentionPolicy {
                 db,

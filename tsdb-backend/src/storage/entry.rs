@@ -67,6 +67,12 @@ pub enum Entry {
         version: Version,
         drop_schema: bool,
     },
+    /// `DROP DATABASE`, versioned: the catalog remembers the drop, so that a resync from a
+    /// node that missed it does not bring the database back (see `catalog.rs`).
+    DropDatabaseAt {
+        name: String,
+        version: Version,
+    },
 }
 
 /// First byte of a `WriteLines` payload. Postcard starts every other entry with its variant
@@ -83,9 +89,10 @@ impl Entry {
     /// blocks it empties can be deleted).
     pub fn drops_data(&self) -> bool {
         match self {
-            Entry::DropDatabase { .. } | Entry::DropMeasurement { .. } | Entry::Delete { .. } => {
-                true
-            }
+            Entry::DropDatabase { .. }
+            | Entry::DropDatabaseAt { .. }
+            | Entry::DropMeasurement { .. }
+            | Entry::Delete { .. } => true,
             Entry::Replicated { entry, .. } => entry.drops_data(),
             _ => false,
         }
@@ -146,7 +153,8 @@ impl Entry {
         match self {
             Entry::Write { version, .. }
             | Entry::WriteLines { version, .. }
-            | Entry::Delete { version, .. } => Some(*version),
+            | Entry::Delete { version, .. }
+            | Entry::DropDatabaseAt { version, .. } => Some(*version),
             Entry::Replicated { entry, .. } => entry.version(),
             _ => None,
         }

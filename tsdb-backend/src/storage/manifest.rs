@@ -16,6 +16,7 @@ use super::blocks::Tombstone;
 use super::catalog::{read, Catalog, Policies};
 use super::deletes::RangeTombstone;
 use super::series::FieldDef;
+use super::version::Version;
 use super::wal::sync_dir;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,7 +25,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"TSDBMAN1";
-pub const FORMAT: u32 = 1;
+/// 2 added the dropped databases; format 1 is still read.
+pub const FORMAT: u32 = 2;
 /// Manifests kept: the newest and the one before, in case the newest is damaged.
 const KEEP: usize = 2;
 
@@ -49,6 +51,33 @@ pub struct Manifest {
     pub max_hlc: u64,
     pub applied: BTreeMap<String, u64>,
     pub databases: Vec<DatabaseManifest>,
+    /// Databases dropped, with the version of the newest drop of each.
+    pub dropped: Vec<(String, Version)>,
+}
+
+/// A manifest of format 1: the same without `dropped`.
+#[derive(Debug, Deserialize)]
+struct ManifestV1 {
+    generation: u64,
+    flushed_seq: u64,
+    next_block_id: u64,
+    max_hlc: u64,
+    applied: BTreeMap<String, u64>,
+    databases: Vec<DatabaseManifest>,
+}
+
+impl From<ManifestV1> for Manifest {
+    fn from(m: ManifestV1) -> Manifest {
+        Manifest {
+            generation: m.generation,
+            flushed_seq: m.flushed_seq,
+            next_block_id: m.next_block_id,
+            max_hlc: m.max_hlc,
+            applied: m.applied,
+            databases: m.databases,
+            dropped: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +124,7 @@ impl Manifest {
             max_hlc,
             applied,
             databases,
+            dropped: catalog.dropped().into_iter().collect(),
         }
     }
 
@@ -157,9 +187,9 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Manifest, ManifestError> {
         u64::from_le_bytes(b)
     };
     let format = word(8, 4) as u32;
-    if format != FORMAT {
+    if format != FORMAT && format != 1 {
         return Err(invalid(format!(
-            "format {format}, this build reads format {FORMAT}"
+            "format {format}, this build reads formats 1 to {FORMAT}"
         )));
     }
     let len = word(12, 8);
@@ -174,7 +204,12 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Manifest, ManifestError> {
     if crc32fast::hash(body) != crc {
         return Err(invalid("checksum mismatch".into()));
     }
-    postcard::from_bytes(body).map_err(|e| invalid(format!("cannot decode: {e}")))
+    let decoded = if format == 1 {
+        postcard::from_bytes::<ManifestV1>(body).map(Manifest::from)
+    } else {
+        postcard::from_bytes(body)
+    };
+    decoded.map_err(|e| invalid(format!("cannot decode: {e}")))
 }
 
 /// The newest manifest that passes its checks, and the reasons the newer ones did not.
@@ -261,7 +296,29 @@ mod tests {
                     version: crate::storage::version::Version { hlc: 3, node: 1 },
                 }],
             }],
+            dropped: vec![(
+                "old".into(),
+                crate::storage::version::Version { hlc: 5, node: 2 },
+            )],
         }
+    }
+
+    #[test]
+    fn a_format_1_manifest_is_still_read() {
+        let m = Manifest {
+            dropped: Vec::new(),
+            ..sample()
+        };
+        // Format 1 is format 2 without the trailing list (an empty one is one zero byte).
+        let body = postcard::to_stdvec(&m).unwrap();
+        let body = &body[..body.len() - 1];
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        bytes.extend_from_slice(body);
+        assert_eq!(decode(&bytes, Path::new("manifest-v1")).unwrap(), m);
     }
 
     #[test]

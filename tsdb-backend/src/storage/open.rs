@@ -115,6 +115,9 @@ fn restore(catalog: &Catalog, m: &Manifest, dir: &Path) {
         }
         catalog.insert_database(db);
     }
+    for (name, version) in &m.dropped {
+        catalog.note_dropped(name, *version);
+    }
     catalog.raise_applied(&m.applied);
     catalog.raise_next_block_id(m.next_block_id);
     let mut flushed = catalog.lock_flushed();

@@ -10,6 +10,7 @@
 use super::catalog::{read, Catalog, Database, Policies};
 use super::deletes::RangeTombstone;
 use super::series::{FieldDef, Measurement, Series};
+use super::version::Version;
 use super::wal::sync_dir;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,6 +62,11 @@ enum ItemRef<'a> {
         db: &'a str,
         list: &'a [RangeTombstone],
     },
+    /// A dropped database and the version of its newest drop, after `Applied`.
+    Dropped {
+        name: &'a str,
+        version: Version,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +90,10 @@ enum Item {
     Deletes {
         db: String,
         list: Vec<RangeTombstone>,
+    },
+    Dropped {
+        name: String,
+        version: Version,
     },
 }
 
@@ -199,6 +209,13 @@ fn encode<W: Write>(out: W, seq: u64, catalog: &Catalog) -> Result<W, EncodeErro
     let applied = catalog.applied();
     w.item(&ItemRef::Applied(&applied))
         .map_err(EncodeError::Encode)?;
+    for (name, version) in catalog.dropped() {
+        w.item(&ItemRef::Dropped {
+            name: &name,
+            version,
+        })
+        .map_err(EncodeError::Encode)?;
+    }
     for db in catalog.databases() {
         let policies = read(&db.policies).clone();
         w.item(&ItemRef::Database {
@@ -301,6 +318,7 @@ pub fn decode(
         let item: Item = postcard::from_bytes(frame).map_err(|e| invalid(&e.to_string()))?;
         match item {
             Item::Applied(applied) => catalog.raise_applied(&applied),
+            Item::Dropped { name, version } => catalog.note_dropped(&name, version),
             Item::Database { name, policies } => {
                 if pending.is_some() {
                     return Err(invalid("series without their measurement"));

@@ -942,3 +942,65 @@ fn the_default_shard_duration_sets_the_partition_of_blocks() {
         vec![(0, 100), (100, 200), (200, 300), (300, 400)]
     );
 }
+
+#[test]
+fn a_dropped_database_stays_dropped_through_a_resync_from_a_node_that_missed_the_drop() {
+    let rt = multi_thread_rt();
+    let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ca = config(da.path());
+    let a = open(ca.clone(), 1_000);
+    let mut cb = config(db_.path());
+    cb.node_id = "n2".into();
+    let b = open(cb, 1_000);
+    let old: Vec<Point> = (0..10)
+        .map(|t| point("cpu", "h", "v", FieldValue::Integer(t), t))
+        .collect();
+    for e in [&a, &b] {
+        rt.block_on(e.log(Entry::CreateDatabase { name: "d".into() }))
+            .unwrap();
+        rt.block_on(e.write("d", old.clone(), None)).unwrap();
+        e.flush_now().unwrap();
+    }
+    // A drops the database; B never hears of it.
+    rt.block_on(a.log(Entry::DropDatabaseAt {
+        name: "d".into(),
+        version: a.next_version(),
+    }))
+    .unwrap();
+    assert!(a.catalog().database("d").is_none());
+
+    // B's state sent to A: its copy is stale, the database does not come back.
+    let sent = resync(&b, &a, &rt);
+    assert_eq!(sent.blocks_sent, 1);
+    assert!(
+        a.catalog().database("d").is_none(),
+        "a resync brought it back"
+    );
+    assert!(a.block_list().is_empty());
+    // A's state sent to B carries the drop there.
+    resync(&a, &b, &rt);
+    assert!(
+        b.catalog().database("d").is_none(),
+        "B keeps a dropped database"
+    );
+
+    // Created again after the drop, it is a new database: it travels, with its new values.
+    rt.block_on(a.log(Entry::CreateDatabase { name: "d".into() }))
+        .unwrap();
+    rt.block_on(a.write(
+        "d",
+        vec![point("cpu", "h", "v", FieldValue::Integer(99), 50)],
+        None,
+    ))
+    .unwrap();
+    resync(&a, &b, &rt);
+    assert_eq!(count(&b, "d", "cpu"), 1);
+    assert_eq!(count(&a, "d", "cpu"), 1);
+
+    // The drop is remembered across a restart.
+    a.flush_now().unwrap();
+    drop(a);
+    let a = open(ca, 1_000);
+    assert!(a.catalog().dropped_at("d").is_some());
+    assert_eq!(count(&a, "d", "cpu"), 1);
+}

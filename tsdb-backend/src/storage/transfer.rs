@@ -75,6 +75,8 @@ pub enum Received {
     AlreadyHeld,
     /// Everything in it is hidden by this node's deletes: nothing to keep.
     AllDeleted,
+    /// Its database was dropped here (and not created again): nothing to keep.
+    DatabaseDropped,
 }
 
 /// Why a block a peer sent was not taken.
@@ -201,6 +203,9 @@ impl Engine {
             // The marks before the values: a mark sent always comes with its data.
             copy.raise_applied(&self.catalog.applied());
         }
+        for (name, version) in self.catalog.dropped() {
+            copy.note_dropped(&name, version);
+        }
         for db in self.catalog.databases() {
             let out = Database::new(&db.name, read(&db.policies).clone());
             for t in db.deletes.all() {
@@ -305,10 +310,12 @@ impl Engine {
                 hash_text(hash)
             )));
         }
-        let db = self
-            .catalog
-            .database(db_name)
-            .ok_or_else(|| ReceiveError::DatabaseNotFound(db_name.to_string()))?;
+        let Some(db) = self.catalog.database(db_name) else {
+            if self.catalog.dropped_at(db_name).is_some() {
+                return Ok(Received::DatabaseDropped);
+            }
+            return Err(ReceiveError::DatabaseNotFound(db_name.to_string()));
+        };
         let held = |h: u64| db.blocks.all().iter().any(|b| b.file.content_hash() == h);
         if held(hash) {
             return Ok(Received::AlreadyHeld);
@@ -408,8 +415,28 @@ impl Engine {
             Path::new("(peer snapshot)"),
             self.config.default_retention_ns,
         )?;
+        // Their drops first: a database they saw dropped, later than any drop of it seen
+        // here, goes here too.
+        for (name, version) in theirs.dropped() {
+            if self
+                .catalog
+                .dropped_at(&name)
+                .is_none_or(|mine| mine < version)
+            {
+                self.observe_version(version);
+                self.log(Entry::DropDatabaseAt { name, version }).await?;
+            }
+        }
         for db in theirs.databases() {
             if self.catalog.database(&db.name).is_none() {
+                // Dropped here, and they had not seen that drop: their copy is stale.
+                let stale = self
+                    .catalog
+                    .dropped_at(&db.name)
+                    .is_some_and(|mine| theirs.dropped_at(&db.name).is_none_or(|t| t < mine));
+                if stale {
+                    continue;
+                }
                 self.log(Entry::CreateDatabase {
                     name: db.name.clone(),
                 })
@@ -436,11 +463,9 @@ impl Engine {
         // Their deletes, logged here (so they are durable and reach this node's peers too)
         // before their values are merged: what they deleted stays deleted here.
         for db in theirs.databases() {
-            let mine = self
-                .catalog
-                .database(&db.name)
-                .map(|d| d.deletes.all())
-                .unwrap_or_default();
+            let Some(mine) = self.catalog.database(&db.name).map(|d| d.deletes.all()) else {
+                continue;
+            };
             for t in db.deletes.all() {
                 if !mine.contains(&t) {
                     self.observe_version(t.version);

@@ -68,8 +68,9 @@ pub async fn create_database(
 pub async fn drop_database(engine: &Engine, name: &str) -> Result<(), StatementError> {
     log(
         engine,
-        Entry::DropDatabase {
+        Entry::DropDatabaseAt {
             name: name.to_string(),
+            version: engine.next_version(),
         },
     )
     .await
