@@ -316,10 +316,17 @@ fn metrics_count_answers_by_route_and_status_and_status_shows_the_policy() {
             200
         );
     }
-    let text = request("GET", &format!("{}/metrics", gw.admin_url()), &[], None).unwrap();
-    assert_eq!(text.status, 200);
+    // A request is counted once its answer has ended, which the client may see first:
+    // poll until the third is.
+    let counted = "gateway_requests_total{route=\"all\",status=\"200\"} 3";
+    let text = eventually("the third request to be counted", |last| {
+        let r = request("GET", &format!("{}/metrics", gw.admin_url()), &[], None)?;
+        *last = r.body.clone();
+        Ok((r.status == 200 && r.body.contains(counted)).then_some(r))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
     for want in [
-        "gateway_requests_total{route=\"all\",status=\"200\"} 3",
+        counted,
         "gateway_request_duration_seconds_count{route=\"all\"} 3",
         &format!(
             "gateway_backend_healthy{{backend=\"{}\",pool=\"up\"}} 1",
