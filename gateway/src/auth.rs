@@ -311,6 +311,24 @@ pub fn forwards_token(auths: &Authenticators, id: &Identity) -> bool {
     }
 }
 
+/// The authentication step: the request's credentials (its `Authorization` header, the TLS
+/// peer's certificate) checked against the route's rule. A bearer token the authenticator
+/// does not forward is removed from the request.
+pub async fn authenticate(
+    req: &mut RequestHeader,
+    peer: Option<&PeerCert>,
+    rule: &RouteAuth,
+    auths: &Authenticators,
+    now_unix: u64,
+    now: Instant,
+) -> Result<Identity, AuthError> {
+    let id = check(rule, auths, credentials(req, peer), now_unix, now).await?;
+    if !forwards_token(auths, &id) {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
+    Ok(id)
+}
+
 /// Removes the identity headers a client sent (they are the gateway's to set).
 pub fn strip_client_headers(req: &mut RequestHeader) {
     for h in GATEWAY_HEADERS {

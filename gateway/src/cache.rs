@@ -24,6 +24,7 @@ pub mod influxql;
 pub mod key;
 pub mod refresh;
 pub mod request;
+pub mod step;
 
 use crate::clock::Clock;
 use crate::config::cache::CacheConfig;

@@ -18,15 +18,15 @@ use crate::config::hardening::{EscapedSlashes, Hardening};
 
 /// A request this step refused: the status, the label counted in metrics, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Rejected {
     pub status: u16,
     pub reason: &'static str,
     pub message: String,
 }
 
-impl From<path::PathError> for Refusal {
+impl From<path::PathError> for Rejected {
     fn from(e: path::PathError) -> Self {
-        Refusal {
+        Rejected {
             status: 400,
             reason: e.reason(),
             message: e.to_string(),
@@ -34,9 +34,9 @@ impl From<path::PathError> for Refusal {
     }
 }
 
-impl From<headers::HeaderError> for Refusal {
+impl From<headers::HeaderError> for Rejected {
     fn from(e: headers::HeaderError) -> Self {
-        Refusal {
+        Rejected {
             status: e.status(),
             reason: e.reason(),
             message: e.to_string(),
@@ -44,9 +44,9 @@ impl From<headers::HeaderError> for Refusal {
     }
 }
 
-impl From<host::HostError> for Refusal {
+impl From<host::HostError> for Rejected {
     fn from(e: host::HostError) -> Self {
-        Refusal {
+        Rejected {
             status: 400,
             reason: e.reason(),
             message: e.to_string(),
@@ -57,7 +57,7 @@ impl From<host::HostError> for Refusal {
 /// Normalises the request in place (its path, framing and headers); true when the client
 /// asked to close the connection after it. Runs once per request, before anything else
 /// reads it; [`routing_host`] is the step's second half.
-pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<bool, Refusal> {
+pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<bool, Rejected> {
     let close = headers::check(req, rules.headers_with_underscores)?;
     normalize_target(req, rules.escaped_slashes)?;
     Ok(close)
@@ -65,14 +65,14 @@ pub fn request(req: &mut RequestHeader, rules: &Hardening) -> Result<bool, Refus
 
 /// The host routes match against (lower case, no port, no trailing dot), borrowed from the
 /// request when it is in that form already; a missing or bad `Host` is refused.
-pub fn routing_host(req: &RequestHeader) -> Result<Option<Cow<'_, str>>, Refusal> {
+pub fn routing_host(req: &RequestHeader) -> Result<Option<Cow<'_, str>>, Rejected> {
     Ok(host::routing_host(req)?)
 }
 
 /// Replaces the request target's path by its normal form, keeping the query as it was. An
 /// absolute-form target (`GET http://h/x`) is sent on in origin form (`/x`): Pingora keeps
 /// only its path in the URI, and has checked its authority against `Host` already.
-fn normalize_target(req: &mut RequestHeader, slashes: EscapedSlashes) -> Result<(), Refusal> {
+fn normalize_target(req: &mut RequestHeader, slashes: EscapedSlashes) -> Result<(), Rejected> {
     // `OPTIONS *` names the server, not a path; no route takes it.
     if req.uri.path() == "*" && req.method == http::Method::OPTIONS {
         return Ok(());

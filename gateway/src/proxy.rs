@@ -1,14 +1,18 @@
-//! The request pipeline (Pingora's `ProxyHttp`): each phase names its step and calls into
-//! the concern that owns it. Per-request state lives in `RequestCtx` only.
+//! The request pipeline (Pingora's `ProxyHttp`). This file is the list of phases; each
+//! step is a function of the concern that owns it and returns whether the request goes
+//! on or the answer to send. Per-request state lives in `RequestCtx` only.
 //!
 //! ```text
 //! early_request_filter     the head was read: the connection's head deadline stops;
 //!                          assign the request id
-//! request_filter           normalise the request or refuse it (400, 501; `normalize.rs`),
-//!                          take the snapshot, match the route (404), check the declared
-//!                          body size (413), authenticate (401), authorize (403), rate limit (429), answer
-//!                          from the cache (HIT, STALE), or wait for an identical request
-//!                          already on its way (coalescing)
+//! request_filter           the steps, in order:
+//!                            normalize::request   normalise the request or refuse it (400, 501)
+//!                            route::resolve       the policy's snapshot, once; the route (404)
+//!                            declared body size   against the route's max_body_size (413)
+//!                            auth::authenticate   who is calling (401), with which roles (403)
+//!                            ratelimit::admit     the route's limits (429)
+//!                            cache::step::lookup  answer from the cache (HIT, STALE), or wait
+//!                                                 for an identical request on its way
 //! request_body_filter      the route's max_body_size as the body passes (413); count the
 //!                          lines of a body whose limits charge per line
 //! upstream_peer            pick a backend of the route's pool: healthy, not tried, not
@@ -23,39 +27,42 @@
 //!                          status the outcome; a retryable 5xx is held back and retried,
 //!                          anything else goes to the client and nothing is retried after;
 //!                          a storable answer is marked for the cache, a write invalidates
-//! response_filter          X-Request-Id, X-Cache, RateLimit-Policy / RateLimit and the
-//!                          sticky cookie back to the client
+//! response_filter          the common headers (`respond::add_common`)
 //! response_body_filter     the body of an answer marked for the cache, stored at its end
-//! fail_to_proxy            errors as JSON: 502, 503, 504, a stalled body 408, 413
-//!
-//! Every phase runs inside `contain`: a panic in it is answered 500, not a dropped
-//! connection.
+//! fail_to_proxy            the failure as a `Refusal`, answered as JSON (502, 503, 504, 408,
+//!                          413)
 //! logging                  count the answer and its latency
 //! ```
+//!
+//! Every answer (a backend's, the cache's, the gateway's own) gets its common headers from
+//! `respond::add_common`; every refusal its status, body and headers from `refusal.rs`.
+//! Every phase runs inside `contain`: a panic in it is answered 500, not a dropped
+//! connection. Time comes from the gateway's clock (`clock.rs`).
 
 use crate::auth;
 use crate::auth::identity::Identity;
 use crate::auth::mtls::PeerCert;
 use crate::balance::key::{self, RequestKeys};
-use crate::cache::flight::{self, Join};
-use crate::cache::key::Key;
-use crate::cache::request::{self as cache_request, Caller, Plan, Storing};
-use crate::cache::{answer, refresh, Lookup, Outcome, QueryCache};
-use crate::clock::{wall_now, Clock, SystemClock};
+use crate::cache::answer;
+use crate::cache::flight::Join;
+use crate::cache::request::{self as cache_request, Caller, Storing};
+use crate::cache::step::{self as cache_step, CacheStep, Found, StaleKey};
+use crate::cache::{refresh, Outcome};
+use crate::clock::{wall_now, Clock};
 use crate::config::hardening::Hardening;
-use crate::config::policy::Cost;
-use crate::config::policy::Route;
 use crate::connection::head::HeadTimed;
 use crate::contain;
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
-use crate::normalize::{self, Refusal};
-use crate::ratelimit;
+use crate::normalize;
+use crate::ratelimit::{self, Admitted};
+use crate::refusal::Refusal;
 use crate::request_id;
-use crate::respond::{self, json_error, json_error_with};
+use crate::respond::{self, Common};
 use crate::retry::backoff;
 use crate::retry::condition::{self, Cause};
-use crate::runtime::{NoBackend, PickRequest, PoolState, Snapshot};
+use crate::route::{self, Routed};
+use crate::runtime::{PickRequest, PoolState};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
 use crate::tries::{self, NoRetry, Tries};
 use arc_swap::ArcSwap;
@@ -72,7 +79,7 @@ use std::time::{Instant, UNIX_EPOCH};
 /// The gateway's proxy service: reads the current snapshot per request.
 #[derive(Debug)]
 pub struct Gateway {
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub snapshot: Arc<ArcSwap<crate::runtime::Snapshot>>,
     pub metrics: Arc<Metrics>,
     /// Requests being served, for the graceful stop.
     pub active: Arc<ActiveRequests>,
@@ -81,73 +88,101 @@ pub struct Gateway {
     /// The listener this service serves, and its rules for requests.
     pub listener: Arc<str>,
     pub hardening: Hardening,
+    /// Monotonic time for deadlines, latencies, limits and health.
+    pub clock: Arc<dyn Clock>,
 }
 
-/// Everything one request carries through the phases.
+/// Everything one request carries through the phases, grouped by concern.
 #[derive(Debug)]
 pub struct RequestCtx {
     started: Instant,
     _active: ActiveRequest,
-    snapshot: Option<Arc<Snapshot>>,
-    /// The matched route's position in the snapshot's policy (no copy per request).
-    route: Option<usize>,
     request_id: HeaderValue,
-    /// The tries at the pool's backends, and how they ended.
-    tries: Tries,
-    /// The request's hash key, hashed (for `ring_hash` and `maglev`), read at the first try.
-    hash_key: Option<u64>,
-    /// The backend token of the client's sticky cookie, if it sent one.
-    sticky: Option<u64>,
-    /// Why no backend was picked, for the client's 503.
-    refusal: Option<&'static str>,
+    /// The snapshot and the matched route in it, from the route step on.
+    routed: Option<Routed>,
     /// Who is calling, when the route authenticates.
     identity: Option<Identity>,
-    /// The route's rate limits as this request left them, for the answer's headers.
-    quotas: Vec<ratelimit::headers::Quota>,
-    /// Limits still to charge when the body ends (`rate_limit_cost: lines`), and the count.
-    line_charges: Vec<(Arc<ratelimit::Limiter>, String)>,
+    /// The route's rate limits as this request left them, and per-line charges.
+    limits: Limits,
+    /// What the route's cache did, and the answer to store as it passes.
+    cache: CacheState,
+    /// The route's `max_body_size`, and the body bytes read so far.
+    body: BodyLimit,
+    /// The tries at the pool's backends, and how they ended.
+    tries: Tries,
+    /// What picking a backend reads from the request, taken at the first try.
+    pick: PickKeys,
+}
+
+/// The rate-limit state of a request.
+#[derive(Debug, Default)]
+struct Limits {
+    admitted: Admitted,
+    /// Lines of the body so far, and its last byte (a last line without its newline
+    /// counts too), for limits that charge per line.
     lines: u32,
     last_byte: Option<u8>,
-    /// What the route's cache did (`None`: the route has none), for `X-Cache`.
-    cache_outcome: Option<Outcome>,
-    /// The answer to take into the cache as it passes, when it may be stored.
-    storing: Option<Storing>,
-    /// The route's `max_body_size`, and the body bytes read so far.
-    max_body: u64,
-    body_read: u64,
+}
+
+/// The cache state of a request (`outcome: None`: the route has no cache).
+#[derive(Debug, Default)]
+struct CacheState {
+    outcome: Option<Outcome>,
+    storing: Option<Box<Storing>>,
+}
+
+#[derive(Debug)]
+struct BodyLimit {
+    max: u64,
+    read: u64,
+}
+
+/// The request's hash key, hashed (for `ring_hash` and `maglev`), and the backend token of
+/// the client's sticky cookie.
+#[derive(Debug, Default)]
+struct PickKeys {
+    hash: Option<u64>,
+    sticky: Option<u64>,
 }
 
 impl RequestCtx {
-    /// The matched route, read from the request's own snapshot.
-    fn route(&self) -> Option<&Route> {
-        let i = self.route?;
-        self.snapshot.as_ref()?.policy.routes.get(i)
-    }
-
     fn route_name(&self) -> &str {
-        self.route().map_or(NO_ROUTE, |r| r.name.as_str())
+        self.routed
+            .as_ref()
+            .map_or(NO_ROUTE, |r| r.route().name.as_str())
     }
 
     fn pool(&self) -> Option<&PoolState> {
-        let route = self.route()?;
-        self.snapshot.as_ref()?.pools.get(&route.pool)
+        self.routed.as_ref()?.pool()
+    }
+
+    /// The headers this request's answer carries, whoever makes it.
+    fn common<'a>(&'a self, sticky_cookie: Option<&'a str>) -> Common<'a> {
+        Common {
+            request_id: &self.request_id,
+            cache: self.cache.outcome,
+            quotas: &self.limits.admitted.quotas,
+            sticky_cookie,
+        }
     }
 
     /// Whether the failed try may be retried (see [`Tries::may_retry`]); a refusal by the
     /// budget is counted.
-    fn may_retry(&self, session: &Session, cause: Cause, metrics: &Metrics) -> bool {
-        let (Some(route), Some(pool)) = (self.route(), self.pool()) else {
+    fn may_retry(&self, session: &Session, cause: Cause, metrics: &Metrics, now: Instant) -> bool {
+        let Some(routed) = &self.routed else {
+            return false;
+        };
+        let Some(pool) = routed.pool() else {
             return false;
         };
         let request = condition::Request {
             idempotent: session.req_header().method.is_idempotent(),
             replayable: !session.as_ref().retry_buffer_truncated(),
         };
-        let now = SystemClock.now();
         let elapsed = now.saturating_duration_since(self.started);
         match self
             .tries
-            .may_retry(route, pool, cause, request, elapsed, now)
+            .may_retry(routed.route(), pool, cause, request, elapsed, now)
         {
             Ok(()) => true,
             Err(NoRetry::Budget) => {
@@ -162,17 +197,12 @@ impl RequestCtx {
     }
 
     /// Records how the current try ended (once per try), and the ejection it caused.
-    fn record_try(&mut self, ok: bool, metrics: &Metrics) {
-        let now = SystemClock.now();
+    fn record_try(&mut self, ok: bool, metrics: &Metrics, now: Instant) {
         self.tries.observe_latency(now);
-        let Some(snapshot) = self.snapshot.clone() else {
+        let Some(routed) = self.routed.clone() else {
             return;
         };
-        let Some(pool) = self
-            .route
-            .and_then(|i| snapshot.policy.routes.get(i))
-            .and_then(|r| snapshot.pools.get(&r.pool))
-        else {
+        let Some(pool) = routed.pool() else {
             return;
         };
         if let Some(e) = self.tries.record(pool, ok, now) {
@@ -194,185 +224,147 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 /// 499 (nginx's "client closed request") when the client left before any answer.
 const CLIENT_CLOSED: u16 = 499;
 
-impl Gateway {
-    /// The rate-limit step (after authentication, so keys can name the caller): asks
-    /// every limit of the route; a refusal is answered 429 here (returns `Ok(true)`).
-    async fn rate_limit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(snapshot) = ctx.snapshot.clone() else {
-            return Ok(false);
-        };
-        let Some(route) = ctx.route.and_then(|i| snapshot.policy.routes.get(i)) else {
-            return Ok(false);
-        };
-        if route.rate_limits.is_empty() {
-            return Ok(false);
-        }
-        let src = ratelimit::KeySource {
-            identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
-            tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
-            client_ip: client_ip(session),
-            route: &route.name,
-            headers: &session.req_header().headers,
-            claims: ctx.identity.as_ref().map_or(&[], |i| i.claims.as_slice()),
-        };
-        let limiters: Vec<(Arc<ratelimit::Limiter>, String)> = route
-            .rate_limits
-            .iter()
-            .filter_map(|n| snapshot.limits.get(n))
-            .map(|l| (l.clone(), ratelimit::caller_key(&l.limit.key, &src)))
-            .collect();
-        let cost = match route.cost {
-            Cost::Fixed(n) => n,
-            Cost::Lines => std::num::NonZeroU32::MIN,
-        };
-        let outcome = ratelimit::decide(&limiters, cost).await;
-        for (name, v) in &outcome.verdicts {
-            self.metrics.ratelimit(name, v.allowed, v.source.as_str());
-        }
-        let quotas = outcome.quotas();
-        if let Some((name, v)) = outcome.refusal() {
-            let mut headers = vec![("ratelimit-policy", ratelimit::headers::policy(&quotas))];
-            headers.extend(
-                ratelimit::headers::current(std::slice::from_ref(&v.quota))
-                    .map(|c| ("ratelimit", c)),
-            );
-            let unavailable = v.source == ratelimit::Source::Unavailable;
-            let retry = ratelimit::headers::retry_after(v.retry_after);
-            respond::rate_limited(
-                session,
-                &ctx.request_id,
-                name,
-                &retry,
-                unavailable,
-                &headers,
-            )
-            .await;
-            return Ok(true);
-        }
-        ctx.quotas = quotas;
-        if route.cost == Cost::Lines {
-            ctx.line_charges = limiters;
-        }
-        Ok(false)
+/// How a step ends the request early.
+enum Stop {
+    /// The gateway answers it itself.
+    Refused(Refusal),
+    /// Found in the cache.
+    Cached(Found),
+    /// Reading the request failed (the client's fault or gone).
+    Failed(Box<Error>),
+}
+
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Self {
+        Stop::Refused(r)
     }
 }
 
 impl Gateway {
-    /// Answers a request the listener's hardening refused, counted by reason, and closes the
-    /// connection after it: what follows a refused head cannot be trusted to be framed as
-    /// the client meant.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        refusal: Refusal,
-    ) -> Result<bool> {
-        self.metrics.refusal(&self.listener, refusal.reason);
-        session.set_keepalive(None);
-        json_error(session, refusal.status, &refusal.message, &ctx.request_id).await;
-        Ok(true)
-    }
-
-    /// The steps after authentication: rate limits, then the cache.
-    async fn limit_then_cache(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if self.rate_limit(session, ctx).await? {
-            return Ok(true);
+    /// The steps of `request_filter`, in order (see the module docs); `Ok` goes on to a
+    /// backend.
+    async fn steps(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
+        if normalize::request(session.req_header_mut(), &self.hardening).map_err(Refusal::from)? {
+            session.set_keepalive(None);
         }
-        self.cache_lookup(session, ctx).await
-    }
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(self.hardening.body_idle_timeout));
+        auth::strip_client_headers(session.req_header_mut());
 
-    /// The cache step: answers a fresh (HIT) or stale (STALE, and one refresh goes out)
-    /// entry here (returns `Ok(true)`); on a miss, leads the fetch or waits for the request
-    /// that leads it, and marks what the backend's answer may be stored as.
-    async fn cache_lookup(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(snapshot) = ctx.snapshot.clone() else {
-            return Ok(false);
+        let routed = route::resolve(self.snapshot.load_full(), session.req_header())?;
+        let route = routed.route();
+        ctx.body.max = route.max_body_size;
+        ctx.routed = Some(routed.clone());
+        let route = routed.route();
+        if declared_length(session.req_header()).is_some_and(|n| n > route.max_body_size) {
+            return Err(too_large(&route.name, route.max_body_size).into());
+        }
+
+        if let Some(rule) = &route.auth {
+            let peer = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|s| s.extension.get::<PeerCert>())
+                .cloned();
+            let now_unix = wall_now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let req = session.req_header_mut();
+            let auths = &routed.snapshot().auth;
+            let id = auth::authenticate(req, peer.as_ref(), rule, auths, now_unix, self.now())
+                .await
+                .map_err(Refusal::from)?;
+            ctx.identity = Some(id);
+        }
+
+        // Limits come after authentication, so their keys can name the caller.
+        let id = ctx.identity.as_ref();
+        let src = ratelimit::KeySource {
+            identity: id.map(|i| i.subject.as_str()),
+            tenant: id.and_then(|i| i.tenant.as_deref()),
+            client_ip: client_ip(session),
+            route: &route.name,
+            headers: &session.req_header().headers,
+            claims: id.map_or(&[], |i| i.claims.as_slice()),
         };
-        let Some(route) = ctx.route.and_then(|i| snapshot.policy.routes.get(i)) else {
-            return Ok(false);
+        let limits = &routed.snapshot().limits;
+        ctx.limits.admitted =
+            ratelimit::admit(&route.rate_limits, limits, route.cost, &src, &self.metrics)
+                .await
+                .map_err(Refusal::from)?;
+
+        let Some(settings) = &route.cache else {
+            return Ok(());
         };
-        let Some(settings) = route.cache.as_ref() else {
-            return Ok(false);
-        };
-        let Some(cache) = snapshot.caches.get(&settings.cache).cloned() else {
-            return Ok(false);
-        };
-        let body = if cache_request::wants_body(settings, session.req_header()) {
-            read_keyed_body(session).await?
-        } else {
-            None
+        let Some(cache) = routed.snapshot().caches.get(&settings.cache) else {
+            return Ok(());
         };
         let caller = Caller {
-            tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
-            identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
+            tenant: id.and_then(|i| i.tenant.as_deref()),
+            identity: id.map(|i| i.subject.as_str()),
         };
-        let plan = cache_request::plan(
-            settings,
-            &route.pool,
-            session.req_header(),
-            body.as_deref(),
-            caller,
-        );
-        let outcome = cache_request::outcome_of(&plan);
-        ctx.cache_outcome = Some(outcome);
-        let Plan::Use {
-            key,
-            db,
-            skip_lookup,
-        } = plan
-        else {
-            cache.stats().count(Outcome::Bypass);
-            return Ok(false);
-        };
-        if skip_lookup {
-            cache.stats().count(Outcome::Bypass);
-            ctx.storing = Some(Storing::new(cache, key, db, &route.pool, settings, None));
-            return Ok(false);
-        }
-        let found = cache.lookup(&key).await;
-        if let Some(done) = self.answer_found(session, ctx, &cache, found, false).await {
-            if done.refresh {
-                self.refresh(session, ctx, &cache, key, body, db);
+        match cache_step::lookup(session, settings, cache, caller, &route.pool).await {
+            Ok(CacheStep::Proceed { outcome, storing }) => {
+                ctx.cache = CacheState {
+                    outcome: Some(outcome),
+                    storing,
+                };
+                Ok(())
             }
-            return Ok(true);
+            Ok(CacheStep::Answer(found)) => Err(Stop::Cached(found)),
+            Err(e) => Err(Stop::Failed(e)),
         }
-        let leader = match cache.join(&key) {
-            Join::Lead(leader) => Some(leader),
-            Join::Wait(rx) => {
-                flight::wait(rx, cache.config.coalesce_timeout).await;
-                None
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Answers a refusal (counted when it breaks the listener's rules).
+    async fn refuse(&self, session: &mut Session, ctx: &RequestCtx, refusal: &Refusal) {
+        if let Some(reason) = refusal.counted_as() {
+            self.metrics.refusal(&self.listener, reason);
+        }
+        respond::refusal(session, refusal, &ctx.common(None)).await;
+    }
+
+    /// Answers from the cache; a stale entry sends one refresh.
+    async fn answer_cached(&self, session: &mut Session, ctx: &mut RequestCtx, found: Found) {
+        ctx.cache.outcome = Some(found.outcome);
+        let head = answer::head(&found.entry, found.age)
+            .and_then(|mut head| add_common(&mut head, ctx).map(|_| head));
+        match head {
+            Ok(head) => {
+                answer::write(session, head, &found.entry).await;
             }
-        };
-        // A waiter looks for its leader's answer; a new leader for that of one that finished
-        // between the lookup and the join. Without one, this request asks a backend itself.
-        let found = cache.lookup(&key).await;
-        if self
-            .answer_found(session, ctx, &cache, found, true)
-            .await
-            .is_some()
-        {
-            return Ok(true);
+            Err(e) => {
+                tracing::error!(route = %ctx.route_name(), error = %e, "a stored answer could not be written");
+                let unreadable = Refusal::Internal {
+                    message: "cached answer unreadable",
+                };
+                respond::refusal(session, &unreadable, &ctx.common(None)).await;
+            }
         }
-        cache.stats().count(Outcome::Miss);
-        ctx.storing = Some(Storing::new(cache, key, db, &route.pool, settings, leader));
-        Ok(false)
+        if let Some(stale) = found.refresh {
+            self.refresh(session, ctx, stale);
+        }
     }
 
     /// Sends one background refresh of a stale entry, unless one is on its way already.
-    fn refresh(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-        cache: &Arc<QueryCache>,
-        key: Key,
-        body: Option<Vec<u8>>,
-        db: Option<String>,
-    ) {
-        let (Some(snapshot), Some(route), Some(i)) = (ctx.snapshot.clone(), ctx.route(), ctx.route)
+    fn refresh(&self, session: &Session, ctx: &RequestCtx, stale: StaleKey) {
+        let Some(routed) = ctx.routed.as_ref() else {
+            return;
+        };
+        let route = routed.route();
+        let Some(cache) = route
+            .cache
+            .as_ref()
+            .and_then(|s| routed.snapshot().caches.get(&s.cache))
         else {
             return;
         };
-        let Join::Lead(leader) = cache.join(&key) else {
+        let Join::Lead(leader) = cache.join(&stale.key) else {
             return;
         };
         let mut request = cache_request::refresh_request(session.req_header().clone());
@@ -381,92 +373,29 @@ impl Gateway {
             tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
             return;
         }
-        let mark = cache.write_mark(&route.pool, db.as_deref());
+        let mark = cache.write_mark(&route.pool, stale.db.as_deref());
         refresh::spawn(
             self.refresh_client.clone(),
             refresh::Refresh {
-                snapshot,
-                route: i,
+                snapshot: routed.snapshot().clone(),
+                route: routed.index(),
                 cache: cache.clone(),
-                key,
+                key: stale.key,
                 leader,
                 request,
-                body: body.map(bytes::Bytes::from),
-                db,
+                body: stale.body.map(bytes::Bytes::from),
+                db: stale.db,
                 mark,
             },
         );
     }
-
-    /// Answers from a found entry (`None`: there was none to answer from).
-    async fn answer_found(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        cache: &QueryCache,
-        found: Lookup,
-        waited: bool,
-    ) -> Option<Answered> {
-        let (entry, outcome) = match found {
-            Lookup::Fresh(e) => (e, Outcome::Hit),
-            Lookup::Stale(e) => (e, Outcome::Stale),
-            Lookup::Miss => return None,
-        };
-        cache.stats().count(outcome);
-        if waited {
-            cache
-                .stats()
-                .coalesced
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        ctx.cache_outcome = Some(outcome);
-        let mut extra = Vec::new();
-        if !ctx.quotas.is_empty() {
-            extra.push(("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas)));
-            extra.extend(ratelimit::headers::current(&ctx.quotas).map(|c| ("ratelimit", c)));
-        }
-        let age = entry.age(cache.now());
-        match answer::head(&entry, outcome, age, &ctx.request_id, &extra) {
-            Ok(head) => {
-                answer::write(session, head, &entry).await;
-            }
-            Err(e) => {
-                tracing::error!(cache = %cache.config.name, error = %e, "a stored answer could not be written");
-                json_error(session, 500, "cached answer unreadable", &ctx.request_id).await;
-            }
-        }
-        // Only the request that found the entry stale (not one that waited) refreshes it.
-        Some(Answered {
-            refresh: outcome == Outcome::Stale && !waited,
-        })
-    }
 }
 
-/// A request answered from the cache.
-struct Answered {
-    /// The entry was stale: a refresh should go out.
-    refresh: bool,
-}
-
-/// Reads a request body the cache key holds (its length is declared and small, see
-/// `cache::request::wants_body`), keeping it for Pingora to send on to the backend.
-async fn read_keyed_body(session: &mut Session) -> Result<Option<Vec<u8>>> {
-    session.as_downstream_mut().enable_retry_buffering();
-    let mut body = Vec::new();
-    while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > cache_request::MAX_KEYED_BODY {
-            break;
-        }
-    }
-    // Only a body longer than it declared could overflow what Pingora keeps to replay.
-    if session.as_downstream().retry_buffer_truncated() {
-        return Err(Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            "request body longer than its Content-Length",
-        ));
-    }
-    Ok(Some(body))
+/// The common headers of this request's answer (`respond::add_common`), with the sticky
+/// cookie of the backend that answered.
+fn add_common(resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    let cookie = sticky_cookie(ctx);
+    respond::add_common(resp, &ctx.common(cookie.as_deref()))
 }
 
 #[async_trait]
@@ -475,24 +404,19 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            started: SystemClock.now(),
+            started: self.now(),
             _active: self.active.start(),
-            snapshot: None,
-            route: None,
             request_id: HeaderValue::from_static(""),
-            tries: Tries::default(),
-            hash_key: None,
-            sticky: None,
-            refusal: None,
+            routed: None,
             identity: None,
-            quotas: Vec::new(),
-            line_charges: Vec::new(),
-            lines: 0,
-            last_byte: None,
-            cache_outcome: None,
-            storing: None,
-            max_body: u64::MAX,
-            body_read: 0,
+            limits: Limits::default(),
+            cache: CacheState::default(),
+            body: BodyLimit {
+                max: u64::MAX,
+                read: 0,
+            },
+            tries: Tries::default(),
+            pick: PickKeys::default(),
         }
     }
 
@@ -510,76 +434,20 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Normalisation (400), route match (404), the body's declared size (413), then
-    /// authentication (401) and authorization (403): one snapshot for the whole request.
+    /// The steps (see the module docs); `true` when the request was answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         contain::phase("request_filter", &self.metrics, async {
-            match normalize::request(session.req_header_mut(), &self.hardening) {
-                Ok(close) if close => session.set_keepalive(None),
-                Ok(_) => {}
-                Err(refusal) => return self.refuse(session, ctx, refusal).await,
-            }
-            session
-                .as_downstream_mut()
-                .set_read_timeout(Some(self.hardening.body_idle_timeout));
-            auth::strip_client_headers(session.req_header_mut());
-            let snapshot = self.snapshot.load_full();
-            let req = session.req_header();
-            let route = match normalize::routing_host(req) {
-                Ok(host) => snapshot.policy.route_index(
-                    host.as_deref(),
-                    req.uri.path(),
-                    req.method.as_str(),
-                ),
-                Err(refusal) => return self.refuse(session, ctx, refusal).await,
-            };
-            let Some((i, route)) = route.and_then(|i| Some((i, snapshot.policy.routes.get(i)?)))
-            else {
-                let message = format!("no route for {} {}", req.method, req.uri.path());
-                json_error(session, 404, &message, &ctx.request_id).await;
-                return Ok(true);
-            };
-            ctx.route = Some(i);
-            ctx.snapshot = Some(snapshot.clone());
-            ctx.max_body = route.max_body_size;
-            if declared_length(req).is_some_and(|n| n > route.max_body_size) {
-                let refusal = too_large(&route.name, route.max_body_size);
-                return self.refuse(session, ctx, refusal).await;
-            }
-            let Some(rule) = route.auth.as_ref() else {
-                return self.limit_then_cache(session, ctx).await;
-            };
-            let peer = session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_ref())
-                .and_then(|s| s.extension.get::<PeerCert>());
-            let creds = auth::credentials(session.req_header(), peer);
-            let now_unix = wall_now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            match auth::check(rule, &snapshot.auth, creds, now_unix, SystemClock.now()).await {
-                Ok(id) => {
-                    if !auth::forwards_token(&snapshot.auth, &id) {
-                        session
-                            .req_header_mut()
-                            .remove_header(&http::header::AUTHORIZATION);
-                    }
-                    ctx.identity = Some(id);
-                    // Limits come after authentication, so their keys can name the caller.
-                    self.limit_then_cache(session, ctx).await
-                }
-                Err(e) => {
-                    let (code, challenge) = e.challenge();
-                    json_error_with(
-                        session,
-                        code,
-                        &e.message(),
-                        &ctx.request_id,
-                        Some(challenge),
-                    )
-                    .await;
+            match self.steps(session, ctx).await {
+                Ok(()) => Ok(false),
+                Err(Stop::Refused(refusal)) => {
+                    self.refuse(session, ctx, &refusal).await;
                     Ok(true)
                 }
+                Err(Stop::Cached(found)) => {
+                    self.answer_cached(session, ctx, found).await;
+                    Ok(true)
+                }
+                Err(Stop::Failed(e)) => Err(e),
             }
         })
         .await
@@ -596,28 +464,24 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         contain::phase("request_body_filter", &self.metrics, async {
             if let Some(b) = body.as_ref() {
-                ctx.body_read = ctx.body_read.saturating_add(b.len() as u64);
-                if ctx.body_read > ctx.max_body {
-                    self.metrics.refusal(&self.listener, "body_too_large");
-                    let refusal = too_large(ctx.route_name(), ctx.max_body);
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(refusal.status),
-                        refusal.message,
-                    ));
+                ctx.body.read = ctx.body.read.saturating_add(b.len() as u64);
+                if ctx.body.read > ctx.body.max {
+                    return Err(too_large(ctx.route_name(), ctx.body.max).into_error());
                 }
             }
-            if ctx.line_charges.is_empty() {
+            let limits = &mut ctx.limits;
+            if limits.admitted.line_charges.is_empty() {
                 return Ok(());
             }
             if let Some(b) = body.as_ref().filter(|b| !b.is_empty()) {
-                ctx.lines = ctx.lines.saturating_add(ratelimit::count_newlines(b));
-                ctx.last_byte = b.last().copied();
+                limits.lines = limits.lines.saturating_add(ratelimit::count_newlines(b));
+                limits.last_byte = b.last().copied();
             }
             if end_of_stream {
-                let unterminated = ctx.last_byte.is_some_and(|b| b != b'\n');
-                let lines = ctx.lines.saturating_add(u32::from(unterminated));
+                let unterminated = limits.last_byte.is_some_and(|b| b != b'\n');
+                let lines = limits.lines.saturating_add(u32::from(unterminated));
                 // The head paid one token; the rest is charged now, even into debt.
-                for (limiter, key) in std::mem::take(&mut ctx.line_charges) {
+                for (limiter, key) in std::mem::take(&mut limits.admitted.line_charges) {
                     limiter.charge(&key, lines.saturating_sub(1)).await;
                 }
             }
@@ -634,28 +498,21 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         contain::phase("upstream_peer", &self.metrics, async {
-            // An Arc clone, so the route can be read while the tries are updated.
-            let snapshot = ctx.snapshot.clone();
-            let (Some(snapshot), Some(i)) = (snapshot.as_ref(), ctx.route) else {
+            // A clone (two Arcs), so the route can be read while the tries are updated.
+            let Some(routed) = ctx.routed.clone() else {
                 return Err(Error::explain(
                     ErrorType::InternalError,
                     "no route in context",
                 ));
             };
-            let Some(route) = snapshot.policy.routes.get(i) else {
-                return Err(Error::explain(
-                    ErrorType::InternalError,
-                    "route out of range",
-                ));
+            let route = routed.route();
+            let Some(pool) = routed.pool() else {
+                return Err(Refusal::NoHealthyBackend
+                    .into_error()
+                    .more_context(format!("route {}: pool {} is gone", route.name, route.pool)));
             };
-            let pool = snapshot.pools.get(&route.pool).ok_or_else(|| {
-                Error::explain(
-                    ErrorType::HTTPStatus(503),
-                    format!("route {}: pool {} is gone", route.name, route.pool),
-                )
-            })?;
             if ctx.tries.is_first() {
-                pool.live.budget.record_request(SystemClock.now());
+                pool.live.budget.record_request(self.now());
                 let headers = &session.req_header().headers;
                 if pool.chooser.hashes() {
                     let keys = RequestKeys {
@@ -664,9 +521,9 @@ impl ProxyHttp for Gateway {
                         client_ip: client_ip(session),
                         headers,
                     };
-                    ctx.hash_key = key::hash_of(&pool.pool.hash_key, &keys);
+                    ctx.pick.hash = key::hash_of(&pool.pool.hash_key, &keys);
                 }
-                ctx.sticky = pool
+                ctx.pick.sticky = pool
                     .pool
                     .sticky
                     .as_ref()
@@ -679,7 +536,7 @@ impl ProxyHttp for Gateway {
                 let wait = backoff::delay(retry, p.backoff_base, p.backoff_max, &mut rand::rng());
                 tokio::time::sleep(wait).await;
             }
-            let now = SystemClock.now();
+            let now = self.now();
             let max = pool.pool.max_in_flight_per_backend;
             // Passed over: backends that filled up between the pick and the count (each pass
             // adds one, so this ends within the pool's size).
@@ -689,33 +546,22 @@ impl ProxyHttp for Gateway {
                     tried: ctx.tries.tried(),
                     skip: &skip,
                     now,
-                    key: ctx.hash_key,
-                    sticky: ctx.sticky,
+                    key: ctx.pick.hash,
+                    sticky: ctx.pick.sticky,
                 };
                 match pool.pick(&req) {
                     Ok(p) => match p.live.try_start_request(now, max) {
                         Some(guard) => break (p, guard),
                         None => skip.push(p.index),
                     },
-                    Err(NoBackend::Full) => {
-                        self.metrics.circuit_overflow(&pool.pool.name);
-                        ctx.refusal = Some("every backend is at its limit of requests in flight");
-                        return Err(Error::explain(
-                            ErrorType::HTTPStatus(503),
-                            format!(
-                                "route {}: every backend of pool {} has max_in_flight_per_backend requests",
-                                route.name, route.pool
-                            ),
-                        ));
-                    }
-                    Err(NoBackend::Unavailable) => {
-                        return Err(Error::explain(
-                            ErrorType::HTTPStatus(503),
-                            format!(
-                                "route {}: no healthy backend left in pool {}",
-                                route.name, route.pool
-                            ),
-                        ));
+                    Err(no) => {
+                        let refusal = Refusal::from(no);
+                        if matches!(refusal, Refusal::PoolFull) {
+                            self.metrics.circuit_overflow(&pool.pool.name);
+                        }
+                        let context =
+                            format!("route {}: pool {}: {refusal}", route.name, route.pool);
+                        return Err(refusal.into_error().more_context(context));
                     }
                 }
             };
@@ -746,10 +592,11 @@ impl ProxyHttp for Gateway {
             &self.metrics,
             || {
                 let backend = peer.address().to_string();
-                ctx.record_try(false, &self.metrics);
+                let now = self.now();
+                ctx.record_try(false, &self.metrics, now);
                 self.metrics
                     .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
-                if ctx.may_retry(session, Cause::Connect, &self.metrics) {
+                if ctx.may_retry(session, Cause::Connect, &self.metrics, now) {
                     e.set_retry(true);
                 }
                 e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
@@ -782,8 +629,9 @@ impl ProxyHttp for Gateway {
                 }
                 let upstream = *e.esource() == ErrorSource::Upstream;
                 let kind = UpstreamErrorKind::of(&e);
+                let now = self.now();
                 if upstream {
-                    ctx.record_try(false, &self.metrics);
+                    ctx.record_try(false, &self.metrics, now);
                     self.metrics
                         .upstream_error(ctx.route_name(), &backend, kind);
                 }
@@ -792,8 +640,8 @@ impl ProxyHttp for Gateway {
                     UpstreamErrorKind::Timeout => Some(Cause::Timeout),
                     _ => None,
                 };
-                let retry =
-                    upstream && cause.is_some_and(|c| ctx.may_retry(session, c, &self.metrics));
+                let retry = upstream
+                    && cause.is_some_and(|c| ctx.may_retry(session, c, &self.metrics, now));
                 e.set_retry(retry);
                 e.more_context(format!("route {}: backend {backend}", ctx.route_name()))
             },
@@ -835,8 +683,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         contain::phase("upstream_response_filter", &self.metrics, async {
             let status = upstream_response.status.as_u16();
-            ctx.record_try(status < 500, &self.metrics);
-            if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics) {
+            let now = self.now();
+            ctx.record_try(status < 500, &self.metrics, now);
+            if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics, now) {
                 ctx.tries.hold_for_retry();
                 let backend = ctx
                     .tries
@@ -855,7 +704,7 @@ impl ProxyHttp for Gateway {
                 ));
             }
             ctx.tries.answer_started();
-            if let Some(storing) = ctx.storing.as_mut() {
+            if let Some(storing) = ctx.cache.storing.as_mut() {
                 storing.head(upstream_response);
             }
             if (200..300).contains(&status) {
@@ -866,7 +715,7 @@ impl ProxyHttp for Gateway {
         .await
     }
 
-    /// The request id comes back to the client.
+    /// The common headers go back to the client with the backend's answer.
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -874,21 +723,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         contain::phase("response_filter", &self.metrics, async {
-            upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
-            if let Some(outcome) = ctx.cache_outcome {
-                upstream_response.insert_header("x-cache", outcome.header())?;
-            }
-            if let Some(cookie) = sticky_cookie(ctx) {
-                upstream_response.append_header(http::header::SET_COOKIE, cookie)?;
-            }
-            if !ctx.quotas.is_empty() {
-                upstream_response
-                    .insert_header("ratelimit-policy", ratelimit::headers::policy(&ctx.quotas))?;
-                if let Some(c) = ratelimit::headers::current(&ctx.quotas) {
-                    upstream_response.insert_header("ratelimit", c)?;
-                }
-            }
-            Ok(())
+            add_common(upstream_response, ctx)
         })
         .await
     }
@@ -905,7 +740,7 @@ impl ProxyHttp for Gateway {
             "response_body_filter",
             &self.metrics,
             || {
-                if let Some(storing) = ctx.storing.as_mut() {
+                if let Some(storing) = ctx.cache.storing.as_mut() {
                     storing.body(body.as_ref(), end_of_stream);
                 }
                 Ok(None)
@@ -914,8 +749,8 @@ impl ProxyHttp for Gateway {
         )
     }
 
-    /// Errors become JSON answers: no backend 503, upstream timeout 504, other upstream
-    /// failures 502.
+    /// A failure becomes its refusal's answer (`refusal.rs`): no backend 503, upstream
+    /// timeout 504, other upstream failures 502, a stalled body 408, a body too large 413.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -923,36 +758,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         contain::phase("fail_to_proxy", &self.metrics, async {
-            let code = match (e.etype(), e.esource()) {
-                (ErrorType::HTTPStatus(code), _) => *code,
-                // The client stopped sending its body for longer than body_idle_timeout.
-                (ErrorType::ReadTimedout, ErrorSource::Downstream) => 408,
-                // The client stopped reading its answer: nobody to tell.
-                (ErrorType::WriteTimedout, ErrorSource::Downstream) => 0,
-                (ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout, _) => 504,
-                (_, ErrorSource::Upstream) => 502,
-                (ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed, ErrorSource::Downstream) => 0,
-                (_, ErrorSource::Downstream) => 400,
-                (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
-            };
-            if code == 408 {
-                self.metrics.refusal(&self.listener, "body_timeout");
-            }
-            if code > 0 && !ctx.tries.answered() {
-                let message = match code {
-                    503 => ctx
-                        .refusal
-                        .unwrap_or("no healthy backend available")
-                        .to_string(),
-                    504 => "upstream timed out".to_string(),
-                    408 => "the request body stopped arriving (body_idle_timeout)".to_string(),
-                    // The gateway's own: the body limit, and a contained panic.
-                    413 => e.context.as_ref().map_or("request body too large", |c| c.as_str()).to_string(),
-                    500 if matches!(e.etype(), ErrorType::HTTPStatus(_)) => "internal error".to_string(),
-                    _ => format!("upstream error: {}", e.etype().as_str()),
-                };
+            let refusal = Refusal::of_proxy_error(e);
+            let code = refusal.as_ref().map_or(0, Refusal::status);
+            if let Some(refusal) = refusal.filter(|_| !ctx.tries.answered()) {
                 tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or_default(), code, error = %e, "request failed");
-                json_error(session, code, &message, &ctx.request_id).await;
+                self.refuse(session, ctx, &refusal).await;
             }
             Ok(FailToProxy {
                 error_code: code,
@@ -973,7 +783,7 @@ impl ProxyHttp for Gateway {
                 .response_written()
                 .map_or(StatusCode::from_u16(CLIENT_CLOSED), |r| Ok(r.status))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let took = SystemClock.now().saturating_duration_since(ctx.started);
+            let took = self.now().saturating_duration_since(ctx.started);
             self.metrics.request(ctx.route_name(), status, took);
             ctx.tries.end();
             Ok(())
@@ -992,12 +802,9 @@ fn declared_length(req: &RequestHeader) -> Option<u64> {
 
 /// The refusal of a body larger than its route takes.
 fn too_large(route: &str, max: u64) -> Refusal {
-    Refusal {
-        status: 413,
-        reason: "body_too_large",
-        message: format!(
-            "the request body is larger than route {route}'s max_body_size ({max} bytes)"
-        ),
+    Refusal::BodyTooLarge {
+        route: route.to_string(),
+        max,
     }
 }
 
@@ -1007,7 +814,7 @@ fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
     let pool = ctx.pool()?;
     let sticky = pool.pool.sticky.as_ref()?;
     let token = pool.sticky_token(ctx.tries.current_index()?)?;
-    (ctx.sticky != Some(token)).then(|| {
+    (ctx.pick.sticky != Some(token)).then(|| {
         format!(
             "{}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
             sticky.cookie,
@@ -1023,9 +830,10 @@ fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
     if req.method != http::Method::POST || !req.uri.path().ends_with("/write") {
         return;
     }
-    let (Some(snapshot), Some(route)) = (ctx.snapshot.as_ref(), ctx.route()) else {
+    let Some(routed) = ctx.routed.as_ref() else {
         return;
     };
+    let (snapshot, route) = (routed.snapshot(), routed.route());
     if snapshot.caches.is_empty() {
         return;
     }

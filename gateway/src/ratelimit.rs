@@ -20,8 +20,9 @@ pub mod headers;
 pub mod local;
 
 use crate::clock::Clock;
-use crate::config::policy::{KeyPart, OnLimiterError, Policy, RateLimit, Scope};
+use crate::config::policy::{Cost, KeyPart, OnLimiterError, Policy, RateLimit, Scope};
 use crate::config::{ConfigError, ConfigErrors};
+use crate::metrics::Metrics;
 use global::{GlobalLimiter, Mode};
 use headers::Quota;
 use local::{LocalLimiter, DEFAULT_MAX_KEYS};
@@ -378,6 +379,85 @@ impl Outcome {
     pub fn quotas(&self) -> Vec<Quota> {
         self.verdicts.iter().map(|(_, v)| v.quota.clone()).collect()
     }
+}
+
+/// A request a route's limits refused: which limit, how long to wait (`Retry-After`), and
+/// the `RateLimit-Policy` / `RateLimit` headers of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    pub limit: String,
+    pub retry_after: String,
+    /// The limit's store did not answer and it fails closed.
+    pub unavailable: bool,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Limited {
+    pub fn message(&self) -> String {
+        if self.unavailable {
+            format!(
+                "rate limit {} unavailable (its store does not answer)",
+                self.limit
+            )
+        } else {
+            format!("rate limited by {}", self.limit)
+        }
+    }
+}
+
+/// What a route's limits left a request they admitted: the state its answer tells the
+/// client, and the limits still to charge per line when its body ends.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub quotas: Vec<Quota>,
+    pub line_charges: Vec<(Arc<Limiter>, String)>,
+}
+
+/// The rate-limit step: every limit the route names (`names`, in `limits`) asked in turn
+/// for the caller `src`, each answer counted in `metrics`.
+pub async fn admit(
+    names: &[String],
+    limits: &Limits,
+    cost: Cost,
+    src: &KeySource<'_>,
+    metrics: &Metrics,
+) -> Result<Admitted, Limited> {
+    if names.is_empty() {
+        return Ok(Admitted::default());
+    }
+    let limiters: Vec<(Arc<Limiter>, String)> = names
+        .iter()
+        .filter_map(|n| limits.get(n))
+        .map(|l| (l.clone(), caller_key(&l.limit.key, src)))
+        .collect();
+    let first = match cost {
+        Cost::Fixed(n) => n,
+        // The head pays one token; the rest is charged when the body ends.
+        Cost::Lines => NonZeroU32::MIN,
+    };
+    let outcome = decide(&limiters, first).await;
+    for (name, v) in &outcome.verdicts {
+        metrics.ratelimit(name, v.allowed, v.source.as_str());
+    }
+    let quotas = outcome.quotas();
+    if let Some((name, v)) = outcome.refusal() {
+        let mut headers = vec![("ratelimit-policy", headers::policy(&quotas))];
+        headers.extend(headers::current(std::slice::from_ref(&v.quota)).map(|c| ("ratelimit", c)));
+        return Err(Limited {
+            limit: name.clone(),
+            retry_after: headers::retry_after(v.retry_after),
+            unavailable: v.source == Source::Unavailable,
+            headers,
+        });
+    }
+    Ok(Admitted {
+        quotas,
+        line_charges: if cost == Cost::Lines {
+            limiters
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 /// Asks each of the route's limits in turn; the first refusal ends it.

@@ -1,79 +1,52 @@
-//! The gateway's own answers (no route, no backend, upstream failures) as JSON errors.
+//! Answers to the client: the headers every answer carries, whoever made it (a backend,
+//! the cache, the gateway), and the gateway's own answers ([`Refusal`]s) as JSON.
 
+use crate::cache::Outcome;
+use crate::ratelimit::headers::{self as limit_headers, Quota};
+use crate::refusal::Refusal;
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-/// The body of an error answer: `{"error":"...","request_id":"..."}`.
-pub fn error_body(message: &str, request_id: &str) -> Bytes {
-    Bytes::from(serde_json::json!({ "error": message, "request_id": request_id }).to_string())
+/// What every answer to a client carries: the request id, what the route's cache did
+/// (`X-Cache`), the route's rate limits as the request left them (`RateLimit-Policy`,
+/// `RateLimit`), and the sticky cookie of the backend that answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Common<'a> {
+    pub request_id: &'a HeaderValue,
+    pub cache: Option<Outcome>,
+    pub quotas: &'a [Quota],
+    pub sticky_cookie: Option<&'a str>,
 }
 
-/// Writes a JSON error answer; returns false if the client is already gone.
-pub async fn json_error(
-    session: &mut Session,
-    code: u16,
-    message: &str,
-    request_id: &HeaderValue,
-) -> bool {
-    json_error_with(session, code, message, request_id, None).await
+/// Adds the common headers to an answer's head; the one place they are set.
+pub fn add_common(resp: &mut ResponseHeader, c: &Common<'_>) -> pingora::Result<()> {
+    resp.insert_header(crate::request_id::HEADER, c.request_id.clone())?;
+    if let Some(outcome) = c.cache {
+        resp.insert_header("x-cache", outcome.header())?;
+    }
+    if !c.quotas.is_empty() {
+        resp.insert_header("ratelimit-policy", limit_headers::policy(c.quotas))?;
+        if let Some(current) = limit_headers::current(c.quotas) {
+            resp.insert_header("ratelimit", current)?;
+        }
+    }
+    if let Some(cookie) = c.sticky_cookie {
+        resp.append_header(http::header::SET_COOKIE, cookie)?;
+    }
+    Ok(())
 }
 
-/// [`json_error`] with a `WWW-Authenticate` challenge (RFC 6750).
-pub async fn json_error_with(
-    session: &mut Session,
-    code: u16,
-    message: &str,
-    request_id: &HeaderValue,
-    challenge: Option<String>,
-) -> bool {
-    let headers: Vec<(&'static str, String)> = challenge
-        .map(|c| ("www-authenticate", c))
-        .into_iter()
-        .collect();
-    let body = error_body(message, request_id.to_str().unwrap_or_default());
-    json_answer(session, code, body, request_id, &headers).await
-}
-
-/// The 429 of a rate limit: its name and wait in the body, `Retry-After` and the
-/// `RateLimit-*` headers.
-pub async fn rate_limited(
-    session: &mut Session,
-    request_id: &HeaderValue,
-    limit: &str,
-    retry_after: &str,
-    unavailable: bool,
-    headers: &[(&'static str, String)],
-) -> bool {
-    let message = if unavailable {
-        format!("rate limit {limit} unavailable (its store does not answer)")
-    } else {
-        format!("rate limited by {limit}")
-    };
-    let body = Bytes::from(
-        serde_json::json!({
-            "error": message,
-            "limit": limit,
-            "retry_after_s": retry_after.parse::<u64>().unwrap_or(1),
-            "request_id": request_id.to_str().unwrap_or_default(),
-        })
-        .to_string(),
-    );
-    let mut all = vec![("retry-after", retry_after.to_string())];
-    all.extend(headers.iter().cloned());
-    json_answer(session, 429, body, request_id, &all).await
-}
-
-/// Writes a JSON answer with extra headers; returns false if the client is already gone.
-async fn json_answer(
-    session: &mut Session,
-    code: u16,
-    body: Bytes,
-    request_id: &HeaderValue,
-    headers: &[(&'static str, String)],
-) -> bool {
-    let Ok(mut resp) = ResponseHeader::build(code, Some(4 + headers.len())) else {
+/// Answers a refusal: its status, JSON body and headers (`refusal.rs`), and the common
+/// ones. Returns false if the client is already gone.
+pub async fn refusal(session: &mut Session, refusal: &Refusal, common: &Common<'_>) -> bool {
+    if refusal.closes_connection() {
+        session.set_keepalive(None);
+    }
+    let body = refusal.body(common.request_id.to_str().unwrap_or_default());
+    let extra = refusal.headers();
+    let Ok(mut resp) = ResponseHeader::build(refusal.status(), Some(6 + extra.len())) else {
         return false;
     };
     let ok = resp
@@ -82,10 +55,8 @@ async fn json_answer(
         && resp
             .insert_header("content-length", body.len().to_string())
             .is_ok()
-        && resp
-            .insert_header(crate::request_id::HEADER, request_id.clone())
-            .is_ok()
-        && headers
+        && add_common(&mut resp, common).is_ok()
+        && extra
             .iter()
             .all(|(k, v)| resp.insert_header(*k, v.as_str()).is_ok());
     if !ok {
@@ -96,4 +67,9 @@ async fn json_answer(
         .write_error_response(resp, body)
         .await
         .is_ok()
+}
+
+/// The body of an error answer: `{"error":"...","request_id":"..."}`.
+pub fn error_body(message: &str, request_id: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "error": message, "request_id": request_id }).to_string())
 }

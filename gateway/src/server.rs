@@ -161,6 +161,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             refresh_client: refresh_client.clone(),
             listener: Arc::from(l.name.as_str()),
             hardening: l.hardening,
+            clock: Arc::new(crate::clock::SystemClock),
         };
         let mut proxy = http_proxy(&server.configuration, gateway);
         let h2c = l.tls.is_none() && l.http2;

@@ -1,32 +1,19 @@
-//! Writes a stored answer to the client, with `X-Cache` and `Age`.
+//! Writes a stored answer to the client, with its `Age`.
 
 use super::entry::Entry;
-use super::Outcome;
-use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::time::Duration;
 
-/// The head of a stored answer as served now: its headers, its length, `X-Cache`, `Age`,
-/// the request id and whatever else the gateway adds (`extra`).
-pub fn head(
-    entry: &Entry,
-    outcome: Outcome,
-    age: Duration,
-    request_id: &HeaderValue,
-    extra: &[(&'static str, String)],
-) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(200, Some(entry.headers.len() + 4 + extra.len()))?;
+/// The head of a stored answer as served now: its headers, its length and `Age`. The
+/// headers every answer carries (`X-Cache`, the request id, ...) are the pipeline's to add.
+pub fn head(entry: &Entry, age: Duration) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(200, Some(entry.headers.len() + 8))?;
     for (name, value) in &entry.headers {
         resp.append_header(name.clone(), value.clone())?;
     }
     resp.insert_header(http::header::CONTENT_LENGTH, entry.body.len())?;
-    resp.insert_header("x-cache", outcome.header())?;
     resp.insert_header(http::header::AGE, age.as_secs())?;
-    resp.insert_header(crate::request_id::HEADER, request_id.clone())?;
-    for (name, value) in extra {
-        resp.insert_header(*name, value.as_str())?;
-    }
     Ok(resp)
 }
 
