@@ -139,6 +139,35 @@ async fn purge(
         .into_response()
 }
 
+/// The gauges read from the snapshot in service: backends, caches, Redis, the policy.
+fn set_gauges(snap: &Snapshot, m: &Metrics) {
+    m.clear_gauges();
+    for p in snap.pools.values() {
+        for (b, live) in p.pool.backends.iter().zip(&p.backends) {
+            let addr = b.address.to_string();
+            m.backend_gauges(
+                &p.pool.name,
+                &addr,
+                live.health.is_healthy(),
+                live.in_flight(),
+            );
+        }
+    }
+    for c in snap.caches.iter() {
+        m.cache_gauges(
+            &c.config.name,
+            c.stats(),
+            c.bytes(),
+            c.entries(),
+            c.config.max_size,
+        );
+    }
+    if let Some(redis) = snap.limits.redis() {
+        m.redis_gauges(redis.state().is_connected(), redis.instances());
+    }
+    m.policy_gauges(snap.version, snap.loaded_at);
+}
+
 /// Prometheus text exposition.
 async fn metrics(State(st): State<AdminState>) -> Response {
     let snap = st.snapshot.load_full();
@@ -146,7 +175,8 @@ async fn metrics(State(st): State<AdminState>) -> Response {
     for c in snap.caches.iter() {
         c.settle().await;
     }
-    match st.metrics.render(&snap) {
+    set_gauges(&snap, &st.metrics);
+    match st.metrics.render() {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,

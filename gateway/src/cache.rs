@@ -22,7 +22,6 @@ pub mod entry;
 pub mod flight;
 pub mod influxql;
 pub mod key;
-pub mod refresh;
 pub mod request;
 pub mod step;
 

@@ -2,7 +2,7 @@
 //!
 //! A backend is taken out after `unhealthy_threshold` consecutive failed checks and back in
 //! after `healthy_threshold` consecutive good ones. The verdict is part of each backend's
-//! live state (`crate::backend`), so it survives a policy reload for backends that stay.
+//! live state (`backend.rs`), so it survives a policy reload for backends that stay.
 
 pub mod active;
 pub mod outlier;

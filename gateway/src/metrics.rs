@@ -6,14 +6,13 @@
 //! the snapshot itself, so they can never drift from what `/admin/status` shows.
 
 use crate::cache::CacheStats;
-use crate::runtime::Snapshot;
 use pingora::http::StatusCode;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The label for requests that matched no route.
 pub const NO_ROUTE: &str = "(none)";
@@ -387,55 +386,64 @@ impl Metrics {
         self.reloads.with_label_values(&[result]).get()
     }
 
-    /// The Prometheus text exposition of every metric, gauges read from `snapshot`.
-    pub fn render(&self, snapshot: &Snapshot) -> Result<String, prometheus::Error> {
+    /// Clears the gauges of backends and caches, before the current ones are set (so
+    /// those of a pool or cache a reload removed disappear).
+    pub fn clear_gauges(&self) {
         self.backend_healthy.reset();
         self.backend_in_flight.reset();
-        for p in snapshot.pools.values() {
-            for (b, live) in p.pool.backends.iter().zip(&p.backends) {
-                let addr = b.address.to_string();
-                let labels = [p.pool.name.as_str(), addr.as_str()];
-                self.backend_healthy
-                    .with_label_values(&labels)
-                    .set(i64::from(live.health.is_healthy()));
-                self.backend_in_flight
-                    .with_label_values(&labels)
-                    .set(i64::try_from(live.in_flight()).unwrap_or(i64::MAX));
-            }
-        }
         self.cache_bytes.reset();
         self.cache_entries.reset();
         self.cache_max_bytes.reset();
-        for c in snapshot.caches.iter() {
-            let name = [c.config.name.as_str()];
-            for (read, counter) in &self.cache_counters {
-                let counter = counter.with_label_values(&name);
-                let now = CacheStats::get(read(c.stats()));
-                counter.inc_by(now.saturating_sub(counter.get()));
-            }
-            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            self.cache_bytes
-                .with_label_values(&name)
-                .set(gauge(c.bytes()));
-            self.cache_entries
-                .with_label_values(&name)
-                .set(gauge(c.entries()));
-            self.cache_max_bytes
-                .with_label_values(&name)
-                .set(gauge(c.config.max_size));
+    }
+
+    /// One backend's health and requests in flight.
+    pub fn backend_gauges(&self, pool: &str, backend: &str, healthy: bool, in_flight: u64) {
+        let labels = [pool, backend];
+        self.backend_healthy
+            .with_label_values(&labels)
+            .set(i64::from(healthy));
+        self.backend_in_flight
+            .with_label_values(&labels)
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+
+    /// One cache's counters (brought up to its own) and sizes.
+    pub fn cache_gauges(&self, name: &str, stats: &CacheStats, bytes: u64, entries: u64, max: u64) {
+        let name = [name];
+        for (read, counter) in &self.cache_counters {
+            let counter = counter.with_label_values(&name);
+            let now = CacheStats::get(read(stats));
+            counter.inc_by(now.saturating_sub(counter.get()));
         }
-        if let Some(redis) = snapshot.limits.redis() {
-            self.redis_up.set(i64::from(redis.state().is_connected()));
-            self.redis_instances.set(i64::from(redis.instances()));
-        }
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.cache_bytes.with_label_values(&name).set(gauge(bytes));
+        self.cache_entries
+            .with_label_values(&name)
+            .set(gauge(entries));
+        self.cache_max_bytes
+            .with_label_values(&name)
+            .set(gauge(max));
+    }
+
+    /// Whether the global limits reach Redis, and how many gateways share them.
+    pub fn redis_gauges(&self, up: bool, instances: u32) {
+        self.redis_up.set(i64::from(up));
+        self.redis_instances.set(i64::from(instances));
+    }
+
+    /// The policy in service: its number and when it was loaded.
+    pub fn policy_gauges(&self, version: u64, loaded_at: SystemTime) {
         self.policy_version
-            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
-        let loaded = snapshot
-            .loaded_at
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        let loaded = loaded_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.policy_loaded
             .set(i64::try_from(loaded).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition of every metric (the gauges as last set).
+    pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
@@ -453,8 +461,7 @@ mod tests {
         m.request("query", StatusCode::OK, Duration::from_millis(4));
         m.request(NO_ROUTE, StatusCode::NOT_FOUND, Duration::from_micros(50));
         m.reload(false);
-        let snap = Snapshot::empty();
-        let text = m.render(&snap).unwrap();
+        let text = m.render().unwrap();
         assert!(
             text.contains("gateway_requests_total{route=\"query\",status=\"200\"} 2"),
             "{text}"

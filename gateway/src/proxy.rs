@@ -47,7 +47,7 @@ use crate::cache::answer;
 use crate::cache::flight::Join;
 use crate::cache::request::{self as cache_request, Caller, Storing};
 use crate::cache::step::{self as cache_step, CacheStep, Found, StaleKey};
-use crate::cache::{refresh, Outcome};
+use crate::cache::Outcome;
 use crate::clock::{wall_now, Clock};
 use crate::config::hardening::Hardening;
 use crate::connection::head::HeadTimed;
@@ -56,6 +56,7 @@ use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::normalize;
 use crate::ratelimit::{self, Admitted};
+use crate::refresh;
 use crate::refusal::Refusal;
 use crate::request_id;
 use crate::respond::{self, Common};
@@ -64,7 +65,8 @@ use crate::retry::condition::{self, Cause};
 use crate::route::{self, Routed};
 use crate::runtime::{PickRequest, PoolState};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
-use crate::tries::{self, NoRetry, Tries};
+use crate::tries::{NoRetry, Tries};
+use crate::upstream;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -198,17 +200,11 @@ impl RequestCtx {
 
     /// Records how the current try ended (once per try), and the ejection it caused.
     fn record_try(&mut self, ok: bool, metrics: &Metrics, now: Instant) {
-        self.tries.observe_latency(now);
         let Some(routed) = self.routed.clone() else {
             return;
         };
-        let Some(pool) = routed.pool() else {
-            return;
-        };
-        if let Some(e) = self.tries.record(pool, ok, now) {
-            let backend = pool.pool.backends[e.backend].address.to_string();
-            metrics.ejection(&pool.pool.name, &backend);
-            tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed requests");
+        if let Some(pool) = routed.pool() {
+            upstream::record(&mut self.tries, pool, ok, metrics, now);
         }
     }
 }
@@ -387,6 +383,7 @@ impl Gateway {
                 db: stale.db,
                 mark,
             },
+            self.metrics.clone(),
         );
     }
 }
@@ -567,13 +564,7 @@ impl ProxyHttp for Gateway {
             };
             let addr = picked.address;
             ctx.tries.start(picked.index, addr, guard);
-            let elapsed = now.saturating_duration_since(ctx.started);
-            let wait = tries::try_timeout(route, elapsed);
-            let mut peer = HttpPeer::new(addr, false, String::new());
-            peer.options.connection_timeout = Some(route.connect_timeout.min(wait));
-            peer.options.total_connection_timeout = Some(route.connect_timeout.min(wait));
-            peer.options.read_timeout = Some(wait);
-            peer.options.write_timeout = Some(wait);
+            let peer = upstream::peer(route, addr, now.saturating_duration_since(ctx.started));
             Ok(Box::new(peer))
         })
         .await

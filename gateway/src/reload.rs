@@ -2,6 +2,7 @@
 //! changes nothing. Health checkers follow the backends that come and go. Reloads come from
 //! the file watcher (`watch.rs`), SIGHUP and `POST /admin/reload`.
 
+pub mod checkers;
 pub mod watch;
 
 use crate::auth::AuthRegistry;
@@ -9,7 +10,6 @@ use crate::backend::Registry;
 use crate::cache::CacheRegistry;
 use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
-use crate::health::active;
 use crate::metrics::Metrics;
 use crate::ratelimit::LimitRegistry;
 use crate::runtime::Snapshot;
@@ -137,7 +137,7 @@ impl Reloader {
                     None => {}
                 }
                 let stop = Arc::new(AtomicBool::new(false));
-                match active::spawn(
+                match checkers::spawn(
                     p.pool.name.clone(),
                     b.address,
                     p.pool.health_check.clone(),

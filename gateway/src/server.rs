@@ -149,7 +149,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     .context("starting the drain watcher")?;
 
     // One client (and connection pool) for every listener's background cache refreshes.
-    let refresh_client = Arc::new(crate::cache::refresh::RefreshClient::new());
+    let refresh_client = Arc::new(crate::refresh::RefreshClient::new());
     let mut watched = Vec::new();
     // One service per listener: each has its own hardening (connection limits and request
     // rules), and Pingora takes h2c per service.

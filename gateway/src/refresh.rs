@@ -2,19 +2,23 @@
 //! (the holder of the key's [`Leader`]) fetches a fresh answer from the route's pool.
 //!
 //! The refresh picks a backend like any request (healthy, not ejected, under its circuit
-//! breaker) and counts as in flight there, so balancers see it; it is not retried: a
-//! failed refresh leaves the stale entry to be served, and the next stale hit tries again.
+//! breaker), counts as in flight there, and is one try like any other (`upstream.rs`: the
+//! route's timeouts, its latency and outcome recorded), so balancers and outlier detection
+//! see it; it is not retried: a failed refresh leaves the stale entry to be served, and the
+//! next stale hit tries again.
 
-use super::control::{self, Storable};
-use super::entry::{self, Entry};
-use super::flight::Leader;
-use super::key::Key;
-use super::{QueryCache, WriteMark};
+use crate::cache::control::{self, Storable};
+use crate::cache::entry::{self, Entry};
+use crate::cache::flight::Leader;
+use crate::cache::key::Key;
+use crate::cache::{QueryCache, WriteMark};
+use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::runtime::{PickRequest, Snapshot};
+use crate::tries::Tries;
+use crate::upstream;
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::prelude::HttpPeer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,10 +84,10 @@ pub enum RefreshError {
 }
 
 /// Runs the refresh in the background; the leader is released when it ends.
-pub fn spawn(client: Arc<RefreshClient>, r: Refresh) {
+pub fn spawn(client: Arc<RefreshClient>, r: Refresh, metrics: Arc<Metrics>) {
     tokio::spawn(async move {
         let cache = r.cache.clone();
-        match run(&client.0, r).await {
+        match run(&client.0, r, &metrics).await {
             Ok(()) => {
                 cache.stats().refreshes.fetch_add(1, Ordering::Relaxed);
             }
@@ -98,7 +102,7 @@ pub fn spawn(client: Arc<RefreshClient>, r: Refresh) {
     });
 }
 
-async fn run(connector: &Connector, r: Refresh) -> Result<(), RefreshError> {
+async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(), RefreshError> {
     let Refresh {
         snapshot,
         route,
@@ -133,15 +137,14 @@ async fn run(connector: &Connector, r: Refresh) -> Result<(), RefreshError> {
     let picked = pool
         .pick(&PickRequest::new(&[], now))
         .map_err(|_| no_backend())?;
-    let _in_flight = picked
+    let guard = picked
         .live
         .try_start_request(now, pool.pool.max_in_flight_per_backend)
         .ok_or_else(no_backend)?;
     let backend = picked.address.to_string();
-    let mut peer = HttpPeer::new(picked.address, false, String::new());
-    peer.options.connection_timeout = Some(route.connect_timeout);
-    peer.options.read_timeout = Some(route.request_timeout);
-    peer.options.write_timeout = Some(route.request_timeout);
+    let peer = upstream::peer(route, picked.address, Duration::ZERO);
+    let mut tries = Tries::default();
+    tries.start(picked.index, picked.address, guard);
     let upstream = |source: Box<pingora::Error>| RefreshError::Upstream {
         route: route.name.clone(),
         backend: backend.clone(),
@@ -194,12 +197,33 @@ async fn run(connector: &Connector, r: Refresh) -> Result<(), RefreshError> {
             .await;
         Ok((head, answer.freeze(), fresh_for))
     };
-    let (head, body, fresh_for) = tokio::time::timeout(route.request_timeout, fetch)
+    let fetched = tokio::time::timeout(route.request_timeout, fetch)
         .await
         .map_err(|_| RefreshError::Timeout {
             route: route.name.clone(),
             timeout: route.request_timeout,
-        })??;
+        })
+        .and_then(|r| r);
+    // The try ends like any other: a failure to reach the backend or a 5xx counts against
+    // it; an answer that is not storable is still the backend's answer.
+    let failure = match &fetched {
+        Err(RefreshError::Timeout { .. }) => Some(UpstreamErrorKind::Timeout),
+        Err(RefreshError::Upstream { source, .. }) => Some(UpstreamErrorKind::of(source)),
+        _ => None,
+    };
+    let server_error = matches!(&fetched, Ok((head, _, _)) if head.status.as_u16() >= 500);
+    if let Some(kind) = failure {
+        metrics.upstream_error(&route.name, &backend, kind);
+    }
+    upstream::record(
+        &mut tries,
+        pool,
+        failure.is_none() && !server_error,
+        metrics,
+        cache.now(),
+    );
+    tries.end();
+    let (head, body, fresh_for) = fetched?;
     let entry = Entry {
         headers: entry::stored_headers(&head),
         body,

@@ -1,0 +1,35 @@
+//! One try at a backend, the same for a client's request and a cache refresh: the peer
+//! with the route's timeouts, and how the try ended, recorded the same way (latency into
+//! the backend's estimate, outcome into outlier detection, ejections into the metrics).
+
+use crate::config::policy::Route;
+use crate::metrics::Metrics;
+use crate::runtime::PoolState;
+use crate::tries::{self, Tries};
+use pingora::prelude::HttpPeer;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The peer of one try at `addr` for `route`, `elapsed` into the request: the connect
+/// within the route's `connect_timeout`, every read and write within what is left of the
+/// request's time (or the per-try timeout).
+pub fn peer(route: &Route, addr: SocketAddr, elapsed: Duration) -> HttpPeer {
+    let wait = tries::try_timeout(route, elapsed);
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = Some(route.connect_timeout.min(wait));
+    peer.options.total_connection_timeout = Some(route.connect_timeout.min(wait));
+    peer.options.read_timeout = Some(wait);
+    peer.options.write_timeout = Some(wait);
+    peer
+}
+
+/// Records how the current try of `tries` ended (once per try): its latency into the
+/// backend's estimate, its outcome into outlier detection, and the ejection it caused.
+pub fn record(tries: &mut Tries, pool: &PoolState, ok: bool, metrics: &Metrics, now: Instant) {
+    tries.observe_latency(now);
+    if let Some(e) = tries.record(pool, ok, now) {
+        let backend = pool.pool.backends[e.backend].address.to_string();
+        metrics.ejection(&pool.pool.name, &backend);
+        tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed requests");
+    }
+}
