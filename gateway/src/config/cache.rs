@@ -2,7 +2,6 @@
 //! (which cache, what its key is made of, how long an answer stays fresh). Kept apart from
 //! `policy.rs`, which calls these while it compiles the policy and its routes.
 
-use super::duration::parse_duration;
 use super::raw::{RawCache, RawRouteCache, RawSize};
 use http::HeaderName;
 use operator_config::Collector;
@@ -119,13 +118,8 @@ pub(super) fn size(e: &mut Collector<'_>, v: &Spanned<RawSize>, field: &str) -> 
 }
 
 fn zero_or_more(e: &mut Collector<'_>, v: Option<&Spanned<String>>, field: &str) -> Duration {
-    match v {
-        None => Duration::ZERO,
-        Some(s) => parse_duration(&s.value).unwrap_or_else(|msg| {
-            e.at(s, field, msg);
-            Duration::ZERO
-        }),
-    }
+    v.and_then(|s| e.duration(s, field, true))
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Compiles one `caches.<name>` entry.

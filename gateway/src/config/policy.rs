@@ -885,13 +885,9 @@ fn authenticator(
                 issuer: text(&j.issuer),
                 audience: text(&j.audience),
                 leeway: match &j.leeway {
-                    Some(l) => match parse_duration(&l.value) {
-                        Ok(d) => d,
-                        Err(msg) => {
-                            e.at(l, field("jwt.leeway"), msg);
-                            Duration::ZERO
-                        }
-                    },
+                    Some(l) => e
+                        .duration(l, &field("jwt.leeway"), true)
+                        .unwrap_or(Duration::ZERO),
                     None => Duration::from_secs(30),
                 },
                 identity_claim: text(&j.identity_claim).unwrap_or_else(|| "sub".into()),
