@@ -12,11 +12,11 @@ pub mod open_loop;
 use crate::clock;
 use crate::events;
 use crate::progress::Progress;
-use crate::record::Recorder;
+use crate::record::{with, Recorder, Shared};
 use crate::report::{GeneratorHealth, Mode, Report, FORMAT};
 use crate::scenario::{Load, Scenario};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How the generator itself runs.
@@ -39,14 +39,6 @@ impl Default for RunOptions {
             late_threshold: Duration::from_millis(10),
         }
     }
-}
-
-/// The recorder, shared by the request tasks.
-pub type Shared = Arc<Mutex<Recorder>>;
-
-/// Runs `f` with the recorder locked (a poisoned lock still holds valid counts).
-pub fn with<T>(rec: &Shared, f: impl FnOnce(&mut Recorder) -> T) -> T {
-    f(&mut rec.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Runs the scenario to its end and returns what it measured, SLO verdicts included.

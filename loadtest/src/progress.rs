@@ -2,7 +2,7 @@
 //! errors so far; drawn only when stderr is a terminal.
 
 use crate::clock;
-use crate::engine::{with, Shared};
+use crate::record::{with, Shared};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Duration;
 use tokio::task::JoinHandle;

@@ -5,6 +5,7 @@
 use crate::report::{Latency, Second, StageReport, Summary};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Longest latency the histograms hold (longer ones are clamped to it): 10 minutes.
@@ -144,6 +145,14 @@ pub struct Recorder {
     late: u64,
     max_lag: Duration,
     dropped: u64,
+}
+
+/// The recorder, shared by the request tasks (and read by the progress line).
+pub type Shared = Arc<Mutex<Recorder>>;
+
+/// Runs `f` with the recorder locked (a poisoned lock still holds valid counts).
+pub fn with<T>(rec: &Shared, f: impl FnOnce(&mut Recorder) -> T) -> T {
+    f(&mut rec.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 impl Recorder {

@@ -2,10 +2,9 @@
 //! (which cache, what its key is made of, how long an answer stays fresh). Kept apart from
 //! `policy.rs`, which calls these while it compiles the policy and its routes.
 
-use super::duration::parse_duration;
-use super::policy::Errors;
 use super::raw::{RawCache, RawRouteCache, RawSize};
 use http::HeaderName;
+use operator_config::Collector;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,7 +99,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-pub(super) fn size(e: &mut Errors<'_>, v: &Spanned<RawSize>, field: &str) -> Option<u64> {
+pub(super) fn size(e: &mut Collector<'_>, v: &Spanned<RawSize>, field: &str) -> Option<u64> {
     let parsed = match &v.value {
         RawSize::Bytes(n) => Ok(*n),
         RawSize::Text(t) => parse_size(t),
@@ -118,18 +117,17 @@ pub(super) fn size(e: &mut Errors<'_>, v: &Spanned<RawSize>, field: &str) -> Opt
     }
 }
 
-fn zero_or_more(e: &mut Errors<'_>, v: Option<&Spanned<String>>, field: &str) -> Duration {
-    match v {
-        None => Duration::ZERO,
-        Some(s) => parse_duration(&s.value).unwrap_or_else(|msg| {
-            e.at(s, field, msg);
-            Duration::ZERO
-        }),
-    }
+fn zero_or_more(e: &mut Collector<'_>, v: Option<&Spanned<String>>, field: &str) -> Duration {
+    v.and_then(|s| e.duration(s, field, true))
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Compiles one `caches.<name>` entry.
-pub(super) fn cache(e: &mut Errors<'_>, name: &str, c: &Spanned<RawCache>) -> Option<CacheConfig> {
+pub(super) fn cache(
+    e: &mut Collector<'_>,
+    name: &str,
+    c: &Spanned<RawCache>,
+) -> Option<CacheConfig> {
     let field = |f: &str| format!("caches.{name}.{f}");
     let raw = &c.value;
     let max_size = size(e, &raw.max_size, &field("max_size"));
@@ -146,18 +144,14 @@ pub(super) fn cache(e: &mut Errors<'_>, name: &str, c: &Spanned<RawCache>) -> Op
             e.at(v, field("max_entry_size"), "must be below 4GiB");
         }
     }
-    let ttl = e.duration(
-        &Some(raw.ttl.clone()),
-        &field("ttl"),
-        Duration::from_secs(1),
-    );
+    let ttl = e.duration_or(Some(&raw.ttl), &field("ttl"), Duration::from_secs(1));
     let stale_while_revalidate = zero_or_more(
         e,
         raw.stale_while_revalidate.as_ref(),
         &field("stale_while_revalidate"),
     );
-    let coalesce_timeout = e.duration(
-        &raw.coalesce_timeout,
+    let coalesce_timeout = e.duration_or(
+        raw.coalesce_timeout.as_ref(),
         &field("coalesce_timeout"),
         DEFAULT_COALESCE_TIMEOUT,
     );
@@ -174,7 +168,7 @@ pub(super) fn cache(e: &mut Errors<'_>, name: &str, c: &Spanned<RawCache>) -> Op
 
 /// Compiles a route's `cache:`; `authenticated` says whether the route has `auth:`.
 pub(super) fn route_cache(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     raw: &RawRouteCache,
     caches: &BTreeMap<String, CacheConfig>,
     // Every cache written, compiled or not (one that failed has its own error already).
@@ -228,7 +222,7 @@ pub(super) fn route_cache(
         }
     };
     let ttl = config.map_or(Duration::from_secs(1), |c| c.ttl);
-    let ttl = e.duration(&raw.ttl, &f("ttl"), ttl);
+    let ttl = e.duration_or(raw.ttl.as_ref(), &f("ttl"), ttl);
     let config = config?;
     Some(RouteCache {
         cache: config.name.clone(),
@@ -239,7 +233,7 @@ pub(super) fn route_cache(
     })
 }
 
-fn key_part(e: &mut Errors<'_>, p: &Spanned<String>, field: &str) -> Option<KeyPart> {
+fn key_part(e: &mut Collector<'_>, p: &Spanned<String>, field: &str) -> Option<KeyPart> {
     let part = match p.value.as_str() {
         "tenant" => KeyPart::Tenant,
         "identity" => KeyPart::Identity,

@@ -3,7 +3,7 @@
 
 use super::cache::{self, CacheConfig, RouteCache};
 use super::duration::parse_duration;
-use super::error::{ConfigError, ConfigErrors};
+use super::error::ConfigErrors;
 use super::raw::{
     RawAuthenticator, RawCost, RawHealthCheck, RawPolicyFile, RawRateLimit, RawRoute,
 };
@@ -12,6 +12,7 @@ use crate::auth::jwks::JwksSource;
 use crate::auth::jwt::JwtConfig;
 use crate::auth::mtls::IdentitySource;
 use crate::health::outlier::OutlierConfig;
+use operator_config::Collector;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -359,70 +360,6 @@ impl Policy {
     }
 }
 
-/// Collects errors while compiling, each pointing at a value's position in its file.
-pub(super) struct Errors<'a> {
-    pub(super) file: &'a Path,
-    pub(super) out: &'a mut ConfigErrors,
-}
-
-impl Errors<'_> {
-    pub(super) fn at<T>(
-        &mut self,
-        v: &Spanned<T>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        self.out.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line: v.referenced.line(),
-            column: v.referenced.column(),
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-
-    pub(super) fn duration(
-        &mut self,
-        v: &Option<Spanned<String>>,
-        field: &str,
-        default: Duration,
-    ) -> Duration {
-        match v {
-            None => default,
-            Some(s) => match parse_duration(&s.value) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => {
-                    self.at(s, field, "must be more than 0");
-                    default
-                }
-                Err(e) => {
-                    self.at(s, field, e);
-                    default
-                }
-            },
-        }
-    }
-
-    pub(super) fn positive(
-        &mut self,
-        v: &Option<Spanned<u64>>,
-        field: &str,
-        default: u32,
-    ) -> NonZeroU32 {
-        let fallback = NonZeroU32::new(default).unwrap_or(NonZeroU32::MIN);
-        match v {
-            None => fallback,
-            Some(s) => match u32::try_from(s.value).ok().and_then(NonZeroU32::new) {
-                Some(n) => n,
-                None => {
-                    self.at(s, field, format!("must be between 1 and {}", u32::MAX));
-                    fallback
-                }
-            },
-        }
-    }
-}
-
 const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
 ];
@@ -432,10 +369,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     let mut errors = ConfigErrors::default();
     let mut policy = Policy::default();
     for (file, raw) in files {
-        let mut e = Errors {
-            file,
-            out: &mut errors,
-        };
+        let mut e = Collector::new(file, &mut errors);
         for (name, a) in &raw.authenticators {
             if let Some(first) = policy.authenticators.get(name) {
                 e.at(
@@ -464,10 +398,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     }
     let mut default_on_error: Option<(OnLimiterError, PathBuf)> = None;
     for (file, raw) in files {
-        let mut e = Errors {
-            file,
-            out: &mut errors,
-        };
+        let mut e = Collector::new(file, &mut errors);
         if let Some(v) = &raw.on_limiter_error {
             if let Some(mode) = on_error(&mut e, v, "on_limiter_error") {
                 match &default_on_error {
@@ -484,10 +415,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     let default_on_error = default_on_error.map_or(OnLimiterError::FailOpen, |(m, _)| m);
     let mut limit_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
-        let mut e = Errors {
-            file,
-            out: &mut errors,
-        };
+        let mut e = Collector::new(file, &mut errors);
         for (name, l) in &raw.rate_limits {
             if let Some(first) = limit_files.get(name) {
                 e.at(
@@ -525,10 +453,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     }
     let mut pool_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
-        let mut e = Errors {
-            file,
-            out: &mut errors,
-        };
+        let mut e = Collector::new(file, &mut errors);
         for (name, p) in &raw.pools {
             let field = |f: &str| format!("pools.{name}.{f}");
             if let Some(first) = pool_files.get(name) {
@@ -597,7 +522,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
             let mut backends = Vec::new();
             for (i, b) in p.backends.value.iter().enumerate() {
                 let f = field(&format!("backends[{i}]"));
-                let weight = e.positive(&b.weight, &format!("{f}.weight"), 1);
+                let weight = e.positive_or(b.weight.as_ref(), &format!("{f}.weight"), 1);
                 match b.address.value.parse::<SocketAddr>() {
                     Ok(address) => {
                         if backends.iter().any(|x: &Backend| x.address == address) {
@@ -635,8 +560,8 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
             let retry_budget =
                 resilience::budget(&mut e, p.retries.as_ref(), &field("retries.budget"));
             let max_in_flight_per_backend = p.circuit_breaker.as_ref().map(|c| {
-                e.positive(
-                    &Some(c.max_in_flight_per_backend.clone()),
+                e.positive_or(
+                    Some(&c.max_in_flight_per_backend),
                     &field("circuit_breaker.max_in_flight_per_backend"),
                     1,
                 )
@@ -669,10 +594,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     }
     let mut cache_files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
-        let mut e = Errors {
-            file,
-            out: &mut errors,
-        };
+        let mut e = Collector::new(file, &mut errors);
         for (name, c) in &raw.caches {
             if let Some(first) = cache_files.get(name) {
                 e.at(
@@ -690,10 +612,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     }
     let mut route_names: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (file, raw) in files {
-        let mut e = Errors {
-            file,
-            out: &mut errors,
-        };
+        let mut e = Collector::new(file, &mut errors);
         for (i, r) in raw.routes.iter().enumerate() {
             if let Some(first) = route_names.get(&r.name.value) {
                 e.at(
@@ -722,7 +641,7 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
     errors.into_result(policy)
 }
 
-fn on_error(e: &mut Errors<'_>, v: &Spanned<String>, field: &str) -> Option<OnLimiterError> {
+fn on_error(e: &mut Collector<'_>, v: &Spanned<String>, field: &str) -> Option<OnLimiterError> {
     match v.value.as_str() {
         "fail_open" => Some(OnLimiterError::FailOpen),
         "fail_closed" => Some(OnLimiterError::FailClosed),
@@ -759,7 +678,7 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 }
 
 fn rate_limit(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     name: &str,
     l: &Spanned<RawRateLimit>,
     default_on_error: OnLimiterError,
@@ -869,7 +788,7 @@ const ALGORITHMS: &str =
 const DEFAULT_MAX_TOKEN_BYTES: u64 = 8 * 1024;
 
 fn authenticator(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     name: &str,
     a: &Spanned<RawAuthenticator>,
     file: &Path,
@@ -957,18 +876,18 @@ fn authenticator(
                 });
             Some(AuthenticatorKind::Jwt(Box::new(JwtConfig {
                 source: jwks,
-                refresh: e.duration(&j.refresh, &field("jwt.refresh"), Duration::from_secs(300)),
+                refresh: e.duration_or(
+                    j.refresh.as_ref(),
+                    &field("jwt.refresh"),
+                    Duration::from_secs(300),
+                ),
                 algorithms,
                 issuer: text(&j.issuer),
                 audience: text(&j.audience),
                 leeway: match &j.leeway {
-                    Some(l) => match parse_duration(&l.value) {
-                        Ok(d) => d,
-                        Err(msg) => {
-                            e.at(l, field("jwt.leeway"), msg);
-                            Duration::ZERO
-                        }
-                    },
+                    Some(l) => e
+                        .duration(l, &field("jwt.leeway"), true)
+                        .unwrap_or(Duration::ZERO),
                     None => Duration::from_secs(30),
                 },
                 identity_claim: text(&j.identity_claim).unwrap_or_else(|| "sub".into()),
@@ -982,7 +901,7 @@ fn authenticator(
     }
 }
 
-fn health_check(e: &mut Errors<'_>, raw: Option<&RawHealthCheck>, field: &str) -> HealthCheck {
+fn health_check(e: &mut Collector<'_>, raw: Option<&RawHealthCheck>, field: &str) -> HealthCheck {
     let d = HealthCheck::default();
     let Some(h) = raw else { return d };
     let path = match &h.path {
@@ -993,8 +912,12 @@ fn health_check(e: &mut Errors<'_>, raw: Option<&RawHealthCheck>, field: &str) -
         Some(p) => p.value.clone(),
         None => d.path.clone(),
     };
-    let interval = e.duration(&h.interval, &format!("{field}.interval"), d.interval);
-    let timeout = e.duration(&h.timeout, &format!("{field}.timeout"), d.timeout);
+    let interval = e.duration_or(
+        h.interval.as_ref(),
+        &format!("{field}.interval"),
+        d.interval,
+    );
+    let timeout = e.duration_or(h.timeout.as_ref(), &format!("{field}.timeout"), d.timeout);
     if timeout > interval {
         if let Some(t) = &h.timeout {
             e.at(
@@ -1008,13 +931,13 @@ fn health_check(e: &mut Errors<'_>, raw: Option<&RawHealthCheck>, field: &str) -
         path,
         interval,
         timeout,
-        healthy_threshold: e.positive(
-            &h.healthy_threshold,
+        healthy_threshold: e.positive_or(
+            h.healthy_threshold.as_ref(),
             &format!("{field}.healthy_threshold"),
             2,
         ),
-        unhealthy_threshold: e.positive(
-            &h.unhealthy_threshold,
+        unhealthy_threshold: e.positive_or(
+            h.unhealthy_threshold.as_ref(),
             &format!("{field}.unhealthy_threshold"),
             2,
         ),
@@ -1029,7 +952,7 @@ struct Defined<'a> {
 }
 
 fn route(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     r: &RawRoute,
     i: usize,
     policy: &Policy,
@@ -1086,13 +1009,13 @@ fn route(
         );
     }
     let t = r.timeouts.as_ref();
-    let connect_timeout = e.duration(
-        &t.and_then(|t| t.connect.clone()),
+    let connect_timeout = e.duration_or(
+        t.and_then(|t| t.connect.as_ref()),
         &field("timeouts.connect"),
         Duration::from_secs(1),
     );
-    let request_timeout = e.duration(
-        &t.and_then(|t| t.request.clone()),
+    let request_timeout = e.duration_or(
+        t.and_then(|t| t.request.as_ref()),
         &field("timeouts.request"),
         Duration::from_secs(30),
     );

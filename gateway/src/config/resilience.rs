@@ -3,10 +3,10 @@
 //! `policy.rs`, which calls these while it compiles a pool or a route.
 
 use super::duration::parse_duration;
-use super::policy::Errors;
 use super::raw::{RawBudget, RawOutlier, RawPercent, RawRetries, RawRetryOn, RawSticky};
 use crate::health::outlier::OutlierConfig;
 use crate::retry::condition::RetryOn;
+use operator_config::Collector;
 use serde_saphyr::Spanned;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -102,7 +102,7 @@ pub const DEFAULT_STICKY_TTL: Duration = Duration::from_secs(3600);
 /// `20%`, `12.5%` or a bare number of percent, as millionths; `None` (reported) when it is
 /// not a share from 0 to `max_percent`.
 fn percent_ppm(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     at: &Spanned<impl Sized>,
     v: &RawPercent,
     field: &str,
@@ -129,7 +129,7 @@ fn percent_ppm(
 
 /// A pool's retry policy (`base` is the default) or a route's, over its pool's.
 pub(super) fn retries(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     raw: Option<&RawRetries>,
     base: &RetryPolicy,
     field: &str,
@@ -140,7 +140,7 @@ pub(super) fn retries(
     let f = |x: &str| format!("{field}.{x}");
     let attempts = match &r.attempts {
         None => base.attempts,
-        some => e.positive(some, &f("attempts"), base.attempts.get()),
+        some => e.positive_or(some.as_ref(), &f("attempts"), base.attempts.get()),
     };
     let on = match &r.on {
         None => base.on.clone(),
@@ -178,13 +178,13 @@ pub(super) fn retries(
         }
     };
     let backoff = r.backoff.as_ref();
-    let backoff_base = e.duration(
-        &backoff.and_then(|b| b.base.clone()),
+    let backoff_base = e.duration_or(
+        backoff.and_then(|b| b.base.as_ref()),
         &f("backoff.base"),
         base.backoff_base,
     );
-    let backoff_max = e.duration(
-        &backoff.and_then(|b| b.max.clone()),
+    let backoff_max = e.duration_or(
+        backoff.and_then(|b| b.max.as_ref()),
         &f("backoff.max"),
         base.backoff_max,
     );
@@ -196,7 +196,7 @@ pub(super) fn retries(
     }
     let per_try_timeout = match &r.per_try_timeout {
         None => base.per_try_timeout,
-        some => Some(e.duration(some, &f("per_try_timeout"), Duration::from_secs(1))),
+        some => Some(e.duration_or(some.as_ref(), &f("per_try_timeout"), Duration::from_secs(1))),
     };
     RetryPolicy {
         attempts,
@@ -209,7 +209,7 @@ pub(super) fn retries(
 
 /// A pool's retry budget (`retries.budget`).
 pub(super) fn budget(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     raw: Option<&RawRetries>,
     field: &str,
 ) -> RetryBudgetConfig {
@@ -251,21 +251,25 @@ pub(super) fn budget(
 
 /// `outlier_detection`, if the pool has it.
 pub(super) fn outlier(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     raw: Option<&Spanned<RawOutlier>>,
     field: &str,
 ) -> Option<OutlierConfig> {
     let o = &raw?.value;
     let f = |x: &str| format!("{field}.{x}");
     let d = OutlierConfig::default();
-    let consecutive_failures = e.positive(
-        &o.consecutive_failures,
+    let consecutive_failures = e.positive_or(
+        o.consecutive_failures.as_ref(),
         &f("consecutive_failures"),
         d.consecutive_failures.get(),
     );
-    let base_ejection = e.duration(&o.base_ejection, &f("base_ejection"), d.base_ejection);
-    let max_ejection = e.duration(
-        &o.max_ejection,
+    let base_ejection = e.duration_or(
+        o.base_ejection.as_ref(),
+        &f("base_ejection"),
+        d.base_ejection,
+    );
+    let max_ejection = e.duration_or(
+        o.max_ejection.as_ref(),
         &f("max_ejection"),
         d.max_ejection.max(base_ejection),
     );
@@ -287,7 +291,11 @@ pub(super) fn outlier(
 }
 
 /// `hash_key`: `client_ip` when absent.
-pub(super) fn hash_key(e: &mut Errors<'_>, raw: Option<&Spanned<String>>, field: &str) -> HashKey {
+pub(super) fn hash_key(
+    e: &mut Collector<'_>,
+    raw: Option<&Spanned<String>>,
+    field: &str,
+) -> HashKey {
     let Some(k) = raw else {
         return HashKey::default();
     };
@@ -320,7 +328,11 @@ pub(super) fn hash_key(e: &mut Errors<'_>, raw: Option<&Spanned<String>>, field:
 }
 
 /// `sticky`, if the pool has it.
-pub(super) fn sticky(e: &mut Errors<'_>, raw: Option<&RawSticky>, field: &str) -> Option<Sticky> {
+pub(super) fn sticky(
+    e: &mut Collector<'_>,
+    raw: Option<&RawSticky>,
+    field: &str,
+) -> Option<Sticky> {
     let s = raw?;
     let cookie = s.cookie.value.trim();
     if !is_cookie_name(cookie) {
@@ -330,7 +342,7 @@ pub(super) fn sticky(e: &mut Errors<'_>, raw: Option<&RawSticky>, field: &str) -
             format!("{cookie:?} is not a cookie name (RFC 6265 token)"),
         );
     }
-    let ttl = e.duration(&s.ttl, &format!("{field}.ttl"), DEFAULT_STICKY_TTL);
+    let ttl = e.duration_or(s.ttl.as_ref(), &format!("{field}.ttl"), DEFAULT_STICKY_TTL);
     Some(Sticky {
         cookie: cookie.to_string(),
         ttl,
@@ -339,11 +351,11 @@ pub(super) fn sticky(e: &mut Errors<'_>, raw: Option<&RawSticky>, field: &str) -
 
 /// `slow_start`, if the pool has it.
 pub(super) fn slow_start(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     raw: Option<&Spanned<String>>,
     field: &str,
 ) -> Option<Duration> {
-    raw.map(|s| e.duration(&Some(s.clone()), field, Duration::from_secs(10)))
+    raw.map(|s| e.duration_or(Some(s), field, Duration::from_secs(10)))
 }
 
 /// RFC 6265's cookie-name: an RFC 9110 token.

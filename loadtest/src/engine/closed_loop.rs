@@ -3,10 +3,9 @@
 //! finds the most a server takes; its latencies are per request on the wire (there is no
 //! schedule to be late against), so they hide stalls the way every closed-loop tool does.
 
-use super::{with, Shared};
 use crate::client::{Connection, SendError};
 use crate::clock;
-use crate::record::{Outcome, StagePlan};
+use crate::record::{with, Outcome, Shared, StagePlan};
 use crate::requests::Factory;
 use crate::scenario::Scenario;
 use std::net::SocketAddr;

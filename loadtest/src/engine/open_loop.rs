@@ -9,10 +9,10 @@
 //! late, and when that happens to more than 1% of them the report says the generator
 //! could not keep the schedule.
 
-use super::{with, RunOptions, Shared};
+use super::RunOptions;
 use crate::client::{Pool, SendError};
 use crate::clock;
-use crate::record::{Outcome, StagePlan};
+use crate::record::{with, Outcome, Shared, StagePlan};
 use crate::requests::Factory;
 use crate::scenario::{Scenario, Stage};
 use crate::schedule::{Schedule, Segment};

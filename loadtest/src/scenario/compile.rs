@@ -1,8 +1,7 @@
 //! Compiling a parsed scenario: every value checked and turned into its typed form, every
 //! error collected with its position.
 
-use super::duration::parse_duration;
-use super::error::{self, ScenarioError, ScenarioErrors};
+use super::error::{self, ScenarioErrors};
 use super::raw::{RawHeaders, RawRequest, RawScenario, RawStage};
 use super::ClientTls;
 use super::{
@@ -10,9 +9,10 @@ use super::{
     DEFAULT_SEED, DEFAULT_TIMEOUT,
 };
 use http::{HeaderName, HeaderValue, Method};
+use operator_config::Collector;
 use serde_saphyr::Spanned;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The methods a request may use; CONNECT is left out, it would turn the connection into a
@@ -21,142 +21,82 @@ const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
 ];
 
-/// Collects errors while compiling, each pointing at a value's position.
-struct Errors<'a> {
-    file: &'a Path,
-    out: ScenarioErrors,
-}
-
-impl Errors<'_> {
-    fn at<T>(&mut self, v: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
-        let file = self.file.to_path_buf();
-        self.in_file(
-            file,
-            v.referenced.line(),
-            v.referenced.column(),
+/// A string that is used as it is, where a leftover `${...}` would be sent literally.
+fn no_placeholder(e: &mut Collector<'_>, v: &Spanned<String>, field: &str) {
+    if let Some(i) = v.value.find("${") {
+        let rest = &v.value[i..];
+        let found = rest.find('}').map_or(rest, |end| &rest[..=end]);
+        e.at(
+            v,
             field,
-            message,
+            format!("{found} is not expanded here: ${{client}} and ${{token}} only work in paths, header values and bodies"),
         );
     }
+}
 
-    fn in_file(
-        &mut self,
-        file: PathBuf,
-        line: u64,
-        column: u64,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        self.out.push(ScenarioError {
-            file,
-            line,
-            column,
-            field: field.into(),
-            message: message.into(),
-        });
-    }
-
-    fn count(&self) -> usize {
-        self.out.len()
-    }
-
-    /// A duration; zero refused unless `zero_ok`.
-    fn duration(&mut self, v: &Spanned<String>, field: &str, zero_ok: bool) -> Option<Duration> {
-        match parse_duration(&v.value) {
-            Ok(d) if zero_ok || !d.is_zero() => Some(d),
-            Ok(_) => {
-                self.at(v, field, "must be more than 0");
-                None
+/// A path, header value or body; `${token}` needs a token file.
+fn template(
+    e: &mut Collector<'_>,
+    v: &Spanned<String>,
+    field: &str,
+    has_tokens: bool,
+) -> Option<Template> {
+    match Template::parse(v.value.as_bytes()) {
+        Ok(t) => {
+            if t.uses_token() && !has_tokens {
+                e.at(
+                    v,
+                    field,
+                    "${token} needs client_tokens_file: no client has a token",
+                );
             }
-            Err(e) => {
-                self.at(v, field, e);
-                None
-            }
+            Some(t)
         }
-    }
-
-    /// A whole number in `1..=max`.
-    fn positive(&mut self, v: &Spanned<u64>, field: &str, max: u64) -> Option<u64> {
-        if (1..=max).contains(&v.value) {
-            Some(v.value)
-        } else {
-            self.at(v, field, format!("must be between 1 and {max}"));
+        Err(err) => {
+            e.at(v, field, err.to_string());
             None
         }
     }
+}
 
-    /// A string that is used as it is, where a leftover `${...}` would be sent literally.
-    fn no_placeholder(&mut self, v: &Spanned<String>, field: &str) {
-        if let Some(i) = v.value.find("${") {
-            let rest = &v.value[i..];
-            let found = rest.find('}').map_or(rest, |end| &rest[..=end]);
-            self.at(
-                v,
-                field,
-                format!("{found} is not expanded here: ${{client}} and ${{token}} only work in paths, header values and bodies"),
-            );
+fn compile_headers(
+    e: &mut Collector<'_>,
+    raw: Option<&RawHeaders>,
+    field: &str,
+    has_tokens: bool,
+    sample_token: &str,
+) -> Vec<(HeaderName, Template)> {
+    let mut out: Vec<(HeaderName, Template)> = Vec::new();
+    for (k, v) in raw.map_or(&[][..], |h| h.0.as_slice()) {
+        let f = format!("{field}.{}", k.value);
+        let name = match HeaderName::from_bytes(k.value.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                e.at(k, &f, format!("{:?} is not a valid header name", k.value));
+                continue;
+            }
+        };
+        // The generator frames the body itself; a second length would corrupt it.
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            e.at(k, &f, "is set by the load generator from the body");
+            continue;
         }
-    }
-
-    /// A path, header value or body; `${token}` needs a token file.
-    fn template(&mut self, v: &Spanned<String>, field: &str, has_tokens: bool) -> Option<Template> {
-        match Template::parse(v.value.as_bytes()) {
-            Ok(t) => {
-                if t.uses_token() && !has_tokens {
-                    self.at(
-                        v,
-                        field,
-                        "${token} needs client_tokens_file: no client has a token",
-                    );
-                }
-                Some(t)
-            }
-            Err(err) => {
-                self.at(v, field, err.to_string());
-                None
-            }
+        if out.iter().any(|(n, _)| *n == name) {
+            e.at(k, &f, format!("header {name} is given twice"));
+            continue;
         }
-    }
-
-    fn headers(
-        &mut self,
-        raw: Option<&RawHeaders>,
-        field: &str,
-        has_tokens: bool,
-        sample_token: &str,
-    ) -> Vec<(HeaderName, Template)> {
-        let mut out: Vec<(HeaderName, Template)> = Vec::new();
-        for (k, v) in raw.map_or(&[][..], |h| h.0.as_slice()) {
-            let f = format!("{field}.{}", k.value);
-            let name = match HeaderName::from_bytes(k.value.as_bytes()) {
-                Ok(n) => n,
-                Err(_) => {
-                    self.at(k, &f, format!("{:?} is not a valid header name", k.value));
-                    continue;
-                }
-            };
-            // The generator frames the body itself; a second length would corrupt it.
-            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
-                self.at(k, &f, "is set by the load generator from the body");
-                continue;
-            }
-            if out.iter().any(|(n, _)| *n == name) {
-                self.at(k, &f, format!("header {name} is given twice"));
-                continue;
-            }
-            let Some(value) = self.template(v, &f, has_tokens) else {
-                continue;
-            };
-            let mut sample = Vec::new();
-            value.render(0, sample_token, &mut sample);
-            if HeaderValue::from_bytes(&sample).is_err() {
-                self.at(v, &f, format!("{:?} is not a valid header value", v.value));
-                continue;
-            }
-            out.push((name, value));
+        let Some(value) = template(e, v, &f, has_tokens) else {
+            continue;
+        };
+        let mut sample = Vec::new();
+        value.render(0, sample_token, &mut sample);
+        if HeaderValue::from_bytes(&sample).is_err() {
+            e.at(v, &f, format!("{:?} is not a valid header value", v.value));
+            continue;
         }
-        out
+        out.push((name, value));
     }
+    out
 }
 
 /// Compiles the parsed scenario, collecting every error.
@@ -165,16 +105,14 @@ pub(super) fn compile(
     yaml: String,
     origin: &Path,
 ) -> Result<Scenario, ScenarioErrors> {
-    let mut e = Errors {
-        file: origin,
-        out: ScenarioErrors::default(),
-    };
+    let mut errors = ScenarioErrors::default();
+    let mut e = Collector::new(origin, &mut errors);
     let base = origin.parent().unwrap_or(Path::new("."));
 
     if raw.name.value.trim().is_empty() {
         e.at(&raw.name, "name", "must not be empty");
     }
-    e.no_placeholder(&raw.name, "name");
+    no_placeholder(&mut e, &raw.name, "name");
 
     let target = match parse_target(&raw.target.value) {
         Ok(t) => Some(t),
@@ -229,7 +167,7 @@ pub(super) fn compile(
     let tokens = match &raw.client_tokens_file {
         None => Some(Vec::new()),
         Some(f) => {
-            e.no_placeholder(f, "client_tokens_file");
+            no_placeholder(&mut e, f, "client_tokens_file");
             read_tokens(&mut e, f, &base.join(&f.value))
         }
     };
@@ -240,7 +178,13 @@ pub(super) fn compile(
         .map_or("token", String::as_str)
         .to_string();
 
-    let headers = e.headers(raw.headers.as_ref(), "headers", has_tokens, &sample_token);
+    let headers = compile_headers(
+        &mut e,
+        raw.headers.as_ref(),
+        "headers",
+        has_tokens,
+        &sample_token,
+    );
 
     if raw.requests.value.is_empty() {
         e.at(&raw.requests, "requests", "at least one request is needed");
@@ -324,7 +268,7 @@ pub(super) fn compile(
 
     // In reading order: the scenario's own errors by position, then those in the files it
     // names.
-    e.out.0.sort_by(|a, b| {
+    errors.0.sort_by(|a, b| {
         (a.file != origin, &a.file, a.line, a.column).cmp(&(
             b.file != origin,
             &b.file,
@@ -341,7 +285,7 @@ pub(super) fn compile(
             Some(tokens),
             Some(max_connections),
             Some(timeout),
-        ) if e.out.is_empty() => Ok(Scenario {
+        ) if errors.is_empty() => Ok(Scenario {
             name: raw.name.value.clone(),
             target,
             load,
@@ -359,7 +303,7 @@ pub(super) fn compile(
             origin: origin.to_path_buf(),
             tls,
         }),
-        _ => Err(e.out),
+        _ => Err(errors),
     }
 }
 
@@ -375,7 +319,7 @@ struct RequestContext<'a> {
 }
 
 fn compile_request(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     r: &RawRequest,
     i: usize,
     c: &RequestContext<'_>,
@@ -422,14 +366,15 @@ fn compile_request(
             );
             None
         }
-        (Some(b), None) => e.template(b, &format!("{f}.body"), c.has_tokens),
+        (Some(b), None) => template(e, b, &format!("{f}.body"), c.has_tokens),
         (None, Some(file)) => {
-            e.no_placeholder(file, &format!("{f}.body_file"));
+            no_placeholder(e, file, &format!("{f}.body_file"));
             read_body(e, file, &c.base.join(&file.value), &f, c.has_tokens)
         }
         (None, None) => Some(Template::default()),
     };
-    let own_headers = e.headers(
+    let own_headers = compile_headers(
+        e,
         r.headers.as_ref(),
         &format!("{f}.headers"),
         c.has_tokens,
@@ -508,7 +453,7 @@ pub(super) fn parse_target(text: &str) -> Result<Target, String> {
     })
 }
 
-fn compile_load(e: &mut Errors<'_>, raw: &RawScenario) -> Option<Load> {
+fn compile_load(e: &mut Collector<'_>, raw: &RawScenario) -> Option<Load> {
     match (&raw.stages, &raw.concurrency) {
         (Some(_), Some(c)) => {
             e.at(
@@ -520,7 +465,7 @@ fn compile_load(e: &mut Errors<'_>, raw: &RawScenario) -> Option<Load> {
         }
         (None, None) => {
             e.in_file(
-                e.file.to_path_buf(),
+                e.file().to_path_buf(),
                 1,
                 1,
                 "stages",
@@ -580,7 +525,7 @@ fn compile_load(e: &mut Errors<'_>, raw: &RawScenario) -> Option<Load> {
 }
 
 fn compile_stages(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     stages: &Spanned<Vec<Spanned<RawStage>>>,
 ) -> Option<Vec<Stage>> {
     if stages.value.is_empty() {
@@ -595,7 +540,7 @@ fn compile_stages(
     for (i, s) in stages.value.iter().enumerate() {
         let f = format!("stages[{i}]");
         let duration = e.duration(&s.value.duration, &format!("{f}.duration"), false);
-        let rate = |v: &Option<Spanned<f64>>, key: &str, e: &mut Errors<'_>| {
+        let rate = |v: &Option<Spanned<f64>>, key: &str, e: &mut Collector<'_>| {
             v.as_ref().and_then(|r| {
                 if r.value.is_finite() && r.value >= 0.0 {
                     Some(r.value)
@@ -663,7 +608,7 @@ fn compile_stages(
 }
 
 fn compile_path(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     path: &Spanned<String>,
     f: &str,
     base_path: &str,
@@ -679,7 +624,7 @@ fn compile_path(
         e.at(path, &field, "a fragment (#...) is never sent to a server");
         return None;
     }
-    let t = e.template(path, &field, has_tokens)?;
+    let t = template(e, path, &field, has_tokens)?;
     let mut sample = base_path.as_bytes().to_vec();
     t.render(0, sample_token, &mut sample);
     if http::uri::PathAndQuery::try_from(sample.as_slice()).is_err() {
@@ -696,7 +641,7 @@ fn compile_path(
     Some(t)
 }
 
-fn read_tokens(e: &mut Errors<'_>, raw: &Spanned<String>, file: &Path) -> Option<Vec<String>> {
+fn read_tokens(e: &mut Collector<'_>, raw: &Spanned<String>, file: &Path) -> Option<Vec<String>> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(err) => {
@@ -746,7 +691,7 @@ fn read_tokens(e: &mut Errors<'_>, raw: &Spanned<String>, file: &Path) -> Option
 }
 
 fn read_body(
-    e: &mut Errors<'_>,
+    e: &mut Collector<'_>,
     raw: &Spanned<String>,
     file: &Path,
     f: &str,
