@@ -5,6 +5,7 @@
 //! line, the column and the field, and all errors are reported at once: a configuration
 //! with any error is not used, and a running gateway keeps its current policy.
 
+pub mod auth;
 pub mod cache;
 pub mod duration;
 pub mod error;

@@ -13,6 +13,7 @@
 //! keeps the previous set. Time is passed in by the caller (`now: Instant`), never read
 //! here, so the schedule is driven exactly in tests.
 
+pub use crate::config::auth::JwksSource;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -441,14 +442,6 @@ fn parse_key(value: serde_json::Value) -> Result<Key, String> {
 }
 
 // === impl Jwks ===
-
-/// Where a key set comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    File(PathBuf),
-    /// `http://` only (no TLS client here); meant for a local identity provider or sidecar.
-    Url(String),
-}
 
 impl fmt::Display for JwksSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

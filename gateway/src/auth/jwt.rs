@@ -29,6 +29,7 @@
 //! Verified tokens are cached (keyed by SHA-256 of the token and the key-set version), and
 //! a hit is still checked against `now_unix`, so correctness never depends on eviction.
 
+pub use crate::config::auth::JwtConfig;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,33 +56,6 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const CACHE_CAPACITY: u64 = 100_000;
 /// Longest a verified token stays cached (less if it expires sooner).
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
-
-/// How one JWT authenticator is configured (the policy's `jwt` block, once parsed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct JwtConfig {
-    pub source: JwksSource,
-    pub refresh: Duration,
-    /// Algorithms accepted at all; a token whose `alg` is not here is refused.
-    pub algorithms: Vec<Algorithm>,
-    pub issuer: Option<String>,
-    /// When set, the token's `aud` (string or array) must contain it. When unset, `aud`
-    /// is not checked.
-    pub audience: Option<String>,
-    /// Clock-skew allowance for `exp` and `nbf`, in whole seconds.
-    pub leeway: Duration,
-    /// The claim naming the caller (default `sub`).
-    pub identity_claim: String,
-    /// A string array, or a space-separated string like OAuth's `scope` (default `roles`).
-    pub roles_claim: String,
-    pub tenant_claim: Option<String>,
-    pub max_token_bytes: usize,
-    /// Keep the `Authorization` header for the backend (default: removed once verified,
-    /// as Envoy's `forward: false`: the backend gets the identity headers, not a token it
-    /// could replay).
-    pub forward_token: bool,
-    /// Claims copied into the identity (those rate-limit keys use).
-    pub kept_claims: Vec<String>,
-}
 
 impl JwtConfig {
     /// A configuration with the defaults: refresh 5 min, leeway 30 s, identity `sub`,

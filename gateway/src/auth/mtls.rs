@@ -6,6 +6,7 @@
 //! certificate (x509-parser) and attaches a [`PeerCert`] to the connection's TLS digest,
 //! where the request stage finds it (HTTP/1.1 and HTTP/2 alike).
 
+pub use crate::config::auth::IdentitySource;
 use async_trait::async_trait;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
@@ -45,17 +46,6 @@ impl PeerCert {
             .map(str::to_string);
         Some(out)
     }
-}
-
-/// Which name of the certificate is the caller's identity (`mtls: { identity: ... }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// The first URI subject alternative name (SPIFFE ids, device URNs).
-    SanUri,
-    /// The first DNS subject alternative name.
-    SanDns,
-    /// The subject's common name.
-    Cn,
 }
 
 impl IdentitySource {

@@ -1,17 +1,15 @@
 //! The compiled policy: pools and routes with every value parsed and checked, routes in
 //! match order. A running gateway swaps whole `Policy` snapshots; it never edits one.
 
+use super::auth::{IdentitySource, JwksSource, JwtConfig};
 use super::cache::{self, CacheConfig, RouteCache};
 use super::duration::parse_duration;
 use super::error::ConfigErrors;
 use super::raw::{
     RawAuthenticator, RawCost, RawHealthCheck, RawPolicyFile, RawRateLimit, RawRoute,
 };
+use super::resilience::OutlierConfig;
 use super::resilience::{self, HashKey, RetryBudgetConfig, RetryPolicy, Sticky};
-use crate::auth::jwks::JwksSource;
-use crate::auth::jwt::JwtConfig;
-use crate::auth::mtls::IdentitySource;
-use crate::health::outlier::OutlierConfig;
 use operator_config::Collector;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;

@@ -4,7 +4,6 @@
 
 use super::duration::parse_duration;
 use super::raw::{RawBudget, RawOutlier, RawPercent, RawRetries, RawRetryOn, RawSticky};
-use crate::health::outlier::OutlierConfig;
 use crate::retry::condition::RetryOn;
 use operator_config::Collector;
 use serde_saphyr::Spanned;
@@ -363,4 +362,34 @@ fn is_cookie_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// When and for how long backends are ejected. The defaults are Envoy's, except
+/// `max_ejected_percent` (Envoy: 10, which in pools under 10 backends ejects none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Failed requests in a row that eject a backend.
+    pub consecutive_failures: NonZeroU32,
+    /// The first ejection's length; later ones are multiples of it.
+    pub base_ejection: Duration,
+    /// The longest ejection (Envoy's `max_ejection_time`); taken as `base_ejection` if less.
+    pub max_ejection: Duration,
+    /// The most of the pool's backends that may be ejected at once, in percent (over 100 is
+    /// taken as 100).
+    pub max_ejected_percent: u8,
+    /// Allow one ejection when none is active even if the percentage forbids it (Envoy's
+    /// `always_eject_one_host`; off by default there and here).
+    pub always_eject_one: bool,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_failures: NonZeroU32::MIN.saturating_add(4),
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_percent: 50,
+            always_eject_one: false,
+        }
+    }
 }

@@ -28,39 +28,9 @@
 //! Pure: every call is given the time. One [`OutlierDetector`] holds a whole pool (the
 //! percentage needs all of it) behind a mutex, so `&self` works from every worker.
 
-use std::num::NonZeroU32;
+pub use crate::config::resilience::OutlierConfig;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-/// When and for how long backends are ejected. The defaults are Envoy's, except
-/// `max_ejected_percent` (Envoy: 10, which in pools under 10 backends ejects none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutlierConfig {
-    /// Failed requests in a row that eject a backend.
-    pub consecutive_failures: NonZeroU32,
-    /// The first ejection's length; later ones are multiples of it.
-    pub base_ejection: Duration,
-    /// The longest ejection (Envoy's `max_ejection_time`); taken as `base_ejection` if less.
-    pub max_ejection: Duration,
-    /// The most of the pool's backends that may be ejected at once, in percent (over 100 is
-    /// taken as 100).
-    pub max_ejected_percent: u8,
-    /// Allow one ejection when none is active even if the percentage forbids it (Envoy's
-    /// `always_eject_one_host`; off by default there and here).
-    pub always_eject_one: bool,
-}
-
-impl Default for OutlierConfig {
-    fn default() -> Self {
-        OutlierConfig {
-            consecutive_failures: NonZeroU32::MIN.saturating_add(4),
-            base_ejection: Duration::from_secs(30),
-            max_ejection: Duration::from_secs(300),
-            max_ejected_percent: 50,
-            always_eject_one: false,
-        }
-    }
-}
 
 /// An ejection that just started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +264,7 @@ fn ejection_length(times: u32, config: &OutlierConfig) -> Duration {
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
+    use std::num::NonZeroU32;
 
     const BASE: Duration = Duration::from_secs(30);
     const NS: Duration = Duration::from_nanos(1);
