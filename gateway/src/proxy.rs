@@ -284,16 +284,12 @@ impl Gateway {
             headers: &session.req_header().headers,
             claims: id.map_or(&[], |i| i.claims.as_slice()),
         };
-        let limits = &routed.snapshot().limits;
-        ctx.limits.admitted =
-            ratelimit::admit(&route.rate_limits, limits, route.cost, &src, &self.metrics)
-                .await
-                .map_err(Refusal::from)?;
+        let links = routed.links();
+        ctx.limits.admitted = ratelimit::admit(&links.limits, route.cost, &src, &self.metrics)
+            .await
+            .map_err(Refusal::from)?;
 
-        let Some(settings) = &route.cache else {
-            return Ok(());
-        };
-        let Some(cache) = routed.snapshot().caches.get(&settings.cache) else {
+        let (Some(settings), Some(cache)) = (&route.cache, &links.cache) else {
             return Ok(());
         };
         let caller = Caller {
@@ -353,11 +349,7 @@ impl Gateway {
             return;
         };
         let route = routed.route();
-        let Some(cache) = route
-            .cache
-            .as_ref()
-            .and_then(|s| routed.snapshot().caches.get(&s.cache))
-        else {
+        let Some(cache) = &routed.links().cache else {
             return;
         };
         let Join::Lead(leader) = cache.join(&stale.key) else {
@@ -373,8 +365,7 @@ impl Gateway {
         refresh::spawn(
             self.refresh_client.clone(),
             refresh::Refresh {
-                snapshot: routed.snapshot().clone(),
-                route: routed.index(),
+                routed: routed.clone(),
                 cache: cache.clone(),
                 key: stale.key,
                 leader,

@@ -413,21 +413,19 @@ pub struct Admitted {
     pub line_charges: Vec<(Arc<Limiter>, String)>,
 }
 
-/// The rate-limit step: every limit the route names (`names`, in `limits`) asked in turn
-/// for the caller `src`, each answer counted in `metrics`.
+/// The rate-limit step: every limit of the route asked in turn for the caller `src`, each
+/// answer counted in `metrics`.
 pub async fn admit(
-    names: &[String],
-    limits: &Limits,
+    limits: &[Arc<Limiter>],
     cost: Cost,
     src: &KeySource<'_>,
     metrics: &Metrics,
 ) -> Result<Admitted, Limited> {
-    if names.is_empty() {
+    if limits.is_empty() {
         return Ok(Admitted::default());
     }
-    let limiters: Vec<(Arc<Limiter>, String)> = names
+    let limiters: Vec<(Arc<Limiter>, String)> = limits
         .iter()
-        .filter_map(|n| limits.get(n))
         .map(|l| (l.clone(), caller_key(&l.limit.key, src)))
         .collect();
     let first = match cost {

@@ -13,7 +13,8 @@ use crate::cache::flight::Leader;
 use crate::cache::key::Key;
 use crate::cache::{QueryCache, WriteMark};
 use crate::metrics::{Metrics, UpstreamErrorKind};
-use crate::runtime::{PickRequest, Snapshot};
+use crate::route::Routed;
+use crate::runtime::PickRequest;
 use crate::tries::Tries;
 use crate::upstream;
 use bytes::{Bytes, BytesMut};
@@ -47,9 +48,8 @@ impl std::fmt::Debug for RefreshClient {
 /// Everything a refresh needs, taken from the request that found the entry stale.
 #[derive(Debug)]
 pub struct Refresh {
-    pub snapshot: Arc<Snapshot>,
-    /// The route's position in the snapshot's policy.
-    pub route: usize,
+    /// The route of the request that found the entry stale, in its snapshot.
+    pub routed: Routed,
     pub cache: Arc<QueryCache>,
     pub key: Key,
     pub leader: Leader,
@@ -104,8 +104,7 @@ pub fn spawn(client: Arc<RefreshClient>, r: Refresh, metrics: Arc<Metrics>) {
 
 async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(), RefreshError> {
     let Refresh {
-        snapshot,
-        route,
+        routed,
         cache,
         key,
         leader,
@@ -114,17 +113,13 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
         db,
         mark,
     } = r;
-    let Some(route) = snapshot.policy.routes.get(route) else {
-        return Err(RefreshError::Gone {
-            route: String::new(),
-        });
-    };
+    let route = routed.route();
     let Some(settings) = route.cache.as_ref() else {
         return Err(RefreshError::Gone {
             route: route.name.clone(),
         });
     };
-    let Some(pool) = snapshot.pools.get(&route.pool) else {
+    let Some(pool) = routed.pool() else {
         return Err(RefreshError::Gone {
             route: route.name.clone(),
         });

@@ -12,7 +12,7 @@ use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::ratelimit::LimitRegistry;
-use crate::runtime::Snapshot;
+use crate::runtime::{Registries, Snapshot};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,18 +20,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Owns the live snapshot, the health registry and the checker threads.
+/// Owns the live snapshot, the registries it is built from and the checker threads.
 #[derive(Debug)]
 pub struct Reloader {
     pub policies: PathBuf,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub registry: Registry,
-    /// JWT verifiers kept across reloads of an unchanged authenticator.
-    pub auth: AuthRegistry,
-    /// Rate-limit buckets kept across reloads of an unchanged limit.
-    pub limits: LimitRegistry,
-    /// Cache entries kept across reloads that keep a cache's size.
-    pub caches: CacheRegistry,
+    /// Backends' live state, JWT verifiers kept across reloads of an unchanged
+    /// authenticator, rate-limit buckets of an unchanged limit, cache entries of a cache
+    /// that keeps its size.
+    pub registries: Registries,
     /// One checker per checked (pool, backend).
     checkers: Mutex<HashMap<(String, SocketAddr), Checker>>,
     /// The last reload's errors, empty after a good one.
@@ -49,27 +46,17 @@ impl Reloader {
         limits: LimitRegistry,
     ) -> Result<Arc<Reloader>, ConfigErrors> {
         let policy = config::load_policy(&policies)?;
-        let registry = Registry::default();
-        let auth = AuthRegistry::default();
-        let authenticators = auth.build(&policy)?;
-        let buckets = limits.build(&policy)?;
-        let caches = CacheRegistry::default();
-        let stores = caches.build(&policy);
-        let snapshot = Arc::new(ArcSwap::new(Snapshot::with_auth(
-            policy,
-            1,
-            &registry,
-            authenticators,
-            buckets,
-            stores,
-        )));
+        let registries = Registries {
+            backends: Registry::default(),
+            auth: AuthRegistry::default(),
+            limits,
+            caches: CacheRegistry::default(),
+        };
+        let snapshot = Arc::new(ArcSwap::new(Snapshot::build(policy, 1, &registries)?));
         let r = Arc::new(Reloader {
             policies,
             snapshot,
-            registry,
-            auth,
-            limits,
-            caches,
+            registries,
             checkers: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
             metrics,
@@ -82,24 +69,13 @@ impl Reloader {
     /// Reads the policies again; swaps them in if every file is valid.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let _one_at_a_time = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        let loaded = config::load_policy(&self.policies).and_then(|p| {
-            let a = self.auth.build(&p)?;
-            let l = self.limits.build(&p)?;
-            Ok((p, a, l))
-        });
-        match loaded {
-            Ok((policy, authenticators, buckets)) => {
-                let version = self.snapshot.load().version + 1;
-                let digest = policy.digest.clone();
-                let caches = self.caches.build(&policy);
-                self.snapshot.store(Snapshot::with_auth(
-                    policy,
-                    version,
-                    &self.registry,
-                    authenticators,
-                    buckets,
-                    caches,
-                ));
+        let version = self.snapshot.load().version + 1;
+        let built = config::load_policy(&self.policies)
+            .and_then(|p| Snapshot::build(p, version, &self.registries));
+        match built {
+            Ok(snapshot) => {
+                let digest = snapshot.policy.digest.clone();
+                self.snapshot.store(snapshot);
                 self.reconcile_checkers();
                 *self
                     .last_error
@@ -163,7 +139,7 @@ impl Reloader {
             }
             keep
         });
-        self.registry.retain(&wanted);
+        self.registries.backends.retain(&wanted);
     }
 }
 

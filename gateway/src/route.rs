@@ -5,7 +5,7 @@
 use crate::config::policy::Route;
 use crate::normalize;
 use crate::refusal::Refusal;
-use crate::runtime::{PoolState, Snapshot};
+use crate::runtime::{PoolState, RouteLinks, Snapshot};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 
@@ -31,10 +31,15 @@ impl Routed {
         self.index
     }
 
+    /// What the route refers to (its pool, limits and cache), resolved in the snapshot.
+    pub fn links(&self) -> &RouteLinks {
+        &self.snapshot.links[self.index]
+    }
+
     /// The route's pool (`None` only if a policy names a pool it lacks, which compiling
     /// it refuses).
     pub fn pool(&self) -> Option<&PoolState> {
-        self.snapshot.pools.get(&self.route().pool)
+        self.links().pool.as_deref()
     }
 }
 
@@ -45,7 +50,7 @@ pub fn resolve(snapshot: Arc<Snapshot>, req: &RequestHeader) -> Result<Routed, R
     let index = snapshot
         .policy
         .route_index(host.as_deref(), req.uri.path(), req.method.as_str())
-        .filter(|&i| i < snapshot.policy.routes.len())
+        .filter(|&i| i < snapshot.policy.routes.len() && i < snapshot.links.len())
         .ok_or_else(|| Refusal::NoRoute {
             method: req.method.to_string(),
             path: req.uri.path().to_string(),

@@ -1,19 +1,20 @@
 //! What the proxy reads on every request: the compiled policy and each pool's live state,
 //! swapped as one snapshot (arc-swap) so a request sees one consistent version.
 
-use crate::auth::Authenticators;
+use crate::auth::{AuthRegistry, Authenticators};
 use crate::backend::{BackendLive, PoolLive, Registry};
 use crate::balance::key::sticky_token;
 use crate::balance::{
     By, Candidate, Chooser, LeastConnections, LeastEwma, Maglev, PowerOfTwo, RingHash, RoundRobin,
     WeightedRoundRobin,
 };
-use crate::cache::Caches;
+use crate::cache::{CacheRegistry, Caches, QueryCache};
 use crate::clock::{wall_now, Clock, SystemClock};
 use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
+use crate::config::ConfigErrors;
 use crate::config::Policy;
-use crate::ratelimit::Limits;
+use crate::ratelimit::{LimitRegistry, Limiter, Limits};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -267,11 +268,35 @@ impl PoolState {
     }
 }
 
+/// What a route refers to, resolved when its snapshot is built: a request reads these,
+/// never a map by name.
+#[derive(Debug, Default)]
+pub struct RouteLinks {
+    /// `None` only for a route whose pool the policy lacks (compiling refuses that).
+    pub pool: Option<Arc<PoolState>>,
+    /// The route's rate limits, in the order it lists them.
+    pub limits: Vec<Arc<Limiter>>,
+    /// The cache in front of the route, when it has one.
+    pub cache: Option<Arc<QueryCache>>,
+}
+
+/// The state that outlives policy versions, from which each snapshot is built: backends'
+/// live state, JWT verifiers, rate-limit buckets and cache entries.
+#[derive(Debug)]
+pub struct Registries {
+    pub backends: Registry,
+    pub auth: AuthRegistry,
+    pub limits: LimitRegistry,
+    pub caches: CacheRegistry,
+}
+
 /// One version of everything the data plane reads.
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy: Policy,
-    pub pools: BTreeMap<String, PoolState>,
+    pub pools: BTreeMap<String, Arc<PoolState>>,
+    /// Aligned with `policy.routes`.
+    pub links: Vec<RouteLinks>,
     /// 1 for the policy loaded at start, one more for each reload swapped in.
     pub version: u64,
     pub loaded_at: SystemTime,
@@ -284,10 +309,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot of `policy`, with each backend's live state taken from (or added to) the
-    /// registry, so it carries over from the previous snapshot.
+    /// The snapshot of `policy`, number `version`, with its authenticators, rate limits
+    /// and caches built from the registries (kept for what the previous version had too),
+    /// and every route's references resolved. Start and reload alike; an authenticator
+    /// that cannot load its keys, or a limit without its store, refuses the policy.
+    pub fn build(
+        policy: Policy,
+        version: u64,
+        registries: &Registries,
+    ) -> Result<Arc<Snapshot>, ConfigErrors> {
+        let auth = registries.auth.build(&policy)?;
+        let limits = registries.limits.build(&policy)?;
+        let caches = registries.caches.build(&policy);
+        Ok(Snapshot::assemble(
+            policy,
+            version,
+            &registries.backends,
+            auth,
+            limits,
+            caches,
+        ))
+    }
+
+    /// A snapshot of `policy` with its pools only: no authenticator, limit or cache (tests,
+    /// and the empty snapshot).
     pub fn new(policy: Policy, version: u64, registry: &Registry) -> Arc<Snapshot> {
-        Snapshot::with_auth(
+        Snapshot::assemble(
             policy,
             version,
             registry,
@@ -297,10 +344,7 @@ impl Snapshot {
         )
     }
 
-    /// [`Snapshot::new`] with the authenticators, rate limits and caches built for `policy`
-    /// (authenticators may load key sets, so the reloader builds them first and refuses the
-    /// policy if they fail).
-    pub fn with_auth(
+    fn assemble(
         policy: Policy,
         version: u64,
         registry: &Registry,
@@ -309,19 +353,33 @@ impl Snapshot {
         caches: Caches,
     ) -> Arc<Snapshot> {
         let now = SystemClock.now();
-        let pools = policy
+        let pools: BTreeMap<String, Arc<PoolState>> = policy
             .pools
             .values()
             .map(|p| {
                 (
                     p.name.clone(),
-                    PoolState::new(p, registry, now, rand::random()),
+                    Arc::new(PoolState::new(p, registry, now, rand::random())),
                 )
+            })
+            .collect();
+        let links = policy
+            .routes
+            .iter()
+            .map(|r| RouteLinks {
+                pool: pools.get(&r.pool).cloned(),
+                limits: r
+                    .rate_limits
+                    .iter()
+                    .filter_map(|n| limits.get(n).cloned())
+                    .collect(),
+                cache: r.cache.as_ref().and_then(|c| caches.get(&c.cache).cloned()),
             })
             .collect();
         Arc::new(Snapshot {
             policy,
             pools,
+            links,
             version,
             loaded_at: wall_now(),
             auth,

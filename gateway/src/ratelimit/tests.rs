@@ -252,15 +252,6 @@ fn lines_are_counted_by_newlines() {
     assert_eq!(count_newlines(b""), 0);
 }
 
-fn limits(list: &[Arc<Limiter>]) -> Limits {
-    Limits {
-        by_name: list
-            .iter()
-            .map(|l| (l.limit.name.clone(), l.clone()))
-            .collect(),
-    }
-}
-
 fn source(headers: &http::HeaderMap) -> KeySource<'_> {
     KeySource {
         identity: None,
@@ -279,18 +270,17 @@ fn the_step_admits_with_the_quotas_and_refuses_with_the_limits_answer() {
         limit("one", 1, 1, Scope::Local, OnLimiterError::FailOpen),
         &clock,
     );
-    let all = limits(&[one]);
-    let names = vec!["one".to_string(), "not-in-policy".to_string()];
+    let all = [one];
     let metrics = crate::metrics::Metrics::new().unwrap();
     let headers = http::HeaderMap::new();
     let src = source(&headers);
-    let admitted = run(admit(&names, &all, Cost::Fixed(ONE), &src, &metrics)).unwrap();
+    let admitted = run(admit(&all, Cost::Fixed(ONE), &src, &metrics)).unwrap();
     assert_eq!(admitted.quotas.len(), 1);
     assert!(
         admitted.line_charges.is_empty(),
         "a fixed cost is paid at once"
     );
-    let limited = run(admit(&names, &all, Cost::Fixed(ONE), &src, &metrics)).unwrap_err();
+    let limited = run(admit(&all, Cost::Fixed(ONE), &src, &metrics)).unwrap_err();
     assert_eq!(limited.limit, "one");
     assert_eq!(limited.retry_after, "1");
     assert!(!limited.unavailable);
@@ -298,7 +288,7 @@ fn the_step_admits_with_the_quotas_and_refuses_with_the_limits_answer() {
     let names: Vec<&str> = limited.headers.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["ratelimit-policy", "ratelimit"]);
     // No limits on the route: nothing asked, nothing to tell.
-    let none = run(admit(&[], &all, Cost::Fixed(ONE), &src, &metrics)).unwrap();
+    let none = run(admit(&[], Cost::Fixed(ONE), &src, &metrics)).unwrap();
     assert!(none.quotas.is_empty());
 }
 
@@ -309,17 +299,9 @@ fn a_per_line_cost_pays_one_token_at_the_head_and_keeps_the_rest_for_the_body() 
         limit("lines", 10, 10, Scope::Local, OnLimiterError::FailOpen),
         &clock,
     );
-    let all = limits(&[l]);
     let metrics = crate::metrics::Metrics::new().unwrap();
     let headers = http::HeaderMap::new();
-    let admitted = run(admit(
-        &["lines".to_string()],
-        &all,
-        Cost::Lines,
-        &source(&headers),
-        &metrics,
-    ))
-    .unwrap();
+    let admitted = run(admit(&[l], Cost::Lines, &source(&headers), &metrics)).unwrap();
     assert_eq!(admitted.line_charges.len(), 1);
     assert_eq!(admitted.line_charges[0].1, "10.0.0.1");
 }
