@@ -238,12 +238,16 @@ impl BodyError {
 }
 
 /// Reads the whole body within `max` bytes, inflating it if it is gzip-encoded.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, BodyError> {
-    let declared = headers
+/// The body length a request declares (`Content-Length`), if it is a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, BodyError> {
+    if declared_length(headers).is_some_and(|n| n > max as u64) {
         return Err(BodyError::TooLarge);
     }
     let bytes = match Limited::new(body, max).collect().await {

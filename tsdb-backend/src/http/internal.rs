@@ -272,11 +272,7 @@ async fn put_block(
         Ok(p) => p,
         Err(why) => return error(StatusCode::BAD_REQUEST, why.into()),
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BLOCK_BYTES) {
+    if super::declared_length(&headers).is_some_and(|n| n > MAX_BLOCK_BYTES) {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "block too large".into());
     }
     let path = match st.engine.incoming_block_path() {

@@ -11,7 +11,7 @@
 //! order). `median`, `stddev`, `percentile`, `count(distinct)` and the multi-row calls need
 //! every point and are not folded.
 
-use super::functions::{cell, Function};
+use super::functions::{as_f64, cell, compare, difference, Function};
 use crate::model::FieldValue;
 use crate::query::result::Value;
 use std::cmp::Ordering;
@@ -157,15 +157,6 @@ impl Acc {
     }
 }
 
-fn as_f64(v: &FieldValue) -> Option<f64> {
-    match v {
-        FieldValue::Float(f) => Some(*f),
-        FieldValue::Integer(i) => Some(*i as f64),
-        FieldValue::Unsigned(u) => Some(*u as f64),
-        _ => None,
-    }
-}
-
 /// `a + b` as `sum` adds: integers wrap, within one type.
 fn add(a: &FieldValue, b: &FieldValue) -> Option<FieldValue> {
     Some(match (a, b) {
@@ -178,24 +169,6 @@ fn add(a: &FieldValue, b: &FieldValue) -> Option<FieldValue> {
         // keeps the first value's type, as `apply` does, skipping the others.
         (FieldValue::Integer(_) | FieldValue::Unsigned(_), _) => a.clone(),
         _ => return None,
-    })
-}
-
-fn compare(a: &FieldValue, b: &FieldValue) -> Option<Ordering> {
-    match (a, b) {
-        (FieldValue::Integer(x), FieldValue::Integer(y)) => Some(x.cmp(y)),
-        (FieldValue::Unsigned(x), FieldValue::Unsigned(y)) => Some(x.cmp(y)),
-        (FieldValue::Boolean(x), FieldValue::Boolean(y)) => Some(x.cmp(y)),
-        (FieldValue::String(x), FieldValue::String(y)) => Some(x.cmp(y)),
-        _ => as_f64(a)?.partial_cmp(&as_f64(b)?),
-    }
-}
-
-fn difference(hi: &FieldValue, lo: &FieldValue) -> Option<Value> {
-    Some(match (hi, lo) {
-        (FieldValue::Integer(a), FieldValue::Integer(b)) => Value::Integer(a.wrapping_sub(*b)),
-        (FieldValue::Unsigned(a), FieldValue::Unsigned(b)) => Value::Unsigned(a.wrapping_sub(*b)),
-        _ => Value::Float(as_f64(hi)? - as_f64(lo)?),
     })
 }
 

@@ -147,7 +147,7 @@ pub fn cell(v: &FieldValue) -> Value {
     }
 }
 
-fn as_f64(v: &FieldValue) -> Option<f64> {
+pub(super) fn as_f64(v: &FieldValue) -> Option<f64> {
     match v {
         FieldValue::Float(f) => Some(*f),
         FieldValue::Integer(i) => Some(*i as f64),
@@ -160,7 +160,7 @@ fn floats(points: &[(i64, &FieldValue)]) -> Option<Vec<f64>> {
     points.iter().map(|(_, v)| as_f64(v)).collect()
 }
 
-fn compare(a: &FieldValue, b: &FieldValue) -> Option<std::cmp::Ordering> {
+pub(super) fn compare(a: &FieldValue, b: &FieldValue) -> Option<std::cmp::Ordering> {
     match (a, b) {
         (FieldValue::Integer(x), FieldValue::Integer(y)) => Some(x.cmp(y)),
         (FieldValue::Unsigned(x), FieldValue::Unsigned(y)) => Some(x.cmp(y)),
@@ -207,7 +207,7 @@ fn sum(points: &[(i64, &FieldValue)]) -> Option<Value> {
     }
 }
 
-fn difference(hi: &FieldValue, lo: &FieldValue) -> Option<Value> {
+pub(super) fn difference(hi: &FieldValue, lo: &FieldValue) -> Option<Value> {
     Some(match (hi, lo) {
         (FieldValue::Integer(a), FieldValue::Integer(b)) => Value::Integer(a.wrapping_sub(*b)),
         (FieldValue::Unsigned(a), FieldValue::Unsigned(b)) => Value::Unsigned(a.wrapping_sub(*b)),
