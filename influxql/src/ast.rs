@@ -11,7 +11,7 @@ use std::fmt;
 
 /// One InfluxQL statement.
 ///
-/// Statements outside the subset this node executes (user and privilege management,
+/// Statements outside the subset the TSDB node executes (user and privilege management,
 /// continuous queries, subscriptions, shards, `SHOW QUERIES`, cardinality statements,
 /// `KILL`, ...) are recognised by their leading keywords, which are checked like InfluxDB
 /// does, and the rest of their text up to `;` is kept unparsed in [`Statement::Unsupported`].
@@ -37,7 +37,7 @@ pub enum Statement {
     AlterRetentionPolicy(AlterRetentionPolicyStatement),
     DropRetentionPolicy(DropRetentionPolicyStatement),
     DropMeasurement(DropMeasurementStatement),
-    /// A statement InfluxDB knows but this node does not execute: its source text.
+    /// A statement InfluxDB knows but the TSDB node does not execute: its source text.
     Unsupported(String),
 }
 

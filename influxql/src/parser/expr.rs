@@ -1,8 +1,8 @@
 //! Expressions: binary operators by precedence, unary terms, calls and variable references.
 
 use super::{ParseError, Parser};
-use crate::query::ast::{BinaryOp, DataType, Expr, RegexLit, WildcardType};
-use crate::query::lexer::{Keyword, Token};
+use crate::ast::{BinaryOp, DataType, Expr, RegexLit, WildcardType};
+use crate::lexer::{Keyword, Token};
 
 impl Parser {
     /// expr = unary_expr { binary_op unary_expr } ; the right side of `=~` / `!~` must be

@@ -291,7 +291,7 @@ impl Parser {
         self.parse_tokens(&tokens)
     }
 
-    /// The rest of a statement this node does not execute, kept as text: its tokens up to
+    /// The rest of a statement the TSDB node does not execute, kept as text: its tokens up to
     /// the next `;` or the end.
     fn skip_statement(&mut self, start: usize) -> Statement {
         loop {
@@ -304,7 +304,7 @@ impl Parser {
         self.unsupported_statement(start)
     }
 
-    /// A statement without further clauses that this node does not execute, as text.
+    /// A statement without further clauses that the TSDB node does not execute, as text.
     ///
     /// Trailing whitespace is cut: an unterminated string token ends with the newline that
     /// ended it, and a query is trimmed before parsing, so keeping it made the printed
