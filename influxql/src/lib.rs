@@ -8,9 +8,11 @@
 //! * [`lexer`]: text to tokens, with InfluxDB's positions;
 //! * [`parser`]: tokens to statements (recursive descent, one function per production);
 //! * [`ast`]: the statements, printed back as InfluxDB prints them;
+//! * [`duration`]: duration literals (`1h30m`) to nanoseconds and back;
 //! * [`go_regex`]: regex literals compiled with Go's ASCII Perl classes.
 
 pub mod ast;
+pub mod duration;
 pub mod go_regex;
 pub mod lexer;
 pub mod parser;

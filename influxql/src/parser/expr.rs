@@ -87,7 +87,7 @@ impl Parser {
             }
             Token::True => Ok(Expr::Boolean(true)),
             Token::False => Ok(Expr::Boolean(false)),
-            Token::DurationVal => super::duration::parse_duration(&lexeme.lit)
+            Token::DurationVal => crate::duration::parse_duration(&lexeme.lit)
                 .map(Expr::Duration)
                 .map_err(ParseError::plain),
             Token::Mul => self.parse_wildcard(),
