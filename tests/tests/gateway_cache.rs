@@ -680,7 +680,7 @@ fn a_post_body_is_part_of_the_key_and_a_write_statement_is_never_cached() {
         "{ path_prefix: /query, methods: [GET, POST] }",
         "use: queries, key: [method, path, query, body]",
     );
-    let select = "q=SELECT+1&db=a";
+    let select = "q=SELECT+v+FROM+m&db=a";
     assert_eq!(
         seen(&post_form(&gw, "/query", select)),
         (200, "MISS", "upstream #1")
@@ -690,7 +690,7 @@ fn a_post_body_is_part_of_the_key_and_a_write_statement_is_never_cached() {
         (200, "HIT", "upstream #1")
     );
     assert_eq!(
-        seen(&post_form(&gw, "/query", "q=SELECT+2&db=a")),
+        seen(&post_form(&gw, "/query", "q=SELECT+w+FROM+m&db=a")),
         (200, "MISS", "upstream #2"),
         "another body, another key"
     );
@@ -699,7 +699,7 @@ fn a_post_body_is_part_of_the_key_and_a_write_statement_is_never_cached() {
         "q=DROP+DATABASE+a",
         "q=DROP%20DATABASE%20a&db=a",
         "q=SELECT+v+INTO+m2+FROM+m&db=a",
-        "q=SELECT+1%3B+DROP+DATABASE+a&db=a",
+        "q=SELECT+v+FROM+m%3B+DROP+DATABASE+a&db=a",
     ] {
         for _ in 0..2 {
             n += 1;

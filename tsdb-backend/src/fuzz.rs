@@ -12,7 +12,6 @@
 use crate::http::params;
 use crate::lineproto::{self, ParsedBatch};
 use crate::model::{Precision, MAX_NANO_TIME, MIN_NANO_TIME};
-use crate::query::parse_query;
 use crate::replication::shipper::{decode_frames, encode_frames};
 use crate::storage::block::{self, BlockBuilder, BlockFile, Column};
 use crate::storage::entry::Entry;
@@ -20,6 +19,7 @@ use crate::storage::log_tail::Item;
 use crate::storage::series::FieldDef;
 use crate::storage::snapshot;
 use crate::storage::wal::{self, TailState, HEADER_LEN};
+use influxql::parse_query;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -1,14 +1,5 @@
-//! InfluxQL: the lexer, the AST with canonical `Display`, and the parser of InfluxDB 1.x's
-//! query language (execution lives elsewhere).
-//!
-//! [`parse_query`] turns query text into [`ast::Statement`]s or a [`ParseError`] that prints
-//! exactly like InfluxDB 1.6's (`found EOF, expected FROM at line 1, char 14`).
+//! InfluxQL execution: statements parsed by the `influxql` crate run against the storage,
+//! and their answers printed as InfluxDB 1.x prints them.
 
-pub mod ast;
-pub mod lexer;
-pub mod parser;
-
-pub use parser::{parse_query, ParseError};
 pub mod executor;
-pub mod go_regex;
 pub mod result;

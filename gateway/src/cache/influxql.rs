@@ -1,113 +1,74 @@
 //! Which InfluxQL queries a cache may answer: only those that read. `SELECT ... INTO`,
 //! `CREATE`, `DROP`, `DELETE` and the rest change the database, so a cached (or coalesced)
-//! answer to them would be wrong. The test is deliberately coarse: a word `INTO` anywhere
-//! outside quotes, or a statement that does not begin with `SELECT` or `SHOW`, is a write.
+//! answer to them would be wrong.
+//!
+//! The query is read with the TSDB node's own parser (the `influxql` crate, InfluxDB 1.6's
+//! grammar), so the gateway and the backends agree on where statements end and what each
+//! one is. A query the parser rejects is not read-only: the backend would only answer it
+//! with an error, and nothing the gateway cannot read is cached.
 
-/// Whether every statement of `q` only reads.
+use influxql::ast::{SelectStatement, Source, Statement};
+use influxql::lexer::{Keyword, Lexer, Token};
+
+/// The longest query text that is parsed; a longer one is not cached. The parser builds
+/// `a + b + c ...` as a tree one level deeper per operator, and dropping it recurses as
+/// deep, so the length bounds the stack a client can make a worker use.
+const MAX_PARSED_LEN: usize = 16 << 10;
+
+/// The most `(` a parsed query may hold; a query with more is not cached. The parser
+/// recurses once per parenthesis, call and subquery, each of which opens with a `(`
+/// (counted in quotes and regexes too, which can only overestimate the depth).
+const MAX_PARSED_PARENS: usize = 32;
+
+/// Whether `q` parses and every one of its statements only reads: `SELECT` without `INTO`
+/// (in its subqueries too) and `SHOW ...`.
 pub fn is_read_only(q: &str) -> bool {
-    let mut statements = 0;
-    for statement in Statements::new(q) {
-        let mut words = Words::new(statement);
-        let Some(first) = words.next() else {
-            continue;
-        };
-        statements += 1;
-        if !(first.eq_ignore_ascii_case("select") || first.eq_ignore_ascii_case("show")) {
-            return false;
+    if q.len() > MAX_PARSED_LEN || q.bytes().filter(|&b| b == b'(').count() > MAX_PARSED_PARENS {
+        return false;
+    }
+    match influxql::parse_query(q) {
+        Ok(statements) => !statements.is_empty() && statements.iter().all(reads),
+        Err(_) => false,
+    }
+}
+
+/// Whether one statement only reads. Every kind is named, so a new one has to be decided.
+fn reads(statement: &Statement) -> bool {
+    match statement {
+        Statement::Select(select) => select_reads(select),
+        Statement::ShowDatabases
+        | Statement::ShowMeasurements(_)
+        | Statement::ShowTagKeys(_)
+        | Statement::ShowTagValues(_)
+        | Statement::ShowFieldKeys(_)
+        | Statement::ShowSeries(_)
+        | Statement::ShowRetentionPolicies(_) => true,
+        // The statements the TSDB node does not execute, kept as their text: `SHOW USERS`,
+        // `SHOW ... CARDINALITY`, `SHOW QUERIES`... read; `GRANT`, `CREATE USER`, `KILL
+        // QUERY`... do not.
+        Statement::Unsupported(text) => {
+            Lexer::new(text).scan().token == Token::Keyword(Keyword::Show)
         }
-        if words.any(|w| w.eq_ignore_ascii_case("into")) {
-            return false;
-        }
-    }
-    statements > 0
-}
-
-/// Statements separated by `;` outside quotes (on the hot path of every cached query, so
-/// nothing is allocated).
-struct Statements<'a> {
-    rest: Option<&'a str>,
-}
-
-impl<'a> Statements<'a> {
-    fn new(q: &'a str) -> Self {
-        Statements { rest: Some(q) }
+        // `EXPLAIN ANALYZE` runs its query and answers with timings: not cached.
+        Statement::Explain(_)
+        | Statement::Delete(_)
+        | Statement::DropSeries(_)
+        | Statement::CreateDatabase(_)
+        | Statement::DropDatabase(_)
+        | Statement::CreateRetentionPolicy(_)
+        | Statement::AlterRetentionPolicy(_)
+        | Statement::DropRetentionPolicy(_)
+        | Statement::DropMeasurement(_) => false,
     }
 }
 
-impl<'a> Iterator for Statements<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        let q = self.rest?;
-        let mut quote: Option<u8> = None;
-        let mut escaped = false;
-        for (i, &c) in q.as_bytes().iter().enumerate() {
-            if escaped {
-                escaped = false;
-                continue;
-            }
-            match (quote, c) {
-                (Some(_), b'\\') => escaped = true,
-                (Some(open), c) if c == open => quote = None,
-                (Some(_), _) => {}
-                (None, b'\'' | b'"') => quote = Some(c),
-                (None, b';') => {
-                    self.rest = Some(&q[i + 1..]);
-                    return Some(&q[..i]);
-                }
-                (None, _) => {}
-            }
-        }
-        self.rest = None;
-        Some(q)
-    }
-}
-
-/// The bare words of a statement: identifiers and keywords outside quotes and comments.
-struct Words<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Words<'a> {
-    fn new(text: &'a str) -> Self {
-        Words { text, at: 0 }
-    }
-}
-
-impl<'a> Iterator for Words<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        let mut i = self.at;
-        while i < bytes.len() {
-            let c = bytes[i];
-            if c == b'\'' || c == b'"' {
-                // Skip the quoted text (a quoted identifier is never a keyword).
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            } else if c == b'-' && bytes.get(i + 1) == Some(&b'-') {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            } else if c.is_ascii_alphanumeric() || c == b'_' {
-                let start = i;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
-                self.at = i;
-                return self.text.get(start..i);
-            } else {
-                i += 1;
-            }
-        }
-        self.at = bytes.len();
-        None
-    }
+/// A `SELECT` reads when neither it nor any of its subqueries has an `INTO` target.
+fn select_reads(select: &SelectStatement) -> bool {
+    select.into.is_none()
+        && select.sources.iter().all(|source| match source {
+            Source::Measurement(_) => true,
+            Source::SubQuery(inner) => select_reads(inner),
+        })
 }
 
 #[cfg(test)]
@@ -123,7 +84,17 @@ mod tests {
         assert!(is_read_only(
             "SELECT * FROM m WHERE t = 'a;DROP DATABASE x'"
         ));
-        assert!(is_read_only("-- a comment\nSELECT 1;"));
+        assert!(is_read_only("-- a comment\nSELECT v FROM m;"));
+        assert!(is_read_only("SELECT v FROM m WHERE t = 'into'"));
+        assert!(is_read_only("SELECT max(v) FROM (SELECT v FROM m)"));
+    }
+
+    #[test]
+    fn shows_the_tsdb_does_not_execute_still_read() {
+        assert!(is_read_only("SHOW USERS"));
+        assert!(is_read_only("show queries"));
+        assert!(is_read_only("SHOW SERIES CARDINALITY ON db"));
+        assert!(is_read_only("SHOW GRANTS FOR bob; SHOW SHARD GROUPS"));
     }
 
     #[test]
@@ -138,5 +109,66 @@ mod tests {
         assert!(!is_read_only("select * into x from y"));
         assert!(!is_read_only(""));
         assert!(!is_read_only(" ; "));
+        assert!(!is_read_only("SELECT v FROM (SELECT v INTO x FROM m)"));
+        assert!(!is_read_only("GRANT ALL TO bob"));
+        assert!(!is_read_only("CREATE USER bob WITH PASSWORD 'x'"));
+        assert!(!is_read_only("KILL QUERY 1"));
+        assert!(!is_read_only("EXPLAIN ANALYZE SELECT v FROM m"));
+    }
+
+    #[test]
+    fn a_query_that_does_not_parse_is_not_read_only() {
+        // InfluxDB 1.x: `found EOF, expected FROM at line 1, char 9`.
+        assert!(!is_read_only("SELECT 1"));
+        assert!(!is_read_only("SELECT v FROM m WHERE"));
+        assert!(!is_read_only("SELECT v FROM m; SELEC v FROM m"));
+        assert!(!is_read_only("SHOW"));
+        assert!(!is_read_only("SELECT v FROM m WHERE t = 'unterminated"));
+    }
+
+    /// A read as long, or as deep, as the parser is given, and one past either limit.
+    fn at_the_limits() -> [(String, bool); 4] {
+        let chain = |prefix: &str, suffix: &str| {
+            let mut q = format!("{prefix}v");
+            while q.len() + 2 + suffix.len() <= MAX_PARSED_LEN {
+                q.push_str("+v");
+            }
+            q + suffix
+        };
+        let long = chain("SELECT v FROM m WHERE v = ", "");
+        let nested = MAX_PARSED_PARENS;
+        let deep = chain(
+            &format!(
+                "SELECT v FROM {}m WHERE v = ",
+                "(SELECT v FROM ".repeat(nested)
+            ),
+            &")".repeat(nested),
+        );
+        let too_long = format!("{long}+v");
+        let too_deep = format!(
+            "SELECT v FROM {}m{}",
+            "(SELECT v FROM ".repeat(nested + 1),
+            ")".repeat(nested + 1)
+        );
+        [
+            (long, true),
+            (deep, true),
+            (too_long, false),
+            (too_deep, false),
+        ]
+    }
+
+    #[test]
+    fn the_deepest_query_parsed_leaves_most_of_a_worker_stack() {
+        // Half of a tokio worker's 2 MiB, in a debug build.
+        let worker = std::thread::Builder::new().stack_size(1 << 20);
+        let handle = worker
+            .spawn(|| {
+                for (q, read_only) in at_the_limits() {
+                    assert_eq!(is_read_only(&q), read_only, "{} bytes", q.len());
+                }
+            })
+            .unwrap();
+        handle.join().unwrap();
     }
 }

@@ -278,7 +278,7 @@ mod tests {
         let get = plan(
             &s,
             "p",
-            &req("GET", "/query?q=SELECT+1&db=a", &[]),
+            &req("GET", "/query?q=SELECT+v+FROM+m&db=a", &[]),
             None,
             Caller::default(),
         );
@@ -287,7 +287,7 @@ mod tests {
             let p = plan(
                 &s,
                 "p",
-                &req(m, "/query?q=SELECT+1", &[]),
+                &req(m, "/query?q=SELECT+v+FROM+m", &[]),
                 Some(b""),
                 Caller::default(),
             );
@@ -300,11 +300,17 @@ mod tests {
         let s = settings(vec![KeyPart::Method, KeyPart::Path, KeyPart::Body]);
         let form = [
             ("content-type", "application/x-www-form-urlencoded"),
-            ("content-length", "15"),
+            ("content-length", "22"),
         ];
         let r = req("POST", "/query", &form);
         assert!(wants_body(&s, &r));
-        let p = plan(&s, "p", &r, Some(b"q=SELECT+1&db=a"), Caller::default());
+        let p = plan(
+            &s,
+            "p",
+            &r,
+            Some(b"q=SELECT+v+FROM+m&db=a"),
+            Caller::default(),
+        );
         assert!(matches!(&p, Plan::Use { db: Some(d), .. } if d == "a"));
         let chunked = req("POST", "/query", &[("transfer-encoding", "chunked")]);
         assert!(!wants_body(&s, &chunked));
@@ -345,12 +351,20 @@ mod tests {
     #[test]
     fn the_clients_cache_control_is_respected() {
         let s = settings(line());
-        let no_store = req("GET", "/query?q=SELECT+1", &[("cache-control", "no-store")]);
+        let no_store = req(
+            "GET",
+            "/query?q=SELECT+v+FROM+m",
+            &[("cache-control", "no-store")],
+        );
         assert!(matches!(
             plan(&s, "p", &no_store, None, Caller::default()),
             Plan::Bypass(_)
         ));
-        let no_cache = req("GET", "/query?q=SELECT+1", &[("cache-control", "no-cache")]);
+        let no_cache = req(
+            "GET",
+            "/query?q=SELECT+v+FROM+m",
+            &[("cache-control", "no-cache")],
+        );
         let p = plan(&s, "p", &no_cache, None, Caller::default());
         assert!(matches!(
             p,

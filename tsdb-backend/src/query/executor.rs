@@ -14,10 +14,10 @@ pub mod select;
 pub mod show;
 pub mod timelit;
 
-use crate::query::ast::Statement;
 use crate::query::result::{Message, ResultSeries, StatementResult};
-use crate::query::{parse_query, ParseError};
 use crate::storage::Engine;
+use influxql::ast::Statement;
+use influxql::{parse_query, ParseError};
 
 /// The request parameters a query runs with.
 #[derive(Debug, Clone, Default)]

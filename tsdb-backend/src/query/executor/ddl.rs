@@ -4,13 +4,13 @@
 //! before it is answered and replayed after a restart.
 
 use super::eval::{strip_time, time_range};
-use crate::query::ast::{
-    AlterRetentionPolicyStatement, CreateDatabaseStatement, CreateRetentionPolicyStatement,
-    DeleteStatement, MeasurementName, Source,
-};
 use crate::storage::catalog::{read, DEFAULT_POLICY};
 use crate::storage::entry::Entry;
 use crate::storage::Engine;
+use influxql::ast::{
+    AlterRetentionPolicyStatement, CreateDatabaseStatement, CreateRetentionPolicyStatement,
+    DeleteStatement, MeasurementName, Source,
+};
 
 type StatementError = String;
 

@@ -9,9 +9,9 @@
 
 use super::timelit::parse_time_literal;
 use crate::model::FieldValue;
-use crate::query::ast::{BinaryOp, DataType, Expr};
 use crate::query::result::Value;
 use crate::storage::series::{Measurement, Row, Series};
+use influxql::ast::{BinaryOp, DataType, Expr};
 use regex::Regex;
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! `GROUP BY time()` buckets and `fill()`: pure functions over one series of buckets.
 
-use crate::query::ast::Fill;
 use crate::query::result::Value;
+use influxql::ast::Fill;
 
 /// The start of the bucket holding `t`, for windows of `interval` shifted by `offset`
 /// (InfluxDB aligns windows on the epoch plus the offset).

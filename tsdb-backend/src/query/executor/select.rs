@@ -11,14 +11,14 @@ use super::fill::{bucket_start, fill_column};
 use super::fold::Acc;
 use super::functions::{cell, Function};
 use crate::model::{FieldType, FieldValue, MAX_NANO_TIME, MIN_NANO_TIME};
-use crate::query::ast::{
-    resolve_column_names, DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement,
-    Source,
-};
 use crate::query::result::{ResultSeries, Value};
 use crate::storage::catalog::{read, Catalog, Database};
 use crate::storage::read::{newest_time_bound, series_view};
 use crate::storage::series::{Measurement, Series};
+use influxql::ast::{
+    resolve_column_names, DataType, Dimension, Expr, Field, Fill, MeasurementName, SelectStatement,
+    Source,
+};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -280,8 +280,8 @@ fn expand_fields(
             Expr::Wildcard(kind) => {
                 let (wf, wt) = match kind {
                     None => (true, true),
-                    Some(crate::query::ast::WildcardType::Field) => (true, false),
-                    Some(crate::query::ast::WildcardType::Tag) => (false, true),
+                    Some(influxql::ast::WildcardType::Field) => (true, false),
+                    Some(influxql::ast::WildcardType::Tag) => (false, true),
                 };
                 for (n, ty) in matching(&|_| true, wf, wt) {
                     out.push(OutField {

@@ -2,14 +2,14 @@
 //! POLICIES`, in the shapes InfluxDB 1.x answers them.
 
 use super::eval::{compile, eval, CExpr, Context, RowRef};
-use crate::query::ast::{
+use crate::query::result::{ResultSeries, Value};
+use crate::storage::catalog::{read, Catalog, Database};
+use crate::storage::series::{Measurement, Series};
+use influxql::ast::{
     Expr, MeasurementName, ShowFieldKeysStatement, ShowMeasurementsStatement,
     ShowRetentionPoliciesStatement, ShowSeriesStatement, ShowTagKeysStatement,
     ShowTagValuesStatement, Source, TagKeyMatch,
 };
-use crate::query::result::{ResultSeries, Value};
-use crate::storage::catalog::{read, Catalog, Database};
-use crate::storage::series::{Measurement, Series};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

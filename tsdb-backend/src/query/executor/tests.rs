@@ -2,11 +2,11 @@
 
 use super::select::select;
 use crate::model::{FieldValue, Point};
-use crate::query::ast::Statement;
-use crate::query::parse_query;
 use crate::query::result::{ResultSeries, Value};
 use crate::storage::catalog::Catalog;
 use crate::storage::entry::Entry;
+use influxql::ast::Statement;
+use influxql::parse_query;
 
 const S: i64 = 1_000_000_000;
 

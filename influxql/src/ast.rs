@@ -5,13 +5,13 @@
 //! `!=`), so `parse_query(text)?[0].to_string()` is what InfluxDB would echo back.
 //! Durations and times are `i64` nanoseconds.
 
-use super::lexer::{is_ident_char_at, is_ident_first_char, lookup, Token};
-use super::parser::duration::format_duration;
+use crate::duration::format_duration;
+use crate::lexer::{is_ident_char_at, is_ident_first_char, lookup, Token};
 use std::fmt;
 
 /// One InfluxQL statement.
 ///
-/// Statements outside the subset this node executes (user and privilege management,
+/// Statements outside the subset the TSDB node executes (user and privilege management,
 /// continuous queries, subscriptions, shards, `SHOW QUERIES`, cardinality statements,
 /// `KILL`, ...) are recognised by their leading keywords, which are checked like InfluxDB
 /// does, and the rest of their text up to `;` is kept unparsed in [`Statement::Unsupported`].
@@ -37,7 +37,7 @@ pub enum Statement {
     AlterRetentionPolicy(AlterRetentionPolicyStatement),
     DropRetentionPolicy(DropRetentionPolicyStatement),
     DropMeasurement(DropMeasurementStatement),
-    /// A statement InfluxDB knows but this node does not execute: its source text.
+    /// A statement InfluxDB knows but the TSDB node does not execute: its source text.
     Unsupported(String),
 }
 
@@ -698,7 +698,7 @@ impl RegexLit {
     /// Checks `pattern` (already unescaped) as Go's `regexp` reads it (ASCII `\d`, `\w`, `\s`
     /// and `\b`, see `go_regex.rs`): a syntax error is the parser's.
     pub fn new(pattern: &str) -> Result<RegexLit, String> {
-        super::go_regex::check(pattern)?;
+        crate::go_regex::check(pattern)?;
         Ok(RegexLit {
             pattern: pattern.to_string(),
             compiled: std::sync::OnceLock::new(),
@@ -711,7 +711,7 @@ impl RegexLit {
         if let Some(re) = self.compiled.get() {
             return Ok(re);
         }
-        let re = super::go_regex::compile(&self.pattern)
+        let re = crate::go_regex::compile(&self.pattern)
             .map_err(|e| format!("error compiling regexp `{}`: {e}", self.pattern))?;
         Ok(self.compiled.get_or_init(|| re))
     }

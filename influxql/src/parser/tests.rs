@@ -2,7 +2,7 @@
 //! prints InfluxDB 1.6's text (each expected string was checked against a real influxd).
 
 use super::*;
-use crate::query::ast::{
+use crate::ast::{
     BinaryOp, DataType, Dimension, Expr, Fill, MeasurementName, SelectStatement, Source,
     TagKeyMatch, WildcardType,
 };
@@ -767,11 +767,11 @@ fn an_unsupported_statement_ending_in_an_unterminated_string_round_trips() {
 #[test]
 fn an_empty_measurement_name_prints_quoted_so_the_statement_parses_back() {
     // `db""` is one identifier, the quoted part: InfluxDB's scanner reads it so too.
-    let s = crate::query::parse_query("SELECT m, 1.50FROM db\"\", m,r").unwrap();
+    let s = crate::parse_query("SELECT m, 1.50FROM db\"\", m,r").unwrap();
     let printed = s[0].to_string();
     assert_eq!(printed, "SELECT m, 1.500 FROM \"\", m, r");
     assert_eq!(
-        crate::query::parse_query(&printed).unwrap()[0].to_string(),
+        crate::parse_query(&printed).unwrap()[0].to_string(),
         printed
     );
 }

@@ -5,13 +5,11 @@
 //! InfluxDB's (`parse_select_statement` for `parseSelectStatement`...). It drives the lexer
 //! through the same scan / unscan / peek sequence as InfluxDB 1.6's parser does, because
 //! the position InfluxDB reports for an unexpected end of input depends on how often its
-//! reader was asked for a character past the end (see [`super::lexer`]).
+//! reader was asked for a character past the end (see [`crate::lexer`]).
 //!
 //! Statement families live in submodules: `select` (SELECT and its clauses), `show`
-//! (SHOW ...), `ddl` (CREATE / DROP / ALTER / DELETE), `expr` (expressions) and `duration`
-//! (duration literals).
-
-pub mod duration;
+//! (SHOW ...), `ddl` (CREATE / DROP / ALTER / DELETE) and `expr` (expressions); duration
+//! literals are read by [`crate::duration`].
 
 mod ddl;
 mod expr;
@@ -21,11 +19,11 @@ mod show;
 #[cfg(test)]
 mod tests;
 
-use super::ast::{
+use crate::ast::{
     quote_ident, ExplainStatement, Measurement, MeasurementName, RegexLit, SortField, Source,
     Statement,
 };
-use super::lexer::{is_whitespace, Keyword, Lexeme, Lexer, Pos, Token};
+use crate::lexer::{is_whitespace, Keyword, Lexeme, Lexer, Pos, Token};
 use std::fmt;
 
 /// A parse failure, displayed exactly like InfluxDB 1.x's parser errors (the HTTP layer
@@ -291,7 +289,7 @@ impl Parser {
         self.parse_tokens(&tokens)
     }
 
-    /// The rest of a statement this node does not execute, kept as text: its tokens up to
+    /// The rest of a statement the TSDB node does not execute, kept as text: its tokens up to
     /// the next `;` or the end.
     fn skip_statement(&mut self, start: usize) -> Statement {
         loop {
@@ -304,7 +302,7 @@ impl Parser {
         self.unsupported_statement(start)
     }
 
-    /// A statement without further clauses that this node does not execute, as text.
+    /// A statement without further clauses that the TSDB node does not execute, as text.
     ///
     /// Trailing whitespace is cut: an unterminated string token ends with the newline that
     /// ended it, and a query is trimmed before parsing, so keeping it made the printed
@@ -448,7 +446,7 @@ impl Parser {
         let lexeme = self.scan_ignore_ws();
         match lexeme.token {
             Token::Keyword(Keyword::Inf) => Ok(0),
-            Token::DurationVal => duration::parse_duration(&lexeme.lit)
+            Token::DurationVal => crate::duration::parse_duration(&lexeme.lit)
                 .map_err(|e| ParseError::message(e, lexeme.pos)),
             _ => Err(ParseError::unexpected(&lexeme, &["duration"])),
         }
@@ -472,7 +470,7 @@ impl Parser {
     }
 
     /// `[ "WHERE" expr ]`.
-    pub(crate) fn parse_condition(&mut self) -> Result<Option<super::ast::Expr>, ParseError> {
+    pub(crate) fn parse_condition(&mut self) -> Result<Option<crate::ast::Expr>, ParseError> {
         if !self.accept(Keyword::Where) {
             return Ok(None);
         }

@@ -2,12 +2,12 @@
 //! and measurements, DELETE and DROP SERIES.
 
 use super::{ParseError, Parser};
-use crate::query::ast::{
+use crate::ast::{
     AlterRetentionPolicyStatement, CreateDatabaseStatement, CreateRetentionPolicyStatement,
     DeleteStatement, DropDatabaseStatement, DropMeasurementStatement, DropRetentionPolicyStatement,
     DropSeriesStatement, Expr, RetentionPolicySpec, Source, Statement,
 };
-use crate::query::lexer::{Keyword, Pos, Token};
+use crate::lexer::{Keyword, Pos, Token};
 
 /// Replication factors InfluxDB accepts: `1 <= n <= math.MaxInt32`.
 const MAX_REPLICATION: i64 = i32::MAX as i64;

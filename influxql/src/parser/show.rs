@@ -2,12 +2,12 @@
 //! retention policies; the other SHOW forms are recognised and kept as unsupported.
 
 use super::{ParseError, Parser};
-use crate::query::ast::{
+use crate::ast::{
     ShowFieldKeysStatement, ShowMeasurementsStatement, ShowRetentionPoliciesStatement,
     ShowSeriesStatement, ShowTagKeysStatement, ShowTagValuesStatement, Source, Statement,
     TagKeyMatch,
 };
-use crate::query::lexer::{Keyword, Token};
+use crate::lexer::{Keyword, Token};
 
 impl Parser {
     /// show_stmt = "SHOW" ( ... ) ; "SHOW" was consumed. `start` is its byte offset.
@@ -72,7 +72,7 @@ impl Parser {
         }
     }
 
-    /// `[ "EXACT" ] "CARDINALITY"` of the cardinality statements, which this node does not
+    /// `[ "EXACT" ] "CARDINALITY"` of the cardinality statements, which the TSDB node does not
     /// execute: the rest is kept as unsupported text.
     fn parse_cardinality_prefix(&mut self, start: usize) -> Result<Statement, ParseError> {
         let lexeme = self.scan_ignore_ws();
@@ -284,7 +284,7 @@ impl Parser {
     }
 }
 
-fn show_expected(found: &crate::query::lexer::Lexeme) -> ParseError {
+fn show_expected(found: &crate::lexer::Lexeme) -> ParseError {
     ParseError::unexpected(
         found,
         &[

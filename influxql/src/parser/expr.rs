@@ -1,8 +1,8 @@
 //! Expressions: binary operators by precedence, unary terms, calls and variable references.
 
 use super::{ParseError, Parser};
-use crate::query::ast::{BinaryOp, DataType, Expr, RegexLit, WildcardType};
-use crate::query::lexer::{Keyword, Token};
+use crate::ast::{BinaryOp, DataType, Expr, RegexLit, WildcardType};
+use crate::lexer::{Keyword, Token};
 
 impl Parser {
     /// expr = unary_expr { binary_op unary_expr } ; the right side of `=~` / `!~` must be
@@ -87,7 +87,7 @@ impl Parser {
             }
             Token::True => Ok(Expr::Boolean(true)),
             Token::False => Ok(Expr::Boolean(false)),
-            Token::DurationVal => super::duration::parse_duration(&lexeme.lit)
+            Token::DurationVal => crate::duration::parse_duration(&lexeme.lit)
                 .map(Expr::Duration)
                 .map_err(ParseError::plain),
             Token::Mul => self.parse_wildcard(),

@@ -1,8 +1,8 @@
 //! The SELECT statement and its clauses: fields, INTO, GROUP BY, fill() and tz().
 
 use super::{ParseError, Parser, TargetRequirement};
-use crate::query::ast::{BinaryOp, Dimension, Expr, Field, Fill, SelectStatement, Target};
-use crate::query::lexer::{Keyword, Token};
+use crate::ast::{BinaryOp, Dimension, Expr, Field, Fill, SelectStatement, Target};
+use crate::lexer::{Keyword, Token};
 
 impl Parser {
     /// select_stmt = "SELECT" fields [ into ] "FROM" sources [ where ] [ group_by ]

@@ -6,7 +6,7 @@
 //! else changes (`.`, `[^a]` and `\pL` stay Unicode, as in Go). Besides answering as
 //! InfluxDB does, this makes a query's regexes much cheaper to compile: a Unicode `\w` is
 //! a class of every word character there is (about 290 µs to compile here, 6 µs ASCII),
-//! which any client could otherwise make the node build many times per query.
+//! which any client could otherwise make the TSDB node build many times per query.
 //!
 //! Go's `\s` is `[\t\n\f\r ]` (no vertical tab), its `\d` `[0-9]`, its `\w` `[0-9A-Za-z_]`.
 
@@ -15,7 +15,7 @@ use regex_syntax::ast::{self, Ast, ClassPerlKind, ClassSetItem};
 /// Compiles a pattern (already unescaped from its `/.../` literal) with Go's classes.
 ///
 /// ```
-/// use tsdb_backend::query::go_regex::compile;
+/// use influxql::go_regex::compile;
 /// let re = compile(r"^cpu\d+$").unwrap();
 /// assert!(re.is_match("cpu12"));
 /// assert!(!re.is_match("cpu٣"));
