@@ -9,6 +9,7 @@
 
 use influxql::ast::{SelectStatement, Source, Statement};
 use influxql::lexer::{Keyword, Lexer, Token};
+use std::sync::{Arc, LazyLock};
 
 /// The longest query text that is parsed; a longer one is not cached. The parser builds
 /// `a + b + c ...` as a tree one level deeper per operator, and dropping it recurses as
@@ -20,16 +21,38 @@ const MAX_PARSED_LEN: usize = 16 << 10;
 /// (counted in quotes and regexes too, which can only overestimate the depth).
 const MAX_PARSED_PARENS: usize = 32;
 
+/// Bytes of query text whose answer [`is_read_only`] remembers.
+const MEMO_BYTES: u64 = 4 << 20;
+
+/// The answers for the query texts seen lately: dashboards send the same queries again and
+/// again, and a lookup (a hash of the text) costs a small fraction of a parse.
+static MEMO: LazyLock<moka::sync::Cache<Arc<str>, bool>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(MEMO_BYTES)
+        .weigher(|q: &Arc<str>, _: &bool| weight(q))
+        .build()
+});
+
+/// What a remembered query costs, about.
+fn weight(q: &str) -> u32 {
+    u32::try_from(q.len() + 16).unwrap_or(u32::MAX)
+}
+
 /// Whether `q` parses and every one of its statements only reads: `SELECT` without `INTO`
 /// (in its subqueries too) and `SHOW ...`.
 pub fn is_read_only(q: &str) -> bool {
     if q.len() > MAX_PARSED_LEN || q.bytes().filter(|&b| b == b'(').count() > MAX_PARSED_PARENS {
         return false;
     }
-    match influxql::parse_query(q) {
+    if let Some(known) = MEMO.get(q) {
+        return known;
+    }
+    let answer = match influxql::parse_query(q) {
         Ok(statements) => !statements.is_empty() && statements.iter().all(reads),
         Err(_) => false,
-    }
+    };
+    MEMO.insert(q.into(), answer);
+    answer
 }
 
 /// Whether one statement only reads. Every kind is named, so a new one has to be decided.
