@@ -124,7 +124,19 @@ pub(crate) struct Parser {
     text: String,
     tokens: Vec<Lexeme>,
     cursor: usize,
+    /// Expressions and subqueries open around the current token (see [`MAX_NESTING`]).
+    nesting: u32,
 }
+
+/// The deepest the parser goes into parentheses, calls and subqueries, and the most binary
+/// operators one expression chains. The parser recurses once per level and the syntax tree
+/// is as deep as the chain: without a bound, a query of a few kilobytes (`((((...`) or a
+/// long `a+a+a...` would overflow the stack of the thread parsing it. InfluxDB's parser
+/// has no such bound (Go grows its stacks); no real query comes near these.
+pub const MAX_NESTING: u32 = 100;
+pub const MAX_CHAINED_OPERATORS: usize = 1_000;
+/// What one subquery counts against [`MAX_NESTING`]: at most 10 subqueries deep.
+const SUBQUERY_LEVELS: u32 = 10;
 
 impl Parser {
     pub(crate) fn new(text: &str) -> Parser {
@@ -134,7 +146,34 @@ impl Parser {
             lexer,
             tokens: Vec::new(),
             cursor: 0,
+            nesting: 0,
         }
+    }
+
+    /// Runs `f` one nesting level deeper, refused past [`MAX_NESTING`].
+    pub(crate) fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Parser) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        self.nested_by(1, f)
+    }
+
+    /// [`Parser::nested`] for a level that costs `levels` (a subquery parses a whole
+    /// statement, whose frames are many times an expression's).
+    pub(crate) fn nested_by<T>(
+        &mut self,
+        levels: u32,
+        f: impl FnOnce(&mut Parser) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        if self.nesting + levels > MAX_NESTING {
+            return Err(ParseError::plain(format!(
+                "query too deeply nested: more than {MAX_NESTING} levels of parentheses, calls or subqueries"
+            )));
+        }
+        self.nesting += levels;
+        let out = f(self);
+        self.nesting -= levels;
+        out
     }
 
     // -----------------------------------------------------------------------------------
@@ -533,7 +572,9 @@ impl Parser {
         if subqueries {
             if self.scan_ignore_ws().token == Token::LParen {
                 self.parse_tokens(&[Token::Keyword(Keyword::Select)])?;
-                let statement = self.parse_select_statement(TargetRequirement::Subquery)?;
+                let statement = self.nested_by(SUBQUERY_LEVELS, |p| {
+                    p.parse_select_statement(TargetRequirement::Subquery)
+                })?;
                 self.parse_tokens(&[Token::RParen])?;
                 return Ok(Source::SubQuery(Box::new(statement)));
             }

@@ -8,7 +8,12 @@ impl Parser {
     /// expr = unary_expr { binary_op unary_expr } ; the right side of `=~` / `!~` must be
     /// a regex. Operators group by InfluxDB's precedence, equal precedence to the left.
     pub(crate) fn parse_expr(&mut self) -> Result<Expr, ParseError> {
+        self.nested(Parser::parse_expr_chain)
+    }
+
+    fn parse_expr_chain(&mut self) -> Result<Expr, ParseError> {
         let mut root = self.parse_unary_expr()?;
+        let mut operators = 0usize;
         loop {
             let lexeme = self.scan_ignore_ws();
             let Some(op) = BinaryOp::from_token(lexeme.token) else {
@@ -26,6 +31,13 @@ impl Parser {
             } else {
                 self.parse_unary_expr()?
             };
+            operators += 1;
+            if operators > super::MAX_CHAINED_OPERATORS {
+                return Err(ParseError::plain(format!(
+                    "expression too long: more than {} operators",
+                    super::MAX_CHAINED_OPERATORS
+                )));
+            }
             root = insert_binary(root, op, rhs);
         }
     }

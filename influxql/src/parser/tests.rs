@@ -775,3 +775,43 @@ fn an_empty_measurement_name_prints_quoted_so_the_statement_parses_back() {
         printed
     );
 }
+
+#[test]
+fn deep_nesting_and_long_chains_are_refused_not_a_stack_overflow() {
+    // On a thread with a small stack (a tokio worker has 2 MiB): the bound keeps the
+    // recursion shallow whatever the input.
+    let worker = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            let deep = format!(
+                "SELECT {}v{} FROM m",
+                "(".repeat(20_000),
+                ")".repeat(20_000)
+            );
+            let err = parse_query(&deep).unwrap_err().to_string();
+            assert!(err.contains("too deeply nested"), "{err}");
+            let sub = format!(
+                "SELECT v FROM {} m {}",
+                "(SELECT v FROM ".repeat(5_000),
+                ")".repeat(5_000)
+            );
+            let err = parse_query(&sub).unwrap_err().to_string();
+            assert!(err.contains("too deeply nested"), "{err}");
+            let chain = format!("SELECT v{} FROM m", "+v".repeat(100_000));
+            let err = parse_query(&chain).unwrap_err().to_string();
+            assert!(err.contains("too long"), "{err}");
+            // What real queries use is well within the bounds.
+            let fine = format!("SELECT {}v{} FROM m", "(".repeat(50), ")".repeat(50));
+            assert!(parse_query(&fine).is_ok());
+            let fine = format!("SELECT v{} FROM m", "+v".repeat(500));
+            assert!(parse_query(&fine).is_ok());
+            let fine = format!(
+                "SELECT v FROM {} m {}",
+                "(SELECT v FROM ".repeat(5),
+                ")".repeat(5)
+            );
+            assert!(parse_query(&fine).is_ok(), "{:?}", parse_query(&fine));
+        })
+        .unwrap();
+    worker.join().unwrap();
+}
