@@ -149,8 +149,9 @@ mod tests {
         assert!(!is_read_only("SELECT v FROM m WHERE t = 'unterminated"));
     }
 
-    /// A read as long, or as deep, as the parser is given, and one past either limit.
-    fn at_the_limits() -> [(String, bool); 4] {
+    /// A read within the parser's bounds; reads as long, or as deep, as this file lets the
+    /// parser see (past its bounds), and one past either limit.
+    fn at_the_limits() -> [(String, bool); 5] {
         let chain = |prefix: &str, suffix: &str| {
             let mut q = format!("{prefix}v");
             while q.len() + 2 + suffix.len() <= MAX_PARSED_LEN {
@@ -173,9 +174,19 @@ mod tests {
             "(SELECT v FROM ".repeat(nested + 1),
             ")".repeat(nested + 1)
         );
+        // Within the parser's own bounds (`influxql::parser::MAX_NESTING`, chains of
+        // operators): read. At this file's limits, past the parser's: refused, not a
+        // stack overflow.
+        let within = format!(
+            "SELECT v FROM {}m WHERE v = v{}{}",
+            "(SELECT v FROM ".repeat(5),
+            "+v".repeat(900),
+            ")".repeat(5)
+        );
         [
-            (long, true),
-            (deep, true),
+            (within, true),
+            (long, false),
+            (deep, false),
             (too_long, false),
             (too_deep, false),
         ]
