@@ -15,7 +15,7 @@
 //! connection/  a client connection: limits, head deadline, keep-alive, pipelining
 //! contain.rs   a panic in a pipeline phase becomes a 500, counted
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
-//! forwarded.rs X-Forwarded-For and -Proto for the backend
+//! forwarded.rs who the client is; X-Forwarded-For, -Proto, -Host, -Port for the backend
 //! request_id.rs the client's X-Request-Id, or a new one (prefix + counter)
 //! respond.rs   the gateway's own JSON error answers
 //! metrics.rs   Prometheus counters and gauges, rendered on the admin port

@@ -49,7 +49,7 @@ use crate::cache::request::{self as cache_request, Caller, Storing};
 use crate::cache::step::{self as cache_step, CacheStep, Found, StaleKey};
 use crate::cache::Outcome;
 use crate::clock::{wall_now, Clock};
-use crate::config::hardening::Hardening;
+use crate::config::hardening::{Hardening, TrustedProxies};
 use crate::connection::head::HeadTimed;
 use crate::contain;
 use crate::forwarded;
@@ -100,6 +100,8 @@ pub struct RequestCtx {
     started: Instant,
     _active: ActiveRequest,
     request_id: HeaderValue,
+    /// The client's address: the TCP peer, or what trusted proxies say (`forwarded.rs`).
+    client: Option<std::net::IpAddr>,
     /// The snapshot and the matched route in it, from the route step on.
     routed: Option<Routed>,
     /// Who is calling, when the route authenticates.
@@ -209,8 +211,8 @@ impl RequestCtx {
     }
 }
 
-/// The client's IP address, as the gateway's TCP peer.
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+/// The gateway's TCP peer: the client, or a proxy in front of it.
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -247,6 +249,10 @@ impl Gateway {
             .as_downstream_mut()
             .set_read_timeout(Some(self.hardening.body_idle_timeout));
         auth::strip_client_headers(session.req_header_mut());
+        ctx.client = peer_ip(session).map(|peer| {
+            let forwarded = session.req_header().headers.get(forwarded::FOR);
+            forwarded::client(peer, forwarded, &self.hardening.trusted_proxies)
+        });
 
         let routed = route::resolve(self.snapshot.load_full(), session.req_header())?;
         let route = routed.route();
@@ -279,7 +285,7 @@ impl Gateway {
         let src = ratelimit::KeySource {
             identity: id.map(|i| i.subject.as_str()),
             tenant: id.and_then(|i| i.tenant.as_deref()),
-            client_ip: client_ip(session),
+            client_ip: ctx.client,
             route: &route.name,
             headers: &session.req_header().headers,
             claims: id.map_or(&[], |i| i.claims.as_slice()),
@@ -357,7 +363,8 @@ impl Gateway {
         };
         let mut request = cache_request::refresh_request(session.req_header().clone());
         // The answer is out already: a refresh that cannot be sent is skipped.
-        if let Err(e) = backend_headers(session, ctx, &mut request) {
+        if let Err(e) = backend_headers(session, ctx, &self.hardening.trusted_proxies, &mut request)
+        {
             tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
             return;
         }
@@ -395,6 +402,7 @@ impl ProxyHttp for Gateway {
             started: self.now(),
             _active: self.active.start(),
             request_id: HeaderValue::from_static(""),
+            client: None,
             routed: None,
             identity: None,
             limits: Limits::default(),
@@ -506,7 +514,7 @@ impl ProxyHttp for Gateway {
                     let keys = RequestKeys {
                         identity: ctx.identity.as_ref().map(|i| i.subject.as_str()),
                         tenant: ctx.identity.as_ref().and_then(|i| i.tenant.as_deref()),
-                        client_ip: client_ip(session),
+                        client_ip: ctx.client,
                         headers,
                     };
                     ctx.pick.hash = key::hash_of(&pool.pool.hash_key, &keys);
@@ -639,7 +647,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         contain::phase("upstream_request_filter", &self.metrics, async {
-            backend_headers(session, ctx, upstream)?;
+            backend_headers(session, ctx, &self.hardening.trusted_proxies, upstream)?;
             // An HTTP/1.0 client may send no Host, and an HTTP/1.1 backend needs one: the
             // backend's own address, as nginx's default `proxy_set_header Host $proxy_host`.
             if session.req_header().version == http::Version::HTTP_10
@@ -829,19 +837,33 @@ fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
 }
 
 /// The headers the gateway adds to a request for a backend: the request id, the client's
-/// address and scheme, and who the caller is (the pipeline's try and a cache refresh alike).
+/// address (`forwarded.rs`: believed only from a trusted proxy), how the request came in
+/// (scheme, host, port), and who the caller is (the pipeline's try and a cache refresh
+/// alike).
 fn backend_headers(
     session: &Session,
     ctx: &RequestCtx,
+    trusted: &TrustedProxies,
     upstream: &mut RequestHeader,
 ) -> Result<()> {
     upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
-    if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-        let value = forwarded::for_value(upstream.headers.get(forwarded::FOR), client.ip());
+    if let Some(peer) = peer_ip(session) {
+        let value = forwarded::for_value(upstream.headers.get(forwarded::FOR), peer, trusted);
         upstream.insert_header(forwarded::FOR, value)?;
     }
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     upstream.insert_header(forwarded::PROTO, forwarded::proto_value(tls))?;
+    if let Some(host) = session
+        .req_header()
+        .headers
+        .get(http::header::HOST)
+        .cloned()
+    {
+        upstream.insert_header(forwarded::HOST, host)?;
+    }
+    if let Some(local) = session.server_addr().and_then(|a| a.as_inet()) {
+        upstream.insert_header(forwarded::PORT, local.port().to_string())?;
+    }
     if let Some(id) = &ctx.identity {
         for (name, value) in auth::backend_headers(id) {
             if let Some(v) = value {

@@ -160,7 +160,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             active: active.clone(),
             refresh_client: refresh_client.clone(),
             listener: Arc::from(l.name.as_str()),
-            hardening: l.hardening,
+            hardening: l.hardening.clone(),
             clock: Arc::new(crate::clock::SystemClock),
         };
         let mut proxy = http_proxy(&server.configuration, gateway);
@@ -170,7 +170,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             o.h2c = true;
             proxy.server_options = Some(o);
         }
-        let edge = Edge::new(proxy, &l.name, l.hardening, metrics.clone(), h2c);
+        let edge = Edge::new(proxy, &l.name, l.hardening.clone(), metrics.clone(), h2c);
         let mut service = Service::new(format!("listener {}", l.name), edge);
         let endpoint = ListenerConfig::tcp(l.address.to_string());
         let endpoint = match &l.tls {

@@ -890,3 +890,29 @@ fn every_request_the_upstream_saw_was_one_the_client_sent_as_its_own() {
     );
     assert_clean_framing(&recorded);
 }
+
+#[test]
+fn a_forwarded_for_is_believed_from_trusted_proxies_only() {
+    let head = |addr| {
+        format!(
+            "GET /public/f HTTP/1.1\r\nHost: {addr}\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // No trusted proxies (the default): the caller's own header is dropped.
+    let s = setup();
+    assert_eq!(exchange(&s.gw, head(s.gw.addr).as_bytes()).status, 200);
+    let got = s.up.last_request().unwrap();
+    assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"), "{got:?}");
+    let port = s.gw.addr.port().to_string();
+    assert_eq!(got.header("x-forwarded-port"), Some(port.as_str()));
+    assert_eq!(
+        got.header("x-forwarded-host"),
+        Some(s.gw.addr.to_string().as_str())
+    );
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    // From a trusted proxy: the header is kept, the proxy appended.
+    let s = setup_with(&[("trusted_proxies", "[127.0.0.0/8]")]);
+    assert_eq!(exchange(&s.gw, head(s.gw.addr).as_bytes()).status, 200);
+    let got = s.up.last_request().unwrap();
+    assert_eq!(got.header("x-forwarded-for"), Some("6.6.6.6, 127.0.0.1"));
+}

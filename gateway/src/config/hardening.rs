@@ -16,7 +16,10 @@
 
 use super::duration::parse_duration;
 use super::raw::RawListener;
+use ipnet::IpNet;
 use serde_saphyr::Spanned;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What to do with `%2F` and `%5C` in a path.
@@ -41,8 +44,29 @@ pub enum Underscores {
     Reject,
 }
 
+/// The proxies in front of a listener whose `X-Forwarded-For` is believed (none by
+/// default: a caller's own `X-Forwarded-For` is then dropped, so it cannot spoof its
+/// address).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Arc<[IpNet]>);
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> TrustedProxies {
+        TrustedProxies(nets.into())
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A listener's hardening settings, checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hardening {
     pub escaped_slashes: EscapedSlashes,
     pub headers_with_underscores: Underscores,
@@ -55,6 +79,7 @@ pub struct Hardening {
     pub max_connections: u32,
     pub max_connections_per_client: u32,
     pub max_requests_per_connection: u32,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Hardening {
@@ -68,6 +93,7 @@ impl Default for Hardening {
             max_connections: 10_000,
             max_connections_per_client: 1_000,
             max_requests_per_connection: 1_000,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -140,6 +166,28 @@ fn choice<T: Copy>(
     }
 }
 
+/// `trusted_proxies`: CIDRs (`10.0.0.0/8`) or single addresses.
+fn trusted(at: &mut At<'_>, v: &Option<Vec<Spanned<String>>>, field: &str) -> TrustedProxies {
+    let mut nets = Vec::new();
+    for (i, s) in v.iter().flatten().enumerate() {
+        let text = s.value.trim();
+        let net = text
+            .parse::<IpNet>()
+            .ok()
+            .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from));
+        match net {
+            Some(n) => nets.push(n.trunc()),
+            None => report(
+                at,
+                s,
+                format!("{field}[{i}]"),
+                format!("{text:?} is not an address or a CIDR (10.0.0.0/8, 2001:db8::/32)"),
+            ),
+        }
+    }
+    TrustedProxies::new(nets)
+}
+
 /// Compiles a listener's settings (`field` names it, as `listeners[0]`); every mistake is
 /// reported through `at`, and its setting keeps the default.
 pub(super) fn compile(l: &RawListener, field: &str, at: &mut At<'_>) -> Hardening {
@@ -198,5 +246,6 @@ pub(super) fn compile(l: &RawListener, field: &str, at: &mut At<'_>) -> Hardenin
             name("max_requests_per_connection"),
             d.max_requests_per_connection,
         ),
+        trusted_proxies: trusted(at, &l.trusted_proxies, &name("trusted_proxies")),
     }
 }

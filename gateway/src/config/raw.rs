@@ -70,6 +70,10 @@ pub struct RawListener {
     pub max_connections_per_client: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_requests_per_connection: Option<Spanned<u64>>,
+    /// Addresses (CIDRs or single addresses) of the proxies in front of this listener
+    /// whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -569,7 +569,7 @@ fn listener_hardening_has_defaults_and_each_setting_is_read() {
         b.listeners[0].hardening.request_head_timeout,
         Duration::from_secs(10)
     );
-    let h = b.listeners[1].hardening;
+    let h = &b.listeners[1].hardening;
     assert_eq!(h.escaped_slashes, hardening::EscapedSlashes::Keep);
     assert_eq!(h.headers_with_underscores, hardening::Underscores::Reject);
     assert_eq!(h.request_head_timeout, Duration::from_secs(2));
@@ -588,12 +588,12 @@ fn listener_hardening_has_defaults_and_each_setting_is_read() {
 #[test]
 fn hardening_mistakes_are_each_named_with_their_field() {
     let err = parse_bootstrap(
-        "listeners:\n  - name: a\n    address: 127.0.0.1:8080\n    escaped_slashes: decode\n    headers_with_underscores: maybe\n    request_head_timeout: 0s\n    body_idle_timeout: 10\n    max_connections: 0\n    max_requests_per_connection: 5000000000\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
+        "listeners:\n  - name: a\n    address: 127.0.0.1:8080\n    escaped_slashes: decode\n    headers_with_underscores: maybe\n    request_head_timeout: 0s\n    body_idle_timeout: 10\n    max_connections: 0\n    max_requests_per_connection: 5000000000\n    trusted_proxies: [10.0.0.0/8, 10.0.0.0/33, lb.internal]\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
         Path::new("g.yaml"),
     )
     .unwrap_err();
     let text = err.to_string();
-    assert_eq!(err.0.len(), 6, "{text}");
+    assert_eq!(err.0.len(), 8, "{text}");
     for want in [
         "g.yaml:4:22: listeners[0].escaped_slashes: \"decode\": expected one of reject, keep",
         "g.yaml:5:31: listeners[0].headers_with_underscores: \"maybe\": expected one of allow, drop, reject",
@@ -601,6 +601,8 @@ fn hardening_mistakes_are_each_named_with_their_field() {
         "g.yaml:7:24: listeners[0].body_idle_timeout: duration \"10\" needs a unit",
         "g.yaml:8:22: listeners[0].max_connections: must be between 1 and 4294967295",
         "g.yaml:9:34: listeners[0].max_requests_per_connection: must be between 1 and 4294967295",
+        "g.yaml:10:35: listeners[0].trusted_proxies[1]: \"10.0.0.0/33\" is not an address or a CIDR",
+        "g.yaml:10:48: listeners[0].trusted_proxies[2]: \"lb.internal\" is not an address or a CIDR",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
