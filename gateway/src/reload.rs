@@ -225,3 +225,79 @@ struct Checker {
     stop: Arc<AtomicBool>,
     check: HealthCheck,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::dns::ScriptedResolver;
+
+    #[test]
+    fn a_changed_answer_swaps_a_new_version_and_a_failed_one_keeps_the_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = "pools:\n  p:\n    dns_refresh: 10ms\n    backends:\n      - { address: tsdb.internal:1 }\n    health_check: { interval: 1h, timeout: 1s }\nroutes:\n  - name: r\n    match: { path_prefix: / }\n    pool: p\n";
+        std::fs::write(dir.path().join("p.yaml"), policy).unwrap();
+        let resolver = Arc::new(ScriptedResolver::default());
+        resolver.answer("tsdb.internal", &["127.0.0.1", "127.0.0.2"]);
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let r = Reloader::start_with(
+            dir.path().to_path_buf(),
+            metrics.clone(),
+            LimitRegistry::new(None, Arc::new(SystemClock)),
+            resolver.clone(),
+        )
+        .unwrap();
+        let addresses = |r: &Reloader| -> Vec<String> {
+            r.snapshot.load().pools["p"]
+                .pool
+                .backends
+                .iter()
+                .map(|b| b.address.to_string())
+                .collect()
+        };
+        assert_eq!(addresses(&r), vec!["127.0.0.1:1", "127.0.0.2:1"]);
+        let kept = r.snapshot.load().pools["p"].backends[1].clone();
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!r.refresh_names(), "the same answer changes nothing");
+        assert_eq!(r.snapshot.load().version, 1);
+
+        resolver.answer("tsdb.internal", &["127.0.0.2", "127.0.0.3"]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(r.refresh_names());
+        let snap = r.snapshot.load_full();
+        assert_eq!(snap.version, 2);
+        assert_eq!(addresses(&r), vec!["127.0.0.2:1", "127.0.0.3:1"]);
+        assert!(Arc::ptr_eq(&kept, &snap.pools["p"].backends[0]));
+        let checked: Vec<SocketAddr> = {
+            let c = r.checkers.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut v: Vec<SocketAddr> = c.keys().map(|(_, a)| *a).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            checked,
+            vec![
+                "127.0.0.2:1".parse::<SocketAddr>().unwrap(),
+                "127.0.0.3:1".parse().unwrap()
+            ],
+            "the checkers follow"
+        );
+
+        resolver.fail("tsdb.internal");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!r.refresh_names());
+        assert_eq!(r.snapshot.load().version, 2);
+        assert_eq!(addresses(&r), vec!["127.0.0.2:1", "127.0.0.3:1"]);
+        assert_eq!(metrics.dns_failures("p", "tsdb.internal:1"), 1);
+        assert!(r.registries.names.status()[0].1.stale);
+        for c in r
+            .checkers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            c.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
