@@ -342,6 +342,23 @@ async fn status(State(st): State<AdminState>) -> Response {
         );
     }
     let r = &st.reloader;
+    let names: Vec<serde_json::Value> = r
+        .registries
+        .names
+        .status()
+        .into_iter()
+        .map(|((pool, name), n)| {
+            serde_json::json!({
+                "pool": pool,
+                "name": name,
+                "addresses": n.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "stale": n.stale,
+                "failures": n.failures,
+                "last_error": n.last_error,
+                "resolved_s_ago": now.saturating_duration_since(n.resolved_at).as_secs_f64(),
+            })
+        })
+        .collect();
     let loaded_at = chrono::DateTime::<chrono::Utc>::from(snap.loaded_at)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let body = serde_json::json!({
@@ -354,6 +371,7 @@ async fn status(State(st): State<AdminState>) -> Response {
         },
         "pools": pools,
         "routes": routes,
+        "backend_names": names,
         "rate_limits": { "limits": limits, "redis": redis },
         "caches": caches,
         "reloads": {

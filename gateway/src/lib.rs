@@ -5,6 +5,7 @@
 //! config/      bootstrap + policies: raw YAML -> compiled Policy (file:line:column errors)
 //! runtime.rs   the snapshot the data plane reads (policy + pool states), swapped whole
 //! backend.rs   each backend's live state (health verdict, in flight), kept across reloads
+//! dns.rs       backends addressed by name: resolved off the request path, last answers kept
 //! balance/     choosing a backend (one file per algorithm)
 //! health/      backend health: state machine, active checks, outlier ejection
 //! retry/       retry budget and backoff with full jitter
@@ -20,7 +21,8 @@
 //! respond.rs   the gateway's own JSON error answers
 //! metrics.rs   Prometheus counters and gauges, rendered on the admin port
 //! admin.rs     /healthz, /readyz, /admin/status, /metrics, POST /admin/reload; SIGHUP
-//! reload.rs    validate-then-swap policy reloads; health checkers follow the backends
+//! reload.rs    validate-then-swap policy reloads; health checkers follow the backends;
+//!              names resolved again every `dns_refresh`
 //! tls.rs       listener certificates: loaded and checked, served by a swappable resolver
 //! shutdown.rs  graceful stop: count requests in flight, exit when drained
 //! server.rs    assembles it all into a Pingora server with its listeners
@@ -38,6 +40,7 @@ pub mod config;
 pub mod connection;
 pub mod contain;
 pub mod devcerts;
+pub mod dns;
 pub mod forwarded;
 pub mod fuzz;
 pub mod health;

@@ -120,7 +120,9 @@ fn check(config: &Path) -> ExitCode {
         eprintln!("{}: {e:#}", config.display());
         ok = false;
     }
-    let policy = gateway::config::load_policy(&bootstrap.policies).and_then(|p| {
+    let policy = gateway::config::load_policy(&bootstrap.policies).and_then(|mut p| {
+        // Backends' names must resolve, as at start.
+        gateway::dns::Names::default().resolve(&mut p, |_| true)?;
         // Key sets load as they would in service: a missing or empty JWKS is an error here.
         gateway::auth::AuthRegistry::default().build(&p)?;
         check_limits(&bootstrap, &p)?;

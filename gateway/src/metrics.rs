@@ -33,6 +33,9 @@ pub struct Metrics {
     health_transitions: IntCounterVec,
     /// `gateway_policy_reloads_total{result}`: `result` is `ok` or `failed`.
     reloads: IntCounterVec,
+    /// `gateway_dns_resolution_failures_total{pool,name}`: resolutions of a backend's name
+    /// that failed (it kept its last addresses).
+    dns_failures: IntCounterVec,
     /// `gateway_ratelimit_decisions_total{limit,result,source}`: `result` admitted or
     /// limited; `source` local, redis, fallback (Redis did not answer) or unavailable.
     ratelimit: IntCounterVec,
@@ -205,6 +208,11 @@ impl Metrics {
                 "Tries sent to another backend after a failed one",
                 &["route"],
             )?,
+            dns_failures: counter(
+                "gateway_dns_resolution_failures_total",
+                "Failed resolutions of a backend's name (its last addresses were kept), by pool and name",
+                &["pool", "name"],
+            )?,
             health_transitions: counter(
                 "gateway_health_transitions_total",
                 "Backends taken out (down) or put back (up) by their health checks",
@@ -373,6 +381,15 @@ impl Metrics {
         self.ratelimit
             .with_label_values(&[limit, result, source])
             .inc();
+    }
+
+    pub fn dns_failure(&self, pool: &str, name: &str) {
+        self.dns_failures.with_label_values(&[pool, name]).inc();
+    }
+
+    /// Failed resolutions of `name` in `pool` so far.
+    pub fn dns_failures(&self, pool: &str, name: &str) -> u64 {
+        self.dns_failures.with_label_values(&[pool, name]).get()
     }
 
     pub fn reload(&self, ok: bool) {

@@ -14,6 +14,7 @@ use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
 use crate::config::ConfigErrors;
 use crate::config::Policy;
+use crate::dns::{Failure, Names};
 use crate::ratelimit::{LimitRegistry, Limiter, Limits};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -281,10 +282,12 @@ pub struct RouteLinks {
 }
 
 /// The state that outlives policy versions, from which each snapshot is built: backends'
-/// live state, JWT verifiers, rate-limit buckets and cache entries.
+/// live state, the last addresses of backends' names, JWT verifiers, rate-limit buckets
+/// and cache entries.
 #[derive(Debug)]
 pub struct Registries {
     pub backends: Registry,
+    pub names: Names,
     pub auth: AuthRegistry,
     pub limits: LimitRegistry,
     pub caches: CacheRegistry,
@@ -313,7 +316,23 @@ impl Snapshot {
     /// and caches built from the registries (kept for what the previous version had too),
     /// and every route's references resolved. Start and reload alike; an authenticator
     /// that cannot load its keys, or a limit without its store, refuses the policy.
+    ///
+    /// Every backend name is resolved first (`dns.rs`): one that never resolved refuses the
+    /// policy; one that fails now keeps its last addresses.
     pub fn build(
+        mut policy: Policy,
+        version: u64,
+        registries: &Registries,
+    ) -> Result<(Arc<Snapshot>, Vec<Failure>), ConfigErrors> {
+        let failures = registries.names.resolve(&mut policy, |_| true)?;
+        Ok((
+            Snapshot::build_resolved(policy, version, registries)?,
+            failures,
+        ))
+    }
+
+    /// [`Snapshot::build`] of a policy whose pools' backends are resolved already.
+    pub fn build_resolved(
         policy: Policy,
         version: u64,
         registries: &Registries,

@@ -114,6 +114,9 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     let buckets = snapshot.clone();
     crate::ratelimit::spawn_housekeeping(move || buckets.load().limits.clone())
         .context("starting the rate-limit housekeeping")?;
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::reload::names::spawn(reloader.clone(), never)
+        .context("starting the resolver of backends' names")?;
     if let Err(e) = crate::reload::watch::spawn(reloader.clone()) {
         tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
     }

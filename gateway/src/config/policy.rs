@@ -71,6 +71,67 @@ pub struct Backend {
     pub weight: NonZeroU32,
 }
 
+/// Default of a pool's `dns_refresh`: how often the names of its backends are resolved
+/// again.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Where a backend is configured: an IP literal, or a name resolved when the snapshot is
+/// built (and again every `dns_refresh`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(a) => write!(f, "{a}"),
+            Address::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A backend as the policy lists it, with where it is written (for the error of a name
+/// that does not resolve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: Address,
+    pub weight: NonZeroU32,
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    /// The field's path: `pools.p.backends[0].address`.
+    pub field: String,
+}
+
+/// `host:port` with a host that may be a DNS name (letters, digits, `-`, `.`, `_`), or an
+/// IP literal. `None` when it is neither.
+fn parse_address(text: &str) -> Option<Address> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Some(Address::Ip(a));
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    let name_ok = !trimmed.is_empty()
+        && host.len() <= 253
+        && trimmed.split('.').all(label_ok)
+        && trimmed.parse::<std::net::IpAddr>().is_err();
+    name_ok.then(|| Address::Name {
+        host: host.to_string(),
+        port,
+    })
+}
+
 /// Active health checking of a pool's backends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -101,7 +162,13 @@ pub struct Pool {
     pub algorithm: Algorithm,
     /// How fast a backend's latency estimate fades (`ewma.decay`).
     pub ewma_decay: Duration,
+    /// The addresses it serves: the IP literals as compiled; every address of the
+    /// endpoints once the snapshot is built (`Snapshot::build` resolves the names).
     pub backends: Vec<Backend>,
+    /// The backends as configured, names unresolved, in order.
+    pub endpoints: Vec<Endpoint>,
+    /// How often the names among `endpoints` are resolved again.
+    pub dns_refresh: Duration,
     pub health_check: HealthCheck,
     /// What `ring_hash` and `maglev` hash.
     pub hash_key: HashKey,
@@ -518,27 +585,46 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 );
             }
             let mut backends = Vec::new();
+            let mut endpoints: Vec<Endpoint> = Vec::new();
             for (i, b) in p.backends.value.iter().enumerate() {
                 let f = field(&format!("backends[{i}]"));
                 let weight = e.positive_or(b.weight.as_ref(), &format!("{f}.weight"), 1);
-                match b.address.value.parse::<SocketAddr>() {
-                    Ok(address) => {
-                        if backends.iter().any(|x: &Backend| x.address == address) {
+                match parse_address(&b.address.value) {
+                    Some(address) => {
+                        if endpoints.iter().any(|x| x.address == address) {
                             e.at(
                                 &b.address,
                                 format!("{f}.address"),
                                 format!("{address} is listed twice"),
                             );
                         }
-                        backends.push(Backend { address, weight });
+                        if let Address::Ip(a) = address {
+                            backends.push(Backend { address: a, weight });
+                        }
+                        endpoints.push(Endpoint {
+                            address,
+                            weight,
+                            file: file.clone(),
+                            line: b.address.referenced.line(),
+                            column: b.address.referenced.column(),
+                            field: format!("{f}.address"),
+                        });
                     }
-                    Err(_) => e.at(
+                    None => e.at(
                         &b.address,
                         format!("{f}.address"),
-                        format!("{:?} is not an ip:port address", b.address.value),
+                        format!(
+                            "{:?} is not an ip:port or name:port address (port 1-65535)",
+                            b.address.value
+                        ),
                     ),
                 }
             }
+            let dns_refresh = e.duration_or(
+                p.dns_refresh.as_ref(),
+                &field("dns_refresh"),
+                DEFAULT_DNS_REFRESH,
+            );
             let health_check =
                 health_check(&mut e, p.health_check.as_ref(), &field("health_check"));
             let hash_key = resilience::hash_key(&mut e, p.hash_key.as_ref(), &field("hash_key"));
@@ -569,6 +655,8 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 algorithm,
                 ewma_decay,
                 backends,
+                endpoints,
+                dns_refresh,
                 health_check,
                 hash_key,
                 sticky: resilience::sticky(&mut e, p.sticky.as_ref(), &field("sticky")),

@@ -253,7 +253,11 @@ pub struct RawPool {
     /// Session affinity by a cookie the gateway sets: `{ cookie: NAME, ttl: 1h }`.
     #[serde(default)]
     pub sticky: Option<RawSticky>,
+    /// `ip:port` or `name:port`; names are resolved again every `dns_refresh`.
     pub backends: Spanned<Vec<RawBackend>>,
+    /// How often the backends' names are resolved again: `30s` (default).
+    #[serde(default)]
+    pub dns_refresh: Option<Spanned<String>>,
     #[serde(default)]
     pub health_check: Option<RawHealthCheck>,
     /// Passive health: backends that fail real requests are ejected for a while.

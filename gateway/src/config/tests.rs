@@ -635,3 +635,85 @@ fn a_route_bounds_its_body_and_a_host_matches_without_its_trailing_dot() {
         "{err}"
     );
 }
+
+#[test]
+fn a_backend_may_be_a_name_with_a_port_resolved_every_dns_refresh() {
+    let text = POLICY
+        .replace("127.0.0.1:8087", "tsdb-1.internal:8087")
+        .replace(
+            "    algorithm: round_robin\n",
+            "    algorithm: round_robin\n    dns_refresh: 5s\n",
+        );
+    let p = parse_policy(&text, file()).unwrap();
+    let pool = &p.pools["tsdb"];
+    assert_eq!(pool.dns_refresh, std::time::Duration::from_secs(5));
+    assert_eq!(
+        pool.backends.len(),
+        1,
+        "only the IP literal, until resolved"
+    );
+    assert_eq!(pool.endpoints.len(), 2);
+    assert_eq!(
+        pool.endpoints[1].address,
+        policy::Address::Name {
+            host: "tsdb-1.internal".into(),
+            port: 8087
+        }
+    );
+    assert_eq!(pool.endpoints[1].weight.get(), 3);
+    assert_eq!(
+        (pool.endpoints[1].line, pool.endpoints[1].field.as_str()),
+        (7, "pools.tsdb.backends[1].address")
+    );
+    let default = parse_policy(POLICY, file()).unwrap();
+    assert_eq!(
+        default.pools["tsdb"].dns_refresh,
+        policy::DEFAULT_DNS_REFRESH
+    );
+}
+
+#[test]
+fn a_bad_port_or_dns_refresh_is_named_with_its_position() {
+    for (address, why) in [
+        ("localhost:0", "port 0"),
+        ("localhost:65536", "port too large"),
+        ("localhost:http", "port not a number"),
+        ("bad..name:80", "empty label"),
+        ("-bad:80", "label starting with -"),
+    ] {
+        let text = POLICY.replace("127.0.0.1:8087", address);
+        let err = parse_policy(&text, file()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "policies/tsdb.yaml:6:20: pools.tsdb.backends[1].address: {address:?} is not an ip:port or name:port address (port 1-65535)"
+            ),
+            "{why}"
+        );
+    }
+    let text = POLICY.replace(
+        "    algorithm: round_robin\n",
+        "    algorithm: round_robin\n    dns_refresh: 0s\n",
+    );
+    let err = parse_policy(&text, file()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "policies/tsdb.yaml:4:18: pools.tsdb.dns_refresh: must be more than 0"
+    );
+    let text = POLICY.replace(
+        "    algorithm: round_robin\n",
+        "    algorithm: round_robin\n    dns_refresh: soon\n",
+    );
+    let err = parse_policy(&text, file()).unwrap_err();
+    assert_eq!(err.0[0].field, "pools.tsdb.dns_refresh", "{err}");
+    assert_eq!((err.0[0].line, err.0[0].column), (4, 18), "{err}");
+    let text = POLICY.replace(
+        "127.0.0.1:8087, weight: 3 }",
+        "localhost:8086 }\n      - { address: localhost:8086, weight: 3 }",
+    );
+    let err = parse_policy(&text, file()).unwrap_err();
+    assert!(
+        err.to_string().contains("localhost:8086 is listed twice"),
+        "{err}"
+    );
+}
