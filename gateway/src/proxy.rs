@@ -110,8 +110,8 @@ pub struct RequestCtx {
     limits: Limits,
     /// What the route's cache did, and the answer to store as it passes.
     cache: CacheState,
-    /// The route's `max_body_size`, and the body bytes read so far.
-    body: BodyLimit,
+    /// The body bytes read so far (bounded by the route's `max_body_size`).
+    body_read: u64,
     /// The tries at the pool's backends, and how they ended.
     tries: Tries,
     /// What picking a backend reads from the request, taken at the first try.
@@ -133,12 +133,6 @@ struct Limits {
 struct CacheState {
     outcome: Option<Outcome>,
     storing: Option<Box<Storing>>,
-}
-
-#[derive(Debug)]
-struct BodyLimit {
-    max: u64,
-    read: u64,
 }
 
 /// The request's hash key, hashed (for `ring_hash` and `maglev`), and the backend token of
@@ -202,10 +196,7 @@ impl RequestCtx {
 
     /// Records how the current try ended (once per try), and the ejection it caused.
     fn record_try(&mut self, ok: bool, metrics: &Metrics, now: Instant) {
-        let Some(routed) = self.routed.clone() else {
-            return;
-        };
-        if let Some(pool) = routed.pool() {
+        if let Some(pool) = self.routed.as_ref().and_then(Routed::pool) {
             upstream::record(&mut self.tries, pool, ok, metrics, now);
         }
     }
@@ -255,8 +246,6 @@ impl Gateway {
         });
 
         let routed = route::resolve(self.snapshot.load_full(), session.req_header())?;
-        let route = routed.route();
-        ctx.body.max = route.max_body_size;
         ctx.routed = Some(routed.clone());
         let route = routed.route();
         if declared_length(session.req_header()).is_some_and(|n| n > route.max_body_size) {
@@ -407,10 +396,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             limits: Limits::default(),
             cache: CacheState::default(),
-            body: BodyLimit {
-                max: u64::MAX,
-                read: 0,
-            },
+            body_read: 0,
             tries: Tries::default(),
             pick: PickKeys::default(),
         }
@@ -459,10 +445,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         contain::phase("request_body_filter", &self.metrics, async {
-            if let Some(b) = body.as_ref() {
-                ctx.body.read = ctx.body.read.saturating_add(b.len() as u64);
-                if ctx.body.read > ctx.body.max {
-                    return Err(too_large(ctx.route_name(), ctx.body.max).into_error());
+            if let (Some(b), Some(routed)) = (body.as_ref(), &ctx.routed) {
+                ctx.body_read = ctx.body_read.saturating_add(b.len() as u64);
+                let route = routed.route();
+                if ctx.body_read > route.max_body_size {
+                    return Err(too_large(&route.name, route.max_body_size).into_error());
                 }
             }
             let limits = &mut ctx.limits;

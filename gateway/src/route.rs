@@ -26,8 +26,9 @@ impl Routed {
         &self.snapshot.policy.routes[self.index]
     }
 
-    /// The route's position in its policy.
-    pub fn index(&self) -> usize {
+    /// The route's position in its policy (what `route` reads).
+    #[cfg(test)]
+    fn index(&self) -> usize {
         self.index
     }
 
