@@ -258,5 +258,35 @@ pub fn request_head(data: &[u8]) {
             assert!(!host.bytes().any(|b| b.is_ascii_uppercase()) && !host.ends_with('.'));
             assert!(host.starts_with('[') || !host.contains(':'), "{host}");
         }
+        forwarded_for(&req);
     }
+}
+
+/// `X-Forwarded-For` as the client sent it: the client found is the peer or one of the
+/// header's own addresses, and a caller that is not a trusted proxy is never believed.
+fn forwarded_for(req: &RequestHeader) {
+    use crate::config::hardening::TrustedProxies;
+    use crate::forwarded;
+    let trusted = TrustedProxies::new(vec![
+        "127.0.0.0/8".parse().unwrap_or_default(),
+        "10.0.0.0/8".parse().unwrap_or_default(),
+    ]);
+    let xff = req.headers.get(forwarded::FOR);
+    let proxy = std::net::IpAddr::from([10, 1, 2, 3]);
+    let caller = std::net::IpAddr::from([198, 51, 100, 7]);
+    let client = forwarded::client(proxy, xff, &trusted);
+    let text = xff.and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(
+        client == proxy
+            || text
+                .split(',')
+                .filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok())
+                .any(|h| h == client),
+        "{client} from {text:?}"
+    );
+    assert_eq!(forwarded::client(caller, xff, &trusted), caller);
+    assert_eq!(
+        forwarded::for_value(xff, caller, &trusted),
+        caller.to_string()
+    );
 }
