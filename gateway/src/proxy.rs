@@ -849,7 +849,7 @@ fn backend_headers(
         upstream.insert_header(forwarded::HOST, host)?;
     }
     if let Some(local) = session.server_addr().and_then(|a| a.as_inet()) {
-        upstream.insert_header(forwarded::PORT, local.port().to_string())?;
+        upstream.insert_header(forwarded::PORT, HeaderValue::from(local.port()))?;
     }
     if let Some(id) = &ctx.identity {
         for (name, value) in auth::backend_headers(id) {
