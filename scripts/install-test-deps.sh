@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, when it is missing; does nothing when it is present.
-#   Debian: influxdb (/usr/bin/influxd, the reference server), cmake, wrk, redis-server,
-#           chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs)
+#   Debian: influxdb (/usr/bin/influxd, the reference server), influxdb-client (the `influx`
+#           CLI), victoria-metrics (another engine behind the gateway), cmake, wrk,
+#           redis-server, chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs)
+# The packages' services are not started: while installing, a temporary
+# /usr/sbin/policy-rc.d refuses every service start (only when none exists already).
 #   Python: influxdb==5.3.* (the client that tests/python/client_test.py drives)
 # Idempotent; runs as root without sudo (uses sudo only when not root and sudo exists).
 # Prints one line per thing it installed, nothing else on the "all present" path.
@@ -20,6 +23,8 @@ fi
 # package name -> a file or command that proves it is installed
 declare -A PROBE=(
   [influxdb]=/usr/bin/influxd
+  [influxdb-client]=/usr/bin/influx
+  [victoria-metrics]=/usr/bin/victoria-metrics
   [cmake]=cmake
   [wrk]=wrk
   [redis-server]=redis-server
@@ -36,7 +41,7 @@ is_present() {
 }
 
 missing=()
-for pkg in influxdb cmake wrk redis-server chromium; do
+for pkg in influxdb influxdb-client victoria-metrics cmake wrk redis-server chromium; do
   if ! is_present "${PROBE[$pkg]}"; then
     missing+=("$pkg")
   fi
@@ -45,6 +50,12 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${SUDO[@]}" apt-get update -qq >/dev/null
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+    "${SUDO[@]}" chmod 755 "$policy"
+    trap '"${SUDO[@]}" rm -f "$policy"' EXIT
+  fi
   for pkg in "${missing[@]}"; do
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
     if ! is_present "${PROBE[$pkg]}"; then

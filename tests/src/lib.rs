@@ -2,6 +2,7 @@
 //!
 //! - [`TsdbProcess`]: the workspace's `tsdb-backend` binary (built on demand).
 //! - [`InfluxdProcess`]: a private real InfluxDB 1.x (`/usr/bin/influxd`), the reference.
+//! - [`VictoriaMetricsProcess`]: a private Debian `victoria-metrics`, another engine behind the gateway.
 //! - [`Pool`]: several `tsdb-backend` nodes replicating to each other; [`converged`] waits
 //!   until they agree byte for byte.
 //! - [`http`]: a tiny `ureq` client that never turns 4xx/5xx into errors.
@@ -36,7 +37,7 @@ pub mod wait;
 
 pub use pool::{converged, Pool};
 pub use ports::free_port;
-pub use process::{InfluxdProcess, TsdbProcess, TsdbProcessBuilder};
+pub use process::{InfluxdProcess, TsdbProcess, TsdbProcessBuilder, VictoriaMetricsProcess};
 pub use tempfile::TempDir;
 pub use wait::{eventually, patience};
 

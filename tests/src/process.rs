@@ -627,3 +627,91 @@ impl InfluxdProcess {
         self.spawn()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// victoria-metrics
+
+/// Where Debian's `victoria-metrics` is (upstream builds name it `victoria-metrics-prod`).
+pub fn victoria_metrics_bin() -> Option<PathBuf> {
+    ["/usr/bin/victoria-metrics", "/usr/bin/victoria-metrics-prod"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// A private single-node VictoriaMetrics on a free loopback port, its storage in a temp dir:
+/// another engine that takes InfluxDB line protocol on `/write` (and answers `/ping` 204) but
+/// is queried with PromQL (`/api/v1/query`). Killed on drop; the temp dir is removed.
+#[derive(Debug)]
+pub struct VictoriaMetricsProcess {
+    pub addr: SocketAddr,
+    bin: PathBuf,
+    log_path: PathBuf,
+    child: Option<ChildGuard>,
+    // Declared last: removed after the child is killed.
+    dir: TempDir,
+}
+
+impl VictoriaMetricsProcess {
+    /// Starts a fresh instance and waits until `/ping` answers 204.
+    pub fn start() -> anyhow::Result<VictoriaMetricsProcess> {
+        let bin = victoria_metrics_bin().context(
+            "victoria-metrics is missing: run scripts/install-test-deps.sh \
+             (installs the Debian package `victoria-metrics`)",
+        )?;
+        let dir = tempfile::Builder::new().prefix("victoria-e2e-").tempdir()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], ports::free_port()?));
+        let mut p = VictoriaMetricsProcess {
+            addr,
+            bin,
+            log_path: dir.path().join("victoria-metrics.log"),
+            child: None,
+            dir,
+        };
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg(format!("-httpListenAddr={}", self.addr))
+            .arg(format!(
+                "-storageDataPath={}",
+                self.dir.path().join("data").display()
+            ))
+            // Answer queries about points written a moment ago (the default hides the last
+            // 30 s), and flush the in-memory buffer often, so a test polls briefly.
+            .arg("-search.latencyOffset=0s")
+            .arg("-inmemoryDataFlushInterval=1s")
+            .arg("-search.disableCache");
+        self.child = Some(spawn_and_wait_ready(
+            "victoria-metrics",
+            cmd,
+            &self.log_path,
+            self.addr,
+        )?);
+        Ok(())
+    }
+
+    /// PID of the running instance.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The last `max` bytes of the log.
+    pub fn log_tail(&self, max: u64) -> String {
+        log_tail(&self.log_path, max)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+}
