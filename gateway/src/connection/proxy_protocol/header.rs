@@ -174,6 +174,14 @@ fn v1(bytes: &[u8]) -> Framed {
     if line.len() > V1_MAX {
         return Framed::Whole(V1_MAX, Err(Malformed::TooLong(V1_MAX)));
     }
+    // The spec ends the line with CRLF; the parser also takes `... \n` (a space before a
+    // bare LF).
+    if !line.ends_with(b"\r\n") {
+        return Framed::Whole(
+            line.len(),
+            Err(Malformed::Invalid("no CR before the LF".into())),
+        );
+    }
     let parsed = match ppp::v1::Header::try_from(line) {
         // The parser reads up to the first CR: a line with more after it is not one header.
         Ok(h) if h.header.len() == line.len() => from_v1(h.addresses),

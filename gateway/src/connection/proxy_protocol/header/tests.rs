@@ -257,6 +257,9 @@ fn headers_that_started_and_are_not_valid_are_malformed() {
         b"PROXY TCP4 203.0.113.7 192.0.2.1 051000 443\r\n".to_vec(),
         b"PROXY TCP4 2001:db8::7 192.0.2.1 51000 443\r\n".to_vec(),
         b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 443\n".to_vec(),
+        // The parser alone takes a space before a bare LF (found by fuzzing).
+        b"PROXY UNKNOWN \n".to_vec(),
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 443 \n".to_vec(),
         b"PROXY TCP4 203.0.113.7\r192.0.2.1 51000 443\r\n".to_vec(),
         b"PROXY UDP4 203.0.113.7 192.0.2.1 51000 443\r\n".to_vec(),
         // A line that ends before the shortest valid one.
