@@ -8,7 +8,8 @@
 //! HTTP/2 connections (ALPN `h2`, or h2c by prior knowledge) go to Pingora's loop whole.
 //!
 //! ```text
-//! accept ─▶ admission (max_connections, max_connections_per_client) ── full: 503, close
+//! accept ─▶ PROXY header, on a listener with proxy_protocol (proxy_protocol.rs) ── refused: close
+//!        ─▶ admission (max_connections, max_connections_per_client) ── full: 503, close
 //!        ─▶ h2? ── Pingora's HTTP/2 loop
 //!        ─▶ HTTP/1: per request  [head within request_head_timeout] ─▶ Pingora: pipeline
 //!                   then keep-alive (idle_timeout, max_requests_per_connection) or close
@@ -16,6 +17,7 @@
 
 pub mod admission;
 pub mod head;
+pub mod proxy_protocol;
 
 use crate::config::hardening::Hardening;
 use crate::metrics::Metrics;
@@ -27,6 +29,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
+use proxy_protocol::ProxyProtocol;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -47,6 +50,9 @@ pub struct Edge<SV> {
     metrics: Arc<Metrics>,
     /// Plaintext HTTP/2 by prior knowledge is taken on this listener.
     h2c: bool,
+    /// The PROXY header read before anything else (plaintext listeners; a TLS listener
+    /// reads it before its handshake, in Pingora's pre-TLS callback).
+    proxy_protocol: Option<Arc<ProxyProtocol>>,
 }
 
 impl<SV> std::fmt::Debug for Edge<SV> {
@@ -84,7 +90,15 @@ where
             admission,
             metrics,
             h2c,
+            proxy_protocol: None,
         }
+    }
+
+    /// Reads a PROXY header at the start of each connection (a plaintext listener with
+    /// `proxy_protocol: true`).
+    pub fn with_proxy_protocol(mut self, proxy_protocol: Arc<ProxyProtocol>) -> Self {
+        self.proxy_protocol = Some(proxy_protocol);
+        self
     }
 
     /// Whether the connection speaks HTTP/2: chosen by ALPN on TLS, or (on an h2c
@@ -186,6 +200,10 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // First: the client counted below may be the one the header names.
+        if let Some(pp) = &self.proxy_protocol {
+            pp.accept(&mut *stream).await.ok()?;
+        }
         let client = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));

@@ -290,3 +290,39 @@ fn forwarded_for(req: &RequestHeader) {
         caller.to_string()
     );
 }
+
+/// `proxy_header`: the first bytes of a connection on a listener with `proxy_protocol`,
+/// framed by `connection::proxy_protocol::header::decode` as the listener reads them (one
+/// byte while undecided, then exactly what the header needs). Reading so never takes a
+/// byte past a valid header, never grows past the version's bound, and decides as the
+/// whole input does.
+pub fn proxy_header(data: &[u8]) {
+    use crate::connection::proxy_protocol::header::{decode, Progress, Version, V1_MAX};
+    use crate::connection::proxy_protocol::header::{V2_MAX_PAYLOAD, V2_SIGNATURE};
+    let mut taken = 0;
+    let decided = loop {
+        let progress = decode(&data[..taken]);
+        let more = match &progress {
+            Progress::Undecided => 1,
+            Progress::Incomplete { need, .. } => need.get(),
+            _ => break progress,
+        };
+        if taken + more > data.len() {
+            return;
+        }
+        taken += more;
+        assert!(taken <= 16 + V2_MAX_PAYLOAD, "read {taken} bytes");
+    };
+    assert_eq!(decode(data), decided, "whole input against {taken} bytes");
+    match decided {
+        Progress::Complete { version, len, .. } => {
+            assert_eq!(len, taken, "the header is exactly what was read");
+            match version {
+                Version::V1 => assert!(len <= V1_MAX && data[..len].ends_with(b"\r\n")),
+                Version::V2 => assert!(len <= 16 + V2_MAX_PAYLOAD),
+            }
+        }
+        Progress::Absent => assert!(taken <= V2_SIGNATURE.len()),
+        _ => {}
+    }
+}

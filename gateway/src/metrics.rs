@@ -56,6 +56,9 @@ pub struct Metrics {
     refusals: IntCounterVec,
     /// `gateway_connections_open{listener}`: client connections being served.
     connections_open: IntGaugeVec,
+    /// `gateway_proxy_protocol_refused_total{listener,reason}`: connections closed at their
+    /// PROXY header (untrusted, missing, malformed, too_long, timeout, closed).
+    proxy_protocol_refused: IntCounterVec,
     /// `gateway_panics_total{phase}`: panics caught in a pipeline phase (answered 500).
     panics: IntCounterVec,
     cache_bytes: IntGaugeVec,
@@ -257,6 +260,11 @@ impl Metrics {
                 "Client connections being served, by listener",
                 &["listener"],
             )?,
+            proxy_protocol_refused: counter(
+                "gateway_proxy_protocol_refused_total",
+                "Connections closed at their PROXY header: from a peer not trusted (untrusted), a trusted peer without one (missing), malformed, too_long, timeout, closed",
+                &["listener", "reason"],
+            )?,
             panics: counter(
                 "gateway_panics_total",
                 "Panics caught in a phase of the request pipeline, each answered 500",
@@ -331,6 +339,13 @@ impl Metrics {
     /// A request or connection refused by the listener's hardening.
     pub fn refusal(&self, listener: &str, reason: &str) {
         self.refusals.with_label_values(&[listener, reason]).inc();
+    }
+
+    /// A connection closed at its PROXY header.
+    pub fn proxy_protocol_refused(&self, listener: &str, reason: &str) {
+        self.proxy_protocol_refused
+            .with_label_values(&[listener, reason])
+            .inc();
     }
 
     /// The gauge of a listener's open connections.

@@ -9,6 +9,7 @@
 use crate::auth::mtls::PeerCertCallback;
 use crate::clock::SystemClock;
 use crate::config::{Bootstrap, Listener};
+use crate::connection::proxy_protocol::ProxyProtocol;
 use crate::connection::Edge;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -173,8 +174,19 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             o.h2c = true;
             proxy.server_options = Some(o);
         }
-        let edge = Edge::new(proxy, &l.name, l.hardening.clone(), metrics.clone(), h2c);
+        let mut edge = Edge::new(proxy, &l.name, l.hardening.clone(), metrics.clone(), h2c);
+        // The PROXY header comes first: before HTTP on plaintext, before the handshake on TLS.
+        let proxy_protocol = l
+            .hardening
+            .proxy_protocol
+            .then(|| Arc::new(ProxyProtocol::new(&l.name, &l.hardening, metrics.clone())));
+        if let (Some(pp), None) = (&proxy_protocol, &l.tls) {
+            edge = edge.with_proxy_protocol(pp.clone());
+        }
         let mut service = Service::new(format!("listener {}", l.name), edge);
+        if let (Some(pp), Some(_)) = (proxy_protocol, &l.tls) {
+            service.endpoints().set_pre_tls_callback(pp);
+        }
         let endpoint = ListenerConfig::tcp(l.address.to_string());
         let endpoint = match &l.tls {
             Some(files) => {
@@ -191,7 +203,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             None => endpoint.l4_buffer(L4BufferSettings::default().read(PLAIN_READ_BUFFER)),
         };
         service.add_listener(endpoint);
-        tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), http2 = l.http2, "listening");
+        tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), http2 = l.http2, proxy_protocol = l.hardening.proxy_protocol, "listening");
         server.add_service(service);
     }
     if let Err(e) = crate::tls::watch(watched) {

@@ -43,6 +43,8 @@ pub struct GatewayBuilder {
     redis_timeout: Option<String>,
     /// Extra settings of the plaintext listener, as `key: value` YAML.
     listener_options: Vec<String>,
+    /// Extra settings of the TLS listener, as `key: value` YAML.
+    tls_listener_options: Vec<String>,
 }
 
 /// A TLS listener's files, for tests that bring their own PKI (mTLS, revocation, rotation).
@@ -103,6 +105,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// A setting of the TLS listener `secure` (with [`Self::tls`]), as
+    /// [`Self::listener_option`] is of the plaintext one.
+    pub fn tls_listener_option(mut self, key: &str, value: &str) -> Self {
+        self.tls_listener_options.push(format!("{key}: {value}"));
+        self
+    }
+
     /// Writes the files, starts the gateway and waits (bounded) until every listener
     /// accepts connections.
     pub fn start(self) -> anyhow::Result<GatewayProcess> {
@@ -148,7 +157,13 @@ impl GatewayBuilder {
                     "cert: certs/server.pem, key: certs/server.key".to_string()
                 }
             };
-            listeners += &format!("  - {{ name: secure, address: {a}, tls: {{ {tls} }} }}\n");
+            let options: String = self
+                .tls_listener_options
+                .iter()
+                .map(|o| format!(", {o}"))
+                .collect();
+            listeners +=
+                &format!("  - {{ name: secure, address: {a}, tls: {{ {tls} }}{options} }}\n");
         }
         if let Some(a) = h2c_addr {
             listeners += &format!("  - {{ name: h2c, address: {a}, http2: true }}\n");
@@ -239,6 +254,7 @@ impl GatewayProcess {
             redis: None,
             redis_timeout: None,
             listener_options: Vec::new(),
+            tls_listener_options: Vec::new(),
         }
     }
 

@@ -32,6 +32,17 @@ impl TlsConn {
         ca_pem: &Path,
         client: Option<ClientCert<'_>>,
     ) -> anyhow::Result<TlsConn> {
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        TlsConn::over(tcp, ca_pem, client)
+    }
+
+    /// [`connect`](Self::connect) over a TCP connection already open (and maybe already
+    /// used, as by a PROXY protocol header before the handshake).
+    pub fn over(
+        tcp: TcpStream,
+        ca_pem: &Path,
+        client: Option<ClientCert<'_>>,
+    ) -> anyhow::Result<TlsConn> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_file_iter(ca_pem)? {
@@ -52,7 +63,6 @@ impl TlsConn {
             Arc::new(config),
             ServerName::try_from("localhost")?.to_owned(),
         )?;
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         // TLS 1.3 sends the server's verdict on the client certificate after the handshake:

@@ -25,6 +25,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("jwks", gateway::fuzz::jwks),
     ("policy_yaml", gateway::fuzz::policy_yaml),
     ("request_head", gateway::fuzz::request_head),
+    ("proxy_header", gateway::fuzz::proxy_header),
     ("scenario_yaml", loadtest::fuzz::scenario_yaml),
 ];
 

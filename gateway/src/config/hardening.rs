@@ -13,6 +13,7 @@
 //! | `max_requests_per_connection` | 1000     | `keepalive_requests` (1000)             |
 //! | `escaped_slashes`             | reject   | `merge_slashes` (no equivalent)         |
 //! | `headers_with_underscores`    | drop     | `underscores_in_headers off`            |
+//! | `proxy_protocol`              | false    | `listen ... proxy_protocol`             |
 
 use super::duration::parse_duration;
 use super::raw::RawListener;
@@ -80,6 +81,9 @@ pub struct Hardening {
     pub max_connections_per_client: u32,
     pub max_requests_per_connection: u32,
     pub trusted_proxies: TrustedProxies,
+    /// Connections from `trusted_proxies` start with a PROXY header, which names their
+    /// client (`connection/proxy_protocol.rs`); needs `trusted_proxies`.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Hardening {
@@ -94,6 +98,7 @@ impl Default for Hardening {
             max_connections_per_client: 1_000,
             max_requests_per_connection: 1_000,
             trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
         }
     }
 }
@@ -188,6 +193,23 @@ fn trusted(at: &mut At<'_>, v: &Option<Vec<Spanned<String>>>, field: &str) -> Tr
     TrustedProxies::new(nets)
 }
 
+/// `proxy_protocol`: only with `trusted_proxies`, the balancers allowed to send the header
+/// (anyone else's is refused, so without them no connection could carry one).
+fn proxy_protocol(at: &mut At<'_>, l: &RawListener, field: String) -> bool {
+    let Some(on) = &l.proxy_protocol else {
+        return false;
+    };
+    if on.value && l.trusted_proxies.as_ref().is_none_or(Vec::is_empty) {
+        report(
+            at,
+            on,
+            field,
+            "needs trusted_proxies: the addresses of the balancers that send the header".into(),
+        );
+    }
+    on.value
+}
+
 /// Compiles a listener's settings (`field` names it, as `listeners[0]`); every mistake is
 /// reported through `at`, and its setting keeps the default.
 pub(super) fn compile(l: &RawListener, field: &str, at: &mut At<'_>) -> Hardening {
@@ -247,5 +269,6 @@ pub(super) fn compile(l: &RawListener, field: &str, at: &mut At<'_>) -> Hardenin
             d.max_requests_per_connection,
         ),
         trusted_proxies: trusted(at, &l.trusted_proxies, &name("trusted_proxies")),
+        proxy_protocol: proxy_protocol(at, l, name("proxy_protocol")),
     }
 }

@@ -74,6 +74,9 @@ pub struct RawListener {
     /// whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// A PROXY protocol header (v1 or v2) starts every connection from `trusted_proxies`.
+    #[serde(default)]
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -717,3 +717,28 @@ fn a_bad_port_or_dns_refresh_is_named_with_its_position() {
         "{err}"
     );
 }
+
+#[test]
+fn proxy_protocol_is_read_and_refused_without_trusted_proxies() {
+    let b = parse_bootstrap(
+        "listeners:\n  - { name: a, address: 127.0.0.1:8080, proxy_protocol: true, trusted_proxies: [10.0.0.0/8] }\n  - { name: b, address: 127.0.0.1:8081, proxy_protocol: false }\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
+        Path::new("g.yaml"),
+    )
+    .unwrap();
+    assert!(b.listeners[0].hardening.proxy_protocol);
+    assert!(!b.listeners[1].hardening.proxy_protocol);
+    assert!(!hardening::Hardening::default().proxy_protocol);
+
+    let err = parse_bootstrap(
+        "listeners:\n  - name: a\n    address: 127.0.0.1:8080\n    proxy_protocol: true\n  - { name: b, address: 127.0.0.1:8081, proxy_protocol: true, trusted_proxies: [] }\nadmin: { address: 127.0.0.1:9090 }\npolicies: p\n",
+        Path::new("g.yaml"),
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "g.yaml:4:21: listeners[0].proxy_protocol: needs trusted_proxies",
+        "g.yaml:5:57: listeners[1].proxy_protocol: needs trusted_proxies",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+}
