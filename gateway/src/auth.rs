@@ -99,6 +99,8 @@ pub struct AuthRegistry {
     api_keys: Mutex<HashMap<String, Arc<ApiKeyStore>>>,
     /// The turns at Argon2 checks, shared by every API-key store of the process.
     slow_checks: Arc<tokio::sync::Semaphore>,
+    /// Each API-key authenticator's counts, by name, kept when its store is replaced.
+    api_key_counts: Mutex<HashMap<String, Arc<api_keys::Counts>>>,
 }
 
 impl Default for AuthRegistry {
@@ -107,11 +109,41 @@ impl Default for AuthRegistry {
             jwt: Mutex::default(),
             api_keys: Mutex::default(),
             slow_checks: Arc::new(tokio::sync::Semaphore::new(api_keys::MAX_SLOW_CHECKS)),
+            api_key_counts: Mutex::default(),
         }
     }
 }
 
 impl AuthRegistry {
+    /// Reads an API-key authenticator's file. Its errors point into it; the first error
+    /// says which authenticator reads it.
+    fn load_store(
+        &self,
+        a: &crate::config::policy::Authenticator,
+        config: &crate::config::api_keys::ApiKeysConfig,
+    ) -> Result<Arc<ApiKeyStore>, ConfigErrors> {
+        let counts = self
+            .api_key_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(a.name.clone())
+            .or_default()
+            .clone();
+        ApiKeyStore::load(&a.name, config.clone(), self.slow_checks.clone(), counts)
+            .map(Arc::new)
+            .map_err(|e| {
+                let mut errors = ConfigErrors(vec![ConfigError {
+                    file: a.file.clone(),
+                    line: a.line,
+                    column: a.column,
+                    field: format!("authenticators.{}.api_keys.file", a.name),
+                    message: format!("cannot load the key file {}", config.file.display()),
+                }]);
+                errors.0.extend(e.0);
+                errors
+            })
+    }
+
     /// The checkers of `policy`; loading a key set that fails names the authenticator's
     /// place in its policy file.
     pub fn build(&self, policy: &Policy) -> Result<Authenticators, ConfigErrors> {
@@ -127,28 +159,13 @@ impl AuthRegistry {
                     let reused = stores.get(name).filter(|s| s.config() == config).cloned();
                     let store = match reused {
                         Some(s) => s,
-                        None => {
-                            match ApiKeyStore::load(name, config.clone(), self.slow_checks.clone())
-                            {
-                                Ok(s) => Arc::new(s),
-                                Err(e) => {
-                                    // The file's own errors point into it; say which
-                                    // authenticator reads it.
-                                    errors.push(ConfigError {
-                                        file: a.file.clone(),
-                                        line: a.line,
-                                        column: a.column,
-                                        field: format!("authenticators.{name}.api_keys.file"),
-                                        message: format!(
-                                            "cannot load the key file {}",
-                                            config.file.display()
-                                        ),
-                                    });
-                                    errors.0.extend(e.0);
-                                    continue;
-                                }
+                        None => match self.load_store(a, config) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                errors.0.extend(e.0);
+                                continue;
                             }
-                        }
+                        },
                     };
                     keep_stores.insert(name.clone(), store.clone());
                     Checker::ApiKeys(store)
@@ -191,6 +208,42 @@ impl AuthRegistry {
         *stores = keep_stores;
         Ok(Authenticators { by_name })
     }
+}
+
+/// The authenticators as `/admin/status` shows them: a JWT one's key source, key-set
+/// version and last refresh error; an API-key one's file, keys and last reading error.
+pub fn status(auths: &Authenticators) -> serde_json::Value {
+    let by_name: serde_json::Map<String, serde_json::Value> = auths
+        .by_name
+        .iter()
+        .map(|(name, c)| {
+            let v = match c {
+                Checker::Jwt(v) => {
+                    let jwks = v.jwks();
+                    serde_json::json!({
+                        "kind": "jwt",
+                        "source": jwks.source().to_string(),
+                        "key_set_version": jwks.version(),
+                        "kids": jwks.current().kids().collect::<Vec<_>>(),
+                        "last_error": jwks.last_error(),
+                    })
+                }
+                Checker::Mtls { .. } => serde_json::json!({ "kind": "mtls" }),
+                Checker::ApiKeys(s) => {
+                    let st = s.status();
+                    serde_json::json!({
+                        "kind": "api_keys",
+                        "file": st.file,
+                        "keys": st.keys,
+                        "argon2_keys": st.argon2_keys,
+                        "last_error": st.last_error,
+                    })
+                }
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    serde_json::Value::Object(by_name)
 }
 
 /// What a request presents.

@@ -163,7 +163,9 @@ pub struct ApiKeyStore {
     current: ArcSwap<KeySet>,
     slow: Arc<tokio::sync::Semaphore>,
     watch: Mutex<Watch>,
-    counts: Counts,
+    /// Kept by the registry across the stores of one authenticator name, so the metrics
+    /// copied from them never go back.
+    counts: Arc<Counts>,
 }
 
 impl std::fmt::Debug for ApiKeyStore {
@@ -191,6 +193,7 @@ impl ApiKeyStore {
         name: &str,
         config: ApiKeysConfig,
         slow: Arc<tokio::sync::Semaphore>,
+        counts: Arc<Counts>,
     ) -> Result<ApiKeyStore, ConfigErrors> {
         let before = stamp(&config.file);
         let set = read(&config.file)?;
@@ -206,7 +209,7 @@ impl ApiKeyStore {
                 last: Some(before),
                 error: None,
             }),
-            counts: Counts::default(),
+            counts,
         })
     }
 

@@ -477,6 +477,8 @@ pub struct Jwks {
     schedule: Mutex<Schedule>,
     /// One fetch at a time, so two refreshes cannot swap in their sets out of order.
     fetching: Mutex<()>,
+    /// Why the last refresh failed; cleared by a good one (shown in `/admin/status`).
+    last_error: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Jwks {
@@ -532,6 +534,7 @@ impl Jwks {
             next_version: AtomicU64::new(2),
             schedule: Mutex::new(Schedule::default()),
             fetching: Mutex::new(()),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -610,8 +613,22 @@ impl Jwks {
         self.refresh_logged("unknown kid")
     }
 
+    /// Why the last refresh failed, until one succeeds.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn refresh_logged(&self, why: &str) -> bool {
-        match self.refresh_now() {
+        let result = self.refresh_now();
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            result.as_ref().err().map(ToString::to_string);
+        match result {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(

@@ -261,8 +261,13 @@ fn with_api_keys(dir: &std::path::Path, key: &TestKey) -> Authenticators {
         file,
         header: Some(http::HeaderName::from_static("x-api-key")),
     };
-    let store =
-        ApiKeyStore::load("keys", config, Arc::new(tokio::sync::Semaphore::new(1))).unwrap();
+    let store = ApiKeyStore::load(
+        "keys",
+        config,
+        Arc::new(tokio::sync::Semaphore::new(1)),
+        Arc::default(),
+    )
+    .unwrap();
     auths
         .by_name
         .insert("keys".to_string(), Checker::ApiKeys(Arc::new(store)));

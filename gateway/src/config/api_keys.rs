@@ -263,6 +263,26 @@ pub fn parse_key_file(text: &str, origin: &Path) -> Result<Vec<KeyEntry>, Config
     }
 }
 
+/// The `sha256` of an entry for `key`: lower-case hex, as `sha256sum` prints it.
+pub fn sha256_hex(key: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `argon2` of an entry for `key`: Argon2id with the crate's defaults (OWASP's
+/// m=19 MiB, t=2, p=1) and a random 16-byte salt, as a PHC string.
+pub fn argon2_phc(key: &[u8]) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(key, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// 64 hex digits, either case.
 fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
     let t = text.trim();

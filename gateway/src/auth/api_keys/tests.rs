@@ -30,6 +30,7 @@ fn store(dir: &Path, text: &str, slots: usize) -> ApiKeyStore {
         "keys",
         ApiKeysConfig { file, header: None },
         Arc::new(tokio::sync::Semaphore::new(slots)),
+        Arc::default(),
     )
     .unwrap()
 }

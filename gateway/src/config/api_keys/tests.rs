@@ -22,6 +22,20 @@ pub(crate) fn cheap_argon2(key: &str) -> String {
 }
 
 #[test]
+fn the_entries_hash_key_makes_are_accepted_by_the_file_format() {
+    let hex = sha256_hex(b"test");
+    assert_eq!(hex, DIGEST, "as sha256sum prints it");
+    let phc = argon2_phc(b"test").unwrap();
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    let entries = parse(&format!(
+        "keys:\n  - {{ sha256: {hex}, identity: a }}\n  - {{ argon2: \"{phc}\", identity: b }}\n"
+    ))
+    .unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_ne!(argon2_phc(b"test").unwrap(), phc, "a new salt each time");
+}
+
+#[test]
 fn a_key_file_of_digests_compiles_into_its_entries() {
     let phc = cheap_argon2("s3cret");
     let text = format!(
