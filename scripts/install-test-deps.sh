@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, when it is missing; does nothing when it is present.
 #   Debian: influxdb (/usr/bin/influxd, the reference server), cmake, wrk, redis-server,
-#           chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs)
+#           chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs),
+#           influxdb-client (/usr/bin/influx, the 1.x CLI, for tests/gateway_influx_clients.rs)
 #   Python: influxdb==5.3.* (the client that tests/python/client_test.py drives)
 # Idempotent; runs as root without sudo (uses sudo only when not root and sudo exists).
 # Prints one line per thing it installed, nothing else on the "all present" path.
@@ -24,6 +25,7 @@ declare -A PROBE=(
   [wrk]=wrk
   [redis-server]=redis-server
   [chromium]=/usr/bin/chromium
+  [influxdb-client]=/usr/bin/influx
 )
 
 is_present() {
@@ -36,7 +38,7 @@ is_present() {
 }
 
 missing=()
-for pkg in influxdb cmake wrk redis-server chromium; do
+for pkg in influxdb cmake wrk redis-server chromium influxdb-client; do
   if ! is_present "${PROBE[$pkg]}"; then
     missing+=("$pkg")
   fi

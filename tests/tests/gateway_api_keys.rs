@@ -142,14 +142,27 @@ fn challenges(r: &Response) -> Vec<&str> {
 #[test]
 fn each_client_credential_is_admitted_and_none_reaches_the_backend() {
     let s = setup();
-    let target = "/query/echo?db=telegraf&u=anyone&q=SELECT%20*%20FROM%20cpu&p=KEY&epoch=ms&u=again";
+    let target =
+        "/query/echo?db=telegraf&u=anyone&q=SELECT%20*%20FROM%20cpu&p=KEY&epoch=ms&u=again";
     let token = format!("Token {TELEGRAF}");
     let basic_auth = basic("whoever", TELEGRAF);
     let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
-        ("Token", target.replace("KEY", "x"), vec![("authorization", token.as_str())]),
-        ("Basic", target.replace("KEY", "x"), vec![("authorization", basic_auth.as_str())]),
+        (
+            "Token",
+            target.replace("KEY", "x"),
+            vec![("authorization", token.as_str())],
+        ),
+        (
+            "Basic",
+            target.replace("KEY", "x"),
+            vec![("authorization", basic_auth.as_str())],
+        ),
         ("u/p", target.replace("KEY", TELEGRAF), vec![]),
-        ("header", target.replace("KEY", "x"), vec![("x-api-key", TELEGRAF)]),
+        (
+            "header",
+            target.replace("KEY", "x"),
+            vec![("x-api-key", TELEGRAF)],
+        ),
     ];
     for (how, target, headers) in cases {
         let r = call(&s, &target, &headers);
@@ -166,18 +179,29 @@ fn each_client_credential_is_admitted_and_none_reaches_the_backend() {
         assert_eq!(seen.header("x-gateway-tenant"), Some("acme"), "{how}");
         assert_eq!(seen.header("x-gateway-auth"), Some("api_key"), "{how}");
         for (_, v) in &seen.headers {
-            assert!(!v.contains(TELEGRAF), "{how}: the key reached the backend: {seen:?}");
+            assert!(
+                !v.contains(TELEGRAF),
+                "{how}: the key reached the backend: {seen:?}"
+            );
         }
     }
     // The Argon2 entry, as Basic credentials (Grafana's data source sends these).
-    let r = call(&s, "/query/echo?q=1", &[("authorization", &basic("grafana", ARGON))]);
+    let r = call(
+        &s,
+        "/query/echo?q=1",
+        &[("authorization", &basic("grafana", ARGON))],
+    );
     assert_eq!(r.status, 200, "{} {}", r.body, s.gw.log());
     assert_eq!(
         s.up.last_request().unwrap().header("x-gateway-identity"),
         Some("argon-user")
     );
     // Once checked, it is remembered: a second call costs no Argon2 run.
-    let r = call(&s, "/query/echo?q=1", &[("authorization", &format!("Token {ARGON}"))]);
+    let r = call(
+        &s,
+        "/query/echo?q=1",
+        &[("authorization", &format!("Token {ARGON}"))],
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -216,10 +240,18 @@ fn a_wrong_key_is_refused_in_the_scheme_it_came_in_and_no_key_gets_every_challen
         let r = call(&s, &target, &headers);
         assert_eq!(r.status, 401, "{how}: {}", r.body);
         assert_eq!(challenges(&r), [challenge], "{how}");
-        assert_eq!(r.json()["error"], "invalid credentials: unknown api key", "{how}");
+        assert_eq!(
+            r.json()["error"],
+            "invalid credentials: unknown api key",
+            "{how}"
+        );
     }
     // A wrong key checked against the Argon2 entry too, and still refused.
-    assert_eq!(s.up.requests(), before, "nothing refused reached the backend");
+    assert_eq!(
+        s.up.requests(),
+        before,
+        "nothing refused reached the backend"
+    );
 
     let none = call(&s, "/query?q=1", &[]);
     assert_eq!(none.status, 401);
@@ -234,17 +266,25 @@ fn a_wrong_key_is_refused_in_the_scheme_it_came_in_and_no_key_gets_every_challen
     assert_eq!(none.json()["error"], "authentication required");
 
     // The roles of the file apply: Grafana reads, it does not write.
-    let r = call(&s, "/write?db=a", &[("authorization", &format!("Token {GRAFANA}"))]);
+    let r = call(
+        &s,
+        "/write?db=a",
+        &[("authorization", &format!("Token {GRAFANA}"))],
+    );
     assert_eq!(r.status, 403, "{}", r.body);
 
     let metrics = request("GET", &format!("{}/metrics", s.gw.admin_url()), &[], None).unwrap();
     assert!(
-        metrics.body.contains("gateway_api_key_checks_total{authenticator=\"keys\",result=\"unknown\"} 4"),
+        metrics
+            .body
+            .contains("gateway_api_key_checks_total{authenticator=\"keys\",result=\"unknown\"} 4"),
         "{}",
         metrics.body
     );
     assert!(
-        metrics.body.contains("gateway_api_keys{authenticator=\"keys\"} 3"),
+        metrics
+            .body
+            .contains("gateway_api_keys{authenticator=\"keys\"} 3"),
         "{}",
         metrics.body
     );
@@ -253,7 +293,14 @@ fn a_wrong_key_is_refused_in_the_scheme_it_came_in_and_no_key_gets_every_challen
 #[test]
 fn callers_of_one_tenant_share_its_rate_limit_whatever_their_key() {
     let s = setup();
-    let by = |key: &str| call(&s, "/limited", &[("authorization", &format!("Token {key}"))]).status;
+    let by = |key: &str| {
+        call(
+            &s,
+            "/limited",
+            &[("authorization", &format!("Token {key}"))],
+        )
+        .status
+    };
     assert_eq!(
         [by(TELEGRAF), by(GRAFANA), by(TELEGRAF)],
         [200, 200, 200],
@@ -264,16 +311,24 @@ fn callers_of_one_tenant_share_its_rate_limit_whatever_their_key() {
 }
 
 fn status(s: &Setup) -> Value {
-    request("GET", &format!("{}/admin/status", s.gw.admin_url()), &[], None)
-        .unwrap()
-        .json()
+    request(
+        "GET",
+        &format!("{}/admin/status", s.gw.admin_url()),
+        &[],
+        None,
+    )
+    .unwrap()
+    .json()
 }
 
 #[test]
 fn the_key_file_reloads_when_it_changes_and_a_broken_one_keeps_the_keys_in_force() {
     let s = setup();
     let token = |key: &str| format!("Token {key}");
-    assert_eq!(call(&s, "/query?q=1", &[("authorization", &token(TELEGRAF))]).status, 200);
+    assert_eq!(
+        call(&s, "/query?q=1", &[("authorization", &token(TELEGRAF))]).status,
+        200
+    );
     const NEW: &str = "k-new-77aa01";
     // Telegraf's key is revoked, a new one issued.
     install(
@@ -290,19 +345,33 @@ fn the_key_file_reloads_when_it_changes_and_a_broken_one_keeps_the_keys_in_force
         Ok((r.status == 200).then_some(()))
     })
     .unwrap();
-    assert_eq!(call(&s, "/query?q=1", &[("authorization", &token(TELEGRAF))]).status, 401);
+    assert_eq!(
+        call(&s, "/query?q=1", &[("authorization", &token(TELEGRAF))]).status,
+        401
+    );
 
     // A file with a key in clear is refused at its line; the keys in force stay.
     install(&s.file, "keys:\n  - key: hunter2\n    identity: mallory\n");
     let e = eventually("the broken file to be reported", |last| {
         let st = status(&s);
         *last = st["authenticators"]["keys"].to_string();
-        Ok(st["authenticators"]["keys"]["last_error"].as_str().map(str::to_owned))
+        Ok(st["authenticators"]["keys"]["last_error"]
+            .as_str()
+            .map(str::to_owned))
     })
     .unwrap();
-    assert!(e.contains("api-keys.yaml:2:10: keys[0].key: plain keys are not accepted"), "{e}");
-    assert!(s.gw.log().contains("api key file refused, the keys in force stay"));
-    assert_eq!(call(&s, "/query?q=1", &[("authorization", &token(NEW))]).status, 200);
+    assert!(
+        e.contains("api-keys.yaml:2:10: keys[0].key: plain keys are not accepted"),
+        "{e}"
+    );
+    assert!(s
+        .gw
+        .log()
+        .contains("api key file refused, the keys in force stay"));
+    assert_eq!(
+        call(&s, "/query?q=1", &[("authorization", &token(NEW))]).status,
+        200
+    );
     assert_eq!(call(&s, "/query?q=1&p=hunter2", &[]).status, 401);
     assert_eq!(status(&s)["authenticators"]["keys"]["keys"], 2);
 }
@@ -313,7 +382,10 @@ fn gateway_check_names_a_plain_key_in_the_key_file_at_its_line() {
     let file = dir.path().join("keys.yaml");
     std::fs::write(
         &file,
-        format!("keys:\n{}  - sha256: hunter2\n    identity: b\n", entry(&hash_key("a", false), "a", "t", "r")),
+        format!(
+            "keys:\n{}  - sha256: hunter2\n    identity: b\n",
+            entry(&hash_key("a", false), "a", "t", "r")
+        ),
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
