@@ -131,6 +131,10 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
+/// A request's headers: name, value.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+type OwnedHeaders = Vec<(&'static str, String)>;
+
 fn challenges(r: &Response) -> Vec<&str> {
     r.headers
         .iter()
@@ -146,7 +150,7 @@ fn each_client_credential_is_admitted_and_none_reaches_the_backend() {
         "/query/echo?db=telegraf&u=anyone&q=SELECT%20*%20FROM%20cpu&p=KEY&epoch=ms&u=again";
     let token = format!("Token {TELEGRAF}");
     let basic_auth = basic("whoever", TELEGRAF);
-    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(&str, String, Headers<'_>)> = vec![
         (
             "Token",
             target.replace("KEY", "x"),
@@ -208,7 +212,7 @@ fn each_client_credential_is_admitted_and_none_reaches_the_backend() {
 #[test]
 fn a_wrong_key_is_refused_in_the_scheme_it_came_in_and_no_key_gets_every_challenge() {
     let s = setup();
-    let cases: Vec<(&str, String, Vec<(&str, String)>, &str)> = vec![
+    let cases: Vec<(&str, String, OwnedHeaders, &str)> = vec![
         (
             "Token",
             "/query?q=1".into(),

@@ -169,7 +169,7 @@ fn the_key_set_is_found_by_openid_discovery_from_the_issuer() {
         ))
     };
     // No document yet, then one of another issuer: each refuses the start, saying why.
-    let e = format!("{:#}", start().err().expect("no discovery document"));
+    let e = format!("{:#}", start().expect_err("no discovery document"));
     assert!(
         e.contains(&format!(
             "openid discovery {issuer}/.well-known/openid-configuration: status 404"
@@ -177,7 +177,7 @@ fn the_key_set_is_found_by_openid_discovery_from_the_issuer() {
         "{e}"
     );
     server.set_discovery(Some(server.discovery_document("https://elsewhere.test")));
-    let e = format!("{:#}", start().err().expect("another issuer's document"));
+    let e = format!("{:#}", start().expect_err("another issuer's document"));
     assert!(
         e.contains("the document names issuer \"https://elsewhere.test\""),
         "{e}"
@@ -250,7 +250,7 @@ fn a_jwks_server_of_another_ca_is_refused_by_check_and_at_start() {
     );
 
     let started = GatewayProcess::start(&text);
-    let e = format!("{:#}", started.err().expect("the gateway must not start"));
+    let e = format!("{:#}", started.expect_err("the gateway must not start"));
     assert!(e.contains("UnknownIssuer"), "{e}");
 
     // Nothing was ever served to a client that did not trust the server.
