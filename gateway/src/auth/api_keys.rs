@@ -47,8 +47,8 @@ pub const SLOW_CHECK_WAIT: Duration = Duration::from_secs(1);
 /// Keys accepted by an Argon2 entry remembered per key-file version.
 pub const VERIFIED_CAPACITY: u64 = 10_000;
 
-/// A SHA-256 digest that compares in constant time.
-#[derive(Clone, Copy, Eq)]
+/// A SHA-256 digest that compares in constant time (as a map key too).
+#[derive(Debug, Clone, Copy, Eq)]
 struct KeyDigest([u8; 32]);
 
 impl PartialEq for KeyDigest {
@@ -74,7 +74,7 @@ struct KeySet {
     /// Indexes of the Argon2 entries.
     argon2: Vec<usize>,
     /// Digests of keys an Argon2 entry accepted, with the entry's index.
-    verified: moka::sync::Cache<[u8; 32], usize>,
+    verified: moka::sync::Cache<KeyDigest, usize>,
     /// SHA-256 of the file's bytes: an unchanged file is not read into a new set.
     content: [u8; 32],
 }
@@ -271,7 +271,7 @@ impl ApiKeyStore {
             .by_digest
             .get(&d)
             .copied()
-            .or_else(|| set.verified.get(&d.0));
+            .or_else(|| set.verified.get(&d));
         match found.and_then(|i| set.entries.get(i)) {
             Some(e) => {
                 self.counts.accepted.fetch_add(1, Ordering::Relaxed);
@@ -290,7 +290,7 @@ impl ApiKeyStore {
     pub fn check_argon2(&self, key: &[u8]) -> Option<Identity> {
         let set = self.current.load_full();
         let d = digest(key);
-        if let Some(e) = set.verified.get(&d.0).and_then(|i| set.entries.get(i)) {
+        if let Some(e) = set.verified.get(&d).and_then(|i| set.entries.get(i)) {
             return Some(self.identity(e));
         }
         for &i in &set.argon2 {
@@ -308,7 +308,7 @@ impl ApiKeyStore {
                 .verify_password(&[&argon2::Argon2::default()], key)
                 .is_ok()
             {
-                set.verified.insert(d.0, i);
+                set.verified.insert(d, i);
                 return Some(self.identity(e));
             }
         }
