@@ -165,6 +165,9 @@ fn set_gauges(snap: &Snapshot, m: &Metrics) {
     if let Some(redis) = snap.limits.redis() {
         m.redis_gauges(redis.state().is_connected(), redis.instances());
     }
+    for s in snap.auth.api_key_stores() {
+        m.api_key_gauges(s.name(), s.counts(), s.status().keys);
+    }
     m.policy_gauges(snap.version, snap.loaded_at);
 }
 
@@ -374,6 +377,7 @@ async fn status(State(st): State<AdminState>) -> Response {
         "backend_names": names,
         "rate_limits": { "limits": limits, "redis": redis },
         "caches": caches,
+        "authenticators": crate::auth::status(&snap.auth),
         "reloads": {
             "ok": st.metrics.reloads(true),
             "failed": st.metrics.reloads(false),

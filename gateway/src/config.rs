@@ -5,11 +5,13 @@
 //! line, the column and the field, and all errors are reported at once: a configuration
 //! with any error is not used, and a running gateway keeps its current policy.
 
+pub mod api_keys;
 pub mod auth;
 pub mod cache;
 pub mod duration;
 pub mod error;
 pub mod hardening;
+pub mod jwks_source;
 pub mod policy;
 pub mod raw;
 pub mod resilience;

@@ -1,5 +1,6 @@
 //! `gateway`: `run` serves the proxy; `check` validates a configuration; `dev-certs` makes
-//! certificates for the example TLS listener. Exit codes: 0 ok, 1 error.
+//! certificates for the example TLS listener; `hash-key` makes an API-key file entry.
+//! Exit codes: 0 ok, 1 error.
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
@@ -41,6 +42,17 @@ enum Command {
         #[arg(long, default_value = "config/dev-certs")]
         out: PathBuf,
     },
+    /// Read an API key from standard input (one trailing newline dropped) and print the
+    /// `sha256:` line of its key-file entry, e.g. `printf %s "$KEY" | gateway hash-key`.
+    HashKey {
+        /// Print an `argon2:` line instead (Argon2id, m=19 MiB, t=2, p=1, random salt): for
+        /// keys a person chose, which a SHA-256 would not protect against guessing.
+        #[arg(long)]
+        argon2: bool,
+        /// Make a new random key (32 bytes, hex) instead of reading one, and print it first.
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +61,7 @@ fn main() -> ExitCode {
         Command::Check => return check(&cli.config),
         Command::Run { upgrade } => run(&cli.config, RunOptions { upgrade }),
         Command::DevCerts { out } => dev_certs(&out),
+        Command::HashKey { argon2, generate } => hash_key(argon2, generate),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +93,39 @@ fn dev_certs(out: &Path) -> anyhow::Result<()> {
             devcerts::FILES.join(", "),
             dir.display()
         ),
+    }
+    Ok(())
+}
+
+fn hash_key(argon2: bool, generate: bool) -> anyhow::Result<()> {
+    use gateway::config::api_keys::{argon2_phc, sha256_hex};
+    use std::io::Read as _;
+    let key: Vec<u8> = if generate {
+        let key: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        println!("key: {key}");
+        key.into_bytes()
+    } else {
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input)?;
+        if input.ends_with(b"\n") {
+            input.pop();
+            if input.ends_with(b"\r") {
+                input.pop();
+            }
+        }
+        input
+    };
+    if key.is_empty() {
+        anyhow::bail!("no key on standard input (e.g. printf %s \"$KEY\" | gateway hash-key)");
+    }
+    if argon2 {
+        let phc = argon2_phc(&key).map_err(|e| anyhow!("argon2: {e}"))?;
+        println!("argon2: \"{phc}\"");
+    } else {
+        println!("sha256: {}", sha256_hex(&key));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! (backend health, requests in flight, policy version) are filled in at scrape time from
 //! the snapshot itself, so they can never drift from what `/admin/status` shows.
 
+use crate::auth::api_keys::Counts as ApiKeyCounts;
 use crate::cache::CacheStats;
 use pingora::http::StatusCode;
 use prometheus::{
@@ -61,6 +62,15 @@ pub struct Metrics {
     proxy_protocol_refused: IntCounterVec,
     /// `gateway_panics_total{phase}`: panics caught in a pipeline phase (answered 500).
     panics: IntCounterVec,
+    /// `gateway_api_key_checks_total{authenticator,result}`: keys presented to an API-key
+    /// authenticator, `accepted`, `unknown` or `busy` (no turn at an Argon2 check), copied
+    /// from the authenticator's own counters at scrape time.
+    api_key_checks: IntCounterVec,
+    /// `gateway_api_key_file_reloads_total{authenticator,result}`: readings of a changed key
+    /// file, `ok` (swapped in) or `failed` (the keys in force stay).
+    api_key_reloads: IntCounterVec,
+    /// `gateway_api_keys{authenticator}`: keys in force.
+    api_keys: IntGaugeVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     cache_max_bytes: IntGaugeVec,
@@ -270,6 +280,21 @@ impl Metrics {
                 "Panics caught in a phase of the request pipeline, each answered 500",
                 &["phase"],
             )?,
+            api_key_checks: counter(
+                "gateway_api_key_checks_total",
+                "Keys presented to an API-key authenticator, by result (accepted, unknown, busy)",
+                &["authenticator", "result"],
+            )?,
+            api_key_reloads: counter(
+                "gateway_api_key_file_reloads_total",
+                "Readings of a changed API-key file, by result (ok: swapped in; failed: the keys in force stay)",
+                &["authenticator", "result"],
+            )?,
+            api_keys: gauge_vec(
+                "gateway_api_keys",
+                "Keys in force, by API-key authenticator",
+                &["authenticator"],
+            )?,
             cache_bytes: gauge_vec(
                 "gateway_cache_bytes",
                 "Weight of a cache's entries (keys, heads and bodies), in bytes",
@@ -426,6 +451,24 @@ impl Metrics {
         self.cache_bytes.reset();
         self.cache_entries.reset();
         self.cache_max_bytes.reset();
+        self.api_keys.reset();
+    }
+
+    /// One API-key authenticator's counters (brought up to its own) and keys in force.
+    pub fn api_key_gauges(&self, name: &str, counts: &ApiKeyCounts, keys: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bring_up = |c: &IntCounterVec, result: &str, v: &AtomicU64| {
+            let counter = c.with_label_values(&[name, result]);
+            counter.inc_by(v.load(Relaxed).saturating_sub(counter.get()));
+        };
+        bring_up(&self.api_key_checks, "accepted", &counts.accepted);
+        bring_up(&self.api_key_checks, "unknown", &counts.unknown);
+        bring_up(&self.api_key_checks, "busy", &counts.busy);
+        bring_up(&self.api_key_reloads, "ok", &counts.reloads_ok);
+        bring_up(&self.api_key_reloads, "failed", &counts.reloads_failed);
+        self.api_keys
+            .with_label_values(&[name])
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
     }
 
     /// One backend's health and requests in flight.

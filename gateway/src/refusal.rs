@@ -62,7 +62,7 @@ impl Refusal {
             Refusal::Malformed(r) => r.status,
             Refusal::NoRoute { .. } => 404,
             Refusal::BodyTooLarge { .. } => 413,
-            Refusal::Unauthenticated(e) => e.challenge().0,
+            Refusal::Unauthenticated(e) => e.status(),
             Refusal::Limited(_) => 429,
             Refusal::PoolFull | Refusal::NoHealthyBackend => 503,
             Refusal::UpstreamTimeout => 504,
@@ -92,7 +92,11 @@ impl Refusal {
     /// The headers of this answer besides the common ones.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            Refusal::Unauthenticated(e) => vec![("www-authenticate", e.challenge().1)],
+            Refusal::Unauthenticated(e) => e
+                .challenges()
+                .into_iter()
+                .map(|c| ("www-authenticate", c))
+                .collect(),
             Refusal::Limited(l) => {
                 let mut h = vec![("retry-after", l.retry_after.clone())];
                 h.extend(l.headers.iter().cloned());
@@ -194,6 +198,7 @@ impl From<NoBackend> for Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::challenge::Scheme;
 
     #[test]
     fn each_refusal_has_its_status_body_and_headers() {
@@ -215,7 +220,7 @@ mod tests {
                 "the request body is larger than route w's max_body_size (10 bytes)",
             ),
             (
-                Refusal::Unauthenticated(AuthError::Missing),
+                Refusal::Unauthenticated(AuthError::Missing { schemes: vec![] }),
                 401,
                 "authentication required",
             ),
@@ -249,10 +254,25 @@ mod tests {
             assert_eq!(body["error"], message, "{r:?}");
             assert_eq!(body["request_id"], "id-1");
         }
-        let challenge = Refusal::Unauthenticated(AuthError::Missing).headers();
+        let challenge = Refusal::Unauthenticated(AuthError::Missing { schemes: vec![] }).headers();
         assert_eq!(
             challenge,
             vec![("www-authenticate", "Bearer realm=\"gateway\"".to_string())]
+        );
+        let challenges = Refusal::Unauthenticated(AuthError::Missing {
+            schemes: vec![Scheme::Token, Scheme::Basic],
+        })
+        .headers();
+        assert_eq!(
+            challenges,
+            vec![
+                ("www-authenticate", "Token realm=\"gateway\"".to_string()),
+                (
+                    "www-authenticate",
+                    "Basic realm=\"gateway\", charset=\"UTF-8\"".to_string()
+                )
+            ],
+            "one header per scheme"
         );
     }
 

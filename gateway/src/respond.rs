@@ -56,9 +56,15 @@ pub async fn refusal(session: &mut Session, refusal: &Refusal, common: &Common<'
             .insert_header("content-length", body.len().to_string())
             .is_ok()
         && add_common(&mut resp, common).is_ok()
-        && extra
-            .iter()
-            .all(|(k, v)| resp.insert_header(*k, v.as_str()).is_ok());
+        && extra.iter().enumerate().all(|(i, (k, v))| {
+            // A name listed again is another field of it (one challenge per
+            // WWW-Authenticate), not a replacement.
+            if extra[..i].iter().any(|(seen, _)| seen == k) {
+                resp.append_header(*k, v.as_str()).is_ok()
+            } else {
+                resp.insert_header(*k, v.as_str()).is_ok()
+            }
+        });
     if !ok {
         return false;
     }

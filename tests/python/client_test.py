@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Drives the unchanged PyPI `influxdb` client (5.3.x) against a server on 127.0.0.1:PORT.
 
-Usage: client_test.py PORT
+Usage: client_test.py PORT [USERNAME PASSWORD]
 Prints `ok` and exits 0 when every check passes; prints the failure and exits 1 otherwise.
-Works against a real InfluxDB 1.x and must work against tsdb-backend.
+Works against a real InfluxDB 1.x and must work against tsdb-backend. With USERNAME and
+PASSWORD the client sends them (as Basic credentials) with every request, and a wrong
+password must be refused with 401: how the gateway takes an API key from InfluxDB 1.x
+clients.
 """
 import sys
 import traceback
@@ -14,10 +17,11 @@ def check(cond, what, got=None):
         raise AssertionError(f"{what}; got {got!r}")
 
 
-def run(port):
+def run(port, username=None, password=None):
     from influxdb import InfluxDBClient
 
-    client = InfluxDBClient(host="127.0.0.1", port=port, timeout=10, retries=1)
+    credentials = {} if username is None else {"username": username, "password": password}
+    client = InfluxDBClient(host="127.0.0.1", port=port, timeout=10, retries=1, **credentials)
 
     version = client.ping()
     check(isinstance(version, str) and version != "", "ping() returns the X-Influxdb-Version header", version)
@@ -128,13 +132,23 @@ def run(port):
     names = [d["name"] for d in client.get_list_database()]
     check(db not in names, "drop_database() removes it", names)
 
+    if username is not None:
+        wrong = InfluxDBClient(
+            host="127.0.0.1", port=port, timeout=10, retries=1, username=username, password=password + "x"
+        )
+        try:
+            wrong.query("SHOW DATABASES")
+            raise AssertionError("a wrong password must be refused")
+        except InfluxDBClientError as e:
+            check(e.code == 401, "a wrong password is a 401", (e.code, str(e)))
+
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: client_test.py PORT", file=sys.stderr)
+    if len(sys.argv) not in (2, 4):
+        print("usage: client_test.py PORT [USERNAME PASSWORD]", file=sys.stderr)
         return 2
     try:
-        run(int(sys.argv[1]))
+        run(int(sys.argv[1]), *sys.argv[2:])
     except Exception:  # noqa: BLE001 - report anything as a failure
         traceback.print_exc()
         print("FAILED", file=sys.stderr)

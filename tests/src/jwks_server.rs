@@ -1,11 +1,14 @@
 //! A tiny HTTP/1.1 server for `GET /jwks.json`, whose answer a test can change while the
-//! gateway polls it.
+//! gateway polls it; over TLS too, and with an OpenID discovery document.
 //!
 //! [`JwksServer::start`] binds `127.0.0.1:0` and serves on std threads (one accepting, one per
-//! connection). `GET` (or `HEAD`) of `/jwks.json`, any query, gets the current status
+//! connection); [`JwksServer::start_tls`] does the same over TLS with a certificate from
+//! [`crate::pki`]. `GET` (or `HEAD`) of `/jwks.json`, any query, gets the current status
 //! ([`JwksServer::set_status`], default 200), `content-type: application/json`, the extra
 //! headers of [`JwksServer::set_headers`] and the current body ([`JwksServer::set_body`]);
-//! other paths get 404, other methods 405. Connections are kept alive unless the client
+//! `/.well-known/openid-configuration` gets the body of [`JwksServer::set_discovery`] (404
+//! until one is set; [`JwksServer::discovery_document`] writes one naming this server's key
+//! set); other paths get 404, other methods 405. Connections are kept alive unless the client
 //! says `Connection: close`; request bodies are not expected, so a request with one is
 //! answered and its connection closed.
 //!
@@ -24,6 +27,10 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+use crate::pki::Issued;
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
@@ -35,6 +42,9 @@ use std::time::Duration;
 
 /// The path served.
 pub const PATH: &str = "/jwks.json";
+
+/// Where the OpenID discovery document is served.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// How long dropping a [`JwksServer`] waits for its threads before leaving them detached.
 pub const DROP_PATIENCE: Duration = Duration::from_secs(5);
@@ -58,6 +68,8 @@ pub struct JwksServer {
 
 struct Shared {
     body: Mutex<String>,
+    discovery: Mutex<Option<String>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     headers: Mutex<Vec<(String, String)>>,
     status: AtomicU16,
     requests: AtomicU64,
@@ -84,10 +96,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl JwksServer {
     /// Binds `127.0.0.1:0` and serves `body` at [`PATH`].
     pub fn start(body: impl Into<String>) -> anyhow::Result<JwksServer> {
+        JwksServer::serve(body.into(), None)
+    }
+
+    /// [`JwksServer::start`] over TLS, presenting `server` (a certificate for `127.0.0.1`
+    /// from [`crate::pki::Ca::issue_server`]). A client that does not trust its CA ends the
+    /// handshake; no request is counted then.
+    pub fn start_tls(body: impl Into<String>, server: &Issued) -> anyhow::Result<JwksServer> {
+        JwksServer::serve(body.into(), Some(Arc::new(server_config(server)?)))
+    }
+
+    fn serve(body: String, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<JwksServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            body: Mutex::new(body.into()),
+            body: Mutex::new(body),
+            discovery: Mutex::new(None),
+            tls,
             headers: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
             requests: AtomicU64::new(0),
@@ -111,9 +136,34 @@ impl JwksServer {
         })
     }
 
-    /// `http://127.0.0.1:<port>/jwks.json`.
+    /// `http://127.0.0.1:<port>/jwks.json` (`https://` over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}{PATH}", self.addr)
+        format!("{}{PATH}", self.base_url())
+    }
+
+    /// `http://127.0.0.1:<port>` (`https://` over TLS): an issuer URL for discovery.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The body of [`DISCOVERY_PATH`] from now on (`None`: 404).
+    pub fn set_discovery(&self, body: Option<String>) {
+        *lock(&self.shared.discovery) = body;
+    }
+
+    /// A discovery document for `issuer` whose `jwks_uri` is this server's [`PATH`].
+    pub fn discovery_document(&self, issuer: &str) -> String {
+        serde_json::json!({
+            "issuer": issuer,
+            "jwks_uri": self.url(),
+            "id_token_signing_alg_values_supported": ["ES256"],
+        })
+        .to_string()
     }
 
     /// The body of answers from now on.
@@ -246,7 +296,14 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 let shared = Arc::clone(shared);
                 move || {
                     let _live = live;
-                    serve(&shared, stream);
+                    match shared.tls.clone() {
+                        None => serve(&shared, stream),
+                        Some(config) => {
+                            if let Ok(conn) = rustls::ServerConnection::new(config) {
+                                serve(&shared, TlsStream(rustls::StreamOwned::new(conn, stream)));
+                            }
+                        }
+                    }
                 }
             });
         if let Ok(h) = spawned {
@@ -255,8 +312,61 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
+/// The server's side of a TLS connection.
+struct TlsStream(rustls::StreamOwned<rustls::ServerConnection, TcpStream>);
+
+/// A connection: plaintext or TLS.
+trait Conn: Read + Write {
+    /// Ends the sending side (a TLS close_notify first).
+    fn finish(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn finish(&mut self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Conn for TlsStream {
+    fn finish(&mut self) {
+        self.0.conn.send_close_notify();
+        let _ = self.0.flush();
+        let _ = self.0.sock.shutdown(Shutdown::Write);
+    }
+}
+
+/// A TLS server configuration presenting `server` (ring, as everywhere here).
+fn server_config(server: &Issued) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = CertificateDer::pem_file_iter(&server.cert)
+        .with_context(|| format!("reading {}", server.cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", server.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&server.key)
+        .with_context(|| format!("reading {}", server.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?)
+}
+
 /// Serves requests on one connection until it closes, errs or asks to close.
-fn serve(shared: &Shared, mut stream: TcpStream) {
+fn serve(shared: &Shared, mut stream: impl Conn) {
     let mut buf: Vec<u8> = Vec::new();
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
         let Some(head) = read_head(&mut stream, &mut buf) else {
@@ -278,7 +388,7 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
             }
         };
         if !keep {
-            let _ = stream.shutdown(Shutdown::Write);
+            stream.finish();
             return;
         }
     }
@@ -286,7 +396,7 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
 
 /// Reads up to the end of the next request head; the bytes after it stay in `buf`.
 /// `None` on end of stream, error, or a head over [`MAX_HEAD`].
-fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+fn read_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> Option<String> {
     let mut chunk = [0u8; 4096];
     // Each pass reads at least one byte or returns; `buf` is capped by `MAX_HEAD`.
     for _ in 0..=MAX_HEAD {
@@ -343,6 +453,10 @@ fn answer(shared: &Shared, head: &str) -> Option<(Vec<u8>, bool)> {
                 head_only,
             )
         }
+        ("GET" | "HEAD", DISCOVERY_PATH) => match lock(&shared.discovery).clone() {
+            Some(doc) => response(200, "application/json", &[], &doc, !keep, head_only),
+            None => response(404, "text/plain", &[], "not found\n", !keep, head_only),
+        },
         ("GET" | "HEAD", _) => response(404, "text/plain", &[], "not found\n", !keep, head_only),
         _ => response(405, "text/plain", &[], "method not allowed\n", !keep, false),
     };

@@ -15,7 +15,8 @@
 //! - [`tls_client`]: one blocking TLS connection (client certificates, the server's certificate).
 //! - [`pki`]: [`pki::Ca`], a throwaway CA issuing server and client certificates and CRLs (mTLS).
 //! - [`jwt`]: [`jwt::Key`], run-time JWT signing keys with their JWKs, and forged tokens.
-//! - [`jwks_server`]: [`jwks_server::JwksServer`], a `GET /jwks.json` endpoint whose body can change.
+//! - [`jwks_server`]: [`jwks_server::JwksServer`], a `GET /jwks.json` endpoint whose body can change,
+//!   over plain HTTP or TLS (a [`pki`] certificate), with an OpenID discovery document.
 //! - [`redis`]: [`redis::RedisProcess`], a private `redis-server` (killed, restarted on its
 //!   port) and a tiny RESP client, for the gateway's global rate limits.
 

@@ -8,6 +8,8 @@ use std::fmt;
 pub enum AuthMethod {
     Jwt,
     Mtls,
+    /// A key of an `api_keys` file (Token, Basic, `u`/`p` or a header).
+    ApiKey,
 }
 
 impl AuthMethod {
@@ -16,6 +18,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Jwt => "jwt",
             AuthMethod::Mtls => "mtls",
+            AuthMethod::ApiKey => "api_key",
         }
     }
 }
@@ -29,8 +32,8 @@ impl fmt::Display for AuthMethod {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The identity claim of a token (`sub` by default), or the certificate's SAN URI,
-    /// SAN DNS name or CN.
+    /// The identity claim of a token (`sub` by default), the certificate's SAN URI,
+    /// SAN DNS name or CN, or the `identity` of an API key's entry.
     pub subject: String,
     /// The tenant claim, when the authenticator names one and the token has it.
     pub tenant: Option<String>,

@@ -1,5 +1,6 @@
-//! The keys that sign the tokens we accept: a JWKS document (RFC 7517) read from a file or
-//! an `http://` URL, kept current by periodic and on-demand refreshes.
+//! The keys that sign the tokens we accept: a JWKS document (RFC 7517) read from a file, an
+//! `http://` or `https://` URL, or where OpenID discovery says (`fetch.rs`), kept current by
+//! periodic and on-demand refreshes.
 //!
 //! ```text
 //! Jwks            the live holder: source, refresh schedule, current set (ArcSwap)
@@ -13,7 +14,10 @@
 //! keeps the previous set. Time is passed in by the caller (`now: Instant`), never read
 //! here, so the schedule is driven exactly in tests.
 
-pub use crate::config::auth::JwksSource;
+pub mod fetch;
+
+pub use crate::config::auth::{JwksSource, TrustRoots};
+use fetch::Fetcher;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -55,8 +59,12 @@ pub enum JwksError {
     },
     #[error("fetching jwks {url}: {reason}")]
     Fetch { url: String, reason: String },
-    #[error("jwks url {0} is not http://")]
+    #[error("jwks url {0} is not http:// or https://")]
     UnsupportedUrl(String),
+    #[error("ca file {path}: {reason}", path = path.display())]
+    Ca { path: PathBuf, reason: String },
+    #[error("openid discovery {url}: {reason}")]
+    Discovery { url: String, reason: String },
     #[error("jwks document is larger than {MAX_JWKS_BYTES} bytes")]
     TooLarge,
     #[error("jwks document is not a JSON key set: {0}")]
@@ -448,6 +456,7 @@ impl fmt::Display for JwksSource {
         match self {
             JwksSource::File(path) => write!(f, "{}", path.display()),
             JwksSource::Url(url) => f.write_str(url),
+            JwksSource::Discovery(issuer) => write!(f, "discovery from {issuer}"),
         }
     }
 }
@@ -461,21 +470,22 @@ struct Schedule {
 
 /// A live key set: read lock-free by every verification, replaced whole on refresh.
 pub struct Jwks {
-    source: JwksSource,
+    fetcher: Fetcher,
     refresh: Duration,
-    agent: Option<ureq::Agent>,
     current: ArcSwap<KeySet>,
     next_version: AtomicU64,
     schedule: Mutex<Schedule>,
     /// One fetch at a time, so two refreshes cannot swap in their sets out of order.
     fetching: Mutex<()>,
+    /// Why the last refresh failed; cleared by a good one (shown in `/admin/status`).
+    last_error: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Jwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let current = self.current.load();
         f.debug_struct("Jwks")
-            .field("source", &self.source)
+            .field("source", self.source())
             .field("refresh", &self.refresh)
             .field("version", &current.version)
             .field("kids", &current.kids().collect::<Vec<_>>())
@@ -485,11 +495,21 @@ impl fmt::Debug for Jwks {
 
 impl Jwks {
     /// Loads the key set once; this first load must succeed. `refresh` is the interval
-    /// [`Jwks::refresh_if_due`] keeps.
+    /// [`Jwks::refresh_if_due`] keeps. An https source is verified against the built-in
+    /// roots.
     pub fn load(source: JwksSource, refresh: Duration) -> Result<Jwks, JwksError> {
-        let agent = agent_for(&source)?;
-        let bytes = fetch(&source, agent.as_ref())?;
-        Jwks::with_agent(source, refresh, agent, &bytes)
+        Jwks::load_trusting(source, TrustRoots::WebPki, refresh)
+    }
+
+    /// [`Jwks::load`], an https source verified against `trust`.
+    pub fn load_trusting(
+        source: JwksSource,
+        trust: TrustRoots,
+        refresh: Duration,
+    ) -> Result<Jwks, JwksError> {
+        let fetcher = Fetcher::new(source, trust)?;
+        let bytes = fetcher.fetch()?;
+        Jwks::with_fetcher(fetcher, refresh, &bytes)
     }
 
     /// A key set from a document already read, as [`Jwks::load`] would build it from the
@@ -500,32 +520,26 @@ impl Jwks {
         refresh: Duration,
         bytes: &[u8],
     ) -> Result<Jwks, JwksError> {
-        let agent = agent_for(&source)?;
-        Jwks::with_agent(source, refresh, agent, bytes)
+        Jwks::with_fetcher(Fetcher::new(source, TrustRoots::WebPki)?, refresh, bytes)
     }
 
-    fn with_agent(
-        source: JwksSource,
-        refresh: Duration,
-        agent: Option<ureq::Agent>,
-        bytes: &[u8],
-    ) -> Result<Jwks, JwksError> {
+    fn with_fetcher(fetcher: Fetcher, refresh: Duration, bytes: &[u8]) -> Result<Jwks, JwksError> {
         let mut set = KeySet::from_json(bytes)?;
         set.version = 1;
-        log_rejected(&source, &set);
+        log_rejected(fetcher.source(), &set);
         Ok(Jwks {
-            source,
+            fetcher,
             refresh,
-            agent,
             current: ArcSwap::from_pointee(set),
             next_version: AtomicU64::new(2),
             schedule: Mutex::new(Schedule::default()),
             fetching: Mutex::new(()),
+            last_error: Mutex::new(None),
         })
     }
 
     pub fn source(&self) -> &JwksSource {
-        &self.source
+        self.fetcher.source()
     }
 
     /// The key set in force; cheap and lock-free.
@@ -543,16 +557,16 @@ impl Jwks {
     /// on a URL source: call it off the request path.
     pub fn refresh_now(&self) -> Result<bool, JwksError> {
         let _one_at_a_time = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
-        let bytes = fetch(&self.source, self.agent.as_ref())?;
+        let bytes = self.fetcher.fetch()?;
         let mut set = KeySet::from_json(&bytes)?;
         let old = self.current.load();
         if set.fingerprint == old.fingerprint {
             return Ok(false);
         }
         set.version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        log_rejected(&self.source, &set);
+        log_rejected(self.source(), &set);
         tracing::info!(
-            source = %self.source,
+            source = %self.source(),
             version = set.version,
             kids = ?set.kids().collect::<Vec<_>>(),
             "jwks: new key set"
@@ -599,12 +613,26 @@ impl Jwks {
         self.refresh_logged("unknown kid")
     }
 
+    /// Why the last refresh failed, until one succeeds.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn refresh_logged(&self, why: &str) -> bool {
-        match self.refresh_now() {
+        let result = self.refresh_now();
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            result.as_ref().err().map(ToString::to_string);
+        match result {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(
-                    source = %self.source,
+                    source = %self.source(),
                     reason = why,
                     error = %e,
                     "jwks refresh failed; keeping the current keys"
@@ -618,57 +646,6 @@ impl Jwks {
 fn log_rejected(source: &JwksSource, set: &KeySet) {
     for rejected in set.rejected() {
         tracing::warn!(source = %source, "jwks: {rejected}; key ignored");
-    }
-}
-
-/// The HTTP client for a URL source (`http://` only), none for a file.
-fn agent_for(source: &JwksSource) -> Result<Option<ureq::Agent>, JwksError> {
-    Ok(match source {
-        JwksSource::File(_) => None,
-        JwksSource::Url(url) => {
-            if !url.starts_with("http://") {
-                return Err(JwksError::UnsupportedUrl(url.clone()));
-            }
-            Some(
-                ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(FETCH_TIMEOUT))
-                    .build()
-                    .new_agent(),
-            )
-        }
-    })
-}
-
-fn fetch(source: &JwksSource, agent: Option<&ureq::Agent>) -> Result<Vec<u8>, JwksError> {
-    match source {
-        JwksSource::File(path) => {
-            let bytes = std::fs::read(path).map_err(|source| JwksError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            if bytes.len() as u64 > MAX_JWKS_BYTES {
-                return Err(JwksError::TooLarge);
-            }
-            Ok(bytes)
-        }
-        JwksSource::Url(url) => {
-            let fail = |reason: String| JwksError::Fetch {
-                url: url.clone(),
-                reason,
-            };
-            let agent = agent.ok_or_else(|| JwksError::UnsupportedUrl(url.clone()))?;
-            let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
-            if !response.status().is_success() {
-                return Err(fail(format!("status {}", response.status())));
-            }
-            response
-                .into_body()
-                .with_config()
-                .limit(MAX_JWKS_BYTES)
-                .read_to_vec()
-                .map_err(|e| fail(e.to_string()))
-        }
     }
 }
 

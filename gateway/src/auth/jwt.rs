@@ -30,6 +30,7 @@
 //! a hit is still checked against `now_unix`, so correctness never depends on eviction.
 
 pub use crate::config::auth::JwtConfig;
+use crate::config::auth::TrustRoots;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,6 +64,7 @@ impl JwtConfig {
     pub fn new(source: JwksSource, algorithms: Vec<Algorithm>) -> JwtConfig {
         JwtConfig {
             source,
+            trust: TrustRoots::WebPki,
             refresh: DEFAULT_REFRESH,
             algorithms,
             issuer: None,
@@ -287,7 +289,11 @@ impl JwtVerifier {
 
     /// Loads the configured key set, then builds the verifier.
     pub fn load(name: &str, config: JwtConfig) -> Result<JwtVerifier, JwksError> {
-        let jwks = Arc::new(Jwks::load(config.source.clone(), config.refresh)?);
+        let jwks = Arc::new(Jwks::load_trusting(
+            config.source.clone(),
+            config.trust.clone(),
+            config.refresh,
+        )?);
         Ok(JwtVerifier::new(name, config, jwks))
     }
 

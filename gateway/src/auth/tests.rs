@@ -8,6 +8,7 @@ use crate::auth::jwt::JwtConfig;
 use crate::clock::Clock;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use sha2::Digest as _;
 
 const NOW: u64 = 1_800_000_000;
 
@@ -85,24 +86,25 @@ fn only_one_bearer_authorization_counts_as_a_token() {
 
 #[test]
 fn answers_follow_rfc_6750() {
-    assert_eq!(
-        AuthError::Missing.challenge(),
-        (401, "Bearer realm=\"gateway\"".to_string())
-    );
-    let (code, h) = AuthError::Invalid {
+    let missing = AuthError::Missing {
+        schemes: vec![Scheme::Bearer],
+    };
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.challenges(), ["Bearer realm=\"gateway\""]);
+    let invalid = AuthError::Invalid {
         description: "token expired",
-    }
-    .challenge();
-    assert_eq!(code, 401);
+        scheme: Scheme::Bearer,
+    };
+    assert_eq!(invalid.status(), 401);
     assert_eq!(
-        h,
-        "Bearer realm=\"gateway\", error=\"invalid_token\", error_description=\"token expired\""
+        invalid.challenges(),
+        ["Bearer realm=\"gateway\", error=\"invalid_token\", error_description=\"token expired\""]
     );
-    let (code, h) = AuthError::Forbidden {
+    let forbidden = AuthError::Forbidden {
         required: vec!["writer".into(), "admin".into()],
-    }
-    .challenge();
-    assert_eq!(code, 403);
+    };
+    assert_eq!(forbidden.status(), 403);
+    let h = &forbidden.challenges()[0];
     assert!(
         h.ends_with("error=\"insufficient_scope\", scope=\"writer admin\""),
         "{h}"
@@ -152,14 +154,17 @@ fn no_credentials_is_missing_and_a_bad_token_is_invalid_with_its_reason() {
     let none = request(&[]);
     assert_eq!(
         run(check(&r, &auths, credentials(&none, None), NOW, now)),
-        Err(AuthError::Missing)
+        Err(AuthError::Missing {
+            schemes: vec![Scheme::Bearer]
+        })
     );
     let expired = key.sign(&json!({ "sub": "svc-1", "exp": NOW - 3600 }));
     let req = request(&[&format!("Bearer {expired}")]);
     assert_eq!(
         run(check(&r, &auths, credentials(&req, None), NOW, now)),
         Err(AuthError::Invalid {
-            description: "token expired"
+            description: "token expired",
+            scheme: Scheme::Bearer
         })
     );
 }
@@ -237,4 +242,97 @@ fn an_unchanged_authenticator_keeps_its_verifier_across_a_rebuild() {
         e.contains("authenticators.services.jwt: cannot load the key set"),
         "{e}"
     );
+}
+
+/// "services" (JWT) and "keys" (API keys, header X-API-Key, the key "k-1" for "dev-1").
+fn with_api_keys(dir: &std::path::Path, key: &TestKey) -> Authenticators {
+    let mut auths = authenticators(dir, key);
+    let file = dir.join("keys.yaml");
+    let digest: String = sha2::Sha256::digest(b"k-1")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!("keys:\n  - sha256: {digest}\n    identity: dev-1\n    tenant: t1\n    roles: [writer]\n"),
+    )
+    .unwrap();
+    let config = crate::config::api_keys::ApiKeysConfig {
+        file,
+        header: Some(http::HeaderName::from_static("x-api-key")),
+    };
+    let store = ApiKeyStore::load(
+        "keys",
+        config,
+        Arc::new(tokio::sync::Semaphore::new(1)),
+        Arc::default(),
+    )
+    .unwrap();
+    auths
+        .by_name
+        .insert("keys".to_string(), Checker::ApiKeys(Arc::new(store)));
+    auths
+}
+
+#[test]
+fn without_credentials_every_scheme_of_the_rule_is_challenged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = TestKey::hmac("k1", Algorithm::HS256, &[7u8; 32]);
+    let auths = with_api_keys(dir.path(), &key);
+    let now = crate::clock::SystemClock.now();
+    let none = request(&[]);
+    let r = run(check(
+        &rule(&["devices", "services", "keys", "services"], &[]),
+        &auths,
+        credentials(&none, None),
+        NOW,
+        now,
+    ));
+    let Err(e) = r else { panic!("{r:?}") };
+    assert_eq!(
+        e.challenges(),
+        [
+            "Bearer realm=\"gateway\"",
+            "ApiKey realm=\"gateway\", header=\"x-api-key\"",
+            "Token realm=\"gateway\"",
+            "Basic realm=\"gateway\", charset=\"UTF-8\"",
+        ]
+    );
+}
+
+#[test]
+fn an_api_key_is_an_identity_and_a_wrong_one_is_refused_in_its_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = TestKey::hmac("k1", Algorithm::HS256, &[7u8; 32]);
+    let auths = with_api_keys(dir.path(), &key);
+    let now = crate::clock::SystemClock.now();
+    let r = rule(&["services", "keys"], &["writer"]);
+    let ok = request(&["Token k-1"]);
+    let id = run(check(&r, &auths, credentials(&ok, None), NOW, now)).unwrap();
+    assert_eq!(
+        (id.subject.as_str(), id.method),
+        ("dev-1", AuthMethod::ApiKey)
+    );
+    assert_eq!(id.tenant.as_deref(), Some("t1"));
+    let wrong = request(&["Token k-2"]);
+    assert_eq!(
+        run(check(&r, &auths, credentials(&wrong, None), NOW, now)),
+        Err(AuthError::Invalid {
+            description: api_keys::UNKNOWN_KEY,
+            scheme: Scheme::Token
+        })
+    );
+    let mut wrong_query = RequestHeader::build("GET", b"/q?u=x&p=k-2", None).unwrap();
+    let r2 = run(check(&r, &auths, credentials(&wrong_query, None), NOW, now));
+    let Err(e) = r2 else { panic!("{r2:?}") };
+    assert_eq!(
+        e.challenges(),
+        ["Basic realm=\"gateway\", charset=\"UTF-8\""]
+    );
+    assert_eq!(e.message(), "invalid credentials: unknown api key");
+    // Accepted by its key in the query, the request goes on without u and p.
+    wrong_query.set_raw_path(b"/q?db=a&u=x&p=k-1&q=1").unwrap();
+    let id = run(authenticate(&mut wrong_query, None, &r, &auths, NOW, now)).unwrap();
+    assert_eq!(id.subject, "dev-1");
+    assert_eq!(wrong_query.raw_path(), b"/q?db=a&q=1");
 }

@@ -10,6 +10,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtConfig {
     pub source: JwksSource,
+    /// The certificate authorities an `https://` source (and its discovery) is verified
+    /// against.
+    pub trust: TrustRoots,
     pub refresh: Duration,
     /// Algorithms accepted at all; a token whose `alg` is not here is refused.
     pub algorithms: Vec<Algorithm>,
@@ -37,8 +40,25 @@ pub struct JwtConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
     File(PathBuf),
-    /// `http://` only (no TLS client here); meant for a local identity provider or sidecar.
+    /// An `https://` URL (an identity provider), or `http://` (a local one, a sidecar).
     Url(String),
+    /// OpenID Connect discovery from this issuer URL: its
+    /// `/.well-known/openid-configuration` names the key set (`jwks_uri`); both are read at
+    /// every refresh, so a provider that moves its key set is followed.
+    Discovery(String),
+}
+
+/// Which certificate authorities an `https://` key set or discovery document is verified
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TrustRoots {
+    /// The Mozilla root program, built in (webpki-roots): what public identity providers
+    /// (Auth0, Okta, Entra ID, Google...) are signed by.
+    #[default]
+    WebPki,
+    /// Only the CAs of this PEM file (a private identity provider). Read again at every
+    /// fetch, so a replaced file applies from the next refresh on.
+    CaFile(PathBuf),
 }
 
 /// Which name of the certificate is the caller's identity (`mtls: { identity: ... }`).

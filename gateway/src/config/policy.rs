@@ -1,7 +1,7 @@
 //! The compiled policy: pools and routes with every value parsed and checked, routes in
 //! match order. A running gateway swaps whole `Policy` snapshots; it never edits one.
 
-use super::auth::{IdentitySource, JwksSource, JwtConfig};
+use super::auth::{IdentitySource, JwtConfig};
 use super::cache::{self, CacheConfig, RouteCache};
 use super::duration::parse_duration;
 use super::error::ConfigErrors;
@@ -195,6 +195,8 @@ pub enum AuthenticatorKind {
         source: IdentitySource,
         roles: Vec<String>,
     },
+    /// Hashed keys in a file of their own (`config/api_keys.rs`).
+    ApiKeys(super::api_keys::ApiKeysConfig),
 }
 
 /// A named authenticator, with where it was defined (its keys are loaded when the policy
@@ -880,12 +882,25 @@ fn authenticator(
     file: &Path,
 ) -> Option<AuthenticatorKind> {
     let field = |f: &str| format!("authenticators.{name}.{f}");
+    if let Some(k) = &a.value.api_keys {
+        if a.value.jwt.is_some() || a.value.mtls.is_some() {
+            e.at(
+                a,
+                format!("authenticators.{name}"),
+                "give exactly one of jwt, mtls or api_keys",
+            );
+            return None;
+        }
+        return Some(AuthenticatorKind::ApiKeys(super::api_keys::compile(
+            e, name, k, file,
+        )));
+    }
     match (&a.value.jwt, &a.value.mtls) {
         (Some(_), Some(_)) | (None, None) => {
             e.at(
                 a,
                 format!("authenticators.{name}"),
-                "give exactly one of jwt or mtls",
+                "give exactly one of jwt, mtls or api_keys",
             );
             None
         }
@@ -909,22 +924,7 @@ fn authenticator(
             Some(AuthenticatorKind::Mtls { source, roles })
         }
         (Some(j), None) => {
-            let jwks = match (&j.jwks_file, &j.jwks_url) {
-                (Some(f), None) => {
-                    let base = file.parent().unwrap_or(Path::new("."));
-                    JwksSource::File(base.join(&f.value))
-                }
-                (None, Some(u)) => {
-                    if !u.value.starts_with("http://") {
-                        e.at(u, field("jwt.jwks_url"), "only http:// URLs are supported");
-                    }
-                    JwksSource::Url(u.value.clone())
-                }
-                _ => {
-                    e.at(a, field("jwt"), "give exactly one of jwks_file or jwks_url");
-                    JwksSource::Url(String::new())
-                }
-            };
+            let (jwks, trust) = super::jwks_source::compile(e, name, a, j, file);
             let mut algorithms = Vec::new();
             for (k, alg) in j.algorithms.value.iter().enumerate() {
                 match alg.value.parse::<jsonwebtoken::Algorithm>() {
@@ -962,6 +962,7 @@ fn authenticator(
                 });
             Some(AuthenticatorKind::Jwt(Box::new(JwtConfig {
                 source: jwks,
+                trust,
                 refresh: e.duration_or(
                     j.refresh.as_ref(),
                     &field("jwt.refresh"),

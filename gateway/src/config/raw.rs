@@ -180,7 +180,7 @@ pub struct RawRateLimit {
     pub on_limiter_error: Option<Spanned<String>>,
 }
 
-/// One way callers prove who they are: exactly one of `jwt` or `mtls`.
+/// One way callers prove who they are: exactly one of `jwt`, `mtls` or `api_keys`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthenticator {
@@ -188,6 +188,18 @@ pub struct RawAuthenticator {
     pub jwt: Option<RawJwt>,
     #[serde(default)]
     pub mtls: Option<RawMtls>,
+    #[serde(default)]
+    pub api_keys: Option<RawApiKeys>,
+}
+
+/// Hashed API keys in a file of their own (`config/api_keys.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub file: Spanned<String>,
+    /// A request header that carries the key as it is (e.g. `X-API-Key`).
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +209,12 @@ pub struct RawJwt {
     pub jwks_file: Option<Spanned<String>>,
     #[serde(default)]
     pub jwks_url: Option<Spanned<String>>,
+    /// OpenID Connect discovery from `issuer` instead of a jwks_file or jwks_url.
+    #[serde(default)]
+    pub discovery: Option<Spanned<bool>>,
+    /// PEM CAs an https key set or discovery is verified against (default: built-in roots).
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
     #[serde(default)]
     pub refresh: Option<Spanned<String>>,
     pub algorithms: Spanned<Vec<Spanned<String>>>,

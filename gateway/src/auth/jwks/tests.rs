@@ -321,13 +321,13 @@ fn the_first_load_must_succeed() {
     assert!(err.to_string().starts_with("reading jwks file "), "{err}");
 
     let err = Jwks::load(
-        JwksSource::Url("https://idp.example/jwks".to_owned()),
+        JwksSource::Url("ftp://idp.example/jwks".to_owned()),
         Duration::from_secs(60),
     )
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "jwks url https://idp.example/jwks is not http://"
+        "jwks url ftp://idp.example/jwks is not http:// or https://"
     );
 }
 
