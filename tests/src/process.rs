@@ -633,10 +633,13 @@ impl InfluxdProcess {
 
 /// Where Debian's `victoria-metrics` is (upstream builds name it `victoria-metrics-prod`).
 pub fn victoria_metrics_bin() -> Option<PathBuf> {
-    ["/usr/bin/victoria-metrics", "/usr/bin/victoria-metrics-prod"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    [
+        "/usr/bin/victoria-metrics",
+        "/usr/bin/victoria-metrics-prod",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 /// A private single-node VictoriaMetrics on a free loopback port, its storage in a temp dir:
@@ -680,9 +683,9 @@ impl VictoriaMetricsProcess {
                 self.dir.path().join("data").display()
             ))
             // Answer queries about points written a moment ago (the default hides the last
-            // 30 s), and flush the in-memory buffer often, so a test polls briefly.
+            // 30 s); a write still shows only once its in-memory buffer is flushed (about a
+            // second), so tests poll.
             .arg("-search.latencyOffset=0s")
-            .arg("-inmemoryDataFlushInterval=1s")
             .arg("-search.disableCache");
         self.child = Some(spawn_and_wait_ready(
             "victoria-metrics",
