@@ -34,6 +34,18 @@ done
 say "building (release)..."
 cargo build --release --locked -q -p tsdb-backend -p gateway
 target/release/gateway dev-certs --out config/dev-certs
+# A development API key for the authenticated route of policies/tsdb.yaml: the key in
+# dev-certs/api-key, its hash (all the gateway keeps) in dev-certs/api-keys.yaml. Kept once made.
+if [ ! -s config/dev-certs/api-keys.yaml ] || [ ! -s config/dev-certs/api-key ]; then
+  made=$(target/release/gateway hash-key --generate </dev/null)
+  key=$(printf '%s\n' "$made" | sed -n 's/^key: //p')
+  hash=$(printf '%s\n' "$made" | sed -n 's/^sha256: //p')
+  [ -n "$key" ] && [ -n "$hash" ] || die "gateway hash-key --generate printed no key"
+  (umask 077; printf '%s\n' "$key" >config/dev-certs/api-key)
+  printf 'keys:\n  - { sha256: %s, identity: dev, tenant: dev, roles: [writer] }\n' "$hash" \
+    >config/dev-certs/api-keys.yaml
+fi
+api_key=$(cat config/dev-certs/api-key)
 
 pids=()
 stop() {
@@ -98,6 +110,11 @@ Write and query through the gateway:
        --data-urlencode 'q=SELECT * FROM cpu'
   curl --cacert config/dev-certs/ca.pem --http2 -G 'https://localhost:8443/query?db=telemetry' \\
        --data-urlencode 'q=SELECT count(usage) FROM cpu'
+
+An authenticated route (API key; 401 without it), as InfluxDB 2.x clients and Telegraf send it:
+
+  curl -i -XPOST 'http://127.0.0.1:8080/api/v2/write?bucket=telemetry&precision=s' \\
+       -H "Authorization: Token $api_key" --data-binary "cpu,host=b usage=0.5 \$(date +%s)"
 
 Edit policies/*.yaml and save: the gateway reloads by itself. Ctrl-C stops everything.
 EOF
