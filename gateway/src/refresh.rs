@@ -137,7 +137,7 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
         .try_start_request(now, pool.pool.max_in_flight_per_backend)
         .ok_or_else(no_backend)?;
     let backend = picked.address.to_string();
-    let peer = upstream::peer(route, picked.address, Duration::ZERO);
+    let peer = upstream::peer(route, pool, picked.index, Duration::ZERO);
     let mut tries = Tries::default();
     tries.start(picked.index, picked.address, guard);
     let upstream = |source: Box<pingora::Error>| RefreshError::Upstream {

@@ -1,26 +1,87 @@
 //! One try at a backend, the same for a client's request and a cache refresh: the peer
 //! with the route's timeouts, and how the try ended, recorded the same way (latency into
 //! the backend's estimate, outcome into outlier detection, ejections into the metrics).
+//!
+//! The peer says how to reach the backend: its address, TLS (the pool's CA, client
+//! certificate and server name, from `upstream/tls.rs`) and the HTTP version (`protocol`:
+//! ALPN `h2` over TLS, HTTP/2 by prior knowledge for `h2c`). Health checks build theirs
+//! with [`connect_peer`] too, so a probe reaches the backend as requests do.
 
-use crate::config::policy::Route;
+pub mod tls;
+
+use crate::config::policy::{Backend, Route};
+use crate::config::upstream::{Protocol, UpstreamTls};
 use crate::metrics::Metrics;
 use crate::runtime::PoolState;
 use crate::tries::{self, Tries};
 use pingora::prelude::HttpPeer;
+use pingora::upstreams::peer::ALPN;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tls::PoolTls;
 
-/// The peer of one try at `addr` for `route`, `elapsed` into the request: the connect
-/// within the route's `connect_timeout`, every read and write within what is left of the
-/// request's time (or the per-try timeout).
-pub fn peer(route: &Route, addr: SocketAddr, elapsed: Duration) -> HttpPeer {
+/// Streams one HTTP/2 connection to a backend carries at once (Pingora's default is 1, which
+/// would open a connection per concurrent request and defeat multiplexing; gRPC servers
+/// commonly allow 100 or more).
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// The peer of one try at backend `index` of `pool` for `route`, `elapsed` into the request:
+/// the connect (and TLS handshake) within the route's `connect_timeout`, every read and write
+/// within what is left of the request's time (or the per-try timeout).
+pub fn peer(route: &Route, pool: &PoolState, index: usize, elapsed: Duration) -> HttpPeer {
     let wait = tries::try_timeout(route, elapsed);
-    let mut peer = HttpPeer::new(addr, false, String::new());
+    let backend = &pool.pool.backends[index];
+    let mut peer = connect_peer(
+        backend.address,
+        pool.server_name(index),
+        pool.pool.protocol,
+        pool.tls.as_deref(),
+    );
     peer.options.connection_timeout = Some(route.connect_timeout.min(wait));
     peer.options.total_connection_timeout = Some(route.connect_timeout.min(wait));
     peer.options.read_timeout = Some(wait);
     peer.options.write_timeout = Some(wait);
     peer
+}
+
+/// How to reach `addr`, without timeouts: in plaintext, or over TLS with the pool's
+/// material of this moment and `server_name` (sent as SNI when it is a DNS name, and
+/// checked against the certificate); HTTP/1.1, or HTTP/2 only (no downgrade: gRPC cannot
+/// be carried over HTTP/1.1).
+pub fn connect_peer(
+    addr: SocketAddr,
+    server_name: &str,
+    protocol: Protocol,
+    tls: Option<&PoolTls>,
+) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, tls.is_some(), String::new());
+    if protocol.is_h2() {
+        peer.options.alpn = ALPN::H2;
+        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+    }
+    // Connections of different protocols, CAs or client certificates are never shared.
+    peer.group_key = protocol as u64;
+    if let Some(t) = tls {
+        let m = t.current();
+        peer.sni = server_name.to_string();
+        peer.options.ca = m.ca.clone();
+        peer.client_cert_key = m.client.clone();
+        peer.options.verify_cert = t.config.verify;
+        peer.options.verify_hostname = t.config.verify;
+        peer.group_key = m.group.wrapping_add(protocol as u64);
+    }
+    peer
+}
+
+/// The name a pool with `tls` gives backend `b`: its `sni`, else the host name the backend
+/// was resolved from, else its IP address (which rustls checks against the certificate's
+/// IP names and does not send as SNI).
+pub fn server_name(tls: &UpstreamTls, b: &Backend) -> String {
+    match (&tls.sni, &b.host) {
+        (Some(sni), _) => sni.clone(),
+        (None, Some(host)) => host.strip_suffix('.').unwrap_or(host).to_string(),
+        (None, None) => b.address.ip().to_string(),
+    }
 }
 
 /// Records how the current try of `tries` ended (once per try): its latency into the

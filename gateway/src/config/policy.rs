@@ -69,6 +69,9 @@ pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
 pub struct Backend {
     pub address: SocketAddr,
     pub weight: NonZeroU32,
+    /// The host name it was resolved from (`None`: listed as an IP address): the default
+    /// TLS server name of a pool with `tls`.
+    pub host: Option<String>,
 }
 
 /// Default of a pool's `dns_refresh`: how often the names of its backends are resolved
@@ -182,6 +185,9 @@ pub struct Pool {
     pub retry_budget: RetryBudgetConfig,
     /// How long a backend that comes back (health check, ejection, added) ramps up.
     pub slow_start: Option<Duration>,
+    /// The HTTP version spoken to the backends, and TLS to them.
+    pub protocol: super::upstream::Protocol,
+    pub tls: Option<super::upstream::UpstreamTls>,
 }
 
 /// How an authenticator checks callers.
@@ -599,7 +605,11 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                             );
                         }
                         if let Address::Ip(a) = address {
-                            backends.push(Backend { address: a, weight });
+                            backends.push(Backend {
+                                address: a,
+                                weight,
+                                host: None,
+                            });
                         }
                         endpoints.push(Endpoint {
                             address,
@@ -650,7 +660,11 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                     1,
                 )
             });
+            let (protocol, tls) =
+                super::upstream::compile(&mut e, p.protocol.as_ref(), p.tls.as_ref(), &format!("pools.{name}"));
             let pool = Pool {
+                protocol,
+                tls,
                 name: name.clone(),
                 algorithm,
                 ewma_decay,
