@@ -42,6 +42,21 @@ fn connect_errors(gw: &GatewayProcess) -> f64 {
         .sum()
 }
 
+/// What the upstream saw of the clients' requests (its health checks, `GET /ping`, apart).
+fn requests(up: &Http2Upstream) -> Vec<Seen> {
+    up.seen().into_iter().filter(|s| s.path != "/ping").collect()
+}
+
+/// The gateway's health checks that reached the upstream (eventually at least `n`).
+fn probes(up: &Http2Upstream, n: usize) -> Vec<Seen> {
+    eventually("the health checks to arrive", |last| {
+        let p: Vec<Seen> = up.seen().into_iter().filter(|s| s.path == "/ping").collect();
+        *last = format!("{p:?}");
+        Ok((p.len() >= n).then_some(p))
+    })
+    .unwrap()
+}
+
 fn pem(p: &Path) -> String {
     p.display().to_string()
 }
@@ -63,13 +78,15 @@ fn a_tls_upstream_is_served_when_its_certificate_chains_to_the_pool_ca_and_names
     assert_eq!(r.status, 200, "{} {}", r.body, gw.log());
     assert_eq!(seen_version(&r), "HTTP/1.1");
     assert_eq!(
-        up.seen(),
+        requests(&up),
         vec![Seen {
             version: "HTTP/1.1".into(),
             path: "/over/tls".into(),
             client_cert: false
         }]
     );
+    // The health check goes over TLS with the pool's CA as well.
+    assert_eq!(probes(&up, 1)[0].version, "HTTP/1.1");
 }
 
 #[test]
@@ -97,7 +114,7 @@ fn a_backend_given_by_name_is_verified_against_that_name() {
     let right = format!("    tls: {{ ca: {}, sni: localhost }}\n", pem(&ca.cert));
     let gw_right = GatewayProcess::start(&policy(&[up.addr.to_string()], &right)).unwrap();
     assert_eq!(get(&gw_right, "/right/sni").status, 200);
-    let paths: Vec<String> = up.seen().into_iter().map(|s| s.path).collect();
+    let paths: Vec<String> = requests(&up).into_iter().map(|s| s.path).collect();
     assert_eq!(paths, vec!["/by/name", "/right/sni"], "refused tries never arrive");
     assert!(connect_errors(&gw) >= 1.0, "the refused handshake is a connect error");
 }
@@ -121,8 +138,8 @@ fn a_certificate_from_another_ca_is_refused_and_the_try_goes_to_the_next_backend
         let r = get(&gw, &format!("/r{i}"));
         assert_eq!(r.status, 200, "request {i}: {} {}", r.body, gw.log());
     }
-    assert_eq!(good_up.seen().len(), 6);
-    assert!(rogue_up.seen().is_empty(), "{:?}", rogue_up.seen());
+    assert_eq!(requests(&good_up).len(), 6);
+    assert!(rogue_up.seen().is_empty(), "not even a health check: {:?}", rogue_up.seen());
     let refused = connect_errors(&gw);
     assert!(refused >= 3.0, "each refusal counted: {refused}");
 
@@ -159,8 +176,10 @@ fn a_backend_that_requires_a_client_certificate_gets_the_pools() {
     let r = get(&gw, "/mtls");
     assert_eq!(r.status, 200, "{} {}", r.body, gw.log());
     assert_eq!(r.json()["client_cert"], true);
-    let paths: Vec<String> = up.seen().into_iter().map(|s| s.path).collect();
+    let paths: Vec<String> = requests(&up).into_iter().map(|s| s.path).collect();
     assert_eq!(paths, vec!["/mtls"]);
+    // Only the health check of the gateway with the certificate got through, with it.
+    assert!(probes(&up, 1).iter().all(|p| p.client_cert));
 }
 
 #[test]
@@ -187,9 +206,12 @@ fn h2_pools_speak_http2_by_alpn_and_h2c_pools_by_prior_knowledge() {
             assert_eq!(seen_version(&r), version, "{extra}");
         }
     }
-    let versions = |up: &Http2Upstream| -> Vec<String> { up.seen().into_iter().map(|s| s.version).collect() };
-    assert_eq!(versions(&tls_up).iter().filter(|v| *v == "HTTP/2.0").count(), 3);
-    assert_eq!(versions(&plain_up).iter().filter(|v| *v == "HTTP/2.0").count(), 3);
+    let h2 = |seen: Vec<Seen>| seen.iter().filter(|s| s.version == "HTTP/2.0").count();
+    assert_eq!(h2(requests(&tls_up)), 3);
+    assert_eq!(h2(requests(&plain_up)), 3);
+    // Each pool's health check speaks its protocol: HTTP/2 for the h2 and h2c pools.
+    assert_eq!(h2(probes(&tls_up, 2)), 1);
+    assert_eq!(h2(probes(&plain_up, 2)), 1);
 }
 
 #[test]
