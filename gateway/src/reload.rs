@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
 use crate::dns::{Failure, Names, Resolve, SystemResolver};
-use crate::health::active::Target;
+use crate::health::active::{Prober, Target};
 use crate::metrics::Metrics;
 use crate::ratelimit::LimitRegistry;
 use crate::runtime::{Registries, Snapshot};
@@ -42,6 +42,8 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// Serialises reloads (file watcher, SIGHUP and admin may ask at once).
     busy: Mutex<()>,
+    /// The health checkers' client.
+    prober: Arc<Prober>,
 }
 
 impl Reloader {
@@ -82,6 +84,7 @@ impl Reloader {
             last_error: Mutex::new(None),
             metrics,
             busy: Mutex::new(()),
+            prober: Arc::new(Prober::new()),
         });
         r.reconcile_checkers();
         Ok(r)
@@ -191,6 +194,7 @@ impl Reloader {
                     live.clone(),
                     stop.clone(),
                     self.metrics.clone(),
+                    self.prober.clone(),
                 ) {
                     Ok(_) => {
                         let check = p.pool.health_check.clone();

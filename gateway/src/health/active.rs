@@ -14,6 +14,29 @@ use pingora::http::RequestHeader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The client of every health check: Pingora's connector, one for all checkers (its
+/// TLS context holds the system's roots, read once). Nothing is pooled in it: each probe's
+/// connection is dropped after its answer, so the checkers' runtimes share no connection.
+pub struct Prober(Connector);
+
+impl Prober {
+    pub fn new() -> Prober {
+        Prober(Connector::new(None))
+    }
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Prober::new()
+    }
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prober")
+    }
+}
+
 /// A backend as a checker reaches it.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -61,7 +84,8 @@ impl Target {
 }
 
 /// Whether one check of `target` succeeds: any 2xx answer within the timeout.
-pub async fn probe(connector: &Connector, target: &Target, check: &HealthCheck) -> bool {
+pub async fn probe(prober: &Prober, target: &Target, check: &HealthCheck) -> bool {
+    let connector = &prober.0;
     let mut peer = upstream::connect_peer(
         target.address,
         &target.server_name,

@@ -1,15 +1,15 @@
 //! One health-checking thread per backend: probes it every interval (`health/active.rs`)
 //! and moves it out of service and back in as its health says (`health.rs`), counted in
 //! the metrics. The reloader starts and stops them as backends come and go. Each thread
-//! runs its probes on a single-threaded runtime of its own, with its own connector.
+//! runs its probes on a single-threaded runtime of its own, through the reloader's
+//! [`Prober`].
 
 use crate::backend::BackendLive;
 use crate::clock::{Clock, SystemClock};
 use crate::config::policy::HealthCheck;
-use crate::health::active::{probe, Target};
+use crate::health::active::{probe, Prober, Target};
 use crate::health::Transition;
 use crate::metrics::Metrics;
-use pingora::connectors::http::Connector;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ pub fn spawn(
     live: Arc<BackendLive>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    prober: Arc<Prober>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -30,10 +31,9 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("health-{addr}"))
         .spawn(move || {
-            let connector = runtime.block_on(async { Connector::new(None) });
             let backend = addr.to_string();
             while !stop.load(Ordering::Relaxed) {
-                let ok = runtime.block_on(probe(&connector, &target, &check));
+                let ok = runtime.block_on(probe(&prober, &target, &check));
                 match live.health.observe(ok, &check) {
                     Some(Transition::Down) => {
                         metrics.health_transition(&pool, &backend, false);
