@@ -47,7 +47,10 @@ pub async fn refusal(session: &mut Session, refusal: &Refusal, common: &Common<'
         session.set_keepalive(None);
     }
     let content_type = session.req_header().headers.get(http::header::CONTENT_TYPE);
-    if let Some(ct) = content_type.filter(|v| is_grpc(Some(v.as_bytes()))).cloned() {
+    if let Some(ct) = content_type
+        .filter(|v| is_grpc(Some(v.as_bytes())))
+        .cloned()
+    {
         return grpc_refusal(session, refusal, common, ct).await;
     }
     let body = refusal.body(common.request_id.to_str().unwrap_or_default());

@@ -116,8 +116,8 @@ impl Http2UpstreamBuilder {
             .collect::<Result<_, _>>()?;
         let key = PrivateKeyDer::from_pem_file(key)
             .with_context(|| format!("reading {}", key.display()))?;
-        let builder =
-            rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
         let builder = match &self.client_ca {
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
@@ -228,10 +228,9 @@ where
                 list.push(s);
             }
             drop(list);
-            let resp = hyper::Response::builder()
+            hyper::Response::builder()
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body)));
-            resp
+                .body(Full::new(Bytes::from(body)))
         }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

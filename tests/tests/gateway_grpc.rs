@@ -23,9 +23,8 @@ struct GrpcServer {
 impl GrpcServer {
     /// Starts one; with `flap`, that service's status turns every 20 ms.
     fn start(flap: Option<&str>) -> GrpcServer {
-        let addr: SocketAddr = format!("127.0.0.1:{}", tests::free_port().unwrap())
-            .parse()
-            .unwrap();
+        let port = tests::free_port().expect("a free port");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_grpc-health-server"));
         cmd.arg(addr.to_string())
             .stdout(Stdio::null())
@@ -107,11 +106,14 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
+        .expect("a tokio runtime")
 }
 
 /// A client of the health service through the gateway at `gw`, calling as `authority`.
-async fn client(gw: SocketAddr, authority: &str) -> anyhow::Result<HealthClient<tonic::transport::Channel>> {
+async fn client(
+    gw: SocketAddr,
+    authority: &str,
+) -> anyhow::Result<HealthClient<tonic::transport::Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{gw}"))?
         .origin(format!("http://{authority}").parse()?)
         .connect()
@@ -126,11 +128,11 @@ fn check(service: &str) -> HealthCheckRequest {
 }
 
 fn start_gateway(backends: &[SocketAddr]) -> (GatewayProcess, SocketAddr) {
-    let nowhere = tests::free_port().unwrap();
+    let nowhere = tests::free_port().expect("a free port");
     let gw = GatewayProcess::builder(&policy(backends, nowhere))
         .h2c()
         .start()
-        .unwrap();
+        .expect("starting the gateway");
     let addr = gw.h2c_addr.expect("an h2c listener");
     (gw, addr)
 }
@@ -145,7 +147,10 @@ fn unary_and_server_streaming_calls_pass_with_their_statuses() {
         let mut c = client(addr, "grpc.test").await.unwrap();
         // A unary call whose status comes in the trailers after its message.
         for _ in 0..4 {
-            let r = c.check(check("")).await.unwrap_or_else(|s| panic!("{s:?}\n{}", gw.log()));
+            let r = c
+                .check(check(""))
+                .await
+                .unwrap_or_else(|s| panic!("{s:?}\n{}", gw.log()));
             assert_eq!(r.into_inner().status, ServingStatus::Serving as i32);
         }
         // The backend's own error status passes as it is.
@@ -160,8 +165,14 @@ fn unary_and_server_streaming_calls_pass_with_their_statuses() {
             let m = stream.message().await.unwrap().expect("the stream goes on");
             statuses.push(m.status);
         }
-        assert!(statuses.contains(&(ServingStatus::Serving as i32)), "{statuses:?}");
-        assert!(statuses.contains(&(ServingStatus::NotServing as i32)), "{statuses:?}");
+        assert!(
+            statuses.contains(&(ServingStatus::Serving as i32)),
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.contains(&(ServingStatus::NotServing as i32)),
+            "{statuses:?}"
+        );
     });
 }
 
@@ -205,12 +216,13 @@ fn gateway_refusals_reach_grpc_clients_as_grpc_statuses() {
 
         // 429: one call a minute on this route.
         let mut c = client(addr, "limited.test").await.unwrap();
-        c.check(check("")).await.unwrap_or_else(|s| panic!("{s:?}\n{}", gw.log()));
+        c.check(check(""))
+            .await
+            .unwrap_or_else(|s| panic!("{s:?}\n{}", gw.log()));
         let e = c.check(check("")).await.unwrap_err();
         assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
         assert!(e.message().contains("rate limited by one"), "{e:?}");
         assert!(e.metadata().get("retry-after").is_some(), "{e:?}");
-
     });
     // 503: the pool's only backend failed its health checks (until they run, the refused
     // connect is a 502: UNAVAILABLE too).

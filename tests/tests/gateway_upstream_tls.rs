@@ -29,7 +29,10 @@ fn get(gw: &GatewayProcess, path: &str) -> tests::http::Response {
 }
 
 fn seen_version(resp: &tests::http::Response) -> String {
-    resp.json()["version"].as_str().unwrap_or_default().to_string()
+    resp.json()["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `gateway_upstream_errors_total{...,kind="connect"}`, summed over backends.
@@ -37,24 +40,36 @@ fn connect_errors(gw: &GatewayProcess) -> f64 {
     let r = request("GET", &format!("{}/metrics", gw.admin_url()), &[], None).expect("metrics");
     r.body
         .lines()
-        .filter(|l| l.starts_with("gateway_upstream_errors_total{") && l.contains("kind=\"connect\""))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .filter(|l| {
+            l.starts_with("gateway_upstream_errors_total{") && l.contains("kind=\"connect\"")
+        })
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        })
         .sum()
 }
 
 /// What the upstream saw of the clients' requests (its health checks, `GET /ping`, apart).
 fn requests(up: &Http2Upstream) -> Vec<Seen> {
-    up.seen().into_iter().filter(|s| s.path != "/ping").collect()
+    up.seen()
+        .into_iter()
+        .filter(|s| s.path != "/ping")
+        .collect()
 }
 
 /// The gateway's health checks that reached the upstream (eventually at least `n`).
 fn probes(up: &Http2Upstream, n: usize) -> Vec<Seen> {
     eventually("the health checks to arrive", |last| {
-        let p: Vec<Seen> = up.seen().into_iter().filter(|s| s.path == "/ping").collect();
+        let p: Vec<Seen> = up
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == "/ping")
+            .collect();
         *last = format!("{p:?}");
         Ok((p.len() >= n).then_some(p))
     })
-    .unwrap()
+    .expect("health checks")
 }
 
 fn pem(p: &Path) -> String {
@@ -94,8 +109,12 @@ fn a_backend_given_by_name_is_verified_against_that_name() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "upstream-ca").unwrap();
     // Only the name: by IP the certificate would not match.
-    let server = ca.issue_server(dir.path(), "backend", &["localhost"]).unwrap();
-    let up = Http2Upstream::tls(&server.cert, &server.key).start().unwrap();
+    let server = ca
+        .issue_server(dir.path(), "backend", &["localhost"])
+        .unwrap();
+    let up = Http2Upstream::tls(&server.cert, &server.key)
+        .start()
+        .unwrap();
     let extra = format!("    tls: {{ ca: {} }}\n", pem(&ca.cert));
     let by_name = format!("localhost:{}", up.addr.port());
     let gw = GatewayProcess::start(&policy(&[by_name], &extra)).unwrap();
@@ -115,8 +134,15 @@ fn a_backend_given_by_name_is_verified_against_that_name() {
     let gw_right = GatewayProcess::start(&policy(&[up.addr.to_string()], &right)).unwrap();
     assert_eq!(get(&gw_right, "/right/sni").status, 200);
     let paths: Vec<String> = requests(&up).into_iter().map(|s| s.path).collect();
-    assert_eq!(paths, vec!["/by/name", "/right/sni"], "refused tries never arrive");
-    assert!(connect_errors(&gw) >= 1.0, "the refused handshake is a connect error");
+    assert_eq!(
+        paths,
+        vec!["/by/name", "/right/sni"],
+        "refused tries never arrive"
+    );
+    assert!(
+        connect_errors(&gw) >= 1.0,
+        "the refused handshake is a connect error"
+    );
 }
 
 #[test]
@@ -139,7 +165,11 @@ fn a_certificate_from_another_ca_is_refused_and_the_try_goes_to_the_next_backend
         assert_eq!(r.status, 200, "request {i}: {} {}", r.body, gw.log());
     }
     assert_eq!(requests(&good_up).len(), 6);
-    assert!(rogue_up.seen().is_empty(), "not even a health check: {:?}", rogue_up.seen());
+    assert!(
+        rogue_up.seen().is_empty(),
+        "not even a health check: {:?}",
+        rogue_up.seen()
+    );
     let refused = connect_errors(&gw);
     assert!(refused >= 3.0, "each refusal counted: {refused}");
 
@@ -155,7 +185,9 @@ fn a_backend_that_requires_a_client_certificate_gets_the_pools() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "upstream-ca").unwrap();
     let clients = Ca::new(dir.path(), "client-ca").unwrap();
-    let server = ca.issue_server(dir.path(), "backend", &["127.0.0.1"]).unwrap();
+    let server = ca
+        .issue_server(dir.path(), "backend", &["127.0.0.1"])
+        .unwrap();
     let gateway_cert = clients
         .issue_client(dir.path(), "gateway", ClientId::SanDns("gateway.internal"))
         .unwrap();
@@ -186,8 +218,12 @@ fn a_backend_that_requires_a_client_certificate_gets_the_pools() {
 fn h2_pools_speak_http2_by_alpn_and_h2c_pools_by_prior_knowledge() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "upstream-ca").unwrap();
-    let server = ca.issue_server(dir.path(), "backend", &["127.0.0.1"]).unwrap();
-    let tls_up = Http2Upstream::tls(&server.cert, &server.key).start().unwrap();
+    let server = ca
+        .issue_server(dir.path(), "backend", &["127.0.0.1"])
+        .unwrap();
+    let tls_up = Http2Upstream::tls(&server.cert, &server.key)
+        .start()
+        .unwrap();
     let plain_up = Http2Upstream::plain().start().unwrap();
     let h2 = format!("    protocol: h2\n    tls: {{ ca: {} }}\n", pem(&ca.cert));
     let tls_h1 = format!("    tls: {{ ca: {} }}\n", pem(&ca.cert));
@@ -222,13 +258,19 @@ fn a_pool_ca_file_that_changes_takes_effect_without_a_restart_and_a_broken_one_i
     let server = new_ca
         .issue_server(dir.path(), "backend", &["127.0.0.1"])
         .unwrap();
-    let up = Http2Upstream::tls(&server.cert, &server.key).start().unwrap();
+    let up = Http2Upstream::tls(&server.cert, &server.key)
+        .start()
+        .unwrap();
     let trusted = dir.path().join("trusted").join("ca.pem");
     std::fs::create_dir_all(trusted.parent().unwrap()).unwrap();
     std::fs::copy(&old_ca.cert, &trusted).unwrap();
     let extra = format!("    tls: {{ ca: {} }}\n", pem(&trusted));
     let gw = GatewayProcess::start(&policy(&[up.addr.to_string()], &extra)).unwrap();
-    assert_eq!(get(&gw, "/before").status, 502, "the backend's CA is not trusted yet");
+    assert_eq!(
+        get(&gw, "/before").status,
+        502,
+        "the backend's CA is not trusted yet"
+    );
 
     std::fs::copy(&new_ca.cert, &trusted).unwrap();
     eventually("the new CA to be in service", |last| {
@@ -240,10 +282,17 @@ fn a_pool_ca_file_that_changes_takes_effect_without_a_restart_and_a_broken_one_i
 
     std::fs::write(&trusted, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
     eventually("the broken file to be refused in the log", |_| {
-        Ok(gw.log().contains("upstream TLS reload refused").then_some(()))
+        Ok(gw
+            .log()
+            .contains("upstream TLS reload refused")
+            .then_some(()))
     })
     .unwrap();
-    assert_eq!(get(&gw, "/still").status, 200, "the old CA stays in service");
+    assert_eq!(
+        get(&gw, "/still").status,
+        200,
+        "the old CA stays in service"
+    );
 }
 
 #[test]

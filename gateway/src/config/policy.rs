@@ -660,8 +660,12 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                     1,
                 )
             });
-            let (protocol, tls) =
-                super::upstream::compile(&mut e, p.protocol.as_ref(), p.tls.as_ref(), &format!("pools.{name}"));
+            let (protocol, tls) = super::upstream::compile(
+                &mut e,
+                p.protocol.as_ref(),
+                p.tls.as_ref(),
+                &format!("pools.{name}"),
+            );
             let pool = Pool {
                 protocol,
                 tls,

@@ -4,9 +4,9 @@
 //! pool. The files named here are read when the policy goes into service
 //! (`upstream/tls.rs`), where an unreadable one is an error at the position kept here.
 
+use operator_config::Collector;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use operator_config::Collector;
 use std::path::{Path, PathBuf};
 
 /// `tls:` of a pool, as written.

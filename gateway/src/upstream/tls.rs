@@ -125,7 +125,7 @@ pub fn load(config: &UpstreamTls) -> Result<Material, (bool, UpstreamTlsError)> 
             ders.hash(&mut hash);
             let wrapped: Vec<WrappedX509> = ders
                 .into_iter()
-                .map(|der| WrappedX509::new(der, |raw| parse_x509(raw)))
+                .map(|der| WrappedX509::new(der, parse_x509))
                 .collect();
             Some(Arc::<CaType>::from(wrapped.into_boxed_slice()))
         }
@@ -199,7 +199,9 @@ struct Watching {
 
 impl std::fmt::Debug for Watching {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watching").field("dirs", &self.dirs).finish()
+        f.debug_struct("Watching")
+            .field("dirs", &self.dirs)
+            .finish()
     }
 }
 
@@ -225,7 +227,11 @@ impl TlsRegistry {
             let material = match load(config) {
                 Ok(m) => m,
                 Err((is_ca, e)) => {
-                    let at = if is_ca { &config.ca_at } else { &config.client_at };
+                    let at = if is_ca {
+                        &config.ca_at
+                    } else {
+                        &config.client_at
+                    };
                     errors.push(error_at(at, e.to_string()));
                     continue;
                 }
@@ -414,7 +420,11 @@ mod tests {
             Arc::ptr_eq(&built["p"], &again["p"]),
             "unchanged settings keep their PoolTls"
         );
-        assert_eq!(again["p"].current().group, m.group, "same files, same group");
+        assert_eq!(
+            again["p"].current().group,
+            m.group,
+            "same files, same group"
+        );
     }
 
     #[test]
@@ -452,6 +462,10 @@ mod tests {
         assert_ne!(after.group, before, "new connections for the new bundle");
         f.write("ca.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
         registry.reload_touched(&[path]);
-        assert_eq!(built["p"].current().group, after.group, "the old bundle stays");
+        assert_eq!(
+            built["p"].current().group,
+            after.group,
+            "the old bundle stays"
+        );
     }
 }
