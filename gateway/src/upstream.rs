@@ -46,8 +46,8 @@ pub fn peer(route: &Route, pool: &PoolState, index: usize, elapsed: Duration) ->
 
 /// How to reach `addr`, without timeouts: in plaintext, or over TLS with the pool's
 /// material of this moment and `server_name` (sent as SNI when it is a DNS name, and
-/// checked against the certificate); HTTP/1.1, or HTTP/2 only (no downgrade: gRPC cannot
-/// be carried over HTTP/1.1).
+/// checked against the certificate); HTTP/1.1, or HTTP/2 only (ALPN offers `h2` alone, so
+/// a backend that speaks only HTTP/1.1 fails the handshake rather than get a gRPC call).
 pub fn connect_peer(
     addr: SocketAddr,
     server_name: &str,
@@ -92,5 +92,78 @@ pub fn record(tries: &mut Tries, pool: &PoolState, ok: bool, metrics: &Metrics, 
         let backend = pool.pool.backends[e.backend].address.to_string();
         metrics.ejection(&pool.pool.name, &backend);
         tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed requests");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_policy;
+    use crate::config::policy::Backend;
+    use std::num::NonZeroU32;
+    use std::path::Path;
+
+    fn tls(sni: Option<&str>) -> UpstreamTls {
+        let text = "pools:\n  p:\n    backends:\n      - { address: 127.0.0.1:1 }\n    tls: {}\nroutes:\n  - name: r\n    match: { path_prefix: / }\n    pool: p\n";
+        let mut t = parse_policy(text, Path::new("p.yaml")).unwrap().pools["p"]
+            .tls
+            .clone()
+            .unwrap();
+        t.sni = sni.map(str::to_string);
+        t
+    }
+
+    fn backend(address: &str, host: Option<&str>) -> Backend {
+        Backend {
+            address: address.parse().unwrap(),
+            weight: NonZeroU32::MIN,
+            host: host.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_server_name_is_the_sni_else_the_backends_name_else_its_address() {
+        let by_name = backend("10.0.0.1:443", Some("db.internal."));
+        let by_ip = backend("[::1]:443", None);
+        assert_eq!(
+            server_name(&tls(Some("api.example")), &by_name),
+            "api.example"
+        );
+        assert_eq!(server_name(&tls(None), &by_name), "db.internal");
+        assert_eq!(server_name(&tls(None), &by_ip), "::1");
+    }
+
+    #[test]
+    fn a_plaintext_peer_is_http1_or_h2c_and_never_shares_connections_across_protocols() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let h1 = connect_peer(addr, "", Protocol::Http1, None);
+        let h2c = connect_peer(addr, "", Protocol::H2c, None);
+        assert!(!h1.is_tls() && !h2c.is_tls());
+        assert_eq!(h1.options.alpn, ALPN::H1);
+        assert_eq!(h2c.options.alpn, ALPN::H2);
+        assert_eq!(h2c.options.max_h2_streams, H2_STREAMS_PER_CONNECTION);
+        assert_ne!(h1.group_key, h2c.group_key);
+        assert_eq!(h1.sni, "");
+    }
+
+    #[test]
+    fn a_tls_peer_carries_the_name_the_material_and_verification() {
+        let text = "pools:\n  p:\n    protocol: h2\n    backends:\n      - { address: 127.0.0.1:1 }\n    tls: { sni: db.internal }\nroutes:\n  - name: r\n    match: { path_prefix: / }\n    pool: p\n";
+        let policy = parse_policy(text, Path::new("p.yaml")).unwrap();
+        let built = tls::TlsRegistry::default().build(&policy).unwrap();
+        let pool_tls = &built["p"];
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peer = connect_peer(addr, "db.internal", Protocol::H2, Some(pool_tls));
+        assert!(peer.is_tls());
+        assert_eq!(peer.sni, "db.internal");
+        assert_eq!(peer.options.alpn, ALPN::H2);
+        assert!(peer.options.verify_cert && peer.options.verify_hostname);
+        assert!(peer.options.ca.is_none(), "the system's roots");
+        assert_eq!(
+            peer.group_key,
+            pool_tls.current().group.wrapping_add(Protocol::H2 as u64)
+        );
+        let plain = connect_peer(addr, "", Protocol::H2c, None);
+        assert_ne!(peer.group_key, plain.group_key);
     }
 }

@@ -242,12 +242,55 @@ fn h2_pools_speak_http2_by_alpn_and_h2c_pools_by_prior_knowledge() {
             assert_eq!(seen_version(&r), version, "{extra}");
         }
     }
+    // A backend that offers only HTTP/1.1 by ALPN fails an h2 pool's handshake: a gRPC
+    // call never reaches a backend in HTTP/1.1.
+    let h1_up = Http2Upstream::tls(&server.cert, &server.key)
+        .http1_only()
+        .start()
+        .unwrap();
+    let gw = GatewayProcess::start(&policy(&[h1_up.addr.to_string()], &h2)).unwrap();
+    assert_eq!(get(&gw, "/no/h2").status, 502);
+    assert!(h1_up.seen().is_empty(), "{:?}", h1_up.seen());
+
     let h2 = |seen: Vec<Seen>| seen.iter().filter(|s| s.version == "HTTP/2.0").count();
     assert_eq!(h2(requests(&tls_up)), 3);
     assert_eq!(h2(requests(&plain_up)), 3);
     // Each pool's health check speaks its protocol: HTTP/2 for the h2 and h2c pools.
     assert_eq!(h2(probes(&tls_up, 2)), 1);
     assert_eq!(h2(probes(&plain_up, 2)), 1);
+}
+
+#[test]
+fn an_http2_client_on_the_tls_listener_reaches_an_h2_pool_in_http2_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "upstream-ca").unwrap();
+    let server = ca
+        .issue_server(dir.path(), "backend", &["127.0.0.1"])
+        .unwrap();
+    let up = Http2Upstream::tls(&server.cert, &server.key)
+        .start()
+        .unwrap();
+    let extra = format!("    protocol: h2\n    tls: {{ ca: {} }}\n", pem(&ca.cert));
+    let gw = GatewayProcess::builder(&policy(&[up.addr.to_string()], &extra))
+        .tls()
+        .start()
+        .unwrap();
+    let tls_addr = gw.tls_addr.unwrap();
+    let client = tests::h2::tls_client(&gw.ca_path(), tests::h2::Protocol::Http2).unwrap();
+    let r = client
+        .post(format!(
+            "https://localhost:{}/h2/both/ways",
+            tls_addr.port()
+        ))
+        .body(vec![b'x'; 100_000])
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let seen = requests(&up);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].version, "HTTP/2.0");
+    assert_eq!(seen[0].path, "/h2/both/ways");
 }
 
 #[test]
