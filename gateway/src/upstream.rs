@@ -14,6 +14,7 @@ use crate::config::upstream::{Protocol, UpstreamTls};
 use crate::metrics::Metrics;
 use crate::runtime::PoolState;
 use crate::tries::{self, Tries};
+use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::ALPN;
 use std::net::SocketAddr;
@@ -71,6 +72,37 @@ pub fn connect_peer(
         peer.group_key = m.group.wrapping_add(protocol as u64);
     }
     peer
+}
+
+/// Makes `req` (an HTTP/1.1-shaped head with a `Host`) an HTTP/2 request as the proxy
+/// sends one: version 2, the URI in absolute form (`https` over TLS) with the `Host` as
+/// its authority, and no `Host` header. Servers check `:scheme` and `:authority` (nginx
+/// answers 400 to an `http` scheme on a TLS connection). For requests the gateway makes
+/// itself: health checks and cache refreshes.
+pub fn as_h2(req: &mut RequestHeader, tls: bool) -> pingora::Result<()> {
+    let host = req.remove_header(&http::header::HOST);
+    let authority = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+    let path = req
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let scheme = if tls { "https" } else { "http" };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| {
+            pingora::Error::because(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "an HTTP/2 request's URI",
+                e,
+            )
+        })?;
+    req.set_uri(uri);
+    req.set_version(http::Version::HTTP_2);
+    Ok(())
 }
 
 /// The name a pool with `tls` gives backend `b`: its `sni`, else the host name the backend
@@ -165,5 +197,15 @@ mod tests {
         );
         let plain = connect_peer(addr, "", Protocol::H2c, None);
         assert_ne!(peer.group_key, plain.group_key);
+    }
+
+    #[test]
+    fn a_request_made_for_http2_carries_scheme_and_authority_and_no_host() {
+        let mut req = RequestHeader::build("GET", b"/ping?x=1", None).unwrap();
+        req.insert_header("host", "db.internal:8443").unwrap();
+        as_h2(&mut req, true).unwrap();
+        assert_eq!(req.uri.to_string(), "https://db.internal:8443/ping?x=1");
+        assert_eq!(req.version, http::Version::HTTP_2);
+        assert!(req.headers.get("host").is_none());
     }
 }

@@ -83,8 +83,8 @@ impl Target {
     }
 }
 
-/// Whether one check of `target` succeeds: any 2xx answer within the timeout.
-pub async fn probe(prober: &Prober, target: &Target, check: &HealthCheck) -> bool {
+/// One check of `target`: `Ok` on any 2xx answer within the timeout, else why not.
+pub async fn probe(prober: &Prober, target: &Target, check: &HealthCheck) -> Result<(), String> {
     let connector = &prober.0;
     let mut peer = upstream::connect_peer(
         target.address,
@@ -99,18 +99,36 @@ pub async fn probe(prober: &Prober, target: &Target, check: &HealthCheck) -> boo
     // A connection of its own, never kept for the next probe.
     peer.options.max_h2_streams = 1;
     let answer = async {
-        let (mut session, _) = connector.get_http_session(&peer).await.ok()?;
-        let mut req = RequestHeader::build("GET", check.path.as_bytes(), None).ok()?;
+        let (mut session, _) = connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut req =
+            RequestHeader::build("GET", check.path.as_bytes(), None).map_err(|e| e.to_string())?;
         req.insert_header(http::header::HOST, target.authority.as_str())
-            .ok()?;
-        session.write_request_header(Box::new(req)).await.ok()?;
-        session.finish_request_body().await.ok()?;
-        session.read_response_header().await.ok()?;
-        session.response_header().map(|h| h.status.is_success())
+            .map_err(|e| e.to_string())?;
+        if target.protocol.is_h2() {
+            upstream::as_h2(&mut req, target.tls.is_some()).map_err(|e| e.to_string())?;
+        }
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        session
+            .finish_request_body()
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        session
+            .read_response_header()
+            .await
+            .map_err(|e| format!("answer: {e}"))?;
+        match session.response_header().map(|h| h.status) {
+            Some(s) if s.is_success() => Ok(()),
+            Some(s) => Err(format!("answered {}", s.as_u16())),
+            None => Err("no answer".to_string()),
+        }
     };
     tokio::time::timeout(check.timeout, answer)
         .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", check.timeout)))
 }

@@ -33,11 +33,12 @@ pub fn spawn(
         .spawn(move || {
             let backend = addr.to_string();
             while !stop.load(Ordering::Relaxed) {
-                let ok = runtime.block_on(probe(&prober, &target, &check));
-                match live.health.observe(ok, &check) {
+                let result = runtime.block_on(probe(&prober, &target, &check));
+                match live.health.observe(result.is_ok(), &check) {
                     Some(Transition::Down) => {
                         metrics.health_transition(&pool, &backend, false);
-                        tracing::warn!(pool = %pool, backend = %addr, "backend failed its health checks: out")
+                        let why = result.err().unwrap_or_default();
+                        tracing::warn!(pool = %pool, backend = %addr, last = %why, "backend failed its health checks: out")
                     }
                     Some(Transition::Up) => {
                         live.mark_available(Clock::now(&SystemClock));
