@@ -4,7 +4,9 @@
 //!
 //! It answers every request `200` with a JSON description of it
 //! (`{"version":"HTTP/2.0","path":"/x","client_cert":true}`) and records the same in
-//! [`Http2Upstream::seen`]; a request refused at the TLS handshake is never seen.
+//! [`Http2Upstream::seen`] once its body has ended; a request refused at the TLS
+//! handshake is never seen. [`Http2Upstream::body_bytes`] counts request body bytes as
+//! they arrive, so a test can tell a streamed body from a buffered one.
 //!
 //! [`Http2Upstream::plain`] or [`Http2Upstream::tls`] return a builder;
 //! [`Http2UpstreamBuilder::start`] binds `127.0.0.1:0` and serves on a tokio runtime of its
@@ -20,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +50,7 @@ pub struct Http2UpstreamBuilder {
 pub struct Http2Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    body_bytes: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -71,6 +75,16 @@ impl Http2Upstream {
             client_ca: None,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         }
+    }
+
+    /// Request body bytes received so far, counted as they arrive.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`Http2Upstream::body_bytes`], for a reader on another thread.
+    pub fn body_counter(&self) -> Arc<AtomicU64> {
+        self.body_bytes.clone()
     }
 
     /// Every request served so far.
@@ -145,6 +159,8 @@ impl Http2UpstreamBuilder {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let body_bytes = Arc::new(AtomicU64::new(0));
+        let counted = body_bytes.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -159,7 +175,7 @@ impl Http2UpstreamBuilder {
                         return;
                     };
                     tokio::select! {
-                        () = serve(listener, acceptor, record) => {}
+                        () = serve(listener, acceptor, record, counted) => {}
                         _ = stopped => {}
                     }
                 });
@@ -168,6 +184,7 @@ impl Http2UpstreamBuilder {
         Ok(Http2Upstream {
             addr,
             seen,
+            body_bytes,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -179,6 +196,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    body_bytes: Arc<AtomicU64>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -186,14 +204,15 @@ async fn serve(
         };
         let acceptor = acceptor.clone();
         let seen = seen.clone();
+        let body_bytes = body_bytes.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => connection(TokioIo::new(tcp), false, seen).await,
+                None => connection(TokioIo::new(tcp), false, seen, body_bytes).await,
                 Some(a) => {
                     // A refused handshake (wrong CA, no client certificate) ends here.
                     let Ok(tls) = a.accept(tcp).await else { return };
                     let client_cert = tls.get_ref().1.peer_certificates().is_some();
-                    connection(TokioIo::new(tls), client_cert, seen).await
+                    connection(TokioIo::new(tls), client_cert, seen, body_bytes).await
                 }
             }
         });
@@ -201,17 +220,28 @@ async fn serve(
 }
 
 /// Serves one connection in HTTP/1.1 or HTTP/2, whichever it opens with.
-async fn connection<I>(io: TokioIo<I>, client_cert: bool, seen: Arc<Mutex<Vec<Seen>>>)
-where
+async fn connection<I>(
+    io: TokioIo<I>,
+    client_cert: bool,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    body_bytes: Arc<AtomicU64>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let seen = seen.clone();
+        let body_bytes = body_bytes.clone();
         async move {
             let version = format!("{:?}", req.version());
             let path = req.uri().path().to_string();
-            // Read the body to its end, so a request is recorded once it was all received.
-            let _ = req.into_body().collect().await;
+            // Read the body to its end, counting it as it comes; the request is recorded
+            // once it was all received.
+            let mut body = req.into_body();
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    body_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
             let s = Seen {
                 version,
                 path,

@@ -293,6 +293,68 @@ fn an_http2_client_on_the_tls_listener_reaches_an_h2_pool_in_http2_end_to_end() 
     assert_eq!(seen[0].path, "/h2/both/ways");
 }
 
+/// A request body of `TOTAL` bytes whose first `FIRST` come at once and the rest only once
+/// the upstream has received half of those: a gateway that buffered the body would never
+/// let the read go on.
+struct Gated {
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sent: usize,
+}
+
+const FIRST: usize = 1024 * 1024;
+const TOTAL: usize = 8 * 1024 * 1024;
+
+impl std::io::Read for Gated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent == FIRST {
+            let received = &self.received;
+            eventually("the first part of the body at the upstream", |last| {
+                let n = received.load(std::sync::atomic::Ordering::Relaxed);
+                *last = format!("{n} bytes");
+                Ok((n >= (FIRST / 2) as u64).then_some(()))
+            })
+            .map_err(std::io::Error::other)?;
+        }
+        let end = if self.sent < FIRST { FIRST } else { TOTAL };
+        let n = buf.len().min(end - self.sent).min(64 * 1024);
+        buf[..n].fill(b'x');
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_http2_request_body_streams_through_to_an_h2_upstream_as_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "upstream-ca").unwrap();
+    let server = ca
+        .issue_server(dir.path(), "backend", &["127.0.0.1"])
+        .unwrap();
+    let up = Http2Upstream::tls(&server.cert, &server.key)
+        .start()
+        .unwrap();
+    let extra = format!("    protocol: h2\n    tls: {{ ca: {} }}\n", pem(&ca.cert));
+    let gw = GatewayProcess::builder(&policy(&[up.addr.to_string()], &extra))
+        .h2c()
+        .start()
+        .unwrap();
+    let client = tests::h2::h2c_client().unwrap();
+    let gated = Gated {
+        received: up.body_counter(),
+        sent: 0,
+    };
+    let body = reqwest::blocking::Body::sized(gated, TOTAL as u64);
+    let r = client
+        .post(format!("http://{}/upload", gw.h2c_addr.unwrap()))
+        .header("content-type", "application/grpc")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", gw.log());
+    assert_eq!(up.body_bytes(), TOTAL as u64);
+    assert_eq!(requests(&up)[0].version, "HTTP/2.0");
+}
+
 #[test]
 fn a_pool_ca_file_that_changes_takes_effect_without_a_restart_and_a_broken_one_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
