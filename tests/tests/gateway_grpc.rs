@@ -236,3 +236,54 @@ fn gateway_refusals_reach_grpc_clients_as_grpc_statuses() {
     .unwrap();
     assert_eq!(e.code(), Code::Unavailable);
 }
+
+#[test]
+fn a_grpc_health_check_takes_out_a_backend_whose_service_is_not_serving() {
+    let a = GrpcServer::start(None);
+    let list = format!("      - {{ address: {} }}\n", a.addr);
+    let policy = format!(
+        "\
+pools:
+  serving:
+    protocol: h2c
+    backends:
+{list}    health_check: {{ grpc_service: \"\", interval: 100ms, timeout: 90ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+  missing:
+    protocol: h2c
+    backends:
+{list}    health_check: {{ grpc_service: no-such-service, interval: 100ms, timeout: 90ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+routes:
+  - name: serving
+    match: {{ path_prefix: / }}
+    pool: serving
+  - name: missing
+    match: {{ host: missing.test, path_prefix: / }}
+    pool: missing
+"
+    );
+    let gw = GatewayProcess::builder(&policy).h2c().start().unwrap();
+    let addr = gw.h2c_addr.unwrap();
+    let rt = runtime();
+    // The same server, checked for another service: NOT_FOUND takes it out of that pool.
+    let mut c = rt.block_on(client(addr, "missing.test")).unwrap();
+    eventually(
+        "the pool checked for a missing service to be down",
+        |last| {
+            let r = rt.block_on(c.check(check("")));
+            *last = format!("{r:?}");
+            Ok(r.err()
+                .filter(|e| e.message() == "no healthy backend available"))
+        },
+    )
+    .unwrap();
+    let mut c = rt.block_on(client(addr, "serving.test")).unwrap();
+    for i in 0..5 {
+        let r = rt.block_on(c.check(check("")));
+        assert!(r.is_ok(), "call {i}: {r:?}\n{}", gw.log());
+    }
+    assert!(
+        gw.log().contains("grpc-status 5"),
+        "NOT_FOUND: {}",
+        gw.log()
+    );
+}

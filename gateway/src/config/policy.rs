@@ -139,6 +139,9 @@ fn parse_address(text: &str) -> Option<Address> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     pub path: String,
+    /// Check with `grpc.health.v1.Health/Check` for this service instead of `GET path`
+    /// (pools that speak HTTP/2 only).
+    pub grpc_service: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Consecutive successes that make a down backend healthy again.
@@ -151,6 +154,7 @@ impl Default for HealthCheck {
     fn default() -> Self {
         HealthCheck {
             path: "/ping".into(),
+            grpc_service: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
             healthy_threshold: NonZeroU32::MIN.saturating_add(1),
@@ -666,6 +670,18 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                 p.tls.as_ref(),
                 &format!("pools.{name}"),
             );
+            if let (Some(g), false) = (
+                p.health_check
+                    .as_ref()
+                    .and_then(|h| h.grpc_service.as_ref()),
+                protocol.is_h2(),
+            ) {
+                e.at(
+                    g,
+                    field("health_check.grpc_service"),
+                    "a gRPC health check needs protocol: h2 or h2c",
+                );
+            }
             let pool = Pool {
                 protocol,
                 tls,
@@ -1031,8 +1047,16 @@ fn health_check(e: &mut Collector<'_>, raw: Option<&RawHealthCheck>, field: &str
             );
         }
     }
+    if let (Some(p), Some(_)) = (&h.path, &h.grpc_service) {
+        e.at(
+            p,
+            format!("{field}.path"),
+            "give path or grpc_service, not both",
+        );
+    }
     HealthCheck {
         path,
+        grpc_service: h.grpc_service.as_ref().map(|g| g.value.clone()),
         interval,
         timeout,
         healthy_threshold: e.positive_or(

@@ -342,6 +342,9 @@ pub struct RawBackend {
 pub struct RawHealthCheck {
     #[serde(default)]
     pub path: Option<Spanned<String>>,
+    /// Check with the gRPC health service for this service name instead of `GET path`.
+    #[serde(default)]
+    pub grpc_service: Option<Spanned<String>>,
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
     #[serde(default)]

@@ -302,4 +302,22 @@ mod tests {
         assert!(e.starts_with("pol/p.yaml:5:"), "{e}");
         assert!(e.contains("cafile"), "{e}");
     }
+
+    #[test]
+    fn a_grpc_health_check_needs_http2_and_no_path() {
+        assert_eq!(
+            errors("    health_check: { grpc_service: db }\n"),
+            "pol/p.yaml:5:35: pools.p.health_check.grpc_service: a gRPC health check needs protocol: h2 or h2c"
+        );
+        assert_eq!(
+            errors("    protocol: h2c\n    health_check: { path: /x, grpc_service: db }\n"),
+            "pol/p.yaml:6:27: pools.p.health_check.path: give path or grpc_service, not both"
+        );
+        let p = parse_policy(
+            &pool("    protocol: h2c\n    health_check: { grpc_service: \"\" }\n"),
+            Path::new("p.yaml"),
+        )
+        .unwrap();
+        assert_eq!(p.pools["p"].health_check.grpc_service.as_deref(), Some(""));
+    }
 }
