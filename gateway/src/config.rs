@@ -15,6 +15,7 @@ pub mod jwks_source;
 pub mod policy;
 pub mod raw;
 pub mod resilience;
+pub mod upstream;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::Policy;

@@ -144,6 +144,7 @@ impl Names {
                             backends.push(Backend {
                                 address: *a,
                                 weight: ep.weight,
+                                host: None,
                             });
                         }
                         continue;
@@ -218,6 +219,7 @@ impl Names {
                         backends.push(Backend {
                             address: a,
                             weight: ep.weight,
+                            host: Some(host.clone()),
                         });
                     }
                 }

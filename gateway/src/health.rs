@@ -5,6 +5,7 @@
 //! live state (`backend.rs`), so it survives a policy reload for backends that stay.
 
 pub mod active;
+pub mod grpc;
 pub mod outlier;
 
 use crate::config::policy::HealthCheck;

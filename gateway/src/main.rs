@@ -171,6 +171,8 @@ fn check(config: &Path) -> ExitCode {
         gateway::dns::Names::default().resolve(&mut p, |_| true)?;
         // Key sets load as they would in service: a missing or empty JWKS is an error here.
         gateway::auth::AuthRegistry::default().build(&p)?;
+        // Upstream TLS files load as they would in service.
+        gateway::upstream::tls::TlsRegistry::default().build(&p)?;
         check_limits(&bootstrap, &p)?;
         Ok(p)
     });

@@ -548,9 +548,10 @@ impl ProxyHttp for Gateway {
                     }
                 }
             };
-            let addr = picked.address;
-            ctx.tries.start(picked.index, addr, guard);
-            let peer = upstream::peer(route, addr, now.saturating_duration_since(ctx.started));
+            let (index, addr) = (picked.index, picked.address);
+            ctx.tries.start(index, addr, guard);
+            let elapsed = now.saturating_duration_since(ctx.started);
+            let peer = upstream::peer(route, pool, index, elapsed);
             Ok(Box::new(peer))
         })
         .await

@@ -137,7 +137,7 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
         .try_start_request(now, pool.pool.max_in_flight_per_backend)
         .ok_or_else(no_backend)?;
     let backend = picked.address.to_string();
-    let peer = upstream::peer(route, picked.address, Duration::ZERO);
+    let peer = upstream::peer(route, pool, picked.index, Duration::ZERO);
     let mut tries = Tries::default();
     tries.start(picked.index, picked.address, guard);
     let upstream = |source: Box<pingora::Error>| RefreshError::Upstream {
@@ -145,6 +145,10 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
         backend: backend.clone(),
         source,
     };
+    let mut request = request;
+    if pool.pool.protocol.is_h2() {
+        upstream::as_h2(&mut request, pool.tls.is_some()).map_err(upstream)?;
+    }
     let fetch = async {
         let (mut session, _reused) = connector.get_http_session(&peer).await.map_err(upstream)?;
         session

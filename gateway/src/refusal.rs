@@ -168,6 +168,91 @@ impl Refusal {
     }
 }
 
+/// The gRPC status codes a gateway refusal is answered with (gRPC's `doc/statuscodes.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcCode {
+    Unknown = 2,
+    DeadlineExceeded = 4,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    Unauthenticated = 16,
+}
+
+impl GrpcCode {
+    /// The code of a gateway answer with HTTP status `status`, as gRPC maps the statuses of
+    /// intermediaries (`doc/http-grpc-status-mapping.md`: 400 INTERNAL, 401 UNAUTHENTICATED,
+    /// 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 502, 503 and 504 UNAVAILABLE, anything
+    /// else UNKNOWN), made precise where the gateway knows more: a rate limit (429) and a
+    /// body over the route's limit (413) are RESOURCE_EXHAUSTED, as gRPC says of quotas
+    /// and oversized messages (that table's 429 UNAVAILABLE would invite an immediate
+    /// retry); a stalled request body (408) DEADLINE_EXCEEDED; the gateway's own failure
+    /// (500) INTERNAL and a method it does not implement (501) UNIMPLEMENTED. A backend
+    /// timeout (504) stays UNAVAILABLE: the caller's deadline is its own `grpc-timeout`,
+    /// and the try may well succeed elsewhere.
+    pub fn of_status(status: u16) -> GrpcCode {
+        match status {
+            400 | 500 => GrpcCode::Internal,
+            401 => GrpcCode::Unauthenticated,
+            403 => GrpcCode::PermissionDenied,
+            404 | 501 => GrpcCode::Unimplemented,
+            408 => GrpcCode::DeadlineExceeded,
+            413 | 429 => GrpcCode::ResourceExhausted,
+            502..=504 => GrpcCode::Unavailable,
+            _ => GrpcCode::Unknown,
+        }
+    }
+
+    /// The `grpc-status` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrpcCode::Unknown => "2",
+            GrpcCode::DeadlineExceeded => "4",
+            GrpcCode::PermissionDenied => "7",
+            GrpcCode::ResourceExhausted => "8",
+            GrpcCode::Unimplemented => "12",
+            GrpcCode::Internal => "13",
+            GrpcCode::Unavailable => "14",
+            GrpcCode::Unauthenticated => "16",
+        }
+    }
+}
+
+/// Whether a request is gRPC (or gRPC-Web): its `content-type` is `application/grpc`,
+/// alone or with a `+format` or `-web` suffix. Its refusals are then answered in gRPC's
+/// trailers-only form.
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|v| {
+        let prefix = b"application/grpc";
+        v.len() >= prefix.len()
+            && v[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && matches!(v.get(prefix.len()), None | Some(b'+' | b'-' | b';'))
+    })
+}
+
+/// A `grpc-message` value: the message percent-encoded as gRPC's HTTP/2 mapping says
+/// (every byte outside printable ASCII, and `%`).
+pub fn grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Refusal {
+    /// The gRPC status of this refusal (see [`GrpcCode::of_status`]).
+    pub fn grpc_code(&self) -> GrpcCode {
+        GrpcCode::of_status(self.status())
+    }
+}
+
 impl From<Rejected> for Refusal {
     fn from(r: Rejected) -> Self {
         Refusal::Malformed(r)
@@ -292,6 +377,85 @@ mod tests {
         let headers = r.headers();
         assert_eq!(headers[0], ("retry-after", "3".to_string()));
         assert_eq!(headers[1].0, "ratelimit");
+    }
+
+    #[test]
+    fn gateway_refusals_of_grpc_calls_map_to_grpc_status_codes() {
+        let cases = [
+            (Refusal::Unauthenticated(AuthError::Missing), "16"),
+            (
+                Refusal::Unauthenticated(AuthError::Forbidden {
+                    required: vec!["admin".into()],
+                }),
+                "7",
+            ),
+            (
+                Refusal::from(Limited {
+                    limit: "l".into(),
+                    retry_after: "1".into(),
+                    unavailable: false,
+                    headers: vec![],
+                }),
+                "8",
+            ),
+            (Refusal::NoHealthyBackend, "14"),
+            (Refusal::PoolFull, "14"),
+            (
+                Refusal::Upstream {
+                    status: 502,
+                    kind: "ConnectRefused",
+                },
+                "14",
+            ),
+            (Refusal::UpstreamTimeout, "14"),
+            (
+                Refusal::BodyTooLarge {
+                    route: "r".into(),
+                    max: 1,
+                },
+                "8",
+            ),
+            (Refusal::BadRequest { kind: "x" }, "13"),
+            (
+                Refusal::NoRoute {
+                    method: "POST".into(),
+                    path: "/a.B/C".into(),
+                },
+                "12",
+            ),
+            (Refusal::BodyStalled, "4"),
+            (Refusal::Internal { message: "x" }, "13"),
+        ];
+        for (r, code) in cases {
+            assert_eq!(r.grpc_code().as_str(), code, "{r:?}");
+        }
+        assert_eq!(GrpcCode::of_status(418), GrpcCode::Unknown);
+    }
+
+    #[test]
+    fn grpc_calls_are_told_by_their_content_type() {
+        for yes in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC+json",
+            "application/grpc-web+proto",
+            "application/grpc; charset=x",
+        ] {
+            assert!(is_grpc(Some(yes.as_bytes())), "{yes}");
+        }
+        for no in ["application/json", "application/grpcx", "text/plain", ""] {
+            assert!(!is_grpc(Some(no.as_bytes())), "{no}");
+        }
+        assert!(!is_grpc(None));
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(
+            grpc_message("rate limited by per-ip: 100%"),
+            "rate limited by per-ip: 100%25"
+        );
+        assert_eq!(grpc_message("é\n"), "%C3%A9%0A");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::policy::HealthCheck;
 use crate::config::{self, ConfigErrors};
 use crate::dns::{Failure, Names, Resolve, SystemResolver};
+use crate::health::active::{Prober, Target};
 use crate::metrics::Metrics;
 use crate::ratelimit::LimitRegistry;
 use crate::runtime::{Registries, Snapshot};
@@ -41,6 +42,8 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// Serialises reloads (file watcher, SIGHUP and admin may ask at once).
     busy: Mutex<()>,
+    /// The health checkers' client.
+    prober: Arc<Prober>,
 }
 
 impl Reloader {
@@ -68,6 +71,7 @@ impl Reloader {
             auth: AuthRegistry::default(),
             limits,
             caches: CacheRegistry::default(),
+            upstream_tls: Arc::default(),
         };
         let (first, failures) = Snapshot::build(policy, 1, &registries)?;
         record_failures(&metrics, &failures);
@@ -80,6 +84,7 @@ impl Reloader {
             last_error: Mutex::new(None),
             metrics,
             busy: Mutex::new(()),
+            prober: Arc::new(Prober::new()),
         });
         r.reconcile_checkers();
         Ok(r)
@@ -166,32 +171,41 @@ impl Reloader {
     }
 
     /// Starts checkers for backends that appeared, stops those of backends that went, and
-    /// restarts those whose pool changed its health check.
+    /// restarts those whose pool changed its health check, protocol or TLS settings.
     fn reconcile_checkers(&self) {
         let snap = self.snapshot.load();
         let mut checkers = self.checkers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut wanted = Vec::new();
         for p in snap.pools.values() {
-            for (b, live) in p.pool.backends.iter().zip(&p.backends) {
+            for (i, (b, live)) in p.pool.backends.iter().zip(&p.backends).enumerate() {
                 let key = (p.pool.name.clone(), b.address);
                 wanted.push(key.clone());
+                let target = Target::of(p, i);
                 match checkers.get(&key) {
-                    Some(c) if c.check == p.pool.health_check => continue,
+                    Some(c) if c.check == p.pool.health_check && c.target == target => continue,
                     Some(c) => c.stop.store(true, Ordering::Relaxed),
                     None => {}
                 }
                 let stop = Arc::new(AtomicBool::new(false));
                 match checkers::spawn(
                     p.pool.name.clone(),
-                    b.address,
+                    target.clone(),
                     p.pool.health_check.clone(),
                     live.clone(),
                     stop.clone(),
                     self.metrics.clone(),
+                    self.prober.clone(),
                 ) {
                     Ok(_) => {
                         let check = p.pool.health_check.clone();
-                        checkers.insert(key, Checker { stop, check });
+                        checkers.insert(
+                            key,
+                            Checker {
+                                stop,
+                                check,
+                                target,
+                            },
+                        );
                     }
                     Err(e) => {
                         checkers.remove(&key);
@@ -219,11 +233,13 @@ fn record_failures(metrics: &Metrics, failures: &[Failure]) {
     }
 }
 
-/// A running health checker: its stop flag and the check it runs.
+/// A running health checker: its stop flag, the check it runs and how it reaches the
+/// backend.
 #[derive(Debug)]
 struct Checker {
     stop: Arc<AtomicBool>,
     check: HealthCheck,
+    target: Target,
 }
 
 #[cfg(test)]

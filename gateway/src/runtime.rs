@@ -16,6 +16,7 @@ use crate::config::ConfigErrors;
 use crate::config::Policy;
 use crate::dns::{Failure, Names};
 use crate::ratelimit::{LimitRegistry, Limiter, Limits};
+use crate::upstream::tls::{PoolTls, TlsRegistry};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -38,6 +39,10 @@ pub struct PoolState {
     sticky_tokens: Vec<u64>,
     /// Slow start's draws, and the key of a request that has none to hash.
     rng: Mutex<SmallRng>,
+    /// TLS to the backends (the pool's `tls`, its files loaded), and each backend's server
+    /// name (aligned with `backends`; empty without TLS).
+    pub tls: Option<Arc<PoolTls>>,
+    server_names: Vec<String>,
 }
 
 /// What `ewma` scores a backend with no latency measured yet (linkerd's default): tried,
@@ -126,7 +131,13 @@ pub struct Picked<'a> {
 }
 
 impl PoolState {
-    fn new(pool: &Pool, registry: &Registry, now: Instant, seed: u64) -> PoolState {
+    fn new(
+        pool: &Pool,
+        registry: &Registry,
+        now: Instant,
+        seed: u64,
+        tls: Option<Arc<PoolTls>>,
+    ) -> PoolState {
         let backends = registry.backends(pool, now);
         for live in &backends {
             live.latency.set_decay(pool.ewma_decay);
@@ -139,7 +150,17 @@ impl PoolState {
                 .collect(),
             None => Vec::new(),
         };
+        let server_names = match &tls {
+            Some(t) => pool
+                .backends
+                .iter()
+                .map(|b| crate::upstream::server_name(&t.config, b))
+                .collect(),
+            None => Vec::new(),
+        };
         PoolState {
+            tls,
+            server_names,
             pool: pool.clone(),
             backends,
             chooser: chooser(pool, seed),
@@ -263,6 +284,11 @@ impl PoolState {
             .count()
     }
 
+    /// The TLS server name of backend `i` (empty: the pool has no TLS).
+    pub fn server_name(&self, i: usize) -> &str {
+        self.server_names.get(i).map_or("", String::as_str)
+    }
+
     /// The sticky-cookie token of backend `i` (`None`: the pool is not sticky).
     pub fn sticky_token(&self, i: usize) -> Option<u64> {
         self.sticky_tokens.get(i).copied()
@@ -291,6 +317,8 @@ pub struct Registries {
     pub auth: AuthRegistry,
     pub limits: LimitRegistry,
     pub caches: CacheRegistry,
+    /// Pools' upstream TLS material, reloaded when its files change.
+    pub upstream_tls: Arc<TlsRegistry>,
 }
 
 /// One version of everything the data plane reads.
@@ -340,26 +368,25 @@ impl Snapshot {
         let auth = registries.auth.build(&policy)?;
         let limits = registries.limits.build(&policy)?;
         let caches = registries.caches.build(&policy);
+        let tls = registries.upstream_tls.build(&policy)?;
         Ok(Snapshot::assemble(
             policy,
             version,
             &registries.backends,
-            auth,
-            limits,
-            caches,
+            (auth, limits, caches),
+            &tls,
         ))
     }
 
-    /// A snapshot of `policy` with its pools only: no authenticator, limit or cache (tests,
-    /// and the empty snapshot).
+    /// A snapshot of `policy` with its pools only: no authenticator, limit, cache or
+    /// upstream TLS (tests, and the empty snapshot).
     pub fn new(policy: Policy, version: u64, registry: &Registry) -> Arc<Snapshot> {
         Snapshot::assemble(
             policy,
             version,
             registry,
-            Authenticators::default(),
-            Limits::default(),
-            Caches::default(),
+            Default::default(),
+            &BTreeMap::new(),
         )
     }
 
@@ -367,9 +394,8 @@ impl Snapshot {
         policy: Policy,
         version: u64,
         registry: &Registry,
-        auth: Authenticators,
-        limits: Limits,
-        caches: Caches,
+        (auth, limits, caches): (Authenticators, Limits, Caches),
+        tls: &BTreeMap<String, Arc<PoolTls>>,
     ) -> Arc<Snapshot> {
         let now = SystemClock.now();
         let pools: BTreeMap<String, Arc<PoolState>> = policy
@@ -378,7 +404,13 @@ impl Snapshot {
             .map(|p| {
                 (
                     p.name.clone(),
-                    Arc::new(PoolState::new(p, registry, now, rand::random())),
+                    Arc::new(PoolState::new(
+                        p,
+                        registry,
+                        now,
+                        rand::random(),
+                        tls.get(&p.name).cloned(),
+                    )),
                 )
             })
             .collect();

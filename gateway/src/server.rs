@@ -118,6 +118,9 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::reload::names::spawn(reloader.clone(), never)
         .context("starting the resolver of backends' names")?;
+    if let Err(e) = reloader.registries.upstream_tls.watch() {
+        tracing::warn!(error = %e, "cannot watch the upstream TLS files; they are read at each policy load only");
+    }
     if let Err(e) = crate::reload::watch::spawn(reloader.clone()) {
         tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
     }

@@ -11,6 +11,8 @@
 //! - [`diff`]: the differential-case runner used by `tests/tsdb_differential.rs`.
 //! - [`upstream`]: [`upstream::FakeUpstream`], a scriptable fake HTTP/1.1 backend for the gateway.
 //! - [`gateway`]: [`gateway::GatewayProcess`], the real gateway on free ports (TLS, h2c, upgrade).
+//! - [`http2_upstream`]: [`http2_upstream::Http2Upstream`], an HTTP/1.1 and HTTP/2 backend
+//!   over TLS (ALPN, client certificates) or h2c, reporting the version it was spoken to in.
 //! - [`h2`]: reqwest clients for HTTP/2 over TLS (trusting a given CA) and h2c.
 //! - [`tls_client`]: one blocking TLS connection (client certificates, the server's certificate).
 //! - [`pki`]: [`pki::Ca`], a throwaway CA issuing server and client certificates and CRLs (mTLS).
@@ -25,6 +27,7 @@ pub mod diff;
 pub mod gateway;
 pub mod h2;
 pub mod http;
+pub mod http2_upstream;
 pub mod jwks_server;
 pub mod jwt;
 pub mod pki;

@@ -69,6 +69,9 @@ pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
 pub struct Backend {
     pub address: SocketAddr,
     pub weight: NonZeroU32,
+    /// The host name it was resolved from (`None`: listed as an IP address): the default
+    /// TLS server name of a pool with `tls`.
+    pub host: Option<String>,
 }
 
 /// Default of a pool's `dns_refresh`: how often the names of its backends are resolved
@@ -136,6 +139,9 @@ fn parse_address(text: &str) -> Option<Address> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     pub path: String,
+    /// Check with `grpc.health.v1.Health/Check` for this service instead of `GET path`
+    /// (pools that speak HTTP/2 only).
+    pub grpc_service: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Consecutive successes that make a down backend healthy again.
@@ -148,6 +154,7 @@ impl Default for HealthCheck {
     fn default() -> Self {
         HealthCheck {
             path: "/ping".into(),
+            grpc_service: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
             healthy_threshold: NonZeroU32::MIN.saturating_add(1),
@@ -182,6 +189,9 @@ pub struct Pool {
     pub retry_budget: RetryBudgetConfig,
     /// How long a backend that comes back (health check, ejection, added) ramps up.
     pub slow_start: Option<Duration>,
+    /// The HTTP version spoken to the backends, and TLS to them.
+    pub protocol: super::upstream::Protocol,
+    pub tls: Option<super::upstream::UpstreamTls>,
 }
 
 /// How an authenticator checks callers.
@@ -601,7 +611,11 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                             );
                         }
                         if let Address::Ip(a) = address {
-                            backends.push(Backend { address: a, weight });
+                            backends.push(Backend {
+                                address: a,
+                                weight,
+                                host: None,
+                            });
                         }
                         endpoints.push(Endpoint {
                             address,
@@ -652,7 +666,27 @@ pub fn compile(files: &[(PathBuf, RawPolicyFile)]) -> Result<Policy, ConfigError
                     1,
                 )
             });
+            let (protocol, tls) = super::upstream::compile(
+                &mut e,
+                p.protocol.as_ref(),
+                p.tls.as_ref(),
+                &format!("pools.{name}"),
+            );
+            if let (Some(g), false) = (
+                p.health_check
+                    .as_ref()
+                    .and_then(|h| h.grpc_service.as_ref()),
+                protocol.is_h2(),
+            ) {
+                e.at(
+                    g,
+                    field("health_check.grpc_service"),
+                    "a gRPC health check needs protocol: h2 or h2c",
+                );
+            }
             let pool = Pool {
+                protocol,
+                tls,
                 name: name.clone(),
                 algorithm,
                 ewma_decay,
@@ -1014,8 +1048,16 @@ fn health_check(e: &mut Collector<'_>, raw: Option<&RawHealthCheck>, field: &str
             );
         }
     }
+    if let (Some(p), Some(_)) = (&h.path, &h.grpc_service) {
+        e.at(
+            p,
+            format!("{field}.path"),
+            "give path or grpc_service, not both",
+        );
+    }
     HealthCheck {
         path,
+        grpc_service: h.grpc_service.as_ref().map(|g| g.value.clone()),
         interval,
         timeout,
         healthy_threshold: e.positive_or(

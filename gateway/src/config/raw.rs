@@ -292,6 +292,12 @@ pub struct RawPool {
     /// How long a backend that comes back ramps up from a tenth of its share: `10s`.
     #[serde(default)]
     pub slow_start: Option<Spanned<String>>,
+    /// `http1` (default), `h2` (over TLS) or `h2c` (see `config/upstream.rs`).
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    /// TLS to the backends.
+    #[serde(default)]
+    pub tls: Option<Spanned<super::upstream::RawUpstreamTls>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +363,9 @@ pub struct RawBackend {
 pub struct RawHealthCheck {
     #[serde(default)]
     pub path: Option<Spanned<String>>,
+    /// Check with the gRPC health service for this service name instead of `GET path`.
+    #[serde(default)]
+    pub grpc_service: Option<Spanned<String>>,
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
     #[serde(default)]
