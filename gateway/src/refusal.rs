@@ -382,7 +382,10 @@ mod tests {
     #[test]
     fn gateway_refusals_of_grpc_calls_map_to_grpc_status_codes() {
         let cases = [
-            (Refusal::Unauthenticated(AuthError::Missing), "16"),
+            (
+                Refusal::Unauthenticated(AuthError::Missing { schemes: vec![] }),
+                "16",
+            ),
             (
                 Refusal::Unauthenticated(AuthError::Forbidden {
                     required: vec!["admin".into()],
