@@ -13,6 +13,7 @@ pub mod hardening;
 pub mod policy;
 pub mod raw;
 pub mod resilience;
+pub mod websocket;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::Policy;
