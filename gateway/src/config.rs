@@ -16,6 +16,7 @@ pub mod policy;
 pub mod raw;
 pub mod resilience;
 pub mod upstream;
+pub mod websocket;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::Policy;

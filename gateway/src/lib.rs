@@ -14,6 +14,7 @@
 //! cache/       the query cache: Moka bounded in bytes, per-caller keys, coalescing, SWR
 //! normalize/   the first step: path, framing, header names and host made unambiguous
 //! connection/  a client connection: limits, head deadline, keep-alive, pipelining
+//! websocket.rs upgrades: which routes take a WebSocket, the upgraded connection's timeouts
 //! contain.rs   a panic in a pipeline phase becomes a 500, counted
 //! proxy.rs     the request pipeline (Pingora ProxyHttp), and nothing else
 //! forwarded.rs who the client is; X-Forwarded-For, -Proto, -Host, -Port for the backend
@@ -61,3 +62,4 @@ pub mod shutdown;
 pub mod tls;
 pub mod tries;
 pub mod upstream;
+pub mod websocket;

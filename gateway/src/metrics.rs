@@ -71,6 +71,12 @@ pub struct Metrics {
     api_key_reloads: IntCounterVec,
     /// `gateway_api_keys{authenticator}`: keys in force.
     api_keys: IntGaugeVec,
+    /// `gateway_websocket_connections{route}`: upgraded connections open now.
+    websocket_connections: IntGaugeVec,
+    /// `gateway_websocket_upgrades_total{route,result}`: WebSocket handshakes by result:
+    /// `upgraded` (the backend switched), `refused` (the route takes no upgrade: 403),
+    /// `failed` (no backend switched: it answered otherwise, or no try succeeded).
+    websocket_upgrades: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     cache_max_bytes: IntGaugeVec,
@@ -295,6 +301,16 @@ impl Metrics {
                 "Keys in force, by API-key authenticator",
                 &["authenticator"],
             )?,
+            websocket_connections: gauge_vec(
+                "gateway_websocket_connections",
+                "Upgraded (WebSocket) connections open now, by route",
+                &["route"],
+            )?,
+            websocket_upgrades: counter(
+                "gateway_websocket_upgrades_total",
+                "WebSocket handshakes by route and result (upgraded, refused, failed)",
+                &["route", "result"],
+            )?,
             cache_bytes: gauge_vec(
                 "gateway_cache_bytes",
                 "Weight of a cache's entries (keys, heads and bodies), in bytes",
@@ -376,6 +392,19 @@ impl Metrics {
     /// The gauge of a listener's open connections.
     pub fn connections_open(&self, listener: &str) -> IntGauge {
         self.connections_open.with_label_values(&[listener])
+    }
+
+    /// The gauge of a route's open upgraded connections.
+    pub fn websocket_connections(&self, route: &str) -> IntGauge {
+        self.websocket_connections.with_label_values(&[route])
+    }
+
+    /// A WebSocket handshake on `route` ended with `result` (`upgraded`, `refused`,
+    /// `failed`).
+    pub fn websocket_upgrade(&self, route: &str, result: &str) {
+        self.websocket_upgrades
+            .with_label_values(&[route, result])
+            .inc();
     }
 
     /// A panic caught in a pipeline phase.

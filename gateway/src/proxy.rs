@@ -9,12 +9,14 @@
 //!                            normalize::request   normalise the request or refuse it (400, 501)
 //!                            route::resolve       the policy's snapshot, once; the route (404)
 //!                            declared body size   against the route's max_body_size (413)
+//!                            websocket::check     an upgrade the route does not take (403)
 //!                            auth::authenticate   who is calling (401), with which roles (403)
 //!                            ratelimit::admit     the route's limits (429)
 //!                            cache::step::lookup  answer from the cache (HIT, STALE), or wait
 //!                                                 for an identical request on its way
 //! request_body_filter      the route's max_body_size as the body passes (413); count the
-//!                          lines of a body whose limits charge per line
+//!                          lines of a body whose limits charge per line (not the bytes of
+//!                          an upgraded connection)
 //! upstream_peer            pick a backend of the route's pool: healthy, not tried, not
 //!                          ejected, under its circuit breaker (503); a retry waits its
 //!                          backoff first
@@ -27,7 +29,8 @@
 //!                          status the outcome; a retryable 5xx is held back and retried,
 //!                          anything else goes to the client and nothing is retried after;
 //!                          a storable answer is marked for the cache, a write invalidates
-//! response_filter          the common headers (`respond::add_common`)
+//! response_filter          the common headers (`respond::add_common`); a 101 opens the
+//!                          WebSocket tunnel (counted until the request ends)
 //! response_body_filter     the body of an answer marked for the cache, stored at its end
 //! fail_to_proxy            the failure as a `Refusal`, answered as JSON (502, 503, 504, 408,
 //!                          413)
@@ -67,6 +70,7 @@ use crate::runtime::{PickRequest, PoolState};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
 use crate::tries::{NoRetry, Tries};
 use crate::upstream;
+use crate::websocket::{self, Tunnel};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -116,6 +120,8 @@ pub struct RequestCtx {
     tries: Tries,
     /// What picking a backend reads from the request, taken at the first try.
     pick: PickKeys,
+    /// A WebSocket handshake on a route that takes it, then the upgraded connection.
+    tunnel: Option<Tunnel>,
 }
 
 /// The rate-limit state of a request.
@@ -251,6 +257,14 @@ impl Gateway {
         if declared_length(session.req_header()).is_some_and(|n| n > route.max_body_size) {
             return Err(too_large(&route.name, route.max_body_size).into());
         }
+        ctx.tunnel = websocket::check(session.req_header_mut(), route, &self.metrics)
+            .map_err(Refusal::from)?;
+        if let Some(tunnel) = &ctx.tunnel {
+            // The client's side waits, and is waited for, up to the idle timeout.
+            let downstream = session.as_downstream_mut();
+            downstream.set_read_timeout(Some(tunnel.idle_timeout()));
+            downstream.set_write_timeout(Some(tunnel.idle_timeout()));
+        }
 
         if let Some(rule) = &route.auth {
             let peer = session
@@ -284,7 +298,8 @@ impl Gateway {
             .await
             .map_err(Refusal::from)?;
 
-        let (Some(settings), Some(cache)) = (&route.cache, &links.cache) else {
+        // A handshake is never answered from a cache.
+        let (Some(settings), Some(cache), None) = (&route.cache, &links.cache, &ctx.tunnel) else {
             return Ok(());
         };
         let caller = Caller {
@@ -399,6 +414,7 @@ impl ProxyHttp for Gateway {
             body_read: 0,
             tries: Tries::default(),
             pick: PickKeys::default(),
+            tunnel: None,
         }
     }
 
@@ -439,12 +455,16 @@ impl ProxyHttp for Gateway {
     /// body's lines, and charges them when it ends.
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         contain::phase("request_body_filter", &self.metrics, async {
+            // After a 101 the bytes are the upgraded protocol's, not a body.
+            if session.was_upgraded() {
+                return Ok(());
+            }
             if let (Some(b), Some(routed)) = (body.as_ref(), &ctx.routed) {
                 ctx.body_read = ctx.body_read.saturating_add(b.len() as u64);
                 let route = routed.route();
@@ -551,7 +571,10 @@ impl ProxyHttp for Gateway {
             let (index, addr) = (picked.index, picked.address);
             ctx.tries.start(index, addr, guard);
             let elapsed = now.saturating_duration_since(ctx.started);
-            let peer = upstream::peer(route, pool, index, elapsed);
+            let mut peer = upstream::peer(route, pool, index, elapsed);
+            if let Some(tunnel) = &ctx.tunnel {
+                tunnel.apply(&mut peer);
+            }
             Ok(Box::new(peer))
         })
         .await
@@ -605,8 +628,12 @@ impl ProxyHttp for Gateway {
                     return e
                         .more_context(format!("route {}: backend {backend}", ctx.route_name()));
                 }
-                let upstream = *e.esource() == ErrorSource::Upstream;
                 let kind = UpstreamErrorKind::of(&e);
+                // An upgraded connection silent for its idle timeout ends so: no backend
+                // failed.
+                let idle_end = kind == UpstreamErrorKind::Timeout
+                    && ctx.tunnel.as_ref().is_some_and(Tunnel::is_open);
+                let upstream = *e.esource() == ErrorSource::Upstream && !idle_end;
                 let now = self.now();
                 if upstream {
                     ctx.record_try(false, &self.metrics, now);
@@ -693,14 +720,20 @@ impl ProxyHttp for Gateway {
         .await
     }
 
-    /// The common headers go back to the client with the backend's answer.
+    /// The common headers go back to the client with the backend's answer; a 101 that
+    /// completes a WebSocket handshake opens the tunnel.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         contain::phase("response_filter", &self.metrics, async {
+            if session.is_upgrade(upstream_response) == Some(true) {
+                if let (Some(tunnel), Some(routed)) = (ctx.tunnel.as_mut(), &ctx.routed) {
+                    tunnel.opened(&self.metrics, &routed.route().name, self.now());
+                }
+            }
             add_common(upstream_response, ctx)
         })
         .await
@@ -754,15 +787,32 @@ impl ProxyHttp for Gateway {
         })
     }
 
-    /// The answer is counted with its route, status and latency.
+    /// An upgraded connection that ends by its idle timeout is not an error to log.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        ctx.tunnel.as_ref().is_some_and(Tunnel::is_open)
+            && matches!(
+                e.etype(),
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            )
+    }
+
+    /// The answer is counted with its route, status and latency (of an upgrade: to its
+    /// 101); an upgraded connection stops counting as open.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let _ = contain::phase("logging", &self.metrics, async {
             let status = session
                 .response_written()
                 .map_or(StatusCode::from_u16(CLIENT_CLOSED), |r| Ok(r.status))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let took = self.now().saturating_duration_since(ctx.started);
+            let tunnel = ctx.tunnel.take();
+            let end = tunnel.as_ref().and_then(Tunnel::opened_at);
+            let took = end
+                .unwrap_or_else(|| self.now())
+                .saturating_duration_since(ctx.started);
             self.metrics.request(ctx.route_name(), status, took);
+            if let Some(tunnel) = tunnel {
+                tunnel.ended(&self.metrics, ctx.route_name());
+            }
             ctx.tries.end();
             Ok(())
         })

@@ -11,6 +11,7 @@ use crate::auth::AuthError;
 use crate::normalize::Rejected;
 use crate::ratelimit::Limited;
 use crate::runtime::NoBackend;
+use crate::websocket::NotAllowed;
 use bytes::Bytes;
 use pingora::{Error, ErrorSource, ErrorType};
 
@@ -48,6 +49,10 @@ pub enum Refusal {
     /// The client stopped sending its body for longer than `body_idle_timeout`: 408.
     #[error("the request body stopped arriving (body_idle_timeout)")]
     BodyStalled,
+    /// An upgrade the route does not take (a WebSocket on a route without `websocket:`,
+    /// or a protocol the gateway does not pass): 403, as Envoy answers it.
+    #[error("{0}")]
+    UpgradeRefused(NotAllowed),
     /// The client's request could not be read: 400.
     #[error("bad request: {kind}")]
     BadRequest { kind: &'static str },
@@ -63,6 +68,7 @@ impl Refusal {
             Refusal::NoRoute { .. } => 404,
             Refusal::BodyTooLarge { .. } => 413,
             Refusal::Unauthenticated(e) => e.status(),
+            Refusal::UpgradeRefused(_) => 403,
             Refusal::Limited(_) => 429,
             Refusal::PoolFull | Refusal::NoHealthyBackend => 503,
             Refusal::UpstreamTimeout => 504,
@@ -79,14 +85,22 @@ impl Refusal {
             Refusal::Malformed(r) => Some(r.reason),
             Refusal::BodyTooLarge { .. } => Some("body_too_large"),
             Refusal::BodyStalled => Some("body_timeout"),
+            // A WebSocket refused is counted with the route's handshakes.
+            Refusal::UpgradeRefused(n) if n.protocol != "websocket" => {
+                Some("upgrade_not_supported")
+            }
             _ => None,
         }
     }
 
     /// Whether the connection closes after the answer: what follows a refused head cannot
-    /// be trusted to be framed as the client meant.
+    /// be trusted to be framed as the client meant (nor, after a refused upgrade, to be
+    /// HTTP at all).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Refusal::Malformed(_) | Refusal::BodyTooLarge { .. })
+        matches!(
+            self,
+            Refusal::Malformed(_) | Refusal::BodyTooLarge { .. } | Refusal::UpgradeRefused(_)
+        )
     }
 
     /// The headers of this answer besides the common ones.
@@ -271,6 +285,12 @@ impl From<Limited> for Refusal {
     }
 }
 
+impl From<NotAllowed> for Refusal {
+    fn from(n: NotAllowed) -> Self {
+        Refusal::UpgradeRefused(n)
+    }
+}
+
 impl From<NoBackend> for Refusal {
     fn from(n: NoBackend) -> Self {
         match n {
@@ -327,6 +347,14 @@ mod tests {
                 "no healthy backend available",
             ),
             (Refusal::UpstreamTimeout, 504, "upstream timed out"),
+            (
+                Refusal::UpgradeRefused(NotAllowed {
+                    route: "q".into(),
+                    protocol: "websocket".into(),
+                }),
+                403,
+                "route q does not take upgrades to websocket",
+            ),
             (
                 Refusal::BodyStalled,
                 408,

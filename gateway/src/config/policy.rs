@@ -404,6 +404,8 @@ pub struct Route {
     pub cache: Option<RouteCache>,
     /// The largest request body in bytes (413 beyond it).
     pub max_body_size: u64,
+    /// `Some`: the route takes WebSocket upgrades (`config/websocket.rs`).
+    pub websocket: Option<super::websocket::WebSocketRoute>,
     /// The file that defined it.
     pub file: PathBuf,
 }
@@ -1262,7 +1264,14 @@ fn route(
         .as_ref()
         .and_then(|v| cache::size(e, v, &field("max_body_size")))
         .unwrap_or(DEFAULT_MAX_BODY_SIZE);
+    let websocket = super::websocket::compile(
+        e,
+        r.websocket.as_ref(),
+        methods.as_deref(),
+        &field("websocket"),
+    );
     Some(Route {
+        websocket,
         name: r.name.value.clone(),
         auth,
         cache,

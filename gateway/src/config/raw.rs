@@ -401,6 +401,9 @@ pub struct RawRoute {
     /// The largest request body the route takes (413 beyond it).
     #[serde(default)]
     pub max_body_size: Option<Spanned<RawSize>>,
+    /// WebSocket upgrades: `true`, or `{ idle_timeout: 10m }` (see `config/websocket.rs`).
+    #[serde(default)]
+    pub websocket: Option<Spanned<super::websocket::RawWebsocket>>,
 }
 
 /// A request's cost: a number, or `lines`.
