@@ -38,6 +38,7 @@ pub mod balance;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod contain;
 pub mod devcerts;

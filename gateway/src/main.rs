@@ -172,7 +172,7 @@ fn check(config: &Path) -> ExitCode {
         // Key sets load as they would in service: a missing or empty JWKS is an error here.
         gateway::auth::AuthRegistry::default().build(&p)?;
         // Upstream TLS files load as they would in service.
-        gateway::upstream::tls::TlsRegistry::default().build(&p)?;
+        gateway::connect::tls::TlsRegistry::default().build(&p)?;
         check_limits(&bootstrap, &p)?;
         Ok(p)
     });

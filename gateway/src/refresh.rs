@@ -147,7 +147,7 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
     };
     let mut request = request;
     if pool.pool.protocol.is_h2() {
-        upstream::as_h2(&mut request, pool.tls.is_some()).map_err(upstream)?;
+        crate::connect::as_h2(&mut request, pool.tls.is_some()).map_err(upstream)?;
     }
     let fetch = async {
         let (mut session, _reused) = connector.get_http_session(&peer).await.map_err(upstream)?;

@@ -180,7 +180,7 @@ impl Reloader {
             for (i, (b, live)) in p.pool.backends.iter().zip(&p.backends).enumerate() {
                 let key = (p.pool.name.clone(), b.address);
                 wanted.push(key.clone());
-                let target = Target::of(p, i);
+                let target = p.health_target(i);
                 match checkers.get(&key) {
                     Some(c) if c.check == p.pool.health_check && c.target == target => continue,
                     Some(c) => c.stop.store(true, Ordering::Relaxed),

@@ -14,9 +14,10 @@ use crate::config::policy::Algorithm;
 use crate::config::policy::Pool;
 use crate::config::ConfigErrors;
 use crate::config::Policy;
+use crate::connect::tls::{PoolTls, TlsRegistry};
 use crate::dns::{Failure, Names};
+use crate::health::active::Target;
 use crate::ratelimit::{LimitRegistry, Limiter, Limits};
-use crate::upstream::tls::{PoolTls, TlsRegistry};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -131,6 +132,21 @@ pub struct Picked<'a> {
 }
 
 impl PoolState {
+    /// What the health checker of backend `i` probes: the backend reached as requests
+    /// reach it (its name, TLS material and protocol).
+    pub fn health_target(&self, i: usize) -> Target {
+        let b = &self.pool.backends[i];
+        Target {
+            address: b.address,
+            authority: match &b.host {
+                Some(h) => format!("{h}:{}", b.address.port()),
+                None => b.address.to_string(),
+            },
+            server_name: self.server_name(i).to_string(),
+            protocol: self.pool.protocol,
+            tls: self.tls.clone(),
+        }
+    }
     fn new(
         pool: &Pool,
         registry: &Registry,
@@ -154,7 +170,7 @@ impl PoolState {
             Some(t) => pool
                 .backends
                 .iter()
-                .map(|b| crate::upstream::server_name(&t.config, b))
+                .map(|b| crate::connect::server_name(&t.config, b))
                 .collect(),
             None => Vec::new(),
         };

@@ -2,7 +2,7 @@
 //! TLS by ALPN, `h2c` in plaintext by prior knowledge) and TLS (`sni`, `ca`, `client_cert` +
 //! `client_key`, `verify`). Kept apart from `policy.rs`, which calls [`compile`] for each
 //! pool. The files named here are read when the policy goes into service
-//! (`upstream/tls.rs`), where an unreadable one is an error at the position kept here.
+//! (`connect/tls.rs`), where an unreadable one is an error at the position kept here.
 
 use operator_config::Collector;
 use serde::Deserialize;

@@ -2,15 +2,14 @@
 //! or, with `grpc_service`, the gRPC health service's `Check` answering SERVING), made the
 //! way requests reach it: over TLS with the pool's CA, client certificate and
 //! server name when the pool has `tls`, in HTTP/2 when its protocol is `h2` or `h2c`
-//! (`upstream::connect_peer`). Each probe opens a new connection, so a backend that stopped
+//! (`connect::connect_peer`). Each probe opens a new connection, so a backend that stopped
 //! accepting them is seen. The threads that probe every backend each interval are the
 //! reloader's (`reload/checkers.rs`), which starts and stops them as backends come and go.
 
 use crate::config::policy::HealthCheck;
 use crate::config::upstream::Protocol;
+use crate::connect::{self, tls::PoolTls};
 use crate::health::grpc;
-use crate::runtime::PoolState;
-use crate::upstream::{self, tls::PoolTls};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -69,28 +68,11 @@ impl PartialEq for Target {
     }
 }
 
-impl Target {
-    /// Backend `i` of `pool`.
-    pub fn of(pool: &PoolState, i: usize) -> Target {
-        let b = &pool.pool.backends[i];
-        Target {
-            address: b.address,
-            authority: match &b.host {
-                Some(h) => format!("{h}:{}", b.address.port()),
-                None => b.address.to_string(),
-            },
-            server_name: pool.server_name(i).to_string(),
-            protocol: pool.pool.protocol,
-            tls: pool.tls.clone(),
-        }
-    }
-}
-
 /// One check of `target`: `Ok` on any 2xx answer within the timeout (for a gRPC check,
 /// an answer of `grpc-status` 0 saying SERVING), else why not.
 pub async fn probe(prober: &Prober, target: &Target, check: &HealthCheck) -> Result<(), String> {
     let connector = &prober.0;
-    let mut peer = upstream::connect_peer(
+    let mut peer = connect::connect_peer(
         target.address,
         &target.server_name,
         target.protocol,
@@ -124,7 +106,7 @@ fn head(method: &str, path: &str, target: &Target) -> Result<RequestHeader, Stri
     req.insert_header(http::header::HOST, target.authority.as_str())
         .map_err(|e| e.to_string())?;
     if target.protocol.is_h2() {
-        upstream::as_h2(&mut req, target.tls.is_some()).map_err(|e| e.to_string())?;
+        connect::as_h2(&mut req, target.tls.is_some()).map_err(|e| e.to_string())?;
     }
     Ok(req)
 }
