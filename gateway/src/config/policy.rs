@@ -1270,6 +1270,23 @@ fn route(
         methods.as_deref(),
         &field("websocket"),
     );
+    // A WebSocket is an HTTP/1.1 upgrade; to a pool that speaks HTTP/2 it could never switch
+    // (RFC 8441's extended CONNECT is not supported), so say so rather than fail each one.
+    if let (Some(_), Some(ws), Some(pool)) =
+        (&websocket, r.websocket.as_ref(), pools.get(&r.pool.value))
+    {
+        if pool.protocol.is_h2() {
+            e.at(
+                ws,
+                field("websocket"),
+                format!(
+                    "pool {:?} speaks HTTP/2 (protocol: {}); WebSockets need an http1 pool",
+                    r.pool.value,
+                    pool.protocol.as_str()
+                ),
+            );
+        }
+    }
     Some(Route {
         websocket,
         name: r.name.value.clone(),

@@ -211,6 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn a_websocket_route_to_an_http2_pool_is_refused_at_its_setting() {
+        let policy = |protocol: &str| {
+            format!(
+                "pools:\n  p:\n    protocol: {protocol}\n    backends:\n      - {{ address: 127.0.0.1:1 }}\nroutes:\n  - name: r\n    match: {{ path_prefix: / }}\n    pool: p\n    websocket: true\n"
+            )
+        };
+        let err = crate::config::parse_policy(&policy("h2c"), Path::new("w.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "w.yaml:10:16: routes[0].websocket: pool \"p\" speaks HTTP/2 (protocol: h2c); WebSockets need an http1 pool"
+        );
+        assert!(crate::config::parse_policy(&policy("http1"), Path::new("w.yaml")).is_ok());
+    }
+
+    #[test]
     fn unknown_settings_and_other_values_are_refused_when_parsed() {
         let typo = serde_saphyr::from_str::<Holder>("websocket: { idle_timout: 1m }\n")
             .unwrap_err()
