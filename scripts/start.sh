@@ -34,17 +34,8 @@ done
 say "building (release)..."
 cargo build --release --locked -q -p tsdb-backend -p gateway
 target/release/gateway dev-certs --out config/dev-certs
-# A development API key for the authenticated route of policies/tsdb.yaml: the key in
-# dev-certs/api-key, its hash (all the gateway keeps) in dev-certs/api-keys.yaml. Kept once made.
-if [ ! -s config/dev-certs/api-keys.yaml ] || [ ! -s config/dev-certs/api-key ]; then
-  made=$(target/release/gateway hash-key --generate </dev/null)
-  key=$(printf '%s\n' "$made" | sed -n 's/^key: //p')
-  hash=$(printf '%s\n' "$made" | sed -n 's/^sha256: //p')
-  [ -n "$key" ] && [ -n "$hash" ] || die "gateway hash-key --generate printed no key"
-  (umask 077; printf '%s\n' "$key" >config/dev-certs/api-key)
-  printf 'keys:\n  - { sha256: %s, identity: dev, tenant: dev, roles: [writer] }\n' "$hash" \
-    >config/dev-certs/api-keys.yaml
-fi
+# dev-certs also writes a development API key for the authenticated route of
+# policies/tsdb.yaml: the key in dev-certs/api-key, its hash in dev-certs/api-keys.yaml.
 api_key=$(cat config/dev-certs/api-key)
 
 pids=()

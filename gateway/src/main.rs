@@ -94,17 +94,21 @@ fn dev_certs(out: &Path) -> anyhow::Result<()> {
             dir.display()
         ),
     }
+    match devcerts::ensure_api_key(out)? {
+        devcerts::Outcome::Kept => println!("{}: API key already there, kept", out.display()),
+        devcerts::Outcome::Created(dir) => println!(
+            "{}: wrote a development API key (the key in api-key, its hash in api-keys.yaml)",
+            dir.display()
+        ),
+    }
     Ok(())
 }
 
 fn hash_key(argon2: bool, generate: bool) -> anyhow::Result<()> {
-    use gateway::config::api_keys::{argon2_phc, sha256_hex};
+    use gateway::config::api_keys::{argon2_phc, random_key, sha256_hex};
     use std::io::Read as _;
     let key: Vec<u8> = if generate {
-        let key: String = rand::random::<[u8; 32]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key = random_key();
         println!("key: {key}");
         key.into_bytes()
     } else {

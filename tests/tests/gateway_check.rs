@@ -33,7 +33,8 @@ fn check(cfg: &Path) -> (i32, String) {
 fn the_example_configuration_passes_the_check() {
     let root = tests::workspace_root();
     // The example's TLS listener uses the development certificates the start command
-    // writes (git-ignored); write them the same way.
+    // writes (git-ignored), and its API-key route the development key written beside them;
+    // write them the same way.
     let certs = Command::new(gateway_bin().expect("gateway binary"))
         .args(["dev-certs", "--out"])
         .arg(root.join("config/dev-certs"))
@@ -43,7 +44,7 @@ fn the_example_configuration_passes_the_check() {
     let (code, text) = check(&root.join("config/gateway.yaml"));
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("ok (2 listener(s), 1 pool(s), 3 route(s), 1 cache(s), policy "),
+        text.contains("ok (2 listener(s), 1 pool(s), 4 route(s), 1 cache(s), policy "),
         "{text}"
     );
 }

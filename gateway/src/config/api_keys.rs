@@ -263,6 +263,14 @@ pub fn parse_key_file(text: &str, origin: &Path) -> Result<Vec<KeyEntry>, Config
     }
 }
 
+/// A new key: 32 random bytes, in hex (`gateway hash-key --generate`, `gateway dev-certs`).
+pub fn random_key() -> String {
+    rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The `sha256` of an entry for `key`: lower-case hex, as `sha256sum` prints it.
 pub fn sha256_hex(key: &[u8]) -> String {
     use sha2::Digest as _;
