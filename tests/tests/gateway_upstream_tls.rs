@@ -78,13 +78,11 @@ fn pem(p: &Path) -> String {
 
 /// An upstream over TLS (HTTP/1.1 and HTTP/2 by ALPN) whose certificate, for `name`, a
 /// fresh CA signs; the CA is what the pool's `tls.ca` names.
-fn signed_upstream(dir: &Path, name: &str) -> (Ca, Http2Upstream) {
-    let ca = Ca::new(dir, "upstream-ca").unwrap();
-    let server = ca.issue_server(dir, "backend", &[name]).unwrap();
-    let up = Http2Upstream::tls(&server.cert, &server.key)
-        .start()
-        .unwrap();
-    (ca, up)
+fn signed_upstream(dir: &Path, name: &str) -> anyhow::Result<(Ca, Http2Upstream)> {
+    let ca = Ca::new(dir, "upstream-ca")?;
+    let server = ca.issue_server(dir, "backend", &[name])?;
+    let up = Http2Upstream::tls(&server.cert, &server.key).start()?;
+    Ok((ca, up))
 }
 
 #[test]
@@ -119,7 +117,7 @@ fn a_tls_upstream_is_served_when_its_certificate_chains_to_the_pool_ca_and_names
 fn a_backend_given_by_name_is_verified_against_that_name() {
     let dir = tempfile::tempdir().unwrap();
     // Only the name: by IP the certificate would not match.
-    let (ca, up) = signed_upstream(dir.path(), "localhost");
+    let (ca, up) = signed_upstream(dir.path(), "localhost").unwrap();
     let extra = format!("    tls: {{ ca: {} }}\n", pem(&ca.cert));
     let by_name = format!("localhost:{}", up.addr.port());
     let gw = GatewayProcess::start(&policy(&[by_name], &extra)).unwrap();
@@ -268,7 +266,7 @@ fn h2_pools_speak_http2_by_alpn_and_h2c_pools_by_prior_knowledge() {
 #[test]
 fn an_http2_client_on_the_tls_listener_reaches_an_h2_pool_in_http2_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, up) = signed_upstream(dir.path(), "127.0.0.1");
+    let (ca, up) = signed_upstream(dir.path(), "127.0.0.1").unwrap();
     let extra = format!("    protocol: h2\n    tls: {{ ca: {} }}\n", pem(&ca.cert));
     let gw = GatewayProcess::builder(&policy(&[up.addr.to_string()], &extra))
         .tls()
@@ -325,7 +323,7 @@ impl std::io::Read for Gated {
 #[test]
 fn an_http2_request_body_streams_through_to_an_h2_upstream_as_it_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, up) = signed_upstream(dir.path(), "127.0.0.1");
+    let (ca, up) = signed_upstream(dir.path(), "127.0.0.1").unwrap();
     let extra = format!("    protocol: h2\n    tls: {{ ca: {} }}\n", pem(&ca.cert));
     let gw = GatewayProcess::builder(&policy(&[up.addr.to_string()], &extra))
         .h2c()
