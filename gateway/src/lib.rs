@@ -61,6 +61,7 @@ pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod trace_context;
 pub mod tries;
 pub mod upstream;
 pub mod websocket;

@@ -68,6 +68,7 @@ use crate::retry::condition::{self, Cause};
 use crate::route::{self, Routed};
 use crate::runtime::{PickRequest, PoolState};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
+use crate::trace_context::{self, TraceContext};
 use crate::tries::{NoRetry, Tries};
 use crate::upstream;
 use crate::websocket::{self, Tunnel};
@@ -104,6 +105,10 @@ pub struct RequestCtx {
     started: Instant,
     _active: ActiveRequest,
     request_id: HeaderValue,
+    /// The trace this request belongs to and the gateway's span in it (set with the request
+    /// id), and that span's `traceparent` as sent on and echoed.
+    trace: Option<TraceContext>,
+    traceparent: HeaderValue,
     /// The client's address: the TCP peer, or what trusted proxies say (`forwarded.rs`).
     client: Option<std::net::IpAddr>,
     /// The snapshot and the matched route in it, from the route step on.
@@ -164,6 +169,7 @@ impl RequestCtx {
     fn common<'a>(&'a self, sticky_cookie: Option<&'a str>) -> Common<'a> {
         Common {
             request_id: &self.request_id,
+            traceparent: &self.traceparent,
             cache: self.cache.outcome,
             quotas: &self.limits.admitted.quotas,
             sticky_cookie,
@@ -406,6 +412,8 @@ impl ProxyHttp for Gateway {
             started: self.now(),
             _active: self.active.start(),
             request_id: HeaderValue::from_static(""),
+            trace: None,
+            traceparent: HeaderValue::from_static(""),
             client: None,
             routed: None,
             identity: None,
@@ -429,6 +437,9 @@ impl ProxyHttp for Gateway {
             HeadTimed::head_read_on(stream);
         }
         ctx.request_id = request_id::of(session.req_header());
+        let trace = TraceContext::of(session.req_header());
+        ctx.traceparent = trace.header();
+        ctx.trace = Some(trace);
         Ok(())
     }
 
@@ -772,7 +783,7 @@ impl ProxyHttp for Gateway {
             let refusal = Refusal::of_proxy_error(e);
             let code = refusal.as_ref().map_or(0, Refusal::status);
             if let Some(refusal) = refusal.filter(|_| !ctx.tries.answered()) {
-                tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or_default(), code, error = %e, "request failed");
+                tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or_default(), trace_id = %ctx.trace.map(|t| t.trace_id_hex()).unwrap_or_default(), code, error = %e, "request failed");
                 self.refuse(session, ctx, &refusal).await;
             }
             Ok(FailToProxy {
@@ -885,6 +896,13 @@ fn backend_headers(
     upstream: &mut RequestHeader,
 ) -> Result<()> {
     upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+    if let Some(trace) = &ctx.trace {
+        upstream.insert_header(trace_context::TRACEPARENT, ctx.traceparent.clone())?;
+        if !trace.continued() {
+            // State of another trace, or of none: not the backend's to read.
+            upstream.remove_header(trace_context::TRACESTATE);
+        }
+    }
     if let Some(peer) = peer_ip(session) {
         let value = forwarded::for_value(upstream.headers.get(forwarded::FOR), peer, trusted);
         upstream.insert_header(forwarded::FOR, value)?;

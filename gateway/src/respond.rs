@@ -10,12 +10,14 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 
-/// What every answer to a client carries: the request id, what the route's cache did
+/// What every answer to a client carries: the request id, the gateway's `traceparent`
+/// (`trace_context.rs`; empty before the head is read), what the route's cache did
 /// (`X-Cache`), the route's rate limits as the request left them (`RateLimit-Policy`,
 /// `RateLimit`), and the sticky cookie of the backend that answered.
 #[derive(Debug, Clone, Copy)]
 pub struct Common<'a> {
     pub request_id: &'a HeaderValue,
+    pub traceparent: &'a HeaderValue,
     pub cache: Option<Outcome>,
     pub quotas: &'a [Quota],
     pub sticky_cookie: Option<&'a str>,
@@ -24,6 +26,9 @@ pub struct Common<'a> {
 /// Adds the common headers to an answer's head; the one place they are set.
 pub fn add_common(resp: &mut ResponseHeader, c: &Common<'_>) -> pingora::Result<()> {
     resp.insert_header(crate::request_id::HEADER, c.request_id.clone())?;
+    if !c.traceparent.is_empty() {
+        resp.insert_header(crate::trace_context::TRACEPARENT, c.traceparent.clone())?;
+    }
     if let Some(outcome) = c.cache {
         resp.insert_header("x-cache", outcome.header())?;
     }
