@@ -66,6 +66,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/reload", axum::routing::post(reload))
         .route("/admin/cache/purge", axum::routing::post(purge))
+        .route(
+            "/admin/pools/{pool}/backends/{backend}/drain",
+            axum::routing::post(drain),
+        )
+        .route(
+            "/admin/pools/{pool}/backends/{backend}/undrain",
+            axum::routing::post(undrain),
+        )
         .with_state(state)
 }
 
@@ -104,6 +112,82 @@ async fn reload(State(st): State<AdminState>) -> Response {
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// Takes a backend out of service gently: no new requests go to it, those in flight
+/// finish (their count is in the answer and on the status page). For a rolling restart:
+/// drain, wait for `in_flight` 0, restart, undrain.
+async fn drain(
+    State(st): State<AdminState>,
+    axum::extract::Path((pool, backend)): axum::extract::Path<(String, String)>,
+) -> Response {
+    set_draining(&st, &pool, &backend, true)
+}
+
+/// Puts a drained backend back in service (it ramps up under the pool's `slow_start`).
+async fn undrain(
+    State(st): State<AdminState>,
+    axum::extract::Path((pool, backend)): axum::extract::Path<(String, String)>,
+) -> Response {
+    set_draining(&st, &pool, &backend, false)
+}
+
+/// Drains or undrains every backend of `pool` that `backend` names (an address, or a name
+/// and port); 404 naming what exists when nothing matches. The state lives with the
+/// backend's live state, so it holds across policy reloads.
+fn set_draining(st: &AdminState, pool: &str, backend: &str, draining: bool) -> Response {
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    let snap = st.snapshot.load_full();
+    let Some(p) = snap.pools.get(pool) else {
+        let known: Vec<&str> = snap.pools.keys().map(String::as_str).collect();
+        let error = format!("no pool named {pool:?} (pools: {})", known.join(", "));
+        return (
+            StatusCode::NOT_FOUND,
+            json,
+            serde_json::json!({ "error": error }).to_string(),
+        )
+            .into_response();
+    };
+    let named = p.backends_named(backend);
+    if named.is_empty() {
+        let known: Vec<String> = p
+            .pool
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect();
+        let error = format!(
+            "pool {pool:?} has no backend {backend:?} (backends: {})",
+            known.join(", ")
+        );
+        return (
+            StatusCode::NOT_FOUND,
+            json,
+            serde_json::json!({ "error": error }).to_string(),
+        )
+            .into_response();
+    }
+    let now = SystemClock.now();
+    let backends: Vec<serde_json::Value> = named
+        .iter()
+        .map(|&i| {
+            let live = &p.backends[i];
+            let address = p.pool.backends[i].address.to_string();
+            if live.set_draining(draining, now) {
+                tracing::info!(pool, backend = %address, draining, in_flight = live.in_flight(), "backend drain changed from the admin port");
+            }
+            serde_json::json!({
+                "address": address,
+                "draining": live.is_draining(),
+                "in_flight": live.in_flight(),
+            })
+        })
+        .collect();
+    (
+        json,
+        serde_json::json!({ "pool": pool, "backends": backends }).to_string(),
+    )
+        .into_response()
 }
 
 /// Drops every entry of every cache, or of the one `?cache=NAME` names (404 if none has
@@ -209,6 +293,8 @@ fn pool_status(p: &PoolState, now: std::time::Instant) -> serde_json::Value {
                 "address": b.address.to_string(),
                 "weight": b.weight.get(),
                 "healthy": live.health.is_healthy(),
+                // Drained by an operator: no new requests; `in_flight` says what is left.
+                "draining": live.is_draining(),
                 "in_flight": live.in_flight(),
                 // Of those, the ones whose answer has not begun: what the balancers compare.
                 "awaiting_answer": live.awaiting_answer(),

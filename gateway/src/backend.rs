@@ -15,7 +15,7 @@ use crate::retry::budget::RetryBudget;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -40,6 +40,9 @@ pub struct BackendLive {
     /// When it last came back into service (health checks passed again, or it joined a
     /// pool that was already serving), for slow start; `None`: in service from the start.
     available_since: Mutex<Option<Instant>>,
+    /// Taken out of service by an operator (`POST .../drain`): no new requests, those in
+    /// flight finish. Kept across policy reloads with the rest of the live state.
+    draining: AtomicBool,
 }
 
 impl Default for BackendLive {
@@ -52,6 +55,7 @@ impl Default for BackendLive {
             outcomes: AtomicU64::new(0),
             tries: AtomicU64::new(0),
             available_since: Mutex::new(None),
+            draining: AtomicBool::new(false),
         }
     }
 }
@@ -60,6 +64,24 @@ impl Default for BackendLive {
 pub const RECENT_OUTCOMES: u32 = 64;
 
 impl BackendLive {
+    /// Whether an operator has drained it (see the field).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Drains it (`true`) or puts it back in service (`false`); whether that changed
+    /// anything. Back in service, it ramps up as after a recovery (slow start, at `now`).
+    pub fn set_draining(&self, draining: bool, now: Instant) -> bool {
+        let was = self.draining.swap(draining, Ordering::Relaxed);
+        if was && !draining {
+            *self
+                .available_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
+        was != draining
+    }
+
     /// Requests sent to this backend and not finished yet.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

@@ -207,9 +207,9 @@ impl PoolState {
         }
     }
 
-    /// Healthy, not tried and not passed over.
+    /// In service (healthy, not drained), not tried and not passed over.
     fn usable(&self, i: usize, req: &PickRequest<'_>) -> bool {
-        self.backends[i].health.is_healthy()
+        self.serving(i)
             && !req.tried.contains(&self.pool.backends[i].address)
             && !req.skip.contains(&i)
     }
@@ -284,13 +284,34 @@ impl PoolState {
         self.rng.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a healthy backend not in `tried` exists (asks no chooser, moves no state).
+    /// Whether backend `i` takes new requests: healthy and not drained by an operator.
+    pub fn serving(&self, i: usize) -> bool {
+        let live = &self.backends[i];
+        live.health.is_healthy() && !live.is_draining()
+    }
+
+    /// Whether a backend in service and not in `tried` exists (asks no chooser, moves no
+    /// state).
     pub fn has_untried(&self, tried: &[SocketAddr]) -> bool {
+        (0..self.backends.len())
+            .any(|i| self.serving(i) && !tried.contains(&self.pool.backends[i].address))
+    }
+
+    /// The index of the backend an operator names: its address (`10.0.0.1:8086`), or the
+    /// name and port it was resolved from (`tsdb-0.internal:8086`, every address of it).
+    pub fn backends_named(&self, name: &str) -> Vec<usize> {
         self.pool
             .backends
             .iter()
-            .zip(&self.backends)
-            .any(|(b, live)| live.health.is_healthy() && !tried.contains(&b.address))
+            .enumerate()
+            .filter(|(_, b)| {
+                b.address.to_string() == name
+                    || b.host
+                        .as_ref()
+                        .is_some_and(|h| format!("{h}:{}", b.address.port()) == name)
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -638,6 +659,34 @@ mod tests {
             !p.live.is_ejected(0, clock.now()),
             "back exactly at base_ejection"
         );
+        let back: Vec<usize> = (0..4)
+            .map(|_| p.pick(&req(clock.now())).unwrap().index)
+            .collect();
+        assert!(back.contains(&0), "{back:?}");
+    }
+
+    #[test]
+    fn a_drained_backend_takes_no_new_request_until_it_is_undrained() {
+        let snap = pool_with("round_robin", "", &["127.0.0.1:1", "127.0.0.1:2"]);
+        let p = &snap.pools["p"];
+        let clock = crate::clock::ManualClock::new();
+        assert_eq!(p.backends_named("127.0.0.1:1"), vec![0]);
+        assert!(p.backends_named("127.0.0.1:3").is_empty());
+        let in_flight = p.backends[0].start_request(clock.now());
+        assert!(p.backends[0].set_draining(true, clock.now()));
+        assert!(!p.backends[0].set_draining(true, clock.now()), "no change");
+        for _ in 0..10 {
+            assert_eq!(p.pick(&req(clock.now())).unwrap().index, 1);
+        }
+        assert_eq!(p.backends[0].in_flight(), 1, "what was in flight goes on");
+        drop(in_flight);
+        let other: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        assert!(!p.has_untried(std::slice::from_ref(&other)));
+        assert!(matches!(
+            p.pick(&PickRequest::new(std::slice::from_ref(&other), clock.now())),
+            Err(NoBackend::Unavailable)
+        ));
+        assert!(p.backends[0].set_draining(false, clock.now()));
         let back: Vec<usize> = (0..4)
             .map(|_| p.pick(&req(clock.now())).unwrap().index)
             .collect();
