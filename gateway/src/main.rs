@@ -21,6 +21,17 @@ struct Cli {
     /// The bootstrap file (listeners, admin port, policies).
     #[arg(long, global = true, default_value = "config/gateway.yaml")]
     config: PathBuf,
+    /// How `run` writes its process log on standard error: `text` for people, `json` (one
+    /// object per event, its fields and its span's, such as the request id) for collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GATEWAY_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// The process log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run { upgrade: false }) {
         Command::Check => return check(&cli.config),
-        Command::Run { upgrade } => run(&cli.config, RunOptions { upgrade }),
+        Command::Run { upgrade } => run(&cli.config, RunOptions { upgrade }, cli.log_format),
         Command::DevCerts { out } => dev_certs(&out),
         Command::HashKey { argon2, generate } => hash_key(argon2, generate),
     };
@@ -72,14 +83,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Path, options: RunOptions) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+fn run(config: &Path, options: RunOptions, log_format: LogFormat) -> anyhow::Result<()> {
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Text => log.init(),
+        LogFormat::Json => log.json().flatten_event(true).init(),
+    }
     let bootstrap = gateway::config::load_bootstrap(config).map_err(|e| anyhow!("{e}"))?;
     gateway::server::run(bootstrap, options)
 }

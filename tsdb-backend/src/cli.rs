@@ -117,6 +117,18 @@ pub struct Args {
     /// Log filter (tracing `EnvFilter` syntax), also from RUST_LOG.
     #[arg(long, default_value = "info", env = "RUST_LOG")]
     pub log: String,
+
+    /// How the process log is written on standard error: `text` for people, `json` (one
+    /// object per event, with its fields) for collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TSDB_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// The process log's format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Args {

@@ -25,13 +25,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        tsdb_backend::cli::LogFormat::Text => log.init(),
+        tsdb_backend::cli::LogFormat::Json => log.json().flatten_event(true).init(),
+    }
     panics::install_hook();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
