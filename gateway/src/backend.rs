@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one backend of one pool is doing now.
 #[derive(Debug)]
@@ -179,14 +179,17 @@ pub struct InFlight {
 impl InFlight {
     /// The answer's head came, or the try failed, at `now`: feeds the backend's latency
     /// estimate with the time since sending (a backend that fails slowly is slow), and the
-    /// request no longer awaits its answer. Once per try.
-    pub fn observe(&mut self, now: Instant) {
-        if !self.observed {
-            self.observed = true;
-            self.live.awaiting.fetch_sub(1, Ordering::Relaxed);
-            let took = now.saturating_duration_since(self.started);
-            self.live.latency.observe(took, now);
+    /// request no longer awaits its answer. Once per try: the time it took the first time,
+    /// `None` after.
+    pub fn observe(&mut self, now: Instant) -> Option<Duration> {
+        if self.observed {
+            return None;
         }
+        self.observed = true;
+        self.live.awaiting.fetch_sub(1, Ordering::Relaxed);
+        let took = now.saturating_duration_since(self.started);
+        self.live.latency.observe(took, now);
+        Some(took)
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     /// `gateway_request_duration_seconds{route}`: from the request head to the last byte.
     duration: HistogramVec,
+    /// `gateway_backend_response_seconds{pool,backend}`: from sending a try to its
+    /// answer's head (or its failure), per backend (Envoy's `upstream_rq_time`).
+    backend_latency: HistogramVec,
     /// `gateway_upstream_errors_total{route,backend,kind}`: failed tries, retried or not.
     upstream_errors: IntCounterVec,
     /// `gateway_retries_total{route}`: tries sent to another backend after a failure.
@@ -210,6 +213,24 @@ impl Metrics {
             &["route"],
         )?;
         registry.register(Box::new(duration.clone()))?;
+        let backend_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_backend_response_seconds",
+                "Time from sending a try to its answer's head or its failure, by pool and backend",
+            )
+            .buckets(buckets()),
+            &["pool", "backend"],
+        )?;
+        registry.register(Box::new(backend_latency.clone()))?;
+        // Which build is running, as Prometheus exporters say it: a gauge of 1.
+        let build_info = IntGaugeVec::new(
+            Opts::new("gateway_build_info", "The running build: version, always 1"),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let m = Metrics {
             requests: counter(
                 "gateway_requests_total",
@@ -217,6 +238,7 @@ impl Metrics {
                 &["route", "status"],
             )?,
             duration,
+            backend_latency,
             upstream_errors: counter(
                 "gateway_upstream_errors_total",
                 "Failed tries to a backend (connect, timeout, reset, other), retried or not",
@@ -368,6 +390,13 @@ impl Metrics {
             .inc();
         self.duration
             .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// One try's time to its answer's head (or its failure) at `backend` of `pool`.
+    pub fn backend_response(&self, pool: &str, backend: &str, took: Duration) {
+        self.backend_latency
+            .with_label_values(&[pool, backend])
             .observe(took.as_secs_f64());
     }
 
@@ -575,5 +604,29 @@ mod tests {
         assert!(text.contains("gateway_policy_reloads_total{result=\"failed\"} 1"));
         assert_eq!(m.reloads(false), 1);
         assert_eq!(m.reloads(true), 0);
+    }
+
+    #[test]
+    fn backend_response_times_and_the_build_show_in_the_text() {
+        let m = Metrics::new().unwrap();
+        m.backend_response("tsdb", "127.0.0.1:8086", Duration::from_millis(2));
+        m.backend_response("tsdb", "127.0.0.1:8086", Duration::from_millis(40));
+        let text = m.render().unwrap();
+        assert!(
+            text.contains(
+                "gateway_backend_response_seconds_count{backend=\"127.0.0.1:8086\",pool=\"tsdb\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "gateway_backend_response_seconds_bucket{backend=\"127.0.0.1:8086\",pool=\"tsdb\",le=\"0.0025\"} 1"
+        ));
+        assert!(
+            text.contains(&format!(
+                "gateway_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
     }
 }

@@ -78,10 +78,10 @@ impl Tries {
 
     /// Feeds the current backend's latency estimate (once per try): the time from sending
     /// to `now`, when its answer began or the try failed.
-    pub fn observe_latency(&mut self, now: Instant) {
-        if let Some(c) = self.current.as_mut() {
-            c.guard.observe(now);
-        }
+    pub fn observe_latency(&mut self, now: Instant) -> Option<(usize, Duration)> {
+        let c = self.current.as_mut()?;
+        let took = c.guard.observe(now)?;
+        Some((c.index, took))
     }
 
     /// Records how the current try ended, once: in the backend's recent outcomes and in its

@@ -32,9 +32,14 @@ pub fn peer(route: &Route, pool: &PoolState, index: usize, elapsed: Duration) ->
 }
 
 /// Records how the current try of `tries` ended (once per try): its latency into the
-/// backend's estimate, its outcome into outlier detection, and the ejection it caused.
+/// backend's estimate and `gateway_backend_response_seconds`, its outcome into outlier
+/// detection, and the ejection it caused.
 pub fn record(tries: &mut Tries, pool: &PoolState, ok: bool, metrics: &Metrics, now: Instant) {
-    tries.observe_latency(now);
+    if let Some((index, took)) = tries.observe_latency(now) {
+        if let Some(b) = pool.pool.backends.get(index) {
+            metrics.backend_response(&pool.pool.name, &b.address.to_string(), took);
+        }
+    }
     if let Some(e) = tries.record(pool, ok, now) {
         let backend = pool.pool.backends[e.backend].address.to_string();
         metrics.ejection(&pool.pool.name, &backend);

@@ -1,7 +1,7 @@
 //! Draining a backend from the admin port end to end: after `POST
 //! /admin/pools/{pool}/backends/{address}/drain` no new request reaches it and the status
 //! page shows it draining; `.../undrain` puts it back; unknown pools and backends are 404s
-//! that name what exists.
+//! that name what exists. Each try's response time shows per backend in the metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tests::gateway::{catch_all_policy, GatewayProcess};
@@ -58,6 +58,16 @@ fn a_drained_backend_gets_no_new_requests_until_it_is_undrained() {
         assert_eq!(get("/after").status, 200);
     }
     assert!(a.requests_for("/after") > 0, "back in service");
+    // Each try's time to its answer, per backend: a's are exactly its requests.
+    let metrics = request("GET", &format!("{}/metrics", gw.admin_url()), &[], None)
+        .unwrap()
+        .body;
+    let count = format!(
+        "gateway_backend_response_seconds_count{{backend=\"{}\",pool=\"up\"}} {}",
+        a.addr,
+        a.requests_for("/after")
+    );
+    assert!(metrics.contains(&count), "{count} not in\n{metrics}");
 
     let r = post(&gw, "/admin/pools/nope/backends/127.0.0.1:1/drain");
     assert_eq!(r.status, 404);
