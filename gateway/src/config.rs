@@ -5,6 +5,7 @@
 //! line, the column and the field, and all errors are reported at once: a configuration
 //! with any error is not used, and a running gateway keeps its current policy.
 
+pub mod access_log;
 pub mod api_keys;
 pub mod auth;
 pub mod cache;
@@ -76,6 +77,8 @@ pub struct Bootstrap {
     pub upgrade_socket: PathBuf,
     /// Where global rate limits keep their buckets.
     pub redis: Option<RedisSettings>,
+    /// One line per request, when asked for.
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
 }
 
 /// The Redis of global rate limits.
@@ -303,6 +306,40 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
             timeout,
         }
     });
+    let access_log = raw.access_log.as_ref().map(|a| {
+        use crate::access_log::{AccessLogConfig, Format, Target};
+        let format = match a.format.as_ref().map(|f| f.value.as_str()) {
+            None | Some("json") => Format::Json,
+            Some("combined") => Format::Combined,
+            Some(other) => {
+                if let Some(f) = &a.format {
+                    at(
+                        f.referenced.line(),
+                        f.referenced.column(),
+                        "access_log.format".into(),
+                        format!("{other:?}: expected json or combined"),
+                    );
+                }
+                Format::Json
+            }
+        };
+        let to = match a.to.as_ref().map(|t| t.value.as_str()) {
+            None | Some("stdout") => Target::Stdout,
+            Some("") => {
+                if let Some(t) = &a.to {
+                    at(
+                        t.referenced.line(),
+                        t.referenced.column(),
+                        "access_log.to".into(),
+                        "expected stdout or a file path".into(),
+                    );
+                }
+                Target::Stdout
+            }
+            Some(path) => Target::File(base.join(path)),
+        };
+        AccessLogConfig { format, to }
+    });
     errors.into_result(Bootstrap {
         listeners,
         admin,
@@ -311,6 +348,7 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
         drain_timeout,
         upgrade_socket,
         redis,
+        access_log,
     })
 }
 

@@ -31,6 +31,7 @@
 //! clock.rs     the one place time is read
 //! ```
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod backend;

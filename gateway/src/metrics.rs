@@ -9,8 +9,8 @@ use crate::auth::api_keys::Counts as ApiKeyCounts;
 use crate::cache::CacheStats;
 use pingora::http::StatusCode;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +26,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     /// `gateway_request_duration_seconds{route}`: from the request head to the last byte.
     duration: HistogramVec,
+    /// `gateway_access_log_dropped_total`: access-log lines dropped because the writer was
+    /// behind (a request never waits for the log).
+    access_log_dropped: IntCounter,
     /// `gateway_backend_response_seconds{pool,backend}`: from sending a try to its
     /// answer's head (or its failure), per backend (Envoy's `upstream_rq_time`).
     backend_latency: HistogramVec,
@@ -228,6 +231,11 @@ impl Metrics {
             &["version"],
         )?;
         registry.register(Box::new(build_info.clone()))?;
+        let access_log_dropped = IntCounter::new(
+            "gateway_access_log_dropped_total",
+            "Access-log lines dropped because the writer was behind",
+        )?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -239,6 +247,7 @@ impl Metrics {
             )?,
             duration,
             backend_latency,
+            access_log_dropped,
             upstream_errors: counter(
                 "gateway_upstream_errors_total",
                 "Failed tries to a backend (connect, timeout, reset, other), retried or not",
@@ -391,6 +400,10 @@ impl Metrics {
         self.duration
             .with_label_values(&[route])
             .observe(took.as_secs_f64());
+    }
+
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
     }
 
     /// One try's time to its answer's head (or its failure) at `backend` of `pool`.

@@ -42,6 +42,7 @@
 //! Every phase runs inside `contain`: a panic in it is answered 500, not a dropped
 //! connection. Time comes from the gateway's clock (`clock.rs`).
 
+use crate::access_log::{self, AccessLog};
 use crate::auth;
 use crate::auth::identity::Identity;
 use crate::auth::mtls::PeerCert;
@@ -81,7 +82,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// The gateway's proxy service: reads the current snapshot per request.
 #[derive(Debug)]
@@ -97,6 +98,8 @@ pub struct Gateway {
     pub hardening: Hardening,
     /// Monotonic time for deadlines, latencies, limits and health.
     pub clock: Arc<dyn Clock>,
+    /// One line per request, when the bootstrap file asks for it.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Everything one request carries through the phases, grouped by concern.
@@ -821,6 +824,16 @@ impl ProxyHttp for Gateway {
                 .unwrap_or_else(|| self.now())
                 .saturating_duration_since(ctx.started);
             self.metrics.request(ctx.route_name(), status, took);
+            let logged = ctx.routed.as_ref().is_none_or(|r| {
+                r.route()
+                    .access_log
+                    .wants(status.as_u16(), || rand::random_range(0..1_000_000))
+            });
+            if let Some(log) = self.access_log.as_ref().filter(|_| logged) {
+                if !log.log(&access_entry(session, ctx, status, took)) {
+                    self.metrics.access_log_dropped();
+                }
+            }
             if let Some(tunnel) = tunnel {
                 tunnel.ended(&self.metrics, ctx.route_name());
             }
@@ -828,6 +841,60 @@ impl ProxyHttp for Gateway {
             Ok(())
         })
         .await;
+    }
+}
+
+/// The access-log line of a request whose answer ended with `status` after `took`.
+fn access_entry(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: StatusCode,
+    took: Duration,
+) -> access_log::Entry {
+    let req = session.req_header();
+    let header = |name: http::header::HeaderName| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let time: chrono::DateTime<chrono::Utc> = crate::clock::wall_now().into();
+    let downstream = session.as_downstream();
+    let limited = status == StatusCode::TOO_MANY_REQUESTS;
+    access_log::Entry {
+        time: time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
+        trace_id: ctx.trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
+        client: ctx
+            .client
+            .or_else(|| peer_ip(session))
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        identity: ctx.identity.as_ref().map(|i| i.subject.clone()),
+        tenant: ctx.identity.as_ref().and_then(|i| i.tenant.clone()),
+        method: req.method.as_str().to_string(),
+        host: header(http::header::HOST)
+            .or_else(|| req.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default(),
+        path: access_log::redact(req.uri.path_and_query().map_or("/", |p| p.as_str())),
+        status: status.as_u16(),
+        bytes_in: downstream.body_bytes_read() as u64,
+        bytes_out: downstream.body_bytes_sent() as u64,
+        duration_ms: took.as_secs_f64() * 1000.0,
+        upstream: ctx.tries.tried().last().map(ToString::to_string),
+        tries: ctx.tries.tried().len(),
+        cache: ctx.cache.outcome.map(|o| o.header()),
+        rate_limit: if limited {
+            Some("limited")
+        } else if ctx.limits.admitted.quotas.is_empty() {
+            None
+        } else {
+            Some("admitted")
+        },
+        route: ctx.route_name().to_string(),
+        pool: ctx.pool().map(|p| p.pool.name.clone()),
+        user_agent: header(http::header::USER_AGENT),
+        referer: header(http::header::REFERER),
     }
 }
 

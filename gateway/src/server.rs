@@ -155,6 +155,15 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     )
     .context("starting the drain watcher")?;
 
+    // One access log (and writer thread) for every listener; a file that cannot be opened
+    // stops the start with its reason.
+    let access_log = match &bootstrap.access_log {
+        Some(config) => Some(
+            crate::access_log::AccessLog::start(config)
+                .with_context(|| format!("opening the access log ({:?})", config.to))?,
+        ),
+        None => None,
+    };
     // One client (and connection pool) for every listener's background cache refreshes.
     let refresh_client = Arc::new(crate::refresh::RefreshClient::new());
     let mut watched = Vec::new();
@@ -169,6 +178,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             listener: Arc::from(l.name.as_str()),
             hardening: l.hardening.clone(),
             clock: Arc::new(crate::clock::SystemClock),
+            access_log: access_log.clone(),
         };
         let mut proxy = http_proxy(&server.configuration, gateway);
         let h2c = l.tls.is_none() && l.http2;

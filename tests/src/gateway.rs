@@ -45,6 +45,9 @@ pub struct GatewayBuilder {
     listener_options: Vec<String>,
     /// Extra settings of the TLS listener, as `key: value` YAML.
     tls_listener_options: Vec<String>,
+    /// Extra top-level lines of the bootstrap file (`access_log: { ... }`); paths in them
+    /// are relative to the gateway's directory ([`GatewayProcess::dir`]).
+    bootstrap_lines: Vec<String>,
 }
 
 /// A TLS listener's files, for tests that bring their own PKI (mTLS, revocation, rotation).
@@ -114,6 +117,12 @@ impl GatewayBuilder {
 
     /// Writes the files, starts the gateway and waits (bounded) until every listener
     /// accepts connections.
+    /// A top-level line of the bootstrap file, as YAML (`access_log: { to: access.log }`).
+    pub fn bootstrap_line(mut self, line: &str) -> Self {
+        self.bootstrap_lines.push(line.to_string());
+        self
+    }
+
     pub fn start(self) -> anyhow::Result<GatewayProcess> {
         let dir = tempfile::tempdir()?;
         let port =
@@ -186,7 +195,10 @@ impl GatewayBuilder {
         };
         std::fs::write(
             dir.path().join("gateway.yaml"),
-            format!("{listeners}admin: {{ address: {admin} }}\npolicies: policies/\nthreads: 1\n{shutdown}{redis}"),
+            format!(
+                "{listeners}admin: {{ address: {admin} }}\npolicies: policies/\nthreads: 1\n{shutdown}{redis}{}",
+                self.bootstrap_lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+            ),
         )?;
         let child = spawn(dir.path(), false)?;
         let mut g = GatewayProcess {
@@ -255,6 +267,7 @@ impl GatewayProcess {
             redis_timeout: None,
             listener_options: Vec::new(),
             tls_listener_options: Vec::new(),
+            bootstrap_lines: Vec::new(),
         }
     }
 

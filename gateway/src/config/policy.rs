@@ -406,6 +406,8 @@ pub struct Route {
     pub max_body_size: u64,
     /// `Some`: the route takes WebSocket upgrades (`config/websocket.rs`).
     pub websocket: Option<super::websocket::WebSocketRoute>,
+    /// Which of its requests get an access-log line (`config/access_log.rs`).
+    pub access_log: super::access_log::LogRule,
     /// The file that defined it.
     pub file: PathBuf,
 }
@@ -1287,8 +1289,10 @@ fn route(
             );
         }
     }
+    let access_log = super::access_log::compile(e, r.access_log.as_ref(), &field("access_log"));
     Some(Route {
         websocket,
+        access_log,
         name: r.name.value.clone(),
         auth,
         cache,

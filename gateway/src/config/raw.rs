@@ -20,6 +20,19 @@ pub struct RawBootstrap {
     /// Where global rate limits keep their buckets.
     #[serde(default)]
     pub redis: Option<RawRedis>,
+    /// One line per request (`access_log.rs`).
+    #[serde(default)]
+    pub access_log: Option<RawAccessLog>,
+}
+
+/// `access_log: { format: json | combined, to: stdout | <file> }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +417,9 @@ pub struct RawRoute {
     /// WebSocket upgrades: `true`, or `{ idle_timeout: 10m }` (see `config/websocket.rs`).
     #[serde(default)]
     pub websocket: Option<Spanned<super::websocket::RawWebsocket>>,
+    /// Which requests get an access-log line: `on`, `off`, `errors`, `{ sample: 1% }`.
+    #[serde(default)]
+    pub access_log: Option<Spanned<super::access_log::RawRouteAccessLog>>,
 }
 
 /// A request's cost: a number, or `lines`.

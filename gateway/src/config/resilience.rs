@@ -100,7 +100,7 @@ pub const DEFAULT_STICKY_TTL: Duration = Duration::from_secs(3600);
 
 /// `20%`, `12.5%` or a bare number of percent, as millionths; `None` (reported) when it is
 /// not a share from 0 to `max_percent`.
-fn percent_ppm(
+pub(super) fn percent_ppm(
     e: &mut Collector<'_>,
     at: &Spanned<impl Sized>,
     v: &RawPercent,

@@ -1,0 +1,365 @@
+//! The access log: one line per request once its answer ends, as JSON or in NGINX's
+//! `combined` format, to standard output or a file.
+//!
+//! Writing never blocks a request: lines go through a bounded queue to a writer thread of
+//! their own, and a line that finds the queue full is dropped and counted
+//! (`gateway_access_log_dropped_total`). Credentials in the query string (`p=`, `u=`,
+//! `token=`, ...) never reach the log: their values are replaced before a line is made.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+/// Lines waiting for the writer at most; beyond, lines are dropped (and counted).
+pub const QUEUE_LINES: usize = 16 * 1024;
+
+/// Query parameters whose values are credentials (InfluxDB's `u`/`p`, tokens and keys).
+const SECRET_PARAMS: [&str; 9] = [
+    "p",
+    "u",
+    "password",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "secret",
+];
+
+/// The line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Combined,
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File(PathBuf),
+}
+
+/// The bootstrap file's `access_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub format: Format,
+    pub to: Target,
+}
+
+/// What one line says about one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entry {
+    /// UTC, RFC 3339 with milliseconds.
+    pub time: String,
+    pub request_id: String,
+    pub trace_id: String,
+    pub client: String,
+    pub identity: Option<String>,
+    pub tenant: Option<String>,
+    pub method: String,
+    pub host: String,
+    /// The path and query as the client sent them, credentials redacted ([`redact`]).
+    pub path: String,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    pub upstream: Option<String>,
+    pub tries: usize,
+    pub cache: Option<&'static str>,
+    pub rate_limit: Option<&'static str>,
+    pub route: String,
+    pub pool: Option<String>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+}
+
+/// `target` with the value of every credential parameter of its query replaced by
+/// `REDACTED` (names kept, so the line still says a password was sent).
+pub fn redact(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_string();
+    };
+    let mut out = String::with_capacity(target.len());
+    out.push_str(path);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        let (name, value) = match pair.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (pair, None),
+        };
+        let decoded = form_urlencoded::parse(name.as_bytes())
+            .next()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .unwrap_or_default();
+        match value {
+            Some(_) if SECRET_PARAMS.contains(&decoded.as_str()) => {
+                out.push_str(name);
+                out.push_str("=REDACTED");
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out
+}
+
+impl Entry {
+    /// One JSON object, no line end.
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "time": self.time,
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "client": self.client,
+            "identity": self.identity,
+            "tenant": self.tenant,
+            "method": self.method,
+            "host": self.host,
+            "path": self.path,
+            "status": self.status,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "duration_ms": self.duration_ms,
+            "upstream": self.upstream,
+            "tries": self.tries,
+            "cache": self.cache,
+            "rate_limit": self.rate_limit,
+            "route": self.route,
+            "pool": self.pool,
+            "user_agent": self.user_agent,
+        })
+        .to_string()
+    }
+
+    /// NGINX's `combined` format (`$remote_addr - $remote_user [$time_local] "$request"
+    /// $status $body_bytes_sent "$http_referer" "$http_user_agent"`), then the request id,
+    /// the duration in seconds and the upstream, as NGINX setups commonly add them.
+    pub fn combined(&self) -> String {
+        let mut line = String::with_capacity(256);
+        let _ = write!(
+            line,
+            "{} - {} [{}] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\" {} {:.3} {}",
+            self.client,
+            quoted_or_dash(self.identity.as_deref()),
+            self.time,
+            self.method,
+            self.path,
+            self.status,
+            self.bytes_out,
+            escape(self.referer.as_deref().unwrap_or("-")),
+            escape(self.user_agent.as_deref().unwrap_or("-")),
+            self.request_id,
+            self.duration_ms / 1000.0,
+            self.upstream.as_deref().unwrap_or("-"),
+        );
+        line
+    }
+
+    pub fn line(&self, format: Format) -> String {
+        match format {
+            Format::Json => self.json(),
+            Format::Combined => self.combined(),
+        }
+    }
+}
+
+fn quoted_or_dash(v: Option<&str>) -> String {
+    v.map_or_else(|| "-".to_string(), escape)
+}
+
+/// A field of a combined line: no quote, backslash or control byte can end or forge it.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The sending side: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    format: Format,
+    queue: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// Starts the writer thread for `config`; the file is opened (created, appended to)
+    /// now, so a path that cannot be written stops the start with its reason.
+    pub fn start(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
+        let out = open(&config.to)?;
+        let (queue, lines) = sync_channel(QUEUE_LINES);
+        let to = config.to.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(lines, out, &to))?;
+        Ok(AccessLog {
+            format: config.format,
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Queues the line of `entry`; `false` when it was dropped (the writer is behind).
+    pub fn log(&self, entry: &Entry) -> bool {
+        match self.queue.try_send(entry.line(self.format)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn open(to: &Target) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+    Ok(match to {
+        Target::Stdout => Box::new(std::io::stdout()),
+        Target::File(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+    })
+}
+
+/// The writer thread: lines as they come, flushed whenever the queue is empty; ends when
+/// every sender is gone.
+fn write_lines(lines: Receiver<String>, out: Box<dyn std::io::Write + Send>, to: &Target) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut failing = false;
+    while let Ok(line) = lines.recv() {
+        let mut write = |line: &str| {
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+        };
+        let mut result = write(&line);
+        while result.is_ok() {
+            match lines.try_recv() {
+                Ok(next) => result = write(&next),
+                Err(_) => break,
+            }
+        }
+        let result = result.and_then(|()| out.flush());
+        match (result, failing) {
+            (Err(e), false) => {
+                failing = true;
+                tracing::error!(to = ?to, error = %e, "the access log cannot be written; lines are lost until it can");
+            }
+            (Ok(()), true) => failing = false,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_query_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact("/query?db=x&u=alice&p=s3cret&q=SELECT+1"),
+            "/query?db=x&u=REDACTED&p=REDACTED&q=SELECT+1"
+        );
+        assert_eq!(redact("/x?Token=abc&token"), "/x?Token=REDACTED&token");
+        assert_eq!(redact("/x?%70=abc"), "/x?%70=REDACTED", "an encoded name");
+        assert_eq!(redact("/plain/path"), "/plain/path");
+        assert_eq!(redact("/x?api_key=k&keys=1"), "/x?api_key=REDACTED&keys=1");
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            time: "2026-12-07T15:00:00.123Z".into(),
+            request_id: "r1".into(),
+            trace_id: "t1".into(),
+            client: "127.0.0.1".into(),
+            identity: Some("svc \"a\"".into()),
+            method: "GET".into(),
+            host: "h".into(),
+            path: "/q".into(),
+            status: 200,
+            bytes_out: 12,
+            duration_ms: 1.5,
+            route: "query".into(),
+            user_agent: Some("curl\n/8".into()),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn a_json_line_is_one_object_with_every_field() {
+        let v: serde_json::Value = serde_json::from_str(&entry().json()).unwrap();
+        assert_eq!(v["request_id"], "r1");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["identity"], "svc \"a\"");
+        assert!(v["upstream"].is_null());
+        assert!(!entry().json().contains('\n'));
+    }
+
+    #[test]
+    fn a_combined_line_cannot_be_forged_by_what_the_client_sent() {
+        let line = entry().combined();
+        assert_eq!(
+            line,
+            "127.0.0.1 - svc \\\"a\\\" [2026-12-07T15:00:00.123Z] \"GET /q HTTP/1.1\" 200 12 \"-\" \"curl\\x0a/8\" r1 0.002 -"
+        );
+    }
+
+    #[test]
+    fn lines_reach_the_file_and_a_full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let log = AccessLog::start(&AccessLogConfig {
+            format: Format::Json,
+            to: Target::File(path.clone()),
+        })
+        .unwrap();
+        for _ in 0..3 {
+            log.log(&entry());
+        }
+        let mut text = String::new();
+        // Polls for up to 10 s.
+        for _ in 0..5000 {
+            text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().count() == 3 {
+                break;
+            }
+            std::thread::yield_now();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let (queue, _kept) = sync_channel(1);
+        let full = AccessLog {
+            format: Format::Json,
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        assert!(full.log(&entry()));
+        assert!(!full.log(&entry()));
+        assert_eq!(full.dropped(), 1);
+    }
+}
