@@ -58,8 +58,13 @@ impl ListenerProbe {
     }
 }
 
+/// The live dashboard: one self-contained page (its style and script inline, nothing
+/// fetched from elsewhere) that reads `/admin/status` and `/metrics` every second.
+const DASHBOARD: &str = include_str!("admin_page/dashboard.html");
+
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/admin/status", get(status))
@@ -75,6 +80,17 @@ pub fn router(state: AdminState) -> Router {
             axum::routing::post(undrain),
         )
         .with_state(state)
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
 }
 
 /// 200 once the listeners accept connections and every pool has a healthy backend, 503
