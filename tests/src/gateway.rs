@@ -287,6 +287,23 @@ impl GatewayProcess {
         format!("http://{}", self.admin)
     }
 
+    /// `GET /admin/status` as JSON.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let r = crate::http::request(
+            "GET",
+            &format!("{}/admin/status", self.admin_url()),
+            &[],
+            None,
+        )?;
+        anyhow::ensure!(
+            r.status == 200,
+            "/admin/status answered {}: {}",
+            r.status,
+            r.body
+        );
+        Ok(r.json())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

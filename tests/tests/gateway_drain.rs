@@ -13,14 +13,7 @@ fn post(gw: &GatewayProcess, path: &str) -> tests::http::Response {
 }
 
 fn backend_status(gw: &GatewayProcess, address: &str) -> serde_json::Value {
-    let status = request(
-        "GET",
-        &format!("{}/admin/status", gw.admin_url()),
-        &[],
-        None,
-    )
-    .unwrap()
-    .json();
+    let status = gw.status().unwrap();
     let backends = status["pools"]["up"]["backends"]
         .as_array()
         .unwrap()
