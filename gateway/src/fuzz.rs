@@ -259,6 +259,53 @@ pub fn request_head(data: &[u8]) {
             assert!(host.starts_with('[') || !host.contains(':'), "{host}");
         }
         forwarded_for(&req);
+        trace_and_log(&req);
+    }
+}
+
+/// The head's `traceparent` and its target as the access log writes it: a trace kept from
+/// the client has its trace id and a new span; what the gateway sends on parses back to
+/// that trace; a redacted target keeps its path and never a credential's value.
+fn trace_and_log(req: &RequestHeader) {
+    use crate::trace_context::{self, TraceContext};
+    let t = TraceContext::of(req);
+    assert!(t.trace_id != 0 && t.span_id != 0);
+    let sent = t.header();
+    let back = trace_context::parse(sent.as_bytes());
+    assert_eq!(
+        back.map(|p| (p.trace_id, p.parent_id)),
+        Some((t.trace_id, t.span_id))
+    );
+    if let Some(p) = req
+        .headers
+        .get(trace_context::TRACEPARENT)
+        .and_then(|v| trace_context::parse(v.as_bytes()))
+    {
+        if req
+            .headers
+            .get_all(trace_context::TRACEPARENT)
+            .iter()
+            .count()
+            == 1
+        {
+            assert_eq!(t.trace_id, p.trace_id);
+        }
+    }
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let logged = crate::access_log::redact(target);
+    assert!(logged.starts_with(target.split('?').next().unwrap_or("")));
+    if let Some((_, query)) = logged.split_once('?') {
+        for pair in query.split('&') {
+            if let Some((name, value)) = pair.split_once('=') {
+                let name = form_urlencoded::parse(name.as_bytes())
+                    .next()
+                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if ["p", "u", "password", "token"].contains(&name.as_str()) {
+                    assert_eq!(value, "REDACTED", "{logged}");
+                }
+            }
+        }
     }
 }
 
