@@ -406,10 +406,24 @@ impl Metrics {
         self.access_log_dropped.inc();
     }
 
-    /// One try's time to its answer's head (or its failure) at `backend` of `pool`.
-    pub fn backend_response(&self, pool: &str, backend: &str, took: Duration) {
+    /// One try's time to its answer's head (or its failure) at `backend` of `pool`. Once
+    /// per try: the address is written on the stack, not into a new string.
+    pub fn backend_response(&self, pool: &str, backend: std::net::SocketAddr, took: Duration) {
+        use std::io::Write as _;
+        // `[v6 address%scope]:port` is at most 55 bytes.
+        let mut buf = [0u8; 64];
+        let len = {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            match write!(cursor, "{backend}") {
+                Ok(()) => cursor.position() as usize,
+                Err(_) => return,
+            }
+        };
+        let Ok(address) = std::str::from_utf8(&buf[..len]) else {
+            return;
+        };
         self.backend_latency
-            .with_label_values(&[pool, backend])
+            .with_label_values(&[pool, address])
             .observe(took.as_secs_f64());
     }
 
@@ -622,8 +636,11 @@ mod tests {
     #[test]
     fn backend_response_times_and_the_build_show_in_the_text() {
         let m = Metrics::new().unwrap();
-        m.backend_response("tsdb", "127.0.0.1:8086", Duration::from_millis(2));
-        m.backend_response("tsdb", "127.0.0.1:8086", Duration::from_millis(40));
+        let b: std::net::SocketAddr = "127.0.0.1:8086".parse().unwrap();
+        m.backend_response("tsdb", b, Duration::from_millis(2));
+        m.backend_response("tsdb", b, Duration::from_millis(40));
+        let v6: std::net::SocketAddr = "[fe80::1:2:3:4%4294967295]:65535".parse().unwrap();
+        m.backend_response("tsdb", v6, Duration::from_millis(1));
         let text = m.render().unwrap();
         assert!(
             text.contains(
@@ -634,6 +651,10 @@ mod tests {
         assert!(text.contains(
             "gateway_backend_response_seconds_bucket{backend=\"127.0.0.1:8086\",pool=\"tsdb\",le=\"0.0025\"} 1"
         ));
+        assert!(
+            text.contains("backend=\"[fe80::1:2:3:4%4294967295]:65535\""),
+            "the longest address fits: {text}"
+        );
         assert!(
             text.contains(&format!(
                 "gateway_build_info{{version=\"{}\"}} 1",

@@ -37,7 +37,7 @@ pub fn peer(route: &Route, pool: &PoolState, index: usize, elapsed: Duration) ->
 pub fn record(tries: &mut Tries, pool: &PoolState, ok: bool, metrics: &Metrics, now: Instant) {
     if let Some((index, took)) = tries.observe_latency(now) {
         if let Some(b) = pool.pool.backends.get(index) {
-            metrics.backend_response(&pool.pool.name, &b.address.to_string(), took);
+            metrics.backend_response(&pool.pool.name, b.address, took);
         }
     }
     if let Some(e) = tries.record(pool, ok, now) {
