@@ -1,5 +1,8 @@
 //! The admin port: liveness, readiness, status, metrics and reload, apart from client
-//! traffic, on a thread and runtime of its own.
+//! traffic, on a thread and runtime of its own. Mutating endpoints ask for the bearer
+//! token when one is set (`admin/token.rs`).
+
+pub mod token;
 
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
@@ -19,6 +22,10 @@ use std::time::Duration;
 /// What the admin handlers read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
+    /// The access log, opened again on SIGUSR1.
+    pub access_log: Option<crate::access_log::AccessLog>,
+    /// `Some`: reload, purge, drain and undrain require it.
+    pub token: Option<token::AdminToken>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
@@ -63,12 +70,7 @@ impl ListenerProbe {
 const DASHBOARD: &str = include_str!("admin_page/dashboard.html");
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/admin/status", get(status))
-        .route("/metrics", get(metrics))
+    let mutating = Router::new()
         .route("/admin/reload", axum::routing::post(reload))
         .route("/admin/cache/purge", axum::routing::post(purge))
         .route(
@@ -79,7 +81,38 @@ pub fn router(state: AdminState) -> Router {
             "/admin/pools/{pool}/backends/{backend}/undrain",
             axum::routing::post(undrain),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/admin/status", get(status))
+        .route("/metrics", get(metrics))
+        .merge(mutating)
         .with_state(state)
+}
+
+/// A mutating request without the admin token (when one is set) is refused, 401.
+async fn require_token(
+    State(st): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match &st.token {
+        Some(token) if !token.admits(req.headers()) => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"gateway admin\"",
+            )],
+            "this admin endpoint needs the admin token: Authorization: Bearer <token>\n",
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 async fn dashboard() -> Response {
@@ -536,6 +569,10 @@ pub fn spawn(
     let mut hup = rt.block_on(async {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     })?;
+    // SIGUSR1 opens the access log's file again (after logrotate moved it), as for nginx.
+    let mut usr1 = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+    })?;
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
@@ -545,6 +582,15 @@ pub fn spawn(
                     while hup.recv().await.is_some() {
                         let r = reloader.clone();
                         let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                    }
+                });
+                let access_log = state.access_log.clone();
+                tokio::spawn(async move {
+                    while usr1.recv().await.is_some() {
+                        if let Some(log) = &access_log {
+                            log.reopen();
+                            tracing::info!("SIGUSR1: the access log's file is opened again");
+                        }
                     }
                 });
                 let listener = match now {

@@ -79,7 +79,23 @@ pub struct Bootstrap {
     pub redis: Option<RedisSettings>,
     /// One line per request, when asked for.
     pub access_log: Option<crate::access_log::AccessLogConfig>,
+    /// Spans exported over OTLP, when asked for.
+    pub tracing: Option<TracingSettings>,
+    /// The file of the bearer token that reload, purge and drain require, when set.
+    pub admin_token_file: Option<PathBuf>,
 }
+
+/// Where spans go and how many traces are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingSettings {
+    /// The OTLP/HTTP collector (its `/v1/traces` is added to a bare address).
+    pub endpoint: String,
+    /// Millionths of new traces recorded (a client's sampled flag decides for its trace).
+    pub sample_ppm: u32,
+}
+
+/// Default of `tracing.sample`: every trace (a gateway that exports spans was asked to).
+pub const DEFAULT_TRACE_SAMPLE_PPM: u32 = 1_000_000;
 
 /// The Redis of global rate limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,6 +356,45 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
         };
         AccessLogConfig { format, to }
     });
+    let tracing = raw.tracing.as_ref().map(|t| {
+        let endpoint = t.otlp.value.trim();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            at(
+                t.otlp.referenced.line(),
+                t.otlp.referenced.column(),
+                "tracing.otlp".into(),
+                format!("{endpoint:?}: expected the collector's http:// or https:// URL"),
+            );
+        }
+        let sample_ppm = match &t.sample {
+            None => DEFAULT_TRACE_SAMPLE_PPM,
+            Some(s) => {
+                let percent = match &s.value {
+                    raw::RawPercent::Number(n) => Some(*n as f64),
+                    raw::RawPercent::Text(text) => {
+                        telemetry::parse_ratio(text).ok().map(|r| r * 100.0)
+                    }
+                };
+                match percent.filter(|p| (0.0..=100.0).contains(p)) {
+                    Some(p) => (p * 10_000.0).round() as u32,
+                    None => {
+                        at(
+                            s.referenced.line(),
+                            s.referenced.column(),
+                            "tracing.sample".into(),
+                            "write a share from 0% to 100%, like 10%".into(),
+                        );
+                        DEFAULT_TRACE_SAMPLE_PPM
+                    }
+                }
+            }
+        };
+        TracingSettings {
+            endpoint: endpoint.to_string(),
+            sample_ppm,
+        }
+    });
+    let admin_token_file = raw.admin.token_file.as_ref().map(|f| base.join(&f.value));
     errors.into_result(Bootstrap {
         listeners,
         admin,
@@ -349,6 +404,8 @@ pub fn parse_bootstrap(text: &str, origin: &Path) -> Result<Bootstrap, ConfigErr
         upgrade_socket,
         redis,
         access_log,
+        tracing,
+        admin_token_file,
     })
 }
 

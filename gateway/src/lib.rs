@@ -31,7 +31,8 @@
 //! clock.rs     the one place time is read
 //! ```
 
-pub mod access_log;
+/// The access log (its writer is shared with the TSDB node).
+pub use telemetry::access_log;
 pub mod admin;
 pub mod auth;
 pub mod backend;
@@ -61,6 +62,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+pub mod spans;
 pub mod tls;
 pub mod trace_context;
 pub mod tries;

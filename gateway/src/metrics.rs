@@ -29,6 +29,9 @@ pub struct Metrics {
     /// `gateway_access_log_dropped_total`: access-log lines dropped because the writer was
     /// behind (a request never waits for the log).
     access_log_dropped: IntCounter,
+    /// `gateway_trace_spans_total{result}`: spans sent to the OTLP collector, `exported` or
+    /// `failed` (collector down, refusing or too slow: spans lost, requests unaffected).
+    trace_spans: IntCounterVec,
     /// `gateway_backend_response_seconds{pool,backend}`: from sending a try to its
     /// answer's head (or its failure), per backend (Envoy's `upstream_rq_time`).
     backend_latency: HistogramVec,
@@ -236,6 +239,14 @@ impl Metrics {
             "Access-log lines dropped because the writer was behind",
         )?;
         registry.register(Box::new(access_log_dropped.clone()))?;
+        let trace_spans = IntCounterVec::new(
+            Opts::new(
+                "gateway_trace_spans_total",
+                "Spans sent to the OTLP collector, by result (exported or failed)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(trace_spans.clone()))?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -248,6 +259,7 @@ impl Metrics {
             duration,
             backend_latency,
             access_log_dropped,
+            trace_spans,
             upstream_errors: counter(
                 "gateway_upstream_errors_total",
                 "Failed tries to a backend (connect, timeout, reset, other), retried or not",
@@ -404,6 +416,12 @@ impl Metrics {
 
     pub fn access_log_dropped(&self) {
         self.access_log_dropped.inc();
+    }
+
+    /// An export of `spans` spans to the OTLP collector ended (`exported`: it took them).
+    pub fn trace_export(&self, spans: u64, exported: bool) {
+        let result = if exported { "exported" } else { "failed" };
+        self.trace_spans.with_label_values(&[result]).inc_by(spans);
     }
 
     /// One try's time to its answer's head (or its failure) at `backend` of `pool`. Once

@@ -69,6 +69,7 @@ use crate::retry::condition::{self, Cause};
 use crate::route::{self, Routed};
 use crate::runtime::{PickRequest, PoolState};
 use crate::shutdown::{ActiveRequest, ActiveRequests};
+use crate::spans::{self, RequestSpans};
 use crate::trace_context::{self, TraceContext};
 use crate::tries::{NoRetry, Tries};
 use crate::upstream;
@@ -100,6 +101,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// One line per request, when the bootstrap file asks for it.
     pub access_log: Option<AccessLog>,
+    /// Spans exported over OTLP, when the bootstrap file asks for them.
+    pub tracing: Option<Arc<telemetry::Tracing>>,
 }
 
 /// Everything one request carries through the phases, grouped by concern.
@@ -112,6 +115,10 @@ pub struct RequestCtx {
     /// id), and that span's `traceparent` as sent on and echoed.
     trace: Option<TraceContext>,
     traceparent: HeaderValue,
+    /// The request's spans, when its trace is recorded (`spans.rs`), and the `traceparent`
+    /// the current try sends (its own span as the backend's parent).
+    spans: Option<Box<RequestSpans>>,
+    try_traceparent: Option<HeaderValue>,
     /// The client's address: the TCP peer, or what trusted proxies say (`forwarded.rs`).
     client: Option<std::net::IpAddr>,
     /// The snapshot and the matched route in it, from the route step on.
@@ -417,6 +424,8 @@ impl ProxyHttp for Gateway {
             request_id: HeaderValue::from_static(""),
             trace: None,
             traceparent: HeaderValue::from_static(""),
+            spans: None,
+            try_traceparent: None,
             client: None,
             routed: None,
             identity: None,
@@ -440,7 +449,23 @@ impl ProxyHttp for Gateway {
             HeadTimed::head_read_on(stream);
         }
         ctx.request_id = request_id::of(session.req_header());
-        let trace = TraceContext::of(session.req_header());
+        let req = session.req_header();
+        let mut trace = TraceContext::of(req);
+        if let Some(tracing) = &self.tracing {
+            let tracestate = req
+                .headers
+                .get(trace_context::TRACESTATE)
+                .and_then(|v| v.to_str().ok());
+            ctx.spans = RequestSpans::start(
+                tracing.tracer(),
+                &mut trace,
+                tracestate,
+                req.method.as_str(),
+                req.uri.path(),
+                crate::clock::wall_now(),
+            )
+            .map(Box::new);
+        }
         ctx.traceparent = trace.header();
         ctx.trace = Some(trace);
         Ok(())
@@ -584,6 +609,11 @@ impl ProxyHttp for Gateway {
             };
             let (index, addr) = (picked.index, picked.address);
             ctx.tries.start(index, addr, guard);
+            if let (Some(spans), Some(trace)) = (ctx.spans.as_mut(), &ctx.trace) {
+                let method = session.req_header().method.as_str();
+                let span_id = spans.start_try(addr, method, crate::clock::wall_now());
+                ctx.try_traceparent = Some(trace.header_for(span_id));
+            }
             let elapsed = now.saturating_duration_since(ctx.started);
             let mut peer = upstream::peer(route, pool, index, elapsed);
             if let Some(tunnel) = &ctx.tunnel {
@@ -609,6 +639,9 @@ impl ProxyHttp for Gateway {
                 let backend = peer.address().to_string();
                 let now = self.now();
                 ctx.record_try(false, &self.metrics, now);
+                if let Some(spans) = ctx.spans.as_mut() {
+                    spans.try_failed(UpstreamErrorKind::Connect.as_str());
+                }
                 self.metrics
                     .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Connect);
                 if ctx.may_retry(session, Cause::Connect, &self.metrics, now) {
@@ -651,6 +684,9 @@ impl ProxyHttp for Gateway {
                 let now = self.now();
                 if upstream {
                     ctx.record_try(false, &self.metrics, now);
+                    if let Some(spans) = ctx.spans.as_mut() {
+                        spans.try_failed(kind.as_str());
+                    }
                     self.metrics
                         .upstream_error(ctx.route_name(), &backend, kind);
                 }
@@ -704,6 +740,9 @@ impl ProxyHttp for Gateway {
             let status = upstream_response.status.as_u16();
             let now = self.now();
             ctx.record_try(status < 500, &self.metrics, now);
+            if let Some(spans) = ctx.spans.as_mut() {
+                spans.try_answered(status);
+            }
             if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics, now) {
                 ctx.tries.hold_for_retry();
                 let backend = ctx
@@ -837,6 +876,17 @@ impl ProxyHttp for Gateway {
             if let Some(tunnel) = tunnel {
                 tunnel.ended(&self.metrics, ctx.route_name());
             }
+            if let Some(spans) = ctx.spans.take() {
+                let outcome = spans::Outcome {
+                    method: session.req_header().method.as_str(),
+                    status: status.as_u16(),
+                    route: ctx.route_name(),
+                    pool: ctx.pool().map(|p| p.pool.name.as_str()),
+                    request_id: ctx.request_id.to_str().unwrap_or_default(),
+                    client: ctx.client.or_else(|| peer_ip(session)),
+                };
+                spans.end(&outcome, crate::clock::wall_now());
+            }
             ctx.tries.end();
             Ok(())
         })
@@ -858,11 +908,10 @@ fn access_entry(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let time: chrono::DateTime<chrono::Utc> = crate::clock::wall_now().into();
     let downstream = session.as_downstream();
     let limited = status == StatusCode::TOO_MANY_REQUESTS;
     access_log::Entry {
-        time: time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        time: access_log::time_text(crate::clock::wall_now()),
         request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
         trace_id: ctx.trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
         client: ctx
@@ -964,7 +1013,8 @@ fn backend_headers(
 ) -> Result<()> {
     upstream.insert_header(request_id::HEADER, ctx.request_id.clone())?;
     if let Some(trace) = &ctx.trace {
-        upstream.insert_header(trace_context::TRACEPARENT, ctx.traceparent.clone())?;
+        let traceparent = ctx.try_traceparent.as_ref().unwrap_or(&ctx.traceparent);
+        upstream.insert_header(trace_context::TRACEPARENT, traceparent.clone())?;
         if !trace.continued() {
             // State of another trace, or of none: not the backend's to read.
             upstream.remove_header(trace_context::TRACESTATE);

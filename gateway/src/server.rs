@@ -125,7 +125,49 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot watch the policy files; reload with SIGHUP or POST /admin/reload");
     }
     let active = Arc::new(ActiveRequests::default());
+    // One access log (and writer thread) for every listener; a file that cannot be opened
+    // stops the start with its reason.
+    let access_log = match &bootstrap.access_log {
+        Some(config) => Some(
+            crate::access_log::AccessLog::start(config)
+                .with_context(|| format!("opening the access log ({:?})", config.to))?,
+        ),
+        None => None,
+    };
+    // One export pipeline (and thread) for every listener's spans.
+    let tracing = match &bootstrap.tracing {
+        Some(t) => {
+            let settings = telemetry::Settings {
+                endpoint: t.endpoint.clone(),
+                sample: f64::from(t.sample_ppm) / 1_000_000.0,
+                service: "gateway",
+                instance: format!("{}/{}", bootstrap.admin, std::process::id()),
+            };
+            let counted = metrics.clone();
+            let observe: telemetry::ExportObserver =
+                Arc::new(move |spans, exported| counted.trace_export(spans, exported));
+            let started = telemetry::Tracing::start(&settings, observe)
+                .context("starting the span export")?;
+            tracing::info!(endpoint = %t.endpoint, sample = t.sample_ppm as f64 / 10_000.0, "spans exported over OTLP");
+            Some(Arc::new(started))
+        }
+        None => None,
+    };
+    let admin_token = match &bootstrap.admin_token_file {
+        Some(path) => Some(
+            crate::admin::token::AdminToken::read(path)
+                .with_context(|| format!("admin.token_file {}", path.display()))?,
+        ),
+        None => {
+            if !bootstrap.admin.ip().is_loopback() {
+                tracing::warn!(admin = %bootstrap.admin, "the admin port listens beyond loopback without admin.token_file: anyone who reaches it can reload, purge and drain");
+            }
+            None
+        }
+    };
     let admin_state = crate::admin::AdminState {
+        access_log: access_log.clone(),
+        token: admin_token,
         snapshot: snapshot.clone(),
         reloader: reloader.clone(),
         metrics: metrics.clone(),
@@ -155,15 +197,6 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     )
     .context("starting the drain watcher")?;
 
-    // One access log (and writer thread) for every listener; a file that cannot be opened
-    // stops the start with its reason.
-    let access_log = match &bootstrap.access_log {
-        Some(config) => Some(
-            crate::access_log::AccessLog::start(config)
-                .with_context(|| format!("opening the access log ({:?})", config.to))?,
-        ),
-        None => None,
-    };
     // One client (and connection pool) for every listener's background cache refreshes.
     let refresh_client = Arc::new(crate::refresh::RefreshClient::new());
     let mut watched = Vec::new();
@@ -179,6 +212,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             hardening: l.hardening.clone(),
             clock: Arc::new(crate::clock::SystemClock),
             access_log: access_log.clone(),
+            tracing: tracing.clone(),
         };
         let mut proxy = http_proxy(&server.configuration, gateway);
         let h2c = l.tls.is_none() && l.http2;

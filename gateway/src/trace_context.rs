@@ -22,7 +22,7 @@ pub const TRACESTATE: &str = "tracestate";
 const LEN: usize = 55;
 
 /// The sampled flag: the caller may have recorded its span.
-const SAMPLED: u8 = 0x01;
+pub const SAMPLED: u8 = 0x01;
 
 /// The trace of one request and the gateway's span in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +88,15 @@ impl TraceContext {
     /// The `traceparent` of the gateway's hop: version `00`, the trace, the gateway's span,
     /// the flags (version `00` defines only the sampled bit; others are not passed on).
     pub fn header(&self) -> HeaderValue {
+        self.header_for(self.span_id)
+    }
+
+    /// The `traceparent` of a span `span_id` of this trace (a try's, for its backend).
+    pub fn header_for(&self, span_id: u64) -> HeaderValue {
         let text = format!(
             "00-{:032x}-{:016x}-{:02x}",
             self.trace_id,
-            self.span_id,
+            span_id,
             self.flags & SAMPLED
         );
         // Only hex digits and dashes: always a valid header value.

@@ -30,6 +30,7 @@ pub mod http;
 pub mod http2_upstream;
 pub mod jwks_server;
 pub mod jwt;
+pub mod otlp;
 pub mod pki;
 pub mod pool;
 pub mod ports;

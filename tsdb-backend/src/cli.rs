@@ -122,6 +122,36 @@ pub struct Args {
     /// object per event, with its fields) for collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TSDB_LOG_FORMAT")]
     pub log_format: LogFormat,
+
+    /// One line per request once its answer ends, to `stdout` or a file (appended to;
+    /// opened again on SIGUSR1, for logrotate). Credentials in query strings are redacted.
+    #[arg(long, value_name = "stdout|FILE", env = "TSDB_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// The access log's line format: `json` or nginx's `combined`.
+    #[arg(long, value_enum, default_value_t = AccessLogFormat::Json)]
+    pub access_log_format: AccessLogFormat,
+
+    /// Export spans (request, parse, WAL commit, query) over OTLP/HTTP to this collector
+    /// (`http://host:4318`); a `traceparent` from the gateway continues its trace.
+    #[arg(long, value_name = "URL", env = "TSDB_OTLP")]
+    pub otlp: Option<String>,
+
+    /// The share of new traces recorded (`10%`); a caller's sampled flag decides for its
+    /// own trace.
+    #[arg(long, default_value = "100%", value_parser = parse_sample)]
+    pub trace_sample: f64,
+}
+
+/// The access log's format (`--access-log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLogFormat {
+    Json,
+    Combined,
+}
+
+fn parse_sample(text: &str) -> Result<f64, String> {
+    telemetry::parse_ratio(text).map_err(|e| e.to_string())
 }
 
 /// The process log's format (`--log-format`).

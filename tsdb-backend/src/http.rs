@@ -4,9 +4,10 @@
 //! protocol parser, the storage engine or the query engine, and encode the answer in the
 //! shapes and status codes InfluxDB 1.x uses, so existing clients work unchanged.
 //!
-//! Around every handler, outermost first: the request id (`request_id.rs`), the common
-//! headers, and the panic catcher (`panics.rs`), so that even a panic's `500` carries the
-//! id and the node's headers.
+//! Around every handler, outermost first: the request id (`request_id.rs`), the access log,
+//! spans and log context (`observe.rs`), the common headers, and the panic catcher
+//! (`panics.rs`), so that even a panic's `500` carries the id and the node's headers and is
+//! logged.
 
 use crate::clock::monotonic_now;
 use crate::lineproto::{self, LineError};
@@ -23,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry::trace::Span as _;
+use opentelemetry::KeyValue;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ use std::sync::Arc;
 pub const INFLUXDB_VERSION: &str = "1.8.10";
 
 mod internal;
+pub mod observe;
 pub mod panics;
 pub mod params;
 pub mod request_id;
@@ -47,6 +51,8 @@ pub struct AppState {
     /// The pool's shared secret, which `/internal/*` requests must carry (or a peer's
     /// client certificate).
     pub peer_secret: PeerSecret,
+    /// The access log and span export, when asked for (`observe.rs`).
+    pub observer: observe::Observer,
 }
 
 /// The router with every endpoint of the node.
@@ -71,6 +77,10 @@ fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             add_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
         ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
@@ -359,6 +369,7 @@ async fn store(
     body: &Bytes,
 ) -> Result<WriteOutcome, StorageError> {
     let now = st.engine.now_ns();
+    let parse_span = observe::step(st, "parse");
     let parsed = if body.len() > 1 << 20 {
         // Large bodies are parsed off the async workers so pings and queries stay prompt.
         let body = body.clone();
@@ -368,6 +379,13 @@ async fn store(
     } else {
         lineproto::parse_lines(body, precision, now)
     };
+    if let Some(mut span) = parse_span {
+        span.set_attribute(KeyValue::new("tsdb.points", parsed.points.len() as i64));
+        span.set_attribute(KeyValue::new(
+            "tsdb.parse_errors",
+            parsed.errors.len() as i64,
+        ));
+    }
     let report = if parsed.points.is_empty() {
         // Still check the database, so a write to an unknown one is a 404 even if empty.
         if st.engine.catalog().database(db).is_none() {
@@ -381,6 +399,7 @@ async fn store(
             precision,
             default_time_ns: now,
         });
+        let _commit = observe::step(st, "wal commit");
         st.engine.write(db, parsed.points, raw).await?
     };
     Ok(outcome(parsed.errors, report))
@@ -542,6 +561,7 @@ async fn query_inner(st: &AppState, method: &Method, params: &Params) -> Respons
         Ok(request) => request,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
+    let _query = observe::step(st, "query");
     match executor::run(&st.engine, request.text, &request.params).await {
         Ok(results) => json_response(StatusCode::OK, render(&results, request.epoch)),
         Err(executor::RunError::Parse(e)) => error_response(

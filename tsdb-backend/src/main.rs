@@ -3,7 +3,7 @@
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tsdb_backend::cli::{default_memory_limit, Args};
+use tsdb_backend::cli::{default_memory_limit, AccessLogFormat, Args};
 use tsdb_backend::clock::SystemTime;
 use tsdb_backend::http::{panics, router, AppState};
 use tsdb_backend::metrics::Metrics;
@@ -192,11 +192,14 @@ async fn serve(args: Args, engine: Arc<Engine>, security: Security) -> anyhow::R
         tracing::info!(node = engine.node_id(), origin = engine.origin(), peers = ?args.peers, "replicating");
         Some(Arc::new(r))
     };
+    let observer = observer(&args, &engine)?;
+    let tracing_export = observer.tracing.clone();
     let state = Arc::new(AppState {
         engine,
         max_body_bytes: args.max_body_size,
         replication: replication.clone(),
         peer_secret: security.secret,
+        observer,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -219,7 +222,78 @@ async fn serve(args: Args, engine: Arc<Engine>, security: Security) -> anyhow::R
     if let Some(r) = replication {
         tokio::task::spawn_blocking(move || r.stop()).await.ok();
     }
+    if let Some(t) = tracing_export {
+        // The spans of the last requests go out before the process ends.
+        tokio::task::spawn_blocking(move || t.shutdown()).await.ok();
+    }
     Ok(())
+}
+
+/// The access log (opened again on SIGUSR1) and the span export the command line asks for.
+fn observer(
+    args: &Args,
+    engine: &Arc<tsdb_backend::storage::Engine>,
+) -> anyhow::Result<tsdb_backend::http::observe::Observer> {
+    use telemetry::access_log::{AccessLog, AccessLogConfig, Format, Target};
+    let access_log = match args.access_log.as_deref() {
+        None => None,
+        Some(to) => {
+            let config = AccessLogConfig {
+                format: match args.access_log_format {
+                    AccessLogFormat::Json => Format::Json,
+                    AccessLogFormat::Combined => Format::Combined,
+                },
+                to: match to {
+                    "stdout" | "-" => Target::Stdout,
+                    path => Target::File(path.into()),
+                },
+            };
+            let log = AccessLog::start(&config)
+                .with_context(|| format!("opening the access log {to:?}"))?;
+            let reopen = log.clone();
+            let mut usr1 =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                    .context("listening for SIGUSR1")?;
+            tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    reopen.reopen();
+                    tracing::info!("SIGUSR1: the access log's file is opened again");
+                }
+            });
+            Some(log)
+        }
+    };
+    let tracing = match args.otlp.as_deref() {
+        None => None,
+        Some(endpoint) => {
+            let settings = telemetry::Settings {
+                endpoint: endpoint.to_string(),
+                sample: args.trace_sample,
+                service: "tsdb-backend",
+                instance: engine.node_id().to_string(),
+            };
+            let metrics = engine.metrics().clone();
+            let observe: telemetry::ExportObserver = Arc::new(move |spans, exported| {
+                let result = if exported { "exported" } else { "failed" };
+                metrics
+                    .trace_spans
+                    .with_label_values(&[result])
+                    .inc_by(spans);
+            });
+            let t = telemetry::Tracing::start(&settings, observe)
+                .context("starting the span export")?;
+            tracing::info!(
+                endpoint,
+                sample = args.trace_sample,
+                "spans exported over OTLP"
+            );
+            Some(Arc::new(t))
+        }
+    };
+    Ok(tsdb_backend::http::observe::Observer {
+        access_log,
+        tracing,
+    })
 }
 
 async fn shutdown_signal() {

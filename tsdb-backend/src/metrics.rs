@@ -39,6 +39,10 @@ pub struct Metrics {
     pub peer_auth_failures: IntCounterVec,
     /// Requests whose handler panicked (answered 500).
     pub http_panics: IntCounter,
+    /// Access-log lines dropped because the writer was behind (`--access-log`).
+    pub access_log_dropped: IntCounter,
+    /// Spans sent to the OTLP collector (`--otlp`), by `result`: exported or failed.
+    pub trace_spans: IntCounterVec,
 }
 
 fn buckets() -> Vec<f64> {
@@ -122,6 +126,14 @@ impl Metrics {
             "tsdb_replication_resyncs",
             "Full resynchronisations of a peer since start",
         )?;
+        let trace_spans = IntCounterVec::new(
+            Opts::new(
+                "tsdb_trace_spans_total",
+                "Spans sent to the OTLP collector, by result (exported or failed)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(trace_spans.clone()))?;
         let wal_bytes = IntGauge::new("tsdb_wal_bytes", "Bytes in live WAL segments")?;
         registry.register(Box::new(wal_bytes.clone()))?;
         Ok(Metrics {
@@ -192,6 +204,11 @@ impl Metrics {
                 "tsdb_http_panics_total",
                 "Requests whose handler panicked (answered 500)",
             )?,
+            access_log_dropped: counter(
+                "tsdb_access_log_dropped_total",
+                "Access-log lines dropped because the writer was behind",
+            )?,
+            trace_spans,
             registry,
         })
     }

@@ -23,6 +23,18 @@ pub struct RawBootstrap {
     /// One line per request (`access_log.rs`).
     #[serde(default)]
     pub access_log: Option<RawAccessLog>,
+    /// Spans over OTLP (`tracing: { otlp: http://collector:4318, sample: 10% }`).
+    #[serde(default)]
+    pub tracing: Option<RawTracing>,
+}
+
+/// `tracing: { otlp: <collector URL>, sample: <share of new traces> }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp: Spanned<String>,
+    #[serde(default)]
+    pub sample: Option<Spanned<RawPercent>>,
 }
 
 /// `access_log: { format: json | combined, to: stdout | <file> }`.
@@ -112,6 +124,9 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub address: Spanned<String>,
+    /// A file holding the bearer token that mutating admin endpoints require.
+    #[serde(default)]
+    pub token_file: Option<Spanned<String>>,
 }
 
 /// One policy file; the files of a directory are merged.

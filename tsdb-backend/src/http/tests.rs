@@ -36,6 +36,7 @@ fn node() -> (Router, Arc<AppState>, tempfile::TempDir) {
         max_body_bytes: 1 << 20,
         replication: None,
         peer_secret: PeerSecret::parse(SECRET.as_bytes(), std::path::Path::new("s")).unwrap(),
+        observer: super::observe::Observer::default(),
     });
     let boom: Router<Arc<AppState>> = Router::new().route(
         "/boom",

@@ -1,15 +1,21 @@
 //! The access log: one line per request once its answer ends, as JSON or in NGINX's
 //! `combined` format, to standard output or a file.
 //!
+//! The gateway and the TSDB node write the same lines (fields a node has no use for, such as
+//! the route's tries or cache, stay empty), so one pipeline reads both.
+//!
 //! Writing never blocks a request: lines go through a bounded queue to a writer thread of
-//! their own, and a line that finds the queue full is dropped and counted
-//! (`gateway_access_log_dropped_total`). Credentials in the query string (`p=`, `u=`,
-//! `token=`, ...) never reach the log: their values are replaced before a line is made.
+//! their own, and a line that finds the queue full is dropped and counted (each binary's
+//! `*_access_log_dropped_total`). Credentials in the query string (`p=`, `u=`, `token=`,
+//! ...) never reach the log: their values are replaced before a line is made.
+//!
+//! [`AccessLog::reopen`] (the binaries call it on SIGUSR1, as nginx does) has the writer
+//! close the file and open it again by its name, so logrotate can move it away first.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -76,6 +82,12 @@ pub struct Entry {
     pub pool: Option<String>,
     pub user_agent: Option<String>,
     pub referer: Option<String>,
+}
+
+/// A line's time: UTC, RFC 3339 with milliseconds (`2026-12-07T16:13:38.123Z`).
+pub fn time_text(at: std::time::SystemTime) -> String {
+    let at: chrono::DateTime<chrono::Utc> = at.into();
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// `target` with the value of every credential parameter of its query replaced by
@@ -192,12 +204,21 @@ fn escape(v: &str) -> String {
     out
 }
 
+/// What the writer thread is sent: a line, or a nudge to look at the reopen flag.
+#[derive(Debug)]
+enum Message {
+    Line(String),
+    Reopen,
+}
+
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     format: Format,
-    queue: SyncSender<String>,
+    queue: SyncSender<Message>,
     dropped: Arc<AtomicU64>,
+    /// Set by [`AccessLog::reopen`], taken by the writer before its next write.
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
@@ -207,19 +228,30 @@ impl AccessLog {
         let out = open(&config.to)?;
         let (queue, lines) = sync_channel(QUEUE_LINES);
         let to = config.to.clone();
+        let reopen = Arc::new(AtomicBool::new(false));
+        let flag = reopen.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(lines, out, &to))?;
+            .spawn(move || write_lines(lines, out, &to, &flag))?;
         Ok(AccessLog {
             format: config.format,
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen,
         })
+    }
+
+    /// Has the writer open the file again by its name before its next line (after a
+    /// rotation moved it away). Never blocks: with a full queue the writer is busy and sees
+    /// the flag at its next batch.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+        let _ = self.queue.try_send(Message::Reopen);
     }
 
     /// Queues the line of `entry`; `false` when it was dropped (the writer is behind).
     pub fn log(&self, entry: &Entry) -> bool {
-        match self.queue.try_send(entry.line(self.format)) {
+        match self.queue.try_send(Message::Line(entry.line(self.format))) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -246,20 +278,37 @@ fn open(to: &Target) -> std::io::Result<Box<dyn std::io::Write + Send>> {
     })
 }
 
-/// The writer thread: lines as they come, flushed whenever the queue is empty; ends when
-/// every sender is gone.
-fn write_lines(lines: Receiver<String>, out: Box<dyn std::io::Write + Send>, to: &Target) {
+/// The writer thread: lines as they come, flushed whenever the queue is empty, the file
+/// opened again when asked; ends when every sender is gone.
+fn write_lines(
+    lines: Receiver<Message>,
+    out: Box<dyn std::io::Write + Send>,
+    to: &Target,
+    reopen: &AtomicBool,
+) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut failing = false;
-    while let Ok(line) = lines.recv() {
-        let mut write = |line: &str| {
-            out.write_all(line.as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
+    while let Ok(first) = lines.recv() {
+        if reopen.swap(false, Ordering::AcqRel) {
+            // What was written to the old file goes there; the rest to the new one.
+            let _ = out.flush();
+            match open(to) {
+                Ok(file) => out = std::io::BufWriter::with_capacity(64 * 1024, file),
+                Err(e) => {
+                    tracing::error!(to = ?to, error = %e, "the access log cannot be opened again; writing on to the old file")
+                }
+            }
+        }
+        let mut write = |m: Message| match m {
+            Message::Line(line) => out
+                .write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n")),
+            Message::Reopen => Ok(()),
         };
-        let mut result = write(&line);
-        while result.is_ok() {
+        let mut result = write(first);
+        while result.is_ok() && !reopen.load(Ordering::Acquire) {
             match lines.try_recv() {
-                Ok(next) => result = write(&next),
+                Ok(next) => result = write(next),
                 Err(_) => break,
             }
         }
@@ -357,9 +406,44 @@ mod tests {
             format: Format::Json,
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen: Arc::new(AtomicBool::new(false)),
         };
         assert!(full.log(&entry()));
         assert!(!full.log(&entry()));
         assert_eq!(full.dropped(), 1);
+    }
+
+    #[test]
+    fn a_reopen_sends_the_next_lines_to_a_new_file_by_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let rotated = dir.path().join("access.log.1");
+        let log = AccessLog::start(&AccessLogConfig {
+            format: Format::Json,
+            to: Target::File(path.clone()),
+        })
+        .unwrap();
+        let lines =
+            |p: &std::path::Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+        let wait_for = |p: &std::path::Path, n: usize| {
+            // Polls for up to 10 s.
+            for _ in 0..5000 {
+                if lines(p) == n {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            panic!("{} has {} lines, not {n}", p.display(), lines(p));
+        };
+        log.log(&entry());
+        wait_for(&path, 1);
+        std::fs::rename(&path, &rotated).unwrap();
+        log.log(&entry());
+        wait_for(&rotated, 2);
+        log.reopen();
+        log.log(&entry());
+        log.log(&entry());
+        wait_for(&path, 2);
+        assert_eq!(lines(&rotated), 2);
     }
 }

@@ -1,0 +1,186 @@
+//! The export pipeline: sampler, batch processor, counted OTLP exporter.
+
+use crate::client::UreqClient;
+use opentelemetry::trace::TracerProvider;
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
+    SpanExporter,
+};
+use opentelemetry_sdk::Resource;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Spans waiting for export at most; beyond it a finished span is dropped (and not
+/// exported), never waited for.
+const QUEUE: usize = 8192;
+/// How long finished spans wait to be sent together, at most.
+const DELAY: Duration = Duration::from_millis(500);
+/// One export's time limit, connection and answer included.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how much to export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The collector: `http://host:4318` (the traces path is added) or the full URL of its
+    /// traces endpoint.
+    pub endpoint: String,
+    /// The fraction of new traces recorded (a caller's decision is kept).
+    pub sample: f64,
+    /// `service.name` of the spans.
+    pub service: &'static str,
+    /// `service.instance.id`: which process of the service.
+    pub instance: String,
+}
+
+/// The pipeline could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("tracing endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+}
+
+/// Told how each export went: the number of spans, and whether the collector took them
+/// (`false`: lost to a collector that is down, refused or too slow). The binaries count it
+/// in their metrics.
+pub type ExportObserver = Arc<dyn Fn(u64, bool) + Send + Sync>;
+
+/// The OTLP exporter, reporting what each batch came to.
+struct Counted {
+    inner: opentelemetry_otlp::SpanExporter,
+    observe: ExportObserver,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl SpanExporter for Counted {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        (self.observe)(n, result.is_ok());
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// A running export pipeline and the tracer that feeds it.
+#[derive(Debug)]
+pub struct Tracing {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+}
+
+impl Tracing {
+    /// Starts the pipeline (its export thread included). Nothing is sent until a span ends.
+    pub fn start(settings: &Settings, observe: ExportObserver) -> Result<Tracing, TelemetryError> {
+        let endpoint = traces_url(&settings.endpoint)?;
+        let inner = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(UreqClient::new(TIMEOUT))
+            .with_endpoint(endpoint.clone())
+            .with_timeout(TIMEOUT)
+            .build()
+            .map_err(|e| TelemetryError::Endpoint {
+                endpoint,
+                reason: e.to_string(),
+            })?;
+        let exporter = Counted { inner, observe };
+        let batches = BatchConfigBuilder::default()
+            .with_max_queue_size(QUEUE)
+            .with_scheduled_delay(DELAY)
+            .build();
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batches)
+            .build();
+        let resource = Resource::builder()
+            .with_service_name(settings.service)
+            .with_attribute(KeyValue::new(
+                "service.instance.id",
+                settings.instance.clone(),
+            ))
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                settings.sample,
+            ))))
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer(settings.service);
+        Ok(Tracing { provider, tracer })
+    }
+
+    pub fn tracer(&self) -> &SdkTracer {
+        &self.tracer
+    }
+
+    /// Sends what is queued (within the SDK's own time limit) and stops the export thread;
+    /// for a process about to exit.
+    pub fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The traces URL of a collector: its `/v1/traces` when `endpoint` names only the host (as
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` does), else `endpoint` as written.
+fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
+    let bad = |reason: &str| TelemetryError::Endpoint {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: http::Uri = endpoint.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("the scheme must be http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    let path = uri.path();
+    Ok(if path.is_empty() || path == "/" {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    } else {
+        endpoint.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_collector_address_gets_the_traces_path() {
+        let url = |e: &str| traces_url(e).map_err(|e| e.to_string());
+        assert_eq!(
+            url("http://127.0.0.1:4318").as_deref(),
+            Ok("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!(
+            url("http://c:4318/").as_deref(),
+            Ok("http://c:4318/v1/traces")
+        );
+        assert_eq!(
+            url("https://c/otlp/v1/traces").as_deref(),
+            Ok("https://c/otlp/v1/traces")
+        );
+        assert!(url("ftp://c:1").is_err());
+        assert!(url("c:4318").is_err());
+        assert!(url("not a url").is_err());
+    }
+}

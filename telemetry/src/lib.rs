@@ -1,0 +1,103 @@
+//! Spans of the gateway and the TSDB node, exported over OTLP/HTTP (protobuf) with the
+//! standard OpenTelemetry crates.
+//!
+//! Both binaries start the same pipeline ([`Tracing::start`]): a parent-based sampler (a
+//! caller's sampled flag decides; a new trace is sampled at the configured ratio of trace
+//! ids, so every hop of one trace decides alike), the SDK's batch processor on its own
+//! thread behind a bounded queue (a request only hands its finished span over, never waits
+//! for the collector), and the OTLP exporter, reported ([`ExportObserver`]) so a collector that
+//! is down shows in the metrics rather than in latency.
+//!
+//! Each binary builds its spans itself with the `opentelemetry` API; this crate also turns a
+//! `traceparent` already parsed into the remote parent those spans hang under
+//! ([`remote_parent`]).
+
+pub mod access_log;
+mod client;
+mod export;
+mod ratio;
+
+pub use export::{ExportObserver, Settings, TelemetryError, Tracing};
+pub use ratio::{parse_ratio, RatioError};
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+
+/// The context of a caller's span (from a valid `traceparent` and its `tracestate`), for a
+/// span of this process to be its child.
+pub fn remote_parent(
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+    tracestate: Option<&str>,
+) -> Context {
+    let state = tracestate
+        .and_then(|s| s.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let flags = if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let parent = SpanContext::new(
+        TraceId::from(trace_id),
+        SpanId::from(span_id),
+        flags,
+        true,
+        state,
+    );
+    Context::new().with_remote_span_context(parent)
+}
+
+/// The caller's span from a request's `traceparent` and `tracestate` (W3C Trace Context, by
+/// the SDK's own propagator): the parent of a span of this process, or an empty context when
+/// the request carries no valid one.
+pub fn parent_from_headers(headers: &http::HeaderMap) -> Context {
+    use opentelemetry::propagation::TextMapPropagator;
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&opentelemetry_http::HeaderExtractor(headers))
+}
+
+/// The ids and flag of a span, as a `traceparent` carries them.
+pub fn ids_of(context: &SpanContext) -> (u128, u64, bool) {
+    (
+        u128::from_be_bytes(context.trace_id().to_bytes()),
+        u64::from_be_bytes(context.span_id().to_bytes()),
+        context.is_sampled(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt;
+
+    #[test]
+    fn a_remote_parent_keeps_the_callers_ids_flag_and_state() {
+        let cx = remote_parent(0xabc, 0x12, true, Some("vendor=1"));
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_remote());
+        assert_eq!(ids_of(&sc), (0xabc, 0x12, true));
+        assert_eq!(sc.trace_state().get("vendor"), Some("1"));
+        let cx = remote_parent(0xabc, 0x12, false, Some("not a state,,="));
+        assert!(!cx.span().span_context().is_sampled());
+    }
+
+    #[test]
+    fn a_requests_traceparent_is_its_parent_and_a_bad_one_none() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        );
+        let sc = parent_from_headers(&h).span().span_context().clone();
+        assert_eq!(
+            ids_of(&sc),
+            (0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331, true)
+        );
+        h.insert("traceparent", http::HeaderValue::from_static("00-00-00-01"));
+        assert!(!parent_from_headers(&h).span().span_context().is_valid());
+    }
+}
