@@ -2,7 +2,9 @@
 # Installs what the end-to-end tests need, when it is missing; does nothing when it is present.
 #   Debian: influxdb (/usr/bin/influxd, the reference server), influxdb-client (the `influx`
 #           CLI), victoria-metrics (another engine behind the gateway), cmake, wrk,
-#           redis-server, chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs)
+#           redis-server, chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs),
+#           prometheus (for /usr/bin/promtool: tests/tests/alert_rules.rs checks and unit-tests
+#           deploy/prometheus/alerts.yml), jq (scripts/rolling-restart.sh reads JSON with it)
 # The packages' services are not started: while installing, a temporary
 # /usr/sbin/policy-rc.d refuses every service start (only when none exists already).
 #   Python: influxdb==5.3.* (the client that tests/python/client_test.py drives)
@@ -29,6 +31,8 @@ declare -A PROBE=(
   [wrk]=wrk
   [redis-server]=redis-server
   [chromium]=/usr/bin/chromium
+  [prometheus]=/usr/bin/promtool
+  [jq]=jq
 )
 
 is_present() {
@@ -41,7 +45,7 @@ is_present() {
 }
 
 missing=()
-for pkg in influxdb influxdb-client victoria-metrics cmake wrk redis-server chromium; do
+for pkg in influxdb influxdb-client victoria-metrics cmake wrk redis-server chromium prometheus jq; do
   if ! is_present "${PROBE[$pkg]}"; then
     missing+=("$pkg")
   fi

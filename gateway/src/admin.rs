@@ -278,6 +278,9 @@ fn set_gauges(snap: &Snapshot, m: &Metrics) {
     for p in snap.pools.values() {
         for (b, live) in p.pool.backends.iter().zip(&p.backends) {
             let addr = b.address.to_string();
+            if p.live.outlier.is_some() {
+                m.ejections_known(&p.pool.name, &addr);
+            }
             m.backend_gauges(
                 &p.pool.name,
                 &addr,

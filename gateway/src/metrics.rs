@@ -89,8 +89,12 @@ pub struct Metrics {
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     cache_max_bytes: IntGaugeVec,
-    redis_up: IntGauge,
-    redis_instances: IntGauge,
+    /// `gateway_ratelimit_redis_up`: 1 while global limits reach Redis, 0 while they
+    /// degrade; absent when no limit is global (no Redis to reach), so an alert on 0 never
+    /// fires for a gateway that has none.
+    redis_up: IntGaugeVec,
+    /// `gateway_ratelimit_instances`: gateways sharing the global limits (absent likewise).
+    redis_instances: IntGaugeVec,
     backend_healthy: IntGaugeVec,
     backend_in_flight: IntGaugeVec,
     policy_version: IntGauge,
@@ -369,13 +373,15 @@ impl Metrics {
                 "A cache's max_size, in bytes",
                 &["cache"],
             )?,
-            redis_up: gauge(
+            redis_up: gauge_vec(
                 "gateway_ratelimit_redis_up",
-                "1 while global rate limits reach Redis, 0 while they degrade",
+                "1 while global rate limits reach Redis, 0 while they degrade (absent without global limits)",
+                &[],
             )?,
-            redis_instances: gauge(
+            redis_instances: gauge_vec(
                 "gateway_ratelimit_instances",
-                "Gateways sharing the global limits, as last seen in Redis",
+                "Gateways sharing the global limits, as last seen in Redis (absent without global limits)",
+                &[],
             )?,
             backend_healthy: gauge_vec(
                 "gateway_backend_healthy",
@@ -555,6 +561,8 @@ impl Metrics {
         self.cache_entries.reset();
         self.cache_max_bytes.reset();
         self.api_keys.reset();
+        self.redis_up.reset();
+        self.redis_instances.reset();
     }
 
     /// One API-key authenticator's counters (brought up to its own) and keys in force.
@@ -605,8 +613,19 @@ impl Metrics {
 
     /// Whether the global limits reach Redis, and how many gateways share them.
     pub fn redis_gauges(&self, up: bool, instances: u32) {
-        self.redis_up.set(i64::from(up));
-        self.redis_instances.set(i64::from(instances));
+        const NO_LABELS: [&str; 0] = [];
+        self.redis_up
+            .with_label_values(&NO_LABELS)
+            .set(i64::from(up));
+        self.redis_instances
+            .with_label_values(&NO_LABELS)
+            .set(i64::from(instances));
+    }
+
+    /// Makes a backend's ejection counter exist (at 0 until it is ejected), so that an alert
+    /// on its increase sees the first ejection as one.
+    pub fn ejections_known(&self, pool: &str, backend: &str) {
+        self.ejections.with_label_values(&[pool, backend]);
     }
 
     /// The policy in service: its number and when it was loaded.
@@ -649,6 +668,41 @@ mod tests {
         assert!(text.contains("gateway_policy_reloads_total{result=\"failed\"} 1"));
         assert_eq!(m.reloads(false), 1);
         assert_eq!(m.reloads(true), 0);
+    }
+
+    #[test]
+    fn redis_gauges_show_only_while_a_limit_is_global() {
+        let m = Metrics::new().unwrap();
+        assert!(!m.render().unwrap().contains("gateway_ratelimit_redis_up"));
+        m.redis_gauges(false, 0);
+        let text = m.render().unwrap();
+        assert!(text.contains("gateway_ratelimit_redis_up 0"), "{text}");
+        assert!(text.contains("gateway_ratelimit_instances 0"), "{text}");
+        m.clear_gauges();
+        m.redis_gauges(true, 2);
+        let text = m.render().unwrap();
+        assert!(text.contains("gateway_ratelimit_redis_up 1"), "{text}");
+        assert!(text.contains("gateway_ratelimit_instances 2"), "{text}");
+        m.clear_gauges();
+        assert!(!m.render().unwrap().contains("gateway_ratelimit_redis_up"));
+    }
+
+    #[test]
+    fn a_known_backend_shows_zero_ejections_before_its_first() {
+        let m = Metrics::new().unwrap();
+        m.ejections_known("tsdb", "127.0.0.1:8086");
+        let text = m.render().unwrap();
+        assert!(
+            text.contains(
+                "gateway_outlier_ejections_total{backend=\"127.0.0.1:8086\",pool=\"tsdb\"} 0"
+            ),
+            "{text}"
+        );
+        m.ejection("tsdb", "127.0.0.1:8086");
+        m.ejections_known("tsdb", "127.0.0.1:8086");
+        assert!(m.render().unwrap().contains(
+            "gateway_outlier_ejections_total{backend=\"127.0.0.1:8086\",pool=\"tsdb\"} 1"
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use crate::clock::monotonic_now;
 use crate::lineproto::{self, LineError};
+use crate::metrics::{PeerFigures, StorageFigures};
 use crate::model::Precision;
 use crate::peer_auth::PeerSecret;
 use crate::query::executor;
@@ -175,25 +176,17 @@ fn replication_reports(st: &AppState) -> Vec<PeerReport> {
     let reports = r.reports(st.engine.now_ns());
     let m = st.engine.metrics();
     for p in &reports {
-        let peer = [p.url.as_str()];
-        m.replication_lag_entries
-            .with_label_values(&peer)
-            .set(p.lag_entries as i64);
-        m.replication_lag_seconds
-            .with_label_values(&peer)
-            .set(p.lag_seconds);
-        m.replication_backlog_bytes
-            .with_label_values(&peer)
-            .set(p.backlog_bytes as i64);
-        m.replication_resyncing
-            .with_label_values(&peer)
-            .set(i64::from(p.state == LinkState::Resyncing));
-        m.replication_shipped
-            .with_label_values(&peer)
-            .set(p.shipped_entries as i64);
-        m.replication_resyncs
-            .with_label_values(&peer)
-            .set(p.resyncs as i64);
+        m.peer_replication(
+            &p.url,
+            PeerFigures {
+                lag_entries: p.lag_entries,
+                lag_seconds: p.lag_seconds,
+                backlog_bytes: p.backlog_bytes,
+                resyncing: p.state == LinkState::Resyncing,
+                shipped_entries: p.shipped_entries,
+                resyncs: p.resyncs,
+            },
+        );
     }
     reports
 }
@@ -202,14 +195,18 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     replication_reports(&st);
     let use_ = st.engine.memory();
     let m = st.engine.metrics();
-    m.head_values.set(use_.head_values as i64);
-    m.blocks.set(use_.blocks as i64);
-    m.block_bytes.set(use_.block_bytes as i64);
-    m.column_cache_bytes.set(use_.column_cache_bytes as i64);
-    m.blocks_damaged.set(st.engine.damaged().len() as i64);
+    m.storage_gauges(StorageFigures {
+        head_values: use_.head_values,
+        head_bytes_estimate: use_.head_bytes_estimate,
+        column_cache_bytes: use_.column_cache_bytes,
+        blocks: use_.blocks,
+        block_bytes: use_.block_bytes,
+        damaged_files: st.engine.damaged().len() as u64,
+        wal_failed: !st.engine.is_writable(),
+    });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.engine.metrics().render(),
+        m.render(),
     )
         .into_response()
 }

@@ -120,6 +120,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         memory_limit_mib = memory_limit >> 20,
         "memory for the head and the block cache (--memory-limit)"
     );
+    metrics
+        .memory_limit_bytes
+        .set(i64::try_from(memory_limit).unwrap_or(i64::MAX));
     let config = EngineConfig {
         data_dir: args.data_dir.clone(),
         fsync: args.fsync,
