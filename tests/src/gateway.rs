@@ -48,6 +48,8 @@ pub struct GatewayBuilder {
     /// Extra top-level lines of the bootstrap file (`access_log: { ... }`); paths in them
     /// are relative to the gateway's directory ([`GatewayProcess::dir`]).
     bootstrap_lines: Vec<String>,
+    /// Extra settings of the admin port, as `key: value` YAML.
+    admin_options: Vec<String>,
 }
 
 /// A TLS listener's files, for tests that bring their own PKI (mTLS, revocation, rotation).
@@ -120,6 +122,12 @@ impl GatewayBuilder {
     /// A top-level line of the bootstrap file, as YAML (`access_log: { to: access.log }`).
     pub fn bootstrap_line(mut self, line: &str) -> Self {
         self.bootstrap_lines.push(line.to_string());
+        self
+    }
+
+    /// A setting of the admin port (`token_file: admin-token`), beside its address.
+    pub fn admin_option(mut self, key: &str, value: &str) -> Self {
+        self.admin_options.push(format!("{key}: {value}"));
         self
     }
 
@@ -196,7 +204,8 @@ impl GatewayBuilder {
         std::fs::write(
             dir.path().join("gateway.yaml"),
             format!(
-                "{listeners}admin: {{ address: {admin} }}\npolicies: policies/\nthreads: 1\n{shutdown}{redis}{}",
+                "{listeners}admin: {{ address: {admin}{} }}\npolicies: policies/\nthreads: 1\n{shutdown}{redis}{}",
+                self.admin_options.iter().map(|o| format!(", {o}")).collect::<String>(),
                 self.bootstrap_lines.iter().map(|l| format!("{l}\n")).collect::<String>()
             ),
         )?;
@@ -268,6 +277,7 @@ impl GatewayProcess {
             listener_options: Vec::new(),
             tls_listener_options: Vec::new(),
             bootstrap_lines: Vec::new(),
+            admin_options: Vec::new(),
         }
     }
 
