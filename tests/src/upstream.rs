@@ -780,7 +780,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
         *lock(&shared.last) = Some((seq, recorded));
         let behaviour = match *lock(&shared.behaviour) {
             _ if take_failure(shared) => Behaviour::Reset,
-            Behaviour::FailEvery { every, status } if every > 0 && (seq + 1) % every == 0 => {
+            Behaviour::FailEvery { every, status }
+                if every > 0 && (seq + 1).is_multiple_of(every) =>
+            {
                 Behaviour::Status(status)
             }
             Behaviour::FailEvery { .. } => Behaviour::Ok,
