@@ -23,6 +23,9 @@
 # come back, catch up or turn healthy in time (the message says which; the rest are not
 # touched); 2 a usage or state error (nothing was touched). A node it drained is undrained
 # whatever happens, Ctrl-C included.
+#
+# With the admin port's token set (admin: { token_file }), give the same file as
+# ADMIN_TOKEN_FILE=<path>: drains and undrains send it as a bearer token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,9 +53,14 @@ NODES=${asked:-$ALL_NODES}
 
 # `curl` of a URL: prints the body, then the status code on its own last line. Transport
 # failures print code 000.
+AUTH=()
+if [ -n "${ADMIN_TOKEN_FILE:-}" ]; then
+  [ -r "$ADMIN_TOKEN_FILE" ] || usage "ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE cannot be read"
+  AUTH=(-H "Authorization: Bearer $(tr -d '[:space:]' <"$ADMIN_TOKEN_FILE")")
+fi
 http() {
   local method=$1 url=$2
-  curl -sS --max-time 2 -X "$method" -w '\n%{http_code}' "$url" 2>/dev/null || printf '\n000'
+  curl -sS --max-time 2 "${AUTH[@]}" -X "$method" -w '\n%{http_code}' "$url" 2>/dev/null || printf '\n000'
 }
 status_of() { tail -n 1 <<<"$1"; }
 body_of() { sed '$d' <<<"$1"; }

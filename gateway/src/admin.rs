@@ -395,6 +395,37 @@ fn pool_status(p: &PoolState, now: std::time::Instant) -> serde_json::Value {
     })
 }
 
+/// One route on the status page: its pool, or its split with each pool's weight; its
+/// header rules; its cache and file.
+fn route_status(r: &crate::config::policy::Route) -> serde_json::Value {
+    let split = r.split.then(|| {
+        r.targets
+            .iter()
+            .map(|t| serde_json::json!({ "pool": t.pool, "weight": t.weight }))
+            .collect::<Vec<_>>()
+    });
+    let by_header: Vec<serde_json::Value> = r
+        .by_header
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "header": h.header.as_str(),
+                "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes())),
+                "pool": r.targets[h.target].pool,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": r.name,
+        // The one pool of a `pool:` route; null for a split (see `split`).
+        "pool": (!r.split).then(|| &r.targets[0].pool),
+        "split": split,
+        "route_by_header": by_header,
+        "cache": r.cache.as_ref().map(|c| &c.cache),
+        "file": r.file.display().to_string(),
+    })
+}
+
 /// The policy in service, pools with each backend's health and load, routes, reloads.
 async fn status(State(st): State<AdminState>) -> Response {
     let snap = st.snapshot.load_full();
@@ -404,12 +435,7 @@ async fn status(State(st): State<AdminState>) -> Response {
         .iter()
         .map(|(name, p)| (name.clone(), pool_status(p, now)))
         .collect();
-    let routes: Vec<serde_json::Value> = snap
-        .policy
-        .routes
-        .iter()
-        .map(|r| serde_json::json!({ "name": r.name, "pool": r.pool, "cache": r.cache.as_ref().map(|c| &c.cache), "file": r.file.display().to_string() }))
-        .collect();
+    let routes: Vec<serde_json::Value> = snap.policy.routes.iter().map(route_status).collect();
     let limits: serde_json::Map<String, serde_json::Value> = snap
         .limits
         .iter()

@@ -4,6 +4,7 @@
 //! ```text
 //! config/      bootstrap + policies: raw YAML -> compiled Policy (file:line:column errors)
 //! runtime.rs   the snapshot the data plane reads (policy + pool states), swapped whole
+//! split.rs     which of its pools a route's request goes to: header rules, then weights
 //! backend.rs   each backend's live state (health verdict, in flight), kept across reloads
 //! dns.rs       backends addressed by name: resolved off the request path, last answers kept
 //! balance/     choosing a backend (one file per algorithm)
@@ -63,6 +64,7 @@ pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod spans;
+pub mod split;
 pub mod tls;
 pub mod trace_context;
 pub mod tries;

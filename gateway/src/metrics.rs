@@ -26,6 +26,11 @@ pub struct Metrics {
     requests: IntCounterVec,
     /// `gateway_request_duration_seconds{route}`: from the request head to the last byte.
     duration: HistogramVec,
+    /// `gateway_pool_requests_total{route,pool,class}`: requests a route sent on to a pool
+    /// (not those refused or answered from the cache before), by the answer's status class.
+    pool_requests: IntCounterVec,
+    /// `gateway_pool_request_duration_seconds{route,pool}`: their time, head to last byte.
+    pool_duration: HistogramVec,
     /// `gateway_access_log_dropped_total`: access-log lines dropped because the writer was
     /// behind (a request never waits for the log).
     access_log_dropped: IntCounter,
@@ -223,6 +228,15 @@ impl Metrics {
             &["route"],
         )?;
         registry.register(Box::new(duration.clone()))?;
+        let pool_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_pool_request_duration_seconds",
+                "Time from a request's head to its answer's last byte, by route and the pool it went to",
+            )
+            .buckets(buckets()),
+            &["route", "pool"],
+        )?;
+        registry.register(Box::new(pool_duration.clone()))?;
         let backend_latency = HistogramVec::new(
             HistogramOpts::new(
                 "gateway_backend_response_seconds",
@@ -261,6 +275,12 @@ impl Metrics {
                 &["route", "status"],
             )?,
             duration,
+            pool_requests: counter(
+                "gateway_pool_requests_total",
+                "Requests a route sent on to a pool, by the answer's status class (1xx to 5xx)",
+                &["route", "pool", "class"],
+            )?,
+            pool_duration,
             backend_latency,
             access_log_dropped,
             trace_spans,
@@ -417,6 +437,24 @@ impl Metrics {
             .inc();
         self.duration
             .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one answer to a request that went on to `pool`, by its status class, and its
+    /// latency.
+    pub fn pool_request(&self, route: &str, pool: &str, status: StatusCode, took: Duration) {
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.pool_requests
+            .with_label_values(&[route, pool, class])
+            .inc();
+        self.pool_duration
+            .with_label_values(&[route, pool])
             .observe(took.as_secs_f64());
     }
 
@@ -703,6 +741,37 @@ mod tests {
         assert!(m.render().unwrap().contains(
             "gateway_outlier_ejections_total{backend=\"127.0.0.1:8086\",pool=\"tsdb\"} 1"
         ));
+    }
+
+    #[test]
+    fn a_request_sent_to_a_pool_counts_by_route_pool_and_status_class() {
+        let m = Metrics::new().unwrap();
+        let ok = StatusCode::OK;
+        m.pool_request("query", "v1", ok, Duration::from_millis(3));
+        m.pool_request("query", "v2", ok, Duration::from_millis(3));
+        m.pool_request(
+            "query",
+            "v2",
+            StatusCode::BAD_GATEWAY,
+            Duration::from_millis(300),
+        );
+        m.pool_request(
+            "query",
+            "v2",
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::ZERO,
+        );
+        let text = m.render().unwrap();
+        for line in [
+            "gateway_pool_requests_total{class=\"2xx\",pool=\"v1\",route=\"query\"} 1",
+            "gateway_pool_requests_total{class=\"2xx\",pool=\"v2\",route=\"query\"} 1",
+            "gateway_pool_requests_total{class=\"5xx\",pool=\"v2\",route=\"query\"} 2",
+            "gateway_pool_request_duration_seconds_count{pool=\"v2\",route=\"query\"} 3",
+            "gateway_pool_request_duration_seconds_bucket{pool=\"v2\",route=\"query\",le=\"0.25\"} 2",
+            "gateway_pool_request_duration_seconds_bucket{pool=\"v2\",route=\"query\",le=\"0.5\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! request_filter           the steps, in order:
 //!                            normalize::request   normalise the request or refuse it (400, 501)
 //!                            route::resolve       the policy's snapshot, once; the route (404)
+//!                                                 and its pool (header rule, else weights)
 //!                            declared body size   against the route's max_body_size (413)
 //!                            websocket::check     an upgrade the route does not take (403)
 //!                            auth::authenticate   who is calling (401), with which roles (403)
@@ -17,7 +18,7 @@
 //! request_body_filter      the route's max_body_size as the body passes (413); count the
 //!                          lines of a body whose limits charge per line (not the bytes of
 //!                          an upgraded connection)
-//! upstream_peer            pick a backend of the route's pool: healthy, not tried, not
+//! upstream_peer            pick a backend of the request's pool: healthy, not tried, not
 //!                          ejected, under its circuit breaker (503); a retry waits its
 //!                          backoff first
 //! fail_to_connect          connect failure: record it, retry if the policy and budget allow
@@ -34,7 +35,8 @@
 //! response_body_filter     the body of an answer marked for the cache, stored at its end
 //! fail_to_proxy            the failure as a `Refusal`, answered as JSON (502, 503, 504, 408,
 //!                          413)
-//! logging                  count the answer and its latency
+//! logging                  count the answer and its latency (per route, and per route and
+//!                          pool when it went on to its pool)
 //! ```
 //!
 //! Every answer (a backend's, the cache's, the gateway's own) gets its common headers from
@@ -135,6 +137,9 @@ pub struct RequestCtx {
     tries: Tries,
     /// What picking a backend reads from the request, taken at the first try.
     pick: PickKeys,
+    /// The request went on to its pool (a backend was sought), so its answer is the pool's
+    /// in `gateway_pool_requests_total`.
+    to_pool: bool,
     /// A WebSocket handshake on a route that takes it, then the upgraded connection.
     tunnel: Option<Tunnel>,
 }
@@ -200,10 +205,7 @@ impl RequestCtx {
             replayable: !session.as_ref().retry_buffer_truncated(),
         };
         let elapsed = now.saturating_duration_since(self.started);
-        match self
-            .tries
-            .may_retry(routed.route(), pool, cause, request, elapsed, now)
-        {
+        match self.tries.may_retry(routed, cause, request, elapsed, now) {
             Ok(()) => true,
             Err(NoRetry::Budget) => {
                 metrics.retry_budget_exhausted(&pool.pool.name);
@@ -322,7 +324,7 @@ impl Gateway {
             tenant: id.and_then(|i| i.tenant.as_deref()),
             identity: id.map(|i| i.subject.as_str()),
         };
-        match cache_step::lookup(session, settings, cache, caller, &route.pool).await {
+        match cache_step::lookup(session, settings, cache, caller, routed.pool_name()).await {
             Ok(CacheStep::Proceed { outcome, storing }) => {
                 ctx.cache = CacheState {
                     outcome: Some(outcome),
@@ -388,7 +390,7 @@ impl Gateway {
             tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
             return;
         }
-        let mark = cache.write_mark(&route.pool, stale.db.as_deref());
+        let mark = cache.write_mark(routed.pool_name(), stale.db.as_deref());
         refresh::spawn(
             self.refresh_client.clone(),
             refresh::Refresh {
@@ -434,6 +436,7 @@ impl ProxyHttp for Gateway {
             body_read: 0,
             tries: Tries::default(),
             pick: PickKeys::default(),
+            to_pool: false,
             tunnel: None,
         }
     }
@@ -549,10 +552,13 @@ impl ProxyHttp for Gateway {
             };
             let route = routed.route();
             let Some(pool) = routed.pool() else {
-                return Err(Refusal::NoHealthyBackend
-                    .into_error()
-                    .more_context(format!("route {}: pool {} is gone", route.name, route.pool)));
+                return Err(Refusal::NoHealthyBackend.into_error().more_context(format!(
+                    "route {}: pool {} is gone",
+                    route.name,
+                    routed.pool_name()
+                )));
             };
+            ctx.to_pool = true;
             if ctx.tries.is_first() {
                 pool.live.budget.record_request(self.now());
                 let headers = &session.req_header().headers;
@@ -573,7 +579,7 @@ impl ProxyHttp for Gateway {
                     .and_then(key::parse_token);
             } else {
                 self.metrics.retry(&route.name);
-                let p = &route.retries;
+                let p = routed.retries();
                 let retry = ctx.tries.tried().len() as u32;
                 let wait = backoff::delay(retry, p.backoff_base, p.backoff_max, &mut rand::rng());
                 tokio::time::sleep(wait).await;
@@ -601,8 +607,11 @@ impl ProxyHttp for Gateway {
                         if matches!(refusal, Refusal::PoolFull) {
                             self.metrics.circuit_overflow(&pool.pool.name);
                         }
-                        let context =
-                            format!("route {}: pool {}: {refusal}", route.name, route.pool);
+                        let context = format!(
+                            "route {}: pool {}: {refusal}",
+                            route.name,
+                            routed.pool_name()
+                        );
                         return Err(refusal.into_error().more_context(context));
                     }
                 }
@@ -615,7 +624,7 @@ impl ProxyHttp for Gateway {
                 ctx.try_traceparent = Some(trace.header_for(span_id));
             }
             let elapsed = now.saturating_duration_since(ctx.started);
-            let mut peer = upstream::peer(route, pool, index, elapsed);
+            let mut peer = upstream::peer(route, routed.retries(), pool, index, elapsed);
             if let Some(tunnel) = &ctx.tunnel {
                 tunnel.apply(&mut peer);
             }
@@ -863,6 +872,11 @@ impl ProxyHttp for Gateway {
                 .unwrap_or_else(|| self.now())
                 .saturating_duration_since(ctx.started);
             self.metrics.request(ctx.route_name(), status, took);
+            if let Some(routed) = ctx.routed.as_ref().filter(|_| ctx.to_pool) {
+                let route = &routed.route().name;
+                self.metrics
+                    .pool_request(route, routed.pool_name(), status, took);
+            }
             let logged = ctx.routed.as_ref().is_none_or(|r| {
                 r.route()
                     .access_log
@@ -980,7 +994,8 @@ fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
 }
 
 /// A write that succeeded (`POST .../write?db=X`) drops the cached answers about X from
-/// the route's pool, in the caches that invalidate on writes.
+/// every pool the route may send to (the pools of a split hold the same data, and the
+/// write reached one of them), in the caches that invalidate on writes.
 fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
     if req.method != http::Method::POST || !req.uri.path().ends_with("/write") {
         return;
@@ -997,7 +1012,9 @@ fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
         .query()
         .and_then(|q| crate::cache::key::param(q.as_bytes(), "db"));
     if let Some(db) = db {
-        snapshot.caches.invalidate_db(&route.pool, &db);
+        for pool in route.pools() {
+            snapshot.caches.invalidate_db(pool, &db);
+        }
     }
 }
 

@@ -126,7 +126,7 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
     };
     let no_backend = || RefreshError::NoBackend {
         route: route.name.clone(),
-        pool: route.pool.clone(),
+        pool: routed.pool_name().to_string(),
     };
     let now = cache.now();
     let picked = pool
@@ -137,7 +137,7 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
         .try_start_request(now, pool.pool.max_in_flight_per_backend)
         .ok_or_else(no_backend)?;
     let backend = picked.address.to_string();
-    let peer = upstream::peer(route, pool, picked.index, Duration::ZERO);
+    let peer = upstream::peer(route, routed.retries(), pool, picked.index, Duration::ZERO);
     let mut tries = Tries::default();
     tries.start(picked.index, picked.address, guard);
     let upstream = |source: Box<pingora::Error>| RefreshError::Upstream {
@@ -229,7 +229,7 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
         stored_at: cache.now(),
         fresh_for,
         stale_for: settings.stale_while_revalidate,
-        pool: Arc::from(route.pool.as_str()),
+        pool: Arc::from(routed.pool_name()),
         db,
     };
     cache.store(key, entry, &mark).await;

@@ -1,19 +1,25 @@
 //! The route step: the request matched against the routes of the policy in service, whose
 //! snapshot the request then keeps to its end (a reload meanwhile does not change what
-//! it sees).
+//! it sees), and the pool of the route it goes to (`split.rs`: a header rule, else the
+//! weights), chosen once: its retries and cache entries stay with that pool.
 
-use crate::config::policy::Route;
+use crate::config::policy::{Route, Target};
+use crate::config::resilience::RetryPolicy;
 use crate::normalize;
 use crate::refusal::Refusal;
 use crate::runtime::{PoolState, RouteLinks, Snapshot};
+use crate::split;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 
-/// A request's route, within the snapshot it was matched in.
+/// A request's route, within the snapshot it was matched in, and the route's pool it goes
+/// to.
 #[derive(Debug, Clone)]
 pub struct Routed {
     snapshot: Arc<Snapshot>,
     index: usize,
+    /// Which of the route's targets.
+    target: usize,
 }
 
 impl Routed {
@@ -32,20 +38,37 @@ impl Routed {
         self.index
     }
 
-    /// What the route refers to (its pool, limits and cache), resolved in the snapshot.
+    /// What the route refers to (its pools, limits and cache), resolved in the snapshot.
     pub fn links(&self) -> &RouteLinks {
         &self.snapshot.links[self.index]
     }
 
-    /// The route's pool (`None` only if a policy names a pool it lacks, which compiling
-    /// it refuses).
+    /// The pool the request goes to, with its weight and the retries it follows there.
+    pub fn target(&self) -> &Target {
+        // `resolve` only picks a target the route has.
+        &self.route().targets[self.target]
+    }
+
+    /// The name of the pool the request goes to.
+    pub fn pool_name(&self) -> &str {
+        &self.target().pool
+    }
+
+    /// The retries of the request: its route's over its pool's.
+    pub fn retries(&self) -> &RetryPolicy {
+        &self.target().retries
+    }
+
+    /// The pool the request goes to (`None` only if a policy names a pool it lacks, which
+    /// compiling it refuses).
     pub fn pool(&self) -> Option<&PoolState> {
-        self.links().pool.as_deref()
+        self.links().pools.get(self.target)?.as_deref()
     }
 }
 
 /// Matches the request (host, path, method) against the snapshot's routes: 404 when none
-/// does, 400 for a `Host` the listener's rules refuse.
+/// does, 400 for a `Host` the listener's rules refuse. Then picks the route's pool: the
+/// first header rule the request matches, else the route's weights.
 pub fn resolve(snapshot: Arc<Snapshot>, req: &RequestHeader) -> Result<Routed, Refusal> {
     let host = normalize::routing_host(req)?;
     let index = snapshot
@@ -56,7 +79,15 @@ pub fn resolve(snapshot: Arc<Snapshot>, req: &RequestHeader) -> Result<Routed, R
             method: req.method.to_string(),
             path: req.uri.path().to_string(),
         })?;
-    Ok(Routed { snapshot, index })
+    let route = &snapshot.policy.routes[index];
+    let target = split::by_header(&route.by_header, &req.headers)
+        .unwrap_or_else(|| snapshot.links[index].split.pick())
+        .min(route.targets.len().saturating_sub(1));
+    Ok(Routed {
+        snapshot,
+        index,
+        target,
+    })
 }
 
 #[cfg(test)]
@@ -109,6 +140,43 @@ routes:
             "query",
             "host matched in its routing form"
         );
+    }
+
+    #[test]
+    fn a_split_route_deals_its_pools_by_weight_and_a_header_rule_comes_first() {
+        let text = "\
+pools:
+  v1: { backends: [{ address: 127.0.0.1:8086 }], retries: { attempts: 3 } }
+  v2: { backends: [{ address: 127.0.0.1:9086 }] }
+routes:
+  - name: query
+    match: { path_prefix: /query }
+    split: [ { pool: v1, weight: 3 }, { pool: v2, weight: 1 } ]
+    route_by_header: [ { header: X-Canary, value: \"1\", pool: v2 } ]
+";
+        let policy = parse_policy(text, std::path::Path::new("p.yaml")).unwrap();
+        let snap = Snapshot::new(policy, 1, &Registry::default());
+        let pick = |canary: bool| {
+            let mut req = request("GET", "/query", Some("x"));
+            if canary {
+                req.insert_header("x-canary", "1").unwrap();
+            }
+            let routed = resolve(snap.clone(), &req).unwrap();
+            let name = routed.pool().map(|p| p.pool.name.clone()).unwrap();
+            assert_eq!(name, routed.pool_name());
+            (name, routed.retries().attempts.get())
+        };
+        let dealt: Vec<String> = (0..8).map(|_| pick(false).0).collect();
+        // Stride 3 of 4 positions: 0 3 2 1, position 3 is v2's.
+        assert_eq!(dealt, ["v1", "v2", "v1", "v1", "v1", "v2", "v1", "v1"]);
+        assert_eq!(
+            pick(true),
+            ("v2".to_string(), 1),
+            "the header's pool, its retries"
+        );
+        // The header rule took no turn of the weights: request 8 (v1), then 9 (v2).
+        assert_eq!(pick(false), ("v1".to_string(), 3));
+        assert_eq!(pick(false), ("v2".to_string(), 1));
     }
 
     #[test]

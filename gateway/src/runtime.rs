@@ -18,6 +18,7 @@ use crate::connect::tls::{PoolTls, TlsRegistry};
 use crate::dns::{Failure, Names};
 use crate::health::active::Target;
 use crate::ratelimit::{LimitRegistry, Limiter, Limits};
+use crate::split::Split;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -334,10 +335,13 @@ impl PoolState {
 
 /// What a route refers to, resolved when its snapshot is built: a request reads these,
 /// never a map by name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteLinks {
-    /// `None` only for a route whose pool the policy lacks (compiling refuses that).
-    pub pool: Option<Arc<PoolState>>,
+    /// Aligned with the route's `targets`; `None` only for a pool the policy lacks
+    /// (compiling refuses that).
+    pub pools: Vec<Option<Arc<PoolState>>>,
+    /// The dealer of the targets' weights (`split.rs`), counting this snapshot's requests.
+    pub split: Split,
     /// The route's rate limits, in the order it lists them.
     pub limits: Vec<Arc<Limiter>>,
     /// The cache in front of the route, when it has one.
@@ -455,7 +459,8 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| RouteLinks {
-                pool: pools.get(&r.pool).cloned(),
+                pools: r.pools().map(|p| pools.get(p).cloned()).collect(),
+                split: Split::of(&r.targets),
                 limits: r
                     .rate_limits
                     .iter()

@@ -4,8 +4,10 @@
 
 use crate::backend::InFlight;
 use crate::config::policy::Route;
+use crate::config::resilience::RetryPolicy;
 use crate::health::outlier::Ejection;
 use crate::retry::condition::{Cause, Request};
+use crate::route::Routed;
 use crate::runtime::PoolState;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -107,14 +109,16 @@ impl Tries {
     /// retry that happens spends it). `elapsed` is the request's age.
     pub fn may_retry(
         &self,
-        route: &Route,
-        pool: &PoolState,
+        routed: &Routed,
         cause: Cause,
         request: Request,
         elapsed: Duration,
         now: Instant,
     ) -> Result<(), NoRetry> {
-        let policy = &route.retries;
+        let (route, policy) = (routed.route(), routed.retries());
+        let Some(pool) = routed.pool() else {
+            return Err(NoRetry::NoBackend);
+        };
         if self.answered {
             return Err(NoRetry::Answered);
         }
@@ -152,11 +156,11 @@ impl Tries {
     }
 }
 
-/// How long the next try may wait for its answer: the policy's per-try timeout, but never
-/// past the request's own timeout.
-pub fn try_timeout(route: &Route, elapsed: Duration) -> Duration {
+/// How long the next try may wait for its answer: the per-try timeout of `retries`, but
+/// never past the route's request timeout.
+pub fn try_timeout(route: &Route, retries: &RetryPolicy, elapsed: Duration) -> Duration {
     let left = route.request_timeout.saturating_sub(elapsed);
-    let per_try = route.retries.per_try_timeout.unwrap_or(left);
+    let per_try = retries.per_try_timeout.unwrap_or(left);
     // At least a millisecond: a zero timeout means "none" to some clients.
     per_try.min(left).max(Duration::from_millis(1))
 }
@@ -167,7 +171,9 @@ mod tests {
     use crate::backend::Registry;
     use crate::clock::{Clock, ManualClock};
     use crate::config::parse_policy;
+    use crate::route::resolve;
     use crate::runtime::Snapshot;
+    use pingora::http::RequestHeader;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -184,6 +190,13 @@ mod tests {
         Snapshot::new(policy, 1, &Registry::default())
     }
 
+    /// The request `GET /` routed in `snap`.
+    fn routed(snap: &Arc<Snapshot>) -> Routed {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", "gateway").unwrap();
+        resolve(snap.clone(), &req).unwrap()
+    }
+
     fn start(t: &mut Tries, snap: &Snapshot, i: usize, now: Instant) {
         let p = &snap.pools["p"];
         let guard = p.backends[i].start_request(now);
@@ -195,42 +208,32 @@ mod tests {
         let snap = snapshot(
             "{ attempts: 3, on: [connect, 503], budget: { ratio: 100%, min_per_second: 100 } }",
         );
-        let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
+        let route = &routed(&snap);
         let clock = ManualClock::new();
         let now = clock.now();
         let mut t = Tries::default();
         let s = Duration::ZERO;
         start(&mut t, &snap, 0, now);
+        assert_eq!(t.may_retry(route, Cause::Status(503), GET, s, now), Ok(()));
         assert_eq!(
-            t.may_retry(route, pool, Cause::Status(503), GET, s, now),
-            Ok(())
-        );
-        assert_eq!(
-            t.may_retry(route, pool, Cause::Status(502), GET, s, now),
+            t.may_retry(route, Cause::Status(502), GET, s, now),
             Err(NoRetry::NotRetryable)
         );
         assert_eq!(
-            t.may_retry(
-                route,
-                pool,
-                Cause::Connect,
-                GET,
-                Duration::from_secs(10),
-                now
-            ),
+            t.may_retry(route, Cause::Connect, GET, Duration::from_secs(10), now),
             Err(NoRetry::Deadline)
         );
         start(&mut t, &snap, 1, now);
         start(&mut t, &snap, 2, now);
         assert_eq!(
-            t.may_retry(route, pool, Cause::Connect, GET, s, now),
+            t.may_retry(route, Cause::Connect, GET, s, now),
             Err(NoRetry::Attempts)
         );
         let mut answered = Tries::default();
         start(&mut answered, &snap, 0, now);
         answered.answer_started();
         assert_eq!(
-            answered.may_retry(route, pool, Cause::Connect, GET, s, now),
+            answered.may_retry(route, Cause::Connect, GET, s, now),
             Err(NoRetry::Answered)
         );
     }
@@ -241,7 +244,7 @@ mod tests {
         let snap = snapshot(
             "{ attempts: 3, on: [connect, reset], budget: { ratio: 50%, min_per_second: 0 } }",
         );
-        let (route, pool) = (&snap.policy.routes[0], &snap.pools["p"]);
+        let (route, pool) = (&routed(&snap), &snap.pools["p"]);
         let clock = ManualClock::new();
         let now = clock.now();
         pool.live.budget.record_request(now);
@@ -254,12 +257,12 @@ mod tests {
         };
         let s = Duration::ZERO;
         assert_eq!(
-            t.may_retry(route, pool, Cause::Reset, post, s, now),
+            t.may_retry(route, Cause::Reset, post, s, now),
             Err(NoRetry::NotRetryable)
         );
-        assert_eq!(t.may_retry(route, pool, Cause::Reset, GET, s, now), Ok(()));
+        assert_eq!(t.may_retry(route, Cause::Reset, GET, s, now), Ok(()));
         assert_eq!(
-            t.may_retry(route, pool, Cause::Reset, GET, s, now),
+            t.may_retry(route, Cause::Reset, GET, s, now),
             Err(NoRetry::Budget)
         );
     }
@@ -274,13 +277,17 @@ mod tests {
         t.record(pool, false, clock.now());
         t.record(pool, true, clock.now());
         assert_eq!(pool.backends[1].recent_outcomes(), (1, 1));
-        assert_eq!(try_timeout(route, Duration::ZERO), Duration::from_secs(3));
+        let retries = &route.targets[0].retries;
         assert_eq!(
-            try_timeout(route, Duration::from_secs(8)),
+            try_timeout(route, retries, Duration::ZERO),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            try_timeout(route, retries, Duration::from_secs(8)),
             Duration::from_secs(2)
         );
         assert_eq!(
-            try_timeout(route, Duration::from_secs(11)),
+            try_timeout(route, retries, Duration::from_secs(11)),
             Duration::from_millis(1)
         );
     }

@@ -5,6 +5,7 @@
 //! How the backend is reached (TLS, HTTP/2) is `connect.rs`'s, shared with health checks.
 
 use crate::config::policy::Route;
+use crate::config::resilience::RetryPolicy;
 use crate::connect::connect_peer;
 use crate::metrics::Metrics;
 use crate::runtime::PoolState;
@@ -14,9 +15,16 @@ use std::time::{Duration, Instant};
 
 /// The peer of one try at backend `index` of `pool` for `route`, `elapsed` into the request:
 /// the connect (and TLS handshake) within the route's `connect_timeout`, every read and write
-/// within what is left of the request's time (or the per-try timeout).
-pub fn peer(route: &Route, pool: &PoolState, index: usize, elapsed: Duration) -> HttpPeer {
-    let wait = tries::try_timeout(route, elapsed);
+/// within what is left of the request's time (or the per-try timeout of `retries`, the
+/// route's over the pool's).
+pub fn peer(
+    route: &Route,
+    retries: &RetryPolicy,
+    pool: &PoolState,
+    index: usize,
+    elapsed: Duration,
+) -> HttpPeer {
+    let wait = tries::try_timeout(route, retries, elapsed);
     let backend = &pool.pool.backends[index];
     let mut peer = connect_peer(
         backend.address,

@@ -72,6 +72,10 @@ pub enum Behaviour {
     Close,
     /// Answer with this status code and a short text body (no body for 204 and 304).
     Status(u16),
+    /// Every `every`-th request the upstream receives (the 20th, the 40th, ... for 20,
+    /// counted over all its requests) is answered as `Status(status)`, the others as `Ok`: a
+    /// backend that fails a steady share of its requests (5% for 20).
+    FailEvery { every: u64, status: u16 },
 }
 
 /// One request head as the upstream received it.
@@ -774,10 +778,15 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
             }
         }
         *lock(&shared.last) = Some((seq, recorded));
-        let behaviour = if take_failure(shared) {
-            Behaviour::Reset
-        } else {
-            *lock(&shared.behaviour)
+        let behaviour = match *lock(&shared.behaviour) {
+            _ if take_failure(shared) => Behaviour::Reset,
+            Behaviour::FailEvery { every, status }
+                if every > 0 && (seq + 1).is_multiple_of(every) =>
+            {
+                Behaviour::Status(status)
+            }
+            Behaviour::FailEvery { .. } => Behaviour::Ok,
+            b => b,
         };
         match behaviour {
             Behaviour::Reset => {
@@ -790,7 +799,11 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
                 conn.drain_input();
                 return Ok(());
             }
-            Behaviour::Ok | Behaviour::Slow(_) | Behaviour::Hang | Behaviour::Status(_) => {}
+            Behaviour::Ok
+            | Behaviour::Slow(_)
+            | Behaviour::Hang
+            | Behaviour::Status(_)
+            | Behaviour::FailEvery { .. } => {}
         }
         let framing = match body_framing(&head) {
             Ok(f) => f,
@@ -844,7 +857,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
                     conn.write(body.as_bytes())?;
                 }
             }
-            Behaviour::Reset | Behaviour::Close => {}
+            // Resolved to `Status` or `Ok` above.
+            Behaviour::Reset | Behaviour::Close | Behaviour::FailEvery { .. } => {}
         }
         if !keep_alive || lock(&shared.state).stopping {
             return Ok(());

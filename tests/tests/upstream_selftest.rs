@@ -247,6 +247,22 @@ fn status_answers_its_code_until_the_behaviour_is_changed() {
 }
 
 #[test]
+fn fail_every_answers_its_status_to_every_nth_request_and_ok_to_the_others() {
+    let up = FakeUpstream::new()
+        .behaviour(Behaviour::FailEvery {
+            every: 4,
+            status: 500,
+        })
+        .start()
+        .unwrap();
+    let url = format!("{}/", up.url());
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| http::request("GET", &url, &[], None).unwrap().status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 500, 200, 200, 200, 500]);
+}
+
+#[test]
 fn echo_describes_the_request_it_received() {
     let up = FakeUpstream::new().start().unwrap();
     let r = http::request(

@@ -386,15 +386,41 @@ impl Matcher {
     }
 }
 
+/// A pool a route sends requests to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub pool: String,
+    /// Its share of the route's requests: weight / the sum of the targets' weights (0: only
+    /// the requests a header rule sends it).
+    pub weight: u32,
+    /// The pool's retry policy with the route's own settings over it: what a request sent
+    /// there follows (its retries stay in this pool).
+    pub retries: RetryPolicy,
+}
+
+/// `route_by_header`: a request carrying `header` (with exactly `value`, when given) goes to
+/// `targets[target]`, whatever the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRule {
+    pub header: http::HeaderName,
+    pub value: Option<http::HeaderValue>,
+    pub target: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub name: String,
     pub matcher: Matcher,
-    pub pool: String,
+    /// The pools its requests go to: `pool: X` is one target of weight 1; `split` lists
+    /// them with their weights; pools only header rules name follow with weight 0. Never
+    /// empty, each pool once, at least one weight above 0.
+    pub targets: Vec<Target>,
+    /// Written as `split:` (not `pool:`), as `/admin/status` shows it.
+    pub split: bool,
+    /// Tried in order before the weights (`split.rs`).
+    pub by_header: Vec<HeaderRule>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    /// Its pool's retry policy with the route's own settings over it.
-    pub retries: RetryPolicy,
     /// `None`: no authentication (the gateway still removes `X-Gateway-*` headers).
     pub auth: Option<RouteAuth>,
     /// Rate limits that must all admit a request, by name.
@@ -410,6 +436,13 @@ pub struct Route {
     pub access_log: super::access_log::LogRule,
     /// The file that defined it.
     pub file: PathBuf,
+}
+
+impl Route {
+    /// The names of the pools its requests may go to, in `targets` order.
+    pub fn pools(&self) -> impl Iterator<Item = &str> {
+        self.targets.iter().map(|t| t.pool.as_str())
+    }
 }
 
 /// A whole, valid policy.
@@ -1129,18 +1162,8 @@ fn route(
             })
             .collect::<Vec<_>>()
     });
-    if !pools.contains_key(&r.pool.value) {
-        let known: Vec<&str> = pools.keys().map(String::as_str).collect();
-        e.at(
-            &r.pool,
-            field("pool"),
-            format!(
-                "no pool named {:?} (pools: {})",
-                r.pool.value,
-                known.join(", ")
-            ),
-        );
-    }
+    let targets = route_targets(e, r, i, pools)?;
+    let by_header = header_rules(e, r, i, &targets);
     let t = r.timeouts.as_ref();
     let connect_timeout = e.duration_or(
         t.and_then(|t| t.connect.as_ref()),
@@ -1152,18 +1175,38 @@ fn route(
         &field("timeouts.request"),
         Duration::from_secs(30),
     );
-    let pool_retries = pools
-        .get(&r.pool.value)
-        .map(|p| p.retries.clone())
-        .unwrap_or_default();
-    let retries = resilience::retries(e, r.retries.as_ref(), &pool_retries, &field("retries"));
+    // The route's retries over each of its pools' own; their errors are the same for every
+    // pool, so they are reported once, for the first.
+    let mut repeated = ConfigErrors::default();
+    let targets: Vec<Target> = targets
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let base = pools
+                .get(&w.pool.value)
+                .map(|p| p.retries.clone())
+                .unwrap_or_default();
+            let raw = r.retries.as_ref();
+            let retries = if k == 0 {
+                resilience::retries(e, raw, &base, &field("retries"))
+            } else {
+                let mut scratch = Collector::new(file, &mut repeated);
+                resilience::retries(&mut scratch, raw, &base, &field("retries"))
+            };
+            Target {
+                pool: w.pool.value.clone(),
+                weight: w.weight,
+                retries,
+            }
+        })
+        .collect();
     if let Some(b) = r.retries.as_ref().and_then(|x| x.budget.as_ref()) {
         e.at(
             b,
             field("retries.budget"),
             format!(
                 "a retry budget is the pool's: set it under pools.{}.retries",
-                r.pool.value
+                targets[0].pool
             ),
         );
     }
@@ -1274,16 +1317,18 @@ fn route(
     );
     // A WebSocket is an HTTP/1.1 upgrade; to a pool that speaks HTTP/2 it could never switch
     // (RFC 8441's extended CONNECT is not supported), so say so rather than fail each one.
-    if let (Some(_), Some(ws), Some(pool)) =
-        (&websocket, r.websocket.as_ref(), pools.get(&r.pool.value))
-    {
-        if pool.protocol.is_h2() {
+    // Every pool of the route may get the handshake.
+    if let (Some(_), Some(ws)) = (&websocket, r.websocket.as_ref()) {
+        for t in &targets {
+            let Some(pool) = pools.get(&t.pool).filter(|p| p.protocol.is_h2()) else {
+                continue;
+            };
             e.at(
                 ws,
                 field("websocket"),
                 format!(
                     "pool {:?} speaks HTTP/2 (protocol: {}); WebSockets need an http1 pool",
-                    r.pool.value,
+                    t.pool,
                     pool.protocol.as_str()
                 ),
             );
@@ -1308,10 +1353,168 @@ fn route(
             path,
             methods,
         },
-        pool: r.pool.value.clone(),
+        split: r.split.is_some(),
+        targets,
+        by_header,
         connect_timeout,
         request_timeout,
-        retries,
         file: file.to_path_buf(),
     })
+}
+
+/// A pool a route names, as written, with its weight.
+struct Written<'r> {
+    pool: &'r Spanned<String>,
+    weight: u32,
+}
+
+/// The pools of a route as written: `pool: X` (weight 1), or `split:` with its weights, then
+/// the pools only header rules name (weight 0). Each must exist, once; a split needs a
+/// weight above 0. `None` when the route gives neither `pool` nor `split`, or both.
+fn route_targets<'r>(
+    e: &mut Collector<'_>,
+    r: &'r RawRoute,
+    i: usize,
+    pools: &BTreeMap<String, Pool>,
+) -> Option<Vec<Written<'r>>> {
+    let field = |f: &str| format!("routes[{i}].{f}");
+    let mut out: Vec<Written<'r>> = Vec::new();
+    let exists = |e: &mut Collector<'_>, pool: &Spanned<String>, f: String| {
+        pool_exists(e, pools, pool, f);
+    };
+    match (&r.pool, &r.split) {
+        (Some(pool), None) => {
+            exists(e, pool, field("pool"));
+            out.push(Written { pool, weight: 1 });
+        }
+        (None, Some(split)) => {
+            let mut too_large = false;
+            for (j, entry) in split.value.iter().enumerate() {
+                let f = |x: &str| field(&format!("split[{j}].{x}"));
+                let weight = u32::try_from(entry.weight.value).unwrap_or_else(|_| {
+                    e.at(
+                        &entry.weight,
+                        f("weight"),
+                        format!("must be a whole number from 0 to {}", u32::MAX),
+                    );
+                    too_large = true;
+                    0
+                });
+                if out.iter().any(|w| w.pool.value == entry.pool.value) {
+                    e.at(
+                        &entry.pool,
+                        f("pool"),
+                        format!("pool {:?} is listed twice", entry.pool.value),
+                    );
+                    continue;
+                }
+                exists(e, &entry.pool, f("pool"));
+                out.push(Written {
+                    pool: &entry.pool,
+                    weight,
+                });
+            }
+            if split.value.is_empty() {
+                e.at(split, field("split"), "list at least one pool");
+                return None;
+            }
+            if !too_large && out.iter().all(|w| w.weight == 0) {
+                e.at(
+                    split,
+                    field("split"),
+                    "at least one weight must be more than 0",
+                );
+            }
+        }
+        (Some(pool), Some(_)) => {
+            e.at(pool, field("pool"), "give pool or split, not both");
+            return None;
+        }
+        (None, None) => {
+            e.at(
+                &r.name,
+                field("pool"),
+                "give pool (one pool) or split (pools by weight)",
+            );
+            return None;
+        }
+    }
+    for (j, rule) in r.route_by_header.iter().flat_map(|l| &l.value).enumerate() {
+        let pool = &rule.value.pool;
+        if out.iter().all(|w| w.pool.value != pool.value) {
+            exists(e, pool, field(&format!("route_by_header[{j}].pool")));
+            out.push(Written { pool, weight: 0 });
+        }
+    }
+    Some(out)
+}
+
+/// Reports a pool name the policy does not define.
+fn pool_exists(
+    e: &mut Collector<'_>,
+    pools: &BTreeMap<String, Pool>,
+    pool: &Spanned<String>,
+    field: String,
+) {
+    if !pools.contains_key(&pool.value) {
+        let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+        e.at(
+            pool,
+            field,
+            format!(
+                "no pool named {:?} (pools: {})",
+                pool.value,
+                known.join(", ")
+            ),
+        );
+    }
+}
+
+/// `route_by_header`, compiled against the route's targets (which hold every pool a rule
+/// names).
+fn header_rules(
+    e: &mut Collector<'_>,
+    r: &RawRoute,
+    i: usize,
+    targets: &[Written<'_>],
+) -> Vec<HeaderRule> {
+    let mut out = Vec::new();
+    for (j, rule) in r.route_by_header.iter().flat_map(|l| &l.value).enumerate() {
+        let field = |x: &str| format!("routes[{i}].route_by_header[{j}].{x}");
+        let rule = &rule.value;
+        let header = match http::HeaderName::from_bytes(rule.header.value.trim().as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                e.at(
+                    &rule.header,
+                    field("header"),
+                    format!("{:?} is not a header name", rule.header.value),
+                );
+                None
+            }
+        };
+        let value = match &rule.value {
+            None => Some(None),
+            Some(v) => match http::HeaderValue::from_str(&v.value) {
+                Ok(h) => Some(Some(h)),
+                Err(_) => {
+                    e.at(
+                        v,
+                        field("value"),
+                        format!("{:?} is not a header value", v.value),
+                    );
+                    None
+                }
+            },
+        };
+        let target = targets.iter().position(|w| w.pool.value == rule.pool.value);
+        if let (Some(header), Some(value), Some(target)) = (header, value, target) {
+            out.push(HeaderRule {
+                header,
+                value,
+                target,
+            });
+        }
+    }
+    out
 }

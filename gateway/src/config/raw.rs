@@ -410,7 +410,15 @@ pub struct RawRoute {
     pub name: Spanned<String>,
     #[serde(rename = "match")]
     pub matcher: RawMatch,
-    pub pool: Spanned<String>,
+    /// The one pool its requests go to; or `split` instead.
+    #[serde(default)]
+    pub pool: Option<Spanned<String>>,
+    /// Its requests shared between pools by weight: `[{ pool: v1, weight: 95 }, ...]`.
+    #[serde(default)]
+    pub split: Option<Spanned<Vec<RawSplitEntry>>>,
+    /// Requests carrying a header go to a pool of their own, whatever the weights say.
+    #[serde(default)]
+    pub route_by_header: Option<Spanned<Vec<Spanned<RawHeaderRule>>>>,
     #[serde(default)]
     pub timeouts: Option<RawTimeouts>,
     #[serde(default)]
@@ -435,6 +443,26 @@ pub struct RawRoute {
     /// Which requests get an access-log line: `on`, `off`, `errors`, `{ sample: 1% }`.
     #[serde(default)]
     pub access_log: Option<Spanned<super::access_log::RawRouteAccessLog>>,
+}
+
+/// One pool of a route's `split` and its share.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitEntry {
+    pub pool: Spanned<String>,
+    /// A whole number from 0; shares are weight / sum of the weights.
+    pub weight: Spanned<u64>,
+}
+
+/// `{ header: X-Canary, value: "1", pool: v2 }`: a request with that header (and value,
+/// when given) goes to that pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRule {
+    pub header: Spanned<String>,
+    #[serde(default)]
+    pub value: Option<Spanned<String>>,
+    pub pool: Spanned<String>,
 }
 
 /// A request's cost: a number, or `lines`.

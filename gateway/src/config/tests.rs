@@ -38,7 +38,7 @@ fn a_valid_policy_compiles_with_defaults_filled_in() {
     assert_eq!(pool.backends[1].weight.get(), 3);
     assert_eq!(pool.health_check.unhealthy_threshold.get(), 3);
     let write = p.routes.iter().find(|r| r.name == "write").unwrap();
-    assert_eq!(write.retries.attempts.get(), 2);
+    assert_eq!(write.targets[0].retries.attempts.get(), 2);
     assert_eq!(write.request_timeout, std::time::Duration::from_secs(10));
     let any = p.routes.iter().find(|r| r.name == "any").unwrap();
     assert_eq!(
@@ -415,14 +415,14 @@ routes:
     assert_eq!(r.per_try_timeout, Some(Duration::from_secs(2)));
     let query = p.routes.iter().find(|r| r.name == "query").unwrap();
     assert_eq!(
-        &query.retries, r,
+        &query.targets[0].retries, r,
         "a route without retries takes its pool's"
     );
     let write = p.routes.iter().find(|r| r.name == "write").unwrap();
-    assert_eq!(write.retries.attempts.get(), 2);
-    assert_eq!(write.retries.on.describe(), ["connect"]);
+    assert_eq!(write.targets[0].retries.attempts.get(), 2);
+    assert_eq!(write.targets[0].retries.on.describe(), ["connect"]);
     assert_eq!(
-        write.retries.per_try_timeout,
+        write.targets[0].retries.per_try_timeout,
         Some(Duration::from_secs(2)),
         "the rest is the pool's"
     );
@@ -741,4 +741,168 @@ fn proxy_protocol_is_read_and_refused_without_trusted_proxies() {
     ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
+}
+
+const CANARY: &str = "\
+pools:
+  v1:
+    backends: [{ address: 127.0.0.1:8086 }]
+    retries: { attempts: 3 }
+  v2:
+    backends: [{ address: 127.0.0.1:9086 }]
+  v3:
+    backends: [{ address: 127.0.0.1:9186 }]
+routes:
+  - name: query
+    match: { path_prefix: /query }
+    split: [ { pool: v1, weight: 95 }, { pool: v2, weight: 5 } ]
+    route_by_header: [ { header: X-Canary, value: \"1\", pool: v2 }, { header: X-Next, pool: v3 } ]
+    retries: { per_try_timeout: 2s }
+  - name: write
+    match: { path_prefix: /write }
+    pool: v1
+";
+
+#[test]
+fn a_split_route_lists_its_pools_with_weights_and_header_rules_first() {
+    let p = parse_policy(CANARY, file()).unwrap();
+    let q = p.routes.iter().find(|r| r.name == "query").unwrap();
+    assert!(q.split);
+    let targets: Vec<(&str, u32)> = q
+        .targets
+        .iter()
+        .map(|t| (t.pool.as_str(), t.weight))
+        .collect();
+    assert_eq!(
+        targets,
+        [("v1", 95), ("v2", 5), ("v3", 0)],
+        "a pool only a header rule names follows with weight 0"
+    );
+    assert_eq!(q.pools().collect::<Vec<_>>(), ["v1", "v2", "v3"]);
+    // Each pool's retries, with the route's over them.
+    assert_eq!(q.targets[0].retries.attempts.get(), 3);
+    assert_eq!(q.targets[1].retries.attempts.get(), 1);
+    for t in &q.targets {
+        assert_eq!(t.retries.per_try_timeout, Some(Duration::from_secs(2)));
+    }
+    let rules: Vec<(&str, Option<&[u8]>, usize)> = q
+        .by_header
+        .iter()
+        .map(|h| {
+            (
+                h.header.as_str(),
+                h.value.as_ref().map(|v| v.as_bytes()),
+                h.target,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [("x-canary", Some(&b"1"[..]), 1), ("x-next", None, 2)]
+    );
+    let w = p.routes.iter().find(|r| r.name == "write").unwrap();
+    assert!(!w.split);
+    assert_eq!(
+        (
+            w.targets.len(),
+            w.targets[0].pool.as_str(),
+            w.targets[0].weight
+        ),
+        (1, "v1", 1)
+    );
+    assert!(w.by_header.is_empty());
+    // Block style too, and a weight of 0 beside a positive one.
+    let block = CANARY.replace(
+        "    split: [ { pool: v1, weight: 95 }, { pool: v2, weight: 5 } ]\n",
+        "    split:\n      - pool: v1\n        weight: 100\n      - pool: v2\n        weight: 0\n",
+    );
+    let p = parse_policy(&block, file()).unwrap();
+    let q = p.routes.iter().find(|r| r.name == "query").unwrap();
+    assert_eq!((q.targets[0].weight, q.targets[1].weight), (100, 0));
+}
+
+#[test]
+fn split_mistakes_are_named_with_their_line_and_field() {
+    let err = |text: &str| parse_policy(text, file()).unwrap_err().to_string();
+    let split = "    split: [ { pool: v1, weight: 95 }, { pool: v2, weight: 5 } ]\n";
+    let with = |s: &str| CANARY.replace(split, s);
+    assert_eq!(
+        err(&with("    split: [ { pool: v1, weight: 95 }, { pool: v9, weight: 5 } ]\n")),
+        "policies/tsdb.yaml:12:48: routes[0].split[1].pool: no pool named \"v9\" (pools: v1, v2, v3)"
+    );
+    assert_eq!(
+        err(&with(
+            "    split: [ { pool: v1, weight: 0 }, { pool: v2, weight: 0 } ]\n"
+        )),
+        "policies/tsdb.yaml:12:12: routes[0].split: at least one weight must be more than 0"
+    );
+    assert_eq!(
+        err(&with(
+            "    split: [ { pool: v1, weight: 5 }, { pool: v1, weight: 5 } ]\n"
+        )),
+        "policies/tsdb.yaml:12:47: routes[0].split[1].pool: pool \"v1\" is listed twice"
+    );
+    assert_eq!(
+        err(&with("    split: []\n")),
+        "policies/tsdb.yaml:12:12: routes[0].split: list at least one pool"
+    );
+    assert_eq!(
+        err(&with("    split: [ { pool: v1, weight: 5000000000 } ]\n")),
+        "policies/tsdb.yaml:12:34: routes[0].split[0].weight: must be a whole number from 0 to 4294967295"
+    );
+    assert_eq!(
+        err(&with(
+            "    pool: v1\n    split: [ { pool: v1, weight: 1 } ]\n"
+        )),
+        "policies/tsdb.yaml:12:11: routes[0].pool: give pool or split, not both"
+    );
+    assert_eq!(
+        err(&with("")),
+        "policies/tsdb.yaml:10:11: routes[0].pool: give pool (one pool) or split (pools by weight)"
+    );
+    let negative = err(&with("    split: [ { pool: v1, weight: -1 } ]\n"));
+    assert!(negative.starts_with("policies/tsdb.yaml:12:"), "{negative}");
+    let unknown = err(&with("    split: [ { pool: v1, share: 5 } ]\n"));
+    assert!(
+        unknown.starts_with("policies/tsdb.yaml:12:") && unknown.contains("share"),
+        "{unknown}"
+    );
+
+    let rules = "    route_by_header: [ { header: X-Canary, value: \"1\", pool: v2 }, { header: X-Next, pool: v3 } ]\n";
+    let with = |s: &str| CANARY.replace(rules, s);
+    let all = err(&with(
+        "    route_by_header: [ { header: \"X Canary\", value: \"a\\nb\", pool: v7 } ]\n",
+    ));
+    for want in [
+        "policies/tsdb.yaml:13:67: routes[0].route_by_header[0].pool: no pool named \"v7\" (pools: v1, v2, v3)",
+        "policies/tsdb.yaml:13:34: routes[0].route_by_header[0].header: \"X Canary\" is not a header name",
+        "policies/tsdb.yaml:13:53: routes[0].route_by_header[0].value: \"a\\nb\" is not a header value",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
+}
+
+#[test]
+fn every_pool_of_a_split_route_follows_the_rules_of_a_route_pool() {
+    // A WebSocket route needs HTTP/1.1 pools: each pool of the split is checked.
+    let text = CANARY
+        .replace(
+            "  v2:\n    backends: [{ address: 127.0.0.1:9086 }]\n",
+            "  v2:\n    backends: [{ address: 127.0.0.1:9086 }]\n    protocol: h2c\n",
+        )
+        .replace(
+            "    retries: { per_try_timeout: 2s }\n",
+            "    retries: { per_try_timeout: 2s, budget: 10%, attempts: 0 }\n    websocket: true\n",
+        );
+    let err = parse_policy(&text, file()).unwrap_err().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "policies/tsdb.yaml:15:60: routes[0].retries.attempts: must be between 1 and 4294967295",
+            "policies/tsdb.yaml:15:45: routes[0].retries.budget: a retry budget is the pool's: set it under pools.v1.retries",
+            "policies/tsdb.yaml:16:16: routes[0].websocket: pool \"v2\" speaks HTTP/2 (protocol: h2c); WebSockets need an http1 pool",
+        ],
+        "a route's retries are reported once, not once per pool"
+    );
 }
