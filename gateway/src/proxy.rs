@@ -57,7 +57,7 @@ use crate::cache::Outcome;
 use crate::clock::{wall_now, Clock};
 use crate::config::hardening::{Hardening, TrustedProxies};
 use crate::connection::head::HeadTimed;
-use crate::contain;
+use crate::contain::{self, RequestIds};
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::normalize;
@@ -220,8 +220,20 @@ impl RequestCtx {
 
     /// Records how the current try ended (once per try), and the ejection it caused.
     fn record_try(&mut self, ok: bool, metrics: &Metrics, now: Instant) {
-        if let Some(pool) = self.routed.as_ref().and_then(Routed::pool) {
-            upstream::record(&mut self.tries, pool, ok, metrics, now);
+        let Some(pool) = self.routed.as_ref().and_then(Routed::pool) else {
+            return;
+        };
+        if let Some((backend, e)) = upstream::record(&mut self.tries, pool, ok, metrics, now) {
+            let ids = self.ids();
+            tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, request_id = ids.request_id.to_str().unwrap_or_default(), trace_id = %ids.trace_hex(), "outlier detection ejected a backend that failed requests");
+        }
+    }
+
+    /// The ids a log event about this request carries.
+    fn ids(&self) -> RequestIds {
+        RequestIds {
+            request_id: self.request_id.clone(),
+            trace_id: self.trace.map(|t| t.trace_id),
         }
     }
 }
@@ -359,7 +371,8 @@ impl Gateway {
                 answer::write(session, head, &found.entry).await;
             }
             Err(e) => {
-                tracing::error!(route = %ctx.route_name(), error = %e, "a stored answer could not be written");
+                let ids = ctx.ids();
+                tracing::error!(route = %ctx.route_name(), error = %e, request_id = ids.request_id.to_str().unwrap_or_default(), trace_id = %ids.trace_hex(), "a stored answer could not be written");
                 let unreadable = Refusal::Internal {
                     message: "cached answer unreadable",
                 };
@@ -387,7 +400,8 @@ impl Gateway {
         // The answer is out already: a refresh that cannot be sent is skipped.
         if let Err(e) = backend_headers(session, ctx, &self.hardening.trusted_proxies, &mut request)
         {
-            tracing::warn!(route = %route.name, error = %e, "stale entry not refreshed");
+            let ids = ctx.ids();
+            tracing::warn!(route = %route.name, error = %e, request_id = ids.request_id.to_str().unwrap_or_default(), trace_id = %ids.trace_hex(), "stale entry not refreshed");
             return;
         }
         let mark = cache.write_mark(routed.pool_name(), stale.db.as_deref());
@@ -476,7 +490,7 @@ impl ProxyHttp for Gateway {
 
     /// The steps (see the module docs); `true` when the request was answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        contain::phase("request_filter", &self.metrics, async {
+        contain::phase("request_filter", &self.metrics, ctx.ids(), async {
             match self.steps(session, ctx).await {
                 Ok(()) => Ok(false),
                 Err(Stop::Refused(refusal)) => {
@@ -502,7 +516,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        contain::phase("request_body_filter", &self.metrics, async {
+        contain::phase("request_body_filter", &self.metrics, ctx.ids(), async {
             // After a 101 the bytes are the upgraded protocol's, not a body.
             if session.was_upgraded() {
                 return Ok(());
@@ -542,7 +556,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        contain::phase("upstream_peer", &self.metrics, async {
+        contain::phase("upstream_peer", &self.metrics, ctx.ids(), async {
             // A clone (two Arcs), so the route can be read while the tries are updated.
             let Some(routed) = ctx.routed.clone() else {
                 return Err(Error::explain(
@@ -644,6 +658,7 @@ impl ProxyHttp for Gateway {
         contain::sync_phase(
             "fail_to_connect",
             &self.metrics,
+            ctx.ids(),
             || {
                 let backend = peer.address().to_string();
                 let now = self.now();
@@ -677,6 +692,7 @@ impl ProxyHttp for Gateway {
         contain::sync_phase(
             "error_while_proxy",
             &self.metrics,
+            ctx.ids(),
             || {
                 let backend = peer.address().to_string();
                 if ctx.tries.take_held() {
@@ -720,7 +736,7 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        contain::phase("upstream_request_filter", &self.metrics, async {
+        contain::phase("upstream_request_filter", &self.metrics, ctx.ids(), async {
             backend_headers(session, ctx, &self.hardening.trusted_proxies, upstream)?;
             // An HTTP/1.0 client may send no Host, and an HTTP/1.1 backend needs one: the
             // backend's own address, as nginx's default `proxy_set_header Host $proxy_host`.
@@ -745,40 +761,50 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        contain::phase("upstream_response_filter", &self.metrics, async {
-            let status = upstream_response.status.as_u16();
-            let now = self.now();
-            ctx.record_try(status < 500, &self.metrics, now);
-            if let Some(spans) = ctx.spans.as_mut() {
-                spans.try_answered(status);
-            }
-            if status >= 500 && ctx.may_retry(session, Cause::Status(status), &self.metrics, now) {
-                ctx.tries.hold_for_retry();
-                let backend = ctx
-                    .tries
-                    .tried()
-                    .last()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                self.metrics
-                    .upstream_error(ctx.route_name(), &backend, UpstreamErrorKind::Status);
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(status),
-                    format!(
-                        "route {}: backend {backend} answered {status}: retrying",
-                        ctx.route_name()
-                    ),
-                ));
-            }
-            ctx.tries.answer_started();
-            if let Some(storing) = ctx.cache.storing.as_mut() {
-                storing.head(upstream_response);
-            }
-            if (200..300).contains(&status) {
-                invalidate_on_write(session.req_header(), ctx);
-            }
-            Ok(())
-        })
+        contain::phase(
+            "upstream_response_filter",
+            &self.metrics,
+            ctx.ids(),
+            async {
+                let status = upstream_response.status.as_u16();
+                let now = self.now();
+                ctx.record_try(status < 500, &self.metrics, now);
+                if let Some(spans) = ctx.spans.as_mut() {
+                    spans.try_answered(status);
+                }
+                if status >= 500
+                    && ctx.may_retry(session, Cause::Status(status), &self.metrics, now)
+                {
+                    ctx.tries.hold_for_retry();
+                    let backend = ctx
+                        .tries
+                        .tried()
+                        .last()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    self.metrics.upstream_error(
+                        ctx.route_name(),
+                        &backend,
+                        UpstreamErrorKind::Status,
+                    );
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(status),
+                        format!(
+                            "route {}: backend {backend} answered {status}: retrying",
+                            ctx.route_name()
+                        ),
+                    ));
+                }
+                ctx.tries.answer_started();
+                if let Some(storing) = ctx.cache.storing.as_mut() {
+                    storing.head(upstream_response);
+                }
+                if (200..300).contains(&status) {
+                    invalidate_on_write(session.req_header(), ctx);
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -790,7 +816,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        contain::phase("response_filter", &self.metrics, async {
+        contain::phase("response_filter", &self.metrics, ctx.ids(), async {
             if session.is_upgrade(upstream_response) == Some(true) {
                 if let (Some(tunnel), Some(routed)) = (ctx.tunnel.as_mut(), &ctx.routed) {
                     tunnel.opened(&self.metrics, &routed.route().name, self.now());
@@ -812,6 +838,7 @@ impl ProxyHttp for Gateway {
         contain::sync_phase(
             "response_body_filter",
             &self.metrics,
+            ctx.ids(),
             || {
                 if let Some(storing) = ctx.cache.storing.as_mut() {
                     storing.body(body.as_ref(), end_of_stream);
@@ -830,7 +857,7 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        contain::phase("fail_to_proxy", &self.metrics, async {
+        contain::phase("fail_to_proxy", &self.metrics, ctx.ids(), async {
             let refusal = Refusal::of_proxy_error(e);
             let code = refusal.as_ref().map_or(0, Refusal::status);
             if let Some(refusal) = refusal.filter(|_| !ctx.tries.answered()) {
@@ -861,7 +888,7 @@ impl ProxyHttp for Gateway {
     /// The answer is counted with its route, status and latency (of an upgrade: to its
     /// 101); an upgraded connection stops counting as open.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let _ = contain::phase("logging", &self.metrics, async {
+        let _ = contain::phase("logging", &self.metrics, ctx.ids(), async {
             let status = session
                 .response_written()
                 .map_or(StatusCode::from_u16(CLIENT_CLOSED), |r| Ok(r.status))

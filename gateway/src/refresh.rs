@@ -214,13 +214,15 @@ async fn run(connector: &Connector, r: Refresh, metrics: &Metrics) -> Result<(),
     if let Some(kind) = failure {
         metrics.upstream_error(&route.name, &backend, kind);
     }
-    upstream::record(
+    if let Some((backend, e)) = upstream::record(
         &mut tries,
         pool,
         failure.is_none() && !server_error,
         metrics,
         cache.now(),
-    );
+    ) {
+        tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed a cache refresh");
+    }
     tries.end();
     let (head, body, fresh_for) = fetched?;
     let entry = Entry {

@@ -7,6 +7,7 @@
 use crate::config::policy::Route;
 use crate::config::resilience::RetryPolicy;
 use crate::connect::connect_peer;
+use crate::health::outlier::Ejection;
 use crate::metrics::Metrics;
 use crate::runtime::PoolState;
 use crate::tries::{self, Tries};
@@ -41,16 +42,22 @@ pub fn peer(
 
 /// Records how the current try of `tries` ended (once per try): its latency into the
 /// backend's estimate and `gateway_backend_response_seconds`, its outcome into outlier
-/// detection, and the ejection it caused.
-pub fn record(tries: &mut Tries, pool: &PoolState, ok: bool, metrics: &Metrics, now: Instant) {
+/// detection. Returns the backend's address and the ejection this outcome caused, for the
+/// caller to log with what it knows of the request.
+pub fn record(
+    tries: &mut Tries,
+    pool: &PoolState,
+    ok: bool,
+    metrics: &Metrics,
+    now: Instant,
+) -> Option<(String, Ejection)> {
     if let Some((index, took)) = tries.observe_latency(now) {
         if let Some(b) = pool.pool.backends.get(index) {
             metrics.backend_response(&pool.pool.name, b.address, took);
         }
     }
-    if let Some(e) = tries.record(pool, ok, now) {
-        let backend = pool.pool.backends[e.backend].address.to_string();
-        metrics.ejection(&pool.pool.name, &backend);
-        tracing::warn!(pool = %pool.pool.name, backend = %backend, for_ms = e.duration.as_millis() as u64, times = e.times, "outlier detection ejected a backend that failed requests");
-    }
+    let e = tries.record(pool, ok, now)?;
+    let backend = pool.pool.backends.get(e.backend)?.address.to_string();
+    metrics.ejection(&pool.pool.name, &backend);
+    Some((backend, e))
 }

@@ -101,13 +101,37 @@ fn the_gateway_logs_json_lines_when_asked() {
 }
 
 #[test]
-fn the_tsdb_node_logs_json_lines_when_asked() {
+fn the_tsdb_node_logs_json_lines_when_asked_with_the_request_in_its_events() {
     let mut node = TsdbProcess::builder()
         .arg("--log-format")
         .arg("json")
         .start()
         .unwrap();
-    let log = node.log_tail(64 * 1024);
+    // An internal request without the pool's secret is refused and logged at warn, while
+    // the request is handled: its event carries the request's id and trace id.
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let r = tests::http::request(
+        "POST",
+        &format!("{}/internal/replicate", node.url()),
+        &[
+            ("x-request-id", "probe-7f3a"),
+            ("x-tsdb-peer", "n9"),
+            ("traceparent", &format!("00-{trace}-b7ad6b7169203331-01")),
+        ],
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    let line = eventually("the refusal's event in the log", |last| {
+        let log = node.log_tail(64 * 1024);
+        *last = log.clone();
+        Ok(json_lines(&log)
+            .into_iter()
+            .find(|l| l.to_string().contains("probe-7f3a")))
+    })
+    .unwrap();
     node.stop();
-    json_lines(&log);
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["span"]["request_id"], "probe-7f3a", "{line}");
+    assert_eq!(line["span"]["trace_id"], trace, "{line}");
 }
