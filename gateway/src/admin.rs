@@ -2,6 +2,7 @@
 //! traffic, on a thread and runtime of its own. Mutating endpoints ask for the bearer
 //! token when one is set (`admin/token.rs`).
 
+pub mod replication;
 pub mod token;
 
 use crate::clock::{Clock, SystemClock};
@@ -26,6 +27,8 @@ pub struct AdminState {
     pub access_log: Option<crate::access_log::AccessLog>,
     /// `Some`: reload, purge, drain and undrain require it.
     pub token: Option<token::AdminToken>,
+    /// The TSDB nodes' replication state, as the dashboard shows it.
+    pub replication: Arc<replication::ReplicationView>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
@@ -90,9 +93,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/admin/status", get(status))
+        .route("/admin/replication", get(replication_state))
         .route("/metrics", get(metrics))
         .merge(mutating)
         .with_state(state)
+}
+
+/// `GET /admin/replication`: the TSDB nodes' replication state (`admin/replication.rs`).
+async fn replication_state(State(st): State<AdminState>) -> Response {
+    let snap = st.snapshot.load_full();
+    let view = st.replication.current(&snap).await;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        view.to_string(),
+    )
+        .into_response()
 }
 
 /// A mutating request without the admin token (when one is set) is refused, 401.

@@ -166,6 +166,9 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let admin_state = crate::admin::AdminState {
+        replication: Arc::new(crate::admin::replication::ReplicationView::new(Arc::new(
+            SystemClock,
+        ))),
         access_log: access_log.clone(),
         token: admin_token,
         snapshot: snapshot.clone(),

@@ -1,6 +1,7 @@
 //! The admin port's dashboard: `GET /` is one self-contained HTML page (nothing loaded from
 //! elsewhere), and in headless Chromium it shows the pool's backends and the routes with
-//! their rates, from `/admin/status` and `/metrics`.
+//! their rates, from `/admin/status` and `/metrics`; with a TSDB pool, each node's replication
+//! row (from its own `/health`), and a node that is killed shown down.
 //!
 //! Chromium is Debian's `chromium`, which `scripts/install-test-deps.sh` installs; without
 //! it the browser half fails, it does not skip. It is killed if it has not finished in 60 s.
@@ -9,9 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tests::gateway::{catch_all_policy, GatewayProcess};
+use tests::gateway::{catch_all_policy, tsdb_policy, GatewayProcess};
 use tests::http::request;
+use tests::pool::Pool;
 use tests::upstream::FakeUpstream;
+use tests::wait::eventually;
 
 fn chromium() -> PathBuf {
     let fixed = Path::new("/usr/bin/chromium");
@@ -109,4 +112,58 @@ fn the_dashboard_is_one_page_that_shows_the_backends_and_routes_live() {
         "the route is not in the DOM:\n{dom}"
     );
     assert!(dom.contains("policy v1"), "{dom}");
+}
+
+#[test]
+fn the_dashboard_shows_the_pools_replication_and_a_killed_node_going_down() {
+    let mut pool = Pool::start(2).unwrap();
+    let (a, b) = (pool.node(0).addr, pool.node(1).addr);
+    let gw = GatewayProcess::start(&tsdb_policy(&[a, b])).unwrap();
+    let created = request(
+        "POST",
+        &format!("{}/query?q=CREATE+DATABASE+d", gw.url()),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    let dir = tempfile::tempdir().unwrap();
+    let dom = dom_of(&format!("{}/", gw.admin_url()), dir.path());
+    for node in [a, b] {
+        assert!(
+            dom.contains(&format!("<tr data-node=\"{node}\">")),
+            "node {node}'s replication row is not in the DOM:\n{dom}"
+        );
+    }
+    assert!(dom.contains("<span class=\"ok\">pass</span>"), "{dom}");
+
+    pool.node_mut(1).kill9();
+    eventually("the gateway to see the killed node down", |last| {
+        let status = gw.status()?;
+        *last = status["pools"]["tsdb"].to_string();
+        let down = status["pools"]["tsdb"]["backends"]
+            .as_array()
+            .is_some_and(|bs| {
+                bs.iter()
+                    .any(|x| x["address"] == b.to_string() && x["healthy"] == false)
+            });
+        Ok(down.then_some(()))
+    })
+    .unwrap();
+    let dom = dom_of(&format!("{}/", gw.admin_url()), dir.path());
+    assert!(
+        dom.contains(&format!(
+            "<tr data-backend=\"{b}\"><td>{b}</td><td><span class=\"bad\">down</span>"
+        )),
+        "the killed node is not shown down:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!(
+            "<tr data-backend=\"{a}\"><td>{a}</td><td><span class=\"ok\">healthy</span>"
+        )),
+        "{dom}"
+    );
+    // The survivor's link to the dead node is behind or retrying; its row is still shown.
+    assert!(dom.contains(&format!("<tr data-node=\"{a}\">")), "{dom}");
+    assert!(!dom.contains(&format!("<tr data-node=\"{b}\">")), "{dom}");
 }
