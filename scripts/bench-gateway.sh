@@ -17,6 +17,10 @@
 #      pingora  Pingora with nothing of ours (gateway/examples/bare_pingora.rs), set up as
 #               the gateway sets it up: the floor the gateway is built on;
 #      gateway  target/release/gateway, threads: 1, one pool (the origin), route `/`;
+#      observed the same gateway with the access log on (JSON, to a file) and every trace
+#               recorded (`tracing: { sample: 100% }`) and exported over OTLP to a local
+#               sink (tests' `otlp-sink`, which decodes and counts the spans): what
+#               observability costs; its row carries the ratio to `gateway` in the round;
 #      baseline with BASELINE set: that binary on the same configuration (a before/after
 #               comparison of a change inside one run; its rows are left out of the memory
 #               part, and its listener gets no setting the older build may not know).
@@ -33,6 +37,11 @@
 #    them all open and idle; RSS is read again ("after"). nginx's RSS is master + worker
 #    summed; HAProxy and the gateway are one process each. "open" is how many of the
 #    client connections were still open when "after" was read.
+# 5. The dashboard's cost: $VIEWERS viewers (default 10) each doing what the page does every
+#    second (GET /admin/status, /metrics and /admin/replication on the admin port) for
+#    $VIEWER_SECONDS (default 30) against an idle gateway, and the gateway's CPU time
+#    (utime + stime from /proc) over that window, as a share of one core, beside the same
+#    window without viewers.
 # 4. With --profile: `perf record -g` on the gateway during a wrk run, the top of
 #    `perf report --stdio --no-children` in $OUT/perf-report.txt (a flat listing without
 #    call chains and the share per binary in $OUT/perf-flat.txt). When the machine has no
@@ -70,7 +79,9 @@ else
 fi
 if [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   cargo build --release -q -p gateway --bins --example bare_pingora
+  cargo build --release -q -p tests --bin otlp-sink
 fi
+[ -x target/release/otlp-sink ] || { echo "bench-gateway: target/release/otlp-sink missing" >&2; exit 1; }
 [ -x target/release/gateway ] || { echo "bench-gateway: target/release/gateway missing" >&2; exit 1; }
 [ -x target/release/examples/bare_pingora ] || { echo "bench-gateway: target/release/examples/bare_pingora missing" >&2; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -213,7 +224,7 @@ CONF
   wait_body "http://127.0.0.1:$port/"
 }
 
-start_gateway() { # name [binary] [extra listener settings]
+start_gateway() { # name [binary] [extra listener settings] [extra bootstrap lines]
   local d=$work/gateway-$1 bin=${2:-target/release/gateway} port admin
   local extra=${3-, max_requests_per_connection: 100000000, max_connections_per_client: 100000, max_connections: 100000}
   port=$(free_port); admin=$(free_port); mkdir -p "$d/policies"
@@ -223,6 +234,7 @@ listeners:
 admin: { address: 127.0.0.1:$admin }
 policies: policies/
 threads: 1
+${4:-}
 CONF
   cat > "$d/policies/bench.yaml" <<CONF
 pools:
@@ -238,8 +250,28 @@ CONF
   cp "$d/gateway.yaml" "$OUT/gateway-$1.yaml"; cp "$d/policies/bench.yaml" "$OUT/gateway-$1-policy.yaml"
   "$bin" run --config "$d/gateway.yaml" >"$d/gateway.log" 2>&1 &
   pids+=($!); started_pid=$!
-  started_port=$port
+  started_port=$port started_admin=$admin
   wait_body "http://127.0.0.1:$port/"
+}
+
+# The OTLP sink the observed gateway exports to; it prints its URL, then its count.
+sink_url=""
+start_sink() {
+  target/release/otlp-sink >"$work/otlp-sink.out" 2>&1 &
+  pids+=($!); sink_pid=$!
+  for _ in $(seq 1 100); do
+    sink_url=$(awk '/^listening/ {print $2; exit}' "$work/otlp-sink.out")
+    [ -n "$sink_url" ] && return 0
+    sleep 0.1
+  done
+  echo "bench-gateway: the OTLP sink did not start" >&2; cat "$work/otlp-sink.out" >&2; return 1
+}
+
+start_observed() {
+  [ -n "$sink_url" ] || start_sink
+  start_gateway "observed-$1" target/release/gateway "" "access_log: { format: json, to: access.log }
+tracing: { otlp: \"$sink_url\", sample: 100% }"
+  observed_admin=$started_admin observed_dir=$work/gateway-observed-$1
 }
 
 start_baseline() {
@@ -256,7 +288,7 @@ start_pingora() {
 }
 
 # ---- 2. throughput and latency -----------------------------------------------------------
-proxies=(nginx haproxy pingora gateway)
+proxies=(nginx haproxy pingora gateway observed)
 if [ -n "${BASELINE:-}" ]; then
   [ -x "$BASELINE" ] || { echo "bench-gateway: BASELINE=$BASELINE is not an executable" >&2; exit 1; }
   proxies+=(baseline)
@@ -282,6 +314,14 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r $t: $(echo "$line" | awk -F'\t' '{printf "%s req/s, p50 %s ms, p99 %s ms, errors %s", $1, $2, $3, $4}')"
   done
 done
+
+# What the observed gateway wrote and exported during the rounds.
+obs=$OUT/observed.tsv
+spans_line=$(curl -s "http://127.0.0.1:$observed_admin/metrics" | awk '/^gateway_trace_spans_total/ {printf "%s=%s ", $1, $2}')
+access_lines=$(wc -l < "$observed_dir/access.log" || echo 0)
+sink_spans=$(awk '/^spans/ {n=$2} END {print n+0}' "$work/otlp-sink.out")
+printf 'access_log_lines\t%s\nsink_spans\t%s\ngateway_spans\t%s\n' "$access_lines" "$sink_spans" "$spans_line" > "$obs"
+echo "observed: $access_lines access-log lines, $sink_spans spans at the sink ($spans_line)"
 
 # ---- 4. profile of the gateway under load ------------------------------------------------
 if [ "$profile" = 1 ]; then
@@ -413,6 +453,35 @@ for t in nginx haproxy pingora gateway; do
   kill_pid "$p"
 done
 
+# ---- 5. the dashboard's cost -----------------------------------------------------------------
+VIEWERS=${VIEWERS:-10}
+VIEWER_SECONDS=${VIEWER_SECONDS:-30}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+start_gateway dashboard
+dash_pid=$started_pid dash_admin=$started_admin
+hz=$(getconf CLK_TCK)
+sleep 1
+t0=$(cpu_ticks "$dash_pid"); sleep "$VIEWER_SECONDS"; t1=$(cpu_ticks "$dash_pid")
+idle_share=$(python3 -c "print(f'{100*($t1-$t0)/$hz/$VIEWER_SECONDS:.3f}')")
+viewer() { # what the page does each second, for VIEWER_SECONDS
+  local end=$(( $(date +%s) + VIEWER_SECONDS ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/admin/status" &
+    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/metrics" &
+    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/admin/replication" &
+    wait; sleep 1
+  done
+}
+viewer_pids=()
+t0=$(cpu_ticks "$dash_pid")
+for _ in $(seq 1 "$VIEWERS"); do viewer & viewer_pids+=($!); pids+=($!); done
+for v in "${viewer_pids[@]}"; do wait "$v" 2>/dev/null || true; done
+t1=$(cpu_ticks "$dash_pid")
+viewers_share=$(python3 -c "print(f'{100*($t1-$t0)/$hz/$VIEWER_SECONDS:.3f}')")
+printf 'viewers\tseconds\tidle_core_pct\tviewers_core_pct\n%s\t%s\t%s\t%s\n' "$VIEWERS" "$VIEWER_SECONDS" "$idle_share" "$viewers_share" > "$OUT/dashboard.tsv"
+echo "dashboard: $VIEWERS viewers for ${VIEWER_SECONDS}s: gateway CPU ${viewers_share}% of a core (idle: ${idle_share}%)"
+kill_pid "$dash_pid"
+
 kill_pid "$origin_pid"
 
 # ---- the table -----------------------------------------------------------------------------
@@ -421,7 +490,7 @@ import csv, statistics, sys
 res, mem, conns, dur, idle = sys.argv[1:6]
 rows = list(csv.DictReader(open(res), delimiter="\t"))
 rounds = sorted({int(r["round"]) for r in rows})
-order = ["direct", "nginx", "haproxy", "pingora", "gateway"]
+order = ["direct", "nginx", "haproxy", "pingora", "gateway", "observed"]
 if any(r["target"] == "baseline" for r in rows):
     order.append("baseline")
 by = {(int(r["round"]), r["target"]): r for r in rows}
@@ -435,6 +504,10 @@ for rd in rounds:
         r = by[(rd, t)]
         line(rd, t, float(r["rps"]), float(r["p50_ms"]), float(r["p99_ms"]),
              float(b["rps"]), float(b["p99_ms"]), r["errors"])
+print("\nobserved (access log JSON to a file + every trace exported over OTLP) against gateway, same round:")
+for rd in rounds:
+    g, o = by[(rd, "gateway")], by[(rd, "observed")]
+    print(f"  round {rd}: req/s {float(o['rps'])/float(g['rps']):.3f}x, p99 {float(o['p99_ms'])/float(g['p99_ms']):.2f}x")
 if len(rounds) > 1:
     med = {t: {k: statistics.median(float(by[(rd, t)][k]) for rd in rounds)
                for k in ("rps", "p50_ms", "p99_ms")} for t in order}
