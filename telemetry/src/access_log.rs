@@ -16,8 +16,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Lines waiting for the writer at most; beyond, lines are dropped (and counted).
 pub const QUEUE_LINES: usize = 16 * 1024;
@@ -57,7 +58,7 @@ pub struct AccessLogConfig {
 }
 
 /// What one line says about one request.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Entry {
     /// UTC, RFC 3339 with milliseconds.
     pub time: String,
@@ -81,13 +82,15 @@ pub struct Entry {
     pub route: String,
     pub pool: Option<String>,
     pub user_agent: Option<String>,
+    /// In the combined format only.
+    #[serde(skip)]
     pub referer: Option<String>,
 }
 
 /// A line's time: UTC, RFC 3339 with milliseconds (`2026-12-07T16:13:38.123Z`).
 pub fn time_text(at: std::time::SystemTime) -> String {
     let at: chrono::DateTime<chrono::Utc> = at.into();
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `target` with the value of every credential parameter of its query replaced by
@@ -123,31 +126,10 @@ pub fn redact(target: &str) -> String {
 }
 
 impl Entry {
-    /// One JSON object, no line end.
+    /// One JSON object, no line end: the fields in their order here, written straight from
+    /// them (no intermediate map), as the request's thread makes every line.
     pub fn json(&self) -> String {
-        serde_json::json!({
-            "time": self.time,
-            "request_id": self.request_id,
-            "trace_id": self.trace_id,
-            "client": self.client,
-            "identity": self.identity,
-            "tenant": self.tenant,
-            "method": self.method,
-            "host": self.host,
-            "path": self.path,
-            "status": self.status,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "duration_ms": self.duration_ms,
-            "upstream": self.upstream,
-            "tries": self.tries,
-            "cache": self.cache,
-            "rate_limit": self.rate_limit,
-            "route": self.route,
-            "pool": self.pool,
-            "user_agent": self.user_agent,
-        })
-        .to_string()
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// NGINX's `combined` format (`$remote_addr - $remote_user [$time_local] "$request"
@@ -278,8 +260,16 @@ fn open(to: &Target) -> std::io::Result<Box<dyn std::io::Write + Send>> {
     })
 }
 
-/// The writer thread: lines as they come, flushed whenever the queue is empty, the file
-/// opened again when asked; ends when every sender is gone.
+/// While lines come, how often the writer takes what is queued. Waking the writer for each
+/// line would cost both threads a futex call and a context switch per request (measured:
+/// about 10 µs of CPU per line); taking them in rounds costs a few wake-ups a second at any
+/// rate, and a line reaches the file within a round.
+const ROUND: Duration = Duration::from_millis(10);
+
+/// The writer thread. Idle, it blocks until a line comes; then it takes the queue in rounds
+/// of [`ROUND`], writing each round's lines into its buffer and the buffer to the file,
+/// until a round finds nothing and it blocks again. The file is opened again when asked;
+/// the thread ends when every sender is gone (after writing what it holds).
 fn write_lines(
     lines: Receiver<Message>,
     out: Box<dyn std::io::Write + Send>,
@@ -289,38 +279,59 @@ fn write_lines(
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut failing = false;
     while let Ok(first) = lines.recv() {
-        if reopen.swap(false, Ordering::AcqRel) {
-            // What was written to the old file goes there; the rest to the new one.
-            let _ = out.flush();
-            match open(to) {
-                Ok(file) => out = std::io::BufWriter::with_capacity(64 * 1024, file),
-                Err(e) => {
-                    tracing::error!(to = ?to, error = %e, "the access log cannot be opened again; writing on to the old file")
+        let mut next = Some(first);
+        loop {
+            let mut result = Ok(());
+            let mut took = 0;
+            while let Some(m) = next.take() {
+                took += 1;
+                if reopen.swap(false, Ordering::AcqRel) {
+                    // What was written to the old file goes there; the rest to the new one.
+                    let _ = out.flush();
+                    match open(to) {
+                        Ok(file) => out = std::io::BufWriter::with_capacity(64 * 1024, file),
+                        Err(e) => {
+                            tracing::error!(to = ?to, error = %e, "the access log cannot be opened again; writing on to the old file")
+                        }
+                    }
                 }
+                if let (Message::Line(line), Ok(())) = (m, &result) {
+                    result = out
+                        .write_all(line.as_bytes())
+                        .and_then(|()| out.write_all(b"\n"));
+                }
+                next = match lines.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
+                        report(&mut failing, result.and_then(|()| out.flush()), to);
+                        return;
+                    }
+                };
             }
-        }
-        let mut write = |m: Message| match m {
-            Message::Line(line) => out
-                .write_all(line.as_bytes())
-                .and_then(|()| out.write_all(b"\n")),
-            Message::Reopen => Ok(()),
-        };
-        let mut result = write(first);
-        while result.is_ok() && !reopen.load(Ordering::Acquire) {
-            match lines.try_recv() {
-                Ok(next) => result = write(next),
-                Err(_) => break,
+            report(&mut failing, result.and_then(|()| out.flush()), to);
+            if took == 0 {
+                break;
             }
+            std::thread::sleep(ROUND);
+            next = match lines.try_recv() {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            };
         }
-        let result = result.and_then(|()| out.flush());
-        match (result, failing) {
-            (Err(e), false) => {
-                failing = true;
-                tracing::error!(to = ?to, error = %e, "the access log cannot be written; lines are lost until it can");
-            }
-            (Ok(()), true) => failing = false,
-            _ => {}
+    }
+}
+
+/// Logs a failed write once, until a write succeeds again.
+fn report(failing: &mut bool, result: std::io::Result<()>, to: &Target) {
+    match (result, *failing) {
+        (Err(e), false) => {
+            *failing = true;
+            tracing::error!(to = ?to, error = %e, "the access log cannot be written; lines are lost until it can");
         }
+        (Ok(()), true) => *failing = false,
+        _ => {}
     }
 }
 
@@ -411,6 +422,12 @@ mod tests {
         assert!(full.log(&entry()));
         assert!(!full.log(&entry()));
         assert_eq!(full.dropped(), 1);
+    }
+
+    #[test]
+    fn a_lines_time_is_utc_with_milliseconds() {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(1_500);
+        assert_eq!(time_text(at), "1970-01-01T00:00:01.500Z");
     }
 
     #[test]

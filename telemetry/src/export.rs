@@ -16,6 +16,9 @@ use std::time::Duration;
 /// Spans waiting for export at most; beyond it a finished span is dropped (and not
 /// exported), never waited for.
 const QUEUE: usize = 8192;
+/// Spans sent in one export at most: large batches keep the exporter's requests (and the
+/// collector's work per span) few at high rates.
+const BATCH: usize = 2048;
 /// How long finished spans wait to be sent together, at most.
 const DELAY: Duration = Duration::from_millis(500);
 /// One export's time limit, connection and answer included.
@@ -102,6 +105,7 @@ impl Tracing {
         let exporter = Counted { inner, observe };
         let batches = BatchConfigBuilder::default()
             .with_max_queue_size(QUEUE)
+            .with_max_export_batch_size(BATCH)
             .with_scheduled_delay(DELAY)
             .build();
         let processor = BatchSpanProcessor::builder(exporter)

@@ -1,7 +1,9 @@
 //! An OTLP/HTTP trace receiver: what the gateway's and the TSDB node's span export is
 //! tested against. It takes `POST /v1/traces` (protobuf), decodes each request with the
 //! protocol's own types (`opentelemetry-proto`) and keeps the spans; anything else is a 404.
-//! [`OtlpReceiver::refusing`] answers every export 503, as a collector in trouble does.
+//! [`OtlpReceiver::refusing`] answers every export 503, as a collector in trouble does;
+//! [`OtlpReceiver::counting`] only counts the spans (reading the protobuf's framing, not
+//! decoding the spans), so a benchmark's collector takes as little of the machine as it can.
 //!
 //! It serves on a tokio runtime of its own thread until dropped, like the other fakes.
 
@@ -63,12 +65,17 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// A receiver that accepts every export.
     pub fn start() -> anyhow::Result<OtlpReceiver> {
-        OtlpReceiver::serve(true)
+        OtlpReceiver::serve(Mode::Keep)
     }
 
     /// A receiver that refuses every export with 503.
     pub fn refusing() -> anyhow::Result<OtlpReceiver> {
-        OtlpReceiver::serve(false)
+        OtlpReceiver::serve(Mode::Refuse)
+    }
+
+    /// A receiver that accepts every export and only counts its spans ([`count_spans`]).
+    pub fn counting() -> anyhow::Result<OtlpReceiver> {
+        OtlpReceiver::serve(Mode::Count)
     }
 
     /// The collector's base URL (the exporters add `/v1/traces`).
@@ -89,7 +96,7 @@ impl OtlpReceiver {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn serve(accept: bool) -> anyhow::Result<OtlpReceiver> {
+    fn serve(mode: Mode) -> anyhow::Result<OtlpReceiver> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -109,7 +116,7 @@ impl OtlpReceiver {
                         return;
                     };
                     tokio::select! {
-                        () = accept_loop(listener, accept, kept, counted) => {}
+                        () = accept_loop(listener, mode, kept, counted) => {}
                         _ = stopped => {}
                     }
                 });
@@ -136,9 +143,17 @@ impl Drop for OtlpReceiver {
     }
 }
 
+/// What a receiver does with an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Keep,
+    Count,
+    Refuse,
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    accept: bool,
+    mode: Mode,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     count: Arc<AtomicU64>,
 ) {
@@ -158,10 +173,19 @@ async fn accept_loop(
                         .await
                         .map(|b| b.to_bytes())
                         .unwrap_or_default();
+                    let ok = || Bytes::from(ExportTraceServiceResponse::default().encode_to_vec());
                     let (status, answer) = if !path_ok {
                         (404, Bytes::new())
-                    } else if !accept {
+                    } else if mode == Mode::Refuse {
                         (503, Bytes::new())
+                    } else if mode == Mode::Count {
+                        match count_spans(&body) {
+                            Some(n) => {
+                                count.fetch_add(n, Ordering::Relaxed);
+                                (200, ok())
+                            }
+                            None => (400, Bytes::new()),
+                        }
                     } else {
                         match ExportTraceServiceRequest::decode(body) {
                             Ok(request) => {
@@ -170,8 +194,7 @@ async fn accept_loop(
                                 let mut list = spans.lock().unwrap_or_else(PoisonError::into_inner);
                                 let room = MAX_KEPT.saturating_sub(list.len());
                                 list.extend(got.into_iter().take(room));
-                                let ok = ExportTraceServiceResponse::default().encode_to_vec();
-                                (200, Bytes::from(ok))
+                                (200, ok())
                             }
                             Err(_) => (400, Bytes::new()),
                         }
@@ -187,6 +210,74 @@ async fn accept_loop(
                 .await;
         });
     }
+}
+
+/// The number of spans in an encoded `ExportTraceServiceRequest`, read from the protobuf's
+/// framing alone: the `spans` (field 2) of every `scope_spans` (field 2) of every
+/// `resource_spans` (field 1). `None` for bytes that are not such a message.
+pub fn count_spans(message: &[u8]) -> Option<u64> {
+    let mut n = 0;
+    for (field, resource) in fields(message)? {
+        if field != 1 {
+            continue;
+        }
+        for (field, scope) in fields(resource?)? {
+            if field != 2 {
+                continue;
+            }
+            n += fields(scope?)?
+                .iter()
+                .filter(|(field, body)| *field == 2 && body.is_some())
+                .count() as u64;
+        }
+    }
+    Some(n)
+}
+
+/// The fields of one protobuf message: each field number, with its bytes when it is
+/// length-delimited (`None` for the other wire types, whose values are skipped).
+#[allow(clippy::type_complexity)]
+fn fields(mut buf: &[u8]) -> Option<Vec<(u64, Option<&[u8]>)>> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        let value = match key & 7 {
+            0 => {
+                varint(&mut buf)?;
+                None
+            }
+            1 => {
+                buf = buf.get(8..)?;
+                None
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).ok()?;
+                let (body, rest) = (buf.get(..len)?, buf.get(len..)?);
+                buf = rest;
+                Some(body)
+            }
+            5 => {
+                buf = buf.get(4..)?;
+                None
+            }
+            _ => return None,
+        };
+        out.push((key >> 3, value));
+    }
+    Some(out)
+}
+
+fn varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// Every span of an export request, with its resource's service name.
@@ -233,4 +324,64 @@ fn text_of(kv: &KeyValue) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn span(i: u8) -> Span {
+        Span {
+            trace_id: vec![i; 16],
+            span_id: vec![i; 8],
+            name: format!("span {i}"),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            attributes: vec![KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(i64::from(i))),
+                }),
+                ..KeyValue::default()
+            }],
+            ..Span::default()
+        }
+    }
+
+    #[test]
+    fn the_framing_count_agrees_with_a_full_decode() {
+        let scope = |spans: Vec<Span>| ScopeSpans {
+            spans,
+            ..ScopeSpans::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(Resource::default()),
+                    scope_spans: vec![scope((0..3).map(span).collect()), scope(vec![span(9)])],
+                    ..ResourceSpans::default()
+                },
+                ResourceSpans {
+                    scope_spans: vec![scope((0..5).map(span).collect())],
+                    ..ResourceSpans::default()
+                },
+            ],
+        };
+        let bytes = request.encode_to_vec();
+        assert_eq!(count_spans(&bytes), Some(9));
+        assert_eq!(
+            flatten(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).len(),
+            9
+        );
+        assert_eq!(count_spans(&[]), Some(0));
+        assert_eq!(
+            count_spans(&bytes[..bytes.len() - 3]),
+            None,
+            "a cut message"
+        );
+        assert_eq!(count_spans(&[0x0a, 0xff]), None, "a length past the end");
+    }
 }

@@ -1,6 +1,8 @@
 //! An OTLP/HTTP trace sink for benchmarks: accepts every export on the address it prints,
-//! decodes it and counts the spans (`tests::otlp::OtlpReceiver`), and prints the count every
-//! second until killed, so a benchmark can say how many spans the gateway exported.
+//! counts its spans from the protobuf's framing (`tests::otlp::OtlpReceiver::counting`: a
+//! collector as light as can be, as the machine is shared with what is measured), and
+//! prints the count every second until killed, so a benchmark can say how many spans the
+//! gateway exported.
 //!
 //! `otlp-sink` prints `listening http://127.0.0.1:PORT`, then `spans N` lines.
 
@@ -12,7 +14,7 @@ use tests::otlp::OtlpReceiver;
 const MAX_RUN: Duration = Duration::from_secs(6 * 3600);
 
 fn main() -> anyhow::Result<()> {
-    let sink = OtlpReceiver::start()?;
+    let sink = OtlpReceiver::counting()?;
     let mut out = std::io::stdout();
     writeln!(out, "listening {}", sink.url())?;
     out.flush()?;
