@@ -38,7 +38,7 @@
 #    summed; HAProxy and the gateway are one process each. "open" is how many of the
 #    client connections were still open when "after" was read.
 # 5. The dashboard's cost: $VIEWERS viewers (default 10) each doing what the page does every
-#    second (GET /admin/status, /metrics and /admin/replication on the admin port) for
+#    second (GET /admin/status?shared, /metrics?shared and /admin/replication) for
 #    $VIEWER_SECONDS (default 30) against an idle gateway, and the gateway's CPU time
 #    (utime + stime from /proc) over that window, as a share of one core, beside the same
 #    window without viewers.
@@ -466,8 +466,8 @@ idle_share=$(python3 -c "print(f'{100*($t1-$t0)/$hz/$VIEWER_SECONDS:.3f}')")
 viewer() { # what the page does each second, for VIEWER_SECONDS
   local end=$(( $(date +%s) + VIEWER_SECONDS ))
   while [ "$(date +%s)" -lt "$end" ]; do
-    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/admin/status" &
-    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/metrics" &
+    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/admin/status?shared" &
+    curl -s -o /dev/null "http://127.0.0.1:$dash_admin/metrics?shared" &
     curl -s -o /dev/null "http://127.0.0.1:$dash_admin/admin/replication" &
     wait; sleep 1
   done

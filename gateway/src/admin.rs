@@ -3,6 +3,7 @@
 //! token when one is set (`admin/token.rs`).
 
 pub mod replication;
+pub mod shared;
 pub mod token;
 
 use crate::clock::{Clock, SystemClock};
@@ -29,6 +30,8 @@ pub struct AdminState {
     pub token: Option<token::AdminToken>,
     /// The TSDB nodes' replication state, as the dashboard shows it.
     pub replication: Arc<replication::ReplicationView>,
+    /// Status and metrics answers shared between dashboards (`?shared`).
+    pub shared: Arc<shared::SharedAnswers>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
@@ -323,7 +326,15 @@ fn set_gauges(snap: &Snapshot, m: &Metrics) {
 }
 
 /// Prometheus text exposition.
-async fn metrics(State(st): State<AdminState>) -> Response {
+async fn metrics(
+    State(st): State<AdminState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+    let shared = shared::asked(query.as_deref());
+    if let Some(body) = shared.then(|| st.shared.fresh("metrics")).flatten() {
+        return ([(axum::http::header::CONTENT_TYPE, TEXT)], body.to_string()).into_response();
+    }
     let snap = st.snapshot.load_full();
     // Moka counts sizes lazily: let it catch up, so the gauges are exact.
     for c in snap.caches.iter() {
@@ -331,14 +342,12 @@ async fn metrics(State(st): State<AdminState>) -> Response {
     }
     set_gauges(&snap, &st.metrics);
     match st.metrics.render() {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => {
+            if shared {
+                st.shared.keep("metrics", Arc::from(text.as_str()));
+            }
+            ([(axum::http::header::CONTENT_TYPE, TEXT)], text).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}\n")).into_response(),
     }
 }
@@ -442,7 +451,14 @@ fn route_status(r: &crate::config::policy::Route) -> serde_json::Value {
 }
 
 /// The policy in service, pools with each backend's health and load, routes, reloads.
-async fn status(State(st): State<AdminState>) -> Response {
+async fn status(
+    State(st): State<AdminState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let shared = shared::asked(query.as_deref());
+    if let Some(body) = shared.then(|| st.shared.fresh("status")).flatten() {
+        return json_text(body.to_string());
+    }
     let snap = st.snapshot.load_full();
     let now = crate::clock::SystemClock.now();
     let pools: serde_json::Map<String, serde_json::Value> = snap
@@ -563,9 +579,17 @@ async fn status(State(st): State<AdminState>) -> Response {
             "last_error": *r.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         },
     });
+    let text = body.to_string();
+    if shared {
+        st.shared.keep("status", Arc::from(text.as_str()));
+    }
+    json_text(text)
+}
+
+fn json_text(body: String) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        body,
     )
         .into_response()
 }

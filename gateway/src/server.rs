@@ -166,6 +166,9 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let admin_state = crate::admin::AdminState {
+        shared: Arc::new(crate::admin::shared::SharedAnswers::new(Arc::new(
+            SystemClock,
+        ))),
         replication: Arc::new(crate::admin::replication::ReplicationView::new(Arc::new(
             SystemClock,
         ))),
