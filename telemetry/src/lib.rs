@@ -1,5 +1,6 @@
-//! Spans of the gateway and the TSDB node, exported over OTLP/HTTP (protobuf) with the
-//! standard OpenTelemetry crates.
+//! What the gateway and the TSDB node report alike: their access log's lines and writer
+//! ([`access_log`]), and their spans, exported over OTLP/HTTP (protobuf) with the standard
+//! OpenTelemetry crates.
 //!
 //! Both binaries start the same pipeline ([`Tracing::start`]): a parent-based sampler (a
 //! caller's sampled flag decides; a new trace is sampled at the configured ratio of trace
