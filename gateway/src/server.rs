@@ -196,10 +196,17 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&bootstrap));
     server.bootstrap();
+    // The last requests' spans go out before the process exits (for a second at most).
+    let last_spans = tracing.clone();
     crate::shutdown::spawn_drain(
         server.watch_execution_phase(),
         active.clone(),
         bootstrap.drain_timeout,
+        move || {
+            if let Some(t) = last_spans {
+                t.shutdown();
+            }
+        },
     )
     .context("starting the drain watcher")?;
 

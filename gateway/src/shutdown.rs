@@ -50,12 +50,13 @@ const QUIET: Duration = Duration::from_millis(250);
 
 /// Watches Pingora's execution phase; once the grace period of a graceful stop begins,
 /// exits the process with status 0 once no request has been active for [`QUIET`], or at
-/// `deadline`,
-/// cutting what is left (Pingora's own grace period is a second longer, as a backstop).
+/// `deadline`, cutting what is left (Pingora's own grace period is a second longer, as a
+/// backstop). `before_exit` runs just before either exit (the last spans are sent).
 pub fn spawn_drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     active: Arc<ActiveRequests>,
     deadline: Duration,
+    before_exit: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("drain".into())
@@ -77,6 +78,7 @@ pub fn spawn_drain(
                     let since = *idle_since.get_or_insert(clock.now());
                     if clock.now() - since >= QUIET {
                         tracing::info!(took = ?(clock.now() - start), "drained; exiting");
+                        before_exit();
                         std::process::exit(0);
                     }
                 } else {
@@ -91,6 +93,7 @@ pub fn spawn_drain(
                 active = active.count(),
                 "drain deadline passed; the requests left are cut"
             );
+            before_exit();
             std::process::exit(0);
         })
 }

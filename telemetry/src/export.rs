@@ -21,6 +21,8 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 2048;
 /// How long finished spans wait to be sent together, at most.
 const DELAY: Duration = Duration::from_millis(500);
+/// The longest a stopping process waits for its last spans to be sent.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
 /// One export's time limit, connection and answer included.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,10 +136,10 @@ impl Tracing {
         &self.tracer
     }
 
-    /// Sends what is queued (within the SDK's own time limit) and stops the export thread;
-    /// for a process about to exit.
+    /// Sends what is queued (for at most [`SHUTDOWN_LIMIT`], so a collector that is down
+    /// cannot hold a stop) and stops the export thread; for a process about to exit.
     pub fn shutdown(&self) {
-        let _ = self.provider.shutdown();
+        let _ = self.provider.shutdown_with_timeout(SHUTDOWN_LIMIT);
     }
 }
 

@@ -195,3 +195,33 @@ fn a_collector_that_refuses_costs_a_counter_not_answers() {
     })
     .unwrap();
 }
+
+#[test]
+fn the_last_requests_spans_go_out_when_the_gateway_stops() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let up = tests::upstream::FakeUpstream::new().start().unwrap();
+    let mut gw = GatewayProcess::builder(&tests::gateway::catch_all_policy(&[up.addr], "5s", 1))
+        .bootstrap_line(&format!("tracing: {{ otlp: \"{}\" }}", receiver.url()))
+        .start()
+        .unwrap();
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let r = request(
+        "GET",
+        &format!("{}/last", gw.url()),
+        &[("traceparent", &format!("00-{trace}-{CLIENT_SPAN}-01"))],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    // Stopped at once: the drain exits within a fraction of the export's half-second delay.
+    assert!(tests::process::signal(gw.pid(), libc::SIGTERM));
+    let status = gw.wait_exit().unwrap();
+    assert!(status.success(), "{status:?}");
+    let spans = receiver.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.trace_id == trace && s.service == "gateway" && s.kind == SERVER),
+        "the request's span was lost at the stop: {spans:#?}"
+    );
+}
