@@ -520,21 +520,82 @@ impl TsdbProcess {
 }
 
 // ---------------------------------------------------------------------------------------------
+// peer servers: influxd, victoria-metrics
+
+/// What every peer server the tests measure against shares: its HTTP address, its log and
+/// its process (killed on drop). [`InfluxdProcess`] and [`VictoriaMetricsProcess`] deref to
+/// it.
+#[derive(Debug)]
+pub struct PeerServer {
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    log_path: PathBuf,
+    child: Option<ChildGuard>,
+}
+
+impl PeerServer {
+    fn new(addr: SocketAddr, log_path: PathBuf) -> PeerServer {
+        PeerServer {
+            addr,
+            log_path,
+            child: None,
+        }
+    }
+
+    /// Runs `cmd` as `name`, logging to the log file, and waits until `/ping` answers.
+    fn spawn(&mut self, name: &str, cmd: Command) -> anyhow::Result<()> {
+        self.child = Some(spawn_and_wait_ready(name, cmd, &self.log_path, self.addr)?);
+        Ok(())
+    }
+
+    /// PID of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The last `max` bytes of the log.
+    pub fn log_tail(&self, max: u64) -> String {
+        log_tail(&self.log_path, max)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+}
+
 // influxd
 
 /// A private real InfluxDB 1.x (`influxd run -config FILE`) on free loopback ports, with its
 /// meta/data/wal in a temp dir. Killed on drop; the temp dir is removed.
 #[derive(Debug)]
 pub struct InfluxdProcess {
-    /// The HTTP address.
-    pub addr: SocketAddr,
+    server: PeerServer,
     /// The RPC bind address (`bind-address`), unused by tests but kept off 8088.
     pub rpc_addr: SocketAddr,
     config: PathBuf,
-    log_path: PathBuf,
-    child: Option<ChildGuard>,
     // Declared last: removed after the child is killed.
     dir: TempDir,
+}
+
+impl std::ops::Deref for InfluxdProcess {
+    type Target = PeerServer;
+    fn deref(&self) -> &PeerServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for InfluxdProcess {
+    fn deref_mut(&mut self) -> &mut PeerServer {
+        &mut self.server
+    }
 }
 
 impl InfluxdProcess {
@@ -565,11 +626,9 @@ impl InfluxdProcess {
         let config_path = d.join("influxdb.conf");
         std::fs::write(&config_path, config)?;
         let mut p = InfluxdProcess {
-            addr,
+            server: PeerServer::new(addr, d.join("influxd.log")),
             rpc_addr,
             config: config_path,
-            log_path: d.join("influxd.log"),
-            child: None,
             dir,
         };
         p.spawn()?;
@@ -585,40 +644,12 @@ impl InfluxdProcess {
                 cmd.env_remove(k);
             }
         }
-        self.child = Some(spawn_and_wait_ready(
-            "influxd",
-            cmd,
-            &self.log_path,
-            self.addr,
-        )?);
-        Ok(())
-    }
-
-    /// PID of the running influxd.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ChildGuard::pid)
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.spawn("influxd", cmd)
     }
 
     /// The temp dir holding config, meta, data, wal and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// The last `max` bytes of the log.
-    pub fn log_tail(&self, max: u64) -> String {
-        log_tail(&self.log_path, max)
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill9();
-        }
     }
 
     /// Starts it again on the same ports and directories (SIGKILL first if running).
@@ -647,12 +678,23 @@ pub fn victoria_metrics_bin() -> Option<PathBuf> {
 /// is queried with PromQL (`/api/v1/query`). Killed on drop; the temp dir is removed.
 #[derive(Debug)]
 pub struct VictoriaMetricsProcess {
-    pub addr: SocketAddr,
+    server: PeerServer,
     bin: PathBuf,
-    log_path: PathBuf,
-    child: Option<ChildGuard>,
     // Declared last: removed after the child is killed.
     dir: TempDir,
+}
+
+impl std::ops::Deref for VictoriaMetricsProcess {
+    type Target = PeerServer;
+    fn deref(&self) -> &PeerServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for VictoriaMetricsProcess {
+    fn deref_mut(&mut self) -> &mut PeerServer {
+        &mut self.server
+    }
 }
 
 impl VictoriaMetricsProcess {
@@ -665,10 +707,8 @@ impl VictoriaMetricsProcess {
         let dir = tempfile::Builder::new().prefix("victoria-e2e-").tempdir()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], ports::free_port()?));
         let mut p = VictoriaMetricsProcess {
-            addr,
+            server: PeerServer::new(addr, dir.path().join("victoria-metrics.log")),
             bin,
-            log_path: dir.path().join("victoria-metrics.log"),
-            child: None,
             dir,
         };
         p.spawn()?;
@@ -687,34 +727,6 @@ impl VictoriaMetricsProcess {
             // second), so tests poll.
             .arg("-search.latencyOffset=0s")
             .arg("-search.disableCache");
-        self.child = Some(spawn_and_wait_ready(
-            "victoria-metrics",
-            cmd,
-            &self.log_path,
-            self.addr,
-        )?);
-        Ok(())
-    }
-
-    /// PID of the running instance.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ChildGuard::pid)
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The last `max` bytes of the log.
-    pub fn log_tail(&self, max: u64) -> String {
-        log_tail(&self.log_path, max)
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill9();
-        }
+        self.server.spawn("victoria-metrics", cmd)
     }
 }
