@@ -370,6 +370,12 @@ impl Drop for GatewayProcess {
     }
 }
 
+/// A pool's health checks rare enough (hourly, and never down) not to count among the
+/// requests a test makes or to mark a backend down that a test scripts to fail; the policies
+/// of the tests write `{QUIET_HEALTH_CHECK}` in their pools.
+pub const QUIET_HEALTH_CHECK: &str =
+    "health_check: { path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }";
+
 /// A policy with one pool of `backends` and the InfluxDB routes, as tests need it.
 pub fn tsdb_policy(backends: &[SocketAddr]) -> String {
     let list: String = backends
@@ -390,6 +396,6 @@ pub fn catch_all_policy(backends: &[SocketAddr], request_timeout: &str, attempts
         .map(|b| format!("      - {{ address: {b} }}\n"))
         .collect();
     format!(
-        "pools:\n  up:\n    backends:\n{list}    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 1s, request: {request_timeout} }}\n    retries: {{ attempts: {attempts} }}\n"
+        "pools:\n  up:\n    backends:\n{list}    {QUIET_HEALTH_CHECK}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 1s, request: {request_timeout} }}\n    retries: {{ attempts: {attempts} }}\n"
     )
 }

@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
 use std::time::Duration;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::request;
 use tests::upstream::{Behaviour, FakeUpstream};
 use tests::wait::eventually;
@@ -16,7 +16,7 @@ const KEY: &str = "access-log-key-5f1c0e";
 const QUERY: &str = "/query?db=d&q=SELECT+mean%28v%29+FROM+m";
 
 fn policy(ok: &FakeUpstream, failing: &FakeUpstream, slow: &FakeUpstream, keys: &str) -> String {
-    let hc = "health_check: { path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }";
+    let hc = QUIET_HEALTH_CHECK;
     format!(
         "authenticators:
   keys:

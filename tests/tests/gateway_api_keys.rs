@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{request, Response};
 use tests::upstream::FakeUpstream;
 use tests::wait::eventually;
@@ -78,7 +78,7 @@ pools:
   up:
     backends:
       - {{ address: {} }}
-    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}
+    {QUIET_HEALTH_CHECK}
 routes:
   - name: write
     match: {{ path_prefix: /write }}

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tests::gateway::{GatewayProcess, TlsSpec};
+use tests::gateway::{GatewayProcess, TlsSpec, QUIET_HEALTH_CHECK};
 use tests::http::{request, Response};
 use tests::jwks_server::JwksServer;
 use tests::jwt::{self, Key};
@@ -58,7 +58,7 @@ pools:
   up:
     backends:
       - {{ address: {} }}
-    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}
+    {QUIET_HEALTH_CHECK}
 routes:
   - name: query
     match: {{ path_prefix: /q }}

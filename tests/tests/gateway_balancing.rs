@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::request;
 use tests::upstream::{Behaviour, FakeUpstream};
 use tests::wait::eventually;
@@ -17,7 +17,7 @@ fn policy(backends: &[SocketAddr], extra: &str, route_extra: &str) -> String {
         .map(|a| format!("      - {{ address: {a} }}\n"))
         .collect();
     format!(
-        "pools:\n  up:\n    backends:\n{list}    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\n{extra}routes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 1s, request: 10s }}\n{route_extra}"
+        "pools:\n  up:\n    backends:\n{list}    {QUIET_HEALTH_CHECK}\n{extra}routes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 1s, request: 10s }}\n{route_extra}"
     )
 }
 

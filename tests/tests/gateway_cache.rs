@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 use tests::clock;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{request, Response};
 use tests::jwt::{self, Key};
 use tests::upstream::{Behaviour, FakeUpstream};
@@ -44,7 +44,7 @@ fn policy(backends: &[SocketAddr], head: &str, routes: &[String]) -> String {
         .map(|a| format!("      - {{ address: {a} }}\n"))
         .collect();
     format!(
-        "{head}pools:\n  up:\n    backends:\n{list}    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\nroutes:\n{}",
+        "{head}pools:\n  up:\n    backends:\n{list}    {QUIET_HEALTH_CHECK}\nroutes:\n{}",
         routes.concat()
     )
 }

@@ -11,14 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::request;
 use tests::upstream::{Behaviour, FakeUpstream};
 use tests::wait;
 
 /// Health checks rare enough not to count among the requests a test makes.
-const RARE_CHECKS: &str =
-    "health_check: { path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }";
+const RARE_CHECKS: &str = QUIET_HEALTH_CHECK;
 
 /// Pools `v1` and `v2` (one backend each) and the catch-all route `all` split between
 /// them, v1 taking everything.

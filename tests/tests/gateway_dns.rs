@@ -3,7 +3,7 @@
 //! addresses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::request;
 use tests::upstream::FakeUpstream;
 
@@ -14,7 +14,7 @@ fn a_pool_addressed_by_name_proxies_to_the_address_it_resolves_to() {
     // `localhost` may resolve to ::1 as well, where nothing listens: a connect failure is
     // retried on the other address.
     let policy = format!(
-        "pools:\n  up:\n    dns_refresh: 1s\n    backends:\n      - {{ address: localhost:{port} }}\n    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\n    retries: {{ attempts: 2, on: [connect], backoff: {{ base: 1ms, max: 5ms }} }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 1s, request: 10s }}\n"
+        "pools:\n  up:\n    dns_refresh: 1s\n    backends:\n      - {{ address: localhost:{port} }}\n    {QUIET_HEALTH_CHECK}\n    retries: {{ attempts: 2, on: [connect], backoff: {{ base: 1ms, max: 5ms }} }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 1s, request: 10s }}\n"
     );
     let gw = GatewayProcess::start(&policy).expect("starting the gateway");
     for _ in 0..5 {

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use tests::clock;
-use tests::gateway::{GatewayBuilder, GatewayProcess};
+use tests::gateway::{GatewayBuilder, GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{parse_answers, raw_exchange, request, Response};
 use tests::jwt::{self, Key};
 use tests::upstream::{FakeUpstream, RecordedRequest};
@@ -39,7 +39,7 @@ pools:
   up:
     backends:
       - {{ address: {} }}
-    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}
+    {QUIET_HEALTH_CHECK}
 routes:
   - name: admin
     match: {{ path_prefix: /admin }}

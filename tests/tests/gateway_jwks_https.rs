@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{request, Response};
 use tests::jwks_server::JwksServer;
 use tests::jwt::{self, Key};
@@ -77,7 +77,7 @@ pools:
   up:
     backends:
       - {{ address: {} }}
-    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}
+    {QUIET_HEALTH_CHECK}
 routes:
   - name: query
     match: {{ path_prefix: /q }}

@@ -15,7 +15,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
-use tests::gateway::{GatewayBuilder, GatewayProcess};
+use tests::gateway::{GatewayBuilder, GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{parse_answers, request, Response};
 use tests::process::gateway_bin;
 use tests::tls_client::TlsConn;
@@ -36,7 +36,7 @@ pools:
   up:
     backends:
       - {{ address: {} }}
-    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}
+    {QUIET_HEALTH_CHECK}
 routes:
   - name: limited
     match: {{ path_prefix: /limited }}

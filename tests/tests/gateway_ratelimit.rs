@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tests::clock;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{request, Response};
 use tests::jwt::{self, Key};
 use tests::process::gateway_bin;
@@ -41,7 +41,7 @@ use tests::wait::eventually;
 /// The pool `up` of one fake backend, with health checks rare enough to stay out of the way.
 fn pool(up: &FakeUpstream) -> String {
     format!(
-        "pools:\n  up:\n    backends:\n      - {{ address: {} }}\n    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\n",
+        "pools:\n  up:\n    backends:\n      - {{ address: {} }}\n    {QUIET_HEALTH_CHECK}\n",
         up.addr
     )
 }

@@ -4,7 +4,7 @@
 //! answer echoes the gateway's `traceparent`, also when the gateway answers itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tests::gateway::{catch_all_policy, GatewayProcess};
+use tests::gateway::{catch_all_policy, GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::request;
 use tests::upstream::FakeUpstream;
 
@@ -106,7 +106,7 @@ fn without_a_valid_traceparent_a_new_trace_starts_and_stray_state_is_dropped() {
 fn the_gateways_own_answers_carry_the_trace_too() {
     let up = FakeUpstream::new().start().unwrap();
     let policy = format!(
-        "pools:\n  up:\n    backends:\n      - {{ address: {} }}\n    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\nroutes:\n  - name: only\n    match: {{ path_prefix: /only }}\n    pool: up\n",
+        "pools:\n  up:\n    backends:\n      - {{ address: {} }}\n    {QUIET_HEALTH_CHECK}\nroutes:\n  - name: only\n    match: {{ path_prefix: /only }}\n    pool: up\n",
         up.addr
     );
     let gw = GatewayProcess::start(&policy).unwrap();

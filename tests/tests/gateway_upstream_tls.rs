@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use tests::gateway::GatewayProcess;
+use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::request;
 use tests::http2_upstream::{Http2Upstream, Seen};
 use tests::pki::{Ca, ClientId};
@@ -20,7 +20,7 @@ fn policy(backends: &[String], extra: &str) -> String {
         .map(|b| format!("      - {{ address: {b} }}\n"))
         .collect();
     format!(
-        "pools:\n  up:\n    backends:\n{list}{extra}    health_check: {{ path: /ping, interval: 1h, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000 }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 2s, request: 5s }}\n    retries: {{ attempts: 2, on: [connect] }}\n"
+        "pools:\n  up:\n    backends:\n{list}{extra}    {QUIET_HEALTH_CHECK}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    pool: up\n    timeouts: {{ connect: 2s, request: 5s }}\n    retries: {{ attempts: 2, on: [connect] }}\n"
     )
 }
 
