@@ -142,6 +142,57 @@ fn summary(addr: SocketAddr, health: &Value) -> Option<Value> {
 mod tests {
     use super::*;
 
+    /// A server on a free loopback port that takes one connection, reads its request head
+    /// and answers `answer`, or, for `None`, says nothing and keeps the connection open until
+    /// the returned sender is dropped (at most a minute): only the client's own timeout can
+    /// end that fetch.
+    fn server(answer: Option<Vec<u8>>) -> (SocketAddr, std::sync::mpsc::Sender<()>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                match &answer {
+                    Some(bytes) => {
+                        let _ = s.write_all(bytes);
+                    }
+                    None => {
+                        let _ = released.recv_timeout(Duration::from_secs(60));
+                    }
+                }
+            }
+        });
+        (addr, release)
+    }
+
+    #[test]
+    fn a_node_that_stalls_or_floods_or_talks_nonsense_gives_no_row_within_the_timeout() {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let (silent, release) = server(None);
+        assert!(fetch(&agent, silent).is_none(), "a silent node");
+        drop(release);
+        let flood = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{{\"peers\": \"{}\"}}",
+            MAX_HEALTH + 20,
+            "x".repeat(MAX_HEALTH as usize)
+        );
+        assert!(
+            fetch(&agent, server(Some(flood.into_bytes())).0).is_none(),
+            "a flood"
+        );
+        let garbage = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n\x00\xff{]x".to_vec();
+        assert!(fetch(&agent, server(Some(garbage)).0).is_none(), "not JSON");
+        let tls = server(Some(b"\x16\x03\x01 not http".to_vec())).0;
+        assert!(fetch(&agent, tls).is_none(), "not HTTP");
+    }
+
     #[test]
     fn a_nodes_health_becomes_a_row_and_anything_else_none() {
         let addr: SocketAddr = "127.0.0.1:8086".parse().unwrap();
