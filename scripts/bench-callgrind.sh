@@ -3,7 +3,9 @@
 # noisy machine (wall-clock figures here move by 10% run to run). Usage:
 #   scripts/bench-callgrind.sh
 #   env: BASELINE=<a gateway binary> (an older build, counted the same way beside the current
-#        one), REQUESTS=2000 CONNS=10 OUT=<dir> BENCH_NO_BUILD=1
+#        one), OBSERVED=1 (also count the gateway with the access log on and every trace
+#        exported, as bench-gateway.sh's `observed` target), REQUESTS=2000 CONNS=10 OUT=<dir>
+#        BENCH_NO_BUILD=1
 #
 # What it measures: the gateway (target/release/gateway, threads: 1, one pool with a private
 # nginx origin answering a 1 KiB body, a catch-all route, health checks once an hour so no
@@ -12,7 +14,10 @@
 # again with 3 × $REQUESTS. Instructions per request are the difference of the two totals
 # over the difference of the request counts, so the start, the stop and the connections
 # cancel out. With BASELINE, the older binary is counted the same way, and the ratio of the
-# two is printed. The callgrind outputs stay in $OUT for `callgrind_annotate`.
+# two is printed. With OBSERVED=1 the current binary is counted once more with
+# `access_log: { format: json, to: access.log }` and `tracing: { otlp: <sink>, sample: 100% }`
+# (every thread counts: the access log's writer and the span export's included), the sink
+# being the tests' `otlp-sink`. The callgrind outputs stay in $OUT for `callgrind_annotate`.
 # Nothing listens outside 127.0.0.1; ports are free ones picked at run time; every process
 # started here is killed by PID at exit.
 set -euo pipefail
@@ -28,6 +33,7 @@ command -v valgrind >/dev/null 2>&1 || { echo "bench-callgrind: valgrind missing
 bash scripts/install-bench-deps.sh
 if [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   cargo build --release -q -p gateway --bins
+  [ "${OBSERVED:-}" = 1 ] && cargo build --release -q -p tests --bin otlp-sink
 fi
 source scripts/bench-lib.sh
 
@@ -64,6 +70,9 @@ print(f"{n} answers")
 PY
 }
 
+# Bootstrap lines added to every counted gateway's configuration (OBSERVED sets them).
+extra_bootstrap=""
+
 # Counts the instructions of one gateway binary serving $2 requests: prints the total.
 count() { # binary requests label
   local bin=$1 n=$2 label=$3 d=$work/$3 port admin
@@ -75,6 +84,7 @@ admin: { address: 127.0.0.1:$admin }
 policies: policies/
 threads: 1
 shutdown: { drain_timeout: 1s }
+$extra_bootstrap
 CONF
   cat > "$d/policies/bench.yaml" <<CONF
 pools:
@@ -122,4 +132,21 @@ if [ -n "${BASELINE:-}" ]; then
   printf 'baseline\t%s\n' "$base" >> "$OUT/results.tsv"
   echo "baseline: $base instructions per request"
   python3 -c "print(f'gateway / baseline: {$current / $base:.3f} ({($current - $base):+d} instructions per request)')" | tee "$OUT/ratio.txt"
+fi
+if [ "${OBSERVED:-}" = 1 ]; then
+  target/release/otlp-sink >"$OUT/otlp-sink.out" 2>&1 &
+  pids+=($!)
+  sink_url=""
+  for _ in $(seq 1 100); do
+    sink_url=$(awk '/^listening/ {print $2; exit}' "$OUT/otlp-sink.out")
+    [ -n "$sink_url" ] && break
+    sleep 0.1
+  done
+  [ -n "$sink_url" ] || { echo "bench-callgrind: the OTLP sink did not start" >&2; exit 1; }
+  extra_bootstrap="access_log: { format: json, to: access.log }
+tracing: { otlp: \"$sink_url\", sample: 100% }"
+  observed=$(per_request target/release/gateway observed)
+  printf 'observed\t%s\n' "$observed" >> "$OUT/results.tsv"
+  echo "observed: $observed instructions per request"
+  python3 -c "print(f'observed / gateway: {$observed / $current:.3f} ({($observed - $current):+d} instructions per request)')" | tee "$OUT/observed-ratio.txt"
 fi

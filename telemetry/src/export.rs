@@ -1,16 +1,18 @@
-//! The export pipeline: sampler, batch processor, counted OTLP exporter.
+//! The export pipeline: the SDK's sampler and batch processor, and an OTLP/HTTP exporter of
+//! our own that writes each batch as protobuf straight from the spans ([`crate::protobuf`]
+//! says why) and posts it with ureq ([`crate::client`] says why).
 
-use crate::client::UreqClient;
+use crate::client::Collector;
+use crate::protobuf::Encoder;
 use opentelemetry::trace::TracerProvider;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
     SpanExporter,
 };
 use opentelemetry_sdk::Resource;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Spans waiting for export at most; beyond it a finished span is dropped (and not
@@ -52,34 +54,53 @@ pub enum TelemetryError {
 /// in their metrics.
 pub type ExportObserver = Arc<dyn Fn(u64, bool) + Send + Sync>;
 
-/// The OTLP exporter, reporting what each batch came to.
-struct Counted {
-    inner: opentelemetry_otlp::SpanExporter,
-    observe: ExportObserver,
+/// Sends each batch to the collector as one OTLP/HTTP protobuf request, and reports what it
+/// came to. Not retried: a batch the collector did not take is counted as failed, and the
+/// next batch is tried afresh (a collector that is down must not grow the queue).
+#[derive(Debug)]
+struct OtlpHttp {
+    collector: Collector,
+    resource: Resource,
+    /// The encoder's buffers and the request body, kept between batches. Only the batch
+    /// processor's thread exports, so the lock is never contended.
+    buffers: Mutex<(Encoder, Vec<u8>)>,
+    observe: Observer,
 }
 
-impl std::fmt::Debug for Counted {
+/// [`ExportObserver`] with a `Debug` the exporter's trait asks for.
+struct Observer(ExportObserver);
+
+impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counted")
-            .field("inner", &self.inner)
-            .finish()
+        f.write_str("Observer")
     }
 }
 
-impl SpanExporter for Counted {
+impl OtlpHttp {
+    fn send(&self, batch: &[SpanData]) -> Result<(), String> {
+        let mut buffers = self.buffers.lock().map_err(|_| "poisoned".to_string())?;
+        let (encoder, body) = &mut *buffers;
+        encoder.request(batch, &self.resource, body);
+        self.collector.post(body)
+    }
+}
+
+impl SpanExporter for OtlpHttp {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        let result = self.inner.export(batch).await;
-        (self.observe)(n, result.is_ok());
-        result
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.send(&batch);
+        (self.observe.0)(batch.len() as u64, result.is_ok());
+        result.map_err(OTelSdkError::InternalFailure)
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.resource = resource.clone();
     }
 }
 
@@ -94,17 +115,12 @@ impl Tracing {
     /// Starts the pipeline (its export thread included). Nothing is sent until a span ends.
     pub fn start(settings: &Settings, observe: ExportObserver) -> Result<Tracing, TelemetryError> {
         let endpoint = traces_url(&settings.endpoint)?;
-        let inner = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(UreqClient::new(TIMEOUT))
-            .with_endpoint(endpoint.clone())
-            .with_timeout(TIMEOUT)
-            .build()
-            .map_err(|e| TelemetryError::Endpoint {
-                endpoint,
-                reason: e.to_string(),
-            })?;
-        let exporter = Counted { inner, observe };
+        let exporter = OtlpHttp {
+            collector: Collector::new(endpoint, TIMEOUT),
+            resource: Resource::builder_empty().build(),
+            buffers: Mutex::new((Encoder::default(), Vec::new())),
+            observe: Observer(observe),
+        };
         let batches = BatchConfigBuilder::default()
             .with_max_queue_size(QUEUE)
             .with_max_export_batch_size(BATCH)

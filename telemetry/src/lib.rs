@@ -1,13 +1,14 @@
 //! What the gateway and the TSDB node report alike: their access log's lines and writer
-//! ([`access_log`]), and their spans, exported over OTLP/HTTP (protobuf) with the standard
-//! OpenTelemetry crates.
+//! ([`access_log`]), and their spans, made and batched by the standard OpenTelemetry SDK and
+//! exported over OTLP/HTTP (protobuf).
 //!
 //! Both binaries start the same pipeline ([`Tracing::start`]): a parent-based sampler (a
 //! caller's sampled flag decides; a new trace is sampled at the configured ratio of trace
 //! ids, so every hop of one trace decides alike), the SDK's batch processor on its own
 //! thread behind a bounded queue (a request only hands its finished span over, never waits
-//! for the collector), and the OTLP exporter, reported ([`ExportObserver`]) so a collector that
-//! is down shows in the metrics rather than in latency.
+//! for the collector), and an OTLP/HTTP exporter that writes each batch's protobuf straight
+//! from the spans (`protobuf`), reported ([`ExportObserver`]) so a collector that is down
+//! shows in the metrics rather than in latency.
 //!
 //! Each binary builds its spans itself with the `opentelemetry` API; this crate also turns a
 //! `traceparent` already parsed into the remote parent those spans hang under
@@ -16,6 +17,7 @@
 pub mod access_log;
 mod client;
 mod export;
+mod protobuf;
 mod ratio;
 
 pub use export::{ExportObserver, Settings, TelemetryError, Tracing};
