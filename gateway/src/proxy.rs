@@ -910,7 +910,7 @@ impl ProxyHttp for Gateway {
                     .wants(status.as_u16(), || rand::random_range(0..1_000_000))
             });
             if let Some(log) = self.access_log.as_ref().filter(|_| logged) {
-                if !log.log(&access_entry(session, ctx, status, took)) {
+                if !log.log(access_entry(session, ctx, status, took)) {
                     self.metrics.access_log_dropped();
                 }
             }
@@ -952,7 +952,7 @@ fn access_entry(
     let downstream = session.as_downstream();
     let limited = status == StatusCode::TOO_MANY_REQUESTS;
     access_log::Entry {
-        time: access_log::time_text(crate::clock::wall_now()),
+        time: access_log::LineTime(crate::clock::wall_now()),
         request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
         trace_id: ctx.trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
         client: ctx

@@ -4,8 +4,9 @@
 //! The gateway and the TSDB node write the same lines (fields a node has no use for, such as
 //! the route's tries or cache, stay empty), so one pipeline reads both.
 //!
-//! Writing never blocks a request: lines go through a bounded queue to a writer thread of
-//! their own, and a line that finds the queue full is dropped and counted (each binary's
+//! Writing never blocks a request: entries go through a bounded queue to a writer thread of
+//! their own, which makes their lines (a request's thread only fills the entry's fields),
+//! and an entry that finds the queue full is dropped and counted (each binary's
 //! `*_access_log_dropped_total`). Credentials in the query string (`p=`, `u=`, `token=`,
 //! ...) never reach the log: their values are replaced before a line is made.
 //!
@@ -60,8 +61,8 @@ pub struct AccessLogConfig {
 /// What one line says about one request.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Entry {
-    /// UTC, RFC 3339 with milliseconds.
-    pub time: String,
+    /// When the answer ended; written UTC, RFC 3339 with milliseconds.
+    pub time: LineTime,
     pub request_id: String,
     pub trace_id: String,
     pub client: String,
@@ -85,6 +86,28 @@ pub struct Entry {
     /// In the combined format only.
     #[serde(skip)]
     pub referer: Option<String>,
+}
+
+/// A line's time, kept as the clock gave it and written as [`time_text`] by the writer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineTime(pub std::time::SystemTime);
+
+impl Default for LineTime {
+    fn default() -> Self {
+        LineTime(std::time::UNIX_EPOCH)
+    }
+}
+
+impl serde::Serialize for LineTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&time_text(self.0))
+    }
+}
+
+impl std::fmt::Display for LineTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&time_text(self.0))
+    }
 }
 
 /// A line's time: UTC, RFC 3339 with milliseconds (`2026-12-07T16:13:38.123Z`).
@@ -127,9 +150,18 @@ pub fn redact(target: &str) -> String {
 
 impl Entry {
     /// One JSON object, no line end: the fields in their order here, written straight from
-    /// them (no intermediate map), as the request's thread makes every line.
+    /// them (no intermediate map).
     pub fn json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The line and its end, into the writer's buffer.
+    fn write_line(&self, format: Format, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match format {
+            Format::Json => serde_json::to_writer(&mut *out, self).map_err(std::io::Error::from)?,
+            Format::Combined => out.write_all(self.combined().as_bytes())?,
+        }
+        out.write_all(b"\n")
     }
 
     /// NGINX's `combined` format (`$remote_addr - $remote_user [$time_local] "$request"
@@ -186,17 +218,17 @@ fn escape(v: &str) -> String {
     out
 }
 
-/// What the writer thread is sent: a line, or a nudge to look at the reopen flag.
+/// What the writer thread is sent: an entry (boxed: the queue's slots stay small), or a
+/// nudge to look at the reopen flag.
 #[derive(Debug)]
 enum Message {
-    Line(String),
+    Line(Box<Entry>),
     Reopen,
 }
 
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    format: Format,
     queue: SyncSender<Message>,
     dropped: Arc<AtomicU64>,
     /// Set by [`AccessLog::reopen`], taken by the writer before its next write.
@@ -210,13 +242,13 @@ impl AccessLog {
         let out = open(&config.to)?;
         let (queue, lines) = sync_channel(QUEUE_LINES);
         let to = config.to.clone();
+        let format = config.format;
         let reopen = Arc::new(AtomicBool::new(false));
         let flag = reopen.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(lines, out, &to, &flag))?;
+            .spawn(move || write_lines(lines, out, format, &to, &flag))?;
         Ok(AccessLog {
-            format: config.format,
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
             reopen,
@@ -231,9 +263,9 @@ impl AccessLog {
         let _ = self.queue.try_send(Message::Reopen);
     }
 
-    /// Queues the line of `entry`; `false` when it was dropped (the writer is behind).
-    pub fn log(&self, entry: &Entry) -> bool {
-        match self.queue.try_send(Message::Line(entry.line(self.format))) {
+    /// Queues `entry` for its line; `false` when it was dropped (the writer is behind).
+    pub fn log(&self, entry: Entry) -> bool {
+        match self.queue.try_send(Message::Line(Box::new(entry))) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -273,6 +305,7 @@ const ROUND: Duration = Duration::from_millis(10);
 fn write_lines(
     lines: Receiver<Message>,
     out: Box<dyn std::io::Write + Send>,
+    format: Format,
     to: &Target,
     reopen: &AtomicBool,
 ) {
@@ -295,10 +328,8 @@ fn write_lines(
                         }
                     }
                 }
-                if let (Message::Line(line), Ok(())) = (m, &result) {
-                    result = out
-                        .write_all(line.as_bytes())
-                        .and_then(|()| out.write_all(b"\n"));
+                if let (Message::Line(entry), Ok(())) = (m, &result) {
+                    result = entry.write_line(format, &mut out);
                 }
                 next = match lines.try_recv() {
                     Ok(m) => Some(m),
@@ -353,7 +384,7 @@ mod tests {
 
     fn entry() -> Entry {
         Entry {
-            time: "2026-12-07T15:00:00.123Z".into(),
+            time: LineTime(std::time::UNIX_EPOCH + Duration::from_millis(1_796_655_600_123)),
             request_id: "r1".into(),
             trace_id: "t1".into(),
             client: "127.0.0.1".into(),
@@ -399,7 +430,7 @@ mod tests {
         })
         .unwrap();
         for _ in 0..3 {
-            log.log(&entry());
+            log.log(entry());
         }
         let mut text = String::new();
         // Polls for up to 10 s.
@@ -414,13 +445,12 @@ mod tests {
         assert_eq!(text.lines().count(), 3, "{text}");
         let (queue, _kept) = sync_channel(1);
         let full = AccessLog {
-            format: Format::Json,
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
             reopen: Arc::new(AtomicBool::new(false)),
         };
-        assert!(full.log(&entry()));
-        assert!(!full.log(&entry()));
+        assert!(full.log(entry()));
+        assert!(!full.log(entry()));
         assert_eq!(full.dropped(), 1);
     }
 
@@ -452,14 +482,14 @@ mod tests {
             }
             panic!("{} has {} lines, not {n}", p.display(), lines(p));
         };
-        log.log(&entry());
+        log.log(entry());
         wait_for(&path, 1);
         std::fs::rename(&path, &rotated).unwrap();
-        log.log(&entry());
+        log.log(entry());
         wait_for(&rotated, 2);
         log.reopen();
-        log.log(&entry());
-        log.log(&entry());
+        log.log(entry());
+        log.log(entry());
         wait_for(&path, 2);
         assert_eq!(lines(&rotated), 2);
     }

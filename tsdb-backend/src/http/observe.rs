@@ -71,7 +71,7 @@ pub async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     };
     // What the access log needs of the request, taken before the handler owns it.
     let line = st.observer.access_log.as_ref().map(|_| Entry {
-        time: access_log::time_text(at),
+        time: access_log::LineTime(at),
         request_id: request_id.clone(),
         trace_id: trace_id.clone(),
         client: req
@@ -115,7 +115,7 @@ pub async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) 
         line.status = status;
         line.bytes_out = content_length(res.headers());
         line.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if !log.log(&line) {
+        if !log.log(line) {
             st.engine.metrics().access_log_dropped.inc();
         }
     }
