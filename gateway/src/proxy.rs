@@ -104,7 +104,7 @@ pub struct Gateway {
     /// One line per request, when the bootstrap file asks for it.
     pub access_log: Option<AccessLog>,
     /// Spans exported over OTLP, when the bootstrap file asks for them.
-    pub tracing: Option<Arc<telemetry::Tracing>>,
+    pub tracing: Option<Arc<telemetry::SpanQueue>>,
 }
 
 /// Everything one request carries through the phases, grouped by concern.
@@ -474,7 +474,7 @@ impl ProxyHttp for Gateway {
                 .get(trace_context::TRACESTATE)
                 .and_then(|v| v.to_str().ok());
             ctx.spans = RequestSpans::start(
-                tracing.tracer(),
+                tracing,
                 &mut trace,
                 tracestate,
                 req.method.as_str(),
@@ -633,8 +633,7 @@ impl ProxyHttp for Gateway {
             let (index, addr) = (picked.index, picked.address);
             ctx.tries.start(index, addr, guard);
             if let (Some(spans), Some(trace)) = (ctx.spans.as_mut(), &ctx.trace) {
-                let method = session.req_header().method.as_str();
-                let span_id = spans.start_try(addr, method, crate::clock::wall_now());
+                let span_id = spans.start_try(addr, crate::clock::wall_now());
                 ctx.try_traceparent = Some(trace.header_for(span_id));
             }
             let elapsed = now.saturating_duration_since(ctx.started);
@@ -917,16 +916,15 @@ impl ProxyHttp for Gateway {
             if let Some(tunnel) = tunnel {
                 tunnel.ended(&self.metrics, ctx.route_name());
             }
-            if let Some(spans) = ctx.spans.take() {
+            if let (Some(spans), Some(queue)) = (ctx.spans.take(), self.tracing.as_ref()) {
                 let outcome = spans::Outcome {
-                    method: session.req_header().method.as_str(),
                     status: status.as_u16(),
                     route: ctx.route_name(),
                     pool: ctx.pool().map(|p| p.pool.name.as_str()),
                     request_id: ctx.request_id.to_str().unwrap_or_default(),
                     client: ctx.client.or_else(|| peer_ip(session)),
                 };
-                spans.end(&outcome, crate::clock::wall_now());
+                spans.end(queue, &outcome, crate::clock::wall_now());
             }
             ctx.tries.end();
             Ok(())
@@ -954,15 +952,11 @@ fn access_entry(
     access_log::Entry {
         time: access_log::LineTime(crate::clock::wall_now()),
         request_id: ctx.request_id.to_str().unwrap_or_default().to_string(),
-        trace_id: ctx.trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
-        client: ctx
-            .client
-            .or_else(|| peer_ip(session))
-            .map(|ip| ip.to_string())
-            .unwrap_or_default(),
+        trace_id: ctx.trace.map(|t| t.trace_id),
+        client: ctx.client.or_else(|| peer_ip(session)),
         identity: ctx.identity.as_ref().map(|i| i.subject.clone()),
         tenant: ctx.identity.as_ref().and_then(|i| i.tenant.clone()),
-        method: req.method.as_str().to_string(),
+        method: req.method.clone(),
         host: header(http::header::HOST)
             .or_else(|| req.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default(),
@@ -971,7 +965,7 @@ fn access_entry(
         bytes_in: downstream.body_bytes_read() as u64,
         bytes_out: downstream.body_bytes_sent() as u64,
         duration_ms: took.as_secs_f64() * 1000.0,
-        upstream: ctx.tries.tried().last().map(ToString::to_string),
+        upstream: ctx.tries.tried().last().copied(),
         tries: ctx.tries.tried().len(),
         cache: ctx.cache.outcome.map(|o| o.header()),
         rate_limit: if limited {

@@ -146,7 +146,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             let counted = metrics.clone();
             let observe: telemetry::ExportObserver =
                 Arc::new(move |spans, exported| counted.trace_export(spans, exported));
-            let started = telemetry::Tracing::start(&settings, observe)
+            let started = telemetry::SpanQueue::start(&settings, observe)
                 .context("starting the span export")?;
             tracing::info!(endpoint = %t.endpoint, sample = t.sample_ppm as f64 / 10_000.0, "spans exported over OTLP");
             Some(Arc::new(started))

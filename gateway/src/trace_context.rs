@@ -93,14 +93,16 @@ impl TraceContext {
 
     /// The `traceparent` of a span `span_id` of this trace (a try's, for its backend).
     pub fn header_for(&self, span_id: u64) -> HeaderValue {
-        let text = format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            span_id,
-            self.flags & SAMPLED
-        );
+        // Written digit by digit (`format!` with widths took ten times as long, on every
+        // request twice).
+        let mut text = [b'-'; LEN];
+        text[..2].copy_from_slice(b"00");
+        use telemetry::text::put_hex;
+        put_hex(&mut text[3..35], self.trace_id);
+        put_hex(&mut text[36..52], u128::from(span_id));
+        put_hex(&mut text[53..55], u128::from(self.flags & SAMPLED));
         // Only hex digits and dashes: always a valid header value.
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
@@ -150,7 +152,7 @@ fn hex_field(digits: &[u8]) -> Option<u128> {
 }
 
 /// A random, non-zero span id.
-fn new_span_id() -> u64 {
+pub(crate) fn new_span_id() -> u64 {
     loop {
         let id: u64 = rand::random();
         if id != 0 {
@@ -275,5 +277,23 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
         ]));
         assert!(t.header().to_str().unwrap().ends_with("-01"));
+    }
+
+    #[test]
+    fn a_header_is_the_w3c_layout_with_every_digit_in_place() {
+        for (trace_id, span_id) in [
+            (1, 1),
+            (u128::MAX, u64::MAX),
+            (0x0123_4567_89ab_cdef << 64, 0xf0),
+        ] {
+            let mut t = TraceContext::of(&request(&[]));
+            t.trace_id = trace_id;
+            t.flags = SAMPLED;
+            let header = t.header_for(span_id);
+            assert_eq!(
+                header.to_str().unwrap(),
+                format!("00-{trace_id:032x}-{span_id:016x}-01")
+            );
+        }
     }
 }

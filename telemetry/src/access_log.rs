@@ -13,6 +13,8 @@
 //! [`AccessLog::reopen`] (the binaries call it on SIGUSR1, as nginx does) has the writer
 //! close the file and open it again by its name, so logrotate can move it away first.
 
+mod json;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -58,17 +60,20 @@ pub struct AccessLogConfig {
     pub to: Target,
 }
 
-/// What one line says about one request.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+/// What one line says about one request. Addresses, ids and the time are kept as values
+/// and written as text by the writer thread, off the request's.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entry {
     /// When the answer ended; written UTC, RFC 3339 with milliseconds.
     pub time: LineTime,
     pub request_id: String,
-    pub trace_id: String,
-    pub client: String,
+    /// Written as 32 hex digits; `""` without a trace.
+    pub trace_id: Option<u128>,
+    /// `""` when unknown.
+    pub client: Option<std::net::IpAddr>,
     pub identity: Option<String>,
     pub tenant: Option<String>,
-    pub method: String,
+    pub method: http::Method,
     pub host: String,
     /// The path and query as the client sent them, credentials redacted ([`redact`]).
     pub path: String,
@@ -76,7 +81,7 @@ pub struct Entry {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_ms: f64,
-    pub upstream: Option<String>,
+    pub upstream: Option<std::net::SocketAddr>,
     pub tries: usize,
     pub cache: Option<&'static str>,
     pub rate_limit: Option<&'static str>,
@@ -84,7 +89,6 @@ pub struct Entry {
     pub pool: Option<String>,
     pub user_agent: Option<String>,
     /// In the combined format only.
-    #[serde(skip)]
     pub referer: Option<String>,
 }
 
@@ -95,12 +99,6 @@ pub struct LineTime(pub std::time::SystemTime);
 impl Default for LineTime {
     fn default() -> Self {
         LineTime(std::time::UNIX_EPOCH)
-    }
-}
-
-impl serde::Serialize for LineTime {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&time_text(self.0))
     }
 }
 
@@ -149,19 +147,20 @@ pub fn redact(target: &str) -> String {
 }
 
 impl Entry {
-    /// One JSON object, no line end: the fields in their order here, written straight from
-    /// them (no intermediate map).
+    /// One JSON object, no line end, the fields in their order here ([`json`]).
     pub fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(512);
+        json::write(self, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The line and its end, into the writer's buffer.
-    fn write_line(&self, format: Format, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    /// The line and its end, appended to `out`.
+    fn write_line(&self, format: Format, out: &mut Vec<u8>) {
         match format {
-            Format::Json => serde_json::to_writer(&mut *out, self).map_err(std::io::Error::from)?,
-            Format::Combined => out.write_all(self.combined().as_bytes())?,
+            Format::Json => json::write(self, out),
+            Format::Combined => out.extend_from_slice(self.combined().as_bytes()),
         }
-        out.write_all(b"\n")
+        out.push(b'\n');
     }
 
     /// NGINX's `combined` format (`$remote_addr - $remote_user [$time_local] "$request"
@@ -172,7 +171,7 @@ impl Entry {
         let _ = write!(
             line,
             "{} - {} [{}] \"{} {} HTTP/1.1\" {} {} \"{}\" \"{}\" {} {:.3} {}",
-            self.client,
+            self.client.map_or_else(String::new, |ip| ip.to_string()),
             quoted_or_dash(self.identity.as_deref()),
             self.time,
             self.method,
@@ -183,7 +182,8 @@ impl Entry {
             escape(self.user_agent.as_deref().unwrap_or("-")),
             self.request_id,
             self.duration_ms / 1000.0,
-            self.upstream.as_deref().unwrap_or("-"),
+            self.upstream
+                .map_or_else(|| "-".to_string(), |a| a.to_string()),
         );
         line
     }
@@ -311,6 +311,8 @@ fn write_lines(
 ) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut failing = false;
+    // One line at a time is made here, then copied into the file's buffer.
+    let mut line = Vec::with_capacity(1024);
     while let Ok(first) = lines.recv() {
         let mut next = Some(first);
         loop {
@@ -329,7 +331,9 @@ fn write_lines(
                     }
                 }
                 if let (Message::Line(entry), Ok(())) = (m, &result) {
-                    result = entry.write_line(format, &mut out);
+                    line.clear();
+                    entry.write_line(format, &mut line);
+                    result = out.write_all(&line);
                 }
                 next = match lines.try_recv() {
                     Ok(m) => Some(m),
@@ -386,10 +390,10 @@ mod tests {
         Entry {
             time: LineTime(std::time::UNIX_EPOCH + Duration::from_millis(1_796_655_600_123)),
             request_id: "r1".into(),
-            trace_id: "t1".into(),
-            client: "127.0.0.1".into(),
+            trace_id: Some(0x71),
+            client: Some([127, 0, 0, 1].into()),
             identity: Some("svc \"a\"".into()),
-            method: "GET".into(),
+            method: http::Method::GET,
             host: "h".into(),
             path: "/q".into(),
             status: 200,

@@ -129,20 +129,12 @@ impl Tracing {
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(batches)
             .build();
-        let resource = Resource::builder()
-            .with_service_name(settings.service)
-            .with_attribute(KeyValue::new(
-                "service.instance.id",
-                settings.instance.clone(),
-            ))
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 settings.sample,
             ))))
-            .with_resource(resource)
+            .with_resource(resource(settings))
             .build();
         let tracer = provider.tracer(settings.service);
         Ok(Tracing { provider, tracer })
@@ -159,9 +151,22 @@ impl Tracing {
     }
 }
 
+/// The process the spans are of: its service, instance and version (and the SDK's own
+/// attributes).
+pub(crate) fn resource(settings: &Settings) -> Resource {
+    Resource::builder()
+        .with_service_name(settings.service)
+        .with_attribute(KeyValue::new(
+            "service.instance.id",
+            settings.instance.clone(),
+        ))
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The traces URL of a collector: its `/v1/traces` when `endpoint` names only the host (as
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` does), else `endpoint` as written.
-fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
+pub(crate) fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
     let bad = |reason: &str| TelemetryError::Endpoint {
         endpoint: endpoint.to_string(),
         reason: reason.to_string(),

@@ -18,9 +18,12 @@ pub mod access_log;
 mod client;
 mod export;
 mod protobuf;
+mod queue;
 mod ratio;
+pub mod text;
 
 pub use export::{ExportObserver, Settings, TelemetryError, Tracing};
+pub use queue::{SpanQueue, SpanSource};
 pub use ratio::{parse_ratio, RatioError};
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};

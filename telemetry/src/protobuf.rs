@@ -19,7 +19,6 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
-use prost::encoding::{encode_varint, encoded_len_varint};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 // Wire types.
@@ -42,6 +41,8 @@ pub(crate) struct Encoder {
     spans: Vec<u8>,
     /// One `ResourceSpans`' fields.
     resource_spans: Vec<u8>,
+    /// Which scope each span of the batch is of (an index into the batch's scopes).
+    scope_of: Vec<usize>,
 }
 
 impl Encoder {
@@ -67,14 +68,30 @@ impl Encoder {
         // ResourceSpans.scope_spans = 2, one per scope in the order of first appearance (a
         // batch usually has one: the binary's tracer).
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+        self.scope_of.clear();
         for span in spans {
-            if !scopes.contains(&&span.instrumentation_scope) {
-                scopes.push(&span.instrumentation_scope);
-            }
+            let scope = &span.instrumentation_scope;
+            // The span before's scope first: one comparison a span in the usual batch.
+            let index = match self.scope_of.last() {
+                Some(&last) if scopes[last] == scope => last,
+                _ => match scopes.iter().position(|s| *s == scope) {
+                    Some(i) => i,
+                    None => {
+                        scopes.push(scope);
+                        scopes.len() - 1
+                    }
+                },
+            };
+            self.scope_of.push(index);
         }
-        for scope in scopes {
+        for (index, scope) in scopes.into_iter().enumerate() {
             self.spans.clear();
-            for span in spans.iter().filter(|s| &s.instrumentation_scope == scope) {
+            let of_scope = spans
+                .iter()
+                .zip(&self.scope_of)
+                .filter(|(_, s)| **s == index)
+                .map(|(span, _)| span);
+            for span in of_scope {
                 self.span.clear();
                 put_span(&mut self.span, span);
                 put_bytes(&mut self.spans, 2, &self.span);
@@ -217,9 +234,10 @@ fn key_value_len(key: &str, value: &Value) -> usize {
 }
 
 fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    put_len_prefix(out, field, key_value_len(key, value));
+    let value_len = any_value_len(value);
+    put_len_prefix(out, field, string_len(1, key) + nested_len(2, value_len));
     put_string(out, 1, key);
-    put_len_prefix(out, 2, any_value_len(value));
+    put_len_prefix(out, 2, value_len);
     put_any_value(out, value);
 }
 
@@ -322,6 +340,21 @@ fn put_any_value(out: &mut Vec<u8>, value: &Value) {
 
 // The primitives. Each `*_len` is what the matching `put_*` writes.
 
+/// A base-128 varint (prost's takes a `BufMut`, whose every byte is a capacity check).
+fn encode_varint(v: u64, out: &mut Vec<u8>) {
+    let mut v = v;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn encoded_len_varint(v: u64) -> usize {
+    // Seven bits a byte; 0 takes one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 fn put_key(out: &mut Vec<u8>, field: u32, wire: u32) {
     encode_varint(u64::from(field << 3 | wire), out);
 }
@@ -417,6 +450,32 @@ mod tests {
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use prost::Message;
+
+    #[test]
+    fn varints_are_prosts() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut ours = Vec::new();
+            encode_varint(v, &mut ours);
+            let mut theirs = Vec::new();
+            prost::encoding::encode_varint(v, &mut theirs);
+            assert_eq!(ours, theirs, "{v}");
+            assert_eq!(
+                encoded_len_varint(v),
+                prost::encoding::encoded_len_varint(v),
+                "{v}"
+            );
+        }
+    }
     use std::time::Duration;
 
     fn context(

@@ -73,13 +73,14 @@ pub async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     let line = st.observer.access_log.as_ref().map(|_| Entry {
         time: access_log::LineTime(at),
         request_id: request_id.clone(),
-        trace_id: trace_id.clone(),
+        trace_id: trace
+            .is_valid()
+            .then(|| u128::from_be_bytes(trace.trace_id().to_bytes())),
         client: req
             .extensions()
             .get::<ConnectInfo<Connection>>()
-            .map(|c| c.0.remote.ip().to_string())
-            .unwrap_or_default(),
-        method: req.method().to_string(),
+            .map(|c| c.0.remote.ip()),
+        method: req.method().clone(),
         host: header_text(req.headers(), header::HOST.as_str()),
         path: access_log::redact(req.uri().path_and_query().map_or("/", |p| p.as_str())),
         bytes_in: content_length(req.headers()),

@@ -1,0 +1,264 @@
+//! A lighter way in for spans made at every request: the request's thread hands over a
+//! record of plain values ([`SpanSource`]), and the export thread makes the SDK's
+//! `SpanData` from it, then encodes and posts a batch as [`crate::Tracing`]'s exporter does.
+//!
+//! Why not the SDK's spans on the request's thread: a span of the SDK is a `Context`, a
+//! lock, a `Vec` of attributes each copied into its own `String` (addresses formatted
+//! there and then), a channel slot of a few hundred bytes and, at the end, its `SpanData`
+//! moved across. For the gateway's hop and try spans that was about 10,000 instructions on
+//! the request's thread, and with the export thread's work the gateway kept only 0.75× its
+//! throughput with every trace recorded (`docs/benchmarks.md`). Here the request's thread
+//! fills a record it already has the values for and sends one pointer; nothing is
+//! formatted until the export thread does it.
+//!
+//! What stays the SDK's: the data model (`SpanData`, `KeyValue`, `Status`), the resource,
+//! and the sampling rule ([`sampled`] decides as `Sampler::TraceIdRatioBased` does, so a
+//! trace is recorded at every hop or at none). The TSDB node, whose spans are fewer per
+//! request and not on a proxy's path, keeps the SDK's pipeline ([`crate::Tracing`]).
+
+use crate::client::Collector;
+use crate::export::{resource, traces_url, ExportObserver, Settings, TelemetryError};
+use crate::protobuf::Encoder;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::Resource;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Duration;
+
+/// Records waiting for export at most; beyond it a record is dropped (its spans counted as
+/// failed), never waited for.
+const QUEUE: usize = 8192;
+/// Spans sent in one export at most (as many as pending, up to this).
+const BATCH: usize = 2048;
+/// How often the thread takes what is queued while records come. Waking it for each
+/// record would cost a futex wake and a context switch on both threads per request.
+const ROUND: Duration = Duration::from_millis(50);
+/// Rounds a record waits at most before it is sent: 500 ms.
+const ROUNDS_PER_EXPORT: u32 = 10;
+/// The longest a stopping process waits for its last spans to be sent.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
+/// One export's time limit, connection and answer included.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a request's thread hands over: the values of one or more spans, made into the
+/// SDK's `SpanData` on the export thread.
+pub trait SpanSource: Send {
+    /// How many spans [`SpanSource::spans`] makes (to count them when dropped).
+    fn count(&self) -> usize;
+    /// Its spans, of `scope`, appended to `out`.
+    fn spans(self: Box<Self>, scope: &InstrumentationScope, out: &mut Vec<SpanData>);
+}
+
+enum Message {
+    Record(Box<dyn SpanSource>),
+    /// Send what is pending now, then say so.
+    Flush(SyncSender<()>),
+}
+
+/// The sending side and the sampling rule. Cheap to share; never blocks a request.
+pub struct SpanQueue {
+    queue: SyncSender<Message>,
+    observe: ExportObserver,
+    /// [`sampled`]'s bound for the configured ratio.
+    bound: Option<u64>,
+}
+
+impl std::fmt::Debug for SpanQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanQueue")
+            .field("bound", &self.bound)
+            .finish()
+    }
+}
+
+impl SpanQueue {
+    /// Starts the export thread. Nothing is sent until a record comes.
+    pub fn start(
+        settings: &Settings,
+        observe: ExportObserver,
+    ) -> Result<SpanQueue, TelemetryError> {
+        let collector = Collector::new(traces_url(&settings.endpoint)?, TIMEOUT);
+        let resource = resource(settings);
+        let scope = InstrumentationScope::builder(settings.service).build();
+        let (queue, records) = sync_channel(QUEUE);
+        let exporting = Exporter {
+            collector,
+            resource,
+            scope,
+            encoder: Encoder::default(),
+            body: Vec::new(),
+            spans: Vec::new(),
+            observe: observe.clone(),
+        };
+        std::thread::Builder::new()
+            .name("span-export".into())
+            .spawn(move || run(&records, exporting))
+            .map_err(|e| TelemetryError::Endpoint {
+                endpoint: settings.endpoint.clone(),
+                reason: format!("the export thread cannot start: {e}"),
+            })?;
+        Ok(SpanQueue {
+            queue,
+            observe,
+            bound: ratio_bound(settings.sample),
+        })
+    }
+
+    /// Whether a new trace (one no caller decided for) is recorded.
+    pub fn sampled(&self, trace_id: u128) -> bool {
+        sampled(self.bound, trace_id)
+    }
+
+    /// Queues `record`; when the queue is full it is dropped and its spans counted as
+    /// failed.
+    pub fn send(&self, record: Box<dyn SpanSource>) {
+        let count = record.count() as u64;
+        if self.queue.try_send(Message::Record(record)).is_err() {
+            (self.observe)(count, false);
+        }
+    }
+
+    /// Sends what is queued (waiting [`SHUTDOWN_LIMIT`] at most, so a collector that is
+    /// down cannot hold a stop); for a process about to exit.
+    pub fn shutdown(&self) {
+        let (done, finished) = sync_channel(1);
+        // A full queue is drained within a round; try again until then.
+        let mut message = Message::Flush(done);
+        for _ in 0..20 {
+            match self.queue.try_send(message) {
+                Ok(()) => {
+                    let _ = finished.recv_timeout(SHUTDOWN_LIMIT);
+                    return;
+                }
+                Err(TrySendError::Full(m)) => {
+                    message = m;
+                    std::thread::sleep(ROUND / 4);
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// `Sampler::TraceIdRatioBased`'s bound: a trace is recorded when its id's low 64 bits,
+/// shifted right once, are below it. `None` records every trace.
+fn ratio_bound(ratio: f64) -> Option<u64> {
+    (ratio < 1.0).then(|| (ratio.max(0.0) * (1u64 << 63) as f64) as u64)
+}
+
+fn sampled(bound: Option<u64>, trace_id: u128) -> bool {
+    bound.is_none_or(|bound| ((trace_id as u64) >> 1) < bound)
+}
+
+/// The export thread's state.
+struct Exporter {
+    collector: Collector,
+    resource: Resource,
+    scope: InstrumentationScope,
+    encoder: Encoder,
+    body: Vec<u8>,
+    /// The batch being made.
+    spans: Vec<SpanData>,
+    observe: ExportObserver,
+}
+
+impl Exporter {
+    fn take(&mut self, record: Box<dyn SpanSource>) {
+        record.spans(&self.scope, &mut self.spans);
+        if self.spans.len() >= BATCH {
+            self.export();
+        }
+    }
+
+    fn export(&mut self) {
+        if self.spans.is_empty() {
+            return;
+        }
+        self.encoder
+            .request(&self.spans, &self.resource, &mut self.body);
+        let ok = self.collector.post(&self.body).is_ok();
+        (self.observe)(self.spans.len() as u64, ok);
+        self.spans.clear();
+    }
+}
+
+/// Blocks while nothing comes; while records come, takes what is queued every [`ROUND`]
+/// and sends it every [`ROUNDS_PER_EXPORT`] rounds (or at [`BATCH`] spans). Ends, after
+/// sending what it holds, when every sender is gone.
+fn run(records: &Receiver<Message>, mut exporter: Exporter) {
+    let handle = |exporter: &mut Exporter, message: Message| match message {
+        Message::Record(record) => exporter.take(record),
+        Message::Flush(done) => {
+            exporter.export();
+            let _ = done.try_send(());
+        }
+    };
+    while let Ok(first) = records.recv() {
+        handle(&mut exporter, first);
+        let mut rounds = 0;
+        loop {
+            let mut took = 0;
+            loop {
+                match records.try_recv() {
+                    Ok(m) => {
+                        took += 1;
+                        handle(&mut exporter, m);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        exporter.export();
+                        return;
+                    }
+                }
+            }
+            rounds += 1;
+            if rounds >= ROUNDS_PER_EXPORT {
+                exporter.export();
+                rounds = 0;
+            }
+            if took == 0 && exporter.spans.is_empty() {
+                break;
+            }
+            // Not woken by each record (a flush too waits out the round: a stop waits 50 ms).
+            std::thread::sleep(ROUND);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanKind, TraceId};
+    use opentelemetry::Context;
+    use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample};
+
+    #[test]
+    fn a_new_trace_is_sampled_as_the_sdks_ratio_sampler_samples_it() {
+        let mut seed: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        for ratio in [0.0, 0.001, 0.1, 0.5, 0.999, 1.0, 2.0, -1.0] {
+            let sdk = Sampler::TraceIdRatioBased(ratio);
+            let bound = ratio_bound(ratio);
+            for _ in 0..2_000 {
+                // A xorshift walk over ids, so every bit pattern of the low half comes up.
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let theirs = sdk
+                    .should_sample(
+                        Some(&Context::new()),
+                        TraceId::from(seed),
+                        "x",
+                        &SpanKind::Server,
+                        &[],
+                        &[],
+                    )
+                    .decision;
+                assert_eq!(
+                    sampled(bound, seed),
+                    theirs == SamplingDecision::RecordAndSample,
+                    "ratio {ratio}, id {seed:032x}"
+                );
+            }
+        }
+    }
+}
