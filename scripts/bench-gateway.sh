@@ -2,7 +2,7 @@
 # Proxy benchmark: the gateway against nginx and HAProxy as reverse proxies, same machine,
 # same run, same upstream. Usage:
 #   scripts/bench-gateway.sh [--profile]
-#   env: DURATION=10s CONNS=50 WARMUP=2s ROUNDS=1 OUT=<dir> BENCH_NO_BUILD=1
+#   env: DURATION=10s CONNS=50 WARMUP=2s ROUNDS=1 OUT=<dir> BENCH_NO_BUILD=1 OBSERVED_PARTS=1
 #        IDLE_CONNS=1000 PERF_CALLGRAPH=fp|dwarf (with --profile)
 #        BASELINE=<a gateway binary> (an older build, measured as one more target)
 #
@@ -21,6 +21,8 @@
 #               recorded (`tracing: { sample: 100% }`) and exported over OTLP to a local
 #               sink (tests' `otlp-sink`, which decodes and counts the spans): what
 #               observability costs; its row carries the ratio to `gateway` in the round;
+#      logged   with OBSERVED_PARTS=1: the gateway with the access log alone, and
+#      traced   with every trace exported alone: what each part of `observed` costs;
 #      baseline with BASELINE set: that binary on the same configuration (a before/after
 #               comparison of a change inside one run; its rows are left out of the memory
 #               part, and its listener gets no setting the older build may not know).
@@ -274,6 +276,15 @@ tracing: { otlp: \"$sink_url\", sample: 100% }"
   observed_admin=$started_admin observed_dir=$work/gateway-observed-$1
 }
 
+start_logged() {
+  start_gateway "logged-$1" target/release/gateway "" "access_log: { format: json, to: access.log }"
+}
+
+start_traced() {
+  [ -n "$sink_url" ] || start_sink
+  start_gateway "traced-$1" target/release/gateway "" "tracing: { otlp: \"$sink_url\", sample: 100% }"
+}
+
 start_baseline() {
   start_gateway "baseline-$1" "$BASELINE" ""
 }
@@ -289,6 +300,7 @@ start_pingora() {
 
 # ---- 2. throughput and latency -----------------------------------------------------------
 proxies=(nginx haproxy pingora gateway observed)
+[ "${OBSERVED_PARTS:-}" = 1 ] && proxies+=(logged traced)
 if [ -n "${BASELINE:-}" ]; then
   [ -x "$BASELINE" ] || { echo "bench-gateway: BASELINE=$BASELINE is not an executable" >&2; exit 1; }
   proxies+=(baseline)
@@ -491,6 +503,7 @@ res, mem, conns, dur, idle = sys.argv[1:6]
 rows = list(csv.DictReader(open(res), delimiter="\t"))
 rounds = sorted({int(r["round"]) for r in rows})
 order = ["direct", "nginx", "haproxy", "pingora", "gateway", "observed"]
+order += [t for t in ("logged", "traced") if any(r["target"] == t for r in rows)]
 if any(r["target"] == "baseline" for r in rows):
     order.append("baseline")
 by = {(int(r["round"]), r["target"]): r for r in rows}
@@ -508,6 +521,10 @@ print("\nobserved (access log JSON to a file + every trace exported over OTLP) a
 for rd in rounds:
     g, o = by[(rd, "gateway")], by[(rd, "observed")]
     print(f"  round {rd}: req/s {float(o['rps'])/float(g['rps']):.3f}x, p99 {float(o['p99_ms'])/float(g['p99_ms']):.2f}x")
+    for part in ("logged", "traced"):
+        if (rd, part) in by:
+            p = by[(rd, part)]
+            print(f"    {part} alone: req/s {float(p['rps'])/float(g['rps']):.3f}x")
 if len(rounds) > 1:
     med = {t: {k: statistics.median(float(by[(rd, t)][k]) for rd in rounds)
                for k in ("rps", "p50_ms", "p99_ms")} for t in order}

@@ -94,6 +94,16 @@ fn optional(out: &mut Vec<u8>, s: Option<&str>) {
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most fields need nothing escaped: one pass without an early exit (which the compiler
+    // turns into wide compares) says so, and the field is copied whole.
+    let plain = !bytes
+        .iter()
+        .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escaped: &[u8] = match b {
