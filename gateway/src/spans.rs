@@ -10,19 +10,14 @@
 //!
 //! While the request runs, its spans are plain values here (ids, times, the backend's
 //! address, the try's status); when the answer ends they go to the export thread as one
-//! record ([`telemetry::SpanSource`]), which makes the SDK's `SpanData` of them, with every
-//! attribute formatted there, off the request's thread. `telemetry::queue` says why.
+//! record ([`telemetry::SpanSource`]), which writes their protobuf, every attribute
+//! formatted there, off the request's thread. `telemetry::queue` says why.
 
 use crate::trace_context::{TraceContext, SAMPLED};
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use std::borrow::Cow;
+use opentelemetry::trace::SpanKind;
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
-use telemetry::SpanQueue;
+use telemetry::{Attr, EncodedSpans, SpanFields, SpanQueue};
 
 /// The longest path kept in a span attribute, in bytes.
 const MAX_PATH: usize = 256;
@@ -170,132 +165,82 @@ impl telemetry::SpanSource for Ended {
         1 + self.spans.tries.len()
     }
 
-    fn spans(self: Box<Self>, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
-        let Ended {
-            spans: s,
-            end,
-            status,
-            route,
-            pool,
-            request_id,
-            client,
-        } = *self;
-        let state = s
-            .tracestate
-            .as_deref()
-            .and_then(|t| t.parse::<TraceState>().ok())
-            .unwrap_or_default();
-        let context = |span_id: u64| {
-            SpanContext::new(
-                TraceId::from(s.trace_id),
-                SpanId::from(span_id),
-                TraceFlags::SAMPLED,
-                false,
-                state.clone(),
-            )
-        };
+    fn write(self: Box<Self>, out: &mut EncodedSpans) {
+        let s = &self.spans;
+        let state = s.tracestate.as_deref().unwrap_or_default();
         let method = s.method.unwrap_or("HTTP");
-        let tries = s.tries.len();
-        for (n, t) in s.tries.into_iter().enumerate() {
-            let mut attributes = vec![
-                KeyValue::new("server.address", telemetry::text::ip_string(t.backend.ip())),
-                KeyValue::new("server.port", i64::from(t.backend.port())),
-                KeyValue::new("gateway.try", n as i64 + 1),
-            ];
-            let mut span_status = Status::Unset;
+        let mut attributes = Vec::with_capacity(5);
+        for (n, t) in s.tries.iter().enumerate() {
+            let status = t.status.map(|code| code.to_string());
+            // A try that failed says how; one answered 5xx says with what.
+            let error = t
+                .error
+                .or(status.as_deref().filter(|_| t.status >= Some(500)));
+            attributes.clear();
+            attributes.extend([
+                ("server.address", Attr::Ip(t.backend.ip())),
+                ("server.port", Attr::Int(i64::from(t.backend.port()))),
+                ("gateway.try", Attr::Int(n as i64 + 1)),
+            ]);
             if let Some(code) = t.status {
-                attributes.push(KeyValue::new("http.response.status_code", i64::from(code)));
-                if code >= 500 {
-                    span_status = Status::error(code.to_string());
-                }
+                attributes.push(("http.response.status_code", Attr::Int(i64::from(code))));
             }
             if let Some(kind) = t.error {
-                attributes.push(KeyValue::new("error.type", kind));
-                span_status = Status::error(kind);
+                attributes.push(("error.type", Attr::Str(kind)));
             }
-            out.push(span(
-                context(t.span_id),
-                (SpanId::from(s.span_id), false),
-                SpanKind::Client,
-                Cow::Borrowed(method),
-                (t.start, t.end.unwrap_or(end)),
-                attributes,
-                span_status,
-                scope,
-            ));
+            out.push(
+                &SpanFields {
+                    trace_id: s.trace_id,
+                    span_id: t.span_id,
+                    parent: Some((s.span_id, false)),
+                    trace_state: state,
+                    kind: SpanKind::Client,
+                    name: [method, ""],
+                    start: t.start,
+                    end: t.end.unwrap_or(self.end),
+                    error,
+                },
+                &attributes,
+            );
         }
+        let status = self.status.to_string();
         let mut attributes = vec![
-            KeyValue::new("http.request.method", s.method.unwrap_or("_OTHER")),
-            KeyValue::new("url.path", s.path),
+            (
+                "http.request.method",
+                Attr::Str(s.method.unwrap_or("_OTHER")),
+            ),
+            ("url.path", Attr::Str(&s.path)),
+            (
+                "http.response.status_code",
+                Attr::Int(i64::from(self.status)),
+            ),
+            ("gateway.request_id", Attr::Str(&self.request_id)),
+            ("gateway.tries", Attr::Int(s.tries.len() as i64)),
+            ("http.route", Attr::Str(&self.route)),
         ];
-        if let Some(original) = s.method_original {
-            attributes.push(KeyValue::new("http.request.method_original", original));
+        if let Some(original) = &s.method_original {
+            attributes.push(("http.request.method_original", Attr::Str(original)));
         }
-        attributes.extend([
-            KeyValue::new("http.response.status_code", i64::from(status)),
-            KeyValue::new("gateway.request_id", request_id),
-            KeyValue::new("gateway.tries", tries as i64),
-        ]);
-        if let Some(pool) = pool {
-            attributes.push(KeyValue::new("gateway.pool", pool));
+        if let Some(pool) = &self.pool {
+            attributes.push(("gateway.pool", Attr::Str(pool)));
         }
-        if let Some(ip) = client {
-            attributes.push(KeyValue::new(
-                "client.address",
-                telemetry::text::ip_string(ip),
-            ));
+        if let Some(ip) = self.client {
+            attributes.push(("client.address", Attr::Ip(ip)));
         }
-        // The route last: its name is moved into the span's name after.
-        let name = format!("{method} {route}");
-        attributes.push(KeyValue::new("http.route", route));
-        let hop_status = if status >= 500 {
-            Status::error(status.to_string())
-        } else {
-            Status::Unset
-        };
-        let parent = match s.parent_id {
-            Some(id) => (SpanId::from(id), true),
-            None => (SpanId::INVALID, false),
-        };
-        out.push(span(
-            context(s.span_id),
-            parent,
-            SpanKind::Server,
-            Cow::Owned(name),
-            (s.start, end),
-            attributes,
-            hop_status,
-            scope,
-        ));
-    }
-}
-
-/// One finished span as the SDK's exporters take it.
-#[allow(clippy::too_many_arguments)]
-fn span(
-    context: SpanContext,
-    (parent_span_id, parent_span_is_remote): (SpanId, bool),
-    span_kind: SpanKind,
-    name: Cow<'static, str>,
-    (start_time, end_time): (SystemTime, SystemTime),
-    attributes: Vec<KeyValue>,
-    status: Status,
-    scope: &InstrumentationScope,
-) -> SpanData {
-    SpanData {
-        span_context: context,
-        parent_span_id,
-        parent_span_is_remote,
-        span_kind,
-        name,
-        start_time,
-        end_time,
-        attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
+        out.push(
+            &SpanFields {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent: s.parent_id.map(|p| (p, true)),
+                trace_state: state,
+                kind: SpanKind::Server,
+                name: [method, &self.route],
+                start: s.start,
+                end: self.end,
+                error: (self.status >= 500).then_some(status.as_str()),
+            },
+            &attributes,
+        );
     }
 }
 
@@ -337,11 +282,39 @@ mod tests {
         assert_eq!(bounded(&"é".repeat(200)).len(), 256);
     }
 
-    fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message as _;
+
+    fn attribute(span: &Span, key: &str) -> Option<Value> {
         span.attributes
             .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| &kv.value)
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    }
+
+    fn text(v: &str) -> Option<Value> {
+        Some(Value::StringValue(v.to_string()))
+    }
+
+    fn int(v: i64) -> Option<Value> {
+        Some(Value::IntValue(v))
+    }
+
+    /// What `ended` writes, decoded with the protocol's own types.
+    fn written(ended: Box<Ended>) -> Vec<Span> {
+        let mut spans = EncodedSpans::default();
+        ended.write(&mut spans);
+        let mut body = Vec::new();
+        telemetry::protobuf::Encoder::default().scope_request(
+            &spans,
+            &opentelemetry::InstrumentationScope::builder("gateway").build(),
+            &opentelemetry_sdk::Resource::builder_empty().build(),
+            &mut body,
+        );
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        request.resource_spans[0].scope_spans[0].spans.clone()
     }
 
     #[test]
@@ -374,44 +347,46 @@ mod tests {
             client: Some([192, 0, 2, 7].into()),
         });
         assert_eq!(ended.count(), 3);
-        let mut out = Vec::new();
-        ended.spans(&InstrumentationScope::builder("gateway").build(), &mut out);
-        let [a, b, hop] = &out[..] else {
-            panic!("{out:?}")
+        let [a, b, hop] = &written(ended)[..] else {
+            panic!("three spans")
         };
+        let nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
         assert_eq!(hop.name, "HTTP write");
-        assert_eq!(hop.span_kind, SpanKind::Server);
-        assert_eq!(hop.parent_span_id, SpanId::from(0x22u64));
-        assert!(hop.parent_span_is_remote);
-        assert_eq!(hop.span_context.trace_state().get("vendor"), Some("1"));
-        assert_eq!(
-            attribute(hop, "http.request.method"),
-            Some(&"_OTHER".into())
-        );
+        assert_eq!(hop.kind, 2, "server");
+        assert_eq!(hop.parent_span_id, 0x22u64.to_be_bytes());
+        assert_eq!(hop.flags, 0x301, "sampled, parent remote");
+        assert_eq!(hop.trace_state, "vendor=1");
+        assert_eq!(attribute(hop, "http.request.method"), text("_OTHER"));
         assert_eq!(
             attribute(hop, "http.request.method_original"),
-            Some(&"PURGE".into())
+            text("PURGE")
         );
-        assert_eq!(attribute(hop, "client.address"), Some(&"192.0.2.7".into()));
-        assert_eq!(attribute(hop, "gateway.tries"), Some(&2i64.into()));
-        assert_eq!(attribute(hop, "http.route"), Some(&"write".into()));
-        assert_eq!(hop.status, Status::error("504"));
-        assert_eq!((hop.start_time, hop.end_time), (at(0), at(9)));
-        for (t, id, end) in [(a, first, at(5)), (b, second, at(9))] {
-            assert_eq!(t.span_context.span_id(), SpanId::from(id));
-            assert_eq!(t.span_context.trace_id(), TraceId::from(0xabcu128));
-            assert_eq!(t.parent_span_id, SpanId::from(0x11u64));
-            assert!(!t.parent_span_is_remote);
-            assert_eq!(t.span_kind, SpanKind::Client);
-            assert_eq!(t.end_time, end);
-        }
-        assert_eq!(attribute(a, "server.address"), Some(&"10.0.0.1".into()));
+        assert_eq!(attribute(hop, "client.address"), text("192.0.2.7"));
+        assert_eq!(attribute(hop, "gateway.tries"), int(2));
+        assert_eq!(attribute(hop, "gateway.pool"), text("tsdb"));
+        assert_eq!(attribute(hop, "http.route"), text("write"));
+        assert_eq!(attribute(hop, "http.response.status_code"), int(504));
+        let status = hop.status.clone().unwrap();
+        assert_eq!((status.code, status.message.as_str()), (2, "504"));
         assert_eq!(
-            attribute(a, "http.response.status_code"),
-            Some(&503i64.into())
+            (hop.start_time_unix_nano, hop.end_time_unix_nano),
+            (nanos(at(0)), nanos(at(9)))
         );
-        assert_eq!(a.status, Status::error("503"));
-        assert_eq!(attribute(b, "error.type"), Some(&"timeout".into()));
-        assert_eq!(attribute(b, "gateway.try"), Some(&2i64.into()));
+        for (t, id, end) in [(a, first, at(5)), (b, second, at(9))] {
+            assert_eq!(t.span_id, id.to_be_bytes());
+            assert_eq!(t.trace_id, 0xabcu128.to_be_bytes());
+            assert_eq!(t.parent_span_id, 0x11u64.to_be_bytes());
+            assert_eq!(t.flags, 0x101, "sampled, parent local");
+            assert_eq!(t.kind, 3, "client");
+            assert_eq!(t.name, "HTTP");
+            assert_eq!(t.end_time_unix_nano, nanos(end));
+        }
+        assert_eq!(attribute(a, "server.address"), text("10.0.0.1"));
+        assert_eq!(attribute(a, "server.port"), int(8086));
+        assert_eq!(attribute(a, "http.response.status_code"), int(503));
+        assert_eq!(a.status.clone().unwrap().message, "503");
+        assert_eq!(attribute(b, "error.type"), text("timeout"));
+        assert_eq!(attribute(b, "gateway.try"), int(2));
+        assert_eq!(b.status.clone().unwrap().message, "timeout");
     }
 }

@@ -17,12 +17,13 @@
 pub mod access_log;
 mod client;
 mod export;
-mod protobuf;
+pub mod protobuf;
 mod queue;
 mod ratio;
 pub mod text;
 
 pub use export::{ExportObserver, Settings, TelemetryError, Tracing};
+pub use protobuf::{Attr, EncodedSpans, SpanFields};
 pub use queue::{SpanQueue, SpanSource};
 pub use ratio::{parse_ratio, RatioError};
 

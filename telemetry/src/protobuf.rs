@@ -34,7 +34,7 @@ const IS_REMOTE: u32 = 0x200;
 /// Buffers kept from one export to the next, so a batch allocates nothing once they have
 /// grown to a batch's size.
 #[derive(Debug, Default)]
-pub(crate) struct Encoder {
+pub struct Encoder {
     /// One span's fields, before its length is known.
     span: Vec<u8>,
     /// One scope's spans.
@@ -54,17 +54,7 @@ impl Encoder {
         }
         let body = &mut self.resource_spans;
         body.clear();
-        // ResourceSpans.resource = 1
-        let attributes: Vec<(&str, &Value)> =
-            resource.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        let resource_len: usize = attributes
-            .iter()
-            .map(|(k, v)| nested_len(1, key_value_len(k, v)))
-            .sum();
-        put_len_prefix(body, 1, resource_len);
-        for (k, v) in &attributes {
-            put_key_value(body, 1, k, v);
-        }
+        put_resource(body, resource);
         // ResourceSpans.scope_spans = 2, one per scope in the order of first appearance (a
         // batch usually has one: the binary's tracer).
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
@@ -96,22 +86,177 @@ impl Encoder {
                 put_span(&mut self.span, span);
                 put_bytes(&mut self.spans, 2, &self.span);
             }
-            let scope_len = nested_len(1, scope_len(scope));
-            let schema = scope.schema_url().unwrap_or_default();
-            put_len_prefix(
-                body,
-                2,
-                scope_len + self.spans.len() + string_len(3, schema),
-            );
-            put_len_prefix(body, 1, self::scope_len(scope));
-            put_scope(body, scope);
-            body.extend_from_slice(&self.spans);
-            put_string(body, 3, schema);
+            put_scope_spans(body, scope, &self.spans);
         }
-        // ResourceSpans.schema_url = 3
-        put_string(body, 3, resource.schema_url().unwrap_or_default());
-        // ExportTraceServiceRequest.resource_spans = 1
-        put_bytes(out, 1, body);
+        finish(body, resource, out);
+    }
+
+    /// The request carrying `spans` (already written, all of `scope`) of `resource`, written
+    /// into `out` (cleared first).
+    pub fn scope_request(
+        &mut self,
+        spans: &EncodedSpans,
+        scope: &InstrumentationScope,
+        resource: &Resource,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        if spans.count == 0 {
+            return;
+        }
+        let body = &mut self.resource_spans;
+        body.clear();
+        put_resource(body, resource);
+        put_scope_spans(body, scope, &spans.bytes);
+        finish(body, resource, out);
+    }
+}
+
+/// `ResourceSpans.resource = 1`.
+fn put_resource(body: &mut Vec<u8>, resource: &Resource) {
+    let attributes: Vec<(&str, &Value)> = resource.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let resource_len: usize = attributes
+        .iter()
+        .map(|(k, v)| nested_len(1, key_value_len(k, v)))
+        .sum();
+    put_len_prefix(body, 1, resource_len);
+    for (k, v) in &attributes {
+        put_key_value(body, 1, k, v);
+    }
+}
+
+/// `ResourceSpans.scope_spans = 2` of `scope`, around its spans' bytes.
+fn put_scope_spans(body: &mut Vec<u8>, scope: &InstrumentationScope, spans: &[u8]) {
+    let schema = scope.schema_url().unwrap_or_default();
+    put_len_prefix(
+        body,
+        2,
+        nested_len(1, scope_len(scope)) + spans.len() + string_len(3, schema),
+    );
+    put_len_prefix(body, 1, scope_len(scope));
+    put_scope(body, scope);
+    body.extend_from_slice(spans);
+    put_string(body, 3, schema);
+}
+
+/// `ResourceSpans.schema_url = 3`, then the request around the resource's spans.
+fn finish(body: &mut Vec<u8>, resource: &Resource, out: &mut Vec<u8>) {
+    put_string(body, 3, resource.schema_url().unwrap_or_default());
+    // ExportTraceServiceRequest.resource_spans = 1
+    put_bytes(out, 1, body);
+}
+
+/// What a span is, apart from its attributes, for [`EncodedSpans::push`]: the values a
+/// caller already holds, written without being made into the SDK's `SpanData` first.
+#[derive(Debug, Clone)]
+pub struct SpanFields<'a> {
+    pub trace_id: u128,
+    pub span_id: u64,
+    /// The parent's span id and whether it is of another process; `None` for a root.
+    pub parent: Option<(u64, bool)>,
+    /// The W3C `tracestate`, as its header carries it (`""`: none).
+    pub trace_state: &'a str,
+    pub kind: SpanKind,
+    /// The name, written as these parts joined by a space (`["GET", "route"]`).
+    pub name: [&'a str; 2],
+    pub start: SystemTime,
+    pub end: SystemTime,
+    /// `None`: unset; `Some(description)`: an error.
+    pub error: Option<&'a str>,
+}
+
+/// An attribute's value, as [`EncodedSpans::push`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Attr<'a> {
+    Str(&'a str),
+    Int(i64),
+    /// Written as a string, as `Display` writes it.
+    Ip(std::net::IpAddr),
+}
+
+/// Spans of one scope written as they come, for [`Encoder::scope_request`]. Kept from
+/// batch to batch; [`EncodedSpans::clear`] empties it.
+#[derive(Debug, Default)]
+pub struct EncodedSpans {
+    bytes: Vec<u8>,
+    span: Vec<u8>,
+    /// An address's text, before its length is written.
+    text: Vec<u8>,
+    count: usize,
+}
+
+impl EncodedSpans {
+    /// Spans written so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+    }
+
+    /// Writes one sampled span, as the SDK's conversion of the same span would be written.
+    pub fn push(&mut self, f: &SpanFields<'_>, attributes: &[(&str, Attr<'_>)]) {
+        let out = &mut self.span;
+        out.clear();
+        put_bytes(out, 1, &f.trace_id.to_be_bytes());
+        put_bytes(out, 2, &f.span_id.to_be_bytes());
+        put_string(out, 3, f.trace_state);
+        if let Some((parent, _)) = f.parent.filter(|(p, _)| *p != 0) {
+            put_bytes(out, 4, &parent.to_be_bytes());
+        }
+        let [first, second] = f.name;
+        let name_len = first.len()
+            + if second.is_empty() {
+                0
+            } else {
+                1 + second.len()
+            };
+        if name_len > 0 {
+            put_len_prefix(out, 5, name_len);
+            out.extend_from_slice(first.as_bytes());
+            if !second.is_empty() {
+                out.push(b' ');
+                out.extend_from_slice(second.as_bytes());
+            }
+        }
+        put_uint(out, 6, kind(&f.kind));
+        put_fixed64(out, 7, nanos(f.start));
+        put_fixed64(out, 8, nanos(f.end));
+        for (key, value) in attributes {
+            // A string's bytes (an address's written first), or an integer.
+            let scalar = match *value {
+                Attr::Ip(ip) => {
+                    self.text.clear();
+                    crate::text::write_ip(&mut self.text, ip);
+                    // Digits, dots and colons: UTF-8.
+                    Scalar::Str(std::str::from_utf8(&self.text).unwrap_or_default())
+                }
+                Attr::Str(v) => Scalar::Str(v),
+                Attr::Int(i) => Scalar::Int(i),
+            };
+            let value_len = scalar.len();
+            put_len_prefix(out, 9, string_len(1, key) + nested_len(2, value_len));
+            put_string(out, 1, key);
+            put_len_prefix(out, 2, value_len);
+            scalar.put(out);
+        }
+        let (message, code) = match f.error {
+            None => ("", 0),
+            Some(description) => (description, 2),
+        };
+        put_len_prefix(out, 15, string_len(2, message) + uint_len(3, code));
+        put_string(out, 2, message);
+        put_uint(out, 3, code);
+        let remote = f.parent.is_some_and(|(_, remote)| remote);
+        put_fixed32(out, 16, span_flags(remote, 1));
+        put_bytes(&mut self.bytes, 2, &self.span);
+        self.count += 1;
     }
 }
 
@@ -636,6 +781,113 @@ mod tests {
         }
         let mut out = vec![1, 2, 3];
         Encoder::default().request(&[], &resource, &mut out);
+        assert!(out.is_empty());
+    }
+
+    /// A span both ways: as fields for [`EncodedSpans::push`], and as the SDK's `SpanData`.
+    fn both_ways(
+        parent: Option<(u64, bool)>,
+        trace_state: &str,
+        kind: SpanKind,
+        name: [&str; 2],
+        error: Option<&str>,
+    ) -> (SpanFields<'static>, SpanData) {
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let fields = SpanFields {
+            trace_id: 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+            span_id: 0xb7ad_6b71_6920_3331,
+            parent,
+            trace_state: leak(trace_state),
+            kind: kind.clone(),
+            name: [leak(name[0]), leak(name[1])],
+            start: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_001),
+            end: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_500_000_000),
+            error: error.map(leak),
+        };
+        let scope = InstrumentationScope::builder("gateway").build();
+        let mut data = span(0, &scope);
+        data.span_context = context(
+            fields.trace_id,
+            fields.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            trace_state,
+        );
+        (data.parent_span_id, data.parent_span_is_remote) = match parent {
+            Some((p, remote)) => (SpanId::from(p), remote),
+            None => (SpanId::INVALID, false),
+        };
+        data.span_kind = kind;
+        data.name = if name[1].is_empty() {
+            name[0].to_string().into()
+        } else {
+            format!("{} {}", name[0], name[1]).into()
+        };
+        (data.start_time, data.end_time) = (fields.start, fields.end);
+        data.attributes = vec![
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("server.port", 8086_i64),
+            KeyValue::new("neg", -7_i64),
+            KeyValue::new("client.address", "192.0.2.7"),
+            KeyValue::new("v6", "2001:db8::1"),
+            KeyValue::new("empty", ""),
+        ];
+        data.status = error.map_or(Status::Unset, |e| Status::error(e.to_string()));
+        (fields, data)
+    }
+
+    const ATTRIBUTES: [(&str, Attr<'static>); 6] = [
+        ("http.request.method", Attr::Str("GET")),
+        ("server.port", Attr::Int(8086)),
+        ("neg", Attr::Int(-7)),
+        (
+            "client.address",
+            Attr::Ip(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7))),
+        ),
+        (
+            "v6",
+            Attr::Ip(std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001, 0xdb8, 0, 0, 0, 0, 0, 1,
+            ))),
+        ),
+        ("empty", Attr::Str("")),
+    ];
+
+    #[test]
+    fn spans_written_from_fields_decode_as_the_sdks_conversion_of_the_same_spans() {
+        let cases = [
+            both_ways(None, "", SpanKind::Server, ["GET", "write"], None),
+            both_ways(
+                Some((0x22, true)),
+                "vendor=1,b=2",
+                SpanKind::Server,
+                ["HTTP", "query"],
+                Some("504"),
+            ),
+            both_ways(
+                Some((0x33, false)),
+                "",
+                SpanKind::Client,
+                ["POST", ""],
+                Some("timeout"),
+            ),
+            both_ways(Some((0, false)), "", SpanKind::Internal, ["", ""], None),
+        ];
+        let (_, resource) = assorted();
+        let scope = InstrumentationScope::builder("gateway").build();
+        let mut written = EncodedSpans::default();
+        for (fields, _) in &cases {
+            written.push(fields, &ATTRIBUTES);
+        }
+        assert_eq!(written.len(), cases.len());
+        let mut out = Vec::new();
+        Encoder::default().scope_request(&written, &scope, &resource, &mut out);
+        let ours = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
+        let data: Vec<SpanData> = cases.into_iter().map(|(_, d)| d).collect();
+        assert_eq!(ours, reference(data, &resource));
+        written.clear();
+        assert!(written.is_empty());
+        Encoder::default().scope_request(&written, &scope, &resource, &mut out);
         assert!(out.is_empty());
     }
 

@@ -1,6 +1,7 @@
 //! A lighter way in for spans made at every request: the request's thread hands over a
-//! record of plain values ([`SpanSource`]), and the export thread makes the SDK's
-//! `SpanData` from it, then encodes and posts a batch as [`crate::Tracing`]'s exporter does.
+//! record of plain values ([`SpanSource`]), and the export thread writes its spans' protobuf
+//! straight from it ([`EncodedSpans`]), then posts a batch as [`crate::Tracing`]'s exporter
+//! does.
 //!
 //! Why not the SDK's spans on the request's thread: a span of the SDK is a `Context`, a
 //! lock, a `Vec` of attributes each copied into its own `String` (addresses formatted
@@ -9,18 +10,20 @@
 //! the request's thread, and with the export thread's work the gateway kept only 0.75× its
 //! throughput with every trace recorded (`docs/benchmarks.md`). Here the request's thread
 //! fills a record it already has the values for and sends one pointer; nothing is
-//! formatted until the export thread does it.
+//! formatted until the export thread writes it, and nothing is allocated per span there
+//! either (making `SpanData` of the record first, then dropping it, was a third of what was
+//! left).
 //!
-//! What stays the SDK's: the data model (`SpanData`, `KeyValue`, `Status`), the resource,
-//! and the sampling rule ([`sampled`] decides as `Sampler::TraceIdRatioBased` does, so a
-//! trace is recorded at every hop or at none). The TSDB node, whose spans are fewer per
-//! request and not on a proxy's path, keeps the SDK's pipeline ([`crate::Tracing`]).
+//! What stays the SDK's: the resource, the protocol's encoding of a span (the unit tests of
+//! [`EncodedSpans`] hold it to the SDK's conversion of the same span) and the sampling rule
+//! ([`sampled`] decides as `Sampler::TraceIdRatioBased` does, so a trace is recorded at
+//! every hop or at none). The TSDB node, whose spans are fewer per request and not on a
+//! proxy's path, keeps the SDK's pipeline ([`crate::Tracing`]).
 
 use crate::client::Collector;
 use crate::export::{resource, traces_url, ExportObserver, Settings, TelemetryError};
-use crate::protobuf::Encoder;
+use crate::protobuf::{EncodedSpans, Encoder};
 use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
@@ -40,13 +43,13 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
 /// One export's time limit, connection and answer included.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a request's thread hands over: the values of one or more spans, made into the
-/// SDK's `SpanData` on the export thread.
+/// What a request's thread hands over: the values of one or more spans, written as
+/// protobuf on the export thread.
 pub trait SpanSource: Send {
-    /// How many spans [`SpanSource::spans`] makes (to count them when dropped).
+    /// How many spans [`SpanSource::write`] writes (to count them when dropped).
     fn count(&self) -> usize;
-    /// Its spans, of `scope`, appended to `out`.
-    fn spans(self: Box<Self>, scope: &InstrumentationScope, out: &mut Vec<SpanData>);
+    /// Its spans, written into `out`.
+    fn write(self: Box<Self>, out: &mut EncodedSpans);
 }
 
 enum Message {
@@ -87,7 +90,7 @@ impl SpanQueue {
             scope,
             encoder: Encoder::default(),
             body: Vec::new(),
-            spans: Vec::new(),
+            spans: EncodedSpans::default(),
             observe: observe.clone(),
         };
         std::thread::Builder::new()
@@ -158,13 +161,13 @@ struct Exporter {
     encoder: Encoder,
     body: Vec<u8>,
     /// The batch being made.
-    spans: Vec<SpanData>,
+    spans: EncodedSpans,
     observe: ExportObserver,
 }
 
 impl Exporter {
     fn take(&mut self, record: Box<dyn SpanSource>) {
-        record.spans(&self.scope, &mut self.spans);
+        record.write(&mut self.spans);
         if self.spans.len() >= BATCH {
             self.export();
         }
@@ -175,7 +178,7 @@ impl Exporter {
             return;
         }
         self.encoder
-            .request(&self.spans, &self.resource, &mut self.body);
+            .scope_request(&self.spans, &self.scope, &self.resource, &mut self.body);
         let ok = self.collector.post(&self.body).is_ok();
         (self.observe)(self.spans.len() as u64, ok);
         self.spans.clear();

@@ -96,9 +96,9 @@ fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     // Most fields need nothing escaped: one pass without an early exit (which the compiler
     // turns into wide compares) says so, and the field is copied whole.
-    let plain = !bytes
-        .iter()
-        .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let plain = !bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if plain {
         out.extend_from_slice(bytes);
         out.push(b'"');
