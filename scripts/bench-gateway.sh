@@ -30,6 +30,10 @@
 #    connection every 1000 requests, which no other target does).
 #    Columns: req/s, p50 and p99 latency (wrk's latency distribution), and ratios against
 #    nginx in the same round: req/s ratio > 1 is faster than nginx, p99 ratio < 1 is better.
+#    For each target started here, the CPU time of each of its threads over the run
+#    (utime + stime from /proc/<pid>/task/*/stat) per request goes to threads.tsv: where an
+#    observed gateway's extra work runs (its listener, the access log's writer, the span
+#    export).
 #    Only ratios inside one run mean anything: the machine is shared and noisy (2 cores
 #    serve origin, proxy and wrk at once). With ROUNDS > 1 the spread shows the noise,
 #    and a median row per target is printed.
@@ -315,14 +319,29 @@ for t in direct "${proxies[@]}"; do echo "$t: 127.0.0.1:${port_of[$t]}"; done
 
 results=$OUT/results.tsv
 printf 'round\ttarget\trps\tp50_ms\tp99_ms\terrors\n' > "$results"
+printf 'round\ttarget\tthread\tticks\tus_per_request\n' > "$OUT/threads.tsv"
+# "<tid>-<name> <utime+stime>" for each thread of process $1, sorted for join.
+thread_ticks() {
+  for task in /proc/"$1"/task/*; do
+    echo "$(basename "$task")-$(tr ' ' _ < "$task/comm") $(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0)"
+  done | sort
+}
 
 for r in $(seq 1 "$ROUNDS"); do
   for t in direct "${proxies[@]}"; do
     url="http://127.0.0.1:${port_of[$t]}/"
     timeout 120 wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >"$OUT/warmup-r$r-$t.txt" 2>&1
+    [ -n "${pid_of[$t]:-}" ] && thread_ticks "${pid_of[$t]}" > "$work/ticks-before"
     timeout 300 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/wrk-r$r-$t.txt" 2>&1
     line=$(parse_wrk "$OUT/wrk-r$r-$t.txt") || { cat "$OUT/wrk-r$r-$t.txt" >&2; exit 1; }
     printf '%s\t%s\t%s\n' "$r" "$t" "$line" >> "$results"
+    if [ -n "${pid_of[$t]:-}" ]; then
+      # CPU per request of each of the proxy's threads over the run (kernel time included).
+      thread_ticks "${pid_of[$t]}" > "$work/ticks-after"
+      requests=$(awk '/requests in/ {print $1}' "$OUT/wrk-r$r-$t.txt")
+      join "$work/ticks-before" "$work/ticks-after" | awk -v r="$r" -v t="$t" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+        '{d = $3 - $2; if (d > 0) { sub(/^[0-9]+-/, "", $1); printf "%s\t%s\t%s\t%d\t%.2f\n", r, t, $1, d, d * 1e6 / hz / n }}' >> "$OUT/threads.tsv"
+    fi
     echo "round $r $t: $(echo "$line" | awk -F'\t' '{printf "%s req/s, p50 %s ms, p99 %s ms, errors %s", $1, $2, $3, $4}')"
   done
 done
@@ -532,6 +551,16 @@ if len(rounds) > 1:
         m = med[t]
         line("med", t, m["rps"], m["p50_ms"], m["p99_ms"], med["nginx"]["rps"],
              med["nginx"]["p99_ms"], sum(int(by[(rd, t)]["errors"]) for rd in rounds))
+threads = {}
+for r in csv.DictReader(open(res.replace("results.tsv", "threads.tsv")), delimiter="\t"):
+    if r["target"] in ("gateway", "observed", "logged", "traced", "baseline"):
+        threads.setdefault((r["target"], r["thread"]), []).append(float(r["us_per_request"]))
+if threads:
+    print("\nCPU per request of each thread (µs, utime + stime, median of the rounds; threads under 0.05 µs left out)")
+    for (t, name), v in sorted(threads.items()):
+        m = statistics.median(v)
+        if m >= 0.05:
+            print(f"  {t:8} {name:24} {m:6.2f}")
 print(f"\nRSS (VmRSS) before and after {idle} idle keep-alive client connections (fresh processes)")
 print(f"{'target':8} {'before MiB':>10} {'after MiB':>10} {'KiB/conn':>9} {'open':>6}  note")
 for r in csv.DictReader(open(mem), delimiter="\t"):

@@ -1,18 +1,19 @@
 //! What the gateway and the TSDB node report alike: their access log's lines and writer
-//! ([`access_log`]), and their spans, made and batched by the standard OpenTelemetry SDK and
-//! exported over OTLP/HTTP (protobuf).
+//! ([`access_log`]), and their spans, exported over OTLP/HTTP (protobuf).
 //!
-//! Both binaries start the same pipeline ([`Tracing::start`]): a parent-based sampler (a
-//! caller's sampled flag decides; a new trace is sampled at the configured ratio of trace
-//! ids, so every hop of one trace decides alike), the SDK's batch processor on its own
-//! thread behind a bounded queue (a request only hands its finished span over, never waits
-//! for the collector), and an OTLP/HTTP exporter that writes each batch's protobuf straight
-//! from the spans (`protobuf`), reported ([`ExportObserver`]) so a collector that is down
-//! shows in the metrics rather than in latency.
-//!
-//! Each binary builds its spans itself with the `opentelemetry` API; this crate also turns a
-//! `traceparent` already parsed into the remote parent those spans hang under
-//! ([`remote_parent`]).
+//! Spans come in two ways, both ending in the same encoding ([`protobuf`]) and the same
+//! counted export ([`ExportObserver`]: a collector that is down shows in the metrics, not in
+//! latency), each behind a bounded queue and a thread of its own, so a request never waits
+//! for the collector:
+//! - [`Tracing`] (the TSDB node): the standard OpenTelemetry SDK. The node builds its spans
+//!   with the `opentelemetry` API under a parent-based sampler (a caller's sampled flag
+//!   decides; a new trace is sampled at the configured ratio of trace ids, so every hop of
+//!   one trace decides alike), and the SDK's batch processor hands them to our exporter,
+//!   which writes each batch's protobuf straight from the SDK's spans. This crate also turns
+//!   a `traceparent` into the remote parent those spans hang under ([`remote_parent`]).
+//! - [`SpanQueue`] (the gateway, whose spans are made at every proxied request): a record
+//!   of plain values per request ([`SpanSource`]), written as protobuf on the export thread
+//!   ([`EncodedSpans`]), with the SDK's sampling rule. `queue` says why.
 
 pub mod access_log;
 mod client;
