@@ -247,7 +247,10 @@ impl AccessLog {
         let flag = reopen.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(lines, out, format, &to, &flag))?;
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                write_lines(lines, out, format, &to, &flag)
+            })?;
         Ok(AccessLog {
             queue,
             dropped: Arc::new(AtomicU64::new(0)),

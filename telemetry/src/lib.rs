@@ -16,6 +16,7 @@
 //!   ([`EncodedSpans`]), with the SDK's sampling rule. `queue` says why.
 
 pub mod access_log;
+mod background;
 mod client;
 mod export;
 pub mod protobuf;

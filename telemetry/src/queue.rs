@@ -95,7 +95,10 @@ impl SpanQueue {
         };
         std::thread::Builder::new()
             .name("span-export".into())
-            .spawn(move || run(&records, exporting))
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                run(&records, exporting)
+            })
             .map_err(|e| TelemetryError::Endpoint {
                 endpoint: settings.endpoint.clone(),
                 reason: format!("the export thread cannot start: {e}"),
