@@ -237,6 +237,32 @@ mod tests {
     use opentelemetry::trace::{SpanKind, TraceId};
     use opentelemetry::Context;
     use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample};
+    use std::sync::Arc;
+
+    struct Two;
+
+    impl SpanSource for Two {
+        fn count(&self) -> usize {
+            2
+        }
+        fn write(self: Box<Self>, _: &mut EncodedSpans) {}
+    }
+
+    #[test]
+    fn a_record_that_finds_the_queue_full_is_counted_as_failed_not_waited_for() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let told = seen.clone();
+        let (queue, _held) = sync_channel(1);
+        let spans = SpanQueue {
+            queue,
+            observe: Arc::new(move |n, ok| told.lock().unwrap().push((n, ok))),
+            bound: None,
+        };
+        spans.send(Box::new(Two));
+        assert!(seen.lock().unwrap().is_empty(), "queued");
+        spans.send(Box::new(Two));
+        assert_eq!(*seen.lock().unwrap(), [(2, false)]);
+    }
 
     #[test]
     fn a_new_trace_is_sampled_as_the_sdks_ratio_sampler_samples_it() {
