@@ -1,6 +1,7 @@
 //! The priority of the threads that write what a process reports.
 //!
-//! The access log's writer and the span export do work a request never waits for, behind
+//! The access log's writer and the span export (the gateway's thread, and the SDK's batch
+//! thread in the TSDB node, lowered at its first export) do work a request never waits for, behind
 //! bounded queues that drop (and count) when they fall behind. On a machine whose cores are
 //! all busy serving requests, each tick they run is a tick the request threads do not: with
 //! every trace exported and every line written, the gateway kept 0.87× its throughput

@@ -12,6 +12,7 @@ use opentelemetry_sdk::trace::{
     SpanExporter,
 };
 use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ struct OtlpHttp {
     /// processor's thread exports, so the lock is never contended.
     buffers: Mutex<(Encoder, Vec<u8>)>,
     observe: Observer,
+    /// Whether the exporting thread (the SDK's, made by it) has been lowered to the
+    /// reporting threads' priority yet: done at its first export.
+    lowered: AtomicBool,
 }
 
 /// [`ExportObserver`] with a `Debug` the exporter's trait asks for.
@@ -89,6 +93,9 @@ impl SpanExporter for OtlpHttp {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         if batch.is_empty() {
             return Ok(());
+        }
+        if !self.lowered.swap(true, Ordering::Relaxed) {
+            crate::background::lower_this_thread();
         }
         let result = self.send(&batch);
         (self.observe.0)(batch.len() as u64, result.is_ok());
@@ -120,6 +127,7 @@ impl Tracing {
             resource: Resource::builder_empty().build(),
             buffers: Mutex::new((Encoder::default(), Vec::new())),
             observe: Observer(observe),
+            lowered: AtomicBool::new(false),
         };
         let batches = BatchConfigBuilder::default()
             .with_max_queue_size(QUEUE)
