@@ -97,14 +97,23 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> anyhow::Result<Response> {
-    let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
-    }
-    let result = match body {
-        Some(b) => agent().run(builder.body(b)?),
-        None => agent().run(builder.body(())?),
+    let send = || -> anyhow::Result<Result<ureq::http::Response<ureq::Body>, ureq::Error>> {
+        let mut builder = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        Ok(match body {
+            Some(b) => agent().run(builder.body(b)?),
+            None => agent().run(builder.body(())?),
+        })
     };
+    let mut result = send()?;
+    // A server may close an idle kept-alive connection just as the pool hands it out; an
+    // idempotent request is then sent again once, on a new connection, as HTTP clients do
+    // (RFC 9112, 9.3.1).
+    if matches!(result, Err(ureq::Error::Io(_))) && matches!(method, "GET" | "HEAD") {
+        result = send()?;
+    }
     let resp = result.map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
     let status = resp.status().as_u16();
     let headers = resp
