@@ -187,13 +187,6 @@ impl Entry {
         );
         line
     }
-
-    pub fn line(&self, format: Format) -> String {
-        match format {
-            Format::Json => self.json(),
-            Format::Combined => self.combined(),
-        }
-    }
 }
 
 fn quoted_or_dash(v: Option<&str>) -> String {

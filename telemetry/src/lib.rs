@@ -9,8 +9,9 @@
 //!   with the `opentelemetry` API under a parent-based sampler (a caller's sampled flag
 //!   decides; a new trace is sampled at the configured ratio of trace ids, so every hop of
 //!   one trace decides alike), and the SDK's batch processor hands them to our exporter,
-//!   which writes each batch's protobuf straight from the SDK's spans. This crate also turns
-//!   a `traceparent` into the remote parent those spans hang under ([`remote_parent`]).
+//!   which writes each batch's protobuf straight from the SDK's spans. This crate also reads
+//!   a request's `traceparent` into the parent those spans hang under
+//!   ([`parent_from_headers`]).
 //! - [`SpanQueue`] (the gateway, whose spans are made at every proxied request): a record
 //!   of plain values per request ([`SpanSource`]), written as protobuf on the export thread
 //!   ([`EncodedSpans`]), with the SDK's sampling rule. `queue` says why.
@@ -29,34 +30,7 @@ pub use protobuf::{Attr, EncodedSpans, SpanFields};
 pub use queue::{SpanQueue, SpanSource};
 pub use ratio::{parse_ratio, RatioError};
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
-
-/// The context of a caller's span (from a valid `traceparent` and its `tracestate`), for a
-/// span of this process to be its child.
-pub fn remote_parent(
-    trace_id: u128,
-    span_id: u64,
-    sampled: bool,
-    tracestate: Option<&str>,
-) -> Context {
-    let state = tracestate
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    let flags = if sampled {
-        TraceFlags::SAMPLED
-    } else {
-        TraceFlags::default()
-    };
-    let parent = SpanContext::new(
-        TraceId::from(trace_id),
-        SpanId::from(span_id),
-        flags,
-        true,
-        state,
-    );
-    Context::new().with_remote_span_context(parent)
-}
 
 /// The caller's span from a request's `traceparent` and `tracestate` (W3C Trace Context, by
 /// the SDK's own propagator): the parent of a span of this process, or an empty context when
@@ -67,29 +41,47 @@ pub fn parent_from_headers(headers: &http::HeaderMap) -> Context {
         .extract(&opentelemetry_http::HeaderExtractor(headers))
 }
 
-/// The ids and flag of a span, as a `traceparent` carries them.
-pub fn ids_of(context: &SpanContext) -> (u128, u64, bool) {
-    (
-        u128::from_be_bytes(context.trace_id().to_bytes()),
-        u64::from_be_bytes(context.span_id().to_bytes()),
-        context.is_sampled(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry::trace::{SpanContext, TraceContextExt};
+
+    /// The ids and flag of a span, as a `traceparent` carries them.
+    fn ids_of(context: &SpanContext) -> (u128, u64, bool) {
+        (
+            u128::from_be_bytes(context.trace_id().to_bytes()),
+            u64::from_be_bytes(context.span_id().to_bytes()),
+            context.is_sampled(),
+        )
+    }
 
     #[test]
-    fn a_remote_parent_keeps_the_callers_ids_flag_and_state() {
-        let cx = remote_parent(0xabc, 0x12, true, Some("vendor=1"));
-        let sc = cx.span().span_context().clone();
+    fn a_callers_state_is_kept_with_its_ids_and_a_bad_state_dropped() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-00000000000000000000000000000abc-0000000000000012-01",
+            ),
+        );
+        h.insert("tracestate", http::HeaderValue::from_static("vendor=1"));
+        let sc = parent_from_headers(&h).span().span_context().clone();
         assert!(sc.is_remote());
         assert_eq!(ids_of(&sc), (0xabc, 0x12, true));
         assert_eq!(sc.trace_state().get("vendor"), Some("1"));
-        let cx = remote_parent(0xabc, 0x12, false, Some("not a state,,="));
-        assert!(!cx.span().span_context().is_sampled());
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-00000000000000000000000000000abc-0000000000000012-00",
+            ),
+        );
+        h.insert(
+            "tracestate",
+            http::HeaderValue::from_static("not a state,,="),
+        );
+        let sc = parent_from_headers(&h).span().span_context().clone();
+        assert!(!sc.is_sampled());
+        assert_eq!(sc.trace_state().header(), "");
     }
 
     #[test]
