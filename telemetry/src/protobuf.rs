@@ -1,5 +1,5 @@
 //! OTLP's `ExportTraceServiceRequest`, written as protobuf straight from the SDK's finished
-//! spans.
+//! spans ([`Encoder::request`]) or from a caller's own values ([`EncodedSpans::push`]).
 //!
 //! `opentelemetry-otlp` first turns each `SpanData` into `opentelemetry-proto`'s message
 //! structs (every attribute's key and value copied into a new `String`, every id into a new
@@ -240,19 +240,12 @@ impl EncodedSpans {
                 Attr::Str(v) => Scalar::Str(v),
                 Attr::Int(i) => Scalar::Int(i),
             };
-            let value_len = scalar.len();
-            put_len_prefix(out, 9, string_len(1, key) + nested_len(2, value_len));
-            put_string(out, 1, key);
-            put_len_prefix(out, 2, value_len);
-            scalar.put(out);
+            put_scalar_key_value(out, 9, key, &scalar);
         }
-        let (message, code) = match f.error {
-            None => ("", 0),
-            Some(description) => (description, 2),
-        };
-        put_len_prefix(out, 15, string_len(2, message) + uint_len(3, code));
-        put_string(out, 2, message);
-        put_uint(out, 3, code);
+        match f.error {
+            None => put_status(out, "", 0),
+            Some(description) => put_status(out, description, 2),
+        }
         let remote = f.parent.is_some_and(|(_, remote)| remote);
         put_fixed32(out, 16, span_flags(remote, 1));
         put_bytes(&mut self.bytes, 2, &self.span);
@@ -305,20 +298,24 @@ fn put_span(out: &mut Vec<u8>, span: &SpanData) {
         put_fixed32(out, 6, flags);
     }
     put_uint(out, 14, u64::from(span.links.dropped_count));
-    // Status { message = 2, code = 3 }: always present, as the SDK's conversion makes it.
-    let (message, code): (&str, u64) = match &span.status {
-        Status::Unset => ("", 0),
-        Status::Ok => ("", 1),
-        Status::Error { description } => (description, 2),
-    };
-    put_len_prefix(out, 15, string_len(2, message) + uint_len(3, code));
-    put_string(out, 2, message);
-    put_uint(out, 3, code);
+    match &span.status {
+        Status::Unset => put_status(out, "", 0),
+        Status::Ok => put_status(out, "", 1),
+        Status::Error { description } => put_status(out, description, 2),
+    }
     put_fixed32(
         out,
         16,
         span_flags(span.parent_span_is_remote, context.trace_flags().to_u8()),
     );
+}
+
+/// `Span.status = 15`: `Status { message = 2, code = 3 }` (0 unset, 1 ok, 2 error), always
+/// present, as the SDK's conversion makes it.
+fn put_status(out: &mut Vec<u8>, message: &str, code: u64) {
+    put_len_prefix(out, 15, string_len(2, message) + uint_len(3, code));
+    put_string(out, 2, message);
+    put_uint(out, 3, code);
 }
 
 /// `SpanKind` of the protocol (0 is UNSPECIFIED, never written by the SDK).
@@ -379,6 +376,9 @@ fn key_value_len(key: &str, value: &Value) -> usize {
 }
 
 fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
+    if let Some(s) = scalar(value) {
+        return put_scalar_key_value(out, field, key, &s);
+    }
     let value_len = any_value_len(value);
     put_len_prefix(out, field, string_len(1, key) + nested_len(2, value_len));
     put_string(out, 1, key);
@@ -386,7 +386,17 @@ fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     put_any_value(out, value);
 }
 
-/// One element of an array attribute, as an `AnyValue` of its own.
+/// A `KeyValue` whose value is one scalar.
+fn put_scalar_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Scalar<'_>) {
+    let value_len = value.len();
+    put_len_prefix(out, field, string_len(1, key) + nested_len(2, value_len));
+    put_string(out, 1, key);
+    put_len_prefix(out, 2, value_len);
+    value.put(out);
+}
+
+/// One value of an attribute (or one element of an array attribute), as the `AnyValue`
+/// oneof's field it is written in.
 enum Scalar<'a> {
     Bool(bool),
     Int(i64),
