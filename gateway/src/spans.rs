@@ -14,7 +14,7 @@
 //! formatted there, off the request's thread. `telemetry::queue` says why.
 
 use crate::trace_context::{TraceContext, SAMPLED};
-use opentelemetry::trace::SpanKind;
+use opentelemetry::trace::{SpanKind, TraceState};
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 use telemetry::{Attr, EncodedSpans, SpanFields, SpanQueue};
@@ -167,7 +167,14 @@ impl telemetry::SpanSource for Ended {
 
     fn write(self: Box<Self>, out: &mut EncodedSpans) {
         let s = &self.spans;
-        let state = s.tracestate.as_deref().unwrap_or_default();
+        // The client's `tracestate` as W3C reads it: one that does not parse is not passed
+        // on into the spans (as the SDK would not either).
+        let state = s
+            .tracestate
+            .as_deref()
+            .and_then(|t| t.parse::<TraceState>().ok())
+            .map(|t| t.header())
+            .unwrap_or_default();
         let method = s.method.unwrap_or("HTTP");
         let mut attributes = Vec::with_capacity(5);
         for (n, t) in s.tries.iter().enumerate() {
@@ -193,7 +200,7 @@ impl telemetry::SpanSource for Ended {
                     trace_id: s.trace_id,
                     span_id: t.span_id,
                     parent: Some((s.span_id, false)),
-                    trace_state: state,
+                    trace_state: &state,
                     kind: SpanKind::Client,
                     name: [method, ""],
                     start: t.start,
@@ -232,7 +239,7 @@ impl telemetry::SpanSource for Ended {
                 trace_id: s.trace_id,
                 span_id: s.span_id,
                 parent: s.parent_id.map(|p| (p, true)),
-                trace_state: state,
+                trace_state: &state,
                 kind: SpanKind::Server,
                 name: [method, &self.route],
                 start: s.start,
@@ -303,7 +310,7 @@ mod tests {
     }
 
     /// What `ended` writes, decoded with the protocol's own types.
-    fn written(ended: Box<Ended>) -> Vec<Span> {
+    fn written_spans(ended: Box<Ended>) -> Vec<Span> {
         let mut spans = EncodedSpans::default();
         ended.write(&mut spans);
         let mut body = Vec::new();
@@ -315,6 +322,42 @@ mod tests {
         );
         let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
         request.resource_spans[0].scope_spans[0].spans.clone()
+    }
+
+    #[test]
+    fn a_tracestate_is_written_into_the_spans_as_w3c_reads_it_and_a_bad_one_not_at_all() {
+        for (sent, written) in [
+            ("not a state,,=", ""),
+            // More than W3C's 32 entries: the first 32 are kept, as the SDK keeps them.
+            (&*"a=b,".repeat(40), &*vec!["a=b"; 32].join(",")),
+            ("a=1, b=2", "a=1,b=2"),
+        ] {
+            let mut spans = RequestSpans {
+                trace_id: 0xabc,
+                span_id: 0x11,
+                parent_id: Some(0x22),
+                tracestate: Some(sent.to_string()),
+                method: Some("GET"),
+                method_original: None,
+                path: "/".into(),
+                start: UNIX_EPOCH,
+                tries: Vec::new(),
+            };
+            spans.start_try("10.0.0.1:80".parse().unwrap(), UNIX_EPOCH);
+            let all = written_spans(Box::new(Ended {
+                spans,
+                end: UNIX_EPOCH,
+                status: 200,
+                route: "r".into(),
+                pool: None,
+                request_id: "q".into(),
+                client: None,
+            }));
+            assert_eq!(all.len(), 2);
+            for span in all {
+                assert_eq!(span.trace_state, written, "{sent:?}");
+            }
+        }
     }
 
     #[test]
@@ -347,7 +390,7 @@ mod tests {
             client: Some([192, 0, 2, 7].into()),
         });
         assert_eq!(ended.count(), 3);
-        let [a, b, hop] = &written(ended)[..] else {
+        let [a, b, hop] = &written_spans(ended)[..] else {
             panic!("three spans")
         };
         let nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
