@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -305,52 +305,65 @@ fn write_lines(
     to: &Target,
     reopen: &AtomicBool,
 ) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    let mut failing = false;
-    // One line at a time is made here, then copied into the file's buffer.
-    let mut line = Vec::with_capacity(1024);
-    while let Ok(first) = lines.recv() {
-        let mut next = Some(first);
-        loop {
-            let mut result = Ok(());
-            let mut took = 0;
-            while let Some(m) = next.take() {
-                took += 1;
-                if reopen.swap(false, Ordering::AcqRel) {
-                    // What was written to the old file goes there; the rest to the new one.
-                    let _ = out.flush();
-                    match open(to) {
-                        Ok(file) => out = std::io::BufWriter::with_capacity(64 * 1024, file),
-                        Err(e) => {
-                            tracing::error!(to = ?to, error = %e, "the access log cannot be opened again; writing on to the old file")
-                        }
-                    }
+    let mut writer = Writer {
+        out: std::io::BufWriter::with_capacity(64 * 1024, out),
+        format,
+        to,
+        reopen,
+        line: Vec::with_capacity(1024),
+        result: Ok(()),
+        failing: false,
+    };
+    crate::rounds::run(&lines, ROUND, &mut writer);
+}
+
+/// The writer thread's state.
+struct Writer<'a> {
+    out: std::io::BufWriter<Box<dyn std::io::Write + Send>>,
+    format: Format,
+    to: &'a Target,
+    reopen: &'a AtomicBool,
+    /// One line at a time is made here, then copied into the file's buffer.
+    line: Vec<u8>,
+    /// The round's writes so far: after a failed one, the round's other lines are lost.
+    result: std::io::Result<()>,
+    /// Whether the last round failed (its error was logged).
+    failing: bool,
+}
+
+impl crate::rounds::Rounds for Writer<'_> {
+    type Message = Message;
+
+    fn take(&mut self, message: Message) {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            // What was written to the old file goes there; the rest to the new one.
+            let _ = self.out.flush();
+            match open(self.to) {
+                Ok(file) => self.out = std::io::BufWriter::with_capacity(64 * 1024, file),
+                Err(e) => {
+                    tracing::error!(to = ?self.to, error = %e, "the access log cannot be opened again; writing on to the old file")
                 }
-                if let (Message::Line(entry), Ok(())) = (m, &result) {
-                    line.clear();
-                    entry.write_line(format, &mut line);
-                    result = out.write_all(&line);
-                }
-                next = match lines.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Disconnected) => {
-                        report(&mut failing, result.and_then(|()| out.flush()), to);
-                        return;
-                    }
-                };
             }
-            report(&mut failing, result.and_then(|()| out.flush()), to);
-            if took == 0 {
-                break;
-            }
-            std::thread::sleep(ROUND);
-            next = match lines.try_recv() {
-                Ok(m) => Some(m),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
-            };
         }
+        if let (Message::Line(entry), Ok(())) = (message, &self.result) {
+            self.line.clear();
+            entry.write_line(self.format, &mut self.line);
+            self.result = self.out.write_all(&self.line);
+        }
+    }
+
+    fn round_ended(&mut self, took: usize) -> bool {
+        self.finish();
+        took > 0
+    }
+
+    fn finish(&mut self) {
+        let result = std::mem::replace(&mut self.result, Ok(()));
+        report(
+            &mut self.failing,
+            result.and_then(|()| self.out.flush()),
+            self.to,
+        );
     }
 }
 

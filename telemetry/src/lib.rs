@@ -23,6 +23,7 @@ mod export;
 pub mod protobuf;
 mod queue;
 mod ratio;
+mod rounds;
 pub mod text;
 
 pub use export::{ExportObserver, Settings, TelemetryError, Tracing};

@@ -25,7 +25,7 @@ use crate::export::{resource, traces_url, ExportObserver, Settings, TelemetryErr
 use crate::protobuf::{EncodedSpans, Encoder};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 /// Records waiting for export at most; beyond it a record is dropped (its spans counted as
@@ -33,8 +33,8 @@ use std::time::Duration;
 const QUEUE: usize = 8192;
 /// Spans sent in one export at most (as many as pending, up to this).
 const BATCH: usize = 2048;
-/// How often the thread takes what is queued while records come. Waking it for each
-/// record would cost a futex wake and a context switch on both threads per request.
+/// How often the thread takes what is queued while records come (`crate::rounds` says why
+/// not at each record).
 const ROUND: Duration = Duration::from_millis(50);
 /// Rounds a record waits at most before it is sent: 500 ms.
 const ROUNDS_PER_EXPORT: u32 = 10;
@@ -91,6 +91,7 @@ impl SpanQueue {
             encoder: Encoder::default(),
             body: Vec::new(),
             spans: EncodedSpans::default(),
+            rounds: 0,
             observe: observe.clone(),
         };
         std::thread::Builder::new()
@@ -165,17 +166,12 @@ struct Exporter {
     body: Vec<u8>,
     /// The batch being made.
     spans: EncodedSpans,
+    /// Rounds since the last export.
+    rounds: u32,
     observe: ExportObserver,
 }
 
 impl Exporter {
-    fn take(&mut self, record: Box<dyn SpanSource>) {
-        record.write(&mut self.spans);
-        if self.spans.len() >= BATCH {
-            self.export();
-        }
-    }
-
     fn export(&mut self) {
         if self.spans.is_empty() {
             return;
@@ -185,49 +181,49 @@ impl Exporter {
         let ok = self.collector.post(&self.body).is_ok();
         (self.observe)(self.spans.len() as u64, ok);
         self.spans.clear();
+        self.rounds = 0;
     }
 }
 
-/// Blocks while nothing comes; while records come, takes what is queued every [`ROUND`]
-/// and sends it every [`ROUNDS_PER_EXPORT`] rounds (or at [`BATCH`] spans). Ends, after
-/// sending what it holds, when every sender is gone.
+/// Takes the records in rounds (`crate::rounds`): every [`ROUND`] while they come, sent
+/// every [`ROUNDS_PER_EXPORT`] rounds (or at [`BATCH`] spans, or when a flush asks). Ends,
+/// after sending what it holds, when every sender is gone.
 fn run(records: &Receiver<Message>, mut exporter: Exporter) {
-    let handle = |exporter: &mut Exporter, message: Message| match message {
-        Message::Record(record) => exporter.take(record),
-        Message::Flush(done) => {
-            exporter.export();
-            let _ = done.try_send(());
-        }
-    };
-    while let Ok(first) = records.recv() {
-        handle(&mut exporter, first);
-        let mut rounds = 0;
-        loop {
-            let mut took = 0;
-            loop {
-                match records.try_recv() {
-                    Ok(m) => {
-                        took += 1;
-                        handle(&mut exporter, m);
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        exporter.export();
-                        return;
-                    }
+    crate::rounds::run(records, ROUND, &mut exporter);
+}
+
+impl crate::rounds::Rounds for Exporter {
+    type Message = Message;
+
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Record(record) => {
+                record.write(&mut self.spans);
+                if self.spans.len() >= BATCH {
+                    self.export();
                 }
             }
-            rounds += 1;
-            if rounds >= ROUNDS_PER_EXPORT {
-                exporter.export();
-                rounds = 0;
+            Message::Flush(done) => {
+                self.export();
+                let _ = done.try_send(());
             }
-            if took == 0 && exporter.spans.is_empty() {
-                break;
-            }
-            // Not woken by each record (a flush too waits out the round: a stop waits 50 ms).
-            std::thread::sleep(ROUND);
         }
+    }
+
+    fn round_ended(&mut self, took: usize) -> bool {
+        self.rounds += 1;
+        if self.rounds >= ROUNDS_PER_EXPORT {
+            self.export();
+        }
+        let busy = took > 0 || !self.spans.is_empty();
+        if !busy {
+            self.rounds = 0;
+        }
+        busy
+    }
+
+    fn finish(&mut self) {
+        self.export();
     }
 }
 
