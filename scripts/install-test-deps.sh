@@ -4,7 +4,9 @@
 #           CLI), victoria-metrics (another engine behind the gateway), cmake, wrk,
 #           redis-server, chromium (/usr/bin/chromium, headless, for loadtest/tests/html_report.rs),
 #           prometheus (for /usr/bin/promtool: tests/tests/alert_rules.rs checks and unit-tests
-#           deploy/prometheus/alerts.yml), jq (scripts/rolling-restart.sh reads JSON with it)
+#           deploy/prometheus/alerts.yml), jq (scripts/rolling-restart.sh reads JSON with it),
+#           iproute2 (`ip netns`, `tc`), iptables (NFQUEUE and drops for the fault tests'
+#           links), keepalived (the fault tests' VRRP gateway pair)
 # The packages' services are not started: while installing, a temporary
 # /usr/sbin/policy-rc.d refuses every service start (only when none exists already).
 #   Python: influxdb==5.3.* (the client that tests/python/client_test.py drives)
@@ -33,6 +35,9 @@ declare -A PROBE=(
   [chromium]=/usr/bin/chromium
   [prometheus]=/usr/bin/promtool
   [jq]=jq
+  [iproute2]=/usr/sbin/ip
+  [iptables]=/usr/sbin/iptables
+  [keepalived]=/usr/sbin/keepalived
 )
 
 is_present() {
@@ -45,7 +50,7 @@ is_present() {
 }
 
 missing=()
-for pkg in influxdb influxdb-client victoria-metrics cmake wrk redis-server chromium prometheus jq; do
+for pkg in influxdb influxdb-client victoria-metrics cmake wrk redis-server chromium prometheus jq iproute2 iptables keepalived; do
   if ! is_present "${PROBE[$pkg]}"; then
     missing+=("$pkg")
   fi

@@ -131,8 +131,14 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     let writable = st.engine.is_writable();
     let peers = replication_reports(&st);
     let damaged = st.engine.damaged();
+    let disk_full = st.engine.is_disk_full();
     let (status, message) = if !writable {
         ("fail", "wal failed: read-only until restarted".to_string())
+    } else if disk_full {
+        (
+            "fail",
+            "disk full: writes refused until space is freed; queries served".to_string(),
+        )
     } else if !damaged.is_empty() {
         (
             "degraded",
@@ -160,7 +166,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         },
         "peers": peers,
     });
-    let code = if writable {
+    let code = if writable && !disk_full {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -203,6 +209,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         block_bytes: use_.block_bytes,
         damaged_files: st.engine.damaged().len() as u64,
         wal_failed: !st.engine.is_writable(),
+        disk_full: st.engine.is_disk_full(),
     });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -402,10 +409,13 @@ async fn store(
     Ok(outcome(parsed.errors, report))
 }
 
-/// A write refused for now (the head is full, the node is stopping) tells the client when to
-/// come back; InfluxDB clients and Telegraf honour `Retry-After`.
+/// A write refused for now (the head is full, the node is stopping, the disk is full) tells
+/// the client when to come back; InfluxDB clients and Telegraf honour `Retry-After`.
 fn retry_later(mut res: Response) -> Response {
-    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+    if matches!(
+        res.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE
+    ) {
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
@@ -418,6 +428,7 @@ fn storage_error_status(e: &StorageError) -> StatusCode {
         StorageError::ShuttingDown | StorageError::WalFailed | StorageError::Overloaded { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        StorageError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -24,6 +24,11 @@ pub struct Metrics {
     /// `tsdb_wal_failed`: 1 once a WAL append or fsync failed (the node then refuses
     /// writes until it is restarted), else 0.
     pub wal_failed: IntGauge,
+    /// `tsdb_disk_full`: 1 while the data directory's file system is full (writes are
+    /// refused with 507 until space is freed), else 0.
+    pub disk_full: IntGauge,
+    /// `tsdb_wal_out_of_space_total`: groups of writes refused because the disk was full.
+    pub wal_out_of_space: IntCounter,
     pub wal_fsyncs: IntCounter,
     pub wal_fsync_duration: Histogram,
     pub wal_group_size: Histogram,
@@ -83,6 +88,7 @@ pub struct StorageFigures {
     pub block_bytes: u64,
     pub damaged_files: u64,
     pub wal_failed: bool,
+    pub disk_full: bool,
 }
 
 /// Moves a counter up to `total`, a count kept elsewhere that only grows.
@@ -210,6 +216,14 @@ impl Metrics {
                 "tsdb_wal_failed",
                 "1 once a WAL append or fsync failed: writes are refused until the node restarts",
             )?,
+            disk_full: gauge(
+                "tsdb_disk_full",
+                "1 while the data directory is full: writes are refused until space is freed",
+            )?,
+            wal_out_of_space: counter(
+                "tsdb_wal_out_of_space_total",
+                "Groups of writes refused (and cut off the WAL) because the disk was full",
+            )?,
             wal_fsyncs: counter("tsdb_wal_fsyncs_total", "WAL fsync calls")?,
             wal_fsync_duration: histogram(
                 "tsdb_wal_fsync_duration_seconds",
@@ -319,6 +333,7 @@ impl Metrics {
         ));
         self.blocks_damaged.set(gauge(storage.damaged_files));
         self.wal_failed.set(i64::from(storage.wal_failed));
+        self.disk_full.set(i64::from(storage.disk_full));
     }
 
     /// The text exposition format.
@@ -399,6 +414,7 @@ mod tests {
             block_bytes: 4_096,
             damaged_files: 1,
             wal_failed: true,
+            disk_full: false,
         });
         let text = m.render();
         assert!(text.contains("tsdb_memory_used_bytes 105000"), "{text}");

@@ -97,6 +97,8 @@ pub enum StorageError {
     Encode(#[source] postcard::Error),
     #[error("the write-ahead log failed earlier; the node accepts no writes until restarted")]
     WalFailed,
+    #[error("insufficient storage: {0}; the write was not stored: retry once space is freed")]
+    DiskFull(String),
     #[error("checkpoint failed: {0}")]
     CheckpointFailed(String),
     #[error("the node is shutting down")]
@@ -183,6 +185,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     last_seq: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
+    disk_full: Arc<AtomicBool>,
     config: EngineConfig,
     hlc: version::Hlc,
     origin: String,
@@ -295,6 +298,7 @@ impl Engine {
         let replication_floor =
             Arc::new(AtomicU64::new(if backlog.is_some() { 0 } else { u64::MAX }));
         let failed = Arc::new(AtomicBool::new(false));
+        let disk_full = Arc::new(AtomicBool::new(false));
         let head_values = Arc::new(AtomicU64::new(head_values));
         let (tx, rx) = mpsc::channel();
         let writer = writer::Writer {
@@ -307,6 +311,7 @@ impl Engine {
             metrics: metrics.clone(),
             last_seq: last_seq.clone(),
             failed: failed.clone(),
+            disk_full: disk_full.clone(),
             origin: origin.clone(),
             backlog: backlog.clone(),
             replication_floor: replication_floor.clone(),
@@ -327,6 +332,7 @@ impl Engine {
             metrics,
             last_seq,
             failed,
+            disk_full,
             config,
             hlc,
             origin,
@@ -449,6 +455,12 @@ impl Engine {
     /// False after the WAL failed; the node then refuses writes.
     pub fn is_writable(&self) -> bool {
         !self.failed.load(Ordering::SeqCst)
+    }
+
+    /// True while the data directory's file system is full: writes are refused (and
+    /// nothing of them logged) until space is freed; the node recovers by itself.
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::SeqCst)
     }
 
     /// Validates `points` for database `db`, logs the accepted ones durably and applies them.

@@ -32,6 +32,18 @@ pub enum WalError {
     },
 }
 
+impl WalError {
+    /// True when the file system is out of space (or of the user's quota): nothing is wrong
+    /// with the log, and a write can succeed once space is freed.
+    pub fn is_out_of_space(&self) -> bool {
+        let WalError::Io { source, .. } = self;
+        matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
     move |source| WalError::Io {
         path: path.to_path_buf(),
@@ -271,6 +283,16 @@ impl Segment {
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.file.sync_data().map_err(io_err(&self.path))
     }
+
+    /// Cuts the segment back to `len` bytes (what it held before a failed append) and makes
+    /// that durable, so that the next append starts on a record boundary again. Appends go
+    /// to the end of the file (`O_APPEND`), which is `len` afterwards.
+    pub fn truncate_to(&mut self, len: u64) -> Result<(), WalError> {
+        self.file.set_len(len).map_err(io_err(&self.path))?;
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.len = len;
+        Ok(())
+    }
 }
 
 /// Makes a directory's entries (created or renamed files) durable.
@@ -358,6 +380,48 @@ mod tests {
         let rec = recover(dir.path(), 0).unwrap();
         assert_eq!(rec.records.len(), 2);
         assert_eq!(rec.records[1].payload, b"two again");
+    }
+
+    #[test]
+    fn truncating_after_a_half_written_append_leaves_a_log_that_recovers_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::open(dir.path(), 1).unwrap();
+        seg.append(&framed(&[(1, b"kept")])).unwrap();
+        let before = seg.len;
+        // What a write cut short by a full disk leaves: part of the next record.
+        let next = framed(&[(2, b"lost to a full disk")]);
+        seg.append(&next[..7]).unwrap();
+        seg.truncate_to(before).unwrap();
+        assert_eq!(seg.len, before);
+        seg.append(&framed(&[(2, b"written once space returned")]))
+            .unwrap();
+        drop(seg);
+        let rec = recover(dir.path(), 0).unwrap();
+        assert_eq!(rec.cut_bytes, 0);
+        assert_eq!(
+            rec.records
+                .iter()
+                .map(|r| r.payload.as_slice())
+                .collect::<Vec<_>>(),
+            vec![&b"kept"[..], &b"written once space returned"[..]]
+        );
+    }
+
+    #[test]
+    fn only_a_full_disk_or_quota_counts_as_out_of_space() {
+        let err = |kind: io::ErrorKind| WalError::Io {
+            path: PathBuf::from("wal"),
+            source: io::Error::from(kind),
+        };
+        assert!(err(io::ErrorKind::StorageFull).is_out_of_space());
+        assert!(err(io::ErrorKind::QuotaExceeded).is_out_of_space());
+        assert!(!err(io::ErrorKind::Other).is_out_of_space());
+        // ENOSPC as the kernel reports it.
+        let enospc = WalError::Io {
+            path: PathBuf::from("wal"),
+            source: io::Error::from_raw_os_error(28),
+        };
+        assert!(enospc.is_out_of_space());
     }
 
     #[test]

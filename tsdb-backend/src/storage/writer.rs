@@ -87,6 +87,9 @@ struct Pending {
 /// Compactions run after each flush, at most.
 const COMPACTIONS_PER_FLUSH: usize = 2;
 
+/// Bytes the idle probe writes to find out whether the disk has space again.
+const SPACE_PROBE_BYTES: usize = 64 << 10;
+
 /// Stop gathering more jobs into one group once this many bytes are waiting.
 const MAX_GROUP_BYTES: usize = 16 << 20;
 
@@ -105,6 +108,10 @@ pub struct Writer {
     pub last_seq: Arc<AtomicU64>,
     /// Set after a failed append: the log's tail is unknown, so no further write is accepted.
     pub failed: Arc<AtomicBool>,
+    /// Set while the data directory's file system is full: the last append was refused for
+    /// space and cut back off the log. Cleared by the next append that succeeds, or by the
+    /// idle probe (`space_returned`) once a file can be written again.
+    pub disk_full: Arc<AtomicBool>,
     /// This node's origin key (`node_id/incarnation`), recorded as applied up to each local
     /// entry's sequence number.
     pub origin: String,
@@ -179,6 +186,9 @@ impl Writer {
                     head_since.get_or_insert(now);
                 }
                 last_write = now;
+            } else if self.disk_full.load(Ordering::SeqCst) && self.space_returned() {
+                tracing::info!("the data directory has space again: writes are accepted");
+                self.disk_full.store(false, Ordering::SeqCst);
             }
             if running.as_ref().is_some_and(|h| h.is_finished()) {
                 if let Some(h) = running.take() {
@@ -248,6 +258,15 @@ impl Writer {
         res.map_err(StorageError::from)
     }
 
+    /// Whether a small file can be written in the data directory again: the probe that
+    /// clears `disk_full` while no write comes to do it.
+    fn space_returned(&self) -> bool {
+        let probe = self.dir.join(".space-probe");
+        let ok = std::fs::write(&probe, [0u8; SPACE_PROBE_BYTES]).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        ok
+    }
+
     /// What the next flush keeps for peers.
     fn keep(&self) -> Keep {
         match &self.backlog {
@@ -276,6 +295,7 @@ impl Writer {
             return 0;
         }
         buf.clear();
+        let len_before = segment.len;
         let first_seq = *seq + 1;
         for (i, job) in group.iter().enumerate() {
             wal::encode_record(buf, first_seq + i as u64, &job.payload);
@@ -291,6 +311,26 @@ impl Writer {
             .observe(started.elapsed().as_secs_f64());
         self.metrics.wal_group_size.observe(group.len() as f64);
         if let Err(e) = res {
+            if e.is_out_of_space() {
+                // Nothing is wrong with the log but its file system is full: cut off what
+                // part of the group reached the file, refuse the group, and keep serving.
+                match segment.truncate_to(len_before) {
+                    Ok(()) => {
+                        if !self.disk_full.swap(true, Ordering::SeqCst) {
+                            tracing::error!(error = %e, "data directory full: refusing writes until space is freed");
+                        }
+                        self.metrics.wal_out_of_space.inc();
+                        let reason = e.to_string();
+                        for job in group.drain(..) {
+                            let _ = job.reply.send(Err(StorageError::DiskFull(reason.clone())));
+                        }
+                        return 0;
+                    }
+                    Err(cut) => {
+                        tracing::error!(error = %cut, "cannot cut a refused group off the wal");
+                    }
+                }
+            }
             // The tail of the log is now unknown: accepting more writes could acknowledge
             // points that recovery will cut off.
             tracing::error!(error = %e, "wal append failed: refusing further writes");
@@ -299,6 +339,9 @@ impl Writer {
                 let _ = job.reply.send(Err(StorageError::WalFailed));
             }
             return 0;
+        }
+        if self.disk_full.swap(false, Ordering::SeqCst) {
+            tracing::info!("the data directory has space again: writes are accepted");
         }
         *since_flush += buf.len() as u64;
         self.metrics.wal_bytes.add(buf.len() as i64);
