@@ -24,6 +24,7 @@
 
 pub mod clock;
 pub mod diff;
+pub mod faults;
 pub mod gateway;
 pub mod h2;
 pub mod http;

@@ -39,17 +39,22 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
 
 /// A spawned child, killed with SIGKILL and reaped when dropped.
 #[derive(Debug)]
-struct ChildGuard {
+pub(crate) struct ChildGuard {
     child: std::process::Child,
 }
 
 impl ChildGuard {
-    fn pid(&self) -> u32 {
+    /// Takes charge of a spawned child: it is killed (SIGKILL) and reaped when dropped.
+    pub(crate) fn new(child: std::process::Child) -> ChildGuard {
+        ChildGuard { child }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// `Some(status text)` when the child has exited.
-    fn exited(&mut self) -> Option<String> {
+    pub(crate) fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
@@ -57,7 +62,7 @@ impl ChildGuard {
         }
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if self.exited().is_none() {
             send_signal(self.pid(), libc::SIGKILL);
         }
@@ -66,7 +71,7 @@ impl ChildGuard {
     }
 
     /// SIGTERM, then wait up to the patience for a clean exit, then SIGKILL.
-    fn terminate(&mut self) -> Option<String> {
+    pub(crate) fn terminate(&mut self) -> Option<String> {
         if let Some(s) = self.exited() {
             return Some(s);
         }
@@ -118,7 +123,7 @@ fn spawn_and_wait_ready(
 }
 
 /// [`spawn_and_wait_ready`] with the `/ping` done by `ping` (e.g. over TLS).
-fn spawn_and_wait(
+pub(crate) fn spawn_and_wait(
     name: &str,
     mut cmd: Command,
     log: &Path,
@@ -229,6 +234,52 @@ fn current_target_and_profile() -> Option<(PathBuf, String)> {
 /// Finds (or builds, once) the binary `name` of the workspace crate of the same name; the
 /// environment variable `env` overrides the path.
 fn locate_or_build(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    locate_or_build_profile(name, env, None)
+}
+
+/// Where the release build of the workspace binary `name` is (`env` overrides), building it
+/// (`cargo build --release`) once per test process when it is missing or older than its
+/// sources: for tests that measure the binaries as they run in service, such as the fault
+/// tests of [`crate::faults`].
+pub fn release_bin(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    static BINS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut bins = BINS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = bins.iter().find(|(n, _)| n == name) {
+        return Ok(p.clone());
+    }
+    let p = locate_or_build_profile(name, env, Some("release"))?;
+    bins.push((name.to_string(), p.clone()));
+    Ok(p)
+}
+
+/// Where binary `bin` of workspace package `package` is, in the profile the tests were
+/// built with (`env` overrides), building it once when it is missing (`cargo build -p
+/// package --bin bin`): for helper binaries such as the fault tests' `link-shaper`.
+pub fn locate_or_build_in(package: &str, bin: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    let (target, profile) = current_target_and_profile()
+        .unwrap_or_else(|| (crate::workspace_root().join("target"), "debug".into()));
+    let p = target.join(&profile).join(bin);
+    if p.is_file() {
+        return Ok(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(crate::workspace_root())
+        .args(["build", "-p", package, "--bin", bin])
+        .env("CARGO_TARGET_DIR", &target);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    anyhow::ensure!(status.success() && p.is_file(), "{cmd:?} failed: {status}");
+    Ok(p)
+}
+
+/// [`locate_or_build`], looking only for the profile `only` when given.
+fn locate_or_build_profile(name: &str, env: &str, only: Option<&str>) -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
         anyhow::ensure!(p.is_file(), "{env}={} is not a file", p.display());
@@ -236,10 +287,13 @@ fn locate_or_build(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     }
     let root = crate::workspace_root();
     let current = current_target_and_profile();
-    let profile = current
-        .as_ref()
-        .map(|(_, p)| p.clone())
-        .unwrap_or_else(|| "debug".into());
+    let profile = match only {
+        Some(p) => p.to_string(),
+        None => current
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| "debug".into()),
+    };
     let mut target_dirs: Vec<PathBuf> = Vec::new();
     if let Some((t, _)) = &current {
         target_dirs.push(t.clone());
@@ -257,8 +311,13 @@ fn locate_or_build(name: &str, env: &str) -> anyhow::Result<PathBuf> {
         "release"
     };
     let newest_source = newest_mtime(&root.join(name));
+    let profiles: &[&str] = if only.is_some() {
+        &[profile.as_str()]
+    } else {
+        &[profile.as_str(), other]
+    };
     for t in &target_dirs {
-        for prof in [profile.as_str(), other] {
+        for &prof in profiles {
             let p = t.join(prof).join(name);
             let built = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
             match (built, newest_source) {
