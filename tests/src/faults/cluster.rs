@@ -571,6 +571,17 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The gateway whose host holds [`VIRTUAL_IP`] now, if one does.
+    pub fn vip_holder(&self) -> Option<usize> {
+        (0..GATEWAYS).find(|i| {
+            self.lab
+                .addresses(&gateway_host(*i))
+                .is_ok_and(|a| a.contains(&format!("{VIRTUAL_IP}/")))
+        })
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // keepalived's VRRP child leaves with its parent on SIGTERM, not on SIGKILL.

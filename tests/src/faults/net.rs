@@ -375,6 +375,19 @@ impl Lab {
         Ok(())
     }
 
+    /// The IPv4 addresses on `host`'s link, as `ip -4 addr` prints them.
+    pub fn addresses(&self, host: &str) -> anyhow::Result<String> {
+        ip(&[
+            "-n",
+            &self.host(host).ns,
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ])
+    }
+
     /// The lab's id (the prefix of its namespaces), for messages.
     pub fn id(&self) -> &str {
         &self.id
