@@ -10,6 +10,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests start the real binaries; build them first (same profile as the tests).
 cargo build --workspace --bins --locked
+# The fault tests (tests/tests/faults.rs) run the gateway and the nodes as they ship.
+cargo build --release --locked -p gateway -p tsdb-backend --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
