@@ -10,7 +10,7 @@ import pathlib
 import sys
 
 BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
-ORDER = ["isolate-node", "split-2-1", "gateway-cut-from-redis", "one-way-loss", "slow-link",
+ORDER = ["isolate-node", "isolate-past-backlog", "split-2-1", "gateway-cut-from-redis", "one-way-loss", "slow-link",
          "pause-node", "kill-9-restart", "full-disk", "vrrp-failover"]
 
 
