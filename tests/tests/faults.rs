@@ -45,10 +45,9 @@ fn plan(c: &Cluster) -> Plan {
     }
 }
 
-/// Runs the workload until `acked` points are acknowledged (bounded): the system works
-/// before the fault.
-fn warm_up(c: &Cluster, w: &Workload, acked: usize) {
-    let _ = w;
+/// Waits (bounded) until every node holds at least `acked` of the workload's points: the
+/// system works before the fault.
+fn warm_up(c: &Cluster, acked: usize) {
     wait::eventually(
         "the workload to get writes acknowledged before the fault",
         |last| {
@@ -155,13 +154,13 @@ fn a_node_isolated_from_its_peers_keeps_accepting_writes_and_converges_after_the
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
 
     c.isolate_node(2).unwrap();
     // AP: the isolated node takes a write of its own while its peers cannot hear it.
     let direct_ids = [9_000_000_000u64, 9_000_000_001];
     let (status, body) = http::write(
-        &c.node_url(2).trim_start_matches("http://").to_string(),
+        c.node_addr(2),
         workload::DATABASE,
         &workload::lines(p.base_ns, 99, &direct_ids),
         Some("ns"),
@@ -212,7 +211,7 @@ fn a_gateway_cut_from_redis_follows_on_limiter_error_and_answers_no_5xx() {
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     let redis_up = |c: &Cluster| c.gateway_metric(0, "gateway_ratelimit_redis_up", "");
     assert_eq!(
         redis_up(&c),
@@ -293,10 +292,10 @@ fn a_full_disk_answers_507_with_the_reason_and_the_node_recovers_when_space_retu
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
 
     let filled = c.fill_disk(2).unwrap();
-    let n2 = c.node_url(2).trim_start_matches("http://").to_string();
+    let n2 = c.node_addr(2);
     // Writes straight to n2 until one is refused: what still fits in pages its files already
     // hold may be taken first. Every one of them is checked like the workload's.
     let mut direct = Vec::new();
@@ -406,7 +405,7 @@ fn an_isolated_node_further_behind_than_the_backlog_is_resynchronised_after_the_
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     c.isolate_node(2).unwrap();
     let observed = hold(Duration::from_secs(4), &mut || {
         format!("n0 /health: {}", c.node_health(0))
@@ -436,7 +435,7 @@ fn a_pool_split_two_to_one_keeps_both_sides_writable_and_converges() {
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     c.split_pool().unwrap();
     let observed = hold(Duration::from_secs(5), &mut || {
         format!(
@@ -466,7 +465,7 @@ fn one_way_loss_between_nodes_loses_nothing_acknowledged() {
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     c.lose_one_way(0, 1, 0.3).unwrap();
     c.lose_one_way(1, 2, 0.3).unwrap();
     let observed = hold(Duration::from_secs(5), &mut || {
@@ -493,7 +492,7 @@ fn a_slow_lossy_link_is_routed_around_within_the_request_timeout() {
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     c.slow_link(
         1,
         Impairment {
@@ -536,7 +535,7 @@ fn a_paused_node_is_failed_over_within_the_health_check_thresholds() {
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     assert!(c.nodes[1].pause());
     let paused = clock::now();
     wait::eventually("both gateways to mark the paused node unhealthy", |last| {
@@ -572,7 +571,7 @@ fn a_node_killed_and_restarted_loses_nothing_acknowledged() {
     };
     let p = plan(&c);
     let w = Workload::start(&p);
-    warm_up(&c, &w, 20);
+    warm_up(&c, 20);
     c.nodes[0].kill9();
     let observed = hold(Duration::from_secs(2), &mut || {
         format!("gw0 sees: {}", c.gateway_view(0))

@@ -234,6 +234,11 @@ impl Cluster {
         format!("http://{}:{TSDB_PORT}", self.lab.host(&node_host(i)).ip)
     }
 
+    /// `10.77.0.1x:8086`: node `i`'s address, as [`http::write`] takes it.
+    pub fn node_addr(&self, i: usize) -> String {
+        format!("{}:{TSDB_PORT}", self.lab.host(&node_host(i)).ip)
+    }
+
     /// `http://10.77.0.2x:8080` of gateway `i`.
     pub fn gateway_url(&self, i: usize) -> String {
         format!(

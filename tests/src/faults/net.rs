@@ -108,15 +108,39 @@ fn remove_orphans() {
             .and_then(|pid| pid.parse::<u32>().ok());
         if let Some(pid) = owner {
             if !alive(pid) {
+                // Its processes first: deleting a namespace does not stop them.
+                if let Ok(pids) = ip(&["netns", "pids", name]) {
+                    for p in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                        crate::process::signal(p, libc::SIGKILL);
+                    }
+                }
                 let _ = ip(&["netns", "del", name]);
             }
         }
     }
+    // Its small disks, mounted under a directory named for the owner.
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let Some(path) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        let owner = path
+            .split('/')
+            .find_map(|part| part.strip_prefix(LAB_DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if owner.is_some_and(|pid| !alive(pid)) {
+            let _ = run(Command::new("umount").arg("-l").arg(path));
+        }
+    }
 }
 
+/// The prefix of a lab's directory: `fault-lab-<owner pid>-<random>`.
+const LAB_DIR_PREFIX: &str = "fault-lab-";
+
 impl Lab {
-    /// Builds a switch and one host per name, addressed `10.77.0.<10 + i>` in order (or as
-    /// given by `addr_of`), all links up.
+    /// Builds a switch and one host per `(name, last octet)`, addressed `10.77.0.<octet>`,
+    /// all links up.
     pub fn new(hosts: &[(&str, u8)]) -> Result<Lab, LabError> {
         if !rustix::process::geteuid().is_root() {
             return Err(LabError::Unavailable("not running as root".into()));
@@ -147,7 +171,7 @@ impl Lab {
             mounts: Vec::new(),
             netem: false,
             dir: tempfile::Builder::new()
-                .prefix("fault-lab-")
+                .prefix(&format!("{LAB_DIR_PREFIX}{}-", std::process::id()))
                 .tempdir()
                 .map_err(anyhow::Error::from)?,
         };
