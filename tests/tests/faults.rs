@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use tests::clock;
 use tests::faults::checker::{self, Outcome};
-use tests::faults::cluster::{Cluster, Options, NODES};
+use tests::faults::cluster::{
+    Cluster, Options, HEALTH_INTERVAL_MS, HEALTH_TIMEOUT_MS, NODES, UNHEALTHY_THRESHOLD,
+};
 use tests::faults::net::{Impairment, LabError};
 use tests::faults::report::FaultReport;
 use tests::faults::workload::{self, Log, Plan, Workload};
@@ -140,6 +142,11 @@ fn finish(
     (log, report)
 }
 
+/// A metric's value for the report: the number, or `absent`.
+fn shown(v: Option<f64>) -> String {
+    v.map_or_else(|| "absent".into(), |v| v.to_string())
+}
+
 fn five_xx(outcomes: &[&Outcome]) -> usize {
     outcomes
         .iter()
@@ -228,9 +235,9 @@ fn a_gateway_cut_from_redis_follows_on_limiter_error_and_answers_no_5xx() {
     .unwrap();
     let observed = hold(Duration::from_secs(3), &mut || {
         format!(
-            "gw0 gateway_ratelimit_redis_up {:?}, gw1 {:?}",
-            redis_up(&c),
-            c.gateway_metric(1, "gateway_ratelimit_redis_up", "")
+            "gw0 gateway_ratelimit_redis_up {}, gw1 {}",
+            shown(redis_up(&c)),
+            shown(c.gateway_metric(1, "gateway_ratelimit_redis_up", ""))
         )
     });
     c.heal().unwrap();
@@ -337,9 +344,9 @@ fn a_full_disk_answers_507_with_the_reason_and_the_node_recovers_when_space_retu
     );
     let observed = hold(Duration::from_secs(3), &mut || {
         format!(
-            "n2 /health: {}; tsdb_disk_full {:?}",
+            "n2 /health: {}; tsdb_disk_full {}",
             c.node_health(2),
-            c.node_metric(2, "tsdb_disk_full", "")
+            shown(c.node_metric(2, "tsdb_disk_full", ""))
         )
     });
     assert!(
@@ -423,7 +430,7 @@ fn an_isolated_node_further_behind_than_the_backlog_is_resynchronised_after_the_
     report.observed = observed;
     report
         .notes
-        .push(format!("n0's resyncs of n2: {resyncs:?}"));
+        .push(format!("n0 resynchronised n2 {} time(s)", shown(resyncs)));
     report.publish();
 }
 
@@ -546,6 +553,15 @@ fn a_paused_node_is_failed_over_within_the_health_check_thresholds() {
     })
     .unwrap();
     let detected = clock::now().duration_since(paused);
+    // What the settings allow: the failing checks, one interval of phase, the last check's
+    // timeout; plus 2 s for a loaded machine and the polling above.
+    let allowed = Duration::from_millis(
+        (UNHEALTHY_THRESHOLD + 1) * HEALTH_INTERVAL_MS + HEALTH_TIMEOUT_MS + 2_000,
+    );
+    assert!(
+        detected <= allowed,
+        "the gateways took {detected:?} to mark a paused node down (allowed {allowed:?})"
+    );
     let observed = hold(Duration::from_secs(3), &mut || {
         format!("gw0 sees: {}", c.gateway_view(0))
     });
