@@ -176,24 +176,21 @@ impl telemetry::SpanSource for Ended {
             .map(|t| t.header())
             .unwrap_or_default();
         let method = s.method.unwrap_or("HTTP");
-        let mut attributes = Vec::with_capacity(5);
+        // Statuses as text and attributes on the stack: writing a span allocates nothing.
         for (n, t) in s.tries.iter().enumerate() {
-            let status = t.status.map(|code| code.to_string());
+            let mut status_text = itoa::Buffer::new();
+            let status = t.status.map(|code| status_text.format(code));
             // A try that failed says how; one answered 5xx says with what.
-            let error = t
-                .error
-                .or(status.as_deref().filter(|_| t.status >= Some(500)));
-            attributes.clear();
-            attributes.extend([
-                ("server.address", Attr::Ip(t.backend.ip())),
-                ("server.port", Attr::Int(i64::from(t.backend.port()))),
-                ("gateway.try", Attr::Int(n as i64 + 1)),
-            ]);
+            let error = t.error.or(status.filter(|_| t.status >= Some(500)));
+            let mut attributes = Attributes::<5>::new();
+            attributes.push("server.address", Attr::Ip(t.backend.ip()));
+            attributes.push("server.port", Attr::Int(i64::from(t.backend.port())));
+            attributes.push("gateway.try", Attr::Int(n as i64 + 1));
             if let Some(code) = t.status {
-                attributes.push(("http.response.status_code", Attr::Int(i64::from(code))));
+                attributes.push("http.response.status_code", Attr::Int(i64::from(code)));
             }
             if let Some(kind) = t.error {
-                attributes.push(("error.type", Attr::Str(kind)));
+                attributes.push("error.type", Attr::Str(kind));
             }
             out.push(
                 &SpanFields {
@@ -207,32 +204,32 @@ impl telemetry::SpanSource for Ended {
                     end: t.end.unwrap_or(self.end),
                     error,
                 },
-                &attributes,
+                attributes.as_slice(),
             );
         }
-        let status = self.status.to_string();
-        let mut attributes = vec![
-            (
-                "http.request.method",
-                Attr::Str(s.method.unwrap_or("_OTHER")),
-            ),
-            ("url.path", Attr::Str(&s.path)),
-            (
-                "http.response.status_code",
-                Attr::Int(i64::from(self.status)),
-            ),
-            ("gateway.request_id", Attr::Str(&self.request_id)),
-            ("gateway.tries", Attr::Int(s.tries.len() as i64)),
-            ("http.route", Attr::Str(&self.route)),
-        ];
+        let mut status_text = itoa::Buffer::new();
+        let status = status_text.format(self.status);
+        let mut attributes = Attributes::<9>::new();
+        attributes.push(
+            "http.request.method",
+            Attr::Str(s.method.unwrap_or("_OTHER")),
+        );
+        attributes.push("url.path", Attr::Str(&s.path));
+        attributes.push(
+            "http.response.status_code",
+            Attr::Int(i64::from(self.status)),
+        );
+        attributes.push("gateway.request_id", Attr::Str(&self.request_id));
+        attributes.push("gateway.tries", Attr::Int(s.tries.len() as i64));
+        attributes.push("http.route", Attr::Str(&self.route));
         if let Some(original) = &s.method_original {
-            attributes.push(("http.request.method_original", Attr::Str(original)));
+            attributes.push("http.request.method_original", Attr::Str(original));
         }
         if let Some(pool) = &self.pool {
-            attributes.push(("gateway.pool", Attr::Str(pool)));
+            attributes.push("gateway.pool", Attr::Str(pool));
         }
         if let Some(ip) = self.client {
-            attributes.push(("client.address", Attr::Ip(ip)));
+            attributes.push("client.address", Attr::Ip(ip));
         }
         out.push(
             &SpanFields {
@@ -244,10 +241,37 @@ impl telemetry::SpanSource for Ended {
                 name: [method, &self.route],
                 start: s.start,
                 end: self.end,
-                error: (self.status >= 500).then_some(status.as_str()),
+                error: (self.status >= 500).then_some(status),
             },
-            &attributes,
+            attributes.as_slice(),
         );
+    }
+}
+
+/// Up to `N` attributes of a span, on the stack; one more than `N` is dropped (the
+/// callers above push at most `N`).
+struct Attributes<'a, const N: usize> {
+    items: [(&'static str, Attr<'a>); N],
+    len: usize,
+}
+
+impl<'a, const N: usize> Attributes<'a, N> {
+    fn new() -> Self {
+        Attributes {
+            items: [("", Attr::Int(0)); N],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, key: &'static str, value: Attr<'a>) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = (key, value);
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(&'static str, Attr<'a>)] {
+        &self.items[..self.len]
     }
 }
 

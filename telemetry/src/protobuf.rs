@@ -35,8 +35,6 @@ const IS_REMOTE: u32 = 0x200;
 /// grown to a batch's size.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    /// One span's fields, before its length is known.
-    span: Vec<u8>,
     /// One scope's spans.
     spans: Vec<u8>,
     /// One `ResourceSpans`' fields.
@@ -82,9 +80,7 @@ impl Encoder {
                 .filter(|(_, s)| **s == index)
                 .map(|(span, _)| span);
             for span in of_scope {
-                self.span.clear();
-                put_span(&mut self.span, span);
-                put_bytes(&mut self.spans, 2, &self.span);
+                put_nested_with(&mut self.spans, 2, |out| put_span(out, span));
             }
             put_scope_spans(body, scope, &self.spans);
         }
@@ -104,25 +100,52 @@ impl Encoder {
         if spans.count == 0 {
             return;
         }
-        let body = &mut self.resource_spans;
-        body.clear();
-        put_resource(body, resource);
-        put_scope_spans(body, scope, &spans.bytes);
-        finish(body, resource, out);
+        // Written straight into `out`, the lengths worked out first: the spans' bytes are
+        // copied once, into the request.
+        let attributes = resource_attributes(resource);
+        let resource_len = resource_len(&attributes);
+        let schema = scope.schema_url().unwrap_or_default();
+        let scope_spans_len =
+            nested_len(1, scope_len(scope)) + spans.bytes.len() + string_len(3, schema);
+        let resource_schema = resource.schema_url().unwrap_or_default();
+        let body_len = nested_len(1, resource_len)
+            + nested_len(2, scope_spans_len)
+            + string_len(3, resource_schema);
+        out.reserve(nested_len(1, body_len));
+        // ExportTraceServiceRequest.resource_spans = 1
+        put_len_prefix(out, 1, body_len);
+        put_len_prefix(out, 1, resource_len);
+        for (k, v) in &attributes {
+            put_key_value(out, 1, k, v);
+        }
+        put_len_prefix(out, 2, scope_spans_len);
+        put_len_prefix(out, 1, scope_len(scope));
+        put_scope(out, scope);
+        out.extend_from_slice(&spans.bytes);
+        put_string(out, 3, schema);
+        put_string(out, 3, resource_schema);
     }
 }
 
 /// `ResourceSpans.resource = 1`.
 fn put_resource(body: &mut Vec<u8>, resource: &Resource) {
-    let attributes: Vec<(&str, &Value)> = resource.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let resource_len: usize = attributes
-        .iter()
-        .map(|(k, v)| nested_len(1, key_value_len(k, v)))
-        .sum();
-    put_len_prefix(body, 1, resource_len);
+    let attributes = resource_attributes(resource);
+    put_len_prefix(body, 1, resource_len(&attributes));
     for (k, v) in &attributes {
         put_key_value(body, 1, k, v);
     }
+}
+
+fn resource_attributes(resource: &Resource) -> Vec<(&str, &Value)> {
+    resource.iter().map(|(k, v)| (k.as_str(), v)).collect()
+}
+
+/// The size of a `Resource` holding `attributes`.
+fn resource_len(attributes: &[(&str, &Value)]) -> usize {
+    attributes
+        .iter()
+        .map(|(k, v)| nested_len(1, key_value_len(k, v)))
+        .sum()
 }
 
 /// `ResourceSpans.scope_spans = 2` of `scope`, around its spans' bytes.
@@ -179,7 +202,6 @@ pub enum Attr<'a> {
 #[derive(Debug, Default)]
 pub struct EncodedSpans {
     bytes: Vec<u8>,
-    span: Vec<u8>,
     /// An address's text, before its length is written.
     text: Vec<u8>,
     count: usize,
@@ -202,55 +224,67 @@ impl EncodedSpans {
 
     /// Writes one sampled span, as the SDK's conversion of the same span would be written.
     pub fn push(&mut self, f: &SpanFields<'_>, attributes: &[(&str, Attr<'_>)]) {
-        let out = &mut self.span;
-        out.clear();
-        put_bytes(out, 1, &f.trace_id.to_be_bytes());
-        put_bytes(out, 2, &f.span_id.to_be_bytes());
-        put_string(out, 3, f.trace_state);
-        if let Some((parent, _)) = f.parent.filter(|(p, _)| *p != 0) {
-            put_bytes(out, 4, &parent.to_be_bytes());
-        }
-        let [first, second] = f.name;
-        let name_len = first.len()
-            + if second.is_empty() {
-                0
-            } else {
-                1 + second.len()
-            };
-        if name_len > 0 {
-            put_len_prefix(out, 5, name_len);
-            out.extend_from_slice(first.as_bytes());
-            if !second.is_empty() {
-                out.push(b' ');
-                out.extend_from_slice(second.as_bytes());
-            }
-        }
-        put_uint(out, 6, kind(&f.kind));
-        put_fixed64(out, 7, nanos(f.start));
-        put_fixed64(out, 8, nanos(f.end));
-        for (key, value) in attributes {
-            // A string's bytes (an address's written first), or an integer.
-            let scalar = match *value {
-                Attr::Ip(ip) => {
-                    self.text.clear();
-                    crate::text::write_ip(&mut self.text, ip);
-                    // Digits, dots and colons: UTF-8.
-                    Scalar::Str(std::str::from_utf8(&self.text).unwrap_or_default())
-                }
-                Attr::Str(v) => Scalar::Str(v),
-                Attr::Int(i) => Scalar::Int(i),
-            };
-            put_scalar_key_value(out, 9, key, &scalar);
-        }
-        match f.error {
-            None => put_status(out, "", 0),
-            Some(description) => put_status(out, description, 2),
-        }
-        let remote = f.parent.is_some_and(|(_, remote)| remote);
-        put_fixed32(out, 16, span_flags(remote, 1));
-        put_bytes(&mut self.bytes, 2, &self.span);
+        let text = &mut self.text;
+        // ScopeSpans.spans = 2, written in place.
+        put_nested_with(&mut self.bytes, 2, |out| {
+            write_span(out, text, f, attributes)
+        });
         self.count += 1;
     }
+}
+
+/// One span from its fields, as [`EncodedSpans::push`] writes it (`text`: a buffer for an
+/// address's text).
+fn write_span(
+    out: &mut Vec<u8>,
+    text: &mut Vec<u8>,
+    f: &SpanFields<'_>,
+    attributes: &[(&str, Attr<'_>)],
+) {
+    put_bytes(out, 1, &f.trace_id.to_be_bytes());
+    put_bytes(out, 2, &f.span_id.to_be_bytes());
+    put_string(out, 3, f.trace_state);
+    if let Some((parent, _)) = f.parent.filter(|(p, _)| *p != 0) {
+        put_bytes(out, 4, &parent.to_be_bytes());
+    }
+    let [first, second] = f.name;
+    let name_len = first.len()
+        + if second.is_empty() {
+            0
+        } else {
+            1 + second.len()
+        };
+    if name_len > 0 {
+        put_len_prefix(out, 5, name_len);
+        out.extend_from_slice(first.as_bytes());
+        if !second.is_empty() {
+            out.push(b' ');
+            out.extend_from_slice(second.as_bytes());
+        }
+    }
+    put_uint(out, 6, kind(&f.kind));
+    put_fixed64(out, 7, nanos(f.start));
+    put_fixed64(out, 8, nanos(f.end));
+    for (key, value) in attributes {
+        // A string's bytes (an address's written first), or an integer.
+        let scalar = match *value {
+            Attr::Ip(ip) => {
+                text.clear();
+                crate::text::write_ip(text, ip);
+                // Digits, dots and colons: UTF-8.
+                Scalar::Str(std::str::from_utf8(text).unwrap_or_default())
+            }
+            Attr::Str(v) => Scalar::Str(v),
+            Attr::Int(i) => Scalar::Int(i),
+        };
+        put_scalar_key_value(out, 9, key, &scalar);
+    }
+    match f.error {
+        None => put_status(out, "", 0),
+        Some(description) => put_status(out, description, 2),
+    }
+    let remote = f.parent.is_some_and(|(_, remote)| remote);
+    put_fixed32(out, 16, span_flags(remote, 1));
 }
 
 fn put_span(out: &mut Vec<u8>, span: &SpanData) {
@@ -528,6 +562,32 @@ fn put_len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
     encode_varint(len as u64, out);
 }
 
+/// A length-delimited field whose content `write` appends to `out` in place: the length is
+/// written after the content, in the two bytes kept for it (a span's usual size), moved
+/// only when it needs one byte or more than two. No copy of the content is made.
+fn put_nested_with(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    put_key(out, field, LEN);
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    write(out);
+    let len = out.len() - at - 2;
+    match encoded_len_varint(len as u64) {
+        2 => {
+            out[at] = (len as u8) | 0x80;
+            out[at + 1] = (len >> 7) as u8;
+        }
+        1 => {
+            out[at] = len as u8;
+            out.remove(at + 1);
+        }
+        _ => {
+            let mut prefix = Vec::with_capacity(10);
+            encode_varint(len as u64, &mut prefix);
+            out.splice(at..at + 2, prefix);
+        }
+    }
+}
+
 fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     if !bytes.is_empty() {
         put_len_prefix(out, field, bytes.len());
@@ -605,6 +665,20 @@ mod tests {
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use prost::Message;
+
+    #[test]
+    fn a_field_written_in_place_is_the_field_written_from_a_copy_at_every_length_size() {
+        // Lengths that take one, two and three bytes, and the edges between them.
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let content: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut in_place = vec![0xEE];
+            put_nested_with(&mut in_place, 2, |out| out.extend_from_slice(&content));
+            let mut copied = vec![0xEE];
+            put_len_prefix(&mut copied, 2, len);
+            copied.extend_from_slice(&content);
+            assert_eq!(in_place, copied, "length {len}");
+        }
+    }
 
     #[test]
     fn varints_are_prosts() {
