@@ -1,6 +1,6 @@
 //! Turning the scenario's request templates into requests: the weighted mix and the
-//! client are drawn from a seeded RNG, `${client}`/`${token}` are filled in, and every part
-//! that has no placeholder is built once, not per request.
+//! client are drawn from a seeded RNG, `${client}`/`${token}`/`${now_ms}` are filled in, and
+//! every part that has no placeholder is built once, not per request.
 
 use crate::client::Request;
 use crate::scenario::{Mix, Scenario, Template};
@@ -14,26 +14,26 @@ use rand::{Rng, SeedableRng};
 #[derive(Debug, Clone)]
 enum Part {
     Fixed(Bytes),
-    PerClient(Template),
+    PerRequest(Template),
 }
 
 impl Part {
     fn of(t: &Template) -> Part {
         if t.is_static() {
             let mut out = Vec::new();
-            t.render(0, "", &mut out);
+            t.render(0, "", 0, &mut out);
             Part::Fixed(Bytes::from(out))
         } else {
-            Part::PerClient(t.clone())
+            Part::PerRequest(t.clone())
         }
     }
 
-    fn bytes(&self, client: u32, token: &str) -> Bytes {
+    fn bytes(&self, client: u32, token: &str, now_ns: i64) -> Bytes {
         match self {
             Part::Fixed(b) => b.clone(),
-            Part::PerClient(t) => {
+            Part::PerRequest(t) => {
                 let mut out = Vec::with_capacity(64);
-                t.render(client, token, &mut out);
+                t.render(client, token, now_ns, &mut out);
                 Bytes::from(out)
             }
         }
@@ -108,7 +108,7 @@ impl Factory {
                 let path = Part::of(&r.path);
                 let uri = match &path {
                     Part::Fixed(p) => Some(target_uri(&scenario.target.base_path, p)),
-                    Part::PerClient(_) => None,
+                    Part::PerRequest(_) => None,
                 };
                 Prepared {
                     method: r.method.clone(),
@@ -131,8 +131,9 @@ impl Factory {
         })
     }
 
-    /// The next request of the mix, for the next client, with the index of its template.
-    pub fn next_request(&mut self) -> (usize, Request) {
+    /// The next request of the mix, for the next client, with the index of its template;
+    /// `now_ns` (Unix nanoseconds) is what `${now_...}` is filled with.
+    pub fn next_request(&mut self, now_ns: i64) -> (usize, Request) {
         let i = self.mix.pick(self.rng.random());
         let t = &self.templates[i];
         let client = t
@@ -145,9 +146,9 @@ impl Factory {
         };
         let uri = match &t.uri {
             Some(u) => u.clone(),
-            None => target_uri(&self.base_path, &t.path.bytes(client, token)),
+            None => target_uri(&self.base_path, &t.path.bytes(client, token, now_ns)),
         };
-        let body = t.body.bytes(client, token);
+        let body = t.body.bytes(client, token, now_ns);
         let mut builder = http::Request::builder()
             .method(t.method.clone())
             .uri(uri)
@@ -155,7 +156,7 @@ impl Factory {
         let mut typed = false;
         for (name, value) in &t.headers {
             typed |= name == CONTENT_TYPE;
-            if let Ok(v) = HeaderValue::from_maybe_shared(value.bytes(client, token)) {
+            if let Ok(v) = HeaderValue::from_maybe_shared(value.bytes(client, token, now_ns)) {
                 builder = builder.header(name, v);
             }
         }
@@ -168,5 +169,38 @@ impl Factory {
             .body(Full::new(body))
             .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())));
         (i, req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_time_placeholder_is_filled_with_the_time_each_request_is_made_at() {
+        let text = "\
+name: dashboard
+target: http://gw.example
+concurrency: 1
+duration: 1s
+requests:
+  - path: \"/query?q=SELECT+count(v)+FROM+cpu+WHERE+time+%3E%3D+${now_ms - 1h}ms\"
+    headers: { x-sent-at: \"${now_s}\" }
+";
+        let scenario = crate::scenario::parse_str(text, Path::new("s.yaml"), &[], &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut factory = Factory::new(&scenario).unwrap();
+        for now_s in [1_700_003_600i64, 1_700_003_605] {
+            let (_, req) = factory.next_request(now_s * 1_000_000_000);
+            let from_ms = (now_s - 3600) * 1000;
+            assert_eq!(
+                req.uri().path_and_query().map(|p| p.as_str()),
+                Some(&*format!(
+                    "/query?q=SELECT+count(v)+FROM+cpu+WHERE+time+%3E%3D+{from_ms}ms"
+                ))
+            );
+            assert_eq!(req.headers()["x-sent-at"], now_s.to_string().as_str());
+        }
     }
 }

@@ -63,7 +63,7 @@ pub async fn run(
                 }
                 let at = sent.saturating_duration_since(start);
                 let stage = boundaries.iter().rposition(|b| *b <= at).unwrap_or(0);
-                let (template, req) = factory.next_request();
+                let (template, req) = factory.next_request(crate::clock::wall_now_ns());
                 let result = tokio::time::timeout(timeout, async {
                     let c = match conn.take() {
                         Some(c) if c.reusable() => c,

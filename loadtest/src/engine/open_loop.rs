@@ -70,7 +70,7 @@ pub async fn run(
             tokio::time::sleep_until(when).await;
         }
         let lag = clock::now().saturating_duration_since(when);
-        let (template, req) = factory.next_request();
+        let (template, req) = factory.next_request(crate::clock::wall_now_ns());
         with(rec, |r| {
             r.lag(lag, options.late_threshold);
             r.due(due.stage, template, due.at);

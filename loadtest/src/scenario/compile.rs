@@ -21,6 +21,10 @@ const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
 ];
 
+/// The time a sample request is rendered at to check that a header value or path with
+/// `${now_...}` in it is valid (any time writes only digits and a sign).
+const SAMPLE_NOW_NS: i64 = 1_700_000_000_000_000_000;
+
 /// A string that is used as it is, where a leftover `${...}` would be sent literally.
 fn no_placeholder(e: &mut Collector<'_>, v: &Spanned<String>, field: &str) {
     if let Some(i) = v.value.find("${") {
@@ -29,7 +33,7 @@ fn no_placeholder(e: &mut Collector<'_>, v: &Spanned<String>, field: &str) {
         e.at(
             v,
             field,
-            format!("{found} is not expanded here: ${{client}} and ${{token}} only work in paths, header values and bodies"),
+            format!("{found} is not expanded here: ${{client}}, ${{token}} and ${{now_ms}} only work in paths, header values and bodies"),
         );
     }
 }
@@ -89,7 +93,7 @@ fn compile_headers(
             continue;
         };
         let mut sample = Vec::new();
-        value.render(0, sample_token, &mut sample);
+        value.render(0, sample_token, SAMPLE_NOW_NS, &mut sample);
         if HeaderValue::from_bytes(&sample).is_err() {
             e.at(v, &f, format!("{:?} is not a valid header value", v.value));
             continue;
@@ -626,7 +630,7 @@ fn compile_path(
     }
     let t = template(e, path, &field, has_tokens)?;
     let mut sample = base_path.as_bytes().to_vec();
-    t.render(0, sample_token, &mut sample);
+    t.render(0, sample_token, SAMPLE_NOW_NS, &mut sample);
     if http::uri::PathAndQuery::try_from(sample.as_slice()).is_err() {
         e.at(
             path,

@@ -90,8 +90,12 @@ requests:
 ";
 
 fn render(t: &Template, client: u32, token: &str) -> String {
+    render_at(t, client, token, 0)
+}
+
+fn render_at(t: &Template, client: u32, token: &str, now_ns: i64) -> String {
     let mut out = Vec::new();
-    t.render(client, token, &mut out);
+    t.render(client, token, now_ns, &mut out);
     String::from_utf8(out).unwrap()
 }
 
@@ -409,7 +413,7 @@ fn a_variable_left_in_a_body_file_is_named_at_its_place_in_that_file() {
     .unwrap();
     assert_eq!(
         dir.errors(&MINIMAL.replace("{ path: /ping }", "{ path: /w, body_file: body.txt }")),
-        ["DIR/body.txt:2:8: requests[0].body_file: ${host} is not expanded here: only ${client} and ${token} are left for each request (other variables are replaced before parsing)"]
+        ["DIR/body.txt:2:8: requests[0].body_file: ${host} is not expanded here: only ${client}, ${token} and ${now_ms} (s, ms, us, ns; `- 1h` or `+ 30s` after it) are left for each request (other variables are replaced before parsing)"]
     );
 }
 
@@ -436,7 +440,7 @@ fn an_unknown_variable_is_named_with_its_position() {
 fn a_placeholder_left_after_substitution_is_refused() {
     assert_eq!(
         errors_of(&MINIMAL.replace("/ping", "\"/ping?c=${client:-0}\"")),
-        ["DIR/scenario.yaml:6:13: requests[0].path: ${client:-0} is not expanded here: only ${client} and ${token} are left for each request (other variables are replaced before parsing)"]
+        ["DIR/scenario.yaml:6:13: requests[0].path: ${client:-0} is not expanded here: only ${client}, ${token} and ${now_ms} (s, ms, us, ns; `- 1h` or `+ 30s` after it) are left for each request (other variables are replaced before parsing)"]
     );
     // A value is not searched for variables again.
     let set = [("P".to_string(), "/${other}".to_string())];
@@ -449,11 +453,11 @@ fn a_placeholder_left_after_substitution_is_refused() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "s.yaml:6:13: requests[0].path: ${other} is not expanded here: only ${client} and ${token} are left for each request (other variables are replaced before parsing)"
+        "s.yaml:6:13: requests[0].path: ${other} is not expanded here: only ${client}, ${token} and ${now_ms} (s, ms, us, ns; `- 1h` or `+ 30s` after it) are left for each request (other variables are replaced before parsing)"
     );
     assert_eq!(
         errors_of(&MINIMAL.replace("name: smoke", "name: smoke-${client}")),
-        ["DIR/scenario.yaml:1:7: name: ${client} is not expanded here: ${client} and ${token} only work in paths, header values and bodies"]
+        ["DIR/scenario.yaml:1:7: name: ${client} is not expanded here: ${client}, ${token} and ${now_ms} only work in paths, header values and bodies"]
     );
 }
 
@@ -698,16 +702,73 @@ fn templates_render_placeholders_and_nothing_else() {
     assert_eq!(fixed.as_static(), Some(&b"/ping"[..]));
     assert_eq!(Template::default().as_static(), Some(&b""[..]));
     let mut out = b"keep:".to_vec();
-    fixed.render(1, "", &mut out);
+    fixed.render(1, "", 0, &mut out);
     assert_eq!(out, b"keep:/ping", "render appends");
     assert_eq!(
         Template::parse(b"ab${clients}"),
         Err(template::TemplateError {
             offset: 2,
-            found: "${clients}".into()
+            found: "${clients}".into(),
+            reason: String::new(),
         })
     );
     assert_eq!(Template::literal("${x}").as_static(), Some(&b"${x}"[..]));
+}
+
+#[test]
+fn time_placeholders_write_the_send_time_in_their_unit_shifted_as_written() {
+    // 2023-11-14T22:13:20.123456789Z
+    let now = 1_700_000_000_123_456_789;
+    let t = Template::parse(
+        b"s=${now_s} ms=${now_ms} us=${now_us} ns=${now_ns} hour_ago=${now_ms - 1h} ahead=${now_s+30s} half=${ now_ms - 500ms }",
+    )
+    .unwrap();
+    assert!(!t.is_static());
+    assert_eq!(
+        render_at(&t, 0, "", now),
+        "s=1700000000 ms=1700000000123 us=1700000000123456 ns=1700000000123456789 \
+         hour_ago=1699996400123 ahead=1700000030 half=1699999999623"
+    );
+    // Before 1970 the value is negative and rounds down, as a Unix time does.
+    let early = Template::parse(b"${now_s - 1h}").unwrap();
+    assert_eq!(render_at(&early, 0, "", 1_000_000_000), "-3599");
+    assert_eq!(
+        t.to_string(),
+        "s=${now_s} ms=${now_ms} us=${now_us} ns=${now_ns} hour_ago=${now_ms - 1h} ahead=${now_s+30s} half=${now_ms - 500ms}"
+    );
+}
+
+#[test]
+fn a_time_placeholder_written_wrong_is_named_with_what_is_wrong() {
+    let reason = |text: &[u8]| Template::parse(text).unwrap_err().reason;
+    assert_eq!(
+        reason(b"${now_hours}"),
+        ": now_hours: the time's unit is s, ms, us or ns (now_ms)"
+    );
+    assert_eq!(
+        reason(b"${now_ms * 2}"),
+        ": \"now_ms * 2\": after now_ms comes `- DURATION` or `+ DURATION` (now_ms - 1h)"
+    );
+    assert!(reason(b"${now_ms - 1x}").starts_with(": \"now_ms - 1x\": "));
+    assert!(reason(b"${now_ms - }").starts_with(": \"now_ms - \": "));
+    // In a scenario: named at its place, not taken for an unknown variable.
+    assert_eq!(
+        errors_of(&MINIMAL.replace("/ping", "\"/q?t=${now_min}\"")),
+        ["DIR/scenario.yaml:6:13: requests[0].path: ${now_min} is not expanded here: only ${client}, ${token} and ${now_ms} (s, ms, us, ns; `- 1h` or `+ 30s` after it) are left for each request (other variables are replaced before parsing): now_min: the time's unit is s, ms, us or ns (now_ms)"]
+    );
+}
+
+#[test]
+fn a_time_range_in_a_query_survives_variables_and_compiles() {
+    let text = MINIMAL.replace(
+        "/ping",
+        "\"/query?db=${DB:-telemetry}&q=SELECT+mean(v)+FROM+cpu+WHERE+time+%3E%3D+${now_ms - 1h}ms+AND+time+%3C%3D+${now_ms}ms\"",
+    );
+    let s = errors_free(&text);
+    assert_eq!(
+        render_at(&s.requests[0].path, 0, "", 1_700_003_600_000_000_000),
+        "/query?db=telemetry&q=SELECT+mean(v)+FROM+cpu+WHERE+time+%3E%3D+1700000000000ms+AND+time+%3C%3D+1700003600000ms"
+    );
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //!
 //! A value comes from the `--set NAME=value` pairs first (the last pair of a name wins),
 //! then from the environment, then from the default. As in the shell, `:-` also takes the
-//! default when the value is empty. `${client}` and `${token}` are left as they are: the
-//! engine fills them in for every request (see [`super::template`]).
+//! default when the value is empty. `${client}`, `${token}` and the time placeholders
+//! (`${now_ms}`, `${now_ms - 1h}`, ...) are left as they are: the engine fills them in for
+//! every request (see [`super::template`]).
 //!
 //! The replacement is textual and done in one pass: a value is not searched for variables
 //! again, defaults do not nest, and a `${...}` in a YAML comment is replaced (or refused)
@@ -64,6 +65,11 @@ pub fn substitute(
         let whole = &text[start..start + 2 + close + 1];
         done = start + whole.len();
         let inner = &after[..close];
+        if super::template::Now::parse(inner).is_some() {
+            // The engine's (a wrong one is named when the template is read).
+            out.push_str(whole);
+            continue;
+        }
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
