@@ -19,11 +19,18 @@ use tokio::time::Instant;
 pub type Request = http::Request<Full<Bytes>>;
 
 /// What came back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
     pub body_bytes: u64,
+    /// The body, when the request carried [`KeepBody`] and it was at most
+    /// [`crate::check::MAX_CHECKED_BODY`] bytes.
+    pub body: Option<Bytes>,
 }
+
+/// Marks a request whose answer's body is kept (a check reads it); others are counted only.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepBody;
 
 /// Why there was no answer.
 #[derive(Debug, thiserror::Error)]
@@ -170,21 +177,35 @@ impl Connection {
         })
     }
 
-    /// Sends one request and reads its whole answer (the body is counted, not kept).
+    /// Sends one request and reads its whole answer (the body is counted, and kept only
+    /// for a request marked [`KeepBody`]).
     pub async fn send(&mut self, req: Request) -> Result<Answer, SendError> {
         let sender = &mut self.sender;
+        let keep = req.extensions().get::<KeepBody>().is_some();
         let work = async move {
             sender.ready().await?;
             let resp = sender.send_request(req).await?;
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut body_bytes = 0u64;
+            let mut kept: Option<Vec<u8>> = keep.then(Vec::new);
             while let Some(frame) = body.frame().await {
                 if let Some(data) = frame?.data_ref() {
                     body_bytes += data.len() as u64;
+                    if let Some(k) = kept.as_mut() {
+                        if k.len() + data.len() <= crate::check::MAX_CHECKED_BODY {
+                            k.extend_from_slice(data);
+                        } else {
+                            kept = None;
+                        }
+                    }
                 }
             }
-            Ok(Answer { status, body_bytes })
+            Ok(Answer {
+                status,
+                body_bytes,
+                body: kept.map(Bytes::from),
+            })
         };
         let Some(driver) = self.driver.as_mut() else {
             return work.await;

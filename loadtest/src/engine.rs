@@ -120,11 +120,25 @@ async fn run_async(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<
         .enumerate()
         .map(|(index, summary)| {
             let t = &scenario.requests[index];
+            let counts = with(&rec, |r| r.check_counts(index).to_vec());
             crate::report::RequestReport {
                 index,
                 label: format!("{} {}", t.method, t.path),
                 client: t.client,
                 summary,
+                checks: t
+                    .checks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| {
+                        let [held, failed] = counts.get(k).copied().unwrap_or([0, 0]);
+                        crate::report::CheckReport {
+                            name: c.name.clone(),
+                            held,
+                            failed,
+                        }
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -146,4 +160,27 @@ async fn run_async(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<
         events,
         requests,
     })
+}
+
+/// Each request template's checks, shared by the request tasks.
+fn checks_of(scenario: &Scenario) -> std::sync::Arc<Vec<Vec<crate::check::Check>>> {
+    std::sync::Arc::new(scenario.requests.iter().map(|r| r.checks.clone()).collect())
+}
+
+/// The verdicts of template `template`'s checks on `answer` (`None`: no answer came).
+fn judge(
+    checks: &[Vec<crate::check::Check>],
+    template: usize,
+    answer: Option<&crate::client::Answer>,
+) -> Vec<bool> {
+    let Some(checks) = checks.get(template).filter(|c| !c.is_empty()) else {
+        return Vec::new();
+    };
+    crate::check::judge(
+        checks,
+        answer.map(|a| crate::check::Answered {
+            status: a.status,
+            body: a.body.as_deref(),
+        }),
+    )
 }

@@ -226,7 +226,47 @@ fn summary_table(out: &mut String, report: &Report) {
             summary_row(out, "stage", &name, &r.summary);
         }
     }
-    out.push_str("</tbody></table></div>\n</section>\n");
+    out.push_str("</tbody></table></div>\n");
+    checks_table(out, report);
+    out.push_str("</section>\n");
+}
+
+/// Each request's checks: how many answers held each, and how many did not.
+fn checks_table(out: &mut String, report: &Report) {
+    let rows: Vec<String> = report
+        .requests
+        .iter()
+        .flat_map(|r| {
+            r.checks.iter().map(move |c| {
+                let total = c.held + c.failed;
+                let class = if c.failed > 0 { " class=\"fail\"" } else { "" };
+                format!(
+                    "<tr{class}><td>request {}: <code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
+                    r.index + 1,
+                    escape(&r.label),
+                    escape(&c.name),
+                    fmt_count(c.held),
+                    fmt_count(c.failed),
+                    if total == 0 {
+                        "–".to_string()
+                    } else {
+                        format!("{:.2}%", c.held as f64 * 100.0 / total as f64)
+                    }
+                )
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h3>Checks</h3>\n<div class=\"scroll\"><table class=\"checks\"><thead><tr><th>request</th><th>check</th>\
+         <th class=\"n\">held</th><th class=\"n\">failed</th><th class=\"n\">held %</th></tr></thead><tbody>\n",
+    );
+    for r in rows {
+        out.push_str(&r);
+    }
+    out.push_str("</tbody></table></div>\n");
 }
 
 fn stage_row(out: &mut String, stage: &StageReport) {
@@ -445,6 +485,7 @@ tr.warmup { color: var(--muted); background: repeating-linear-gradient(135deg, #
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 11.5px; font-weight: 600; }
 .badge.pass { background: #dcfce7; color: var(--pass); }
 .badge.fail { background: #fee2e2; color: var(--fail); }
+tr.fail td { color: var(--fail); }
 .badge.warmup { background: #fef3c7; color: #92400e; margin-left: 6px; }
 tr.fail td:first-child code { color: var(--fail); }
 figure { margin: 0 0 12px; }

@@ -11,7 +11,8 @@
 //!  ├ open_loop.rs    requests at their scheduled time; latency from that time
 //!  └ closed_loop.rs  N workers, each sending when its last answer came
 //! client.rs     HTTP/1.1 keep-alive connections (hyper), pooled up to max_connections
-//! requests.rs   the weighted mix and ${client}/${token} turned into requests
+//! requests.rs   the weighted mix and ${client}/${token}/${now_ms} turned into requests
+//! check.rs      checks on each answer (status, JSON path exists / equals), counted
 //! record.rs     HDR histograms per stage, per second and overall; status classes
 //! events.rs     the scenario's chaos commands at their offsets
 //! progress.rs   the live progress line
@@ -23,6 +24,7 @@
 //!
 //! `src/bin/tsdb-bench.rs` is the TSDB benchmark used by `scripts/bench-tsdb.sh`.
 
+pub mod check;
 pub mod client;
 pub mod clock;
 pub mod compare;

@@ -145,6 +145,9 @@ pub struct Recorder {
     late: u64,
     max_lag: Duration,
     dropped: u64,
+    /// Per request template, per check: answers that held it and that did not (warm-up
+    /// stages left out, as for the template's figures).
+    checks: Vec<Vec<[u64; 2]>>,
 }
 
 /// The recorder, shared by the request tasks (and read by the progress line).
@@ -165,6 +168,7 @@ impl Recorder {
             late: 0,
             max_lag: Duration::ZERO,
             dropped: 0,
+            checks: Vec::new(),
         }
     }
 
@@ -236,6 +240,28 @@ impl Recorder {
             t.answer(outcome, latency);
         }
         self.second(done_at).tally.answer(outcome, latency);
+    }
+
+    /// The verdicts of a request's checks (`check::judge`), in the order of its checks.
+    pub fn checked(&mut self, stage: usize, template: usize, verdicts: &[bool]) {
+        if verdicts.is_empty() || self.warmup.get(stage).copied().unwrap_or(false) {
+            return;
+        }
+        while self.checks.len() <= template {
+            self.checks.push(Vec::new());
+        }
+        let counts = &mut self.checks[template];
+        if counts.len() < verdicts.len() {
+            counts.resize(verdicts.len(), [0, 0]);
+        }
+        for (c, held) in counts.iter_mut().zip(verdicts) {
+            c[usize::from(!held)] += 1;
+        }
+    }
+
+    /// `[held, failed]` of each check of `template`, in its order (none counted: empty).
+    pub fn check_counts(&self, template: usize) -> &[[u64; 2]] {
+        self.checks.get(template).map_or(&[], Vec::as_slice)
     }
 
     /// A closed-loop request, sent at `at` and ended at `done_at`: [`Recorder::due`] and

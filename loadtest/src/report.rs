@@ -52,6 +52,18 @@ pub struct RequestReport {
     /// The client it is pinned to, if any.
     pub client: Option<u32>,
     pub summary: Summary,
+    /// Its checks, in the scenario's order: answers that held each and that did not (no
+    /// answer counts as not held).
+    #[serde(default)]
+    pub checks: Vec<CheckReport>,
+}
+
+/// One check of a request template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub name: String,
+    pub held: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

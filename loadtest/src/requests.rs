@@ -49,6 +49,8 @@ struct Prepared {
     headers: Vec<(HeaderName, Part)>,
     body: Part,
     client: Option<u32>,
+    /// A check reads the answer's body: the request is marked so it is kept.
+    keep_body: bool,
 }
 
 /// The request target: the scenario's base path, then the request's path. Both were checked
@@ -117,6 +119,7 @@ impl Factory {
                     headers,
                     body: Part::of(&r.body),
                     client: r.client,
+                    keep_body: r.checks.iter().any(crate::check::Check::needs_body),
                 }
             })
             .collect();
@@ -165,9 +168,12 @@ impl Factory {
         }
         // Every part was checked when the scenario compiled; a request that still does not
         // build becomes an empty GET rather than stopping the run.
-        let req = builder
+        let mut req = builder
             .body(Full::new(body))
             .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())));
+        if t.keep_body {
+            req.extensions_mut().insert(crate::client::KeepBody);
+        }
         (i, req)
     }
 }

@@ -153,7 +153,7 @@ pub struct Stage {
 }
 
 /// One kind of request of the mix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestTemplate {
     pub weight: NonZeroU32,
     pub method: Method,
@@ -166,6 +166,8 @@ pub struct RequestTemplate {
     pub body: Template,
     /// Always sent as this client (`< clients`), e.g. a noisy neighbour.
     pub client: Option<u32>,
+    /// What each answer must hold; counted in the report, never an error.
+    pub checks: Vec<crate::check::Check>,
 }
 
 /// A command run by `sh -c` at an offset from the start of the run.

@@ -93,6 +93,24 @@ pub fn render(report: &Report) -> String {
         )
         .collect();
     let _ = writeln!(out, "status: {}", statuses.join(", "));
+    for r in &report.requests {
+        for c in &r.checks {
+            let total = c.held + c.failed;
+            let _ = writeln!(
+                out,
+                "check {} of request {}: {}/{} held{}",
+                c.name,
+                r.index + 1,
+                c.held,
+                total,
+                if c.failed > 0 {
+                    format!(" ({} failed)", c.failed)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     let g = &report.generator;
     if !g.kept_schedule {
         let _ = writeln!(

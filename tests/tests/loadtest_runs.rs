@@ -57,6 +57,65 @@ fn an_open_loop_run_sends_exactly_rate_times_duration() {
 }
 
 #[test]
+fn checks_count_the_answers_that_held_them_and_time_placeholders_reach_the_server() {
+    let up = FakeUpstream::new().start().unwrap();
+    let s = scenario(&format!(
+        "name: checks\ntarget: {}\nstages:\n  - {{ duration: 1s, rate: 200 }}\nrequests:\n  \
+         - path: \"/echo?from=${{now_ms - 1h}}&to=${{now_ms}}\"\n    check:\n      \
+         - {{ status: 200 }}\n      - {{ json: method, equals: GET }}\n      \
+         - {{ name: headers kept, json: headers.host, exists: true }}\n      \
+         - {{ json: results.0.series, exists: true }}\n",
+        up.url()
+    ));
+    let before_ms = tests::clock::wall_ns() as i64 / 1_000_000;
+    let report = engine::run(&s, &quiet()).unwrap();
+    let after_ms = tests::clock::wall_ns() as i64 / 1_000_000;
+    assert_eq!(report.overall.ok, 200);
+    let checks: Vec<(&str, u64, u64)> = report.requests[0]
+        .checks
+        .iter()
+        .map(|c| (c.name.as_str(), c.held, c.failed))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("status is 200", 200, 0),
+            ("method == \"GET\"", 200, 0),
+            ("headers kept", 200, 0),
+            ("results.0.series exists", 0, 200),
+        ]
+    );
+    // Each request carried the hour before it was sent and the time it was sent.
+    let paths = up.recorded();
+    assert_eq!(paths.len(), 200);
+    for r in paths {
+        let query = r.path.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let mut from = 0i64;
+        let mut to = 0i64;
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("from", v)) => from = v.parse().unwrap(),
+                Some(("to", v)) => to = v.parse().unwrap(),
+                _ => {}
+            }
+        }
+        assert_eq!(to - from, 3_600_000, "{}", r.path);
+        assert!(
+            (before_ms..=after_ms).contains(&to),
+            "{} not in the run",
+            r.path
+        );
+    }
+    let text = loadtest::summary::render(&report);
+    assert!(
+        text.contains("check results.0.series exists of request 1: 0/200 held (200 failed)"),
+        "{text}"
+    );
+    let page = loadtest::html::render(&report);
+    assert!(page.contains("<h3>Checks</h3>") && page.contains("headers kept"));
+}
+
+#[test]
 fn the_weighted_mix_reaches_the_server_in_its_proportions() {
     let up = FakeUpstream::new().start().unwrap();
     let s = scenario(&format!(

@@ -53,6 +53,7 @@ pub async fn run(
         // Each worker draws its own sequence, from the scenario's seed and its number.
         let mut factory = Factory::new_for_worker(scenario, worker as u64)?;
         let (rec, boundaries, tls) = (rec.clone(), boundaries.clone(), tls.clone());
+        let checks = super::checks_of(scenario);
         tasks.spawn(async move {
             let mut conn: Option<Connection> = None;
             tokio::time::sleep_until(start).await;
@@ -76,6 +77,8 @@ pub async fn run(
                 .await
                 .unwrap_or(Err(SendError::Timeout));
                 let done = clock::now();
+                let verdicts =
+                    super::judge(&checks, template, result.as_ref().ok().map(|(a, _)| a));
                 let outcome = match result {
                     Ok((answer, c)) => {
                         conn = Some(c);
@@ -85,7 +88,8 @@ pub async fn run(
                 };
                 let done_at = done.saturating_duration_since(start);
                 with(&rec, |r| {
-                    r.sent_and_answered(stage, template, at, outcome, done - sent, done_at)
+                    r.sent_and_answered(stage, template, at, outcome, done - sent, done_at);
+                    r.checked(stage, template, &verdicts);
                 });
                 if matches!(outcome, Outcome::Transport) {
                     // A refused connection answers at once: do not spin on it.

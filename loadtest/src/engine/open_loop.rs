@@ -63,6 +63,7 @@ pub async fn run(
     let pool = Arc::new(Pool::new(addr, scenario.max_connections.get(), tls));
     let mut factory = Factory::new(scenario)?;
     let timeout = scenario.timeout;
+    let checks = super::checks_of(scenario);
     let mut tasks = JoinSet::new();
     for due in Schedule::new(&segments(stages)) {
         let when = start + due.at;
@@ -75,10 +76,11 @@ pub async fn run(
             r.lag(lag, options.late_threshold);
             r.due(due.stage, template, due.at);
         });
-        let (pool, rec) = (pool.clone(), rec.clone());
+        let (pool, rec, checks) = (pool.clone(), rec.clone(), checks.clone());
         tasks.spawn(async move {
             let result = pool.send(req, when + timeout).await;
             let done = clock::now();
+            let verdicts = super::judge(&checks, template, result.as_ref().ok());
             let latency = done.saturating_duration_since(when);
             let outcome = match &result {
                 Ok(a) => Outcome::Status(a.status),
@@ -95,6 +97,7 @@ pub async fn run(
                     latency,
                     done.saturating_duration_since(start),
                 );
+                r.checked(due.stage, template, &verdicts);
             });
         });
         // Reap what has finished, so the set holds only what is in flight.

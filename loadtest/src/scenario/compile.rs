@@ -402,6 +402,12 @@ fn compile_request(
         // `clients` itself is wrong and already reported.
         (Some(_), None) => None,
     };
+    let checks = r
+        .check
+        .iter()
+        .enumerate()
+        .filter_map(|(k, c)| compile_check(e, c, &format!("{f}.check[{k}]")))
+        .collect();
     let (path, body) = (path?, body?);
     (e.count() == before).then_some(RequestTemplate {
         weight,
@@ -410,6 +416,66 @@ fn compile_request(
         headers: own_headers,
         body,
         client,
+        checks,
+    })
+}
+
+/// One check: a status (100 to 599), or a JSON path with `exists` or `equals`.
+fn compile_check(
+    e: &mut Collector<'_>,
+    c: &Spanned<super::raw::RawCheck>,
+    f: &str,
+) -> Option<crate::check::Check> {
+    use crate::check::{Check, JsonPath, Rule};
+    let raw = &c.value;
+    let rule = match (raw.status, &raw.json, raw.exists, &raw.equals) {
+        (Some(s), None, None, None) => match u16::try_from(s) {
+            Ok(s) if (100..=599).contains(&s) => Rule::Status(s),
+            _ => {
+                e.at(
+                    c,
+                    format!("{f}.status"),
+                    format!("{s} is not an HTTP status (100 to 599)"),
+                );
+                return None;
+            }
+        },
+        (None, Some(path), exists, equals) => {
+            let path = match JsonPath::parse(path) {
+                Ok(p) => p,
+                Err(message) => {
+                    e.at(c, format!("{f}.json"), message);
+                    return None;
+                }
+            };
+            match (exists, equals) {
+                (Some(exists), None) => Rule::Exists { path, exists },
+                (None, Some(value)) => Rule::Equals {
+                    path,
+                    value: value.clone(),
+                },
+                _ => {
+                    e.at(
+                        c,
+                        f,
+                        "a json check takes `exists: true|false` or `equals: VALUE`, one of them",
+                    );
+                    return None;
+                }
+            }
+        }
+        _ => {
+            e.at(
+                c,
+                f,
+                "a check is `{ status: 200 }` or `{ json: PATH, exists: true|false }` or `{ json: PATH, equals: VALUE }`",
+            );
+            return None;
+        }
+    };
+    Some(Check {
+        name: raw.name.clone().unwrap_or_else(|| rule.describe()),
+        rule,
     })
 }
 

@@ -84,6 +84,25 @@ pub struct RawRequest {
     pub headers: Option<RawHeaders>,
     #[serde(default)]
     pub client: Option<Spanned<u64>>,
+    /// What each answer must hold (`check.rs`).
+    #[serde(default)]
+    pub check: Vec<Spanned<RawCheck>>,
+}
+
+/// One check: `status`, or `json` with `exists` or `equals`; `name` optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<u64>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub exists: Option<bool>,
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -839,3 +839,63 @@ fn a_yaml_mistake_keeps_its_position() {
         ["DIR/scenario.yaml:2:8: mapping values are not allowed in this context"]
     );
 }
+
+#[test]
+fn a_check_written_wrong_is_named_with_its_place() {
+    let with_check = |check: &str| {
+        errors_of(&MINIMAL.replace(
+            "{ path: /ping }",
+            &format!("{{ path: /ping, check: [{check}] }}"),
+        ))
+    };
+    assert_eq!(
+        with_check("{ status: 700 }"),
+        ["DIR/scenario.yaml:6:28: requests[0].check[0].status: 700 is not an HTTP status (100 to 599)"]
+    );
+    assert_eq!(
+        with_check("{ json: a..b, exists: true }"),
+        ["DIR/scenario.yaml:6:28: requests[0].check[0].json: \"a..b\" is not a JSON path: keys and array indexes joined by dots (results.0.series)"]
+    );
+    assert_eq!(
+        with_check("{ json: a, exists: true, equals: 1 }"),
+        ["DIR/scenario.yaml:6:28: requests[0].check[0]: a json check takes `exists: true|false` or `equals: VALUE`, one of them"]
+    );
+    assert_eq!(
+        with_check("{ status: 200, json: a }"),
+        ["DIR/scenario.yaml:6:28: requests[0].check[0]: a check is `{ status: 200 }` or `{ json: PATH, exists: true|false }` or `{ json: PATH, equals: VALUE }`"]
+    );
+    assert_eq!(
+        with_check("{ stauts: 200 }").len(),
+        1,
+        "unknown keys never pass"
+    );
+    let s = errors_free(&MINIMAL.replace(
+        "{ path: /ping }",
+        "{ path: /ping, check: [{ status: 204 }, { name: ok, json: results.0.series.0.name, equals: cpu }] }",
+    ));
+    let names: Vec<&str> = s.requests[0]
+        .checks
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["status is 204", "ok"]);
+}
+
+#[test]
+fn every_shipped_scenario_validates_with_its_defaults() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            if let Err(e) = crate::scenario::load(&path, &[]) {
+                panic!("{}:\n{e}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 8,
+        "the shipped scenarios, dashboard.yaml among them: {seen}"
+    );
+}
