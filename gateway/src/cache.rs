@@ -5,6 +5,7 @@
 //! key.rs       the key: pool, caller (authenticated routes), and the parts the route names
 //! control.rs   Cache-Control: what the client allows, what the backend's answer allows
 //! influxql.rs  only queries that read are cached
+//! buckets.rs   dashboard queries by step-aligned bucket: what is cached, what to fetch
 //! entry.rs     a stored answer and its freshness (fresh, stale, expired) at an instant
 //! flight.rs    coalescing: one request per key goes to a backend, the others wait
 //! request.rs   one request's plan (bypass or key), and its answer taken in as it passes
@@ -17,6 +18,7 @@
 //! weights of the entries reach `max_size`.
 
 pub mod answer;
+pub mod buckets;
 pub mod control;
 pub mod entry;
 pub mod flight;
