@@ -9,12 +9,14 @@
 //! * [`parser`]: tokens to statements (recursive descent, one function per production);
 //! * [`ast`]: the statements, printed back as InfluxDB prints them;
 //! * [`duration`]: duration literals (`1h30m`) to nanoseconds and back;
-//! * [`go_regex`]: regex literals compiled with Go's ASCII Perl classes.
+//! * [`go_regex`]: regex literals compiled with Go's ASCII Perl classes;
+//! * [`time`]: time literals and the time range of a condition.
 
 pub mod ast;
 pub mod duration;
 pub mod go_regex;
 pub mod lexer;
 pub mod parser;
+pub mod time;
 
 pub use parser::{parse_query, ParseError};

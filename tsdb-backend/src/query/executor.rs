@@ -12,7 +12,6 @@ pub mod fold;
 pub mod functions;
 pub mod select;
 pub mod show;
-pub mod timelit;
 
 use crate::query::result::{Message, ResultSeries, StatementResult};
 use crate::storage::Engine;

@@ -7,11 +7,11 @@
 //! false, a missing tag compares as the empty string, integers and floats compare as
 //! numbers, `/` always divides as floats.
 
-use super::timelit::parse_time_literal;
 use crate::model::FieldValue;
 use crate::query::result::Value;
 use crate::storage::series::{Measurement, Row, Series};
 use influxql::ast::{BinaryOp, DataType, Expr};
+pub use influxql::time::{const_time, strip_time, time_range};
 use regex::Regex;
 use std::collections::BTreeSet;
 
@@ -339,106 +339,4 @@ pub fn compile(
             return Err(format!("unexpected {e} in an expression"))
         }
     })
-}
-
-/// Folds a time expression to nanoseconds: `'2000-01-01T00:00:00Z'`, `946684800000000000`,
-/// `1500000000s`, `now()`, and `+`/`-` of those with durations.
-pub fn const_time(e: &Expr, now: i64) -> Option<i64> {
-    match e {
-        Expr::String(s) => parse_time_literal(s),
-        Expr::Integer(i) => Some(*i),
-        Expr::Float(f) => Some(*f as i64),
-        Expr::Duration(d) => Some(*d),
-        Expr::Call { name, args } if name == "now" && args.is_empty() => Some(now),
-        Expr::Paren(inner) => const_time(inner, now),
-        Expr::Binary { op, lhs, rhs } => {
-            let (a, b) = (const_time(lhs, now)?, const_time(rhs, now)?);
-            match op {
-                BinaryOp::Add => a.checked_add(b),
-                BinaryOp::Sub => a.checked_sub(b),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// The time range a condition allows, from the comparisons with `time` that are joined to
-/// the rest by `AND` at the top level: `(min, max)` inclusive. Comparisons under `OR` are
-/// left to per-row evaluation.
-pub fn time_range(cond: Option<&Expr>, now: i64) -> Result<(Option<i64>, Option<i64>), String> {
-    let mut lo: Option<i64> = None;
-    let mut hi: Option<i64> = None;
-    let mut stack: Vec<&Expr> = cond.into_iter().collect();
-    while let Some(e) = stack.pop() {
-        match e {
-            Expr::Paren(inner) => stack.push(inner),
-            Expr::Binary {
-                op: BinaryOp::And,
-                lhs,
-                rhs,
-            } => {
-                stack.push(lhs);
-                stack.push(rhs);
-            }
-            Expr::Binary { op, lhs, rhs } if lhs.is_time_ref() || rhs.is_time_ref() => {
-                let (other, op) = if lhs.is_time_ref() {
-                    (rhs, *op)
-                } else {
-                    (lhs, flip(*op))
-                };
-                let t = const_time(other, now)
-                    .ok_or_else(|| format!("invalid time comparison: {e}"))?;
-                let (l, h) = match op {
-                    BinaryOp::Gt => (t.checked_add(1), None),
-                    BinaryOp::Gte => (Some(t), None),
-                    BinaryOp::Lt => (None, t.checked_sub(1)),
-                    BinaryOp::Lte => (None, Some(t)),
-                    BinaryOp::Eq => (Some(t), Some(t)),
-                    _ => (None, None),
-                };
-                if let Some(l) = l {
-                    lo = Some(lo.map_or(l, |x| x.max(l)));
-                }
-                if let Some(h) = h {
-                    hi = Some(hi.map_or(h, |x| x.min(h)));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok((lo, hi))
-}
-
-fn flip(op: BinaryOp) -> BinaryOp {
-    match op {
-        BinaryOp::Gt => BinaryOp::Lt,
-        BinaryOp::Gte => BinaryOp::Lte,
-        BinaryOp::Lt => BinaryOp::Gt,
-        BinaryOp::Lte => BinaryOp::Gte,
-        other => other,
-    }
-}
-
-/// The condition without its top-level `AND`ed time comparisons (they become the range).
-pub fn strip_time(cond: &Expr) -> Option<Expr> {
-    match cond {
-        Expr::Paren(inner) => strip_time(inner),
-        Expr::Binary {
-            op: BinaryOp::And,
-            lhs,
-            rhs,
-        } => match (strip_time(lhs), strip_time(rhs)) {
-            (Some(a), Some(b)) => Some(Expr::binary(BinaryOp::And, a, b)),
-            (a, b) => a.or(b),
-        },
-        Expr::Binary { op, lhs, rhs }
-            if op.is_condition()
-                && !matches!(op, BinaryOp::And | BinaryOp::Or)
-                && (lhs.is_time_ref() || rhs.is_time_ref()) =>
-        {
-            None
-        }
-        other => Some(other.clone()),
-    }
 }
