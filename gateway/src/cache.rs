@@ -6,6 +6,7 @@
 //! control.rs   Cache-Control: what the client allows, what the backend's answer allows
 //! influxql.rs  only queries that read are cached
 //! buckets.rs   dashboard queries by step-aligned bucket: what is cached, what to fetch
+//! shape.rs     which queries split into buckets, and their shape without the time range
 //! entry.rs     a stored answer and its freshness (fresh, stale, expired) at an instant
 //! flight.rs    coalescing: one request per key goes to a backend, the others wait
 //! request.rs   one request's plan (bypass or key), and its answer taken in as it passes
@@ -25,6 +26,7 @@ pub mod flight;
 pub mod influxql;
 pub mod key;
 pub mod request;
+pub mod shape;
 pub mod step;
 
 use crate::clock::Clock;

@@ -1,0 +1,261 @@
+//! Which queries the cache can answer bucket by bucket ([`super::buckets`]), and what they
+//! are without their time bounds.
+//!
+//! A dashboard panel's query is one `SELECT` of per-bucket aggregates with `GROUP BY
+//! time(step)` and a time range. Its **shape** is the statement with the range taken out
+//! (two refreshes of a panel have the same shape); its **grid** cuts time into the step's
+//! buckets; its **range** is what this request asks for. The query is read with the
+//! workspace's InfluxQL parser and its time bounds with `influxql::time`, as the node reads
+//! them.
+//!
+//! A query is split only when every bucket's answer depends on that bucket's points alone,
+//! so that answers for parts of the range put together are the answer for the whole:
+//! anything else ([`Unsplittable`]) is cached by its text as before.
+
+use super::buckets::{Grid, Range};
+use influxql::ast::{Dimension, Expr, Fill, Source, Statement};
+
+/// Aggregates and selectors whose value for a bucket reads that bucket's points only.
+const PER_BUCKET: &[&str] = &[
+    "count",
+    "sum",
+    "mean",
+    "median",
+    "mode",
+    "spread",
+    "stddev",
+    "min",
+    "max",
+    "first",
+    "last",
+    "percentile",
+    "integral",
+];
+
+/// Functions applied to a value (per row), which keep an aggregate per bucket.
+const PER_VALUE: &[&str] = &[
+    "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "exp", "floor", "ln", "log", "log2",
+    "log10", "pow", "round", "sin", "sqrt", "tan",
+];
+
+/// A dashboard query the cache can split into buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// The statement without its time bounds, as InfluxQL text.
+    pub key: String,
+    pub grid: Grid,
+    pub range: Range,
+}
+
+/// Why a query is cached by its text instead of by bucket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsplittable {
+    #[error("not one SELECT statement")]
+    NotOneSelect,
+    #[error("the query does not parse")]
+    Unparsable,
+    #[error("SELECT ... INTO writes")]
+    Into,
+    #[error("a subquery")]
+    Subquery,
+    #[error("no GROUP BY time()")]
+    NoTimeGroup,
+    #[error("a GROUP BY that is not a time(), a tag, * or a regex")]
+    OtherDimension,
+    #[error("tz(): buckets follow a time zone")]
+    TimeZone,
+    #[error("fill({0}) reads neighbouring buckets")]
+    Fill(&'static str),
+    #[error("LIMIT, OFFSET, SLIMIT or SOFFSET")]
+    Limit,
+    #[error("ORDER BY time DESC")]
+    Descending,
+    #[error("{0}() is not computed per bucket")]
+    Function(String),
+    #[error("the time range: {0}")]
+    TimeRange(String),
+}
+
+/// The shape of query `q` asked at `now_ns` (what `now()` in it is).
+pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
+    let statements = influxql::parse_query(q).map_err(|_| Unsplittable::Unparsable)?;
+    let [Statement::Select(select)] = statements.as_slice() else {
+        return Err(Unsplittable::NotOneSelect);
+    };
+    if select.into.is_some() {
+        return Err(Unsplittable::Into);
+    }
+    if select
+        .sources
+        .iter()
+        .any(|s| !matches!(s, Source::Measurement(_)))
+    {
+        return Err(Unsplittable::Subquery);
+    }
+    let mut grid = None;
+    for d in &select.dimensions {
+        match d {
+            Dimension::Time { interval, offset } if grid.is_none() => {
+                grid = Some(
+                    Grid::new(*interval, offset.unwrap_or(0)).ok_or(Unsplittable::NoTimeGroup)?,
+                );
+            }
+            Dimension::Tag(_) | Dimension::Wildcard | Dimension::Regex(_) => {}
+            _ => return Err(Unsplittable::OtherDimension),
+        }
+    }
+    let grid = grid.ok_or(Unsplittable::NoTimeGroup)?;
+    if select.timezone.is_some() {
+        return Err(Unsplittable::TimeZone);
+    }
+    match select.fill {
+        Fill::Previous => return Err(Unsplittable::Fill("previous")),
+        Fill::Linear => return Err(Unsplittable::Fill("linear")),
+        Fill::Null | Fill::None | Fill::Integer(_) | Fill::Float(_) => {}
+    }
+    if select.limit.is_some()
+        || select.offset.is_some()
+        || select.slimit.is_some()
+        || select.soffset.is_some()
+    {
+        return Err(Unsplittable::Limit);
+    }
+    if select.order_by.as_ref().is_some_and(|o| !o.ascending) {
+        return Err(Unsplittable::Descending);
+    }
+    for f in &select.fields {
+        per_bucket(&f.expr, false)?;
+    }
+    let condition = select.condition.as_ref();
+    let (lo, hi) =
+        influxql::time::time_range(condition, now_ns).map_err(Unsplittable::TimeRange)?;
+    let rest = condition.and_then(influxql::time::strip_time);
+    if rest.as_ref().is_some_and(mentions_time) {
+        return Err(Unsplittable::TimeRange("time compared under OR".into()));
+    }
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Err(Unsplittable::TimeRange(
+            "a lower and an upper bound are both needed".into(),
+        ));
+    };
+    let mut without_time = select.clone();
+    without_time.condition = rest;
+    Ok(Shape {
+        key: without_time.to_string(),
+        grid,
+        range: Range {
+            start_ns: lo,
+            end_ns: hi.saturating_add(1),
+        },
+    })
+}
+
+/// Whether `e` (a field of the SELECT list) is an aggregate per bucket, with per-value
+/// functions and arithmetic around or inside it. `inside`: under an aggregate already.
+fn per_bucket(e: &Expr, inside: bool) -> Result<(), Unsplittable> {
+    match e {
+        Expr::Call { name, args } => {
+            let aggregate = PER_BUCKET.contains(&name.as_str());
+            if !aggregate && !PER_VALUE.contains(&name.as_str()) {
+                return Err(Unsplittable::Function(name.clone()));
+            }
+            if aggregate && inside {
+                // An aggregate of an aggregate is a transformation's territory.
+                return Err(Unsplittable::Function(name.clone()));
+            }
+            args.iter()
+                .try_for_each(|a| per_bucket(a, inside || aggregate))
+        }
+        Expr::Binary { lhs, rhs, .. } => {
+            per_bucket(lhs, inside)?;
+            per_bucket(rhs, inside)
+        }
+        Expr::Paren(inner) => per_bucket(inner, inside),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `e` reads `time` anywhere.
+fn mentions_time(e: &Expr) -> bool {
+    match e {
+        _ if e.is_time_ref() => true,
+        Expr::Binary { lhs, rhs, .. } => mentions_time(lhs) || mentions_time(rhs),
+        Expr::Paren(inner) => mentions_time(inner),
+        Expr::Call { args, .. } => args.iter().any(mentions_time),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+    const NOW: i64 = 1_700_003_600 * S;
+
+    #[test]
+    fn a_grafana_panel_query_splits_into_its_shape_grid_and_range() {
+        let q = "SELECT mean(\"usage\") FROM \"cpu\" WHERE (\"host\" = 'a') AND time >= 1700000000000ms and time <= 1700003600000ms GROUP BY time(10s), \"host\" fill(null)";
+        let s = shape(q, NOW).unwrap();
+        assert_eq!(s.grid, Grid::new(10 * S, 0).unwrap());
+        assert_eq!(
+            s.range,
+            Range {
+                start_ns: 1_700_000_000 * S,
+                end_ns: 1_700_003_600 * S + 1,
+            }
+        );
+        assert_eq!(
+            s.key, "SELECT mean(usage) FROM cpu WHERE host = 'a' GROUP BY time(10s), host",
+            "printed canonically: fill(null) is the default"
+        );
+        // The next refresh, five seconds on: the same shape.
+        let next = "SELECT mean(\"usage\") FROM \"cpu\" WHERE (\"host\" = 'a') AND time >= 1700000005000ms and time <= 1700003605000ms GROUP BY time(10s), \"host\" fill(null)";
+        assert_eq!(shape(next, NOW).unwrap().key, s.key);
+    }
+
+    #[test]
+    fn bounds_relative_to_now_use_the_time_given_and_offsets_shift_the_grid() {
+        let q = "SELECT max(v), count(v) * 2 FROM m WHERE time > now() - 1h AND time < now() GROUP BY time(1m, 15s) fill(0)";
+        let s = shape(q, NOW).unwrap();
+        assert_eq!(s.range.start_ns, NOW - 3600 * S + 1);
+        assert_eq!(s.range.end_ns, NOW);
+        assert_eq!(s.grid, Grid::new(60 * S, 15 * S).unwrap());
+        assert_eq!(
+            s.key,
+            "SELECT max(v), count(v) * 2 FROM m GROUP BY time(1m, 15s) fill(0)"
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_put_together_from_parts_is_named() {
+        let cases: &[(&str, Unsplittable)] = &[
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s); SELECT v FROM m", Unsplittable::NotOneSelect),
+            ("SELECT mean(v FROM", Unsplittable::Unparsable),
+            ("SHOW DATABASES", Unsplittable::NotOneSelect),
+            ("SELECT mean(v) INTO x FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)", Unsplittable::Into),
+            ("SELECT mean(v) FROM (SELECT v FROM m) WHERE time > 0 AND time < 10 GROUP BY time(1s)", Unsplittable::Subquery),
+            ("SELECT v FROM m WHERE time > 0 AND time < 10", Unsplittable::NoTimeGroup),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) tz('Europe/Berlin')", Unsplittable::TimeZone),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(previous)", Unsplittable::Fill("previous")),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(linear)", Unsplittable::Fill("linear")),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) LIMIT 5", Unsplittable::Limit),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) SLIMIT 5", Unsplittable::Limit),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) ORDER BY time DESC", Unsplittable::Descending),
+            ("SELECT derivative(mean(v), 1s) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)", Unsplittable::Function("derivative".into())),
+            ("SELECT moving_average(mean(v), 3) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)", Unsplittable::Function("moving_average".into())),
+            ("SELECT top(v, 3) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)", Unsplittable::Function("top".into())),
+            ("SELECT mean(v) FROM m WHERE time > 0 GROUP BY time(1s)", Unsplittable::TimeRange("a lower and an upper bound are both needed".into())),
+            ("SELECT mean(v) FROM m WHERE (time > 0 OR host = 'a') AND time < 10 GROUP BY time(1s)", Unsplittable::TimeRange("time compared under OR".into())),
+        ];
+        for (q, why) in cases {
+            assert_eq!(shape(q, NOW).as_ref().err(), Some(why), "{q}");
+        }
+        // Math around an aggregate, and inside it, keeps the query per bucket.
+        assert!(shape(
+            "SELECT round(mean(abs(v))) + 1 FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)",
+            NOW
+        )
+        .is_ok());
+    }
+}
