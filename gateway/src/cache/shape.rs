@@ -32,12 +32,6 @@ const PER_BUCKET: &[&str] = &[
     "integral",
 ];
 
-/// Functions applied to a value (per row), which keep an aggregate per bucket.
-const PER_VALUE: &[&str] = &[
-    "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "exp", "floor", "ln", "log", "log2",
-    "log10", "pow", "round", "sin", "sqrt", "tan",
-];
-
 /// A dashboard query the cache can split into buckets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shape {
@@ -45,6 +39,10 @@ pub struct Shape {
     pub key: String,
     pub grid: Grid,
     pub range: Range,
+    /// The aggregate of each column after `time`, in order. A bucket without points is
+    /// filled by the node per aggregate: under `fill(null)`, `count` holds 0 and the others
+    /// null (`SELECT count(v), mean(v)` answers `[110, 0, null]`).
+    pub aggregates: Vec<String>,
 }
 
 /// Why a query is cached by its text instead of by bucket.
@@ -72,6 +70,8 @@ pub enum Unsplittable {
     Descending,
     #[error("{0}() is not computed per bucket")]
     Function(String),
+    #[error("{0}: a field is one aggregate of a field, without arithmetic around it")]
+    Field(String),
     #[error("the time range: {0}")]
     TimeRange(String),
 }
@@ -123,9 +123,11 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
     if select.order_by.as_ref().is_some_and(|o| !o.ascending) {
         return Err(Unsplittable::Descending);
     }
-    for f in &select.fields {
-        per_bucket(&f.expr, false)?;
-    }
+    let aggregates = select
+        .fields
+        .iter()
+        .map(|f| aggregate(&f.expr))
+        .collect::<Result<Vec<String>, Unsplittable>>()?;
     let condition = select.condition.as_ref();
     let (lo, hi) =
         influxql::time::time_range(condition, now_ns).map_err(Unsplittable::TimeRange)?;
@@ -147,31 +149,33 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
             start_ns: lo,
             end_ns: hi.saturating_add(1),
         },
+        aggregates,
     })
 }
 
-/// Whether `e` (a field of the SELECT list) is an aggregate per bucket, with per-value
-/// functions and arithmetic around or inside it. `inside`: under an aggregate already.
-fn per_bucket(e: &Expr, inside: bool) -> Result<(), Unsplittable> {
+/// The aggregate a field is: one call of [`PER_BUCKET`] on a field (or tag) with literal
+/// arguments (`percentile(v, 95)`). Arithmetic around it is left out: how the node fills an
+/// empty bucket of it would have to be worked out, and the text cache answers it exactly.
+fn aggregate(e: &Expr) -> Result<String, Unsplittable> {
     match e {
         Expr::Call { name, args } => {
-            let aggregate = PER_BUCKET.contains(&name.as_str());
-            if !aggregate && !PER_VALUE.contains(&name.as_str()) {
+            if !PER_BUCKET.contains(&name.as_str()) {
                 return Err(Unsplittable::Function(name.clone()));
             }
-            if aggregate && inside {
-                // An aggregate of an aggregate is a transformation's territory.
-                return Err(Unsplittable::Function(name.clone()));
+            let plain = args.iter().all(|a| {
+                matches!(
+                    a,
+                    Expr::VarRef { .. } | Expr::Integer(_) | Expr::Float(_) | Expr::Duration(_)
+                )
+            });
+            if plain {
+                Ok(name.clone())
+            } else {
+                Err(Unsplittable::Field(e.to_string()))
             }
-            args.iter()
-                .try_for_each(|a| per_bucket(a, inside || aggregate))
         }
-        Expr::Binary { lhs, rhs, .. } => {
-            per_bucket(lhs, inside)?;
-            per_bucket(rhs, inside)
-        }
-        Expr::Paren(inner) => per_bucket(inner, inside),
-        _ => Ok(()),
+        Expr::Paren(inner) => aggregate(inner),
+        other => Err(Unsplittable::Field(other.to_string())),
     }
 }
 
@@ -216,15 +220,16 @@ mod tests {
 
     #[test]
     fn bounds_relative_to_now_use_the_time_given_and_offsets_shift_the_grid() {
-        let q = "SELECT max(v), count(v) * 2 FROM m WHERE time > now() - 1h AND time < now() GROUP BY time(1m, 15s) fill(0)";
+        let q = "SELECT max(v), count(v) AS n FROM m WHERE time > now() - 1h AND time < now() GROUP BY time(1m, 15s) fill(0)";
         let s = shape(q, NOW).unwrap();
         assert_eq!(s.range.start_ns, NOW - 3600 * S + 1);
         assert_eq!(s.range.end_ns, NOW);
         assert_eq!(s.grid, Grid::new(60 * S, 15 * S).unwrap());
         assert_eq!(
             s.key,
-            "SELECT max(v), count(v) * 2 FROM m GROUP BY time(1m, 15s) fill(0)"
+            "SELECT max(v), count(v) AS n FROM m GROUP BY time(1m, 15s) fill(0)"
         );
+        assert_eq!(s.aggregates, ["max", "count"]);
     }
 
     #[test]
@@ -251,9 +256,20 @@ mod tests {
         for (q, why) in cases {
             assert_eq!(shape(q, NOW).as_ref().err(), Some(why), "{q}");
         }
-        // Math around an aggregate, and inside it, keeps the query per bucket.
+        // Arithmetic around an aggregate, or inside it, is left to the text cache.
+        for q in [
+            "SELECT mean(v) * 2 FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)",
+            "SELECT mean(abs(v)) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)",
+            "SELECT mean(*) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)",
+        ] {
+            assert!(
+                matches!(shape(q, NOW), Err(Unsplittable::Field(_))),
+                "{q}: {:?}",
+                shape(q, NOW)
+            );
+        }
         assert!(shape(
-            "SELECT round(mean(abs(v))) + 1 FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)",
+            "SELECT percentile(v, 95) AS p95, integral(v, 1s) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s)",
             NOW
         )
         .is_ok());
