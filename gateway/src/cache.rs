@@ -7,6 +7,7 @@
 //! influxql.rs  only queries that read are cached
 //! buckets.rs   dashboard queries by step-aligned bucket: what is cached, what to fetch
 //! shape.rs     which queries split into buckets, and their shape without the time range
+//! assemble.rs  the buckets kept per shape, and an answer put together from them and fetches
 //! entry.rs     a stored answer and its freshness (fresh, stale, expired) at an instant
 //! flight.rs    coalescing: one request per key goes to a backend, the others wait
 //! request.rs   one request's plan (bypass or key), and its answer taken in as it passes
@@ -19,6 +20,7 @@
 //! weights of the entries reach `max_size`.
 
 pub mod answer;
+pub mod assemble;
 pub mod buckets;
 pub mod control;
 pub mod entry;

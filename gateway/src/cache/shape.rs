@@ -13,7 +13,7 @@
 //! anything else ([`Unsplittable`]) is cached by its text as before.
 
 use super::buckets::{Grid, Range};
-use influxql::ast::{Dimension, Expr, Fill, Source, Statement};
+use influxql::ast::{BinaryOp, Dimension, Expr, Fill, SelectStatement, Source, Statement};
 
 /// Aggregates and selectors whose value for a bucket reads that bucket's points only.
 const PER_BUCKET: &[&str] = &[
@@ -33,10 +33,14 @@ const PER_BUCKET: &[&str] = &[
 ];
 
 /// A dashboard query the cache can split into buckets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Shape {
     /// The statement without its time bounds, as InfluxQL text.
     pub key: String,
+    /// The same, parsed: what a range is asked with ([`Shape::statement_for`]).
+    pub statement: SelectStatement,
+    /// Whether an empty bucket has a row (`fill(null)`) or none (`fill(none)`).
+    pub empty_rows: bool,
     pub grid: Grid,
     pub range: Range,
     /// The aggregate of each column after `time`, in order. A bucket without points is
@@ -108,11 +112,14 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
     if select.timezone.is_some() {
         return Err(Unsplittable::TimeZone);
     }
-    match select.fill {
+    let empty_rows = match select.fill {
+        Fill::Null => true,
+        Fill::None => false,
         Fill::Previous => return Err(Unsplittable::Fill("previous")),
         Fill::Linear => return Err(Unsplittable::Fill("linear")),
-        Fill::Null | Fill::None | Fill::Integer(_) | Fill::Float(_) => {}
-    }
+        // A filled row cannot be told from a bucket whose value is the number.
+        Fill::Integer(_) | Fill::Float(_) => return Err(Unsplittable::Fill("a number")),
+    };
     if select.limit.is_some()
         || select.offset.is_some()
         || select.slimit.is_some()
@@ -144,6 +151,8 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
     without_time.condition = rest;
     Ok(Shape {
         key: without_time.to_string(),
+        statement: *without_time,
+        empty_rows,
         grid,
         range: Range {
             start_ns: lo,
@@ -151,6 +160,28 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
         },
         aggregates,
     })
+}
+
+impl Shape {
+    /// The statement asking for `range` only: the shape's condition and `time >= start AND
+    /// time < end`.
+    pub fn statement_for(&self, range: Range) -> String {
+        let time = || Expr::VarRef {
+            name: "time".into(),
+            data_type: None,
+        };
+        let bounds = Expr::binary(
+            BinaryOp::And,
+            Expr::binary(BinaryOp::Gte, time(), Expr::Integer(range.start_ns)),
+            Expr::binary(BinaryOp::Lt, time(), Expr::Integer(range.end_ns)),
+        );
+        let mut s = self.statement.clone();
+        s.condition = Some(match s.condition.take() {
+            Some(rest) => Expr::binary(BinaryOp::And, Expr::Paren(Box::new(rest)), bounds),
+            None => bounds,
+        });
+        s.to_string()
+    }
 }
 
 /// The aggregate a field is: one call of [`PER_BUCKET`] on a field (or tag) with literal
@@ -220,14 +251,22 @@ mod tests {
 
     #[test]
     fn bounds_relative_to_now_use_the_time_given_and_offsets_shift_the_grid() {
-        let q = "SELECT max(v), count(v) AS n FROM m WHERE time > now() - 1h AND time < now() GROUP BY time(1m, 15s) fill(0)";
+        let q = "SELECT max(v), count(v) AS n FROM m WHERE time > now() - 1h AND time < now() GROUP BY time(1m, 15s) fill(none)";
         let s = shape(q, NOW).unwrap();
         assert_eq!(s.range.start_ns, NOW - 3600 * S + 1);
         assert_eq!(s.range.end_ns, NOW);
         assert_eq!(s.grid, Grid::new(60 * S, 15 * S).unwrap());
         assert_eq!(
             s.key,
-            "SELECT max(v), count(v) AS n FROM m GROUP BY time(1m, 15s) fill(0)"
+            "SELECT max(v), count(v) AS n FROM m GROUP BY time(1m, 15s) fill(none)"
+        );
+        assert!(!s.empty_rows);
+        assert_eq!(
+            s.statement_for(Range {
+                start_ns: 60 * S,
+                end_ns: 120 * S
+            }),
+            "SELECT max(v), count(v) AS n FROM m WHERE time >= 60000000000 AND time < 120000000000 GROUP BY time(1m, 15s) fill(none)"
         );
         assert_eq!(s.aggregates, ["max", "count"]);
     }
@@ -244,6 +283,7 @@ mod tests {
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) tz('Europe/Berlin')", Unsplittable::TimeZone),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(previous)", Unsplittable::Fill("previous")),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(linear)", Unsplittable::Fill("linear")),
+            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(0)", Unsplittable::Fill("a number")),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) LIMIT 5", Unsplittable::Limit),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) SLIMIT 5", Unsplittable::Limit),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) ORDER BY time DESC", Unsplittable::Descending),

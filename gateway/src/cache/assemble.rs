@@ -1,0 +1,241 @@
+//! A split query's buckets kept between requests, and the answer put together from them and
+//! from what the backend answered for the missing ranges: what the backend would have
+//! answered for the whole range.
+//!
+//! Answers are InfluxDB 1.x JSON with times in nanoseconds (`epoch=ns`): one `series` array
+//! per statement, each series `{name, tags, columns, values}` with one row per bucket (its
+//! first column the bucket's start). Put together, each series has, for every bucket of
+//! the range in order, the row the cache holds or the backend sent; a bucket where the
+//! series had no points gets the row the backend makes for one (`fill(null)`: 0 for
+//! `count`, null for the others) or none (`fill(none)`). A series is in the answer when it
+//! has points somewhere in the range, and series come in the backend's order (by name, then
+//! tags).
+
+use super::buckets::{Grid, Held, Plan, Range};
+use super::shape::Shape;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A series: its measurement and tags (in key order, as the answer lists them).
+pub type SeriesId = (String, Vec<(String, String)>);
+
+/// One series' kept buckets.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    columns: Vec<Value>,
+    /// Bucket index -> the row's values after `time`.
+    rows: BTreeMap<i64, Vec<Value>>,
+    /// Kept buckets where the series had points (not a row made for an empty bucket).
+    with_points: BTreeSet<i64>,
+}
+
+/// The buckets kept for one shape.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    held: Held,
+    series: BTreeMap<SeriesId, Kept>,
+}
+
+/// Why an answer could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the answer is not InfluxDB JSON with series: {0}")]
+    Shape(&'static str),
+}
+
+/// One series as an answer gives it.
+struct Read {
+    id: SeriesId,
+    columns: Vec<Value>,
+    /// Bucket index -> values after `time`.
+    rows: BTreeMap<i64, Vec<Value>>,
+}
+
+fn read_series(grid: Grid, series: &[Value]) -> Result<Vec<Read>, AnswerError> {
+    series
+        .iter()
+        .map(|s| {
+            let name = s["name"]
+                .as_str()
+                .ok_or(AnswerError::Shape("a series without a name"))?
+                .to_string();
+            let tags = match &s["tags"] {
+                Value::Object(t) => t
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let columns = s["columns"]
+                .as_array()
+                .ok_or(AnswerError::Shape("a series without columns"))?
+                .clone();
+            let mut rows = BTreeMap::new();
+            for row in s["values"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let row = row
+                    .as_array()
+                    .ok_or(AnswerError::Shape("a row that is not an array"))?;
+                let t = row
+                    .first()
+                    .and_then(Value::as_i64)
+                    .ok_or(AnswerError::Shape("a row without a time in nanoseconds"))?;
+                rows.insert(grid.bucket_of(t), row[1..].to_vec());
+            }
+            Ok(Read {
+                id: (name, tags),
+                columns,
+                rows,
+            })
+        })
+        .collect()
+}
+
+/// Whether a row of a `fill(null)` answer had points: a non-zero count or a non-null
+/// value of another aggregate (a made row holds 0 and nulls).
+fn has_points(row: &[Value], aggregates: &[String]) -> bool {
+    row.iter().zip(aggregates).any(|(v, a)| {
+        if a == "count" {
+            v.as_i64().is_some_and(|n| n != 0)
+        } else {
+            !v.is_null()
+        }
+    })
+}
+
+/// The row the backend makes for a bucket where the series had no points (`fill(null)`).
+fn empty_row(aggregates: &[String]) -> Vec<Value> {
+    aggregates
+        .iter()
+        .map(|a| {
+            if a == "count" {
+                Value::from(0)
+            } else {
+                Value::Null
+            }
+        })
+        .collect()
+}
+
+impl Stored {
+    /// The buckets kept.
+    pub fn held(&self) -> &Held {
+        &self.held
+    }
+
+    /// Keeps buckets `keep` (whole, settled) of an answer's `series` for `shape`.
+    pub fn absorb(
+        &mut self,
+        shape: &Shape,
+        series: &[Value],
+        keep: &[(i64, i64)],
+    ) -> Result<(), AnswerError> {
+        let kept = |k: i64| keep.iter().any(|(f, l)| k >= *f && k <= *l);
+        for read in read_series(shape.grid, series)? {
+            let entry = self.series.entry(read.id).or_default();
+            entry.columns = read.columns;
+            for (k, row) in read.rows {
+                if kept(k) {
+                    if !shape.empty_rows || has_points(&row, &shape.aggregates) {
+                        entry.with_points.insert(k);
+                    }
+                    entry.rows.insert(k, row);
+                }
+            }
+        }
+        for (f, l) in keep {
+            self.held.insert(*f, *l);
+        }
+        Ok(())
+    }
+
+    /// Forgets buckets `first..=last` (a write landed in their time).
+    pub fn invalidate(&mut self, first: i64, last: i64) {
+        self.held.remove(first, last);
+        for kept in self.series.values_mut() {
+            let gone: Vec<i64> = kept.rows.range(first..=last).map(|(k, _)| *k).collect();
+            for k in gone {
+                kept.rows.remove(&k);
+                kept.with_points.remove(&k);
+            }
+        }
+        self.series.retain(|_, kept| !kept.rows.is_empty());
+    }
+}
+
+/// The answer's `series` for `range` of `shape`, from the kept buckets the plan names and
+/// `fetched` (the backend's `series` for each of the plan's ranges, in order).
+pub fn assemble(
+    shape: &Shape,
+    range: Range,
+    plan: &Plan,
+    stored: &Stored,
+    fetched: &[Vec<Value>],
+) -> Result<Vec<Value>, AnswerError> {
+    let grid = shape.grid;
+    let first = grid.bucket_of(range.start_ns);
+    let last = grid.bucket_of(range.end_ns - 1);
+    let cached = |k: i64| plan.cached.iter().any(|(f, l)| k >= *f && k <= *l);
+    // Each series' rows from the backend, all fetched ranges together.
+    let mut from_backend: BTreeMap<SeriesId, Kept> = BTreeMap::new();
+    for series in fetched {
+        for read in read_series(grid, series)? {
+            let entry = from_backend.entry(read.id).or_default();
+            entry.columns = read.columns;
+            entry.rows.extend(read.rows);
+        }
+    }
+    // A series is in the answer when it has points in the range: in a fetched range (the
+    // backend sent it), or in a kept bucket the plan uses.
+    let mut ids: BTreeSet<&SeriesId> = from_backend.keys().collect();
+    for (id, kept) in &stored.series {
+        if kept.with_points.iter().any(|k| cached(*k)) {
+            ids.insert(id);
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let backend = from_backend.get(id);
+        let kept = stored.series.get(id);
+        let columns = backend
+            .map(|b| b.columns.clone())
+            .or_else(|| kept.map(|k| k.columns.clone()))
+            .unwrap_or_default();
+        let mut values = Vec::new();
+        for k in first..=last {
+            let row = if cached(k) {
+                kept.and_then(|s| s.rows.get(&k))
+            } else {
+                backend.and_then(|b| b.rows.get(&k))
+            };
+            let row = match row {
+                Some(r) => r.clone(),
+                None if shape.empty_rows => empty_row(&shape.aggregates),
+                None => continue,
+            };
+            let mut full = Vec::with_capacity(row.len() + 1);
+            full.push(Value::from(grid.start_of(k)));
+            full.extend(row);
+            values.push(Value::Array(full));
+        }
+        if values.is_empty() {
+            continue;
+        }
+        let mut series = Map::new();
+        series.insert("name".into(), Value::from(id.0.clone()));
+        if !id.1.is_empty() {
+            let tags: Map<String, Value> =
+                id.1.iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                    .collect();
+            series.insert("tags".into(), Value::Object(tags));
+        }
+        series.insert("columns".into(), Value::Array(columns));
+        series.insert("values".into(), Value::Array(values));
+        out.push(Value::Object(series));
+    }
+    Ok(out)
+}
