@@ -25,6 +25,37 @@ pub fn parse_time_literal(s: &str) -> Option<i64> {
     None
 }
 
+/// Go's `time.RFC3339Nano` in UTC: fractional seconds with trailing zeros removed.
+pub fn rfc3339_nano(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000) as u32;
+    let Some(dt) = chrono::DateTime::from_timestamp(secs, frac) else {
+        return ns.to_string();
+    };
+    let mut s = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if frac != 0 {
+        let digits = format!("{frac:09}");
+        s.push('.');
+        s.push_str(digits.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// What one unit of an `epoch=` query parameter is in nanoseconds (`ns`, `u`/`µ`, `ms`,
+/// `s`, `m`, `h`, as InfluxDB 1.x takes them); `None` for anything else.
+pub fn epoch_unit_ns(epoch: &str) -> Option<i64> {
+    Some(match epoch {
+        "n" | "ns" => 1,
+        "u" | "us" | "µ" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    })
+}
+
 /// Folds a time expression to nanoseconds: `'2000-01-01T00:00:00Z'`, `946684800000000000`,
 /// `1500000000s`, `now()`, and `+`/`-` of those with durations.
 pub fn const_time(e: &Expr, now: i64) -> Option<i64> {

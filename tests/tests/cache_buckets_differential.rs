@@ -4,7 +4,7 @@
 //! the buckets kept so far and the node's answers for the planned ranges, and compared with
 //! the node's own answer for the whole range. Every answer must be identical.
 
-use gateway::cache::assemble::{assemble, Stored};
+use gateway::cache::assemble::{assemble, with_times, Stored};
 use gateway::cache::buckets::plan;
 use gateway::cache::shape::shape;
 use serde_json::Value;
@@ -17,11 +17,13 @@ const SETTLE_NS: i64 = 60 * S;
 
 /// `results` of `q` (statements separated by `;`) on the node, times in nanoseconds.
 fn results(node: &TsdbProcess, q: &str) -> Vec<Value> {
-    let url = format!(
-        "{}/query?db=d&epoch=ns&q={}",
-        node.url(),
-        http::urlencode(q)
-    );
+    results_as(node, q, Some("ns"))
+}
+
+/// `results` of `q` with times as `epoch` says (`None`: RFC 3339).
+fn results_as(node: &TsdbProcess, q: &str, epoch: Option<&str>) -> Vec<Value> {
+    let epoch = epoch.map(|e| format!("&epoch={e}")).unwrap_or_default();
+    let url = format!("{}/query?db=d{epoch}&q={}", node.url(), http::urlencode(q));
     let r = http::request("GET", &url, &[], None).unwrap_or_else(|e| panic!("{q}: {e:#}"));
     assert_eq!(r.status, 200, "{q}: {}", r.body);
     let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{q}: {e}: {}", r.body));
@@ -129,6 +131,19 @@ fn answers_put_together_from_kept_buckets_and_fetches_equal_the_nodes_over_slidi
             let assembled = assemble(&sh, sh.range, &p, &stored, &fetched).unwrap();
             for part in &fetched {
                 stored.absorb(&sh, part, &p.keep).unwrap();
+            }
+            // The time formats a client may ask for, from the same assembled rows.
+            if i % 3 == 0 {
+                for epoch in [Some("ms"), Some("s"), Some("u"), None] {
+                    let mut as_asked = assembled.clone();
+                    assert!(with_times(&mut as_asked, epoch));
+                    let node_as_asked = series(&results_as(&node, &text, epoch)[0]);
+                    assert_eq!(
+                        Value::Array(as_asked),
+                        Value::Array(node_as_asked),
+                        "query {qi}, refresh {i}, epoch {epoch:?}: {text}"
+                    );
+                }
             }
             let whole = series(&results(&node, &text)[0]);
             rows_compared += whole

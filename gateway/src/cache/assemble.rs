@@ -239,3 +239,67 @@ pub fn assemble(
     }
     Ok(out)
 }
+
+/// Writes each row's time (nanoseconds, as answers are fetched) as the client asked for it:
+/// integers in the unit of `epoch` (`ms`, `s`, ...), or RFC 3339 without `epoch`. `false`
+/// (nothing changed) for an `epoch` InfluxDB does not know.
+pub fn with_times(series: &mut [Value], epoch: Option<&str>) -> bool {
+    let unit = match epoch {
+        Some(e) => match influxql::time::epoch_unit_ns(e) {
+            Some(u) => Some(u),
+            None => return false,
+        },
+        None => None,
+    };
+    for s in series {
+        let Some(rows) = s.get_mut("values").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for row in rows {
+            let Some(t) = row.get_mut(0) else { continue };
+            let Some(ns) = t.as_i64() else { continue };
+            *t = match unit {
+                Some(u) => Value::from(ns / u),
+                None => Value::from(influxql::time::rfc3339_nano(ns)),
+            };
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_in_the_unit_asked_for_or_as_rfc3339() {
+        let series = || {
+            vec![serde_json::json!({
+                "name": "cpu",
+                "columns": ["time", "mean"],
+                "values": [[1_500_000_000_i64, 1.5], [60_000_000_000_i64, null]]
+            })]
+        };
+        let mut ms = series();
+        assert!(with_times(&mut ms, Some("ms")));
+        assert_eq!(
+            ms[0]["values"],
+            serde_json::json!([[1500, 1.5], [60000, null]])
+        );
+        let mut m = series();
+        assert!(with_times(&mut m, Some("m")));
+        assert_eq!(m[0]["values"], serde_json::json!([[0, 1.5], [1, null]]));
+        let mut text = series();
+        assert!(with_times(&mut text, None));
+        assert_eq!(
+            text[0]["values"],
+            serde_json::json!([
+                ["1970-01-01T00:00:01.5Z", 1.5],
+                ["1970-01-01T00:01:00Z", null]
+            ])
+        );
+        let mut unknown = series();
+        assert!(!with_times(&mut unknown, Some("fortnight")));
+        assert_eq!(unknown, series(), "left as it was");
+    }
+}

@@ -203,22 +203,7 @@ pub fn go_float(out: &mut String, f: f64) {
     }
 }
 
-/// Go's `time.RFC3339Nano` in UTC: fractional seconds with trailing zeros removed.
-pub fn rfc3339_nano(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let frac = ns.rem_euclid(1_000_000_000) as u32;
-    let Some(dt) = chrono::DateTime::from_timestamp(secs, frac) else {
-        return ns.to_string();
-    };
-    let mut s = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        s.push('.');
-        s.push_str(digits.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
+pub use influxql::time::rfc3339_nano;
 
 /// Appends a JSON string literal, escaping as Go does for `<`, `>`, `&` too (so answers
 /// embedded in HTML stay inert, and match InfluxDB's bytes).
