@@ -63,6 +63,91 @@ pub fn query_params(data: &[u8]) {
     }
 }
 
+/// `cache_buckets`: 8 bytes of "now" (nanoseconds, little-endian), 8 of the settle window,
+/// 2 bytes per held bucket run (offsets from the query's first bucket), a newline, then a
+/// query as a client sends it. A query that splits is planned against those held buckets,
+/// and the plan must account for every bucket of the range exactly once: from the cache
+/// (held, whole, settled) or inside a fetched range; what it keeps must be fetched, whole and
+/// settled; and each fetched range's statement must read back as the same shape over that
+/// range.
+pub fn cache_buckets(data: &[u8]) {
+    use crate::cache::buckets::{self, Held, MAX_FETCHES};
+    use crate::cache::shape;
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        if let Some(s) = data.get(at..at + 8) {
+            b.copy_from_slice(s);
+        }
+        i64::from_le_bytes(b)
+    };
+    let (now, settle) = (word(0), word(8).rem_euclid(1 << 40));
+    let rest = data.get(16..).unwrap_or_default();
+    let (runs, query) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (&[][..], rest),
+    };
+    let Ok(query) = std::str::from_utf8(query) else {
+        return;
+    };
+    let Ok(s) = shape::shape(query, now) else {
+        return;
+    };
+    let (grid, range) = (s.grid, s.range);
+    let first = grid.bucket_of(range.start_ns);
+    let mut held = Held::default();
+    for pair in runs.chunks_exact(2).take(32) {
+        let f = first.saturating_add(i64::from(pair[0]));
+        held.insert(f, f.saturating_add(i64::from(pair[1] % 16)));
+    }
+    let Some(plan) = buckets::plan(grid, range, &held, now, settle) else {
+        return;
+    };
+    let last = grid.bucket_of(range.end_ns - 1);
+    let settled_last = grid.bucket_of(now.saturating_sub(settle)) - 1;
+    let whole = |k: i64| grid.start_of(k) >= range.start_ns && grid.end_of(k) <= range.end_ns;
+    assert!(plan.fetch.len() <= MAX_FETCHES, "{plan:?}");
+    for w in plan.fetch.windows(2) {
+        assert!(
+            w[0].end_ns <= w[1].start_ns,
+            "fetches in order, apart: {plan:?}"
+        );
+    }
+    for r in &plan.fetch {
+        assert!(r.start_ns < r.end_ns, "{plan:?}");
+        assert!(
+            r.start_ns >= range.start_ns && r.end_ns <= range.end_ns,
+            "{plan:?}"
+        );
+        // The statement asking for it reads back as the same shape over that range.
+        let again = shape::shape(&s.statement_for(*r), now)
+            .unwrap_or_else(|e| panic!("{}: {e}", s.statement_for(*r)));
+        assert_eq!((again.key.as_str(), again.range), (s.key.as_str(), *r));
+    }
+    let cached = |k: i64| plan.cached.iter().any(|(f, l)| (*f..=*l).contains(&k));
+    let fetched = |k: i64| {
+        plan.fetch
+            .iter()
+            .any(|r| r.start_ns < grid.end_of(k) && grid.start_of(k) < r.end_ns)
+    };
+    for k in first..=last {
+        assert!(cached(k) != fetched(k), "bucket {k} once: {plan:?}");
+        if cached(k) {
+            assert!(
+                held.contains(k) && whole(k) && k <= settled_last,
+                "{k}: {plan:?}"
+            );
+        }
+    }
+    for (f, l) in &plan.keep {
+        for k in *f..=*l {
+            assert!(
+                fetched(k) && whole(k) && k <= settled_last,
+                "keep {k}: {plan:?}"
+            );
+        }
+    }
+}
+
 /// A route that keys on everything a query string and a form body can change.
 fn route_cache() -> &'static RouteCache {
     static ROUTE: OnceLock<RouteCache> = OnceLock::new();

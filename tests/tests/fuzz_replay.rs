@@ -21,6 +21,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("snapshot", tsdb_backend::fuzz::snapshot),
     ("block", tsdb_backend::fuzz::block),
     ("gateway_query_params", gateway::fuzz::query_params),
+    ("cache_buckets", gateway::fuzz::cache_buckets),
     ("jwt", gateway::fuzz::jwt),
     ("jwks", gateway::fuzz::jwks),
     ("policy_yaml", gateway::fuzz::policy_yaml),

@@ -22,6 +22,11 @@ use std::collections::BTreeMap;
 /// holes than this are fetched as one span from the first to the last.
 pub const MAX_FETCHES: usize = 2;
 
+/// The most buckets a query may span to be planned here (a dashboard's hour at 1 s is
+/// 3,600). Wider ones (`GROUP BY time(1ns)` over years) are passed through: planning walks
+/// the buckets, and the node bounds them too (a million).
+pub const MAX_BUCKETS: i64 = 100_000;
+
 /// How a query's time axis is cut into buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {
@@ -38,15 +43,18 @@ impl Grid {
         })
     }
 
-    /// The bucket holding instant `t`.
+    /// The bucket holding instant `t` (worked out in 128 bits, so that no time overflows;
+    /// the result always fits, since the offset is below the step).
     pub fn bucket_of(&self, t: i64) -> i64 {
-        (t - self.offset_ns).div_euclid(self.step_ns)
+        let k = (i128::from(t) - i128::from(self.offset_ns)).div_euclid(i128::from(self.step_ns));
+        i64::try_from(k).unwrap_or(i64::MIN)
     }
 
-    /// Where bucket `k` starts.
+    /// Where bucket `k` starts (clamped to the times that exist: the first bucket may start
+    /// before the earliest instant an `i64` holds).
     pub fn start_of(&self, k: i64) -> i64 {
-        self.offset_ns
-            .saturating_add(k.saturating_mul(self.step_ns))
+        let at = i128::from(self.offset_ns) + i128::from(k) * i128::from(self.step_ns);
+        i64::try_from(at.clamp(i128::from(i64::MIN), i128::from(i64::MAX))).unwrap_or(i64::MAX)
     }
 
     /// Where bucket `k` ends (exclusive): where `k + 1` starts.
@@ -155,13 +163,16 @@ impl Plan {
 
 /// The plan for a query over `range` cut by `grid`, with `held` buckets in the cache, at
 /// `now_ns`, keeping buckets that ended at least `settle_ns` before now. `None` for an
-/// empty range (nothing to plan: pass it through).
+/// empty range or one of more than [`MAX_BUCKETS`] (nothing to plan: pass it through).
 pub fn plan(grid: Grid, range: Range, held: &Held, now_ns: i64, settle_ns: i64) -> Option<Plan> {
     if range.start_ns >= range.end_ns {
         return None;
     }
     let first = grid.bucket_of(range.start_ns);
     let last = grid.bucket_of(range.end_ns - 1);
+    if last.checked_sub(first).is_none_or(|n| n >= MAX_BUCKETS) {
+        return None;
+    }
     // Whole buckets: the range covers their whole interval.
     let first_whole = if grid.start_of(first) == range.start_ns {
         first
@@ -386,5 +397,53 @@ mod tests {
     fn an_empty_range_is_not_planned() {
         assert_eq!(plan(grid(), range(5, 5), &Held::default(), 0, 0), None);
         assert_eq!(plan(grid(), range(6, 5), &Held::default(), 0, 0), None);
+    }
+
+    #[test]
+    fn a_range_over_too_many_buckets_or_the_ends_of_time_is_passed_through_at_once() {
+        let nanos = Grid::new(1, 0).unwrap();
+        let everything = Range {
+            start_ns: i64::MIN,
+            end_ns: i64::MAX,
+        };
+        assert_eq!(plan(nanos, everything, &Held::default(), 0, 0), None);
+        // The largest plannable range, and one bucket more.
+        let r = |buckets: i64| Range {
+            start_ns: 0,
+            end_ns: buckets * 10 * S,
+        };
+        assert!(plan(grid(), r(MAX_BUCKETS), &Held::default(), 0, 0).is_some());
+        assert_eq!(
+            plan(grid(), r(MAX_BUCKETS + 1), &Held::default(), 0, 0),
+            None
+        );
+        // Near the ends of time, with an offset: no overflow.
+        let shifted = Grid::new(10 * S, 3 * S).unwrap();
+        assert_eq!(
+            shifted.bucket_of(i64::MIN),
+            (i128::from(i64::MIN) - 3_000_000_000).div_euclid(10_000_000_000) as i64
+        );
+        // Where saturating first would have named the wrong bucket: 8 s past the smallest
+        // time lies before the first boundary with a 9 s offset.
+        let late_offset = Grid::new(10 * S, 9 * S).unwrap();
+        let t = i64::MIN + 8 * S;
+        let k = late_offset.bucket_of(t);
+        assert!(late_offset.start_of(k) <= t && t < late_offset.end_of(k));
+        let edge = Range {
+            start_ns: i64::MIN,
+            end_ns: i64::MIN + 5 * S,
+        };
+        let p = plan(shifted, edge, &Held::default(), i64::MIN, i64::MAX).unwrap();
+        assert_eq!(p.fetch, vec![edge]);
+        let top = Range {
+            start_ns: i64::MAX - 5 * S,
+            end_ns: i64::MAX,
+        };
+        assert_eq!(
+            plan(shifted, top, &Held::default(), i64::MAX, 0)
+                .unwrap()
+                .fetch,
+            vec![top]
+        );
     }
 }
