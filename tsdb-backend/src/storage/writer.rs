@@ -187,8 +187,7 @@ impl Writer {
                 }
                 last_write = now;
             } else if self.disk_full.load(Ordering::SeqCst) && self.space_returned() {
-                tracing::info!("the data directory has space again: writes are accepted");
-                self.disk_full.store(false, Ordering::SeqCst);
+                self.space_is_back();
             }
             if running.as_ref().is_some_and(|h| h.is_finished()) {
                 if let Some(h) = running.take() {
@@ -256,6 +255,13 @@ impl Writer {
         }
         tracing::info!(last_seq = seq, "wal writer stopped");
         res.map_err(StorageError::from)
+    }
+
+    /// Clears `disk_full` (saying so once, if it was set).
+    fn space_is_back(&self) {
+        if self.disk_full.swap(false, Ordering::SeqCst) {
+            tracing::info!("the data directory has space again: writes are accepted");
+        }
     }
 
     /// Whether a small file can be written in the data directory again: the probe that
@@ -340,9 +346,7 @@ impl Writer {
             }
             return 0;
         }
-        if self.disk_full.swap(false, Ordering::SeqCst) {
-            tracing::info!("the data directory has space again: writes are accepted");
-        }
+        self.space_is_back();
         *since_flush += buf.len() as u64;
         self.metrics.wal_bytes.add(buf.len() as i64);
         let now = self.time.now_ns();
