@@ -74,12 +74,7 @@ impl PoolBuilder {
             .tempdir()?;
         let mut nodes = Vec::with_capacity(self.size);
         for (i, port) in ports.iter().enumerate() {
-            let peers: Vec<&str> = urls
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, u)| u.as_str())
-                .collect();
+            let peers = peers_of(&urls, i);
             let mut b = TsdbProcess::builder()
                 .port(*port)
                 .env("HOME", home.path())
@@ -89,7 +84,7 @@ impl PoolBuilder {
                 b = b.https(ca);
             }
             if !peers.is_empty() {
-                b = b.arg("--peers").arg(peers.join(","));
+                b = b.arg("--peers").arg(peers);
             }
             for a in &self.args {
                 b = b.arg(a.clone());
@@ -104,6 +99,16 @@ impl PoolBuilder {
         }
         Ok(Pool { nodes, home })
     }
+}
+
+/// Node `i`'s `--peers`: the URLs of every other node, comma-separated.
+pub fn peers_of(urls: &[String], i: usize) -> String {
+    urls.iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, u)| u.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The id the pool gives node `i`: `n<i>`.

@@ -49,40 +49,33 @@ fn plan(c: &Cluster) -> Plan {
 
 /// Waits (bounded) until every node holds at least `acked` of the workload's points: the
 /// system works before the fault.
-fn warm_up(c: &Cluster, acked: usize) {
+fn warm_up(c: &Cluster, acked: i64) {
     wait::eventually(
         "the workload to get writes acknowledged before the fault",
         |last| {
-            let mut counts = Vec::new();
-            for i in 0..NODES {
-                let body = http::request(
-                    "GET",
-                    &format!(
-                        "{}/query?db={}&q={}",
-                        c.node_url(i),
-                        workload::DATABASE,
-                        http::urlencode("SELECT count(id) FROM points")
-                    ),
-                    &[],
-                    None,
-                )
-                .map(|r| r.body)
-                .unwrap_or_default();
-                counts.push(body);
-            }
-            *last = format!("{counts:?}");
-            Ok(counts
-                .iter()
-                .all(|b| {
-                    serde_json::from_str::<serde_json::Value>(b)
-                        .ok()
-                        .and_then(|v| v["results"][0]["series"][0]["values"][0][1].as_u64())
-                        .is_some_and(|n| n >= acked as u64)
-                })
-                .then_some(()))
+            let counts: Vec<i64> = (0..NODES).map(|i| c.count(i).unwrap_or(-1)).collect();
+            *last = format!("points per node: {counts:?}");
+            Ok(counts.iter().all(|n| *n >= acked).then_some(()))
         },
     )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs(3000)));
+}
+
+/// A cluster with the workload running through its gateways, shown to work before the
+/// fault: what every fault test starts from.
+struct Loaded {
+    c: Cluster,
+    p: Plan,
+    w: Workload,
+}
+
+/// [`Loaded`], or `None` where this machine cannot build the cluster.
+fn loaded(options: Options) -> Option<Loaded> {
+    let c = cluster(options)?;
+    let p = plan(&c);
+    let w = Workload::start(&p);
+    warm_up(&c, 20);
+    Some(Loaded { c, p, w })
 }
 
 /// Holds the fault for `duration`, noting what `observe` sees every half second.
@@ -105,14 +98,15 @@ fn hold(duration: Duration, observe: &mut dyn FnMut() -> String) -> Vec<String> 
 }
 
 /// After the heal: the workload stops, the pool converges, the checker runs; returns the
-/// report row (the checker's verdict asserted). `direct` are writes the test sent itself
-/// (straight to a node), checked with the workload's.
+/// report row (the checker's verdict asserted), with what was `observed` during the fault.
+/// `direct` are writes the test sent itself (straight to a node), checked with the
+/// workload's.
 fn finish(
     c: &Cluster,
     w: Workload,
     p: &Plan,
-    fault: &str,
-    description: &str,
+    (fault, description): (&str, &str),
+    observed: Vec<String>,
     direct: &[checker::Attempt],
 ) -> (Log, FaultReport) {
     let mut log = w.stop();
@@ -128,6 +122,7 @@ fn finish(
         .unwrap_or_else(|e| panic!("{e:#}\nchecker: {}\n{}", verdict.describe(), c.logs(4000)));
     let mut report = FaultReport::new(fault, description, &log, &verdict);
     report.converge_ms = converged.as_millis() as u64;
+    report.observed = observed;
     assert!(
         verdict.holds(),
         "the checker found lost, duplicated or phantom points after {fault}:\n{}\n{}",
@@ -156,12 +151,9 @@ fn five_xx(outcomes: &[&Outcome]) -> usize {
 
 #[test]
 fn a_node_isolated_from_its_peers_keeps_accepting_writes_and_converges_after_the_heal() {
-    let Some(mut c) = cluster(Options::default()) else {
+    let Some(Loaded { mut c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
 
     c.isolate_node(2).unwrap();
     // AP: the isolated node takes a write of its own while its peers cannot hear it.
@@ -199,11 +191,13 @@ fn a_node_isolated_from_its_peers_keeps_accepting_writes_and_converges_after_the
         &c,
         w,
         &p,
-        "isolate-node",
-        "n2 cut off from n0 and n1 (gateways and clients still reach it) for 3 s",
+        (
+            "isolate-node",
+            "n2 cut off from n0 and n1 (gateways and clients still reach it) for 3 s",
+        ),
+        observed,
         &[direct],
     );
-    report.observed = observed;
     report.notes.push(
         "a write sent straight to n2 while it was isolated: 204, and on every node after the heal"
             .into(),
@@ -213,12 +207,9 @@ fn a_node_isolated_from_its_peers_keeps_accepting_writes_and_converges_after_the
 
 #[test]
 fn a_gateway_cut_from_redis_follows_on_limiter_error_and_answers_no_5xx() {
-    let Some(mut c) = cluster(Options::default()) else {
+    let Some(Loaded { mut c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     let redis_up = |c: &Cluster| c.gateway_metric(0, "gateway_ratelimit_redis_up", "");
     assert_eq!(
         redis_up(&c),
@@ -251,8 +242,11 @@ fn a_gateway_cut_from_redis_follows_on_limiter_error_and_answers_no_5xx() {
         &c,
         w,
         &p,
-        "gateway-cut-from-redis",
-        "gw0 cannot reach Redis for 3 s (global query limit, on_limiter_error: fail_open)",
+        (
+            "gateway-cut-from-redis",
+            "gw0 cannot reach Redis for 3 s (global query limit, on_limiter_error: fail_open)",
+        ),
+        observed,
         &[],
     );
     let all: Vec<&Outcome> = log
@@ -282,7 +276,6 @@ fn a_gateway_cut_from_redis_follows_on_limiter_error_and_answers_no_5xx() {
         without_redis > 0.0,
         "gw0 counted no decision taken without redis"
     );
-    report.observed = observed;
     report.notes.push(format!(
         "gw0 took {without_redis} limit decisions without Redis (fail_open: admitted)"
     ));
@@ -291,15 +284,12 @@ fn a_gateway_cut_from_redis_follows_on_limiter_error_and_answers_no_5xx() {
 
 #[test]
 fn a_full_disk_answers_507_with_the_reason_and_the_node_recovers_when_space_returns() {
-    let Some(c) = cluster(Options {
+    let Some(Loaded { c, p, w }) = loaded(Options {
         small_disk: Some((2, 48 << 20)),
         ..Options::default()
     }) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
 
     let filled = c.fill_disk(2).unwrap();
     let n2 = c.node_addr(2);
@@ -384,11 +374,10 @@ fn a_full_disk_answers_507_with_the_reason_and_the_node_recovers_when_space_retu
         &c,
         w,
         &p,
-        "full-disk",
-        "n2's data directory (a 48 MiB file system) filled until writes fail, for 3 s, then freed",
+        ("full-disk", "n2's data directory (a 48 MiB file system) filled until writes fail, for 3 s, then freed"),
+        observed,
         &direct,
     );
-    report.observed = observed;
     report.notes.push(format!(
         "filled with {} MiB; a write straight to n2 meanwhile: 507 `{}`",
         filled >> 20,
@@ -404,15 +393,12 @@ fn a_full_disk_answers_507_with_the_reason_and_the_node_recovers_when_space_retu
 fn an_isolated_node_further_behind_than_the_backlog_is_resynchronised_after_the_heal() {
     // A backlog of 16 KiB: a few seconds apart, the peers no longer hold what n2 lacks and
     // must send it their state instead of their log.
-    let Some(mut c) = cluster(Options {
+    let Some(Loaded { mut c, p, w }) = loaded(Options {
         node_args: vec!["--replication-backlog-bytes".into(), "16384".into()],
         ..Options::default()
     }) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     c.isolate_node(2).unwrap();
     let observed = hold(Duration::from_secs(4), &mut || {
         format!("n0 /health: {}", c.node_health(0))
@@ -422,12 +408,11 @@ fn an_isolated_node_further_behind_than_the_backlog_is_resynchronised_after_the_
         &c,
         w,
         &p,
-        "isolate-past-backlog",
-        "n2 isolated for 4 s from peers that keep a 16 KiB replication backlog: it is resynchronised from their state",
+        ("isolate-past-backlog", "n2 isolated for 4 s from peers that keep a 16 KiB replication backlog: it is resynchronised from their state"),
+        observed,
         &[],
     );
     let resyncs = c.node_metric(0, "tsdb_replication_resyncs_total", "10.77.0.13");
-    report.observed = observed;
     report
         .notes
         .push(format!("n0 resynchronised n2 {} time(s)", shown(resyncs)));
@@ -437,12 +422,9 @@ fn an_isolated_node_further_behind_than_the_backlog_is_resynchronised_after_the_
 #[test]
 #[ignore = "part of the full fault matrix: scripts/faults.sh"]
 fn a_pool_split_two_to_one_keeps_both_sides_writable_and_converges() {
-    let Some(mut c) = cluster(Options::default()) else {
+    let Some(Loaded { mut c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     c.split_pool().unwrap();
     let observed = hold(Duration::from_secs(5), &mut || {
         format!(
@@ -452,54 +434,52 @@ fn a_pool_split_two_to_one_keeps_both_sides_writable_and_converges() {
         )
     });
     c.heal().unwrap();
-    let (_, mut report) = finish(
+    let (_, report) = finish(
         &c,
         w,
         &p,
-        "split-2-1",
-        "n0, n1 and gw0 on one side, n2 and gw1 on the other, for 5 s",
+        (
+            "split-2-1",
+            "n0, n1 and gw0 on one side, n2 and gw1 on the other, for 5 s",
+        ),
+        observed,
         &[],
     );
-    report.observed = observed;
     report.publish();
 }
 
 #[test]
 #[ignore = "part of the full fault matrix: scripts/faults.sh"]
 fn one_way_loss_between_nodes_loses_nothing_acknowledged() {
-    let Some(mut c) = cluster(Options::default()) else {
+    let Some(Loaded { mut c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     c.lose_one_way(0, 1, 0.3).unwrap();
     c.lose_one_way(1, 2, 0.3).unwrap();
     let observed = hold(Duration::from_secs(5), &mut || {
         format!("n0 /health: {}", c.node_health(0))
     });
     c.heal().unwrap();
-    let (_, mut report) = finish(
+    let (_, report) = finish(
         &c,
         w,
         &p,
-        "one-way-loss",
-        "30 % of packets n0→n1 and n1→n2 dropped (that way only) for 5 s",
+        (
+            "one-way-loss",
+            "30 % of packets n0→n1 and n1→n2 dropped (that way only) for 5 s",
+        ),
+        observed,
         &[],
     );
-    report.observed = observed;
     report.publish();
 }
 
 #[test]
 #[ignore = "part of the full fault matrix: scripts/faults.sh"]
 fn a_slow_lossy_link_is_routed_around_within_the_request_timeout() {
-    let Some(mut c) = cluster(Options::default()) else {
+    let Some(Loaded { mut c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     c.slow_link(
         1,
         Impairment {
@@ -513,12 +493,15 @@ fn a_slow_lossy_link_is_routed_around_within_the_request_timeout() {
         format!("gw0 sees: {}", c.gateway_view(0))
     });
     c.heal().unwrap();
-    let (log, mut report) = finish(
+    let (log, report) = finish(
         &c,
         w,
         &p,
-        "slow-link",
-        "everything n1 sends delayed 200 ms ± 50 ms and 5 % lost, for 6 s",
+        (
+            "slow-link",
+            "everything n1 sends delayed 200 ms ± 50 ms and 5 % lost, for 6 s",
+        ),
+        observed,
         &[],
     );
     let timeouts = log
@@ -530,19 +513,15 @@ fn a_slow_lossy_link_is_routed_around_within_the_request_timeout() {
         timeouts, 0,
         "a client waited past its 5 s timeout: the gateway did not bound the slow node"
     );
-    report.observed = observed;
     report.publish();
 }
 
 #[test]
 #[ignore = "part of the full fault matrix: scripts/faults.sh"]
 fn a_paused_node_is_failed_over_within_the_health_check_thresholds() {
-    let Some(c) = cluster(Options::default()) else {
+    let Some(Loaded { c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     assert!(c.nodes[1].pause());
     let paused = clock::now();
     wait::eventually("both gateways to mark the paused node unhealthy", |last| {
@@ -570,38 +549,43 @@ fn a_paused_node_is_failed_over_within_the_health_check_thresholds() {
         &c,
         w,
         &p,
-        "pause-node",
-        "n1 stopped with SIGSTOP for about 5 s, then SIGCONT",
+        (
+            "pause-node",
+            "n1 stopped with SIGSTOP for about 5 s, then SIGCONT",
+        ),
+        observed,
         &[],
     );
-    report.observed = observed;
-    report.notes.push(format!("both gateways marked n1 unhealthy {} ms after the pause (checks every 500 ms, 300 ms timeout, 2 failures)", detected.as_millis()));
+    report.notes.push(format!(
+        "both gateways marked n1 unhealthy {} ms after the pause (checks every \
+         {HEALTH_INTERVAL_MS} ms, {HEALTH_TIMEOUT_MS} ms timeout, {UNHEALTHY_THRESHOLD} failures)",
+        detected.as_millis()
+    ));
     report.publish();
 }
 
 #[test]
 #[ignore = "part of the full fault matrix: scripts/faults.sh"]
 fn a_node_killed_and_restarted_loses_nothing_acknowledged() {
-    let Some(mut c) = cluster(Options::default()) else {
+    let Some(Loaded { mut c, p, w }) = loaded(Options::default()) else {
         return;
     };
-    let p = plan(&c);
-    let w = Workload::start(&p);
-    warm_up(&c, 20);
     c.nodes[0].kill9();
     let observed = hold(Duration::from_secs(2), &mut || {
         format!("gw0 sees: {}", c.gateway_view(0))
     });
     c.restart_node(0).unwrap();
-    let (_, mut report) = finish(
+    let (_, report) = finish(
         &c,
         w,
         &p,
-        "kill-9-restart",
-        "n0 killed with SIGKILL under load, restarted 2 s later",
+        (
+            "kill-9-restart",
+            "n0 killed with SIGKILL under load, restarted 2 s later",
+        ),
+        observed,
         &[],
     );
-    report.observed = observed;
     report.publish();
 }
 

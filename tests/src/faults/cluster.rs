@@ -154,12 +154,6 @@ impl Cluster {
                 _ => std::fs::create_dir_all(&data)?,
             }
             let addr = SocketAddr::new(lab.host(&node_host(i)).ip.into(), TSDB_PORT);
-            let peers: Vec<&str> = urls
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, u)| u.as_str())
-                .collect();
             let mut args = vec![
                 "--listen".to_string(),
                 addr.to_string(),
@@ -168,7 +162,7 @@ impl Cluster {
                 "--node-id".into(),
                 format!("n{i}"),
                 "--peers".into(),
-                peers.join(","),
+                crate::pool::peers_of(&urls, i),
                 "--create-database".into(),
                 DATABASE.into(),
             ];
@@ -436,14 +430,12 @@ impl Cluster {
     /// The value of the first sample of metric `name` (with `labels` in its label set) on
     /// gateway `i`'s `/metrics`.
     pub fn gateway_metric(&self, i: usize, name: &str, labels: &str) -> Option<f64> {
-        let r = http::request("GET", &format!("{}/metrics", self.admin_url(i)), &[], None).ok()?;
-        metric(&r.body, name, labels)
+        scraped(&self.admin_url(i), name, labels)
     }
 
     /// The value of the first sample of `name` on node `i`'s `/metrics`.
     pub fn node_metric(&self, i: usize, name: &str, labels: &str) -> Option<f64> {
-        let r = http::request("GET", &format!("{}/metrics", self.node_url(i)), &[], None).ok()?;
-        metric(&r.body, name, labels)
+        scraped(&self.node_url(i), name, labels)
     }
 
     // ---- convergence and the checker's input -------------------------------------------
@@ -478,7 +470,8 @@ impl Cluster {
         Ok(crate::clock::now().duration_since(start))
     }
 
-    fn count(&self, i: usize) -> anyhow::Result<i64> {
+    /// How many of the workload's points node `i` holds (read from it directly).
+    pub fn count(&self, i: usize) -> anyhow::Result<i64> {
         let q = http::urlencode(&format!("SELECT count(id) FROM {MEASUREMENT}"));
         let url = format!("{}/query?db={DATABASE}&q={q}", self.node_url(i));
         let v: Value = serde_json::from_str(&http::request("GET", &url, &[], None)?.body)?;
@@ -627,6 +620,12 @@ fn policy(backends: &[SocketAddr]) -> String {
          \x20   timeouts: {{ connect: 500ms, request: {REQUEST_TIMEOUT_MS}ms }}\n    retries: {{ attempts: 3 }}\n    rate_limit: [queries]\n\
          \x20 - name: ping\n    match: {{ path: /ping }}\n    pool: tsdb\n"
     )
+}
+
+/// The first sample of `name` (with `labels`) on `base`'s `/metrics`.
+fn scraped(base: &str, name: &str, labels: &str) -> Option<f64> {
+    let r = http::request("GET", &format!("{base}/metrics"), &[], None).ok()?;
+    metric(&r.body, name, labels)
 }
 
 /// The first sample of `name` whose labels contain `labels`, in Prometheus text.
