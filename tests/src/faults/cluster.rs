@@ -30,6 +30,8 @@ pub const NODES: usize = 3;
 /// Gateways in front of them.
 pub const GATEWAYS: usize = 2;
 
+// Fixed ports, not free ones: each host is a network namespace of its own, where nothing
+// else listens.
 const TSDB_PORT: u16 = 8086;
 const GATEWAY_PORT: u16 = 8080;
 const ADMIN_PORT: u16 = 9090;
