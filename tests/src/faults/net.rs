@@ -503,6 +503,14 @@ impl LabProcess {
         self.child.as_ref().map(ChildGuard::pid)
     }
 
+    /// `Some(status)` once the process has exited by itself (or was stopped here).
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.as_mut() {
+            Some(c) => c.exited(),
+            None => Some("not running".into()),
+        }
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
