@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
 
+# A CI checkout builds once: incremental state would only double what target/ holds.
+export CARGO_INCREMENTAL=0
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests start the real binaries; build them first (same profile as the tests).

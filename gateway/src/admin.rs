@@ -536,6 +536,10 @@ async fn status(
                 "evictions": n(&s.evictions),
                 "refreshes": n(&s.refreshes),
                 "refresh_failures": n(&s.refresh_failures),
+                "partial": n(&s.partial),
+                "bucket_hits": n(&s.bucket_hits),
+                "buckets_fetched": n(&s.buckets_fetched),
+                "bucket_invalidations": n(&s.buckets_invalidated),
             }),
         );
     }

@@ -8,6 +8,8 @@
 //! buckets.rs   dashboard queries by step-aligned bucket: what is cached, what to fetch
 //! shape.rs     which queries split into buckets, and their shape without the time range
 //! assemble.rs  the buckets kept per shape, and an answer put together from them and fetches
+//! bucketed.rs  the bucket path of a request: which take it, their key, the answer rendered
+//! written.rs   the times a write touches, read from its body, to drop the buckets they hit
 //! entry.rs     a stored answer and its freshness (fresh, stale, expired) at an instant
 //! flight.rs    coalescing: one request per key goes to a backend, the others wait
 //! request.rs   one request's plan (bypass or key), and its answer taken in as it passes
@@ -21,6 +23,7 @@
 
 pub mod answer;
 pub mod assemble;
+pub mod bucketed;
 pub mod buckets;
 pub mod control;
 pub mod entry;
@@ -30,6 +33,7 @@ pub mod key;
 pub mod request;
 pub mod shape;
 pub mod step;
+pub mod written;
 
 use crate::clock::Clock;
 use crate::config::cache::CacheConfig;
@@ -40,7 +44,7 @@ use key::Key;
 use moka::notification::RemovalCause;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// What the cache did for one request, as `X-Cache` says it.
@@ -52,6 +56,8 @@ pub enum Outcome {
     Miss,
     /// Answered from an expired entry within its stale window; a refresh is on its way.
     Stale,
+    /// Answered from kept buckets and a fetch of the missing ones.
+    Partial,
     /// Not looked up: the method, the client's Cache-Control or the query rule it out.
     Bypass,
 }
@@ -62,6 +68,7 @@ impl Outcome {
             Outcome::Hit => "HIT",
             Outcome::Miss => "MISS",
             Outcome::Stale => "STALE",
+            Outcome::Partial => "PARTIAL",
             Outcome::Bypass => "BYPASS",
         }
     }
@@ -82,6 +89,13 @@ pub struct CacheStats {
     pub refresh_failures: AtomicU64,
     /// Entries dropped by `invalidate_on_write` and purges (one per request that dropped).
     pub invalidations: AtomicU64,
+    /// Requests answered from kept buckets and a fetch of the missing ones.
+    pub partial: AtomicU64,
+    /// Buckets served from the cache, and buckets asked of a backend, by bucketed requests.
+    pub bucket_hits: AtomicU64,
+    pub buckets_fetched: AtomicU64,
+    /// Kept buckets dropped because a write through the gateway landed in their time.
+    pub buckets_invalidated: AtomicU64,
 }
 
 impl CacheStats {
@@ -90,6 +104,7 @@ impl CacheStats {
             Outcome::Hit => &self.hits,
             Outcome::Miss => &self.misses,
             Outcome::Stale => &self.stale,
+            Outcome::Partial => &self.partial,
             Outcome::Bypass => &self.bypass,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -120,6 +135,10 @@ pub struct WriteMark(Option<(u64, u64)>);
 #[derive(Debug)]
 struct Store {
     entries: moka::future::Cache<Key, Arc<Entry>>,
+    /// The kept buckets of dashboard queries, one store per query shape (and caller).
+    shapes: moka::sync::Cache<Key, Arc<ShapeStore>>,
+    /// The shape stores of each (pool, database), for writes to find theirs.
+    shapes_by_db: Mutex<HashMap<(Arc<str>, String), Vec<Weak<ShapeStore>>>>,
     flights: Arc<Flights>,
     writes: Mutex<WriteEpochs>,
     stats: Arc<CacheStats>,
@@ -140,8 +159,52 @@ impl moka::Expiry<Key, Arc<Entry>> for Lifetime {
     }
 }
 
+/// Moka drops a shape's buckets when the route's bucket ttl has passed since the first.
+struct ShapeLifetime;
+
+impl moka::Expiry<Key, Arc<ShapeStore>> for ShapeLifetime {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        value: &Arc<ShapeStore>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The buckets kept for one query shape, asked by one caller of one pool.
+#[derive(Debug)]
+pub struct ShapeStore {
+    pub pool: Arc<str>,
+    pub db: Option<String>,
+    pub grid: buckets::Grid,
+    ttl: Duration,
+    pub stored: Mutex<assemble::Stored>,
+    /// The headers of the last answer fetched (content type, the node's version), for a
+    /// request answered from kept buckets alone.
+    pub headers: Mutex<Vec<(http::HeaderName, http::HeaderValue)>>,
+}
+
+impl ShapeStore {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, assemble::Stored> {
+        self.stored.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How much of `max_size` the kept buckets may take: a quarter (the rest for answers).
+const SHAPES_SHARE: u64 = 4;
+
 impl Store {
     fn new(max_size: u64, stats: Arc<CacheStats>) -> Store {
+        let shapes = moka::sync::Cache::builder()
+            .max_capacity((max_size / SHAPES_SHARE).max(1))
+            .weigher(|k: &Key, v: &Arc<ShapeStore>| {
+                let rows = v.lock().weight();
+                u32::try_from(k.len() + rows + 256).unwrap_or(u32::MAX)
+            })
+            .expire_after(ShapeLifetime)
+            .build();
         let evicted = stats.clone();
         let entries = moka::future::Cache::builder()
             .max_capacity(max_size)
@@ -156,6 +219,8 @@ impl Store {
             .build();
         Store {
             entries,
+            shapes,
+            shapes_by_db: Mutex::new(HashMap::new()),
             flights: Arc::new(Flights::default()),
             writes: Mutex::new(WriteEpochs::default()),
             stats,
@@ -192,6 +257,14 @@ impl QueryCache {
 
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// The wall clock in nanoseconds since the epoch: what `now()` in a query is, and what
+    /// bucket times are compared with.
+    pub fn wall_ns(&self) -> i64 {
+        crate::clock::wall_now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     }
 
     pub fn stats(&self) -> &CacheStats {
@@ -274,10 +347,102 @@ impl QueryCache {
         self.stats().invalidations.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The bucket store of shape `key`, made (empty) if there is none.
+    pub fn shape_store(
+        &self,
+        key: &Key,
+        pool: &str,
+        db: Option<&str>,
+        grid: buckets::Grid,
+        ttl: Duration,
+    ) -> Arc<ShapeStore> {
+        let made = self.store.shapes.entry(key.clone()).or_insert_with(|| {
+            Arc::new(ShapeStore {
+                pool: Arc::from(pool),
+                db: db.map(str::to_string),
+                grid,
+                ttl,
+                stored: Mutex::new(assemble::Stored::default()),
+                headers: Mutex::new(Vec::new()),
+            })
+        });
+        let store = made.value().clone();
+        if made.is_fresh() {
+            if let Some(db) = db {
+                let mut by_db = self
+                    .store
+                    .shapes_by_db
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let list = by_db.entry((Arc::from(pool), db.to_string())).or_default();
+                list.retain(|w| w.strong_count() > 0);
+                list.push(Arc::downgrade(&store));
+            }
+        }
+        store
+    }
+
+    /// Weighs shape `key`'s store again after its buckets changed (Moka weighs on insert).
+    pub fn reweigh(&self, key: &Key, store: &Arc<ShapeStore>) {
+        if self.store.shapes.contains_key(key) {
+            self.store.shapes.insert(key.clone(), store.clone());
+        }
+    }
+
+    /// A write to `db` through `pool` touched `written`: the kept buckets in its time go
+    /// (every bucket of the database when its times could not be read). A write that
+    /// touches young buckets only drops them with `invalidate_on_write`, as for answers:
+    /// otherwise they are served until their brief keep (the route's ttl) ends.
+    pub fn invalidate_written(
+        &self,
+        pool: &str,
+        db: &str,
+        written: &written::Written,
+        now_ns: i64,
+    ) {
+        let stores: Vec<Arc<ShapeStore>> = {
+            let mut by_db = self
+                .store
+                .shapes_by_db
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let Some(list) = by_db.get_mut(&(Arc::from(pool), db.to_string())) else {
+                return;
+            };
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        // Points without a time are stamped by the node's clock: around now.
+        const CLOCK_SKEW_NS: i64 = 60_000_000_000;
+        let untimed = written
+            .untimed
+            .then(|| (now_ns - CLOCK_SKEW_NS, now_ns + CLOCK_SKEW_NS));
+        let mut dropped = 0u64;
+        for store in stores {
+            let mut stored = store.lock();
+            if written.unreadable {
+                stored.invalidate_all();
+                dropped += 1;
+                continue;
+            }
+            for (lo, hi) in written.span.into_iter().chain(untimed) {
+                let (first, last) = (store.grid.bucket_of(lo), store.grid.bucket_of(hi));
+                if stored.touches(first, last, self.config.invalidate_on_write) {
+                    stored.invalidate(first, last);
+                    dropped += 1;
+                }
+            }
+        }
+        self.stats()
+            .buckets_invalidated
+            .fetch_add(dropped, Ordering::Relaxed);
+    }
+
     /// Drops every entry; returns how many there were (as Moka last counted).
     pub fn purge(&self) -> u64 {
         let n = self.entries();
         self.store.entries.invalidate_all();
+        self.store.shapes.invalidate_all();
         self.stats().invalidations.fetch_add(1, Ordering::Relaxed);
         n
     }
@@ -327,6 +492,19 @@ impl Caches {
     pub fn invalidate_db(&self, pool: &str, db: &str) {
         for c in self.iter().filter(|c| c.config.invalidate_on_write) {
             c.invalidate_db(pool, db);
+        }
+    }
+
+    /// Drops the kept buckets a write to `db` through `pool` landed in, in every cache.
+    pub fn invalidate_written(
+        &self,
+        pool: &str,
+        db: &str,
+        written: &written::Written,
+        now_ns: i64,
+    ) {
+        for c in self.iter() {
+            c.invalidate_written(pool, db, written, now_ns);
         }
     }
 }

@@ -67,7 +67,8 @@ pub fn query_params(data: &[u8]) {
 /// 2 bytes per held bucket run (offsets from the query's first bucket), a newline, then a
 /// query as a client sends it. A query that splits is planned against those held buckets,
 /// and the plan must account for every bucket of the range exactly once: from the cache
-/// (held, whole, settled) or inside a fetched range; what it keeps must be fetched, whole and
+/// (held, and whole or the last of a range ending after now) or inside a fetched range; what
+/// it keeps must be fetched, whole and settled, and what it keeps briefly fetched and not
 /// settled; and each fetched range's statement must read back as the same shape over that
 /// range.
 pub fn cache_buckets(data: &[u8]) {
@@ -105,6 +106,8 @@ pub fn cache_buckets(data: &[u8]) {
     let last = grid.bucket_of(range.end_ns - 1);
     let settled_last = grid.bucket_of(now.saturating_sub(settle)) - 1;
     let whole = |k: i64| grid.start_of(k) >= range.start_ns && grid.end_of(k) <= range.end_ns;
+    // The last bucket of a range ending after now is as whole as it can be yet.
+    let open_last = |k: i64| k == last && range.end_ns > now && grid.start_of(k) >= range.start_ns;
     assert!(plan.fetch.len() <= MAX_FETCHES, "{plan:?}");
     for w in plan.fetch.windows(2) {
         assert!(
@@ -133,7 +136,7 @@ pub fn cache_buckets(data: &[u8]) {
         assert!(cached(k) != fetched(k), "bucket {k} once: {plan:?}");
         if cached(k) {
             assert!(
-                held.contains(k) && whole(k) && k <= settled_last,
+                held.contains(k) && (whole(k) || open_last(k)),
                 "{k}: {plan:?}"
             );
         }
@@ -143,6 +146,14 @@ pub fn cache_buckets(data: &[u8]) {
             assert!(
                 fetched(k) && whole(k) && k <= settled_last,
                 "keep {k}: {plan:?}"
+            );
+        }
+    }
+    for (f, l) in &plan.keep_briefly {
+        for k in *f..=*l {
+            assert!(
+                fetched(k) && (whole(k) || open_last(k)) && k > settled_last,
+                "keep briefly {k}: {plan:?}"
             );
         }
     }
@@ -162,6 +173,7 @@ fn route_cache() -> &'static RouteCache {
         ttl: Duration::from_secs(5),
         stale_while_revalidate: Duration::ZERO,
         per_caller: false,
+        buckets: None,
     })
 }
 

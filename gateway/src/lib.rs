@@ -46,6 +46,7 @@ pub mod connection;
 pub mod contain;
 pub mod devcerts;
 pub mod dns;
+pub mod fetch;
 pub mod forwarded;
 pub mod fuzz;
 pub mod health;

@@ -64,7 +64,8 @@ pub struct Metrics {
     circuit_overflows: IntCounterVec,
     /// `gateway_cache_*_total{cache}`: what each cache did, copied from its own counters at
     /// scrape time (they outlive reloads): hits, misses, stale, bypass, coalesced,
-    /// evictions, refreshes, refresh_failures, invalidations.
+    /// evictions, refreshes, refresh_failures, invalidations, and the bucket path's
+    /// partial, bucket_hits, buckets_fetched, bucket_invalidations.
     cache_counters: Vec<(CacheCounter, IntCounterVec)>,
     /// `gateway_refusals_total{listener,reason}`: requests and connections the hardening
     /// refused (a path, framing, header or host it would not pass on, a deadline or a limit).
@@ -110,7 +111,7 @@ pub struct Metrics {
 type CacheCounter = fn(&CacheStats) -> &AtomicU64;
 
 /// The cache counters: metric name, help, and where the count is kept.
-const CACHE_COUNTERS: [(&str, &str, CacheCounter); 9] = [
+const CACHE_COUNTERS: [(&str, &str, CacheCounter); 13] = [
     (
         "gateway_cache_hits_total",
         "Answers from a fresh cache entry (coalesced waits included)",
@@ -155,6 +156,26 @@ const CACHE_COUNTERS: [(&str, &str, CacheCounter); 9] = [
         "gateway_cache_invalidations_total",
         "Invalidations: writes that dropped a database's entries, and purges",
         |s| &s.invalidations,
+    ),
+    (
+        "gateway_cache_partial_total",
+        "Dashboard queries answered from kept buckets and a fetch of the missing ones",
+        |s| &s.partial,
+    ),
+    (
+        "gateway_cache_bucket_hits_total",
+        "Buckets of dashboard queries served from the cache",
+        |s| &s.bucket_hits,
+    ),
+    (
+        "gateway_cache_buckets_fetched_total",
+        "Buckets of dashboard queries asked of a backend",
+        |s| &s.buckets_fetched,
+    ),
+    (
+        "gateway_cache_bucket_invalidations_total",
+        "Kept bucket ranges dropped because a write through the gateway landed in them",
+        |s| &s.buckets_invalidated,
     ),
 ];
 

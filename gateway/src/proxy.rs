@@ -52,12 +52,19 @@ use crate::balance::key::{self, RequestKeys};
 use crate::cache::answer;
 use crate::cache::flight::Join;
 use crate::cache::request::{self as cache_request, Caller, Storing};
-use crate::cache::step::{self as cache_step, CacheStep, Found, StaleKey};
+use crate::cache::step::{self as cache_step, BucketJob, CacheStep, Found, StaleKey};
+use crate::cache::written::WrittenReader;
 use crate::cache::Outcome;
+use crate::cache::{
+    bucketed,
+    entry::{self, Entry},
+    QueryCache,
+};
 use crate::clock::{wall_now, Clock};
 use crate::config::hardening::{Hardening, TrustedProxies};
 use crate::connection::head::HeadTimed;
 use crate::contain::{self, RequestIds};
+use crate::fetch;
 use crate::forwarded;
 use crate::metrics::{Metrics, UpstreamErrorKind, NO_ROUTE};
 use crate::normalize;
@@ -94,8 +101,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Requests being served, for the graceful stop.
     pub active: Arc<ActiveRequests>,
-    /// The client of background cache refreshes (stale-while-revalidate).
-    pub refresh_client: Arc<refresh::RefreshClient>,
+    /// The client of the gateway's own requests: cache refreshes, bucket fetches.
+    pub own_client: Arc<crate::fetch::OwnClient>,
     /// The listener this service serves, and its rules for requests.
     pub listener: Arc<str>,
     pub hardening: Hardening,
@@ -142,6 +149,8 @@ pub struct RequestCtx {
     to_pool: bool,
     /// A WebSocket handshake on a route that takes it, then the upgraded connection.
     tunnel: Option<Tunnel>,
+    /// The times a write's body touches, read as it passes, when the policy keeps buckets.
+    written: Option<Box<WrittenReader>>,
 }
 
 /// The rate-limit state of a request.
@@ -345,8 +354,158 @@ impl Gateway {
                 Ok(())
             }
             Ok(CacheStep::Answer(found)) => Err(Stop::Cached(found)),
+            Ok(CacheStep::Buckets(job)) => {
+                match self
+                    .answer_by_bucket(session, ctx, &routed, cache, *job)
+                    .await
+                {
+                    Some(found) => Err(Stop::Cached(found)),
+                    // On to a backend as it came, its answer not stored.
+                    None => {
+                        cache.stats().count(Outcome::Miss);
+                        ctx.cache = CacheState {
+                            outcome: Some(Outcome::Miss),
+                            storing: None,
+                        };
+                        Ok(())
+                    }
+                }
+            }
             Err(e) => Err(Stop::Failed(e)),
         }
+    }
+
+    /// The bucket path (`cache/bucketed.rs`): the kept buckets of the query's shape, and
+    /// one request of the gateway's own for the missing ones. `None`: the request goes on
+    /// to a backend as it came (no plan for its range, the fetch failed or did not read).
+    async fn answer_by_bucket(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        routed: &Routed,
+        cache: &Arc<QueryCache>,
+        job: BucketJob,
+    ) -> Option<Found> {
+        let BucketJob {
+            ask,
+            store,
+            settle,
+            brief,
+        } = job;
+        let now_ns = cache.wall_ns();
+        let as_ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let prepared = bucketed::prepare(&store, &ask, now_ns, as_ns(settle))?;
+        let (cached, fetched_buckets) = bucketed::counts(ask.shape.grid, &prepared.plan);
+        let fail = |why: &dyn std::fmt::Display| {
+            let ids = ctx.ids();
+            tracing::warn!(route = %routed.route().name, error = %why, request_id = ids.request_id.to_str().unwrap_or_default(), trace_id = %ids.trace_hex(), "bucket fetch unused: the request goes to a backend as it came");
+        };
+        let (fetched, headers) = if prepared.plan.fetch.is_empty() {
+            let headers = store
+                .headers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            (Vec::new(), headers)
+        } else {
+            let mut request = cache_request::refresh_request(session.req_header().clone());
+            if let Err(e) =
+                backend_headers(session, ctx, &self.hardening.trusted_proxies, &mut request)
+            {
+                fail(&e);
+                return None;
+            }
+            let request = match bucketed::fetch_request(request, &ask, &prepared.plan) {
+                Ok(r) => r,
+                Err(e) => {
+                    fail(&e);
+                    return None;
+                }
+            };
+            let now = || cache.now();
+            let answer = fetch::fetch(
+                &self.own_client.0,
+                routed,
+                request,
+                None,
+                cache.config.max_entry_size,
+                &self.metrics,
+                &now,
+            )
+            .await;
+            let answer = match answer {
+                Ok(a) if a.head.status.as_u16() == 200 => a,
+                Ok(a) => {
+                    fail(&format_args!(
+                        "backend {} answered {}",
+                        a.backend, a.head.status
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    fail(&e);
+                    return None;
+                }
+            };
+            let series = match bucketed::read_fetched(&answer.body, prepared.plan.fetch.len()) {
+                Ok(s) => s,
+                Err(e) => {
+                    fail(&e);
+                    return None;
+                }
+            };
+            let headers = entry::stored_headers(&answer.head);
+            *store
+                .headers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = headers.clone();
+            (series, headers)
+        };
+        let body = match bucketed::complete(
+            &store,
+            &ask,
+            &prepared,
+            &fetched,
+            now_ns,
+            now_ns.saturating_add(as_ns(brief)),
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                fail(&e);
+                return None;
+            }
+        };
+        if !prepared.plan.fetch.is_empty() {
+            cache.reweigh(&ask.key, &store);
+        }
+        let outcome = match (cached, prepared.plan.fetch.is_empty()) {
+            (_, true) => Outcome::Hit,
+            (0, false) => Outcome::Miss,
+            _ => Outcome::Partial,
+        };
+        let stats = cache.stats();
+        stats.count(outcome);
+        stats
+            .bucket_hits
+            .fetch_add(cached, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .buckets_fetched
+            .fetch_add(fetched_buckets, std::sync::atomic::Ordering::Relaxed);
+        let entry = Entry {
+            headers,
+            body: bytes::Bytes::from(body),
+            stored_at: cache.now(),
+            fresh_for: Duration::ZERO,
+            stale_for: Duration::ZERO,
+            pool: Arc::from(routed.pool_name()),
+            db: ask.db,
+        };
+        Some(Found {
+            entry: Arc::new(entry),
+            outcome,
+            age: Duration::ZERO,
+            refresh: None,
+        })
     }
 
     fn now(&self) -> Instant {
@@ -406,7 +565,7 @@ impl Gateway {
         }
         let mark = cache.write_mark(routed.pool_name(), stale.db.as_deref());
         refresh::spawn(
-            self.refresh_client.clone(),
+            self.own_client.clone(),
             refresh::Refresh {
                 routed: routed.clone(),
                 cache: cache.clone(),
@@ -452,6 +611,7 @@ impl ProxyHttp for Gateway {
             pick: PickKeys::default(),
             to_pool: false,
             tunnel: None,
+            written: None,
         }
     }
 
@@ -522,10 +682,16 @@ impl ProxyHttp for Gateway {
                 return Ok(());
             }
             if let (Some(b), Some(routed)) = (body.as_ref(), &ctx.routed) {
+                if ctx.body_read == 0 && ctx.written.is_none() {
+                    ctx.written = written_reader(session.req_header(), routed).map(Box::new);
+                }
                 ctx.body_read = ctx.body_read.saturating_add(b.len() as u64);
                 let route = routed.route();
                 if ctx.body_read > route.max_body_size {
                     return Err(too_large(&route.name, route.max_body_size).into_error());
+                }
+                if let Some(w) = ctx.written.as_mut() {
+                    w.feed(b);
                 }
             }
             let limits = &mut ctx.limits;
@@ -1017,7 +1183,7 @@ fn sticky_cookie(ctx: &RequestCtx) -> Option<String> {
 /// A write that succeeded (`POST .../write?db=X`) drops the cached answers about X from
 /// every pool the route may send to (the pools of a split hold the same data, and the
 /// write reached one of them), in the caches that invalidate on writes.
-fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
+fn invalidate_on_write(req: &RequestHeader, ctx: &mut RequestCtx) {
     if req.method != http::Method::POST || !req.uri.path().ends_with("/write") {
         return;
     }
@@ -1032,11 +1198,45 @@ fn invalidate_on_write(req: &RequestHeader, ctx: &RequestCtx) {
         .uri
         .query()
         .and_then(|q| crate::cache::key::param(q.as_bytes(), "db"));
-    if let Some(db) = db {
-        for pool in route.pools() {
-            snapshot.caches.invalidate_db(pool, &db);
-        }
+    let Some(db) = db else {
+        return;
+    };
+    for pool in route.pools() {
+        snapshot.caches.invalidate_db(pool, &db);
     }
+    // The kept buckets the write's points landed in (all of the database's, when its body
+    // went unread: a write with no reader, or one that streamed nothing).
+    let written =
+        ctx.written
+            .take()
+            .map(|w| w.finish())
+            .unwrap_or(crate::cache::written::Written {
+                unreadable: true,
+                ..Default::default()
+            });
+    let now_ns = crate::clock::wall_now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    for pool in route.pools() {
+        snapshot
+            .caches
+            .invalidate_written(pool, &db, &written, now_ns);
+    }
+}
+
+/// A reader of the times a write touches, for a `POST .../write` when the policy has caches.
+fn written_reader(req: &RequestHeader, routed: &Routed) -> Option<WrittenReader> {
+    if req.method != http::Method::POST
+        || !req.uri.path().ends_with("/write")
+        || routed.snapshot().caches.is_empty()
+    {
+        return None;
+    }
+    let precision = req
+        .uri
+        .query()
+        .and_then(|q| crate::cache::key::param(q.as_bytes(), "precision"));
+    WrittenReader::new(precision.as_deref())
 }
 
 /// The headers the gateway adds to a request for a backend: the request id, the client's

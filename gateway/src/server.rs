@@ -211,7 +211,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
     .context("starting the drain watcher")?;
 
     // One client (and connection pool) for every listener's background cache refreshes.
-    let refresh_client = Arc::new(crate::refresh::RefreshClient::new());
+    let own_client = Arc::new(crate::fetch::OwnClient::new());
     let mut watched = Vec::new();
     // One service per listener: each has its own hardening (connection limits and request
     // rules), and Pingora takes h2c per service.
@@ -220,7 +220,7 @@ pub fn run(bootstrap: Bootstrap, options: RunOptions) -> anyhow::Result<()> {
             snapshot: snapshot.clone(),
             metrics: metrics.clone(),
             active: active.clone(),
-            refresh_client: refresh_client.clone(),
+            own_client: own_client.clone(),
             listener: Arc::from(l.name.as_str()),
             hardening: l.hardening.clone(),
             clock: Arc::new(crate::clock::SystemClock),

@@ -32,8 +32,14 @@ struct Kept {
 /// The buckets kept for one shape.
 #[derive(Debug, Clone, Default)]
 pub struct Stored {
+    /// Settled buckets: kept until the store expires or a write lands in them.
     held: Held,
+    /// Young buckets kept briefly: bucket -> the instant (wall clock, ns) they stop being
+    /// served.
+    brief_until: BTreeMap<i64, i64>,
     series: BTreeMap<SeriesId, Kept>,
+    /// Bumped by every invalidation: a fetch planned before one is not absorbed after it.
+    generation: u64,
 }
 
 /// Why an answer could not be read.
@@ -121,20 +127,64 @@ fn empty_row(aggregates: &[String]) -> Vec<Value> {
 }
 
 impl Stored {
-    /// The buckets kept.
+    /// The settled buckets kept.
     pub fn held(&self) -> &Held {
         &self.held
     }
 
-    /// Keeps buckets `keep` (whole, settled) of an answer's `series` for `shape`.
+    /// The buckets that may be served at `now_ns`: the settled ones, and the young ones
+    /// whose brief keep has not ended.
+    pub fn usable(&self, now_ns: i64) -> Held {
+        let mut usable = self.held.clone();
+        for (k, until) in &self.brief_until {
+            if *until > now_ns {
+                usable.insert(*k, *k);
+            }
+        }
+        usable
+    }
+
+    /// How many invalidations this store has seen.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Roughly what the kept rows cost in memory, in bytes.
+    pub fn weight(&self) -> usize {
+        self.series
+            .iter()
+            .map(|((name, tags), kept)| {
+                let tags: usize = tags.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+                let row = 48 + 24 * kept.columns.len();
+                128 + name.len() + tags + kept.rows.len() * row
+            })
+            .sum::<usize>()
+            + 32 * self.brief_until.len()
+    }
+
+    /// Keeps buckets `keep` (whole, settled) of the backend's answers to a plan's fetches
+    /// (`fetched`: each range's `series`) for `shape`, and `keep_briefly` (young) until
+    /// `until_ns`.
     pub fn absorb(
         &mut self,
         shape: &Shape,
-        series: &[Value],
+        fetched: &[Vec<Value>],
         keep: &[(i64, i64)],
+        keep_briefly: &[(i64, i64)],
+        until_ns: i64,
     ) -> Result<(), AnswerError> {
-        let kept = |k: i64| keep.iter().any(|(f, l)| k >= *f && k <= *l);
-        for read in read_series(shape.grid, series)? {
+        let within = |runs: &[(i64, i64)], k: i64| runs.iter().any(|(f, l)| k >= *f && k <= *l);
+        let kept = |k: i64| within(keep, k) || within(keep_briefly, k);
+        // A bucket fetched afresh may still have rows here (a young one, its keep ended): a
+        // series with no points there now must not keep its old row.
+        for (f, l) in keep.iter().chain(keep_briefly) {
+            self.forget_rows(*f, *l);
+        }
+        let reads = fetched
+            .iter()
+            .map(|series| read_series(shape.grid, series))
+            .collect::<Result<Vec<_>, _>>()?;
+        for read in reads.into_iter().flatten() {
             let entry = self.series.entry(read.id).or_default();
             entry.columns = read.columns;
             for (k, row) in read.rows {
@@ -148,13 +198,65 @@ impl Stored {
         }
         for (f, l) in keep {
             self.held.insert(*f, *l);
+            let settled: Vec<i64> = self.brief_until.range(*f..=*l).map(|(k, _)| *k).collect();
+            for k in settled {
+                self.brief_until.remove(&k);
+            }
+        }
+        for (f, l) in keep_briefly {
+            for k in *f..=*l {
+                self.brief_until.insert(k, until_ns);
+            }
         }
         Ok(())
     }
 
+    /// Whether any kept bucket in `first..=last` is settled (or, with `young_too`, any kept
+    /// bucket at all).
+    pub fn touches(&self, first: i64, last: i64, young_too: bool) -> bool {
+        let settled = self.held.runs().any(|(f, l)| f <= last && l >= first);
+        settled || young_too && self.brief_until.range(first..=last).next().is_some()
+    }
+
+    /// Drops the young buckets whose brief keep ended by `now_ns`.
+    pub fn prune(&mut self, now_ns: i64) {
+        let ended: Vec<i64> = self
+            .brief_until
+            .iter()
+            .filter(|(k, until)| **until <= now_ns && !self.held.contains(**k))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in ended {
+            self.brief_until.remove(&k);
+            self.forget_rows(k, k);
+        }
+    }
+
     /// Forgets buckets `first..=last` (a write landed in their time).
     pub fn invalidate(&mut self, first: i64, last: i64) {
+        self.generation += 1;
         self.held.remove(first, last);
+        let young: Vec<i64> = self
+            .brief_until
+            .range(first..=last)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in young {
+            self.brief_until.remove(&k);
+        }
+        self.forget_rows(first, last);
+    }
+
+    /// Forgets every bucket (a write whose times could not be read).
+    pub fn invalidate_all(&mut self) {
+        let generation = self.generation + 1;
+        *self = Stored {
+            generation,
+            ..Stored::default()
+        };
+    }
+
+    fn forget_rows(&mut self, first: i64, last: i64) {
         for kept in self.series.values_mut() {
             let gone: Vec<i64> = kept.rows.range(first..=last).map(|(k, _)| *k).collect();
             for k in gone {

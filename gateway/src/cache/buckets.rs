@@ -11,8 +11,11 @@
 //! - Only a **whole** bucket inside the query's range can be shared between two queries: the
 //!   first and last buckets of a range that does not start or end on a boundary hold an
 //!   aggregate of part of their interval, so they are always asked for and never kept.
-//! - Only a **settled** bucket is kept: one that ended at least the settle window before
-//!   now, since late points can still land in a younger one.
+//! - Only a **settled** bucket is kept for long: one that ended at least the settle window
+//!   before now, since late points can still land in a younger one. A younger whole bucket
+//!   is kept **briefly** (the route's ttl, the freshness any cached answer has), and so is
+//!   the last bucket of a range that ends at or after now (nothing newer than now exists
+//!   yet, so the bucket is as whole as it will be at this instant).
 //! - Everything missing is asked for in at most [`MAX_FETCHES`] ranges (the statements of
 //!   one request): the usual refresh misses a partial first bucket and the recent tail.
 
@@ -148,6 +151,9 @@ pub struct Plan {
     pub fetch: Vec<Range>,
     /// Buckets of the fetched answers to keep: whole and settled ones (inclusive runs).
     pub keep: Vec<(i64, i64)>,
+    /// Buckets of the fetched answers to keep briefly: whole (or the last of a range ending
+    /// at or after now) but not settled.
+    pub keep_briefly: Vec<(i64, i64)>,
 }
 
 impl Plan {
@@ -161,7 +167,8 @@ impl Plan {
     }
 }
 
-/// The plan for a query over `range` cut by `grid`, with `held` buckets in the cache, at
+/// The plan for a query over `range` cut by `grid`, with `held` buckets in the cache (those
+/// that may be served now: settled ones, and young ones still within their brief keep), at
 /// `now_ns`, keeping buckets that ended at least `settle_ns` before now. `None` for an
 /// empty range or one of more than [`MAX_BUCKETS`] (nothing to plan: pass it through).
 pub fn plan(grid: Grid, range: Range, held: &Held, now_ns: i64, settle_ns: i64) -> Option<Plan> {
@@ -179,7 +186,8 @@ pub fn plan(grid: Grid, range: Range, held: &Held, now_ns: i64, settle_ns: i64) 
     } else {
         first + 1
     };
-    let last_whole = if grid.end_of(last) == range.end_ns {
+    // A range that ends at or after now has its last bucket as whole as it can be yet.
+    let last_whole = if grid.end_of(last) == range.end_ns || range.end_ns > now_ns {
         last
     } else {
         last - 1
@@ -187,7 +195,7 @@ pub fn plan(grid: Grid, range: Range, held: &Held, now_ns: i64, settle_ns: i64) 
     // Settled buckets: ended at least the settle window ago.
     let settled_last = grid.bucket_of(now_ns.saturating_sub(settle_ns)) - 1;
     let reusable_last = last_whole.min(settled_last);
-    let reusable = |k: i64| k >= first_whole && k <= reusable_last;
+    let reusable = |k: i64| k >= first_whole && k <= last_whole;
 
     // Runs of buckets: cached (reusable and held) or missing.
     let mut cached: Vec<(i64, i64)> = Vec::new();
@@ -220,15 +228,20 @@ pub fn plan(grid: Grid, range: Range, held: &Held, now_ns: i64, settle_ns: i64) 
             end_ns: grid.end_of(*l).min(range.end_ns),
         })
         .collect();
-    let keep = missing
-        .iter()
-        .map(|(f, l)| ((*f).max(first_whole), (*l).min(reusable_last)))
-        .filter(|(f, l)| f <= l)
-        .collect();
+    let within = |lo: i64, hi: i64| -> Vec<(i64, i64)> {
+        missing
+            .iter()
+            .map(|(f, l)| ((*f).max(lo), (*l).min(hi)))
+            .filter(|(f, l)| f <= l)
+            .collect()
+    };
+    let keep = within(first_whole, reusable_last);
+    let keep_briefly = within(first_whole.max(reusable_last.saturating_add(1)), last_whole);
     Some(Plan {
         cached,
         fetch,
         keep,
+        keep_briefly,
     })
 }
 
@@ -329,13 +342,34 @@ mod tests {
             let p = serve(&mut held, range(100, 200), now, 60);
             assert_eq!(p.keep, vec![(10, kept_last)], "now = {now}");
         }
-        // A kept bucket is served again only while it is held; an unsettled one is always
-        // asked for, even if it was held before (it never is: it is never kept).
+        // The unsettled bucket 19 is kept briefly instead; served while held (the cache
+        // lists it as held only until its brief keep ends).
+        let p = plan(grid(), range(100, 200), &Held::default(), 259 * S, 60 * S).unwrap();
+        assert_eq!(p.keep_briefly, vec![(19, 19)]);
         let mut held = Held::default();
         held.insert(10, 19);
         let p = plan(grid(), range(100, 200), &held, 250 * S, 60 * S).unwrap();
-        assert_eq!(p.cached, vec![(10, 18)]);
-        assert_eq!(p.fetch, vec![range(190, 200)]);
+        assert_eq!(p.cached, vec![(10, 19)]);
+        assert!(p.fetch.is_empty());
+    }
+
+    #[test]
+    fn a_range_ending_after_now_keeps_its_last_partial_bucket_briefly() {
+        // [100, 205) at now = 203: bucket 20 holds what exists of it yet.
+        let p = plan(grid(), range(100, 205), &Held::default(), 203 * S, 60 * S).unwrap();
+        assert_eq!(p.keep, vec![(10, 13)]);
+        assert_eq!(p.keep_briefly, vec![(14, 20)]);
+        // The same range asked once now has passed its end: bucket 20 is partial, asked for
+        // every time and never kept.
+        let p = plan(grid(), range(100, 205), &Held::default(), 206 * S, 60 * S).unwrap();
+        assert_eq!(p.keep_briefly, vec![(14, 19)]);
+        // Held briefly, the young tail is served without a fetch: a dashboard refreshed
+        // within the ttl asks only for its partial first bucket.
+        let mut held = Held::default();
+        held.insert(10, 20);
+        let p = plan(grid(), range(105, 206), &held, 204 * S, 60 * S).unwrap();
+        assert_eq!(p.cached, vec![(11, 20)]);
+        assert_eq!(p.fetch, vec![range(105, 110)]);
     }
 
     #[test]

@@ -43,6 +43,17 @@ impl<'a> Params<'a> {
         Params { pairs }
     }
 
+    /// Sorted pairs, as they are.
+    pub fn from_pairs(mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>) -> Params<'a> {
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        Params { pairs }
+    }
+
+    /// The pairs, decoded, sorted by name.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
     /// The first value of `name`, decoded.
     pub fn get(&self, name: &str) -> Option<&str> {
         let i = self.pairs.partition_point(|(k, _)| k.as_ref() < name);
@@ -114,6 +125,14 @@ pub fn build(cache: &RouteCache, input: &KeyInput<'_>) -> Key {
     Arc::from(out)
 }
 
+/// `key` with one more part, tagged `tag` (one no route part uses).
+pub fn with_part(key: &Key, tag: u8, value: &[u8]) -> Key {
+    let mut out = Vec::with_capacity(key.len() + value.len() + 5);
+    out.extend_from_slice(key);
+    push(&mut out, tag, value);
+    Arc::from(out)
+}
+
 /// A query string (or form body) in canonical form (see [`Params`]).
 pub fn normalize_query(raw: &[u8]) -> String {
     Params::parse(raw).canonical()
@@ -138,6 +157,7 @@ mod tests {
             ttl: Duration::from_secs(5),
             stale_while_revalidate: Duration::ZERO,
             per_caller,
+            buckets: None,
         }
     }
 

@@ -257,6 +257,7 @@ mod tests {
             ttl: Duration::from_secs(5),
             stale_while_revalidate: Duration::ZERO,
             per_caller: false,
+            buckets: None,
         }
     }
 

@@ -5,10 +5,11 @@
 //! The step decides; the pipeline writes the answer (with the headers every answer
 //! carries) and sends the refresh of a stale entry.
 
+use super::bucketed;
 use super::flight::{self, Join};
 use super::key::Key;
 use super::request::{self as cache_request, Caller, Plan, Storing};
-use super::{Lookup, Outcome, QueryCache};
+use super::{Lookup, Outcome, QueryCache, ShapeStore};
 use crate::config::cache::RouteCache;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -24,8 +25,21 @@ pub enum CacheStep {
         outcome: Outcome,
         storing: Option<Box<Storing>>,
     },
+    /// Answer from the buckets kept for the query's shape, and a fetch of the missing ones
+    /// (`bucketed.rs`); the pipeline sends the fetch.
+    Buckets(Box<BucketJob>),
     /// Answer from the cache.
     Answer(Found),
+}
+
+/// A request on the bucket path.
+#[derive(Debug)]
+pub struct BucketJob {
+    pub ask: bucketed::Ask,
+    pub store: Arc<ShapeStore>,
+    pub settle: Duration,
+    /// How long young buckets fetched now are served: the route's ttl.
+    pub brief: Duration,
 }
 
 /// An answer found in the cache.
@@ -88,6 +102,9 @@ pub async fn lookup(
             storing: Some(Box::new(storing)),
         });
     }
+    if let Some(job) = bucket_job(session, settings, cache, caller, pool, body.as_deref()) {
+        return Ok(CacheStep::Buckets(Box::new(job)));
+    }
     if let Some(mut found) = found(cache, cache.lookup(&key).await, false) {
         if found.outcome == Outcome::Stale {
             found.refresh = Some(StaleKey { key, body, db });
@@ -111,6 +128,29 @@ pub async fn lookup(
     Ok(CacheStep::Proceed {
         outcome: Outcome::Miss,
         storing: Some(Box::new(storing)),
+    })
+}
+
+/// The bucket path's job for this request, if it takes that path.
+fn bucket_job(
+    session: &Session,
+    settings: &RouteCache,
+    cache: &QueryCache,
+    caller: Caller<'_>,
+    pool: &str,
+    body: Option<&[u8]>,
+) -> Option<BucketJob> {
+    let buckets = settings.buckets?;
+    let now_ns = cache.wall_ns();
+    let ask = bucketed::ask(settings, pool, session.req_header(), body, caller, now_ns)
+        .map_err(|why| tracing::trace!(why, "not answered by bucket"))
+        .ok()?;
+    let store = bucketed::store_of(cache, &ask, pool, settings)?;
+    Some(BucketJob {
+        ask,
+        store,
+        settle: buckets.settle,
+        brief: settings.ttl,
     })
 }
 

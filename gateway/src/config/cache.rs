@@ -2,7 +2,7 @@
 //! (which cache, what its key is made of, how long an answer stays fresh). Kept apart from
 //! `policy.rs`, which calls these while it compiles the policy and its routes.
 
-use super::raw::{RawCache, RawRouteCache, RawSize};
+use super::raw::{RawBuckets, RawCache, RawRouteCache, RawSize};
 use http::HeaderName;
 use operator_config::Collector;
 use serde_saphyr::Spanned;
@@ -55,7 +55,24 @@ pub struct RouteCache {
     /// The route authenticates: every key holds the caller's tenant (or identity), so one
     /// tenant's answer is never another's.
     pub per_caller: bool,
+    /// `GROUP BY time()` queries cached by bucket (`None`: by their text, like the others).
+    pub buckets: Option<Buckets>,
 }
+
+/// How a route keeps the buckets of dashboard queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    /// A bucket that ended less than this ago may still get late points: it is kept only
+    /// for the route's ttl, like any answer.
+    pub settle: Duration,
+    /// How long the buckets of one query shape are kept once its first were stored.
+    pub ttl: Duration,
+}
+
+/// Late points land within a minute in most collectors' defaults (Telegraf flushes every
+/// 10 s, with jitter and retries).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(60);
+pub const DEFAULT_BUCKET_TTL: Duration = Duration::from_secs(600);
 
 impl RouteCache {
     /// Whether the body is part of the key (which makes POST answers cacheable).
@@ -223,6 +240,7 @@ pub(super) fn route_cache(
     };
     let ttl = config.map_or(Duration::from_secs(1), |c| c.ttl);
     let ttl = e.duration_or(raw.ttl.as_ref(), &f("ttl"), ttl);
+    let buckets = buckets(e, raw.buckets.as_ref(), &f("buckets"));
     let config = config?;
     Some(RouteCache {
         cache: config.name.clone(),
@@ -230,7 +248,32 @@ pub(super) fn route_cache(
         ttl,
         stale_while_revalidate: config.stale_while_revalidate,
         per_caller: authenticated,
+        buckets,
     })
+}
+
+/// Compiles a route's `cache.buckets` (left out: on, with the defaults).
+fn buckets(
+    e: &mut Collector<'_>,
+    raw: Option<&Spanned<RawBuckets>>,
+    field: &str,
+) -> Option<Buckets> {
+    let f = |s: &str| format!("{field}.{s}");
+    let Some(raw) = raw.map(|r| &r.value) else {
+        return Some(Buckets {
+            settle: DEFAULT_SETTLE,
+            ttl: DEFAULT_BUCKET_TTL,
+        });
+    };
+    // Zero is allowed: every whole bucket that has ended counts as settled.
+    let settle = raw
+        .settle
+        .as_ref()
+        .and_then(|s| e.duration(s, &f("settle"), true))
+        .unwrap_or(DEFAULT_SETTLE);
+    let ttl = e.duration_or(raw.ttl.as_ref(), &f("ttl"), DEFAULT_BUCKET_TTL);
+    let enabled = raw.enabled.as_ref().is_none_or(|v| v.value);
+    enabled.then_some(Buckets { settle, ttl })
 }
 
 fn key_part(e: &mut Collector<'_>, p: &Spanned<String>, field: &str) -> Option<KeyPart> {

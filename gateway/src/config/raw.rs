@@ -188,6 +188,24 @@ pub struct RawRouteCache {
     pub key: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub ttl: Option<Spanned<String>>,
+    /// Dashboard queries cached by time bucket: `{ settle: 1m, ttl: 10m }`, or
+    /// `{ enabled: false }`.
+    #[serde(default)]
+    pub buckets: Option<Spanned<RawBuckets>>,
+}
+
+/// A route's bucket cache for `GROUP BY time()` queries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuckets {
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
+    /// Buckets younger than this are kept only for the route's ttl.
+    #[serde(default)]
+    pub settle: Option<Spanned<String>>,
+    /// How long settled buckets are kept.
+    #[serde(default)]
+    pub ttl: Option<Spanned<String>>,
 }
 
 /// A token bucket per caller.
