@@ -21,8 +21,8 @@
 
 use std::collections::BTreeMap;
 
-/// Ranges asked of the backend for one request at most (statements of one query). More
-/// holes than this are fetched as one span from the first to the last.
+/// Ranges asked of the backend for one request at most (statements of one query). With
+/// more holes, the closest are fetched together with the cached buckets between them.
 pub const MAX_FETCHES: usize = 2;
 
 /// The most buckets a query may span to be planned here (a dashboard's hour at 1 s is
@@ -215,11 +215,15 @@ pub fn plan(grid: Grid, range: Range, held: &Held, now_ns: i64, settle_ns: i64) 
         }
         k = end + 1;
     }
-    if missing.len() > MAX_FETCHES {
-        // Too many holes for one request: fetch from the first missing to the last.
-        let (lo, hi) = (missing[0].0, missing[missing.len() - 1].1);
+    // Too many holes for one request: the two closest are fetched as one, with the cached
+    // buckets between them, until few enough are left (the fewest buckets asked again).
+    while missing.len() > MAX_FETCHES {
+        let closest = (1..missing.len())
+            .min_by_key(|&i| missing[i].0 - missing[i - 1].1)
+            .unwrap_or(1);
+        let (lo, hi) = (missing[closest - 1].0, missing[closest].1);
         cached.retain(|(f, l)| *l < lo || *f > hi);
-        missing = vec![(lo, hi)];
+        missing.splice(closest - 1..=closest, [(lo, hi)]);
     }
     let fetch = missing
         .iter()
@@ -383,7 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn more_holes_than_one_request_takes_are_fetched_as_one_span() {
+    fn more_holes_than_one_request_takes_are_fetched_with_the_closest_merged() {
         let mut held = Held::default();
         held.insert(10, 19);
         // Writes landed in 12 and 15 and 17: three holes.
@@ -394,10 +398,19 @@ mod tests {
             held.runs().collect::<Vec<_>>(),
             vec![(10, 11), (13, 14), (16, 16), (18, 19)]
         );
+        // 15 and 17 are closest (one bucket between): fetched together with 16.
         let p = plan(grid(), range(100, 200), &held, 1000 * S, 60 * S).unwrap();
-        assert_eq!(p.cached, vec![(10, 11), (18, 19)]);
-        assert_eq!(p.fetch, vec![range(120, 180)]);
-        assert_eq!(p.keep, vec![(12, 17)]);
+        assert_eq!(p.cached, vec![(10, 11), (13, 14), (18, 19)]);
+        assert_eq!(p.fetch, vec![range(120, 130), range(150, 180)]);
+        assert_eq!(p.keep, vec![(12, 12), (15, 17)]);
+        // A dashboard's usual three: a partial first bucket, a late write's bucket, the
+        // young tail. The first two are closer.
+        let mut held = Held::default();
+        held.insert(10, 30);
+        held.remove(13, 13);
+        let p = plan(grid(), range(95, 305), &held, 1000 * S, 60 * S).unwrap();
+        assert_eq!(p.fetch, vec![range(95, 140), range(300, 305)]);
+        assert_eq!(p.cached, vec![(14, 29)], "30 is partial: [300, 305)");
         // Two holes: two ranges.
         held.insert(12, 17);
         held.remove(12, 12);
