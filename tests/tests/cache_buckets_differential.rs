@@ -4,7 +4,7 @@
 //! the buckets kept so far and the node's answers for the planned ranges, and compared with
 //! the node's own answer for the whole range. Every answer must be identical.
 
-use gateway::cache::assemble::{assemble, with_times, Stored};
+use gateway::cache::assemble::{apply_fill, assemble, with_times, Stored};
 use gateway::cache::buckets::plan;
 use gateway::cache::shape::shape;
 use serde_json::Value;
@@ -77,6 +77,9 @@ fn answers_put_together_from_kept_buckets_and_fetches_equal_the_nodes_over_slidi
         "SELECT percentile(v, 90) FROM cpu WHERE time >= {from} AND time <= {to} GROUP BY time(2m), region fill(null)",
         "SELECT min(v), sum(v) AS total FROM cpu WHERE time >= {from} AND time <= {to} GROUP BY time(10s), host, region fill(none)",
         "SELECT last(v), first(v) FROM cpu WHERE host =~ /a|c/ AND time >= {from} AND time <= {to} GROUP BY time(1m, 20s), *",
+        "SELECT mean(v), count(v) FROM cpu WHERE host = 'c' AND time >= {from} AND time <= {to} GROUP BY time(30s) fill(previous)",
+        "SELECT count(v), max(v) FROM cpu WHERE time >= {from} AND time <= {to} GROUP BY time(1m), host fill(0)",
+        "SELECT min(v) FROM cpu WHERE time >= {from} AND time <= {to} GROUP BY time(1m), region fill(-2.5)",
     ];
     // Shifts between refreshes: Grafana's 5 s, a step, half a step, odd ones, more than
     // the window.
@@ -128,7 +131,8 @@ fn answers_put_together_from_kept_buckets_and_fetches_equal_the_nodes_over_slidi
                     .collect()
             };
             assert_eq!(fetched.len(), p.fetch.len());
-            let assembled = assemble(&sh, sh.range, &p, &stored, &fetched).unwrap();
+            let mut assembled = assemble(&sh, sh.range, &p, &stored, &fetched).unwrap();
+            apply_fill(&mut assembled, &sh);
             // Young buckets are not reused here (the writes above go to the node directly,
             // past the gateway): kept briefly until now, which has passed.
             stored

@@ -13,6 +13,7 @@
 
 use super::buckets::{Grid, Held, Plan, Range};
 use super::shape::Shape;
+use influxql::ast::Fill;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -340,6 +341,59 @@ pub fn assemble(
         out.push(Value::Object(series));
     }
     Ok(out)
+}
+
+/// Applies the shape's fill (a number, `previous`) to the assembled `series`, whose empty
+/// buckets are as `fill(null)` made them (`count` 0, others null), per column and within
+/// each series, as the node fills (`tsdb-backend`'s `executor::fill`).
+pub fn apply_fill(series: &mut [Value], shape: &Shape) {
+    let Some(fill) = &shape.fill else {
+        return;
+    };
+    let number = match fill {
+        Fill::Integer(n) => Some(Value::from(*n)),
+        Fill::Float(f) => Some(float(*f)),
+        _ => None,
+    };
+    for s in series {
+        let Some(rows) = s.get_mut("values").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for (col, aggregate) in shape.aggregates.iter().enumerate() {
+            let empty = |v: &Value| {
+                if aggregate == "count" {
+                    v.as_i64() == Some(0)
+                } else {
+                    v.is_null()
+                }
+            };
+            let mut previous = Value::Null;
+            for row in rows.iter_mut() {
+                let Some(cell) = row.get_mut(col + 1) else {
+                    continue;
+                };
+                if !empty(cell) {
+                    previous = cell.clone();
+                    continue;
+                }
+                *cell = match &number {
+                    Some(n) => n.clone(),
+                    // Before the first bucket with points there is nothing to carry:
+                    // null, for count too.
+                    None => previous.clone(),
+                };
+            }
+        }
+    }
+}
+
+/// A float as InfluxDB writes it: a whole number without a fraction (`1`, not `1.0`).
+fn float(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Value::from(f as i64)
+    } else {
+        Value::from(f)
+    }
 }
 
 /// Writes each row's time (nanoseconds, as answers are fetched) as the client asked for it:

@@ -291,6 +291,7 @@ pub fn complete(
             )?;
         }
     }
+    assemble::apply_fill(&mut series, &ask.shape);
     // Cannot fail: the epoch was checked when the request was asked.
     assemble::with_times(&mut series, ask.epoch.as_deref());
     Ok(render(&series))

@@ -39,8 +39,13 @@ pub struct Shape {
     pub key: String,
     /// The same, parsed: what a range is asked with ([`Shape::statement_for`]).
     pub statement: SelectStatement,
-    /// Whether an empty bucket has a row (`fill(null)`) or none (`fill(none)`).
+    /// Whether an empty bucket has a row (`fill(null)`, a number, `previous`) or none
+    /// (`fill(none)`).
     pub empty_rows: bool,
+    /// What the answer's empty buckets are filled with once put together: buckets are
+    /// fetched and kept as `fill(null)` answers them, and a number or `previous` is applied
+    /// to the whole range, as the node applies it (`None`: `fill(null)` or `fill(none)`).
+    pub fill: Option<Fill>,
     pub grid: Grid,
     pub range: Range,
     /// The aggregate of each column after `time`, in order. A bucket without points is
@@ -112,13 +117,13 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
     if select.timezone.is_some() {
         return Err(Unsplittable::TimeZone);
     }
-    let empty_rows = match select.fill {
-        Fill::Null => true,
-        Fill::None => false,
-        Fill::Previous => return Err(Unsplittable::Fill("previous")),
+    let (empty_rows, fill) = match &select.fill {
+        Fill::Null => (true, None),
+        Fill::None => (false, None),
+        // Applied after the buckets are put together: within the range, as the node does.
+        f @ (Fill::Previous | Fill::Integer(_) | Fill::Float(_)) => (true, Some(f.clone())),
+        // Reads the next filled bucket too, which may be another fetch's.
         Fill::Linear => return Err(Unsplittable::Fill("linear")),
-        // A filled row cannot be told from a bucket whose value is the number.
-        Fill::Integer(_) | Fill::Float(_) => return Err(Unsplittable::Fill("a number")),
     };
     if select.limit.is_some()
         || select.offset.is_some()
@@ -149,10 +154,15 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
     };
     let mut without_time = select.clone();
     without_time.condition = rest;
+    let key = without_time.to_string();
+    if fill.is_some() {
+        without_time.fill = Fill::Null;
+    }
     Ok(Shape {
-        key: without_time.to_string(),
+        key,
         statement: *without_time,
         empty_rows,
+        fill,
         grid,
         range: Range {
             start_ns: lo,
@@ -272,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn a_number_or_previous_fill_is_fetched_as_fill_null_and_keyed_as_written() {
+        let q = "SELECT count(v) FROM m WHERE time >= 0 AND time < 60000000000 GROUP BY time(10s) fill(0)";
+        let s = shape(q, NOW).unwrap();
+        assert_eq!(s.fill, Some(Fill::Integer(0)));
+        assert!(s.empty_rows);
+        assert_eq!(s.key, "SELECT count(v) FROM m GROUP BY time(10s) fill(0)");
+        assert_eq!(
+            s.statement_for(s.range),
+            "SELECT count(v) FROM m WHERE time >= 0 AND time < 60000000000 GROUP BY time(10s)"
+        );
+        let p = shape(&q.replace("fill(0)", "fill(previous)"), NOW).unwrap();
+        assert_eq!(p.fill, Some(Fill::Previous));
+        assert_ne!(p.key, s.key, "two fills, two shapes");
+    }
+
+    #[test]
     fn what_cannot_be_put_together_from_parts_is_named() {
         let cases: &[(&str, Unsplittable)] = &[
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s); SELECT v FROM m", Unsplittable::NotOneSelect),
@@ -281,9 +307,7 @@ mod tests {
             ("SELECT mean(v) FROM (SELECT v FROM m) WHERE time > 0 AND time < 10 GROUP BY time(1s)", Unsplittable::Subquery),
             ("SELECT v FROM m WHERE time > 0 AND time < 10", Unsplittable::NoTimeGroup),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) tz('Europe/Berlin')", Unsplittable::TimeZone),
-            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(previous)", Unsplittable::Fill("previous")),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(linear)", Unsplittable::Fill("linear")),
-            ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) fill(0)", Unsplittable::Fill("a number")),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) LIMIT 5", Unsplittable::Limit),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) SLIMIT 5", Unsplittable::Limit),
             ("SELECT mean(v) FROM m WHERE time > 0 AND time < 10 GROUP BY time(1s) ORDER BY time DESC", Unsplittable::Descending),
