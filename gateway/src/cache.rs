@@ -138,7 +138,7 @@ struct Store {
     /// The kept buckets of dashboard queries, one store per query shape (and caller).
     shapes: moka::sync::Cache<Key, Arc<ShapeStore>>,
     /// The shape stores of each (pool, database), for writes to find theirs.
-    shapes_by_db: Mutex<HashMap<(Arc<str>, String), Vec<Weak<ShapeStore>>>>,
+    shapes_by_db: Mutex<ShapesByDb>,
     flights: Arc<Flights>,
     writes: Mutex<WriteEpochs>,
     stats: Arc<CacheStats>,
@@ -158,6 +158,9 @@ impl moka::Expiry<Key, Arc<Entry>> for Lifetime {
         Some(value.lifetime())
     }
 }
+
+/// The shape stores of each (pool, database); dropped stores are pruned as lists are read.
+type ShapesByDb = HashMap<(Arc<str>, String), Vec<Weak<ShapeStore>>>;
 
 /// Moka drops a shape's buckets when the route's bucket ttl has passed since the first.
 struct ShapeLifetime;

@@ -121,7 +121,7 @@ pub fn shape(q: &str, now_ns: i64) -> Result<Shape, Unsplittable> {
         Fill::Null => (true, None),
         Fill::None => (false, None),
         // Applied after the buckets are put together: within the range, as the node does.
-        f @ (Fill::Previous | Fill::Integer(_) | Fill::Float(_)) => (true, Some(f.clone())),
+        f @ (Fill::Previous | Fill::Integer(_) | Fill::Float(_)) => (true, Some(*f)),
         // Reads the next filled bucket too, which may be another fetch's.
         Fill::Linear => return Err(Unsplittable::Fill("linear")),
     };
