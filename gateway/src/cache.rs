@@ -377,6 +377,14 @@ impl QueryCache {
                     .shapes_by_db
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
+                // Databases whose stores are all gone (expired, evicted) leave the index
+                // now and then, so hostile database names cannot grow it without bound.
+                if by_db.len() >= MAX_WRITE_EPOCHS {
+                    by_db.retain(|_, list| {
+                        list.retain(|w| w.strong_count() > 0);
+                        !list.is_empty()
+                    });
+                }
                 let list = by_db.entry((Arc::from(pool), db.to_string())).or_default();
                 list.retain(|w| w.strong_count() > 0);
                 list.push(Arc::downgrade(&store));

@@ -1,5 +1,6 @@
 //! The cache's own behaviour, on an injected clock: freshness at the exact boundaries, the
-//! size bound under a flood of distinct keys, invalidation by database, purge, and what a
+//! size bound under a flood of distinct keys, invalidation by database and of the buckets a
+//! write touches, purge, and what a
 //! reload keeps.
 
 use super::*;
@@ -173,4 +174,78 @@ async fn a_reload_keeps_the_entries_of_a_cache_whose_size_stays_and_the_counters
     let c3 = third.get("queries").unwrap();
     assert!(matches!(c3.lookup(&key("k")).await, Lookup::Miss));
     assert_eq!(CacheStats::get(&c3.stats().hits), 1);
+}
+
+/// A shape's store holding settled buckets 0..=9 and young buckets 10..=11 of 10 s each.
+fn filled_store(cache: &QueryCache, db: &str) -> Arc<ShapeStore> {
+    let q = "SELECT count(v) FROM m WHERE time >= 0 AND time < 120000000000 GROUP BY time(10s)";
+    let shape = shape::shape(q, 0).unwrap();
+    let store = cache.shape_store(
+        &key(&format!("shape-{db}")),
+        "tsdb",
+        Some(db),
+        shape.grid,
+        Duration::from_secs(600),
+    );
+    let rows: Vec<serde_json::Value> = (0..12i64)
+        .map(|k| serde_json::json!([k * 10_000_000_000, 1]))
+        .collect();
+    let series =
+        vec![serde_json::json!({"name": "m", "columns": ["time", "count"], "values": rows})];
+    store
+        .lock()
+        .absorb(&shape, &[series], &[(0, 9)], &[(10, 11)], i64::MAX)
+        .unwrap();
+    store
+}
+
+fn usable(store: &ShapeStore) -> Vec<(i64, i64)> {
+    store.lock().usable(0).runs().collect()
+}
+
+#[test]
+fn a_write_drops_the_buckets_its_times_land_in_and_only_in_its_database() {
+    let cache = QueryCache::new(config(1 << 20), Arc::new(ManualClock::new()));
+    let (d, other) = (filled_store(&cache, "d"), filled_store(&cache, "other"));
+    let at = |s: i64| written::Written {
+        span: Some((s * 1_000_000_000, s * 1_000_000_000)),
+        ..Default::default()
+    };
+    cache.invalidate_written("tsdb", "d", &at(35), 0);
+    assert_eq!(usable(&d), vec![(0, 2), (4, 11)]);
+    assert_eq!(
+        usable(&other),
+        vec![(0, 11)],
+        "another database keeps its buckets"
+    );
+    cache.invalidate_written("tsdb", "d", &at(105), 0);
+    assert_eq!(
+        usable(&d),
+        vec![(0, 2), (4, 9), (11, 11)],
+        "young ones too, with invalidate_on_write"
+    );
+    let unreadable = written::Written {
+        unreadable: true,
+        ..Default::default()
+    };
+    cache.invalidate_written("tsdb", "d", &unreadable, 0);
+    assert!(usable(&d).is_empty());
+    assert_eq!(usable(&other), vec![(0, 11)]);
+    assert_eq!(CacheStats::get(&cache.stats().buckets_invalidated), 3);
+}
+
+#[test]
+fn without_invalidate_on_write_young_buckets_last_their_brief_keep() {
+    let mut c = config(1 << 20);
+    c.invalidate_on_write = false;
+    let cache = QueryCache::new(c, Arc::new(ManualClock::new()));
+    let d = filled_store(&cache, "d");
+    let at = |s: i64| written::Written {
+        span: Some((s * 1_000_000_000, s * 1_000_000_000)),
+        ..Default::default()
+    };
+    cache.invalidate_written("tsdb", "d", &at(105), 0);
+    assert_eq!(usable(&d), vec![(0, 11)]);
+    cache.invalidate_written("tsdb", "d", &at(5), 0);
+    assert_eq!(usable(&d), vec![(1, 11)], "settled ones always go");
 }
