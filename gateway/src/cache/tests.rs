@@ -1,7 +1,6 @@
 //! The cache's own behaviour, on an injected clock: freshness at the exact boundaries, the
 //! size bound under a flood of distinct keys, invalidation by database and of the buckets a
-//! write touches, purge, and what a
-//! reload keeps.
+//! write touches, purge, and what a reload keeps.
 
 use super::*;
 use crate::clock::ManualClock;
