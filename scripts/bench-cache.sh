@@ -97,25 +97,6 @@ done
 
 # ---- the gateways ------------------------------------------------------------------------
 declare -A port_of admin_of
-start_gateway() { # name, with its policy in $work/<name>/policies/bench.yaml
-  local d=$work/$1 port admin
-  port=$(free_port); admin=$(free_port)
-  cat > "$d/gateway.yaml" <<CONF
-listeners: [ { name: public, address: 127.0.0.1:$port } ]
-admin: { address: 127.0.0.1:$admin }
-policies: policies/
-threads: $THREADS
-CONF
-  target/release/gateway run --config "$d/gateway.yaml" >"$d/gateway.log" 2>&1 &
-  pids+=($!); disown $!
-  for _ in $(seq 1 150); do
-    curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$admin/readyz" && break
-    sleep 0.1
-  done
-  curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$admin/readyz" \
-    || { tail -n 20 "$d/gateway.log" >&2; die "gateway $1 not ready"; }
-  port_of[$1]=$port admin_of[$1]=$admin
-}
 pool="pools:
   tsdb:
     algorithm: round_robin

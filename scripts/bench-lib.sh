@@ -41,6 +41,29 @@ CONF
   echo "nginx origin on $port did not start" >&2; return 1
 }
 
+# A release gateway named $1 with its policies in $work/$1/policies/, $THREADS threads,
+# listening and administered on free ports (port_of[$1], admin_of[$1]: associative arrays
+# the caller declares), waited for (bounded) until /readyz; `die` is the caller's.
+start_gateway() { # name, with its policy in $work/<name>/policies/bench.yaml
+  local d=$work/$1 port admin
+  port=$(free_port); admin=$(free_port)
+  cat > "$d/gateway.yaml" <<CONF
+listeners: [ { name: public, address: 127.0.0.1:$port } ]
+admin: { address: 127.0.0.1:$admin }
+policies: policies/
+threads: $THREADS
+CONF
+  target/release/gateway run --config "$d/gateway.yaml" >"$d/gateway.log" 2>&1 &
+  pids+=($!); disown $!
+  for _ in $(seq 1 150); do
+    curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$admin/readyz" && break
+    sleep 0.1
+  done
+  curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$admin/readyz" \
+    || { tail -n 20 "$d/gateway.log" >&2; die "gateway $1 not ready"; }
+  port_of[$1]=$port admin_of[$1]=$admin
+}
+
 # wrk's --latency output -> "rps p50_ms p99_ms errors" (tab-separated; errors: non-2xx/3xx
 # answers and socket errors).
 parse_wrk() { # file -> "rps p50_ms p99_ms errors"

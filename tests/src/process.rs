@@ -210,6 +210,28 @@ pub fn gateway_bin() -> anyhow::Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// `gateway hash-key [--argon2]` of `key`, fed as an operator would (`echo "$KEY" |
+/// gateway hash-key`: the newline is dropped): the line of its key-file entry.
+pub fn hash_api_key(key: &str, argon2: bool) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(gateway_bin()?);
+    cmd.arg("hash-key");
+    if argon2 {
+        cmd.arg("--argon2");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting gateway hash-key")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{key}").context("writing the key to gateway hash-key")?;
+    }
+    let out = child.wait_with_output().context("gateway hash-key")?;
+    anyhow::ensure!(out.status.success(), "gateway hash-key: {out:?}");
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
 /// The workspace's `loadtest` binary (built on demand; `LOADTEST_BIN` overrides).
 pub fn loadtest_bin() -> anyhow::Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();

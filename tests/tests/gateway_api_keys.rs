@@ -9,9 +9,8 @@
 
 use base64::Engine as _;
 use serde_json::Value;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use tests::gateway::{GatewayProcess, QUIET_HEALTH_CHECK};
 use tests::http::{request, Response};
 use tests::upstream::FakeUpstream;
@@ -23,21 +22,7 @@ const ARGON: &str = "k-argon-a8b3c1";
 
 /// `gateway hash-key [--argon2]` of `key`: the line of its key-file entry.
 fn hash_key(key: &str, argon2: bool) -> String {
-    let mut cmd = Command::new(tests::process::gateway_bin().unwrap());
-    cmd.arg("hash-key");
-    if argon2 {
-        cmd.arg("--argon2");
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // As an operator would: `echo "$KEY" | gateway hash-key` (the newline is dropped).
-    writeln!(child.stdin.take().unwrap(), "{key}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    tests::process::hash_api_key(key, argon2).unwrap()
 }
 
 fn entry(hashed: &str, identity: &str, tenant: &str, roles: &str) -> String {

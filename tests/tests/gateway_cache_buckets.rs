@@ -9,7 +9,6 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use tests::gateway::GatewayProcess;
 use tests::http::{self, Response};
 use tests::{clock, TsdbProcess};
@@ -19,22 +18,9 @@ const ACME: &str = "k-buckets-acme-0c41f7";
 const GLOBEX: &str = "k-buckets-globex-9e2b13";
 
 fn key_entry(key: &str, identity: &str, tenant: &str) -> String {
-    let out = Command::new(tests::process::gateway_bin().unwrap())
-        .arg("hash-key")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin.take().unwrap().write_all(key.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = tests::process::hash_api_key(key, false).unwrap();
     format!(
-        "  - {}\n    identity: {identity}\n    tenant: {tenant}\n    roles: [reader, writer]\n",
-        hash.trim()
+        "  - {hash}\n    identity: {identity}\n    tenant: {tenant}\n    roles: [reader, writer]\n"
     )
 }
 

@@ -17,19 +17,7 @@ use tests::{under_ci, Pool};
 const KEY: &str = "k-influx-clients-5d2a9e0b77";
 
 fn sha256_entry(key: &str) -> String {
-    let out = Command::new(tests::process::gateway_bin().unwrap())
-        .arg("hash-key")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin.take().unwrap().write_all(key.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    tests::process::hash_api_key(key, false).unwrap()
 }
 
 /// Two TSDB nodes behind the gateway; one caller's requests all go to one node (ring hash

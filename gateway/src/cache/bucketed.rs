@@ -127,11 +127,7 @@ pub fn ask(
         tenant: caller.tenant,
         identity: caller.identity,
         method: req.method.as_str(),
-        host: req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host()),
+        host: key::host(req),
         path: req.uri.path(),
         query: Some(&query_key),
         body: None,

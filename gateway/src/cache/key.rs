@@ -125,6 +125,15 @@ pub fn build(cache: &RouteCache, input: &KeyInput<'_>) -> Key {
     Arc::from(out)
 }
 
+/// The request's host as a key holds it: its `Host` header, or the authority of an
+/// absolute target.
+pub fn host(req: &pingora::http::RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+}
+
 /// `key` with one more part, tagged `tag` (one no route part uses).
 pub fn with_part(key: &Key, tag: u8, value: &[u8]) -> Key {
     let mut out = Vec::with_capacity(key.len() + value.len() + 5);

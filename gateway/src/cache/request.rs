@@ -110,11 +110,7 @@ pub fn plan(
         tenant: caller.tenant,
         identity: caller.identity,
         method: req.method.as_str(),
-        host: req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host()),
+        host: key::host(req),
         path,
         query: query.as_ref(),
         body,
