@@ -41,13 +41,25 @@ fn error_answers_match_influxdb() {
 }
 
 #[test]
+fn transformations_match_influxdb() {
+    run("transformations");
+}
+
+#[test]
 fn every_case_file_has_a_test_function() {
     let groups: Vec<String> = diff::load_all()
         .expect("case files parse")
         .into_iter()
         .map(|(g, _)| g)
         .collect();
-    let covered = ["writes", "select_raw", "aggregates", "show_admin", "errors"];
+    let covered = [
+        "writes",
+        "select_raw",
+        "aggregates",
+        "show_admin",
+        "errors",
+        "transformations",
+    ];
     for g in &groups {
         assert!(
             covered.contains(&g.as_str()),

@@ -12,6 +12,7 @@ pub mod fold;
 pub mod functions;
 pub mod select;
 pub mod show;
+pub mod transform;
 
 use crate::query::result::{Message, ResultSeries, StatementResult};
 use crate::storage::Engine;
@@ -97,7 +98,7 @@ async fn execute(
         // worker while it runs.
         Statement::Select(s) => {
             let now = engine.now_ns();
-            tokio::task::block_in_place(|| select::select(catalog, s, db, now))
+            tokio::task::block_in_place(|| transform::select(catalog, s, db, now))
         }
         Statement::ShowDatabases => Ok(show::show_databases(catalog)),
         Statement::ShowMeasurements(s) => show::show_measurements(catalog, s, db),
