@@ -10,6 +10,7 @@ pub mod eval;
 pub mod fill;
 pub mod fold;
 pub mod functions;
+pub mod math;
 pub mod select;
 pub mod show;
 pub mod transform;

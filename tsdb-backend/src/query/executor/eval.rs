@@ -88,6 +88,8 @@ pub enum CExpr {
     Regex(Regex),
     /// The value of the select list's n-th function call, in aggregate queries.
     Call(usize),
+    /// A math function (`math.rs`) of its arguments.
+    Math(&'static str, Vec<CExpr>),
     Binary(BinaryOp, Box<CExpr>, Box<CExpr>),
 }
 
@@ -111,9 +113,13 @@ impl CExpr {
 
     fn visit(&self, f: &mut dyn FnMut(&CExpr)) {
         f(self);
-        if let CExpr::Binary(_, a, b) = self {
-            a.visit(f);
-            b.visit(f);
+        match self {
+            CExpr::Binary(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            CExpr::Math(_, args) => args.iter().for_each(|a| a.visit(f)),
+            _ => {}
         }
     }
 
@@ -156,6 +162,10 @@ pub fn eval<'a>(e: &'a CExpr, r: &RowRef<'a>) -> V<'a> {
         CExpr::Regex(_) => V::Null,
         CExpr::Call(i) => r.calls.get(*i).map_or(V::Null, V::from_value),
         CExpr::Binary(op, a, b) => binary(*op, a, b, r),
+        CExpr::Math(name, args) => {
+            let values: Vec<V<'a>> = args.iter().map(|a| eval(a, r)).collect();
+            super::math::apply(name, &values)
+        }
     }
 }
 
@@ -289,6 +299,15 @@ pub fn compile(
         }
         Expr::Call { name, args } if name == "now" && args.is_empty() => {
             CExpr::Lit(Value::Integer(now))
+        }
+        Expr::Call { name, args } if super::math::is_math(name) => {
+            super::math::check_arity(name, args.len())?;
+            let name = super::math::canonical(name);
+            let args = args
+                .iter()
+                .map(|a| compile(a, m, tag_keys, ctx, now, calls))
+                .collect::<Result<Vec<_>, _>>()?;
+            CExpr::Math(name, args)
         }
         Expr::Call { .. } => {
             let text = e.to_string();

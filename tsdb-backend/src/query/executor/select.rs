@@ -426,9 +426,13 @@ enum Plan {
     },
 }
 
-/// Function calls of an expression, outermost first, not descending into their arguments.
+/// Function calls of an expression, outermost first, not descending into their arguments
+/// (but into a math function's: `round(mean(f))` calls `mean(f)`).
 fn calls_of(e: &Expr, out: &mut Vec<Expr>) {
     match e {
+        Expr::Call { name, args } if super::math::is_math(name) => {
+            args.iter().for_each(|a| calls_of(a, out));
+        }
         Expr::Call { name, .. } if name != "now" => out.push(e.clone()),
         Expr::Binary { lhs, rhs, .. } => {
             calls_of(lhs, out);
@@ -443,6 +447,7 @@ fn calls_of(e: &Expr, out: &mut Vec<Expr>) {
 fn has_bare_ref(e: &Expr) -> bool {
     match e {
         Expr::VarRef { .. } => true,
+        Expr::Call { name, args } if super::math::is_math(name) => args.iter().any(has_bare_ref),
         Expr::Binary { lhs, rhs, .. } => has_bare_ref(lhs) || has_bare_ref(rhs),
         Expr::Paren(inner) => has_bare_ref(inner),
         _ => false,
