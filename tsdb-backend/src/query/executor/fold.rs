@@ -64,7 +64,11 @@ impl Acc {
             Function::First => Acc::First(None),
             Function::Last => Acc::Last(None),
             Function::Spread => Acc::Spread { lo: None, hi: None },
-            Function::Median | Function::Stddev | Function::Percentile(_) => return None,
+            Function::Median
+            | Function::Stddev
+            | Function::Percentile(_)
+            | Function::Mode
+            | Function::Integral(_) => return None,
         })
     }
 

@@ -23,6 +23,10 @@ pub enum Function {
     Stddev,
     /// The value at this percentile (0..=100), nearest-rank as InfluxDB computes it.
     Percentile(f64),
+    /// The most frequent value (any type).
+    Mode,
+    /// The area under the points by trapezoids, per this many nanoseconds.
+    Integral(i64),
 }
 
 impl Function {
@@ -41,6 +45,8 @@ impl Function {
             "spread" => Function::Spread,
             "stddev" => Function::Stddev,
             "percentile" => Function::Percentile(0.0),
+            "mode" => Function::Mode,
+            "integral" => Function::Integral(1_000_000_000),
             _ => return None,
         })
     }
@@ -61,7 +67,7 @@ impl Function {
     /// strings).
     pub fn accepts(self, v: &FieldValue) -> bool {
         match self {
-            Function::Count | Function::First | Function::Last => true,
+            Function::Count | Function::First | Function::Last | Function::Mode => true,
             Function::Min | Function::Max => !matches!(v, FieldValue::String(_)),
             _ => matches!(
                 v,
@@ -119,6 +125,8 @@ impl Function {
                     / (vals.len() - 1) as f64;
                 (Value::Float(var.sqrt()), None)
             }
+            Function::Mode => (mode(points)?, None),
+            Function::Integral(unit) => (integral(points, unit)?, None),
             Function::Percentile(p) => {
                 // Sort by value, stable on time, then nearest rank:
                 // i = floor(n * p / 100 + 0.5) - 1 (InfluxDB's percentile reducer).
@@ -134,6 +142,61 @@ impl Function {
             }
         })
     }
+}
+
+/// InfluxDB's mode reducer, step for step: the points sorted by value (then time), runs of
+/// equal values counted; a run takes over when it is more frequent than the best so far,
+/// or as frequent and begun no later than the best's last point (so ties go to later
+/// values in sort order, mostly). A run of one never takes over from the first.
+fn mode(points: &[(i64, &FieldValue)]) -> Option<Value> {
+    let mut idx: Vec<usize> = (0..points.len()).collect();
+    idx.sort_by(|&a, &b| {
+        compare(points[a].1, points[b].1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(points[a].0.cmp(&points[b].0))
+    });
+    let first = *idx.first()?;
+    let same =
+        |a: usize, b: usize| compare(points[a].1, points[b].1) == Some(std::cmp::Ordering::Equal);
+    let (mut most_freq, mut curr_freq) = (0usize, 0usize);
+    let (mut curr, mut most) = (first, first);
+    let (mut most_time, mut curr_time) = (points[first].0, points[first].0);
+    for &i in &idx {
+        if !same(i, curr) {
+            curr_freq = 1;
+            curr = i;
+            curr_time = points[i].0;
+            continue;
+        }
+        curr_freq += 1;
+        if most_freq > curr_freq || (most_freq == curr_freq && curr_time > most_time) {
+            continue;
+        }
+        most_freq = curr_freq;
+        most = i;
+        most_time = points[i].0;
+    }
+    Some(cell(points[most].1))
+}
+
+/// The area under the points by trapezoids, `unit_ns` being one unit of time; points at the
+/// time of the one before are skipped (InfluxDB's integral reducer without windows).
+fn integral(points: &[(i64, &FieldValue)], unit_ns: i64) -> Option<Value> {
+    let mut sum = 0.0;
+    let mut prev: Option<(i64, f64)> = None;
+    for (t, v) in points {
+        let v = as_f64(v)?;
+        match prev {
+            Some((pt, _)) if pt == *t => {}
+            Some((pt, pv)) => {
+                let elapsed = (t - pt) as f64 / unit_ns as f64;
+                sum += 0.5 * (v + pv) * elapsed;
+            }
+            None => {}
+        }
+        prev = Some((*t, v));
+    }
+    Some(Value::Float(sum))
 }
 
 /// A stored value as a result cell.
