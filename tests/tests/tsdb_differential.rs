@@ -46,6 +46,11 @@ fn transformations_match_influxdb() {
 }
 
 #[test]
+fn what_grafana_sends_matches_influxdb() {
+    run("grafana");
+}
+
+#[test]
 fn every_case_file_has_a_test_function() {
     let groups: Vec<String> = diff::load_all()
         .expect("case files parse")
@@ -59,6 +64,7 @@ fn every_case_file_has_a_test_function() {
         "show_admin",
         "errors",
         "transformations",
+        "grafana",
     ];
     for g in &groups {
         assert!(

@@ -4,8 +4,9 @@
 //! A group's member series are read one after the other, each in time order, so points do
 //! not arrive in the (time, series) order `Function::apply` sees them in. Each accumulator
 //! therefore breaks ties by (time, series rank) itself, which gives the answer `apply`
-//! gives over the sorted points: `first`/`last` keep the earliest/latest point, `min`/`max`
-//! the extreme value with the earliest point among equals, `spread` the two extremes.
+//! gives over the sorted points: `first`/`last` keep the earliest/latest point (of two at
+//! one time, the larger value, as InfluxDB), `min`/`max` the extreme value with the
+//! earliest point among equals, `spread` the two extremes.
 //! Sums and means of floats add in series order rather than time order: equal up to
 //! rounding in the last bits, and the same on every node (the member order is the tag
 //! order). `median`, `stddev`, `percentile`, `count(distinct)` and the multi-row calls need
@@ -18,6 +19,16 @@ use std::cmp::Ordering;
 
 /// A point's place in the order `apply` sees points in: time, then series rank.
 type Place = (i64, usize);
+
+/// Of two points at one time (two series of a group), `first` and `last` keep the larger
+/// value, as InfluxDB's reducers do; equal values, the earlier series.
+fn wins_tie(v: &FieldValue, best: &FieldValue, place: Place, best_place: Place) -> bool {
+    match compare(v, best) {
+        Some(Ordering::Greater) => true,
+        Some(Ordering::Less) => false,
+        _ => place < best_place,
+    }
+}
 
 /// One call's running state over one bucket.
 #[derive(Debug, Clone)]
@@ -116,12 +127,16 @@ impl Acc {
                 }
             }
             Acc::First(p) => {
-                if p.as_ref().is_none_or(|(_, bp)| place < *bp) {
+                if p.as_ref().is_none_or(|(bv, bp)| {
+                    place.0 < bp.0 || place.0 == bp.0 && wins_tie(v, bv, place, *bp)
+                }) {
                     *p = Some((v.clone(), place));
                 }
             }
             Acc::Last(p) => {
-                if p.as_ref().is_none_or(|(_, bp)| place > *bp) {
+                if p.as_ref().is_none_or(|(bv, bp)| {
+                    place.0 > bp.0 || place.0 == bp.0 && wins_tie(v, bv, place, *bp)
+                }) {
                     *p = Some((v.clone(), place));
                 }
             }

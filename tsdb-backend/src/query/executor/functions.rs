@@ -85,8 +85,8 @@ impl Function {
         let at = |i: usize| (cell(points[i].1), Some(points[i].0));
         Some(match self {
             Function::Count => (Value::Integer(points.len() as i64), None),
-            Function::First => at(0),
-            Function::Last => at(points.len() - 1),
+            Function::First => at(at_time_largest(points, false)?),
+            Function::Last => at(at_time_largest(points, true)?),
             Function::Min => at(extreme(points, std::cmp::Ordering::Less)?),
             Function::Max => at(extreme(points, std::cmp::Ordering::Greater)?),
             Function::Sum => (sum(points)?, None),
@@ -142,6 +142,31 @@ impl Function {
             }
         })
     }
+}
+
+/// Of the points at the time of the first (`from_end`: the last) point, which lie next to
+/// it (several series of a group may have one there), the one with the largest value (the
+/// earliest among equals): what InfluxDB's first and last reducers keep.
+fn at_time_largest(points: &[(i64, &FieldValue)], from_end: bool) -> Option<usize> {
+    let edge = if from_end {
+        points.len().checked_sub(1)?
+    } else {
+        0
+    };
+    let t = points[edge].0;
+    let run: Vec<usize> = if from_end {
+        let start = points.partition_point(|p| p.0 < t);
+        (start..points.len()).collect()
+    } else {
+        (0..points.partition_point(|p| p.0 <= t)).collect()
+    };
+    let mut best = *run.first()?;
+    for &i in &run[1..] {
+        if compare(points[i].1, points[best].1) == Some(std::cmp::Ordering::Greater) {
+            best = i;
+        }
+    }
+    Some(best)
 }
 
 /// InfluxDB's mode reducer, step for step: the points sorted by value (then time), runs of
@@ -350,6 +375,41 @@ mod tests {
         let v = [F(1.0), F(1.0), F(5.0), F(5.0)];
         assert_eq!(run(Function::Min, &v), Some((Value::Float(1.0), Some(0))));
         assert_eq!(run(Function::Max, &v), Some((Value::Float(5.0), Some(20))));
+    }
+
+    #[test]
+    fn first_and_last_keep_the_larger_of_two_points_at_one_time() {
+        let (a, b, c, d) = (F(5.0), F(9.0), F(1.0), F(3.0));
+        let pts = vec![(0, &a), (0, &b), (10, &c), (10, &d)];
+        assert_eq!(
+            Function::First.apply(&pts),
+            Some((Value::Float(9.0), Some(0)))
+        );
+        assert_eq!(
+            Function::Last.apply(&pts),
+            Some((Value::Float(3.0), Some(10)))
+        );
+    }
+
+    #[test]
+    fn mode_breaks_ties_as_influxdbs_reducer_does() {
+        // 1.5 and 2.5 twice each: 2.5's run began (at 10) before 1.5's last point (at 30).
+        let v = [F(1.5), F(2.5), F(2.5), F(1.5), F(9.0)];
+        assert_eq!(run(Function::Mode, &v), Some((Value::Float(2.5), None)));
+        assert_eq!(
+            run(Function::Mode, &[F(4.0), F(6.0), F(5.0)]),
+            Some((Value::Float(4.0), None))
+        );
+    }
+
+    #[test]
+    fn integral_adds_trapezoids_in_the_unit() {
+        let v = [F(1.5), F(2.5), F(2.5)];
+        // Points 10 ns apart, per 10 ns: (1.5 + 2.5) / 2 + (2.5 + 2.5) / 2.
+        assert_eq!(
+            run(Function::Integral(10), &v),
+            Some((Value::Float(4.5), None))
+        );
     }
 
     #[test]
