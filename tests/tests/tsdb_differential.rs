@@ -51,6 +51,11 @@ fn what_grafana_sends_matches_influxdb() {
 }
 
 #[test]
+fn time_zones_match_influxdb() {
+    run("timezones");
+}
+
+#[test]
 fn every_case_file_has_a_test_function() {
     let groups: Vec<String> = diff::load_all()
         .expect("case files parse")
@@ -65,6 +70,7 @@ fn every_case_file_has_a_test_function() {
         "errors",
         "transformations",
         "grafana",
+        "timezones",
     ];
     for g in &groups {
         assert!(

@@ -576,6 +576,10 @@ async fn query_inner(st: &AppState, method: &Method, params: &Params) -> Respons
             StatusCode::BAD_REQUEST,
             &format!("error parsing query: {e}"),
         ),
+        Err(executor::RunError::UnknownZone(name)) => error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("error parsing query: unable to find time zone {name}"),
+        ),
     }
 }
 

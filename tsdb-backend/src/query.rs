@@ -3,3 +3,4 @@
 
 pub mod executor;
 pub mod result;
+pub mod zone;

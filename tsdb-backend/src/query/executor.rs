@@ -16,6 +16,7 @@ pub mod show;
 pub mod transform;
 
 use crate::query::result::{Message, ResultSeries, StatementResult};
+use crate::query::zone;
 use crate::storage::Engine;
 use influxql::ast::Statement;
 use influxql::{parse_query, ParseError};
@@ -35,6 +36,9 @@ pub struct QueryParams {
 pub enum RunError {
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// A `tz()` naming a zone the database does not know (InfluxDB refuses it at parse time).
+    #[error("unable to find time zone {0}")]
+    UnknownZone(String),
 }
 
 /// Parses and runs a query text.
@@ -44,14 +48,27 @@ pub async fn run(
     params: &QueryParams,
 ) -> Result<Vec<StatementResult>, RunError> {
     let statements = parse_query(text)?;
+    let mut zones = Vec::with_capacity(statements.len());
+    for stmt in &statements {
+        zones.push(match stmt {
+            Statement::Select(s) => match &s.timezone {
+                Some(name) => {
+                    Some(zone::lookup(name).ok_or_else(|| RunError::UnknownZone(name.clone()))?)
+                }
+                None => None,
+            },
+            _ => None,
+        });
+    }
     let mut results = Vec::with_capacity(statements.len());
-    for (id, stmt) in statements.iter().enumerate() {
+    for (id, (stmt, zone)) in statements.iter().zip(zones).enumerate() {
         let res = execute(engine, stmt, params).await;
         let failed = res.is_err();
         let mut r = match res {
             Ok(series) => StatementResult {
                 statement_id: id,
                 series,
+                zone,
                 ..StatementResult::default()
             },
             Err(e) => StatementResult::error(id, e),

@@ -40,6 +40,8 @@ pub struct StatementResult {
     pub error: Option<String>,
     /// Informational messages, e.g. InfluxDB's warning for a write statement sent by GET.
     pub messages: Vec<Message>,
+    /// The statement's `tz()`: RFC 3339 times are written with its offset.
+    pub zone: Option<chrono_tz::Tz>,
 }
 
 /// A `{"level":..,"text":..}` message attached to a statement's result.
@@ -56,6 +58,7 @@ impl StatementResult {
             series: Vec::new(),
             error: Some(message.into()),
             messages: Vec::new(),
+            zone: None,
         }
     }
 }
@@ -92,7 +95,7 @@ pub fn render(results: &[StatementResult], epoch: Option<Precision>) -> String {
                 if j > 0 {
                     out.push(',');
                 }
-                series(&mut out, s, epoch);
+                series(&mut out, s, epoch, r.zone);
             }
             out.push(']');
         }
@@ -111,7 +114,12 @@ pub fn render_error(message: &str) -> String {
     out
 }
 
-fn series(out: &mut String, s: &ResultSeries, epoch: Option<Precision>) {
+fn series(
+    out: &mut String,
+    s: &ResultSeries,
+    epoch: Option<Precision>,
+    zone: Option<chrono_tz::Tz>,
+) {
     // Go's `omitempty`: SHOW SERIES and SHOW RETENTION POLICIES have no name.
     out.push('{');
     if !s.name.is_empty() {
@@ -148,14 +156,14 @@ fn series(out: &mut String, s: &ResultSeries, epoch: Option<Precision>) {
             if j > 0 {
                 out.push(',');
             }
-            value(out, v, epoch);
+            value(out, v, epoch, zone);
         }
         out.push(']');
     }
     out.push_str("]}");
 }
 
-fn value(out: &mut String, v: &Value, epoch: Option<Precision>) {
+fn value(out: &mut String, v: &Value, epoch: Option<Precision>, zone: Option<chrono_tz::Tz>) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Float(f) => go_float(out, *f),
@@ -173,7 +181,10 @@ fn value(out: &mut String, v: &Value, epoch: Option<Precision>) {
             }
             None => {
                 out.push('"');
-                out.push_str(&rfc3339_nano(*t));
+                match zone {
+                    Some(z) => out.push_str(&crate::query::zone::rfc3339_nano(*t, z)),
+                    None => out.push_str(&rfc3339_nano(*t)),
+                }
                 out.push('"');
             }
         },
@@ -273,6 +284,7 @@ mod tests {
             }],
             error: None,
             messages: Vec::new(),
+            zone: None,
         };
         assert_eq!(
             render(std::slice::from_ref(&r), None),

@@ -12,6 +12,7 @@ use super::fold::Acc;
 use super::functions::{cell, Function};
 use crate::model::{FieldType, FieldValue, MAX_NANO_TIME, MIN_NANO_TIME};
 use crate::query::result::{ResultSeries, Value};
+use crate::query::zone;
 use crate::storage::catalog::{read, Catalog, Database};
 use crate::storage::read::{newest_time_bound, series_view};
 use crate::storage::series::{Measurement, Series};
@@ -92,6 +93,7 @@ pub fn select(
                     lo,
                     hi: hi.or(interval.map(|_| now)),
                     interval,
+                    zone: stmt.timezone.as_deref().and_then(zone::lookup),
                     fill: &stmt.fill,
                 };
                 for (key, members) in groups {
@@ -896,7 +898,19 @@ struct AggSpec<'a> {
     lo: Option<i64>,
     hi: Option<i64>,
     interval: Option<(i64, i64)>,
+    /// `tz()`: buckets cut at the zone's wall-clock multiples of the interval.
+    zone: Option<chrono_tz::Tz>,
     fill: &'a Fill,
+}
+
+impl AggSpec<'_> {
+    /// The start of the bucket holding `t` (`GROUP BY time()` only).
+    fn bucket_of(&self, t: i64, interval: i64, offset: i64) -> i64 {
+        match self.zone {
+            Some(z) => zone::window(t, interval, offset, z).0,
+            None => bucket_start(t, interval, offset),
+        }
+    }
 }
 
 /// A point fed to a function: its time, its series (rank in the group) and its value.
@@ -1071,6 +1085,16 @@ fn bucket_bounds(
     let Some((interval, offset)) = spec.interval else {
         return Ok(vec![(lo, hi)]);
     };
+    if let Some(z) = spec.zone {
+        let from = spec.lo.unwrap_or(earliest);
+        return zone::windows(from, hi, interval, offset, z, MAX_BUCKETS)
+            .map(|w| w.into_iter().map(|(s, e)| (s, e.saturating_sub(1))).collect())
+            .ok_or_else(|| {
+                format!(
+                    "too many GROUP BY time() buckets: more than {MAX_BUCKETS}; narrow the time range or widen the interval"
+                )
+            });
+    }
     let first = bucket_start(spec.lo.unwrap_or(earliest), interval, offset);
     let last = bucket_start(hi, interval, offset);
     let n = (last - first) / interval + 1;
@@ -1122,7 +1146,7 @@ fn fold_group(
         ctx.rows(&view, (lo, hi), true, |t, row| {
             let key = spec
                 .interval
-                .map_or(lo, |(interval, offset)| bucket_start(t, interval, offset));
+                .map_or(lo, |(interval, offset)| spec.bucket_of(t, interval, offset));
             if !ids.iter().any(|id| id.and_then(|id| row.get(id)).is_some()) {
                 return true;
             }
