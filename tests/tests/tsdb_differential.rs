@@ -56,6 +56,11 @@ fn time_zones_match_influxdb() {
 }
 
 #[test]
+fn subqueries_match_influxdb() {
+    run("subqueries");
+}
+
+#[test]
 fn every_case_file_has_a_test_function() {
     let groups: Vec<String> = diff::load_all()
         .expect("case files parse")
@@ -71,6 +76,7 @@ fn every_case_file_has_a_test_function() {
         "transformations",
         "grafana",
         "timezones",
+        "subqueries",
     ];
     for g in &groups {
         assert!(

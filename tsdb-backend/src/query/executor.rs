@@ -13,6 +13,7 @@ pub mod functions;
 pub mod math;
 pub mod select;
 pub mod show;
+pub mod subquery;
 pub mod transform;
 
 use crate::query::result::{Message, ResultSeries, StatementResult};
@@ -116,7 +117,7 @@ async fn execute(
         // worker while it runs.
         Statement::Select(s) => {
             let now = engine.now_ns();
-            tokio::task::block_in_place(|| transform::select(catalog, s, db, now))
+            tokio::task::block_in_place(|| subquery::select(catalog, s, db, now))
         }
         Statement::ShowDatabases => Ok(show::show_databases(catalog)),
         Statement::ShowMeasurements(s) => show::show_measurements(catalog, s, db),
