@@ -81,6 +81,9 @@ pub struct WriteReq {
     /// `precision` parameter (n, u, ms, s, m, h); omitted when absent.
     #[serde(default)]
     pub precision: Option<String>,
+    /// `rp` parameter; omitted when absent.
+    #[serde(default)]
+    pub rp: Option<String>,
     /// Lines, joined with `\n` (plus a trailing `\n`).
     #[serde(default)]
     pub lines: Vec<String>,
@@ -192,8 +195,9 @@ impl WriteReq {
             self.db.as_deref().unwrap_or("$DB").replace("$DB", db)
         };
         format!(
-            "POST /write db={target} precision={}\n{}",
+            "POST /write db={target} precision={} rp={}\n{}",
             self.precision.as_deref().unwrap_or("(none)"),
+            self.rp.as_deref().unwrap_or("(none)"),
             self.body_text(db).trim_end()
         )
     }
@@ -205,6 +209,9 @@ impl WriteReq {
         }
         if let Some(p) = &self.precision {
             params.push(("precision", p.clone()));
+        }
+        if let Some(rp) = &self.rp {
+            params.push(("rp", rp.clone()));
         }
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let url = format!("http://{addr}/write?{}", http::form(&pairs));

@@ -460,6 +460,16 @@ async fn write_v1_inner(
         Ok(target) => target,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
     };
+    // A policy that does not exist is refused, as InfluxDB refuses it (with a 500), rather
+    // than the points landing in the default one.
+    if let Some(rp) = params.get("rp").filter(|rp| !rp.is_empty()) {
+        if !policy_exists(st, db, rp) {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("retention policy not found: {rp}"),
+            );
+        }
+    }
     let body = match read_body(headers, body, st.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return error_response(e.status(), &e.to_string()),
@@ -478,6 +488,17 @@ async fn write_v1_inner(
     }
 }
 
+/// Whether database `db` has policy `rp` (a database that does not exist is the write's
+/// own error, reported as before).
+fn policy_exists(st: &AppState, db: &str, rp: &str) -> bool {
+    st.engine.catalog().database(db).is_none_or(|d| {
+        crate::storage::catalog::read(&d.policies)
+            .list
+            .iter()
+            .any(|p| p.name == rp)
+    })
+}
+
 /// `POST /api/v2/write?bucket=db[/rp]&org=&precision=ns|us|ms|s`: the 2.x write path, mapped
 /// to the database named by the bucket. Errors use the 2.x shape `{"code":..,"message":..}`.
 async fn write_v2(
@@ -494,9 +515,19 @@ async fn write_v2(
         )
     };
     let bucket = params.get("bucket").map(String::as_str).unwrap_or("");
-    let db = bucket.split('/').next().unwrap_or("");
+    let mut parts = bucket.splitn(2, '/');
+    let db = parts.next().unwrap_or("");
     if db.is_empty() {
         return v2_error(StatusCode::BAD_REQUEST, "invalid", "bucket is required");
+    }
+    if let Some(rp) = parts.next().filter(|rp| !rp.is_empty()) {
+        if !policy_exists(&st, db, rp) {
+            return v2_error(
+                StatusCode::NOT_FOUND,
+                "not found",
+                &format!("bucket \"{bucket}\" not found"),
+            );
+        }
     }
     let precision_text = params.get("precision").map(String::as_str).unwrap_or("ns");
     let Some(precision) = Precision::parse(precision_text) else {

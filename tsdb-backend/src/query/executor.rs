@@ -27,7 +27,8 @@ use influxql::{parse_query, ParseError};
 pub struct QueryParams {
     /// `db=`: the database of unqualified measurements.
     pub db: String,
-    /// `rp=`: accepted; all of a database's data lives under its default policy.
+    /// `rp=`: the policy of sources that name none; one the database lacks is refused, and
+    /// all of a database's data lives under its default policy.
     pub rp: String,
     /// False for GET: write statements still run, with InfluxDB's deprecation warning.
     pub allow_writes: bool,
@@ -116,6 +117,7 @@ async fn execute(
         // Queries over many points are CPU-bound: let the runtime move other tasks off this
         // worker while it runs.
         Statement::Select(s) => {
+            check_policies(catalog, s, db, &params.rp)?;
             let now = engine.now_ns();
             tokio::task::block_in_place(|| subquery::select(catalog, s, db, now))
         }
@@ -155,6 +157,46 @@ async fn execute(
             Err(format!("statement not supported by this node: {text}"))
         }
     }
+}
+
+/// Refuses a `SELECT` naming a retention policy its database lacks (in `FROM db.rp.m`, or
+/// the request's `rp=` for sources that name none), in subqueries too, as InfluxDB does:
+/// `retention policy not found: <rp>`. A database that does not exist is the select's own
+/// error.
+fn check_policies(
+    catalog: &crate::storage::catalog::Catalog,
+    stmt: &influxql::ast::SelectStatement,
+    default_db: &str,
+    default_rp: &str,
+) -> Result<(), String> {
+    use influxql::ast::Source;
+    for source in &stmt.sources {
+        match source {
+            Source::SubQuery(inner) => check_policies(catalog, inner, default_db, default_rp)?,
+            Source::Measurement(m) => {
+                let rp = m
+                    .retention_policy
+                    .as_deref()
+                    .filter(|rp| !rp.is_empty())
+                    .unwrap_or(default_rp);
+                if rp.is_empty() {
+                    continue;
+                }
+                let db = m.database.as_deref().unwrap_or(default_db);
+                let Some(d) = catalog.database(db) else {
+                    continue;
+                };
+                let known = crate::storage::catalog::read(&d.policies)
+                    .list
+                    .iter()
+                    .any(|p| p.name == rp);
+                if !known {
+                    return Err(format!("retention policy not found: {rp}"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
