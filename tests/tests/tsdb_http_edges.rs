@@ -479,6 +479,18 @@ fn the_v2_write_path_maps_buckets_to_databases() {
     )
     .expect("v2 write with rp");
     assert_eq!(r.status, 204, "v2 write to db/rp: {}", r.body);
+    // A policy the database lacks is a bucket that does not exist, not the default policy.
+    let r = http::request(
+        "POST",
+        &node.url(&format!(
+            "/api/v2/write?bucket={DB}%2Fnope&org=x&precision=s"
+        )),
+        &auth,
+        Some(b"v2m,host=c v=3i 1600000002\n"),
+    )
+    .expect("v2 write with an unknown rp");
+    assert_eq!(r.status, 404, "v2 write to db/nope: {}", r.body);
+    assert!(r.body.contains("not found"), "{}", r.body);
     let (status, json) = http::query(
         node.p.addr,
         Some(DB),
