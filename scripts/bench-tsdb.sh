@@ -30,7 +30,9 @@
 #    RSS after the flush. A count of usage_user checks that every row was stored.
 # 4. queries (ours and InfluxDB; VictoriaMetrics answers no InfluxQL): `tsdb-bench
 #    --queries-only` after the flush, so our node reads from blocks: p50 and p95 of
-#    mean-1h-by-host, lastpoint and high-cpu, each 20 times after one checked run.
+#    mean-1h-by-host, lastpoint, high-cpu, rate-by-host (non_negative_derivative of the
+#    hourly mean per host) and subquery-2 (the hourly max of 10-minute means, two deep),
+#    each 20 times after one checked run.
 # 5. restart: SIGKILL, start again on the same data directory, time from the start until
 #    the first 204 on /ping (polled every 10 ms, bounded), then the count once more
 #    (`SELECT count(usage_user) FROM cpu` must equal the rows; VictoriaMetrics: the
@@ -382,6 +384,10 @@ figures = [
     ("lastpoint_p95_ms", "lastpoint p95, ms", "{:.2f}", False),
     ("high-cpu_p50_ms", "high-cpu p50, ms", "{:.1f}", False),
     ("high-cpu_p95_ms", "high-cpu p95, ms", "{:.1f}", False),
+    ("rate-by-host_p50_ms", "rate-by-host p50, ms", "{:.1f}", False),
+    ("rate-by-host_p95_ms", "rate-by-host p95, ms", "{:.1f}", False),
+    ("subquery-2_p50_ms", "subquery-2 p50, ms", "{:.1f}", False),
+    ("subquery-2_p95_ms", "subquery-2 p95, ms", "{:.1f}", False),
     ("restart_ping_ms", "restart: first 204 on /ping, ms", "{:.0f}", False),
     ("count_after_restart", "count after restart", "count", None),
     ("rss_after_restart_mib", "RSS after restart, MiB", "{:.1f}", False),

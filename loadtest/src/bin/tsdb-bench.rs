@@ -444,6 +444,14 @@ fn run_queries(
             "high-cpu",
             format!("SELECT * FROM cpu WHERE usage_user > 99 AND time >= {from} AND time < {to}"),
         ),
+        (
+            "rate-by-host",
+            format!("SELECT non_negative_derivative(mean(usage_user), 1s) FROM cpu WHERE time >= {from} AND time < {to} GROUP BY time(1h), hostname"),
+        ),
+        (
+            "subquery-2",
+            format!("SELECT max(m) FROM (SELECT mean(mu) AS m FROM (SELECT mean(usage_user) AS mu FROM cpu WHERE time >= {from} AND time < {to} GROUP BY time(10m), hostname) WHERE time >= {from} AND time < {to} GROUP BY time(1h), hostname) WHERE time >= {from} AND time < {to} GROUP BY hostname"),
+        ),
     ];
     out["query_rows"] = (span_steps * args.hosts).into();
     let first = &args.url[0];
