@@ -22,6 +22,18 @@ pub enum Value {
     Time(i64),
 }
 
+impl Value {
+    /// A number as a float (`None` for anything else).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            Value::Integer(i) => Some(*i as f64),
+            Value::Unsigned(u) => Some(*u as f64),
+            _ => None,
+        }
+    }
+}
+
 /// One series of an answer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResultSeries {

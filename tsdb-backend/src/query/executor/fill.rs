@@ -71,18 +71,9 @@ fn interpolate(a: &Option<Value>, b: &Option<Value>, step: i64, steps: i64) -> O
             Some(Value::Integer(x + (y - x) * step / steps))
         }
         (Some(x), Some(y)) => {
-            let (x, y) = (as_f64(x)?, as_f64(y)?);
+            let (x, y) = (x.as_f64()?, y.as_f64()?);
             Some(Value::Float(x + (y - x) * step as f64 / steps as f64))
         }
-        _ => None,
-    }
-}
-
-fn as_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Float(f) => Some(*f),
-        Value::Integer(i) => Some(*i as f64),
-        Value::Unsigned(u) => Some(*u as f64),
         _ => None,
     }
 }

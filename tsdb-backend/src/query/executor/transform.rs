@@ -361,20 +361,11 @@ fn join(
         .collect()
 }
 
-fn as_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Float(f) => Some(*f),
-        Value::Integer(i) => Some(*i as f64),
-        Value::Unsigned(u) => Some(*u as f64),
-        _ => None,
-    }
-}
-
 /// One function over one column's points (non-null, in output order).
 fn apply(kind: Kind, points: &[(i64, &Value)], unit_ns: i64, ascending: bool) -> Vec<(i64, Value)> {
     match kind {
         Kind::Derivative { non_negative } => pairs(points, |prev, curr| {
-            let diff = as_f64(curr.1)? - as_f64(prev.1)?;
+            let diff = curr.1.as_f64()? - prev.1.as_f64()?;
             let mut elapsed = curr.0 - prev.0;
             if !ascending {
                 elapsed = -elapsed;
@@ -394,7 +385,7 @@ fn apply(kind: Kind, points: &[(i64, &Value)], unit_ns: i64, ascending: bool) ->
                     (Value::Unsigned(b.wrapping_sub(*a)), b < a)
                 }
                 (a, b) => {
-                    let d = as_f64(b)? - as_f64(a)?;
+                    let d = b.as_f64()? - a.as_f64()?;
                     (Value::Float(d), d < 0.0)
                 }
             };
@@ -458,7 +449,7 @@ fn moving_average(points: &[(i64, &Value)], n: usize) -> Vec<(i64, Value)> {
     let mut ring: Vec<f64> = Vec::with_capacity(n.min(points.len()));
     let (mut sum, mut pos) = (0f64, 0usize);
     for &(t, v) in points {
-        let Some(x) = as_f64(v) else { continue };
+        let Some(x) = v.as_f64() else { continue };
         if ring.len() < n {
             ring.push(x);
         } else {
@@ -483,7 +474,7 @@ fn cumulative_sum(points: &[(i64, &Value)]) -> Vec<(i64, Value)> {
             (None, v) => v.clone(),
             (Some(Value::Integer(a)), Value::Integer(b)) => Value::Integer(a.wrapping_add(*b)),
             (Some(Value::Unsigned(a)), Value::Unsigned(b)) => Value::Unsigned(a.wrapping_add(*b)),
-            (Some(a), b) => match (as_f64(a), as_f64(b)) {
+            (Some(a), b) => match (a.as_f64(), b.as_f64()) {
                 (Some(a), Some(b)) => Value::Float(a + b),
                 _ => continue,
             },
