@@ -30,6 +30,8 @@ pub enum Statement {
     ShowTagValues(ShowTagValuesStatement),
     ShowFieldKeys(ShowFieldKeysStatement),
     ShowSeries(ShowSeriesStatement),
+    /// `SHOW SERIES | MEASUREMENT | TAG KEY | TAG VALUES | FIELD KEY [EXACT] CARDINALITY`.
+    ShowCardinality(ShowCardinalityStatement),
     ShowRetentionPolicies(ShowRetentionPoliciesStatement),
     CreateDatabase(CreateDatabaseStatement),
     DropDatabase(DropDatabaseStatement),
@@ -311,6 +313,37 @@ pub struct ShowFieldKeysStatement {
     pub order_by: Option<SortField>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
+}
+
+/// `SHOW <what> [EXACT] CARDINALITY [ON db] [FROM ...] [WITH KEY ...] [WHERE ...]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShowCardinalityStatement {
+    pub of: CardinalityOf,
+    /// `EXACT`: counted; otherwise InfluxDB answers an estimate (`cardinality estimation`).
+    pub exact: bool,
+    pub database: Option<String>,
+    pub sources: Vec<Source>,
+    /// `WITH KEY ...` of `TAG VALUES`.
+    pub key: Option<TagKeyMatch>,
+    pub condition: Option<Expr>,
+    /// The statement as written, which is how it prints.
+    pub text: String,
+}
+
+impl fmt::Display for ShowCardinalityStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What a cardinality statement counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardinalityOf {
+    Series,
+    Measurement,
+    TagKey,
+    TagValues,
+    FieldKey,
 }
 
 /// `SHOW SERIES [ON db] [FROM ...] [WHERE ...] [ORDER BY ...] [LIMIT n] [OFFSET n]`.
@@ -903,6 +936,7 @@ impl fmt::Display for Statement {
             Statement::ShowTagValues(s) => s.fmt(f),
             Statement::ShowFieldKeys(s) => s.fmt(f),
             Statement::ShowSeries(s) => s.fmt(f),
+            Statement::ShowCardinality(s) => s.fmt(f),
             Statement::ShowRetentionPolicies(s) => s.fmt(f),
             Statement::CreateDatabase(s) => s.fmt(f),
             Statement::DropDatabase(s) => s.fmt(f),

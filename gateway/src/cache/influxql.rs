@@ -60,9 +60,10 @@ fn reads(statement: &Statement) -> bool {
         | Statement::ShowTagValues(_)
         | Statement::ShowFieldKeys(_)
         | Statement::ShowSeries(_)
+        | Statement::ShowCardinality(_)
         | Statement::ShowRetentionPolicies(_) => true,
         // The statements the TSDB node does not execute, kept as their text: `SHOW USERS`,
-        // `SHOW ... CARDINALITY`, `SHOW QUERIES`... read; `GRANT`, `CREATE USER`, `KILL
+        // `SHOW QUERIES`... read; `GRANT`, `CREATE USER`, `KILL
         // QUERY`... do not.
         Statement::Unsupported(text) => {
             Lexer::new(text).scan().token == Token::Keyword(Keyword::Show)

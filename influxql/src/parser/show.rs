@@ -3,9 +3,9 @@
 
 use super::{ParseError, Parser};
 use crate::ast::{
-    ShowFieldKeysStatement, ShowMeasurementsStatement, ShowRetentionPoliciesStatement,
-    ShowSeriesStatement, ShowTagKeysStatement, ShowTagValuesStatement, Source, Statement,
-    TagKeyMatch,
+    CardinalityOf, ShowCardinalityStatement, ShowFieldKeysStatement, ShowMeasurementsStatement,
+    ShowRetentionPoliciesStatement, ShowSeriesStatement, ShowTagKeysStatement,
+    ShowTagValuesStatement, Source, Statement, TagKeyMatch,
 };
 use crate::lexer::{Keyword, Token};
 
@@ -27,7 +27,9 @@ impl Parser {
             Keyword::Tag => {
                 let next = self.scan_ignore_ws();
                 match next.token {
-                    Token::Keyword(Keyword::Key) => self.parse_cardinality_prefix(start),
+                    Token::Keyword(Keyword::Key) => {
+                        self.parse_cardinality_prefix(start, CardinalityOf::TagKey)
+                    }
                     Token::Keyword(Keyword::Keys) => self.parse_show_tag_keys_statement(),
                     Token::Keyword(Keyword::Values) => self.parse_show_tag_values_statement(start),
                     _ => Err(ParseError::unexpected(&next, &["KEY", "KEYS", "VALUES"])),
@@ -36,12 +38,16 @@ impl Parser {
             Keyword::Field => {
                 let next = self.scan_ignore_ws();
                 match next.token {
-                    Token::Keyword(Keyword::Key) => self.parse_cardinality_prefix(start),
+                    Token::Keyword(Keyword::Key) => {
+                        self.parse_cardinality_prefix(start, CardinalityOf::FieldKey)
+                    }
                     Token::Keyword(Keyword::Keys) => self.parse_show_field_keys_statement(),
                     _ => Err(ParseError::unexpected(&next, &["KEY", "KEYS"])),
                 }
             }
-            Keyword::Measurement => self.parse_cardinality_prefix(start),
+            Keyword::Measurement => {
+                self.parse_cardinality_prefix(start, CardinalityOf::Measurement)
+            }
             Keyword::Continuous => {
                 self.expect_keywords(&[Keyword::Queries])?;
                 Ok(self.unsupported_statement(start))
@@ -72,38 +78,56 @@ impl Parser {
         }
     }
 
-    /// `[ "EXACT" ] "CARDINALITY"` of the cardinality statements, which the TSDB node does not
-    /// execute: the rest is kept as unsupported text.
-    fn parse_cardinality_prefix(&mut self, start: usize) -> Result<Statement, ParseError> {
+    /// `[ "EXACT" ] "CARDINALITY"` of the cardinality statements, then their clauses.
+    fn parse_cardinality_prefix(
+        &mut self,
+        start: usize,
+        of: CardinalityOf,
+    ) -> Result<Statement, ParseError> {
         let lexeme = self.scan_ignore_ws();
-        match lexeme.token {
+        let exact = match lexeme.token {
             Token::Keyword(Keyword::Exact) => {
                 self.expect_keywords(&[Keyword::Cardinality])?;
+                true
             }
-            Token::Keyword(Keyword::Cardinality) => {}
+            Token::Keyword(Keyword::Cardinality) => false,
             _ => return Err(ParseError::unexpected(&lexeme, &["EXACT", "CARDINALITY"])),
-        }
-        self.parse_cardinality_clauses(start, false)
+        };
+        self.parse_cardinality_clauses(start, of, exact)
     }
 
-    /// The clauses of a cardinality statement, parsed for their errors and then kept as
-    /// unsupported text: `[ "ON" db ] [ "FROM" sources ] [ with_key ] [ where ]
-    /// [ group_by ] [ limit ] [ offset ]` (`with_key` required for tag values).
+    /// The clauses of a cardinality statement: `[ "ON" db ] [ "FROM" sources ] [ with_key ]
+    /// [ where ] [ group_by ] [ limit ] [ offset ]` (`with_key` required for tag values;
+    /// grouping and paging are read, as InfluxDB reads them, and do not change a count).
     fn parse_cardinality_clauses(
         &mut self,
         start: usize,
-        with_key: bool,
+        of: CardinalityOf,
+        exact: bool,
     ) -> Result<Statement, ParseError> {
-        self.parse_optional_on()?;
-        self.parse_optional_from()?;
-        if with_key {
-            self.parse_tag_key_expr()?;
-        }
-        self.parse_condition()?;
+        let database = self.parse_optional_on()?;
+        let sources = self.parse_optional_from()?;
+        let key = if of == CardinalityOf::TagValues {
+            Some(self.parse_tag_key_expr()?)
+        } else {
+            None
+        };
+        let condition = self.parse_condition()?;
         self.parse_dimensions()?;
         self.parse_optional_token_and_int(Keyword::Limit)?;
         self.parse_optional_token_and_int(Keyword::Offset)?;
-        Ok(self.unsupported_statement(start))
+        let Statement::Unsupported(text) = self.unsupported_statement(start) else {
+            return Err(ParseError::plain("cardinality statement text"));
+        };
+        Ok(Statement::ShowCardinality(ShowCardinalityStatement {
+            of,
+            exact,
+            database,
+            sources,
+            key,
+            condition,
+            text,
+        }))
     }
 
     /// show_measurements = "SHOW MEASUREMENTS" [ "ON" db ] [ "WITH" "MEASUREMENT" ( "=" |
@@ -173,10 +197,10 @@ impl Parser {
         match lexeme.token {
             Token::Keyword(Keyword::Exact) => {
                 self.expect_keywords(&[Keyword::Cardinality])?;
-                return self.parse_cardinality_clauses(start, true);
+                return self.parse_cardinality_clauses(start, CardinalityOf::TagValues, true);
             }
             Token::Keyword(Keyword::Cardinality) => {
-                return self.parse_cardinality_clauses(start, true);
+                return self.parse_cardinality_clauses(start, CardinalityOf::TagValues, false);
             }
             _ => self.unscan(),
         }
@@ -254,9 +278,9 @@ impl Parser {
     /// [ limit ] [ offset ] ; `[EXACT] CARDINALITY` is unsupported, and a lone EXACT is
     /// ignored as InfluxDB 1.6 does.
     fn parse_show_series_statement(&mut self, start: usize) -> Result<Statement, ParseError> {
-        self.accept(Keyword::Exact);
+        let exact = self.accept(Keyword::Exact);
         if self.accept(Keyword::Cardinality) {
-            return self.parse_cardinality_clauses(start, false);
+            return self.parse_cardinality_clauses(start, CardinalityOf::Series, exact);
         }
         let database = self.parse_optional_on()?;
         let sources = self.parse_optional_from()?;

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::ast::{
-    BinaryOp, DataType, Dimension, Expr, Fill, MeasurementName, SelectStatement, Source,
-    TagKeyMatch, WildcardType,
+    BinaryOp, CardinalityOf, DataType, Dimension, Expr, Fill, MeasurementName, SelectStatement,
+    Source, TagKeyMatch, WildcardType,
 };
 
 fn parse_one(text: &str) -> Statement {
@@ -401,16 +401,52 @@ fn parse_ddl_statements_round_trip() {
 #[test]
 fn statements_outside_the_subset_are_kept_as_unsupported_text() {
     let statements =
-        parse_query("SHOW USERS; GRANT ALL TO bob; CREATE USER bob WITH PASSWORD 'x'; SHOW SERIES CARDINALITY ON db").unwrap();
+        parse_query("SHOW USERS; GRANT ALL TO bob; CREATE USER bob WITH PASSWORD 'x'").unwrap();
     assert_eq!(
         statements,
         vec![
             Statement::Unsupported("SHOW USERS".to_string()),
             Statement::Unsupported("GRANT ALL TO bob".to_string()),
             Statement::Unsupported("CREATE USER bob WITH PASSWORD 'x'".to_string()),
-            Statement::Unsupported("SHOW SERIES CARDINALITY ON db".to_string()),
         ]
     );
+}
+
+#[test]
+fn cardinality_statements_keep_their_clauses_and_print_as_written() {
+    let statements = parse_query(
+        "SHOW SERIES CARDINALITY ON db; SHOW SERIES EXACT CARDINALITY FROM cpu WHERE host = 'a'; \
+         SHOW TAG VALUES EXACT CARDINALITY FROM cpu WITH KEY IN (host, region); \
+         SHOW MEASUREMENT CARDINALITY; SHOW FIELD KEY EXACT CARDINALITY; SHOW TAG KEY CARDINALITY",
+    )
+    .unwrap();
+    let kinds: Vec<(CardinalityOf, bool)> = statements
+        .iter()
+        .map(|s| match s {
+            Statement::ShowCardinality(c) => (c.of, c.exact),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (CardinalityOf::Series, false),
+            (CardinalityOf::Series, true),
+            (CardinalityOf::TagValues, true),
+            (CardinalityOf::Measurement, false),
+            (CardinalityOf::FieldKey, true),
+            (CardinalityOf::TagKey, false),
+        ]
+    );
+    let Statement::ShowCardinality(c) = &statements[1] else {
+        panic!()
+    };
+    assert_eq!(
+        c.to_string(),
+        "SHOW SERIES EXACT CARDINALITY FROM cpu WHERE host = 'a'"
+    );
+    assert!(c.condition.is_some() && c.sources.len() == 1);
+    assert_eq!(statements[0].to_string(), "SHOW SERIES CARDINALITY ON db");
 }
 
 // ---------------------------------------------------------------------------------------

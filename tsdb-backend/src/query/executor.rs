@@ -127,6 +127,7 @@ async fn execute(
         Statement::ShowTagValues(s) => show::show_tag_values(catalog, s, db),
         Statement::ShowFieldKeys(s) => show::show_field_keys(catalog, s, db),
         Statement::ShowSeries(s) => show::show_series(catalog, s, db),
+        Statement::ShowCardinality(s) => show::show_cardinality(catalog, s, db),
         Statement::ShowRetentionPolicies(s) => show::show_retention_policies(catalog, s, db),
         Statement::CreateDatabase(s) => ddl::create_database(engine, s).await.and_then(|_| none()),
         Statement::DropDatabase(s) => ddl::drop_database(engine, &s.name)

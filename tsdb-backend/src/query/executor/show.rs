@@ -1,14 +1,14 @@
 //! `SHOW DATABASES | MEASUREMENTS | TAG KEYS | TAG VALUES | FIELD KEYS | SERIES | RETENTION
-//! POLICIES`, in the shapes InfluxDB 1.x answers them.
+//! POLICIES` and the cardinality statements, in the shapes InfluxDB 1.x answers them.
 
 use super::eval::{compile, eval, CExpr, Context, RowRef};
 use crate::query::result::{ResultSeries, Value};
 use crate::storage::catalog::{read, Catalog, Database};
 use crate::storage::series::{Measurement, Series};
 use influxql::ast::{
-    Expr, MeasurementName, ShowFieldKeysStatement, ShowMeasurementsStatement,
-    ShowRetentionPoliciesStatement, ShowSeriesStatement, ShowTagKeysStatement,
-    ShowTagValuesStatement, Source, TagKeyMatch,
+    CardinalityOf, Expr, MeasurementName, ShowCardinalityStatement, ShowFieldKeysStatement,
+    ShowMeasurementsStatement, ShowRetentionPoliciesStatement, ShowSeriesStatement,
+    ShowTagKeysStatement, ShowTagValuesStatement, Source, TagKeyMatch,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -254,6 +254,111 @@ pub fn show_field_keys(
         }
     }
     Ok(out)
+}
+
+/// `SHOW ... [EXACT] CARDINALITY`: per measurement, how many series, tag keys, tag values
+/// or field keys the matching `SHOW` would list (a measurement with none is left out);
+/// measurements are counted together. The estimates InfluxDB answers (for series and
+/// measurements, under `cardinality estimation`) are exact counts here: the index is in
+/// memory, and a count costs what an estimate would.
+pub fn show_cardinality(
+    catalog: &Catalog,
+    s: &ShowCardinalityStatement,
+    default_db: &str,
+) -> Result<Vec<ResultSeries>, StatementError> {
+    let one = |column: &str, n: usize| {
+        vec![ResultSeries {
+            name: String::new(),
+            tags: None,
+            columns: vec![column.to_string()],
+            values: vec![vec![Value::Integer(n as i64)]],
+        }]
+    };
+    let per_measurement = |series: Vec<ResultSeries>| -> Vec<ResultSeries> {
+        series
+            .into_iter()
+            .filter(|r| !r.values.is_empty())
+            .map(|r| ResultSeries {
+                name: r.name,
+                tags: None,
+                columns: vec!["count".to_string()],
+                values: vec![vec![Value::Integer(r.values.len() as i64)]],
+            })
+            .collect()
+    };
+    let db = database(catalog, s.database.as_deref(), default_db)?;
+    match s.of {
+        CardinalityOf::Series | CardinalityOf::Measurement => {
+            let mut counts = Vec::new();
+            for (name, m) in measurements(&db, &s.sources)? {
+                let m = read(&m);
+                let n = matching_series(&m, s.condition.as_ref())?.len();
+                if n > 0 {
+                    counts.push((name, n));
+                }
+            }
+            Ok(match (s.of, s.exact) {
+                (CardinalityOf::Measurement, exact) => one(
+                    if exact {
+                        "count"
+                    } else {
+                        "cardinality estimation"
+                    },
+                    counts.len(),
+                ),
+                (_, false) => one(
+                    "cardinality estimation",
+                    counts.iter().map(|(_, n)| n).sum(),
+                ),
+                (_, true) => counts
+                    .into_iter()
+                    .map(|(name, n)| ResultSeries {
+                        name,
+                        tags: None,
+                        columns: vec!["count".to_string()],
+                        values: vec![vec![Value::Integer(n as i64)]],
+                    })
+                    .collect(),
+            })
+        }
+        CardinalityOf::TagKey => Ok(per_measurement(show_tag_keys(
+            catalog,
+            &ShowTagKeysStatement {
+                database: s.database.clone(),
+                sources: s.sources.clone(),
+                condition: s.condition.clone(),
+                ..ShowTagKeysStatement::default()
+            },
+            default_db,
+        )?)),
+        CardinalityOf::TagValues => {
+            let Some(key) = s.key.clone() else {
+                return Err("WITH KEY is required".into());
+            };
+            Ok(per_measurement(show_tag_values(
+                catalog,
+                &ShowTagValuesStatement {
+                    database: s.database.clone(),
+                    sources: s.sources.clone(),
+                    key,
+                    condition: s.condition.clone(),
+                    order_by: None,
+                    limit: None,
+                    offset: None,
+                },
+                default_db,
+            )?))
+        }
+        CardinalityOf::FieldKey => Ok(per_measurement(show_field_keys(
+            catalog,
+            &ShowFieldKeysStatement {
+                database: s.database.clone(),
+                sources: s.sources.clone(),
+                ..ShowFieldKeysStatement::default()
+            },
+            default_db,
+        )?)),
+    }
 }
 
 /// `measurement,tag=value,...` with line-protocol escaping, as SHOW SERIES prints keys.
