@@ -78,7 +78,8 @@ pub fn select(
     if !stmt.fields.iter().any(|f| is_transform(&f.expr)) {
         return select::select(catalog, stmt, default_db, now);
     }
-    let interval = stmt.group_by_interval().map(|(i, _)| i);
+    let grid = stmt.group_by_interval();
+    let interval = grid.map(|(i, _)| i);
     let columns = columns(stmt, interval)?;
     let ascending = stmt.order_by.as_ref().is_none_or(|o| o.ascending);
 
@@ -105,7 +106,13 @@ pub fn select(
     if let Some(step) = interval {
         // GROUP BY time() without an upper bound ends now, as `select.rs` ends it.
         let hi = hi.unwrap_or(now);
-        keep = (lo, Some(hi));
+        // Rows are kept from the start of the range's first bucket, which may lie before
+        // the lower bound (InfluxDB prints a bucket at its start).
+        let offset = grid.map_or(0, |(_, o)| o);
+        keep = (
+            lo.map(|l| super::fill::bucket_start(l, step, offset)),
+            Some(hi),
+        );
         if columns.iter().any(|c| c.kind.reads_bucket_before()) {
             let (lo, hi) = if ascending {
                 (lo.map(|l| l.saturating_sub(step)), hi)
