@@ -31,8 +31,8 @@
 # 4. queries (ours and InfluxDB; VictoriaMetrics answers no InfluxQL): `tsdb-bench
 #    --queries-only` after the flush, so our node reads from blocks: p50 and p95 of
 #    mean-1h-by-host, lastpoint, high-cpu, rate-by-host (non_negative_derivative of the
-#    hourly mean per host) and subquery-2 (the largest hourly mean of 10-minute means, two
-#    deep),
+#    hourly mean per host) and subquery-2 (the largest hourly sum of 10-minute means per
+#    host, two deep),
 #    each 20 times after one checked run.
 # 5. restart: SIGKILL, start again on the same data directory, time from the start until
 #    the first 204 on /ping (polled every 10 ms, bounded), then the count once more

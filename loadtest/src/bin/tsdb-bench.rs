@@ -450,7 +450,7 @@ fn run_queries(
         ),
         (
             "subquery-2",
-            format!("SELECT max(m) FROM (SELECT mean(mu) AS m FROM (SELECT mean(usage_user) AS mu FROM cpu WHERE time >= {from} AND time < {to} GROUP BY time(10m), hostname) WHERE time >= {from} AND time < {to} GROUP BY time(1h), hostname) WHERE time >= {from} AND time < {to}"),
+            format!("SELECT max(total) FROM (SELECT sum(mu) AS total FROM (SELECT mean(usage_user) AS mu FROM cpu WHERE time >= {from} AND time < {to} GROUP BY time(10m), hostname) WHERE time >= {from} AND time < {to} GROUP BY time(1h)) WHERE time >= {from} AND time < {to}"),
         ),
     ];
     out["query_rows"] = (span_steps * args.hosts).into();
