@@ -24,7 +24,7 @@ use http::{Method, Version};
 use pingora::http::RequestHeader;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// A request that takes the bucket path.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ pub fn ask(
         }
     }
     let q = param("q").ok_or("no q")?;
-    let shape = shape::shape(q, now_ns).map_err(|_| "the query does not split into buckets")?;
+    let shape = shape_of(q, now_ns)?;
     let db = param("db").map(str::to_string);
 
     // The parameters without the ones a refresh changes, as the key and the fetch use them.
@@ -146,6 +146,24 @@ pub fn ask(
     })
 }
 
+/// Query texts that do not split: whether one does depends on its text alone (a range
+/// relative to `now()` splits whatever now is), and every cached `/query` asks, a text cache
+/// hit included, so a repeated text is parsed once.
+static NEVER_SPLITS: LazyLock<moka::sync::Cache<Arc<str>, ()>> =
+    LazyLock::new(super::influxql::text_memo);
+
+/// The shape of `q` at `now_ns`, or why the request stays on the text cache.
+fn shape_of(q: &str, now_ns: i64) -> Result<Shape, &'static str> {
+    const NO: &str = "the query does not split into buckets";
+    if q.len() > super::influxql::MAX_PARSED_LEN || NEVER_SPLITS.contains_key(q) {
+        return Err(NO);
+    }
+    shape::shape(q, now_ns).map_err(|_| {
+        NEVER_SPLITS.insert(Arc::from(q), ());
+        NO
+    })
+}
+
 /// Whether the client takes JSON (no `Accept`, or one that allows it).
 fn accepts_json(req: &RequestHeader) -> bool {
     req.headers.get_all(http::header::ACCEPT).iter().all(|v| {
@@ -160,7 +178,7 @@ pub struct Prepared {
     pub plan: Plan,
     /// The store's invalidations when planned: a fetch is kept only if none came since.
     generation: u64,
-    /// The kept buckets the plan uses (a copy: the lock is not held across the fetch).
+    /// The kept buckets the plan uses, copied (the lock is not held across the fetch).
     cached: Stored,
 }
 
@@ -178,7 +196,7 @@ pub fn prepare(store: &ShapeStore, ask: &Ask, now_ns: i64, settle_ns: i64) -> Op
     )?;
     Some(Prepared {
         generation: stored.generation(),
-        cached: stored.clone(),
+        cached: stored.slice(&plan.cached),
         plan,
     })
 }

@@ -14,19 +14,22 @@ use std::sync::{Arc, LazyLock};
 /// The longest query text that is parsed (and remembered); a longer one is not cached. The
 /// parser bounds its own depth and chains (`influxql::parser::MAX_NESTING`), so this only
 /// bounds the time and memory one request can spend here.
-const MAX_PARSED_LEN: usize = 16 << 10;
+pub(super) const MAX_PARSED_LEN: usize = 16 << 10;
 
 /// Bytes of query text whose answer [`is_read_only`] remembers.
 const MEMO_BYTES: u64 = 4 << 20;
 
 /// The answers for the query texts seen lately: dashboards send the same queries again and
 /// again, and a lookup (a hash of the text) costs a small fraction of a parse.
-static MEMO: LazyLock<moka::sync::Cache<Arc<str>, bool>> = LazyLock::new(|| {
+static MEMO: LazyLock<moka::sync::Cache<Arc<str>, bool>> = LazyLock::new(text_memo);
+
+/// A cache of facts about query texts, bounded by [`MEMO_BYTES`] of text.
+pub(super) fn text_memo<V: Clone + Send + Sync + 'static>() -> moka::sync::Cache<Arc<str>, V> {
     moka::sync::Cache::builder()
         .max_capacity(MEMO_BYTES)
-        .weigher(|q: &Arc<str>, _: &bool| weight(q))
+        .weigher(|q: &Arc<str>, _: &V| weight(q))
         .build()
-});
+}
 
 /// What a remembered query costs, about.
 fn weight(q: &str) -> u32 {
