@@ -350,22 +350,32 @@ fn join(
         times.reverse();
     }
     let inside = |t: i64| keep.0.is_none_or(|lo| t >= lo) && keep.1.is_none_or(|hi| t <= hi);
-    times
-        .into_iter()
-        .filter(|t| inside(*t))
-        .map(|t| {
-            let mut row = Vec::with_capacity(columns.len() + 1);
-            row.push(Value::Time(t));
-            for c in columns {
-                row.push(
-                    c.iter()
-                        .find(|(ct, _)| *ct == t)
-                        .map_or(Value::Null, |(_, v)| v.clone()),
-                );
+    // Each column is in output order already: one cursor per column walks it along the
+    // times (the first value at a time is the one shown, as before a merge of repeats).
+    let before = |a: i64, b: i64| if ascending { a < b } else { a > b };
+    let mut cursors = vec![0usize; columns.len()];
+    let mut rows = Vec::with_capacity(times.len());
+    for t in times {
+        let mut row = Vec::with_capacity(columns.len() + 1);
+        row.push(Value::Time(t));
+        for (c, at) in columns.iter().zip(cursors.iter_mut()) {
+            while c.get(*at).is_some_and(|(ct, _)| before(*ct, t)) {
+                *at += 1;
             }
-            row
-        })
-        .collect()
+            let value = match c.get(*at) {
+                Some((ct, v)) if *ct == t => v.clone(),
+                _ => Value::Null,
+            };
+            while c.get(*at).is_some_and(|(ct, _)| *ct == t) {
+                *at += 1;
+            }
+            row.push(value);
+        }
+        if inside(t) {
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// One function over one column's points (non-null, in output order).
@@ -519,6 +529,35 @@ mod tests {
         assert_eq!(d, vec![(10, Value::Float(60.0)), (30, Value::Float(-55.0))]);
         let nn = apply(Kind::Derivative { non_negative: true }, &pts(&v), 10, true);
         assert_eq!(nn, vec![(10, Value::Float(60.0))]);
+    }
+
+    #[test]
+    fn columns_join_on_their_times_in_either_order_within_the_range() {
+        let a = vec![
+            (10, Value::Integer(1)),
+            (20, Value::Integer(2)),
+            (20, Value::Integer(9)),
+        ];
+        let b = vec![(20, Value::Integer(5)), (30, Value::Integer(6))];
+        let rows = join(&[a.clone(), b.clone()], (Some(15), None), true);
+        assert_eq!(
+            rows,
+            vec![
+                vec![Value::Time(20), Value::Integer(2), Value::Integer(5)],
+                vec![Value::Time(30), Value::Null, Value::Integer(6)],
+            ]
+        );
+        let rev = |c: &[(i64, Value)]| c.iter().rev().cloned().collect::<Vec<_>>();
+        let rows = join(&[rev(&a), rev(&b)], (None, None), false);
+        let times: Vec<&Value> = rows.iter().map(|r| &r[0]).collect();
+        assert_eq!(
+            times,
+            [&Value::Time(30), &Value::Time(20), &Value::Time(10)]
+        );
+        assert_eq!(
+            rows[1],
+            vec![Value::Time(20), Value::Integer(9), Value::Integer(5)]
+        );
     }
 
     #[test]
