@@ -164,6 +164,46 @@ pub fn cache_buckets(data: &[u8]) {
     }
 }
 
+/// `written_times`: a byte choosing the write's precision, a byte of chunk size, then a
+/// `/write` body. The times a write touches (`cache::written`) must be read the same from
+/// the body in one piece and in chunks of that size (a body streams in as it comes), and a
+/// span read runs from its earliest time to its latest.
+pub fn written_times(data: &[u8]) {
+    use crate::cache::written::WrittenReader;
+    const PRECISIONS: [Option<&str>; 8] = [
+        None,
+        Some("n"),
+        Some("u"),
+        Some("ms"),
+        Some("s"),
+        Some("m"),
+        Some("h"),
+        Some("fortnight"),
+    ];
+    let [p, chunk, body @ ..] = data else {
+        return;
+    };
+    let precision = PRECISIONS[usize::from(*p) % PRECISIONS.len()];
+    let Some(mut whole) = WrittenReader::new(precision) else {
+        assert_eq!(
+            precision,
+            Some("fortnight"),
+            "a known precision has a reader"
+        );
+        return;
+    };
+    let mut pieces = whole.clone();
+    whole.feed(body);
+    for piece in body.chunks(usize::from(*chunk).max(1)) {
+        pieces.feed(piece);
+    }
+    let (whole, pieces) = (whole.finish(), pieces.finish());
+    assert_eq!(whole, pieces, "chunks of {chunk}");
+    if let Some((lo, hi)) = whole.span {
+        assert!(lo <= hi, "{whole:?}");
+    }
+}
+
 /// A route that keys on everything a query string and a form body can change.
 fn route_cache() -> &'static RouteCache {
     static ROUTE: OnceLock<RouteCache> = OnceLock::new();

@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("block", tsdb_backend::fuzz::block),
     ("gateway_query_params", gateway::fuzz::query_params),
     ("cache_buckets", gateway::fuzz::cache_buckets),
+    ("written_times", gateway::fuzz::written_times),
     ("jwt", gateway::fuzz::jwt),
     ("jwks", gateway::fuzz::jwks),
     ("policy_yaml", gateway::fuzz::policy_yaml),
