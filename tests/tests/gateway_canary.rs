@@ -307,15 +307,22 @@ fn a_split_sends_exact_shares_a_header_picks_its_pool_and_retries_stay_in_the_po
         "another value: the weights"
     );
 
-    // Per route and pool in the metrics: v2's answers are the 10 + 6 the client saw.
-    let metrics = request("GET", &format!("{}/metrics", gw.admin_url()), &[], None)
-        .unwrap()
-        .body;
-    for line in [
+    // Per route and pool in the metrics: v2's answers are the 10 + 6 the client saw. They
+    // are counted as a request is logged, which may come just after its answer is read:
+    // polled until they are, and then they must be exactly these.
+    let lines = [
         "gateway_pool_requests_total{class=\"2xx\",pool=\"v1\",route=\"all\"} 31",
         "gateway_pool_requests_total{class=\"2xx\",pool=\"v2\",route=\"all\"} 16",
         "gateway_pool_request_duration_seconds_count{pool=\"v2\",route=\"all\"} 16",
-    ] {
+    ];
+    let metrics = wait::eventually("the pools' counts in /metrics", |last| {
+        let m = request("GET", &format!("{}/metrics", gw.admin_url()), &[], None)?.body;
+        let done = lines.iter().all(|l| m.contains(l));
+        *last = m.clone();
+        Ok(done.then_some(m))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    for line in lines {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
 
